@@ -1,0 +1,58 @@
+//! The interface every runtime offers to an application (the CLI, benchmarks, tests).
+//!
+//! Nothing here does I/O: these are the shapes the mio and smol drivers share, so the CLI can
+//! start either without knowing which it got (after quinn's `Runtime` trait, the only thing that
+//! separates its tokio and smol backends).
+
+use core::net::SocketAddr;
+
+use crate::chat::Chat;
+use crate::identity::Keys;
+use crate::node::{Command, Config, Event, PeerSummary, Stats};
+
+/// Everything a runtime needs to start a node.
+pub struct Start {
+    pub config: Config,
+    pub keys: Box<dyn Keys>,
+    /// Seeds the node's RNG (the CLI draws it from the OS).
+    pub seed: u64,
+    /// Where to accept connections (`None`: do not listen). Port 0 picks a free port; the node's
+    /// `config.listen_port` is then set to the port actually bound.
+    pub listen: Option<SocketAddr>,
+    /// Chats from the database, served to peers that missed them (see `Node::restore`).
+    pub restore: Vec<Chat>,
+    /// Addresses known from an earlier run.
+    pub known: Vec<SocketAddr>,
+    /// Addresses to dial at once.
+    pub connect: Vec<SocketAddr>,
+    /// Called on the runtime's thread for every event, in order. Keep it short (push to a channel).
+    pub on_event: Box<dyn FnMut(Event) + Send>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot start the runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// A running node. Cheap to call from any thread; every call returns promptly.
+pub trait NodeHandle: Send + Sync {
+    /// The address actually listened on, if listening.
+    fn local_addr(&self) -> Option<SocketAddr>;
+    /// Hands a command to the node (wakes its loop).
+    fn command(&self, cmd: Command);
+    fn peers(&self) -> Vec<PeerSummary>;
+    fn stats(&self) -> Stats;
+    /// Addresses worth remembering for the next run.
+    fn known_addresses(&self) -> Vec<SocketAddr>;
+    /// Sends `Leave`, flushes what it can for at most about a second, closes every connection and
+    /// stops the loop. Idempotent.
+    fn shutdown(&self);
+}
+
+/// How an application starts a node on a given runtime.
+pub trait Runtime {
+    fn start(start: Start) -> Result<Box<dyn NodeHandle>, StartError>;
+}

@@ -1,0 +1,207 @@
+//! "Have I seen this chat?" — and the recent chats themselves.
+//!
+//! An id is checked first against a growable Bloom filter (a miss there proves the chat is new, the
+//! common case for a live chat), then against the exact map of recent chats, so a Bloom false
+//! positive never drops a new chat. The exact map holds the chats, not just their ids, because
+//! repair (`IWant`, sync) must serve them anyway; one structure avoids keeping every id twice.
+//!
+//! Memory is bounded by `max_chats` and by `retention`. To stay exactly-once after forgetting, the
+//! map keeps a *floor*: the newest id ever evicted. Any id at or below the floor, and any chat older
+//! than the retention window, is refused as too old rather than risk delivering it twice.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use growable_bloom_filter::GrowableBloom;
+
+use crate::chat::{Chat, ChatId};
+use crate::time::Time;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    New,
+    Duplicate,
+    /// Older than the retention window or the floor: refused, it might be a replay.
+    TooOld,
+    /// Timestamp further in the future than the allowed clock skew.
+    TooNew,
+}
+
+/// A recent chat and how many hops it took to reach this node (served on with repairs, so the
+/// simulator can measure the last delivery hop).
+#[derive(Clone, Debug)]
+pub struct Stored {
+    pub chat: Arc<Chat>,
+    pub hops: u8,
+}
+
+pub struct Dedup {
+    bloom: GrowableBloom,
+    chats: BTreeMap<ChatId, Stored>,
+    floor: Option<ChatId>,
+    retention: Duration,
+    max_chats: usize,
+    max_skew: Duration,
+}
+
+/// Bloom sizing: small to start (the simulator runs 100,000 nodes), grows with traffic.
+const BLOOM_ERROR: f64 = 0.01;
+const BLOOM_START: usize = 256;
+
+impl Dedup {
+    pub fn new(retention: Duration, max_chats: usize, max_skew: Duration) -> Dedup {
+        Dedup {
+            bloom: GrowableBloom::new(BLOOM_ERROR, BLOOM_START),
+            chats: BTreeMap::new(),
+            floor: None,
+            retention,
+            max_chats: max_chats.max(1),
+            max_skew,
+        }
+    }
+
+    /// Classifies an id without recording it. Callers verify the signature of a `New` chat and
+    /// only then `insert` it, so a forged chat cannot claim the id of a real one.
+    pub fn check(&self, id: &ChatId, now: Time) -> Verdict {
+        let ts = id.timestamp_ms();
+        if ts > (now + self.max_skew).as_millis() {
+            return Verdict::TooNew;
+        }
+        if ts < (now - self.retention).as_millis() || self.floor.is_some_and(|f| *id <= f) {
+            return Verdict::TooOld;
+        }
+        if self.bloom.contains(id) && self.chats.contains_key(id) {
+            Verdict::Duplicate
+        } else {
+            Verdict::New
+        }
+    }
+
+    /// Records a chat (already checked `New` and verified). Evicts the oldest beyond `max_chats`.
+    pub fn insert(&mut self, chat: Arc<Chat>, hops: u8) {
+        self.bloom.insert(chat.id);
+        self.chats.insert(chat.id, Stored { chat, hops });
+        while self.chats.len() > self.max_chats {
+            if let Some((id, _)) = self.chats.pop_first() {
+                self.floor = self.floor.max(Some(id));
+            }
+        }
+    }
+
+    pub fn get(&self, id: &ChatId) -> Option<&Stored> {
+        self.chats.get(id)
+    }
+
+    pub fn contains(&self, id: &ChatId) -> bool {
+        self.chats.contains_key(id)
+    }
+
+    /// The recent chats in id (time) order.
+    pub fn chats(&self) -> &BTreeMap<ChatId, Stored> {
+        &self.chats
+    }
+
+    pub fn len(&self) -> usize {
+        self.chats.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.chats.is_empty()
+    }
+
+    /// The oldest id this node would still accept: where sync ranges start.
+    pub fn lower_bound(&self, now: Time) -> ChatId {
+        let by_time = ChatId::lower_bound((now - self.retention).as_millis());
+        match self.floor {
+            Some(f) => by_time.max(ChatId::from_u128(f.as_u128().saturating_add(1))),
+            None => by_time,
+        }
+    }
+
+    /// Forgets chats older than the retention window, and rebuilds the Bloom filter once most of
+    /// what it holds is forgotten (it cannot delete).
+    pub fn expire(&mut self, now: Time) {
+        let keep = self.chats.split_off(&ChatId::lower_bound((now - self.retention).as_millis()));
+        if let Some((&newest_gone, _)) = self.chats.last_key_value() {
+            self.floor = self.floor.max(Some(newest_gone));
+        }
+        self.chats = keep;
+        if self.bloom.len() > 2 * self.chats.len() + BLOOM_START {
+            self.bloom = GrowableBloom::new(BLOOM_ERROR, BLOOM_START.max(self.chats.len()));
+            for id in self.chats.keys() {
+                self.bloom.insert(id);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chat::Body;
+    use crate::identity::Ed25519Keys;
+
+    const NOW_MS: u64 = 1_800_000_000_000;
+
+    fn chat(ms: u64, r: u8) -> Arc<Chat> {
+        let k = Ed25519Keys::from_seed(1);
+        Arc::new(Chat::new(&k, ChatId::new_v7(ms, &[r; 10]), "a", Body::Join))
+    }
+
+    fn dedup(max: usize) -> Dedup {
+        Dedup::new(Duration::from_secs(3600), max, Duration::from_secs(60))
+    }
+
+    #[test]
+    fn new_then_duplicate() {
+        let now = Time::from_millis(NOW_MS);
+        let mut d = dedup(100);
+        let c = chat(NOW_MS - 10, 1);
+        assert_eq!(d.check(&c.id, now), Verdict::New);
+        d.insert(c.clone(), 0);
+        assert_eq!(d.check(&c.id, now), Verdict::Duplicate);
+        assert_eq!(d.check(&chat(NOW_MS - 10, 2).id, now), Verdict::New);
+    }
+
+    #[test]
+    fn skew_window_both_ways() {
+        let now = Time::from_millis(NOW_MS);
+        let d = dedup(100);
+        assert_eq!(d.check(&chat(NOW_MS + 61_000, 1).id, now), Verdict::TooNew);
+        assert_eq!(d.check(&chat(NOW_MS - 3_601_000, 1).id, now), Verdict::TooOld);
+    }
+
+    /// After eviction by count, an evicted id is refused, never delivered a second time.
+    #[test]
+    fn evicted_ids_stay_refused() {
+        let now = Time::from_millis(NOW_MS);
+        let mut d = dedup(10);
+        let chats: Vec<_> = (0..20).map(|i| chat(NOW_MS - 1000 + i, 1)).collect();
+        for c in &chats {
+            d.insert(c.clone(), 0);
+        }
+        assert_eq!(d.len(), 10);
+        for c in &chats[..10] {
+            assert_eq!(d.check(&c.id, now), Verdict::TooOld);
+        }
+        for c in &chats[10..] {
+            assert_eq!(d.check(&c.id, now), Verdict::Duplicate);
+        }
+        assert!(d.lower_bound(now) > chats[9].id);
+    }
+
+    #[test]
+    fn expiry_forgets_and_rebuilds() {
+        let mut d = dedup(100_000);
+        for i in 0..2000 {
+            d.insert(chat(NOW_MS + i, (i % 200) as u8), 0);
+        }
+        d.expire(Time::from_millis(NOW_MS + 3_600_000 + 1500));
+        assert_eq!(d.len(), 500);
+        assert_eq!(
+            d.check(&chat(NOW_MS + 1999, (1999 % 200) as u8).id, Time::from_millis(NOW_MS + 3_600_000 + 1500)),
+            Verdict::Duplicate
+        );
+    }
+}

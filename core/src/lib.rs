@@ -1,0 +1,71 @@
+//! # p2p-chat-core
+//!
+//! The whole p2p-chat protocol as a pure, deterministic state machine: bytes, timer ticks and user
+//! commands go in; frames to send, connections to open or close, the next wake-up time and
+//! application events come out. It does no I/O, reads no clock and owns no global randomness, so the
+//! same seed and the same inputs always give the same outputs. The mio and smol runtimes drive it
+//! over real TCP; the simulator drives thousands of copies of it on virtual time.
+//!
+//! ## The run-loop contract
+//!
+//! After **every** input (`accept`, `handle_input`), drain [`Node::poll_output`] until it returns
+//! `None`, then ask [`Node::poll_timeout`] when to wake next and feed [`Input::Timeout`] at that time.
+//! Every input carries `now`; time never goes backwards. Outputs of one connection come in the order
+//! they must be written; [`Output::Close`] comes after that connection's last `Transmit`.
+//!
+//! ```no_run
+//! use p2p_chat_core::{Config, Ed25519Keys, Input, Node, Output, Time, Command};
+//!
+//! fn now() -> Time { unimplemented!("the runtime's clock") }
+//!
+//! let mut node = Node::new(Config::default(), Box::new(Ed25519Keys::from_seed(1)), 42, now());
+//! node.handle_input(now(), Input::Command(Command::Connect("127.0.0.1:8080".parse().unwrap())));
+//! loop {
+//!     while let Some(out) = node.poll_output() {
+//!         match out {
+//!             Output::Transmit { conn, bytes } => { /* write bytes to the socket of `conn` */ }
+//!             Output::Dial { conn, addr } => { /* connect; later Input::Connected / DialFailed */ }
+//!             Output::Close { conn } => { /* flush and close the socket */ }
+//!             Output::Event(event) => { /* show it to the user */ }
+//!         }
+//!     }
+//!     let (wake_at, _why) = node.poll_timeout().expect("the node is running");
+//!     // Wait for socket readiness or `wake_at`, whichever is first, then feed what happened:
+//!     // node.accept(now(), remote)                       for a new inbound connection,
+//!     // node.handle_input(now(), Input::Received(conn, &buf)) for bytes,
+//!     // node.handle_input(now(), Input::Timeout)         when `wake_at` has passed.
+//!     # break;
+//! }
+//! ```
+//!
+//! ## Modules
+//! - [`wire`]: frames and message types; the only place that knows bincode.
+//! - [`identity`]: keys, `PeerId`, the key file, the `Keys` signing interface.
+//! - [`chat`]: what a chat is and what its author signs.
+//! - [`handshake`]: proving key ownership when a connection opens.
+//! - [`dedup`]: seen ids and the recent chats kept for repair.
+//! - [`gossip`]: the forwarding rule and lazy repair.
+//! - [`sync`]: anti-entropy by range-based set reconciliation.
+//! - [`membership`]: address book, backoff, bans, scores, rate limits.
+//! - [`node`]: the state machine tying them together.
+//! - [`app`]: the interface runtimes offer to applications (no I/O here either).
+
+pub mod app;
+pub mod chat;
+pub mod dedup;
+pub mod gossip;
+pub mod handshake;
+pub mod identity;
+pub mod membership;
+pub mod node;
+pub mod random;
+pub mod sync;
+pub mod time;
+pub mod wire;
+
+pub use chat::{Body, Chat, ChatId};
+pub use identity::{Ed25519Keys, KeyFileError, Keys, PeerId, PublicKey, Signature};
+pub use node::{
+    Command, Config, ConnId, Delivery, Direction, Event, Input, Node, Origin, Output, PeerSummary, Stats, Timer,
+};
+pub use time::Time;

@@ -1,0 +1,1069 @@
+//! The node: one peer of the chat network as a deterministic state machine.
+//!
+//! It owns the connections and ties the other modules together: `handshake` opens each
+//! connection, `dedup` decides what is new, `gossip` decides where a chat goes, `sync` repairs what
+//! was missed, `membership` decides whom to dial and whom to drop. The run-loop contract is in the
+//! crate docs.
+
+use core::net::SocketAddr;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::chat::{Body, Chat, ChatId, MAX_TEXT_BYTES};
+use crate::dedup::{Dedup, Verdict};
+use crate::gossip::Gossip;
+use crate::handshake::{Handshake, Progress};
+use crate::identity::{Keys, PeerId, PublicKey};
+use crate::membership::{AddressBook, Penalty, Source, TokenBucket, BAN_SCORE, MAX_SCORE};
+use crate::random::Rng;
+use crate::sync::{self, Summary};
+use crate::time::Time;
+use crate::wire::{
+    self, FrameDecoder, Message, WireError, MAX_ADDRS_PER_FRAME, MAX_IDS_PER_FRAME, MAX_RANGES_PER_FRAME,
+};
+
+/// A connection, named by the node. Runtimes map it to their socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnId(pub u64);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    Inbound,
+    Outbound,
+}
+
+/// Tunables. `Config::default()` is what the CLI runs with.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub username: String,
+    /// The port this node accepts connections on (0: does not listen). Told to peers so they can
+    /// pass it on in peer exchange.
+    pub listen_port: u16,
+    pub bootstrap: Vec<SocketAddr>,
+    /// Most connections, inbound and outbound together.
+    pub max_peers: usize,
+    /// The node dials until it has this many connections.
+    pub target_peers: usize,
+    /// Eager-push fanout.
+    pub fanout: usize,
+    /// Neighbours told of each chat by id only.
+    pub lazy_fanout: usize,
+    /// Eager hops a chat may take after the first.
+    pub ttl: u8,
+    /// Lazy push and anti-entropy. Off gives the seed's plain push gossip (for comparison only).
+    pub repair: bool,
+    pub max_frame_bytes: usize,
+    /// How long chats are kept for repair and catch-up, and the oldest chat accepted.
+    pub retention: Duration,
+    /// Most chats kept for repair and catch-up.
+    pub max_chats: usize,
+    /// How far in the future a chat's timestamp may be.
+    pub max_clock_skew: Duration,
+    /// Period of the maintenance timer (dialing, pings, expiry).
+    pub tick: Duration,
+    pub sync_interval: Duration,
+    pub ping_interval: Duration,
+    /// A connection silent this long is closed.
+    pub stale_after: Duration,
+    pub handshake_timeout: Duration,
+    pub exchange_interval: Duration,
+    pub announce_interval: Duration,
+    pub lazy_wait: Duration,
+    pub want_timeout: Duration,
+    pub ban_duration: Duration,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    pub address_book_cap: usize,
+    /// Per-peer limit on chat frames (rate per second, burst).
+    pub chat_rate: (f64, f64),
+    /// Per-peer limit on every other frame.
+    pub control_rate: (f64, f64),
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            username: "Anonymous".into(),
+            listen_port: 0,
+            bootstrap: Vec::new(),
+            max_peers: 50,
+            target_peers: 8,
+            fanout: 3,
+            lazy_fanout: 6,
+            ttl: 16,
+            repair: true,
+            max_frame_bytes: wire::DEFAULT_MAX_FRAME_BYTES,
+            retention: Duration::from_secs(24 * 3600),
+            max_chats: 10_000,
+            max_clock_skew: Duration::from_secs(300),
+            tick: Duration::from_secs(1),
+            sync_interval: Duration::from_secs(2),
+            ping_interval: Duration::from_secs(5),
+            stale_after: Duration::from_secs(20),
+            handshake_timeout: Duration::from_secs(10),
+            exchange_interval: Duration::from_secs(30),
+            announce_interval: Duration::from_secs(30),
+            lazy_wait: Duration::from_millis(150),
+            want_timeout: Duration::from_secs(1),
+            ban_duration: Duration::from_secs(600),
+            backoff_base: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(60),
+            address_book_cap: 1024,
+            chat_rate: (20_000.0, 40_000.0),
+            control_rate: (2_000.0, 4_000.0),
+        }
+    }
+}
+
+/// What the caller feeds in (besides [`Node::accept`]).
+#[derive(Debug)]
+pub enum Input<'a> {
+    /// An outbound connection asked for by [`Output::Dial`] is established.
+    Connected(ConnId),
+    /// An outbound connection could not be established.
+    DialFailed(ConnId),
+    /// Bytes arrived on a connection.
+    Received(ConnId, &'a [u8]),
+    /// The connection was closed or reset by the other side (or failed).
+    Closed(ConnId),
+    /// The user asked for something.
+    Command(Command),
+    /// The time given by [`Node::poll_timeout`] has come.
+    Timeout,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Sign and send a chat.
+    Chat(String),
+    /// Dial an address now (and keep it in the address book).
+    Connect(SocketAddr),
+    /// Addresses known from an earlier run: dialed when the node needs peers.
+    AddKnown(Vec<SocketAddr>),
+    /// Announce `Leave`, then close every connection. The node refuses new connections after.
+    Leave,
+}
+
+/// What the caller must do, pulled with [`Node::poll_output`].
+#[derive(Debug)]
+pub enum Output {
+    /// Write these bytes (whole frames, possibly several) to the connection, in order.
+    Transmit {
+        conn: ConnId,
+        bytes: Vec<u8>,
+    },
+    /// Open a TCP connection; answer with `Connected` or `DialFailed`.
+    Dial {
+        conn: ConnId,
+        addr: SocketAddr,
+    },
+    /// Flush what was transmitted, then close. The node has already forgotten the connection.
+    Close {
+        conn: ConnId,
+    },
+    Event(Event),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A chat accepted for the first time: shown to the user exactly once.
+    Chat(Delivery),
+    PeerUp(PeerSummary),
+    PeerDown {
+        conn: ConnId,
+        peer: PeerId,
+        username: String,
+        reason: String,
+    },
+    /// A dial failed; `retry_at` is when the address will be tried again, if it is kept.
+    DialFailed {
+        addr: SocketAddr,
+        retry_at: Option<Time>,
+    },
+    /// Something the user may want to know (a misbehaving peer, a refused chat).
+    Warning(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    pub chat: Arc<Chat>,
+    /// Links crossed to get here (0: our own chat).
+    pub hops: u8,
+    pub origin: Origin,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// Written by this node's user.
+    Local,
+    /// Arrived by push (eager or lazy announcement), as it spread.
+    Live,
+    /// Fetched because we were missing it: catch-up after being away.
+    Repair,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerSummary {
+    pub conn: ConnId,
+    pub peer: PeerId,
+    pub public_key: PublicKey,
+    pub username: String,
+    /// Remote socket address of the connection.
+    pub addr: SocketAddr,
+    /// Where the peer accepts connections, if it does.
+    pub listen_addr: Option<SocketAddr>,
+    pub direction: Direction,
+    pub score: i32,
+    pub rtt: Option<Duration>,
+    pub since: Time,
+}
+
+/// Counters, for `/stats`, the simulator and benchmarks.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Chats written here.
+    pub chats_sent: u64,
+    /// Chats of others delivered here.
+    pub chats_received: u64,
+    /// Of which fetched by repair.
+    pub chats_repaired: u64,
+    /// Chat frames pushed eagerly to neighbours.
+    pub chats_relayed: u64,
+    /// Chat frames received, duplicates included (the simulator's RMR numerator).
+    pub chat_frames_in: u64,
+    pub duplicates: u64,
+    /// Refused: bad signature, oversized, too old or too new.
+    pub chats_refused: u64,
+    pub frames_in: u64,
+    pub frames_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub bad_frames: u64,
+    pub ihave_ids_sent: u64,
+    pub iwant_ids_sent: u64,
+    pub sync_frames_sent: u64,
+    pub dials: u64,
+    pub peers_banned: u64,
+}
+
+/// What the next timeout is for ("say why you wake").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timer {
+    /// Periodic maintenance: dialing, pings, peer exchange, anti-entropy, expiry.
+    Tick,
+    /// A lazily announced chat is due to be requested.
+    Want,
+}
+
+enum Phase {
+    Dialing,
+    Handshaking(Handshake),
+    Up(Peer),
+}
+
+struct Peer {
+    id: PeerId,
+    public_key: PublicKey,
+    username: String,
+    since: Time,
+}
+
+struct Conn {
+    addr: SocketAddr,
+    direction: Direction,
+    phase: Phase,
+    decoder: FrameDecoder,
+    opened: Time,
+    last_recv: Time,
+    score: i32,
+    listen_addr: Option<SocketAddr>,
+    ping: Option<(u64, Time)>,
+    last_ping: Time,
+    rtt: Option<Duration>,
+    chat_bucket: TokenBucket,
+    control_bucket: TokenBucket,
+    asked_peers: bool,
+}
+
+pub struct Node {
+    config: Config,
+    keys: Box<dyn Keys>,
+    me: PeerId,
+    rng: Rng,
+    conns: BTreeMap<ConnId, Conn>,
+    next_conn: u64,
+    book: AddressBook,
+    banned: BTreeMap<PeerId, Time>,
+    dedup: Dedup,
+    gossip: Gossip,
+    out: VecDeque<Output>,
+    tx: BTreeMap<ConnId, Vec<u8>>,
+    ihave: BTreeMap<ConnId, Vec<ChatId>>,
+    next_tick: Time,
+    next_sync: Time,
+    next_exchange: Time,
+    next_announce: Time,
+    joined: bool,
+    leaving: bool,
+    stats: Stats,
+}
+
+/// Most dials in flight at once.
+const MAX_PENDING_DIALS: usize = 4;
+
+impl Node {
+    /// A node at time `now`; `seed` drives every random choice it makes.
+    pub fn new(config: Config, keys: Box<dyn Keys>, seed: u64, now: Time) -> Node {
+        let me = keys.public_key().peer_id();
+        let mut book = AddressBook::new(config.address_book_cap, config.backoff_base, config.backoff_max);
+        for addr in &config.bootstrap {
+            book.add(*addr, Source::Bootstrap, now);
+        }
+        Node {
+            dedup: Dedup::new(config.retention, config.max_chats, config.max_clock_skew),
+            gossip: Gossip::new(config.fanout, config.lazy_fanout, config.lazy_wait, config.want_timeout),
+            keys,
+            me,
+            rng: Rng::new(seed),
+            conns: BTreeMap::new(),
+            next_conn: 0,
+            book,
+            banned: BTreeMap::new(),
+            out: VecDeque::new(),
+            tx: BTreeMap::new(),
+            ihave: BTreeMap::new(),
+            next_tick: now,
+            next_sync: now + config.sync_interval,
+            next_exchange: now,
+            next_announce: now + config.announce_interval,
+            joined: false,
+            leaving: false,
+            stats: Stats::default(),
+            config,
+        }
+    }
+
+    pub fn peer_id(&self) -> PeerId {
+        self.me
+    }
+
+    pub fn public_key(&self) -> PublicKey {
+        self.keys.public_key()
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Established neighbours, in connection order.
+    pub fn peers(&self) -> Vec<PeerSummary> {
+        self.conns.iter().filter_map(|(id, c)| self.summary(*id, c)).collect()
+    }
+
+    /// Addresses of peers reached at some point: what the CLI persists to reconnect after restart.
+    pub fn known_addresses(&self) -> Vec<SocketAddr> {
+        self.book.iter().filter(|(_, e)| e.last_seen.is_some() && !e.is_self).map(|(a, _)| *a).collect()
+    }
+
+    /// Recent chats held for repair, oldest first.
+    pub fn recent_chats(&self) -> impl Iterator<Item = &Arc<Chat>> {
+        self.dedup.chats().values().map(|s| &s.chat)
+    }
+
+    /// Chats held for repair and catch-up.
+    pub fn held_chats(&self) -> usize {
+        self.dedup.len()
+    }
+
+    /// Whether the node has finished leaving (no connections left).
+    pub fn is_closed(&self) -> bool {
+        self.leaving && self.conns.is_empty()
+    }
+
+    /// Loads chats from an earlier run (the CLI's database) so this node can serve them to peers
+    /// that missed them. They are not delivered again. Chats that fail verification, or are out of
+    /// the retention window, are skipped. Returns how many were taken.
+    pub fn restore(&mut self, now: Time, chats: impl IntoIterator<Item = Chat>) -> usize {
+        let mut taken = 0;
+        for chat in chats {
+            if self.dedup.check(&chat.id, now) == Verdict::New && chat.is_well_formed() && chat.verify(&*self.keys) {
+                self.dedup.insert(Arc::new(chat), 0);
+                taken += 1;
+            }
+        }
+        taken
+    }
+
+    /// A peer connected to us. Returns the id to report its bytes under, or `None` if the node
+    /// refuses it (full, or leaving): the caller then closes the socket.
+    pub fn accept(&mut self, now: Time, remote: SocketAddr) -> Option<ConnId> {
+        if self.leaving || self.conns.len() >= self.config.max_peers {
+            return None;
+        }
+        let conn = self.new_conn(now, remote, Direction::Inbound, true);
+        Some(conn)
+    }
+
+    pub fn handle_input(&mut self, now: Time, input: Input<'_>) {
+        match input {
+            Input::Connected(conn) => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    if matches!(c.phase, Phase::Dialing) {
+                        c.opened = now;
+                        c.last_recv = now;
+                        self.start_handshake(conn);
+                    }
+                }
+            }
+            Input::DialFailed(conn) => {
+                if let Some(c) = self.conns.remove(&conn) {
+                    self.tx.remove(&conn);
+                    let retry_at = self.book.on_failure(&c.addr, now, &mut self.rng);
+                    self.emit(Event::DialFailed { addr: c.addr, retry_at });
+                }
+            }
+            Input::Received(conn, bytes) => self.on_bytes(now, conn, bytes),
+            Input::Closed(conn) => self.drop_conn(now, conn, "connection closed by peer", false, true),
+            Input::Command(cmd) => self.on_command(now, cmd),
+            Input::Timeout => self.on_timeout(now),
+        }
+    }
+
+    /// The next thing to do. Call until `None` after every input.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        if let Some(o) = self.out.pop_front() {
+            return Some(o);
+        }
+        self.flush_ihave();
+        let (conn, bytes) = self.tx.pop_first()?;
+        Some(Output::Transmit { conn, bytes })
+    }
+
+    /// When to feed `Input::Timeout` next, and why. Changes only after an input.
+    pub fn poll_timeout(&self) -> Option<(Time, Timer)> {
+        if self.is_closed() {
+            return None;
+        }
+        match self.gossip.next_deadline() {
+            Some(t) if t < self.next_tick => Some((t, Timer::Want)),
+            _ => Some((self.next_tick, Timer::Tick)),
+        }
+    }
+
+    // ----- connections -----
+
+    fn new_conn(&mut self, now: Time, addr: SocketAddr, direction: Direction, handshake_now: bool) -> ConnId {
+        let conn = ConnId(self.next_conn);
+        self.next_conn += 1;
+        let (cr, cb) = self.config.chat_rate;
+        let (kr, kb) = self.config.control_rate;
+        self.conns.insert(
+            conn,
+            Conn {
+                addr,
+                direction,
+                phase: Phase::Dialing,
+                decoder: FrameDecoder::new(self.config.max_frame_bytes),
+                opened: now,
+                last_recv: now,
+                score: 0,
+                listen_addr: (direction == Direction::Outbound).then_some(addr),
+                ping: None,
+                last_ping: now,
+                rtt: None,
+                chat_bucket: TokenBucket::new(cr, cb, now),
+                control_bucket: TokenBucket::new(kr, kb, now),
+                asked_peers: false,
+            },
+        );
+        if handshake_now {
+            self.start_handshake(conn);
+        }
+        conn
+    }
+
+    fn start_handshake(&mut self, conn: ConnId) {
+        let hs = Handshake::new(self.rng.bytes());
+        let hello = hs.hello(&*self.keys, &self.config.username, self.config.listen_port);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.phase = Phase::Handshaking(hs);
+        }
+        self.send(conn, &hello);
+    }
+
+    fn dial(&mut self, now: Time, addr: SocketAddr) {
+        self.book.on_dial(&addr, now);
+        let conn = self.new_conn(now, addr, Direction::Outbound, false);
+        self.stats.dials += 1;
+        self.out.push_back(Output::Dial { conn, addr });
+    }
+
+    /// Closes a connection we decided to drop. `backoff`: count it as a failure of the address.
+    fn close(&mut self, now: Time, conn: ConnId, reason: &str, backoff: bool) {
+        self.drop_conn(now, conn, reason, backoff, false);
+    }
+
+    fn drop_conn(&mut self, now: Time, conn: ConnId, reason: &str, backoff: bool, by_peer: bool) {
+        let Some(c) = self.conns.remove(&conn) else { return };
+        self.ihave.remove(&conn);
+        if by_peer {
+            self.tx.remove(&conn);
+        } else {
+            if let Some(bytes) = self.tx.remove(&conn) {
+                self.out.push_back(Output::Transmit { conn, bytes });
+            }
+            self.out.push_back(Output::Close { conn });
+        }
+        let was_up = matches!(c.phase, Phase::Up(_));
+        if c.direction == Direction::Outbound && (backoff || by_peer || !was_up) {
+            // An outbound peer that went away is retried after a backoff: automatic reconnection.
+            self.book.on_failure(&c.addr, now, &mut self.rng);
+        }
+        if let Phase::Up(p) = c.phase {
+            self.gossip.on_conn_closed(conn);
+            self.emit(Event::PeerDown { conn, peer: p.id, username: p.username, reason: reason.to_owned() });
+        }
+    }
+
+    fn up_conns(&self) -> Vec<ConnId> {
+        self.conns.iter().filter(|(_, c)| matches!(c.phase, Phase::Up(_))).map(|(id, _)| *id).collect()
+    }
+
+    fn summary(&self, conn: ConnId, c: &Conn) -> Option<PeerSummary> {
+        let Phase::Up(p) = &c.phase else { return None };
+        Some(PeerSummary {
+            conn,
+            peer: p.id,
+            public_key: p.public_key,
+            username: p.username.clone(),
+            addr: c.addr,
+            listen_addr: c.listen_addr,
+            direction: c.direction,
+            score: c.score,
+            rtt: c.rtt,
+            since: p.since,
+        })
+    }
+
+    fn penalize(&mut self, now: Time, conn: ConnId, why: Penalty, detail: &str) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        c.score -= why.points();
+        if c.score > BAN_SCORE {
+            if why != Penalty::Flood {
+                let msg = format!("peer {} ({}): {detail}", conn_name(c), c.addr);
+                self.emit(Event::Warning(msg));
+            }
+            return;
+        }
+        let until = now + self.config.ban_duration;
+        if let Some(a) = c.listen_addr {
+            self.book.ban(&a, until);
+        }
+        if let Phase::Up(p) = &c.phase {
+            self.banned.insert(p.id, until);
+        }
+        let msg =
+            format!("banned peer {} ({}) for {}s: {detail}", conn_name(c), c.addr, self.config.ban_duration.as_secs());
+        self.stats.peers_banned += 1;
+        self.emit(Event::Warning(msg));
+        self.close(now, conn, "banned for misbehaviour", false);
+    }
+
+    // ----- bytes and messages -----
+
+    fn on_bytes(&mut self, now: Time, conn: ConnId, bytes: &[u8]) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        if matches!(c.phase, Phase::Dialing) {
+            return;
+        }
+        self.stats.bytes_in += bytes.len() as u64;
+        c.last_recv = now;
+        c.decoder.push(bytes);
+        loop {
+            let Some(c) = self.conns.get_mut(&conn) else { return };
+            let Some(frame) = c.decoder.next_frame() else { return };
+            match frame {
+                Ok(msg) => {
+                    self.stats.frames_in += 1;
+                    self.on_message(now, conn, msg);
+                }
+                Err(e) if e.is_fatal() => {
+                    self.stats.bad_frames += 1;
+                    let name = conn_name(c);
+                    let addr = c.addr;
+                    self.emit(Event::Warning(format!("closing connection to {name} ({addr}): {e}")));
+                    self.close(now, conn, &e.to_string(), true);
+                    return;
+                }
+                Err(e) => {
+                    self.stats.bad_frames += 1;
+                    self.penalize(now, conn, Penalty::BadFrame, &e.to_string());
+                }
+            }
+        }
+    }
+
+    fn on_message(&mut self, now: Time, conn: ConnId, msg: Message) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let is_chat = matches!(msg, Message::Chat { .. });
+        let allowed = if is_chat { c.chat_bucket.take(now) } else { c.control_bucket.take(now) };
+        if let Phase::Handshaking(hs) = &mut c.phase {
+            let (listen_addr, addr) = (c.listen_addr, c.addr);
+            match hs.handle(&*self.keys, msg) {
+                Ok(Progress::Send(m)) => self.send(conn, &m),
+                Ok(Progress::Done(hello)) => self.establish(now, conn, hello),
+                Err(e) => {
+                    if e == crate::handshake::HandshakeError::SelfConnection {
+                        if let Some(a) = listen_addr {
+                            self.book.mark_self(&a);
+                        }
+                    } else {
+                        self.emit(Event::Warning(format!("handshake with {addr} failed: {e}")));
+                    }
+                    self.close(now, conn, &e.to_string(), true);
+                }
+            }
+            return;
+        }
+        if !allowed {
+            self.penalize(now, conn, Penalty::Flood, "over the rate limit");
+            return;
+        }
+        match msg {
+            Message::Chat { ttl, hops, chat } => {
+                self.stats.chat_frames_in += 1;
+                self.on_chat(now, Some(conn), chat, ttl, hops);
+            }
+            Message::IHave { ids } => {
+                if ids.len() > MAX_IDS_PER_FRAME {
+                    return self.penalize(now, conn, Penalty::ProtocolViolation, "IHave too long");
+                }
+                if !self.config.repair {
+                    return;
+                }
+                for id in ids {
+                    if self.dedup.check(&id, now) == Verdict::New {
+                        self.gossip.on_ihave(id, conn, now);
+                    }
+                }
+            }
+            Message::IWant { ids } => {
+                if ids.len() > MAX_IDS_PER_FRAME {
+                    return self.penalize(now, conn, Penalty::ProtocolViolation, "IWant too long");
+                }
+                for id in ids {
+                    if let Some(s) = self.dedup.get(&id) {
+                        let m = Message::Chat { ttl: 0, hops: s.hops.saturating_add(1), chat: s.chat.clone() };
+                        self.send(conn, &m);
+                    }
+                }
+            }
+            Message::Sync { ranges } => {
+                let too_big = ranges.len() > MAX_RANGES_PER_FRAME
+                    || ranges.iter().any(|r| matches!(&r.summary, Summary::Ids(v) if v.len() > MAX_IDS_PER_FRAME));
+                if too_big {
+                    return self.penalize(now, conn, Penalty::ProtocolViolation, "sync frame too large");
+                }
+                if self.config.repair {
+                    self.on_sync(now, conn, &ranges);
+                }
+            }
+            Message::Ping { nonce } => self.send(conn, &Message::Pong { nonce }),
+            Message::Pong { nonce } => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    if let Some((n, sent)) = c.ping {
+                        if n == nonce {
+                            c.rtt = Some(now.since(sent));
+                            c.ping = None;
+                        }
+                    }
+                }
+            }
+            Message::PeerRequest => {
+                let addrs = self.book.sample_for_exchange(32, &mut self.rng, now);
+                let addrs = addrs
+                    .into_iter()
+                    .filter(|a| Some(*a) != self.conns.get(&conn).and_then(|c| c.listen_addr))
+                    .collect();
+                self.send(conn, &Message::PeerResponse { addrs });
+            }
+            Message::PeerResponse { addrs } => {
+                let asked = self.conns.get_mut(&conn).is_some_and(|c| std::mem::take(&mut c.asked_peers));
+                if !asked || addrs.len() > MAX_ADDRS_PER_FRAME {
+                    return self.penalize(
+                        now,
+                        conn,
+                        Penalty::ProtocolViolation,
+                        "unsolicited or oversized PeerResponse",
+                    );
+                }
+                for a in addrs {
+                    self.book.add(a, Source::Exchange, now);
+                }
+            }
+            Message::Announce { listen_port } => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    if listen_port != 0 {
+                        let a = SocketAddr::new(c.addr.ip(), listen_port);
+                        c.listen_addr = Some(a);
+                        self.book.add(a, Source::Inbound, now);
+                        self.book.touch(&a, now);
+                    }
+                }
+            }
+            Message::Hello(_) | Message::Auth { .. } => {
+                self.penalize(now, conn, Penalty::ProtocolViolation, "handshake message after the handshake")
+            }
+        }
+    }
+
+    fn establish(&mut self, now: Time, conn: ConnId, hello: wire::Hello) {
+        let peer = hello.public_key.peer_id();
+        if self.banned.get(&peer).is_some_and(|t| *t > now) {
+            return self.close(now, conn, "peer is banned", false);
+        }
+        // Two connections to one peer (both dialed at once, or one peer at two addresses): keep the
+        // one dialed by the smaller PeerId, which both sides compute alike. Same dialer: the dialer
+        // keeps the older one and the other side lets it decide.
+        let dup = self.conns.iter().find_map(|(id, c)| match &c.phase {
+            Phase::Up(p) if p.id == peer => Some((*id, c.direction)),
+            _ => None,
+        });
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        if c.direction == Direction::Inbound && hello.listen_port != 0 {
+            c.listen_addr = Some(SocketAddr::new(c.addr.ip(), hello.listen_port));
+        }
+        let direction = c.direction;
+        let listen_addr = c.listen_addr;
+        if let Some((other, other_dir)) = dup {
+            let dialer_of = |d: Direction| if d == Direction::Outbound { self.me } else { peer };
+            let keep_new = if other_dir == direction { false } else { dialer_of(direction) < dialer_of(other_dir) };
+            if let Some(a) = listen_addr {
+                self.book.add(a, Source::Inbound, now);
+                self.book.on_connected(&a, peer, now);
+            }
+            if keep_new {
+                self.close(now, other, "duplicate connection", false);
+            } else if other_dir == direction && direction == Direction::Inbound {
+                // The dialer will close one of its two; until then both stay.
+            } else {
+                return self.close(now, conn, "duplicate connection", false);
+            }
+        }
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        c.phase = Phase::Up(Peer { id: peer, public_key: hello.public_key, username: hello.username, since: now });
+        if let Some(a) = listen_addr {
+            self.book.add(a, Source::Inbound, now);
+            self.book.on_connected(&a, peer, now);
+        }
+        if let Some(s) = self.summary(conn, &self.conns[&conn]) {
+            self.emit(Event::PeerUp(s));
+        }
+        if self.book.len() < self.config.target_peers * 4 {
+            self.request_peers(conn);
+        }
+        if self.config.repair {
+            // Catch up at once with every new neighbour, rather than at the next periodic round.
+            self.start_sync(now, conn);
+        }
+        if !self.joined {
+            self.joined = true;
+            self.originate(now, Body::Join);
+        }
+    }
+
+    fn request_peers(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.asked_peers = true;
+            self.send(conn, &Message::PeerRequest);
+        }
+    }
+
+    // ----- chats -----
+
+    fn on_command(&mut self, now: Time, cmd: Command) {
+        match cmd {
+            Command::Chat(text) => {
+                if self.leaving {
+                    return;
+                }
+                if text.len() > MAX_TEXT_BYTES {
+                    return self.emit(Event::Warning(format!(
+                        "chat not sent: {} bytes, the limit is {MAX_TEXT_BYTES}",
+                        text.len()
+                    )));
+                }
+                self.originate(now, Body::Text(text));
+            }
+            Command::Connect(addr) => {
+                self.book.add(addr, Source::Manual, now);
+                let busy = self.conns.values().any(|c| c.listen_addr == Some(addr) || c.addr == addr);
+                if !busy && !self.leaving {
+                    self.dial(now, addr);
+                }
+            }
+            Command::AddKnown(addrs) => {
+                for a in addrs {
+                    self.book.add(a, Source::Restored, now);
+                }
+            }
+            Command::Leave => {
+                if self.leaving {
+                    return;
+                }
+                if self.joined {
+                    self.originate(now, Body::Leave);
+                }
+                self.leaving = true;
+                let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+                for c in conns {
+                    self.close(now, c, "leaving", false);
+                }
+            }
+        }
+    }
+
+    /// Signs, delivers and spreads a chat of our own.
+    fn originate(&mut self, now: Time, body: Body) {
+        let id = ChatId::new_v7(now.as_millis(), &self.rng.bytes());
+        let leave = body == Body::Leave;
+        let chat = Arc::new(Chat::new(&*self.keys, id, &self.config.username, body));
+        self.dedup.insert(chat.clone(), 0);
+        self.stats.chats_sent += 1;
+        self.emit(Event::Chat(Delivery { chat: chat.clone(), hops: 0, origin: Origin::Local }));
+        if leave {
+            // We close right after; nobody could fetch it from us later, so tell everyone now.
+            for conn in self.up_conns() {
+                self.send_chat(conn, &chat, self.config.ttl, 1);
+            }
+        } else {
+            self.spread(None, &chat, self.config.ttl, 1);
+        }
+    }
+
+    fn on_chat(&mut self, now: Time, from: Option<ConnId>, chat: Arc<Chat>, ttl: u8, hops: u8) {
+        match self.dedup.check(&chat.id, now) {
+            Verdict::New => {}
+            Verdict::Duplicate => {
+                self.stats.duplicates += 1;
+                return;
+            }
+            Verdict::TooOld | Verdict::TooNew => {
+                // Not necessarily malice (clock skew, a slow catch-up): refuse without penalty.
+                self.stats.chats_refused += 1;
+                return;
+            }
+        }
+        if !chat.is_well_formed() || !chat.verify(&*self.keys) {
+            self.stats.chats_refused += 1;
+            if let Some(conn) = from {
+                self.penalize(now, conn, Penalty::BadChat, "sent a chat whose signature does not verify");
+            }
+            return;
+        }
+        self.dedup.insert(chat.clone(), hops);
+        let repaired = self.gossip.on_received(&chat.id);
+        self.stats.chats_received += 1;
+        if repaired {
+            self.stats.chats_repaired += 1;
+        }
+        if let Some(c) = from.and_then(|f| self.conns.get_mut(&f)) {
+            c.score = (c.score + 1).min(MAX_SCORE);
+        }
+        let origin = if repaired { Origin::Repair } else { Origin::Live };
+        self.emit(Event::Chat(Delivery { chat: chat.clone(), hops, origin }));
+        self.spread(from, &chat, ttl, hops.saturating_add(1));
+    }
+
+    /// Applies the forwarding rule of `gossip` to a chat accepted just now.
+    fn spread(&mut self, from: Option<ConnId>, chat: &Arc<Chat>, ttl: u8, next_hops: u8) {
+        let peers = self.up_conns();
+        let targets = self.gossip.targets(&mut self.rng, &peers, from, ttl);
+        for conn in targets.eager {
+            self.send_chat(conn, chat, ttl.saturating_sub(1), next_hops);
+            if from.is_some() {
+                self.stats.chats_relayed += 1;
+            }
+        }
+        if self.config.repair {
+            for conn in targets.lazy {
+                self.ihave.entry(conn).or_default().push(chat.id);
+            }
+        }
+    }
+
+    fn send_chat(&mut self, conn: ConnId, chat: &Arc<Chat>, ttl: u8, hops: u8) {
+        self.send(conn, &Message::Chat { ttl, hops, chat: chat.clone() });
+    }
+
+    // ----- repair -----
+
+    fn start_sync(&mut self, now: Time, conn: ConnId) {
+        let ranges = sync::initiate(self.dedup.chats(), self.dedup.lower_bound(now));
+        self.stats.sync_frames_sent += 1;
+        self.send(conn, &Message::Sync { ranges });
+    }
+
+    fn on_sync(&mut self, now: Time, conn: ConnId, ranges: &[sync::SyncRange]) {
+        let reply = sync::respond(self.dedup.chats(), ranges);
+        for id in &reply.push {
+            if let Some(s) = self.dedup.get(id) {
+                let m = Message::Chat { ttl: 0, hops: s.hops.saturating_add(1), chat: s.chat.clone() };
+                self.send(conn, &m);
+            }
+        }
+        let want: Vec<ChatId> = reply.want.into_iter().filter(|id| self.dedup.check(id, now) == Verdict::New).collect();
+        for id in &want {
+            self.gossip.on_asked(*id, conn, now);
+        }
+        if !want.is_empty() {
+            self.stats.iwant_ids_sent += want.len() as u64;
+            self.send(conn, &Message::IWant { ids: want });
+        }
+        if !reply.ranges.is_empty() {
+            self.stats.sync_frames_sent += 1;
+            self.send(conn, &Message::Sync { ranges: reply.ranges });
+        }
+    }
+
+    fn flush_ihave(&mut self) {
+        for (conn, ids) in std::mem::take(&mut self.ihave) {
+            for chunk in ids.chunks(MAX_IDS_PER_FRAME) {
+                self.stats.ihave_ids_sent += chunk.len() as u64;
+                self.send(conn, &Message::IHave { ids: chunk.to_vec() });
+            }
+        }
+    }
+
+    // ----- timers -----
+
+    fn on_timeout(&mut self, now: Time) {
+        let mut wants: BTreeMap<ConnId, Vec<ChatId>> = BTreeMap::new();
+        for (conn, id) in self.gossip.poll_wants(now) {
+            wants.entry(conn).or_default().push(id);
+        }
+        for (conn, ids) in wants {
+            self.stats.iwant_ids_sent += ids.len() as u64;
+            self.send(conn, &Message::IWant { ids });
+        }
+        if now >= self.next_tick {
+            self.maintain(now);
+            self.next_tick = now + self.config.tick;
+        }
+    }
+
+    fn maintain(&mut self, now: Time) {
+        self.dedup.expire(now);
+        self.banned.retain(|_, t| *t > now);
+
+        // Liveness: handshakes and dials that take too long, silent peers, pings.
+        let mut to_close = Vec::new();
+        let mut to_ping = Vec::new();
+        for (id, c) in &self.conns {
+            match c.phase {
+                Phase::Dialing | Phase::Handshaking(_) if now.since(c.opened) > self.config.handshake_timeout => {
+                    to_close.push((*id, "handshake timed out"))
+                }
+                Phase::Up(_) if now.since(c.last_recv) > self.config.stale_after => {
+                    to_close.push((*id, "peer went silent"))
+                }
+                Phase::Up(_) if now.since(c.last_ping) >= self.config.ping_interval => to_ping.push(*id),
+                _ => {}
+            }
+        }
+        for (id, why) in to_close {
+            self.close(now, id, why, true);
+        }
+        for id in to_ping {
+            let nonce = self.rng.u64();
+            if let Some(c) = self.conns.get_mut(&id) {
+                c.ping = Some((nonce, now));
+                c.last_ping = now;
+            }
+            self.send(id, &Message::Ping { nonce });
+        }
+        if self.leaving {
+            return;
+        }
+
+        // Dial until the target is met.
+        let pending = self
+            .conns
+            .values()
+            .filter(|c| !matches!(c.phase, Phase::Up(_)))
+            .filter(|c| c.direction == Direction::Outbound)
+            .count();
+        let want = self.config.target_peers.min(self.config.max_peers).saturating_sub(self.conns.len());
+        let n = want.min(MAX_PENDING_DIALS.saturating_sub(pending));
+        if n > 0 {
+            let conns = &self.conns;
+            let busy = |a: &SocketAddr, e: &crate::membership::Entry| {
+                conns.values().any(|c| c.listen_addr == Some(*a) || c.addr == *a)
+                    || e.peer_id.is_some_and(|p| conns.values().any(|c| matches!(&c.phase, Phase::Up(u) if u.id == p)))
+            };
+            for addr in self.book.dial_candidates(now, n, &mut self.rng, busy) {
+                self.dial(now, addr);
+            }
+        }
+
+        let up = self.up_conns();
+        if up.is_empty() {
+            return;
+        }
+        // Peer exchange: often while short of peers, rarely once content.
+        if now >= self.next_exchange {
+            let conn = up[self.rng.below(up.len())];
+            self.request_peers(conn);
+            let short = self.conns.len() < self.config.target_peers;
+            let wait = if short { self.config.exchange_interval / 6 } else { self.config.exchange_interval };
+            self.next_exchange = now + wait;
+        }
+        if now >= self.next_announce {
+            if self.config.listen_port != 0 {
+                for &conn in &up {
+                    self.send(conn, &Message::Announce { listen_port: self.config.listen_port });
+                }
+            }
+            self.next_announce = now + self.config.announce_interval;
+        }
+        if self.config.repair && now >= self.next_sync {
+            let conn = up[self.rng.below(up.len())];
+            self.start_sync(now, conn);
+            // Jitter keeps neighbours from syncing in lockstep.
+            self.next_sync = now + self.config.sync_interval.mul_f64(0.75 + self.rng.unit() / 2.0);
+        }
+    }
+
+    // ----- output -----
+
+    fn send(&mut self, conn: ConnId, msg: &Message) {
+        let buf = self.tx.entry(conn).or_default();
+        let before = buf.len();
+        match wire::encode_into(msg, buf, self.config.max_frame_bytes) {
+            Ok(()) => {
+                self.stats.frames_out += 1;
+                self.stats.bytes_out += (buf.len() - before) as u64;
+            }
+            Err(e) => {
+                let err: WireError = e;
+                self.out.push_back(Output::Event(Event::Warning(format!("could not send {}: {err}", msg.kind()))));
+            }
+        }
+    }
+
+    fn emit(&mut self, e: Event) {
+        self.out.push_back(Output::Event(e));
+    }
+}
+
+fn conn_name(c: &Conn) -> String {
+    match &c.phase {
+        Phase::Up(p) => format!("{}#{}", p.username, p.id.short()),
+        _ => "(handshaking)".into(),
+    }
+}

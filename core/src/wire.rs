@@ -1,0 +1,423 @@
+//! The wire format: every message type, and the framing that carries them over a byte stream.
+//!
+//! A frame is a 4-byte big-endian payload length, then the payload: a 2-byte big-endian protocol
+//! version, then the message in bincode (standard configuration, with an allocation limit). All
+//! encoding goes through this module, so swapping bincode is a one-file change.
+//!
+//! The version leads the payload, before any bincode, so a node can tell "another version" from
+//! "garbage" even when the other version's messages would not decode.
+
+use core::net::SocketAddr;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::chat::{Chat, ChatId};
+use crate::identity::{PublicKey, Signature};
+use crate::sync::SyncRange;
+
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Default largest payload a node accepts: far above any legal message (a chat is at most ~4.3 KB,
+/// a sync or id list at most ~20 KB), far below what would hurt memory.
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 256 * 1024;
+
+/// bincode's own cap on what one decode may allocate: a 10-byte frame claiming a 2^60-element vector
+/// fails here instead of reserving memory.
+const DECODE_LIMIT_BYTES: usize = 1 << 20;
+
+const HEADER_BYTES: usize = 4;
+const VERSION_BYTES: usize = 2;
+
+/// Most ids in one `IHave`, `IWant` or sync id list, and most addresses in a `PeerResponse`. The
+/// receiver refuses larger lists; senders split.
+pub const MAX_IDS_PER_FRAME: usize = 1024;
+pub const MAX_ADDRS_PER_FRAME: usize = 64;
+pub const MAX_RANGES_PER_FRAME: usize = 64;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    /// First frame on every connection, from both sides.
+    Hello(Hello),
+    /// Second frame: proof of holding the key claimed in `Hello` (see `handshake`).
+    Auth {
+        signature: Signature,
+    },
+    /// A chat (text, join or leave). `ttl`: how many more times it may be pushed eagerly; `hops`:
+    /// how many links it has crossed, this one included. Neither is signed: both change per hop.
+    Chat {
+        ttl: u8,
+        hops: u8,
+        chat: Arc<Chat>,
+    },
+    /// Lazy push: "I have these chats" (ids only).
+    IHave {
+        ids: Vec<ChatId>,
+    },
+    /// "Send me these chats", after an `IHave` or a sync found them missing.
+    IWant {
+        ids: Vec<ChatId>,
+    },
+    /// One round of range-based set reconciliation (anti-entropy).
+    Sync {
+        ranges: Vec<SyncRange>,
+    },
+    Ping {
+        nonce: u64,
+    },
+    Pong {
+        nonce: u64,
+    },
+    PeerRequest,
+    PeerResponse {
+        addrs: Vec<SocketAddr>,
+    },
+    /// Periodic "I am still here, listening on this port" to neighbours.
+    Announce {
+        listen_port: u16,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    pub public_key: PublicKey,
+    /// Fresh randomness the other side must sign.
+    pub nonce: [u8; 32],
+    pub username: String,
+    /// The port this node accepts connections on; 0 if it does not listen.
+    pub listen_port: u16,
+}
+
+impl Message {
+    /// Short name for logs and stats.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Hello(_) => "Hello",
+            Message::Auth { .. } => "Auth",
+            Message::Chat { .. } => "Chat",
+            Message::IHave { .. } => "IHave",
+            Message::IWant { .. } => "IWant",
+            Message::Sync { .. } => "Sync",
+            Message::Ping { .. } => "Ping",
+            Message::Pong { .. } => "Pong",
+            Message::PeerRequest => "PeerRequest",
+            Message::PeerResponse { .. } => "PeerResponse",
+            Message::Announce { .. } => "Announce",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// Fatal: the stream cannot be resynchronised; nothing of the frame was buffered.
+    #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
+    TooLarge { len: usize, max: usize },
+    /// Fatal: the peer speaks another protocol.
+    #[error("peer speaks protocol version {theirs}, this node speaks version {ours}")]
+    Version { theirs: u16, ours: u16 },
+    /// The frame was skipped; the stream stays usable.
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+}
+
+impl WireError {
+    /// Whether the connection must be closed (the decoder then refuses further input).
+    pub fn is_fatal(&self) -> bool {
+        !matches!(self, WireError::Malformed(_))
+    }
+}
+
+fn config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<DECODE_LIMIT_BYTES>()
+}
+
+/// Appends one frame to `out`. Fails (leaving `out` as it was) if the payload would exceed
+/// `max_frame_bytes`.
+pub fn encode_into(msg: &Message, out: &mut Vec<u8>, max_frame_bytes: usize) -> Result<(), WireError> {
+    let start = out.len();
+    out.extend_from_slice(&[0; HEADER_BYTES]);
+    out.extend_from_slice(&PROTOCOL_VERSION.to_be_bytes());
+    if let Err(e) = bincode::serde::encode_into_std_write(msg, out, config()) {
+        out.truncate(start);
+        return Err(WireError::Malformed(e.to_string()));
+    }
+    let len = out.len() - start - HEADER_BYTES;
+    if len > max_frame_bytes {
+        out.truncate(start);
+        return Err(WireError::TooLarge { len, max: max_frame_bytes });
+    }
+    out[start..start + HEADER_BYTES].copy_from_slice(&(len as u32).to_be_bytes());
+    Ok(())
+}
+
+/// One frame in a fresh buffer.
+pub fn encode(msg: &Message) -> Vec<u8> {
+    let mut out = Vec::new();
+    // Every message the core builds is within limits by construction; an error here is a bug.
+    encode_into(msg, &mut out, usize::MAX).expect("encoding a message into memory cannot fail");
+    out
+}
+
+/// Decodes one payload (what follows the length prefix).
+pub fn decode_payload(payload: &[u8]) -> Result<Message, WireError> {
+    if payload.len() < VERSION_BYTES {
+        return Err(WireError::Malformed("payload shorter than the version field".into()));
+    }
+    let theirs = u16::from_be_bytes([payload[0], payload[1]]);
+    if theirs != PROTOCOL_VERSION {
+        return Err(WireError::Version { theirs, ours: PROTOCOL_VERSION });
+    }
+    let body = &payload[VERSION_BYTES..];
+    match bincode::serde::decode_from_slice::<Message, _>(body, config()) {
+        Ok((msg, used)) if used == body.len() => Ok(msg),
+        Ok((_, used)) => Err(WireError::Malformed(format!("{} trailing bytes after the message", body.len() - used))),
+        Err(e) => Err(WireError::Malformed(e.to_string())),
+    }
+}
+
+/// Splits a byte stream, fed in arbitrary chunks, into messages.
+///
+/// Memory: at most one partial frame (bounded by `max_frame_bytes`) plus the last chunk pushed.
+#[derive(Debug)]
+pub struct FrameDecoder {
+    buf: Vec<u8>,
+    start: usize,
+    max_frame_bytes: usize,
+    failed: bool,
+}
+
+impl FrameDecoder {
+    pub fn new(max_frame_bytes: usize) -> FrameDecoder {
+        FrameDecoder { buf: Vec::new(), start: 0, max_frame_bytes, failed: false }
+    }
+
+    /// Adds received bytes. Ignored after a fatal error.
+    pub fn push(&mut self, bytes: &[u8]) {
+        if self.failed {
+            return;
+        }
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        } else if self.start > self.buf.len() / 2 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Bytes held that do not yet make a whole frame.
+    pub fn buffered(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
+    /// The next whole message, `None` when more bytes are needed. After a fatal error it returns
+    /// `None` forever and holds no memory.
+    pub fn next_frame(&mut self) -> Option<Result<Message, WireError>> {
+        if self.failed {
+            return None;
+        }
+        let avail = &self.buf[self.start..];
+        if avail.len() < HEADER_BYTES {
+            return None;
+        }
+        let len = u32::from_be_bytes([avail[0], avail[1], avail[2], avail[3]]) as usize;
+        if len > self.max_frame_bytes {
+            return Some(Err(self.fail(WireError::TooLarge { len, max: self.max_frame_bytes })));
+        }
+        if avail.len() < HEADER_BYTES + len {
+            return None;
+        }
+        let payload = &avail[HEADER_BYTES..HEADER_BYTES + len];
+        self.start += HEADER_BYTES + len;
+        match decode_payload(payload) {
+            Err(e) if e.is_fatal() => Some(Err(self.fail(e))),
+            other => Some(other),
+        }
+    }
+
+    fn fail(&mut self, e: WireError) -> WireError {
+        self.failed = true;
+        self.buf = Vec::new();
+        self.start = 0;
+        e
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chat::Body;
+    use crate::identity::{Ed25519Keys, Keys};
+    use crate::sync::{Summary, SyncRange};
+    use quickcheck::{Arbitrary, Gen, QuickCheck, TestResult};
+
+    fn arb_id(g: &mut Gen) -> ChatId {
+        let mut b = [0u8; 16];
+        for x in &mut b {
+            *x = u8::arbitrary(g);
+        }
+        ChatId(b)
+    }
+
+    fn arb_addr(g: &mut Gen) -> SocketAddr {
+        if bool::arbitrary(g) {
+            SocketAddr::from((u32::arbitrary(g).to_be_bytes(), u16::arbitrary(g)))
+        } else {
+            SocketAddr::from((u128::arbitrary(g).to_be_bytes(), u16::arbitrary(g)))
+        }
+    }
+
+    #[derive(Clone, Debug)]
+    struct AnyMessage(Message);
+
+    impl Arbitrary for AnyMessage {
+        fn arbitrary(g: &mut Gen) -> Self {
+            let keys = Ed25519Keys::from_seed(u64::arbitrary(g) % 8);
+            let ids = |g: &mut Gen| (0..usize::arbitrary(g) % 8).map(|_| arb_id(g)).collect::<Vec<_>>();
+            let msg = match u8::arbitrary(g) % 11 {
+                0 => Message::Hello(Hello {
+                    public_key: keys.public_key(),
+                    nonce: [u8::arbitrary(g); 32],
+                    username: String::arbitrary(g),
+                    listen_port: u16::arbitrary(g),
+                }),
+                1 => Message::Auth { signature: keys.sign(&Vec::<u8>::arbitrary(g)) },
+                2 => {
+                    let body = match u8::arbitrary(g) % 3 {
+                        0 => Body::Text(String::arbitrary(g)),
+                        1 => Body::Join,
+                        _ => Body::Leave,
+                    };
+                    let chat = Chat::new(&keys, arb_id(g), &String::arbitrary(g), body);
+                    Message::Chat { ttl: u8::arbitrary(g), hops: u8::arbitrary(g), chat: Arc::new(chat) }
+                }
+                3 => Message::IHave { ids: ids(g) },
+                4 => Message::IWant { ids: ids(g) },
+                5 => Message::Sync {
+                    ranges: (0..usize::arbitrary(g) % 4)
+                        .map(|_| SyncRange {
+                            lower: arb_id(g),
+                            upper: arb_id(g),
+                            summary: if bool::arbitrary(g) {
+                                Summary::Fingerprint { count: u32::arbitrary(g), hash: u128::arbitrary(g) }
+                            } else {
+                                Summary::Ids(ids(g))
+                            },
+                        })
+                        .collect(),
+                },
+                6 => Message::Ping { nonce: u64::arbitrary(g) },
+                7 => Message::Pong { nonce: u64::arbitrary(g) },
+                8 => Message::PeerRequest,
+                9 => Message::PeerResponse { addrs: (0..usize::arbitrary(g) % 5).map(|_| arb_addr(g)).collect() },
+                _ => Message::Announce { listen_port: u16::arbitrary(g) },
+            };
+            AnyMessage(msg)
+        }
+    }
+
+    #[test]
+    fn every_message_round_trips() {
+        fn prop(m: AnyMessage) -> bool {
+            let bytes = encode(&m.0);
+            let mut d = FrameDecoder::new(DEFAULT_MAX_FRAME_BYTES);
+            d.push(&bytes);
+            matches!(d.next_frame(), Some(Ok(ref back)) if *back == m.0) && d.next_frame().is_none()
+        }
+        QuickCheck::new().tests(300).quickcheck(prop as fn(AnyMessage) -> bool);
+    }
+
+    /// Many frames, cut at arbitrary points, come out whole and in order.
+    #[test]
+    fn any_chunking_yields_the_same_frames() {
+        fn prop(msgs: Vec<AnyMessage>, cuts: Vec<u8>) -> bool {
+            let mut stream = Vec::new();
+            for m in &msgs {
+                encode_into(&m.0, &mut stream, DEFAULT_MAX_FRAME_BYTES).unwrap();
+            }
+            let mut d = FrameDecoder::new(DEFAULT_MAX_FRAME_BYTES);
+            let mut out = Vec::new();
+            let mut rest = &stream[..];
+            let mut i = 0;
+            while !rest.is_empty() {
+                let n = (cuts.get(i).copied().unwrap_or(7) as usize % 40 + 1).min(rest.len());
+                d.push(&rest[..n]);
+                rest = &rest[n..];
+                i += 1;
+                while let Some(f) = d.next_frame() {
+                    out.push(f.unwrap());
+                }
+            }
+            out.len() == msgs.len() && out.iter().zip(&msgs).all(|(a, b)| *a == b.0)
+        }
+        QuickCheck::new().tests(200).quickcheck(prop as fn(Vec<AnyMessage>, Vec<u8>) -> bool);
+    }
+
+    /// Arbitrary bytes in arbitrary chunks never panic, and memory stays bounded.
+    #[test]
+    fn garbage_never_panics() {
+        fn prop(chunks: Vec<Vec<u8>>) -> TestResult {
+            let max = 1024;
+            let mut d = FrameDecoder::new(max);
+            for c in &chunks {
+                d.push(c);
+                while let Some(r) = d.next_frame() {
+                    let _ = r;
+                }
+                if d.buffered() > max + 4 + c.len() {
+                    return TestResult::failed();
+                }
+            }
+            TestResult::passed()
+        }
+        QuickCheck::new().tests(2000).quickcheck(prop as fn(Vec<Vec<u8>>) -> TestResult);
+    }
+
+    /// Valid frames with arbitrary payload bytes: an error value, never a panic, and the stream
+    /// goes on (a malformed frame is skipped).
+    #[test]
+    fn framed_garbage_is_skipped() {
+        fn prop(payload: Vec<u8>) -> bool {
+            let mut stream = Vec::new();
+            stream.extend_from_slice(&((payload.len() + 2) as u32).to_be_bytes());
+            stream.extend_from_slice(&PROTOCOL_VERSION.to_be_bytes());
+            stream.extend_from_slice(&payload);
+            stream.extend_from_slice(&encode(&Message::Ping { nonce: 9 }));
+            let mut d = FrameDecoder::new(DEFAULT_MAX_FRAME_BYTES);
+            d.push(&stream);
+            let _first = d.next_frame();
+            matches!(d.next_frame(), Some(Ok(Message::Ping { nonce: 9 })))
+        }
+        QuickCheck::new().tests(2000).quickcheck(prop as fn(Vec<u8>) -> bool);
+    }
+
+    #[test]
+    fn oversized_length_fails_before_buffering() {
+        let mut d = FrameDecoder::new(1000);
+        d.push(&[0, 0, 0x10, 0]); // 4096 bytes announced
+        assert_eq!(d.next_frame(), Some(Err(WireError::TooLarge { len: 4096, max: 1000 })));
+        d.push(&[0; 5000]);
+        assert_eq!(d.buffered(), 0);
+        assert_eq!(d.next_frame(), None);
+    }
+
+    #[test]
+    fn other_version_is_a_clear_fatal_error() {
+        let mut frame = encode(&Message::PeerRequest);
+        frame[4..6].copy_from_slice(&7u16.to_be_bytes());
+        let mut d = FrameDecoder::new(DEFAULT_MAX_FRAME_BYTES);
+        d.push(&frame);
+        let err = d.next_frame().unwrap().unwrap_err();
+        assert!(err.is_fatal());
+        assert_eq!(err.to_string(), "peer speaks protocol version 7, this node speaks version 1");
+    }
+
+    #[test]
+    fn huge_claimed_vector_is_refused_without_allocating() {
+        // IHave (variant 4) claiming u64::MAX ids in a tiny frame.
+        let mut payload = PROTOCOL_VERSION.to_be_bytes().to_vec();
+        payload.extend_from_slice(&[4, 253, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+        assert!(matches!(decode_payload(&payload), Err(WireError::Malformed(_))));
+    }
+}
