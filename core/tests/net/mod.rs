@@ -1,0 +1,280 @@
+//! An in-memory network of real `Node`s for the core's own tests: no sockets, no sleeps.
+//!
+//! Deliberately small; the `sim` crate is the full simulator (faults, metrics, scale). Here a
+//! connection is a pair of ordered links with a few ms of latency, bytes are split at random points
+//! as TCP may, and a test can drop frames, kill nodes and watch events.
+
+#![allow(dead_code)]
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use p2p_chat_core::random::Rng;
+use p2p_chat_core::{Config, ConnId, Ed25519Keys, Event, Input, Node, Output, Time};
+
+pub const T0_MS: u64 = 1_800_000_000_000;
+
+pub fn addr(i: usize) -> SocketAddr {
+    SocketAddr::from(([10, 0, (i >> 8) as u8, (i & 255) as u8], 7000))
+}
+
+fn index_of(a: SocketAddr) -> Option<usize> {
+    match a {
+        SocketAddr::V4(v4) if v4.port() == 7000 => {
+            let o = v4.ip().octets();
+            Some(((o[2] as usize) << 8) | o[3] as usize)
+        }
+        _ => None,
+    }
+}
+
+#[derive(Debug)]
+enum Ev {
+    Wake(usize),
+    Accept { to: usize, from: usize, dialer_conn: ConnId },
+    Connected { node: usize, conn: ConnId },
+    DialFailed { node: usize, conn: ConnId },
+    Bytes { node: usize, conn: ConnId, bytes: Vec<u8> },
+    Closed { node: usize, conn: ConnId },
+}
+
+/// Decides, per event at a node, whether that node dies right there.
+pub type KillHook = Box<dyn FnMut(usize, &Event) -> bool>;
+
+pub struct Net {
+    pub nodes: Vec<Option<Node>>,
+    pub now: Time,
+    queue: BinaryHeap<Reverse<(Time, u64, usize)>>,
+    events: BTreeMap<usize, Ev>,
+    seq: u64,
+    /// (node, conn) -> (peer node, peer conn)
+    links: BTreeMap<(usize, ConnId), (usize, ConnId)>,
+    /// Last delivery time per directed link, to keep each connection in order.
+    link_clock: BTreeMap<(usize, ConnId), Time>,
+    wake_at: Vec<Option<Time>>,
+    pub rng: Rng,
+    /// Share of frames dropped in flight (whole frames: a model of a relay that failed mid-send).
+    pub frame_loss: f64,
+    pub delivered: Vec<Vec<Event>>,
+    /// Called on every event, may kill nodes: (net-visible node index, event).
+    pub kill_on: Option<KillHook>,
+}
+
+impl Net {
+    pub fn new(n: usize, seed: u64, config: impl Fn(usize) -> Config) -> Net {
+        let now = Time::from_millis(T0_MS);
+        let mut net = Net {
+            nodes: Vec::new(),
+            now,
+            queue: BinaryHeap::new(),
+            events: BTreeMap::new(),
+            seq: 0,
+            links: BTreeMap::new(),
+            link_clock: BTreeMap::new(),
+            wake_at: vec![None; n],
+            rng: Rng::new(seed),
+            frame_loss: 0.0,
+            delivered: vec![Vec::new(); n],
+            kill_on: None,
+        };
+        for i in 0..n {
+            let mut c = config(i);
+            c.listen_port = 7000;
+            let node = Node::new(c, Box::new(Ed25519Keys::from_seed(i as u64)), seed ^ (i as u64) << 20, now);
+            net.nodes.push(Some(node));
+            net.after_input(i);
+        }
+        net
+    }
+
+    /// Config where every node bootstraps from node 0.
+    pub fn star_config(i: usize) -> Config {
+        Config {
+            username: format!("n{i}"),
+            bootstrap: if i == 0 { vec![] } else { vec![addr(0)] },
+            ..Config::default()
+        }
+    }
+
+    fn push(&mut self, at: Time, ev: Ev) {
+        self.seq += 1;
+        self.events.insert(self.seq as usize, ev);
+        self.queue.push(Reverse((at, self.seq, self.seq as usize)));
+    }
+
+    fn latency(&mut self) -> Duration {
+        Duration::from_micros(2_000 + self.rng.below(8_000) as u64)
+    }
+
+    /// Schedules delivery on a directed link, never before what was sent on it earlier.
+    fn send_on_link(&mut self, from: usize, conn: ConnId, ev_for_peer: impl FnOnce(usize, ConnId) -> Ev) {
+        let Some(&(peer, peer_conn)) = self.links.get(&(from, conn)) else { return };
+        let lat = self.latency();
+        let at = (self.now + lat).max(*self.link_clock.get(&(from, conn)).unwrap_or(&Time::ZERO));
+        self.link_clock.insert((from, conn), at);
+        let ev = ev_for_peer(peer, peer_conn);
+        self.push(at, ev);
+    }
+
+    pub fn command(&mut self, i: usize, cmd: p2p_chat_core::Command) {
+        if let Some(n) = self.nodes[i].as_mut() {
+            n.handle_input(self.now, Input::Command(cmd));
+            self.after_input(i);
+        }
+    }
+
+    pub fn kill(&mut self, i: usize) {
+        if self.nodes[i].take().is_none() {
+            return;
+        }
+        let mine: Vec<ConnId> = self.links.keys().filter(|(n, _)| *n == i).map(|(_, c)| *c).collect();
+        for conn in mine {
+            self.send_on_link(i, conn, |node, conn| Ev::Closed { node, conn });
+            self.links.remove(&(i, conn));
+        }
+    }
+
+    fn after_input(&mut self, i: usize) {
+        loop {
+            let Some(node) = self.nodes[i].as_mut() else { return };
+            let Some(out) = node.poll_output() else { break };
+            match out {
+                Output::Transmit { conn, bytes } => self.transmit(i, conn, bytes),
+                Output::Dial { conn, addr } => {
+                    let lat = self.latency();
+                    match index_of(addr).filter(|&j| j < self.nodes.len() && self.nodes[j].is_some()) {
+                        Some(j) => self.push(self.now + lat, Ev::Accept { to: j, from: i, dialer_conn: conn }),
+                        None => self.push(self.now + lat * 2, Ev::DialFailed { node: i, conn }),
+                    }
+                }
+                Output::Close { conn } => {
+                    self.send_on_link(i, conn, |node, conn| Ev::Closed { node, conn });
+                    self.links.remove(&(i, conn));
+                }
+                Output::Event(e) => {
+                    let kill = self.kill_on.as_mut().is_some_and(|f| f(i, &e));
+                    self.delivered[i].push(e);
+                    if kill {
+                        self.kill(i);
+                        return;
+                    }
+                }
+            }
+        }
+        let Some(node) = self.nodes[i].as_ref() else { return };
+        if let Some((t, _)) = node.poll_timeout() {
+            if self.wake_at[i] != Some(t) {
+                self.wake_at[i] = Some(t);
+                self.push(t, Ev::Wake(i));
+            }
+        }
+    }
+
+    /// Splits the bytes into frames (to drop some) and then into random pieces (as TCP may).
+    fn transmit(&mut self, i: usize, conn: ConnId, bytes: Vec<u8>) {
+        let mut kept = Vec::with_capacity(bytes.len());
+        let mut rest = &bytes[..];
+        while rest.len() >= 4 {
+            let len = 4 + u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+            let (frame, tail) = rest.split_at(len.min(rest.len()));
+            if self.frame_loss == 0.0 || self.rng.unit() >= self.frame_loss {
+                kept.extend_from_slice(frame);
+            }
+            rest = tail;
+        }
+        let mut data = &kept[..];
+        while !data.is_empty() {
+            let n = (1 + self.rng.below(600)).min(data.len());
+            let piece = data[..n].to_vec();
+            data = &data[n..];
+            self.send_on_link(i, conn, move |node, conn| Ev::Bytes { node, conn, bytes: piece });
+        }
+    }
+
+    /// Runs until virtual time `until`.
+    pub fn run_until(&mut self, until: Time) {
+        while let Some(Reverse((at, _, key))) = self.queue.peek().copied() {
+            if at > until {
+                break;
+            }
+            self.queue.pop();
+            self.now = at;
+            let ev = self.events.remove(&key).expect("every queued event is stored");
+            self.apply(ev);
+        }
+        self.now = until;
+    }
+
+    pub fn run_for(&mut self, d: Duration) {
+        self.run_until(self.now + d);
+    }
+
+    fn apply(&mut self, ev: Ev) {
+        let now = self.now;
+        match ev {
+            Ev::Wake(i) => {
+                if self.wake_at[i] == Some(now) {
+                    self.wake_at[i] = None;
+                    if let Some(n) = self.nodes[i].as_mut() {
+                        n.handle_input(now, Input::Timeout);
+                        self.after_input(i);
+                    }
+                }
+            }
+            Ev::Accept { to, from, dialer_conn } => {
+                let remote = SocketAddr::from(([10, 0, (from >> 8) as u8, (from & 255) as u8], 40000));
+                let dialer_alive = self.nodes[from].is_some();
+                let accepted = match self.nodes[to].as_mut() {
+                    Some(n) if dialer_alive => n.accept(now, remote),
+                    _ => None,
+                };
+                match accepted {
+                    Some(conn) => {
+                        self.links.insert((to, conn), (from, dialer_conn));
+                        self.links.insert((from, dialer_conn), (to, conn));
+                        let lat = self.latency();
+                        let at = now + lat;
+                        self.link_clock.insert((to, conn), at);
+                        self.push(at, Ev::Connected { node: from, conn: dialer_conn });
+                        self.after_input(to);
+                    }
+                    None => {
+                        let lat = self.latency();
+                        self.push(now + lat, Ev::DialFailed { node: from, conn: dialer_conn });
+                    }
+                }
+            }
+            Ev::Connected { node, conn } => self.input(node, Input::Connected(conn)),
+            Ev::DialFailed { node, conn } => self.input(node, Input::DialFailed(conn)),
+            Ev::Bytes { node, conn, bytes } => {
+                if self.links.contains_key(&(node, conn)) {
+                    self.input(node, Input::Received(conn, &bytes));
+                }
+            }
+            Ev::Closed { node, conn } => {
+                self.links.remove(&(node, conn));
+                self.input(node, Input::Closed(conn));
+            }
+        }
+    }
+
+    fn input(&mut self, i: usize, input: Input<'_>) {
+        if let Some(n) = self.nodes[i].as_mut() {
+            n.handle_input(self.now, input);
+            self.after_input(i);
+        }
+    }
+
+    /// Chat ids delivered at node `i`, with how often each was delivered.
+    pub fn chats_at(&self, i: usize) -> BTreeMap<p2p_chat_core::ChatId, usize> {
+        let mut m = BTreeMap::new();
+        for e in &self.delivered[i] {
+            if let Event::Chat(d) = e {
+                *m.entry(d.chat.id).or_insert(0) += 1;
+            }
+        }
+        m
+    }
+}

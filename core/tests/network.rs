@@ -1,0 +1,283 @@
+//! Whole-network behaviour of the real `Node`, on the in-memory network of `net.rs`.
+
+mod net;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use net::Net;
+use p2p_chat_core::wire::{self, Message};
+use p2p_chat_core::{Body, Chat, ChatId, Command, Config, Ed25519Keys, Event, Input, Keys, Node, Origin, Output, Time};
+use quickcheck::{QuickCheck, TestResult};
+
+/// Sends one chat from each listed node, returns their ids once every sender has delivered its own.
+fn send_chats(net: &mut Net, senders: &[usize]) -> Vec<ChatId> {
+    let mut ids = Vec::new();
+    for &s in senders {
+        let before = net.delivered[s].len();
+        net.command(s, Command::Chat(format!("hello from {s}")));
+        let id = net.delivered[s][before..]
+            .iter()
+            .find_map(|e| match e {
+                Event::Chat(d) if d.origin == Origin::Local => Some(d.chat.id),
+                _ => None,
+            })
+            .expect("a sent chat is delivered locally at once");
+        ids.push(id);
+        net.run_for(Duration::from_millis(5));
+    }
+    ids
+}
+
+/// Every live node delivered every id exactly once, and nothing else was delivered twice.
+fn assert_converged(net: &Net, ids: &[ChatId], seed: u64) {
+    for (i, n) in net.nodes.iter().enumerate() {
+        if n.is_none() {
+            continue;
+        }
+        let got = net.chats_at(i);
+        for id in ids {
+            assert_eq!(got.get(id), Some(&1), "node {i} delivered {id} {:?} times (seed {seed})", got.get(id));
+        }
+        assert!(got.values().all(|&c| c == 1), "node {i} delivered a chat twice (seed {seed})");
+    }
+}
+
+#[test]
+fn twenty_nodes_every_chat_everywhere_once() {
+    let mut net = Net::new(20, 1, Net::star_config);
+    net.run_for(Duration::from_secs(10));
+    // Peer exchange spread the mesh beyond the bootstrap node.
+    let degrees: Vec<usize> = net.nodes.iter().map(|n| n.as_ref().unwrap().peers().len()).collect();
+    assert!(degrees[1..].iter().all(|&d| d >= 3), "degrees {degrees:?}");
+    let ids = send_chats(&mut net, &(0..20).collect::<Vec<_>>());
+    net.run_for(Duration::from_secs(2));
+    assert_converged(&net, &ids, 1);
+    // Joins are chats too: each node saw all 20 joins (its own included).
+    for i in 0..20 {
+        let joins =
+            net.delivered[i].iter().filter(|e| matches!(e, Event::Chat(d) if d.chat.body == Body::Join)).count();
+        assert_eq!(joins, 20, "node {i}");
+    }
+}
+
+#[test]
+fn relay_dying_mid_broadcast_loses_nothing() {
+    let mut net = Net::new(20, 2, Net::star_config);
+    net.run_for(Duration::from_secs(10));
+    // The first three nodes other than the sender to receive the chat die on receipt, before
+    // forwarding it anywhere.
+    let mut victims = 0;
+    net.kill_on = Some(Box::new(move |i, e| {
+        let hit =
+            i != 7 && victims < 3 && matches!(e, Event::Chat(d) if d.origin == Origin::Live && d.chat.username == "n7");
+        if hit {
+            victims += 1;
+        }
+        hit
+    }));
+    let ids = send_chats(&mut net, &[7]);
+    net.run_for(Duration::from_secs(5));
+    assert_eq!(net.nodes.iter().filter(|n| n.is_none()).count(), 3);
+    assert_converged(&net, &ids, 2);
+}
+
+#[test]
+fn dropped_frames_are_repaired() {
+    let mut net = Net::new(20, 3, Net::star_config);
+    net.run_for(Duration::from_secs(10));
+    net.frame_loss = 0.2;
+    let ids = send_chats(&mut net, &[1, 5, 9, 13, 17]);
+    net.run_for(Duration::from_secs(5));
+    net.frame_loss = 0.0;
+    net.run_for(Duration::from_secs(30));
+    assert_converged(&net, &ids, 3);
+}
+
+#[test]
+fn without_repair_a_short_ttl_misses_nodes_and_with_repair_it_does_not() {
+    let config =
+        |repair: bool| move |i: usize| Config { ttl: 0, fanout: 1, repair, target_peers: 3, ..Net::star_config(i) };
+    let mut plain = Net::new(20, 4, config(false));
+    plain.run_for(Duration::from_secs(10));
+    let ids = send_chats(&mut plain, &[3]);
+    plain.run_for(Duration::from_secs(5));
+    let reached = (0..20).filter(|&i| plain.chats_at(i).contains_key(&ids[0])).count();
+    assert!(reached < 20, "ttl 0, fanout 1 without repair reached {reached}");
+
+    let mut repaired = Net::new(20, 4, config(true));
+    repaired.run_for(Duration::from_secs(10));
+    let ids = send_chats(&mut repaired, &[3]);
+    repaired.run_for(Duration::from_secs(10));
+    assert_converged(&repaired, &ids, 4);
+}
+
+#[test]
+fn a_late_joiner_catches_up_on_history() {
+    let mut net = Net::new(8, 5, |i| Config {
+        bootstrap: if i == 7 { vec![] } else { vec![net::addr(0)] },
+        ..Net::star_config(i)
+    });
+    net.run_for(Duration::from_secs(5));
+    let ids = send_chats(&mut net, &[1, 2, 3]);
+    net.run_for(Duration::from_secs(2));
+    assert!(net.chats_at(7).is_empty());
+    net.command(7, Command::Connect(net::addr(0)));
+    net.run_for(Duration::from_secs(5));
+    let caught_up: BTreeSet<ChatId> = net.delivered[7]
+        .iter()
+        .filter_map(|e| match e {
+            Event::Chat(d) if d.origin == Origin::Repair => Some(d.chat.id),
+            _ => None,
+        })
+        .collect();
+    assert!(ids.iter().all(|id| caught_up.contains(id)));
+    assert_converged(&net, &ids, 5);
+}
+
+#[test]
+fn same_seed_same_run() {
+    let run = || {
+        let mut net = Net::new(10, 9, Net::star_config);
+        net.run_for(Duration::from_secs(5));
+        send_chats(&mut net, &[2, 4]);
+        net.run_for(Duration::from_secs(3));
+        net.delivered.iter().map(|d| format!("{d:?}")).collect::<Vec<_>>()
+    };
+    assert_eq!(run(), run());
+}
+
+/// Two nodes connected by hand; returns (a, b, a's conn to b, b's conn to a) after the handshake.
+fn pair() -> (Node, Node, p2p_chat_core::ConnId, p2p_chat_core::ConnId, Time) {
+    let now = Time::from_millis(net::T0_MS);
+    let cfg = |name: &str| Config { username: name.into(), ..Config::default() };
+    let mut a = Node::new(cfg("a"), Box::new(Ed25519Keys::from_seed(1)), 1, now);
+    let mut b = Node::new(cfg("b"), Box::new(Ed25519Keys::from_seed(2)), 2, now);
+    a.handle_input(now, Input::Command(Command::Connect(net::addr(2))));
+    let Some(Output::Dial { conn: ab, .. }) = a.poll_output() else { panic!("dial expected") };
+    let ba = b.accept(now, net::addr(1)).unwrap();
+    a.handle_input(now, Input::Connected(ab));
+    for _ in 0..4 {
+        pump(&mut a, ab, &mut b, ba, now);
+        pump(&mut b, ba, &mut a, ab, now);
+    }
+    assert_eq!(a.peers().len(), 1);
+    assert_eq!(b.peers().len(), 1);
+    (a, b, ab, ba, now)
+}
+
+/// Moves everything `from` wants to send on `conn` into `to`; returns the events `to` produced.
+fn pump(from: &mut Node, _conn: p2p_chat_core::ConnId, to: &mut Node, to_conn: p2p_chat_core::ConnId, now: Time) {
+    let mut bytes = Vec::new();
+    while let Some(o) = from.poll_output() {
+        if let Output::Transmit { bytes: b, .. } = o {
+            bytes.extend(b);
+        }
+    }
+    if !bytes.is_empty() {
+        to.handle_input(now, Input::Received(to_conn, &bytes));
+    }
+}
+
+fn chat_events(n: &mut Node) -> Vec<Arc<Chat>> {
+    let mut v = Vec::new();
+    while let Some(o) = n.poll_output() {
+        if let Output::Event(Event::Chat(d)) = o {
+            v.push(d.chat);
+        }
+    }
+    v
+}
+
+/// An altered chat is never delivered, whatever is altered, and the sender loses score.
+#[test]
+fn altered_chats_are_never_delivered() {
+    fn prop(text: String, which: u8, flip: u8) -> TestResult {
+        let (mut a, _b, _ab, ba, now) = pair();
+        let _ = chat_events(&mut a);
+        let mallory_victim = Ed25519Keys::from_seed(2);
+        let id = ChatId::new_v7(net::T0_MS, &[flip; 10]);
+        let mut chat = Chat::new(&mallory_victim, id, "b", Body::Text(text.clone()));
+        match which % 5 {
+            0 => chat.body = Body::Text(format!("{text}!")),
+            1 => chat.username = format!("{}x", chat.username),
+            2 => chat.id = ChatId::new_v7(net::T0_MS + 1, &[flip; 10]),
+            3 => chat.signature.0[(flip % 64) as usize] ^= 1 << (flip % 8),
+            _ => chat.author = Ed25519Keys::from_seed(3).public_key(),
+        }
+        let frame = wire::encode(&Message::Chat { ttl: 3, hops: 1, chat: Arc::new(chat) });
+        // `a` received the frame on its connection from b.
+        let _ = ba;
+        let conn_from_b = a.peers()[0].conn;
+        a.handle_input(now, Input::Received(conn_from_b, &frame));
+        let delivered = chat_events(&mut a);
+        let score = a.peers()[0].score;
+        TestResult::from_bool(delivered.is_empty() && score < 0 && a.stats().chats_refused == 1)
+    }
+    QuickCheck::new().tests(50).quickcheck(prop as fn(String, u8, u8) -> TestResult);
+}
+
+#[test]
+fn a_flood_of_forgeries_gets_the_peer_banned() {
+    let (mut a, _b, _ab, _ba, now) = pair();
+    let conn = a.peers()[0].conn;
+    let k = Ed25519Keys::from_seed(2);
+    for i in 0..20u8 {
+        let mut chat = Chat::new(&k, ChatId::new_v7(net::T0_MS, &[i; 10]), "b", Body::Text("x".into()));
+        chat.body = Body::Text("y".into());
+        a.handle_input(
+            now,
+            Input::Received(conn, &wire::encode(&Message::Chat { ttl: 1, hops: 1, chat: Arc::new(chat) })),
+        );
+    }
+    let mut closed = false;
+    let mut warned = false;
+    while let Some(o) = a.poll_output() {
+        closed |= matches!(o, Output::Close { conn: c } if c == conn);
+        warned |= matches!(&o, Output::Event(Event::Warning(w)) if w.contains("banned"));
+    }
+    assert!(closed && warned);
+    assert!(a.peers().is_empty());
+    assert_eq!(a.stats().peers_banned, 1);
+}
+
+#[test]
+fn a_peer_speaking_another_version_is_disconnected_with_a_clear_reason() {
+    let (mut a, _b, _ab, _ba, now) = pair();
+    let conn = a.peers()[0].conn;
+    let mut frame = wire::encode(&Message::Ping { nonce: 1 });
+    frame[4..6].copy_from_slice(&9u16.to_be_bytes());
+    a.handle_input(now, Input::Received(conn, &frame));
+    let mut reason = None;
+    while let Some(o) = a.poll_output() {
+        if let Output::Event(Event::PeerDown { reason: r, .. }) = o {
+            reason = Some(r);
+        }
+    }
+    assert_eq!(reason.as_deref(), Some("peer speaks protocol version 9, this node speaks version 1"));
+}
+
+#[test]
+fn convergence_over_random_seeds_with_loss() {
+    fn prop(seed: u64, n: u8, loss: u8) -> TestResult {
+        let n = 5 + (n % 20) as usize;
+        let loss = (loss % 20) as f64 / 100.0;
+        let mut net = Net::new(n, seed, Net::star_config);
+        net.run_for(Duration::from_secs(8));
+        net.frame_loss = loss;
+        let senders: Vec<usize> = (0..n).step_by(3).collect();
+        let ids = send_chats(&mut net, &senders);
+        net.run_for(Duration::from_secs(3));
+        net.frame_loss = 0.0;
+        net.run_for(Duration::from_secs(30));
+        for i in 0..n {
+            let got = net.chats_at(i);
+            if !ids.iter().all(|id| got.get(id) == Some(&1)) {
+                return TestResult::error(format!("seed {seed}, n {n}, loss {loss}: node {i} did not converge"));
+            }
+        }
+        TestResult::passed()
+    }
+    QuickCheck::new().tests(15).quickcheck(prop as fn(u64, u8, u8) -> TestResult);
+}
