@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::chat::{Body, Chat, ChatId, MAX_TEXT_BYTES};
 use crate::dedup::{Dedup, Verdict};
-use crate::gossip::Gossip;
+use crate::gossip::{Gossip, Requested};
 use crate::handshake::{Handshake, Progress};
 use crate::identity::{Keys, PeerId, PublicKey};
 use crate::membership::{AddressBook, Penalty, Source, TokenBucket, BAN_SCORE, MAX_SCORE};
@@ -243,6 +243,8 @@ pub struct Stats {
     pub ihave_ids_sent: u64,
     pub iwant_ids_sent: u64,
     pub sync_frames_sent: u64,
+    pub prunes_sent: u64,
+    pub grafts_sent: u64,
     pub dials: u64,
     pub peers_banned: u64,
 }
@@ -322,7 +324,13 @@ impl Node {
         }
         Node {
             dedup: Dedup::new(config.retention, config.max_chats, config.max_clock_skew),
-            gossip: Gossip::new(config.fanout, config.lazy_fanout, config.lazy_wait, config.want_timeout),
+            gossip: Gossip::new(
+                config.fanout,
+                config.lazy_fanout,
+                config.lazy_wait,
+                config.want_timeout,
+                config.repair,
+            ),
             keys,
             me,
             rng: Rng::new(seed),
@@ -525,7 +533,10 @@ impl Node {
             self.book.on_failure(&c.addr, now, &mut self.rng);
         }
         if let Phase::Up(p) = c.phase {
-            self.gossip.on_conn_closed(conn);
+            if let Some(g) = self.gossip.on_peer_down(conn, &mut self.rng) {
+                self.stats.grafts_sent += 1;
+                self.send(g, &Message::Graft { ids: Vec::new() });
+            }
             self.emit(Event::PeerDown { conn, peer: p.id, username: p.username, reason: reason.to_owned() });
         }
     }
@@ -610,7 +621,7 @@ impl Node {
 
     fn on_message(&mut self, now: Time, conn: ConnId, msg: Message) {
         let Some(c) = self.conns.get_mut(&conn) else { return };
-        let is_chat = matches!(msg, Message::Chat { .. });
+        let is_chat = matches!(msg, Message::Chat { .. } | Message::Reply { .. });
         let allowed = if is_chat { c.chat_bucket.take(now) } else { c.control_bucket.take(now) };
         if let Phase::Handshaking(hs) = &mut c.phase {
             let (listen_addr, addr) = (c.listen_addr, c.addr);
@@ -637,7 +648,21 @@ impl Node {
         match msg {
             Message::Chat { ttl, hops, chat } => {
                 self.stats.chat_frames_in += 1;
-                self.on_chat(now, Some(conn), chat, ttl, hops);
+                self.on_chat(now, Some(conn), chat, Some(ttl), hops);
+            }
+            Message::Reply { hops, chat } => {
+                self.stats.chat_frames_in += 1;
+                self.on_chat(now, Some(conn), chat, None, hops);
+            }
+            Message::Prune => {
+                self.gossip.prune(conn);
+            }
+            Message::Graft { ids } => {
+                if ids.len() > MAX_IDS_PER_FRAME {
+                    return self.penalize(now, conn, Penalty::ProtocolViolation, "Graft too long");
+                }
+                self.gossip.graft(conn);
+                self.reply_with(conn, &ids);
             }
             Message::IHave { ids } => {
                 if ids.len() > MAX_IDS_PER_FRAME {
@@ -656,12 +681,7 @@ impl Node {
                 if ids.len() > MAX_IDS_PER_FRAME {
                     return self.penalize(now, conn, Penalty::ProtocolViolation, "IWant too long");
                 }
-                for id in ids {
-                    if let Some(s) = self.dedup.get(&id) {
-                        let m = Message::Chat { ttl: 0, hops: s.hops.saturating_add(1), chat: s.chat.clone() };
-                        self.send(conn, &m);
-                    }
-                }
+                self.reply_with(conn, &ids);
             }
             Message::Sync { ranges } => {
                 let too_big = ranges.len() > MAX_RANGES_PER_FRAME
@@ -761,6 +781,10 @@ impl Node {
             self.book.add(a, Source::Inbound, now);
             self.book.on_connected(&a, peer, now);
         }
+        if !self.gossip.on_peer_up(conn) && self.config.repair {
+            self.stats.prunes_sent += 1;
+            self.send(conn, &Message::Prune);
+        }
         if let Some(s) = self.summary(conn, &self.conns[&conn]) {
             self.emit(Event::PeerUp(s));
         }
@@ -846,11 +870,19 @@ impl Node {
         }
     }
 
-    fn on_chat(&mut self, now: Time, from: Option<ConnId>, chat: Arc<Chat>, ttl: u8, hops: u8) {
+    /// A chat from a neighbour: `ttl` is `Some` for a pushed `Chat`, `None` for a `Reply`.
+    fn on_chat(&mut self, now: Time, from: Option<ConnId>, chat: Arc<Chat>, ttl: Option<u8>, hops: u8) {
         match self.dedup.check(&chat.id, now) {
             Verdict::New => {}
             Verdict::Duplicate => {
                 self.stats.duplicates += 1;
+                // A pushed duplicate means the eager link it came over is redundant.
+                if let (Some(conn), Some(_)) = (from, ttl) {
+                    if self.gossip.on_duplicate(conn) {
+                        self.stats.prunes_sent += 1;
+                        self.send(conn, &Message::Prune);
+                    }
+                }
                 return;
             }
             Verdict::TooOld | Verdict::TooNew => {
@@ -867,32 +899,51 @@ impl Node {
             return;
         }
         self.dedup.insert(chat.clone(), hops);
-        let repaired = self.gossip.on_received(&chat.id);
-        self.stats.chats_received += 1;
-        if repaired {
-            self.stats.chats_repaired += 1;
+        let requested = self.gossip.on_received(&chat.id);
+        if let (Some(conn), Some(_)) = (from, ttl) {
+            self.gossip.on_first(conn);
         }
+        self.stats.chats_received += 1;
         if let Some(c) = from.and_then(|f| self.conns.get_mut(&f)) {
             c.score = (c.score + 1).min(MAX_SCORE);
         }
-        let origin = if repaired { Origin::Repair } else { Origin::Live };
+        // Pushed chats and grafted ones are live and spread on; anything else came by
+        // anti-entropy: history that the neighbours get by their own syncs.
+        let live_ttl = match (ttl, requested) {
+            (Some(t), _) => Some(t),
+            (None, Requested::Graft) => Some(self.config.ttl),
+            (None, _) => None,
+        };
+        if live_ttl.is_none() {
+            self.stats.chats_repaired += 1;
+        }
+        let origin = if live_ttl.is_some() { Origin::Live } else { Origin::Repair };
         self.emit(Event::Chat(Delivery { chat: chat.clone(), hops, origin }));
-        self.spread(from, &chat, ttl, hops.saturating_add(1));
+        if let Some(ttl) = live_ttl {
+            self.spread(from, &chat, ttl, hops.saturating_add(1));
+        }
     }
 
     /// Applies the forwarding rule of `gossip` to a chat accepted just now.
     fn spread(&mut self, from: Option<ConnId>, chat: &Arc<Chat>, ttl: u8, next_hops: u8) {
-        let peers = self.up_conns();
-        let targets = self.gossip.targets(&mut self.rng, &peers, from, ttl);
+        let targets = self.gossip.targets(&mut self.rng, from, ttl);
         for conn in targets.eager {
             self.send_chat(conn, chat, ttl.saturating_sub(1), next_hops);
             if from.is_some() {
                 self.stats.chats_relayed += 1;
             }
         }
-        if self.config.repair {
-            for conn in targets.lazy {
-                self.ihave.entry(conn).or_default().push(chat.id);
+        for conn in targets.lazy {
+            self.ihave.entry(conn).or_default().push(chat.id);
+        }
+    }
+
+    /// Answers a request with the chats we still hold.
+    fn reply_with(&mut self, conn: ConnId, ids: &[ChatId]) {
+        for id in ids {
+            if let Some(s) = self.dedup.get(id) {
+                let m = Message::Reply { hops: s.hops.saturating_add(1), chat: s.chat.clone() };
+                self.send(conn, &m);
             }
         }
     }
@@ -911,12 +962,7 @@ impl Node {
 
     fn on_sync(&mut self, now: Time, conn: ConnId, ranges: &[sync::SyncRange]) {
         let reply = sync::respond(self.dedup.chats(), ranges);
-        for id in &reply.push {
-            if let Some(s) = self.dedup.get(id) {
-                let m = Message::Chat { ttl: 0, hops: s.hops.saturating_add(1), chat: s.chat.clone() };
-                self.send(conn, &m);
-            }
-        }
+        self.reply_with(conn, &reply.push);
         let want: Vec<ChatId> = reply.want.into_iter().filter(|id| self.dedup.check(id, now) == Verdict::New).collect();
         for id in &want {
             self.gossip.on_asked(*id, conn, now);
@@ -943,13 +989,18 @@ impl Node {
     // ----- timers -----
 
     fn on_timeout(&mut self, now: Time) {
-        let mut wants: BTreeMap<ConnId, Vec<ChatId>> = BTreeMap::new();
-        for (conn, id) in self.gossip.poll_wants(now) {
-            wants.entry(conn).or_default().push(id);
+        let mut wants: BTreeMap<(ConnId, bool), Vec<ChatId>> = BTreeMap::new();
+        for w in self.gossip.poll_wants(now) {
+            wants.entry((w.conn, w.graft)).or_default().push(w.id);
         }
-        for (conn, ids) in wants {
-            self.stats.iwant_ids_sent += ids.len() as u64;
-            self.send(conn, &Message::IWant { ids });
+        for ((conn, graft), ids) in wants {
+            if graft {
+                self.stats.grafts_sent += 1;
+                self.send(conn, &Message::Graft { ids });
+            } else {
+                self.stats.iwant_ids_sent += ids.len() as u64;
+                self.send(conn, &Message::IWant { ids });
+            }
         }
         if now >= self.next_tick {
             self.maintain(now);

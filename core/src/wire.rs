@@ -50,12 +50,24 @@ pub enum Message {
         hops: u8,
         chat: Arc<Chat>,
     },
+    /// A chat sent because it was asked for (`IWant`, `Graft`) or found missing by `Sync`, not
+    /// pushed: a duplicate of it says nothing about the tree.
+    Reply {
+        hops: u8,
+        chat: Arc<Chat>,
+    },
     /// Lazy push: "I have these chats" (ids only).
     IHave {
         ids: Vec<ChatId>,
     },
     /// "Send me these chats", after an `IHave` or a sync found them missing.
     IWant {
+        ids: Vec<ChatId>,
+    },
+    /// Plumtree: "stop pushing full chats to me; ids are enough".
+    Prune,
+    /// Plumtree: "push full chats to me again", and send these missing ones now.
+    Graft {
         ids: Vec<ChatId>,
     },
     /// One round of range-based set reconciliation (anti-entropy).
@@ -95,6 +107,9 @@ impl Message {
             Message::Hello(_) => "Hello",
             Message::Auth { .. } => "Auth",
             Message::Chat { .. } => "Chat",
+            Message::Reply { .. } => "Reply",
+            Message::Prune => "Prune",
+            Message::Graft { .. } => "Graft",
             Message::IHave { .. } => "IHave",
             Message::IWant { .. } => "IWant",
             Message::Sync { .. } => "Sync",
@@ -275,7 +290,13 @@ mod tests {
         fn arbitrary(g: &mut Gen) -> Self {
             let keys = Ed25519Keys::from_seed(u64::arbitrary(g) % 8);
             let ids = |g: &mut Gen| (0..usize::arbitrary(g) % 8).map(|_| arb_id(g)).collect::<Vec<_>>();
-            let msg = match u8::arbitrary(g) % 11 {
+            let msg = match u8::arbitrary(g) % 14 {
+                11 => Message::Prune,
+                12 => Message::Graft { ids: ids(g) },
+                13 => Message::Reply {
+                    hops: u8::arbitrary(g),
+                    chat: Arc::new(Chat::new(&keys, arb_id(g), &String::arbitrary(g), Body::Leave)),
+                },
                 0 => Message::Hello(Hello {
                     public_key: keys.public_key(),
                     nonce: [u8::arbitrary(g); 32],
