@@ -41,8 +41,13 @@ pub struct Config {
     /// pass it on in peer exchange.
     pub listen_port: u16,
     pub bootstrap: Vec<SocketAddr>,
-    /// Most connections, inbound and outbound together.
+    /// Most established connections, inbound and outbound together.
     pub max_peers: usize,
+    /// Most inbound connections still in their handshake. When full, the oldest is dropped for the
+    /// newest, so connections that never finish (slowloris) cannot lock honest peers out.
+    pub max_handshaking: usize,
+    /// Most connections from one IP address.
+    pub max_conns_per_ip: usize,
     /// The node dials until it has this many connections.
     pub target_peers: usize,
     /// Eager-push fanout.
@@ -88,6 +93,8 @@ impl Default for Config {
             listen_port: 0,
             bootstrap: Vec::new(),
             max_peers: 50,
+            max_handshaking: 32,
+            max_conns_per_ip: 32,
             target_peers: 8,
             fanout: 3,
             lazy_fanout: 6,
@@ -101,7 +108,7 @@ impl Default for Config {
             sync_interval: Duration::from_secs(2),
             ping_interval: Duration::from_secs(5),
             stale_after: Duration::from_secs(20),
-            handshake_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(5),
             exchange_interval: Duration::from_secs(30),
             announce_interval: Duration::from_secs(30),
             lazy_wait: Duration::from_millis(150),
@@ -410,11 +417,27 @@ impl Node {
     /// A peer connected to us. Returns the id to report its bytes under, or `None` if the node
     /// refuses it (full, or leaving): the caller then closes the socket.
     pub fn accept(&mut self, now: Time, remote: SocketAddr) -> Option<ConnId> {
-        if self.leaving || self.conns.len() >= self.config.max_peers {
+        let up = self.up_count();
+        let same_ip = self.conns.values().filter(|c| c.addr.ip() == remote.ip()).count();
+        if self.leaving || up >= self.config.max_peers || same_ip >= self.config.max_conns_per_ip {
             return None;
+        }
+        let handshaking: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.direction == Direction::Inbound && matches!(c.phase, Phase::Handshaking(_)))
+            .map(|(id, _)| *id)
+            .collect();
+        if handshaking.len() >= self.config.max_handshaking.max(1) {
+            // Ids grow with time: the first is the oldest.
+            self.close(now, handshaking[0], "handshake slots full", false);
         }
         let conn = self.new_conn(now, remote, Direction::Inbound, true);
         Some(conn)
+    }
+
+    fn up_count(&self) -> usize {
+        self.conns.values().filter(|c| matches!(c.phase, Phase::Up(_))).count()
     }
 
     pub fn handle_input(&mut self, now: Time, input: Input<'_>) {
@@ -747,6 +770,9 @@ impl Node {
         if self.banned.get(&peer).is_some_and(|t| *t > now) {
             return self.close(now, conn, "peer is banned", false);
         }
+        if self.up_count() >= self.config.max_peers {
+            return self.close(now, conn, "too many peers", false);
+        }
         // Two connections to one peer (both dialed at once, or one peer at two addresses): keep the
         // one dialed by the smaller PeerId, which both sides compute alike. Same dialer: the dialer
         // keeps the older one and the other side lets it decide.
@@ -927,10 +953,15 @@ impl Node {
     /// Applies the forwarding rule of `gossip` to a chat accepted just now.
     fn spread(&mut self, from: Option<ConnId>, chat: &Arc<Chat>, ttl: u8, next_hops: u8) {
         let targets = self.gossip.targets(&mut self.rng, from, ttl);
-        for conn in targets.eager {
-            self.send_chat(conn, chat, ttl.saturating_sub(1), next_hops);
-            if from.is_some() {
-                self.stats.chats_relayed += 1;
+        if !targets.eager.is_empty() {
+            // Every eager neighbour gets the same bytes: encode once.
+            let frame =
+                wire::encode(&Message::Chat { ttl: ttl.saturating_sub(1), hops: next_hops, chat: chat.clone() });
+            for conn in targets.eager {
+                self.send_encoded(conn, &frame);
+                if from.is_some() {
+                    self.stats.chats_relayed += 1;
+                }
             }
         }
         for conn in targets.lazy {
@@ -1105,6 +1136,13 @@ impl Node {
                 self.out.push_back(Output::Event(Event::Warning(format!("could not send {}: {err}", msg.kind()))));
             }
         }
+    }
+
+    /// Queues a frame already encoded by `wire`.
+    fn send_encoded(&mut self, conn: ConnId, frame: &[u8]) {
+        self.tx.entry(conn).or_default().extend_from_slice(frame);
+        self.stats.frames_out += 1;
+        self.stats.bytes_out += frame.len() as u64;
     }
 
     fn emit(&mut self, e: Event) {

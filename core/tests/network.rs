@@ -309,3 +309,34 @@ fn the_eager_tree_keeps_redundancy_low() {
     assert!(tree < 0.3, "plumtree RMR {tree:.2}");
     assert!(push > 1.0, "plain push RMR {push:.2}");
 }
+
+/// Connections that never finish their handshake cannot lock an honest peer out, and one address
+/// cannot take every slot.
+#[test]
+fn half_open_connections_do_not_lock_out_honest_peers() {
+    let now = Time::from_millis(net::T0_MS);
+    let cfg = Config { max_handshaking: 8, max_conns_per_ip: 1000, ..Config::default() };
+    let mut a = Node::new(cfg, Box::new(Ed25519Keys::from_seed(1)), 1, now);
+    for i in 0..1000u32 {
+        let attacker = std::net::SocketAddr::from(([10, 9, (i >> 8) as u8, i as u8], 5000));
+        a.accept(now, attacker).expect("the newest half-open connection takes the oldest one's slot");
+    }
+    while a.poll_output().is_some() {}
+    let mut b = Node::new(Config::default(), Box::new(Ed25519Keys::from_seed(2)), 2, now);
+    b.handle_input(now, Input::Command(Command::Connect(net::addr(1))));
+    let Some(Output::Dial { conn: ba, .. }) = b.poll_output() else { panic!("dial expected") };
+    let ab = a.accept(now, net::addr(2)).expect("an honest peer still gets in");
+    b.handle_input(now, Input::Connected(ba));
+    for _ in 0..4 {
+        pump(&mut a, ab, &mut b, ba, now);
+        pump(&mut b, ba, &mut a, ab, now);
+    }
+    assert_eq!(a.peers().len(), 1);
+
+    let mut c =
+        Node::new(Config { max_conns_per_ip: 2, ..Config::default() }, Box::new(Ed25519Keys::from_seed(3)), 3, now);
+    let ip = |p| std::net::SocketAddr::from(([10, 7, 7, 7], p));
+    assert!(c.accept(now, ip(1)).is_some());
+    assert!(c.accept(now, ip(2)).is_some());
+    assert!(c.accept(now, ip(3)).is_none());
+}
