@@ -168,3 +168,31 @@ fn node_chat_no_verify(b: Bencher) {
 fn node_chat_ed25519(b: Bencher) {
     node_chat(b, Box::new(Ed25519Keys::from_seed(1)));
 }
+
+/// 64 new chats arriving in one read, verified as one Ed25519 batch: what a busy relay sees.
+#[divan::bench(sample_count = 20, sample_size = 10)]
+fn node_chat_ed25519_batch_of_64(b: Bencher) {
+    let author = Ed25519Keys::from_seed(7);
+    let reads: Vec<Vec<u8>> = (0..600u64)
+        .map(|r| {
+            let mut read = Vec::new();
+            for i in 0..64 {
+                let m = Message::Chat { ttl: 5, hops: 1, chat: chat(&author, r * 64 + i) };
+                wire::encode_into(&m, &mut read, wire::DEFAULT_MAX_FRAME_BYTES).unwrap();
+            }
+            read
+        })
+        .collect();
+    let (mut node, conn) = node_with_peers(Box::new(Ed25519Keys::from_seed(1)), 8);
+    let now = Time::from_millis(T0_MS);
+    let mut i = 0;
+    b.counter(divan::counter::ItemsCount::new(64usize)).bench_local(|| {
+        node.handle_input(now, Input::Received(conn, &reads[i % reads.len()]));
+        i += 1;
+        let mut n = 0;
+        while node.poll_output().is_some() {
+            n += 1;
+        }
+        n
+    });
+}

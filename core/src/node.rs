@@ -618,21 +618,28 @@ impl Node {
         self.stats.bytes_in += bytes.len() as u64;
         c.last_recv = now;
         c.decoder.push(bytes);
-        loop {
-            let Some(c) = self.conns.get_mut(&conn) else { return };
-            let Some(frame) = c.decoder.next_frame() else { return };
+        // Decode everything that arrived first, so the new chats among it can be verified in one
+        // batch; then act on each frame in order.
+        let mut frames = Vec::new();
+        let mut fatal = None;
+        while let Some(frame) = c.decoder.next_frame() {
+            match frame {
+                Err(e) if e.is_fatal() => {
+                    fatal = Some(e);
+                    break;
+                }
+                other => frames.push(other),
+            }
+        }
+        let verdicts = self.preverify(now, &frames);
+        for (frame, verified) in frames.into_iter().zip(verdicts) {
+            if !self.conns.contains_key(&conn) {
+                return;
+            }
             match frame {
                 Ok(msg) => {
                     self.stats.frames_in += 1;
-                    self.on_message(now, conn, msg);
-                }
-                Err(e) if e.is_fatal() => {
-                    self.stats.bad_frames += 1;
-                    let name = conn_name(c);
-                    let addr = c.addr;
-                    self.emit(Event::Warning(format!("closing connection to {name} ({addr}): {e}")));
-                    self.close(now, conn, &e.to_string(), true);
-                    return;
+                    self.on_message(now, conn, msg, verified);
                 }
                 Err(e) => {
                     self.stats.bad_frames += 1;
@@ -640,9 +647,44 @@ impl Node {
                 }
             }
         }
+        if let (Some(e), Some(c)) = (fatal, self.conns.get(&conn)) {
+            self.stats.bad_frames += 1;
+            let msg = format!("closing connection to {} ({}): {e}", conn_name(c), c.addr);
+            self.emit(Event::Warning(msg));
+            self.close(now, conn, &e.to_string(), true);
+        }
     }
 
-    fn on_message(&mut self, now: Time, conn: ConnId, msg: Message) {
+    /// Batch-verifies the signatures of the chats among `frames` that would be accepted if valid.
+    /// Returns, per frame, the verdict where one was computed.
+    fn preverify(&self, now: Time, frames: &[Result<Message, WireError>]) -> Vec<Option<bool>> {
+        let mut verdicts = vec![None; frames.len()];
+        let candidates: Vec<(usize, &Arc<Chat>)> = frames
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| match f {
+                Ok(Message::Chat { chat, .. } | Message::Reply { chat, .. })
+                    if chat.is_well_formed() && self.dedup.check(&chat.id, now) == Verdict::New =>
+                {
+                    Some((i, chat))
+                }
+                _ => None,
+            })
+            .collect();
+        if candidates.len() < 2 {
+            return verdicts;
+        }
+        let signed: Vec<Vec<u8>> = candidates.iter().map(|(_, c)| c.signed_bytes()).collect();
+        let items: Vec<_> =
+            candidates.iter().zip(&signed).map(|((_, c), bytes)| (&c.author, bytes.as_slice(), &c.signature)).collect();
+        for ((i, _), ok) in candidates.iter().zip(self.keys.verify_batch(&items)) {
+            verdicts[*i] = Some(ok);
+        }
+        verdicts
+    }
+
+    /// `verified`: the chat's signature verdict if `preverify` computed it.
+    fn on_message(&mut self, now: Time, conn: ConnId, msg: Message, verified: Option<bool>) {
         let Some(c) = self.conns.get_mut(&conn) else { return };
         let is_chat = matches!(msg, Message::Chat { .. } | Message::Reply { .. });
         let allowed = if is_chat { c.chat_bucket.take(now) } else { c.control_bucket.take(now) };
@@ -671,11 +713,11 @@ impl Node {
         match msg {
             Message::Chat { ttl, hops, chat } => {
                 self.stats.chat_frames_in += 1;
-                self.on_chat(now, Some(conn), chat, Some(ttl), hops);
+                self.on_chat(now, Some(conn), chat, Some(ttl), hops, verified);
             }
             Message::Reply { hops, chat } => {
                 self.stats.chat_frames_in += 1;
-                self.on_chat(now, Some(conn), chat, None, hops);
+                self.on_chat(now, Some(conn), chat, None, hops, verified);
             }
             Message::Prune => {
                 self.gossip.prune(conn);
@@ -897,7 +939,15 @@ impl Node {
     }
 
     /// A chat from a neighbour: `ttl` is `Some` for a pushed `Chat`, `None` for a `Reply`.
-    fn on_chat(&mut self, now: Time, from: Option<ConnId>, chat: Arc<Chat>, ttl: Option<u8>, hops: u8) {
+    fn on_chat(
+        &mut self,
+        now: Time,
+        from: Option<ConnId>,
+        chat: Arc<Chat>,
+        ttl: Option<u8>,
+        hops: u8,
+        verified: Option<bool>,
+    ) {
         match self.dedup.check(&chat.id, now) {
             Verdict::New => {}
             Verdict::Duplicate => {
@@ -917,7 +967,7 @@ impl Node {
                 return;
             }
         }
-        if !chat.is_well_formed() || !chat.verify(&*self.keys) {
+        if !chat.is_well_formed() || !verified.unwrap_or_else(|| chat.verify(&*self.keys)) {
             self.stats.chats_refused += 1;
             if let Some(conn) = from {
                 self.penalize(now, conn, Penalty::BadChat, "sent a chat whose signature does not verify");
