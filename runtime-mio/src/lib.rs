@@ -1,1 +1,501 @@
-//! placeholder
+//! p2p-chat over real TCP with mio: one thread, one event loop, one `Node`.
+//!
+//! The loop only moves bytes and fires timers: it reads sockets into `Input::Received`, writes
+//! `Output::Transmit`, dials on `Output::Dial`, and sleeps in `poll` until the node's next deadline.
+//! Every protocol decision is the core's. Commands from other threads arrive over a channel and wake
+//! the loop through a `mio::Waker`.
+//!
+//! Memory per connection is bounded: outbound bytes wait in one buffer of at most
+//! [`MAX_PENDING_OUT_BYTES`]; a peer too slow to drain it is disconnected rather than buffered
+//! forever.
+
+mod clock;
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use p2p_chat_core::app::{NodeHandle, Runtime, Start, StartError};
+use p2p_chat_core::{Command, ConnId, Event, Input, Node, Output, PeerSummary, Stats};
+
+pub use clock::Clock;
+
+/// Outbound bytes a connection may have waiting before its peer counts as too slow.
+pub const MAX_PENDING_OUT_BYTES: usize = 8 * 1024 * 1024;
+/// How long `shutdown` waits for `Leave` and pending bytes to go out.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+/// Size of the one read buffer shared by every connection.
+const READ_BUF_BYTES: usize = 64 * 1024;
+/// How often the snapshot behind `peers()`/`stats()` is refreshed while busy.
+const SNAPSHOT_EVERY: Duration = Duration::from_millis(20);
+
+const LISTENER: Token = Token(0);
+const WAKER: Token = Token(1);
+
+fn token(conn: ConnId) -> Token {
+    Token(conn.0 as usize + 2)
+}
+
+/// The mio runtime (see the crate docs).
+pub struct MioRuntime;
+
+enum Ctl {
+    Command(Command),
+    Shutdown,
+}
+
+#[derive(Default)]
+struct Snapshot {
+    peers: Vec<PeerSummary>,
+    stats: Stats,
+    known: Vec<SocketAddr>,
+}
+
+struct Handle {
+    ctl: Sender<Ctl>,
+    waker: Arc<Waker>,
+    snapshot: Arc<Mutex<Snapshot>>,
+    local_addr: Option<SocketAddr>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Runtime for MioRuntime {
+    fn start(mut start: Start) -> Result<Box<dyn NodeHandle>, StartError> {
+        let poll = Poll::new().map_err(StartError::Runtime)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(StartError::Runtime)?);
+        let listener = match start.listen {
+            Some(addr) => {
+                let l = std::net::TcpListener::bind(addr).map_err(|source| StartError::Listen { addr, source })?;
+                l.set_nonblocking(true).map_err(StartError::Runtime)?;
+                let mut l = TcpListener::from_std(l);
+                poll.registry().register(&mut l, LISTENER, Interest::READABLE).map_err(StartError::Runtime)?;
+                Some(l)
+            }
+            None => None,
+        };
+        let local_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
+        if let Some(a) = local_addr {
+            start.config.listen_port = a.port();
+        }
+        let mut clock = Clock::default();
+        let now = clock.now();
+        let mut node = Node::new(start.config, start.keys, start.seed, now);
+        node.restore(now, start.restore);
+        node.handle_input(now, Input::Command(Command::AddKnown(start.known)));
+        for addr in start.connect {
+            node.handle_input(now, Input::Command(Command::Connect(addr)));
+        }
+        let (ctl, ctl_rx) = mpsc::channel();
+        let snapshot = Arc::new(Mutex::new(Snapshot::default()));
+        let mut event_loop = Loop {
+            node,
+            clock,
+            poll,
+            listener,
+            socks: HashMap::new(),
+            ctl: ctl_rx,
+            on_event: start.on_event,
+            snapshot: snapshot.clone(),
+            closed: Vec::new(),
+            shutdown_by: None,
+        };
+        let thread = std::thread::Builder::new()
+            .name("p2p-chat-mio".into())
+            .spawn(move || event_loop.run())
+            .map_err(StartError::Runtime)?;
+        Ok(Box::new(Handle { ctl, waker, snapshot, local_addr, thread: Mutex::new(Some(thread)) }))
+    }
+}
+
+impl NodeHandle for Handle {
+    fn local_addr(&self) -> Option<SocketAddr> {
+        self.local_addr
+    }
+
+    fn command(&self, cmd: Command) {
+        if self.ctl.send(Ctl::Command(cmd)).is_ok() {
+            let _ = self.waker.wake();
+        }
+    }
+
+    fn peers(&self) -> Vec<PeerSummary> {
+        self.snapshot.lock().map(|s| s.peers.clone()).unwrap_or_default()
+    }
+
+    fn stats(&self) -> Stats {
+        self.snapshot.lock().map(|s| s.stats.clone()).unwrap_or_default()
+    }
+
+    fn known_addresses(&self) -> Vec<SocketAddr> {
+        self.snapshot.lock().map(|s| s.known.clone()).unwrap_or_default()
+    }
+
+    fn shutdown(&self) {
+        let Some(thread) = self.thread.lock().ok().and_then(|mut t| t.take()) else { return };
+        if self.ctl.send(Ctl::Shutdown).is_ok() {
+            let _ = self.waker.wake();
+        }
+        let _ = thread.join();
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+struct Sock {
+    stream: TcpStream,
+    /// Bytes not yet written, from `sent` on.
+    out: Vec<u8>,
+    sent: usize,
+    connecting: bool,
+    /// The node closed it: drop once `out` is flushed.
+    closing: bool,
+    wants_write: bool,
+}
+
+impl Sock {
+    fn pending(&self) -> usize {
+        self.out.len() - self.sent
+    }
+
+    /// Writes what it can. `Err` means the connection is broken.
+    fn flush(&mut self) -> io::Result<()> {
+        while self.sent < self.out.len() {
+            match self.stream.write(&self.out[self.sent..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.sent += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        if self.sent == self.out.len() {
+            self.out.clear();
+            self.sent = 0;
+        } else if self.sent > self.out.len() / 2 {
+            self.out.drain(..self.sent);
+            self.sent = 0;
+        }
+        Ok(())
+    }
+}
+
+struct Loop {
+    node: Node,
+    clock: Clock,
+    poll: Poll,
+    listener: Option<TcpListener>,
+    socks: HashMap<ConnId, Sock>,
+    ctl: Receiver<Ctl>,
+    on_event: Box<dyn FnMut(Event) + Send>,
+    snapshot: Arc<Mutex<Snapshot>>,
+    /// Connections that broke while outputs were being handled, reported to the node after.
+    closed: Vec<ConnId>,
+    shutdown_by: Option<Instant>,
+}
+
+impl Loop {
+    fn run(&mut self) {
+        let mut events = Events::with_capacity(1024);
+        let mut buf = vec![0u8; READ_BUF_BYTES];
+        let mut last_snapshot = Instant::now() - SNAPSHOT_EVERY;
+        let mut dirty = true;
+        self.drain();
+        loop {
+            let timeout = self.node.poll_timeout().map(|(at, _)| at.since(self.clock.now()));
+            let timeout = match self.shutdown_by {
+                Some(by) => Some(timeout.unwrap_or(SHUTDOWN_GRACE).min(by.saturating_duration_since(Instant::now()))),
+                None => timeout,
+            };
+            // A snapshot held back by the throttle is still taken soon after the work that
+            // changed it, not at the next timer.
+            let timeout = match dirty {
+                true => {
+                    Some(timeout.unwrap_or(SNAPSHOT_EVERY).min(SNAPSHOT_EVERY.saturating_sub(last_snapshot.elapsed())))
+                }
+                false => timeout,
+            };
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    tracing::error!("poll failed, stopping the node: {e}");
+                    return;
+                }
+            }
+            dirty |= !events.is_empty();
+            for ev in events.iter() {
+                match ev.token() {
+                    LISTENER => self.accept(),
+                    WAKER => self.commands(),
+                    t => {
+                        let conn = ConnId(t.0 as u64 - 2);
+                        if ev.is_writable() || ev.is_error() || ev.is_write_closed() {
+                            self.on_writable(conn);
+                        }
+                        if ev.is_readable() || ev.is_read_closed() {
+                            self.on_readable(conn, &mut buf);
+                        }
+                    }
+                }
+            }
+            let now = self.clock.now();
+            if self.node.poll_timeout().is_some_and(|(at, _)| at <= now) {
+                self.node.handle_input(now, Input::Timeout);
+                self.drain();
+                dirty = true;
+            }
+            if dirty && last_snapshot.elapsed() >= SNAPSHOT_EVERY {
+                self.refresh_snapshot();
+                last_snapshot = Instant::now();
+                dirty = false;
+            }
+            if let Some(by) = self.shutdown_by {
+                let flushed = self.socks.values().all(|s| s.pending() == 0);
+                if (self.node.is_closed() && flushed) || Instant::now() >= by {
+                    self.refresh_snapshot();
+                    return;
+                }
+            }
+        }
+    }
+
+    fn accept(&mut self) {
+        loop {
+            let Some(listener) = self.listener.as_ref() else { return };
+            match listener.accept() {
+                Ok((mut stream, remote)) => {
+                    let now = self.clock.now();
+                    let Some(conn) = self.node.accept(now, remote) else {
+                        tracing::debug!("refused a connection from {remote}");
+                        continue;
+                    };
+                    let _ = stream.set_nodelay(true);
+                    if let Err(e) = self.poll.registry().register(&mut stream, token(conn), Interest::READABLE) {
+                        tracing::warn!("cannot watch a connection from {remote}: {e}");
+                        self.node.handle_input(now, Input::Closed(conn));
+                    } else {
+                        tracing::debug!("accepted {remote} as {conn:?}");
+                        self.socks.insert(conn, sock(stream, false));
+                    }
+                    self.drain();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // Usually out of file descriptors: the node goes on with the peers it has.
+                    tracing::warn!("accept failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn commands(&mut self) {
+        while let Ok(ctl) = self.ctl.try_recv() {
+            let now = self.clock.now();
+            match ctl {
+                Ctl::Command(cmd) => self.node.handle_input(now, Input::Command(cmd)),
+                Ctl::Shutdown => {
+                    self.node.handle_input(now, Input::Command(Command::Leave));
+                    self.shutdown_by = Some(Instant::now() + SHUTDOWN_GRACE);
+                }
+            }
+            self.drain();
+        }
+    }
+
+    fn on_writable(&mut self, conn: ConnId) {
+        let Some(s) = self.socks.get_mut(&conn) else { return };
+        if s.connecting {
+            let failed = match s.stream.take_error() {
+                Ok(Some(e)) | Err(e) => Some(e),
+                Ok(None) => match s.stream.peer_addr() {
+                    Ok(_) => None,
+                    Err(e) if e.kind() == io::ErrorKind::NotConnected => return, // not yet
+                    Err(e) => Some(e),
+                },
+            };
+            let now = self.clock.now();
+            if let Some(e) = failed {
+                tracing::debug!("dial {conn:?} failed: {e}");
+                self.remove(conn);
+                self.node.handle_input(now, Input::DialFailed(conn));
+            } else {
+                s.connecting = false;
+                let _ = s.stream.set_nodelay(true);
+                self.node.handle_input(now, Input::Connected(conn));
+            }
+            self.drain();
+            return;
+        }
+        self.write(conn);
+        self.after_io();
+    }
+
+    fn on_readable(&mut self, conn: ConnId, buf: &mut [u8]) {
+        loop {
+            let Some(s) = self.socks.get_mut(&conn) else { return };
+            if s.connecting {
+                return;
+            }
+            match s.stream.read(buf) {
+                Ok(0) => return self.broken(conn, "closed by peer"),
+                Ok(n) => {
+                    let now = self.clock.now();
+                    self.node.handle_input(now, Input::Received(conn, &buf[..n]));
+                    self.drain();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return self.broken(conn, &e.to_string()),
+            }
+        }
+    }
+
+    fn broken(&mut self, conn: ConnId, why: &str) {
+        tracing::debug!("{conn:?}: {why}");
+        let closing = self.socks.get(&conn).is_some_and(|s| s.closing);
+        self.remove(conn);
+        if !closing {
+            let now = self.clock.now();
+            self.node.handle_input(now, Input::Closed(conn));
+            self.drain();
+        }
+    }
+
+    fn remove(&mut self, conn: ConnId) {
+        if let Some(mut s) = self.socks.remove(&conn) {
+            let _ = self.poll.registry().deregister(&mut s.stream);
+        }
+    }
+
+    /// Handles outputs until the node has none left (the run-loop contract).
+    fn drain(&mut self) {
+        loop {
+            while let Some(out) = self.node.poll_output() {
+                match out {
+                    Output::Transmit { conn, bytes } => self.transmit(conn, bytes),
+                    Output::Dial { conn, addr } => self.dial(conn, addr),
+                    Output::Close { conn } => {
+                        if let Some(s) = self.socks.get_mut(&conn) {
+                            s.closing = true;
+                        }
+                        self.write(conn);
+                    }
+                    Output::Event(e) => (self.on_event)(e),
+                }
+            }
+            if self.closed.is_empty() {
+                return;
+            }
+            let now = self.clock.now();
+            for conn in std::mem::take(&mut self.closed) {
+                self.node.handle_input(now, Input::Closed(conn));
+            }
+        }
+    }
+
+    fn after_io(&mut self) {
+        if !self.closed.is_empty() {
+            self.drain();
+        }
+    }
+
+    fn transmit(&mut self, conn: ConnId, bytes: Vec<u8>) {
+        let Some(s) = self.socks.get_mut(&conn) else { return };
+        if s.out.is_empty() {
+            s.out = bytes;
+            s.sent = 0;
+        } else {
+            s.out.extend_from_slice(&bytes);
+        }
+        if s.pending() > MAX_PENDING_OUT_BYTES {
+            tracing::warn!("{conn:?}: peer too slow ({} bytes waiting), disconnecting", s.pending());
+            self.remove(conn);
+            self.closed.push(conn);
+            return;
+        }
+        if !s.connecting {
+            self.write(conn);
+        }
+    }
+
+    /// Writes what the socket takes, watches for writability while bytes remain, and finishes a
+    /// close once everything is out.
+    fn write(&mut self, conn: ConnId) {
+        let Some(s) = self.socks.get_mut(&conn) else { return };
+        if s.connecting {
+            return;
+        }
+        if let Err(e) = s.flush() {
+            let closing = s.closing;
+            tracing::debug!("{conn:?}: write failed: {e}");
+            self.remove(conn);
+            if !closing {
+                self.closed.push(conn);
+            }
+            return;
+        }
+        if s.closing && s.pending() == 0 {
+            let _ = s.stream.shutdown(std::net::Shutdown::Both);
+            self.remove(conn);
+            return;
+        }
+        let wants_write = s.pending() > 0;
+        if wants_write != s.wants_write {
+            s.wants_write = wants_write;
+            let interest = if wants_write { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
+            let _ = self.poll.registry().reregister(&mut s.stream, token(conn), interest);
+        }
+    }
+
+    fn dial(&mut self, conn: ConnId, addr: SocketAddr) {
+        match TcpStream::connect(addr) {
+            Ok(mut stream) => {
+                let interest = Interest::READABLE | Interest::WRITABLE;
+                match self.poll.registry().register(&mut stream, token(conn), interest) {
+                    Ok(()) => {
+                        let mut s = sock(stream, true);
+                        s.wants_write = true;
+                        self.socks.insert(conn, s);
+                    }
+                    Err(e) => {
+                        tracing::debug!("dial {addr}: {e}");
+                        self.fail_dial(conn);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::debug!("dial {addr}: {e}");
+                self.fail_dial(conn);
+            }
+        }
+    }
+
+    fn fail_dial(&mut self, conn: ConnId) {
+        // Reported after the current outputs are handled; `Closed` on a dialing connection is the
+        // node's "dial failed" too, but be exact.
+        let now = self.clock.now();
+        self.node.handle_input(now, Input::DialFailed(conn));
+    }
+
+    fn refresh_snapshot(&mut self) {
+        if let Ok(mut s) = self.snapshot.lock() {
+            s.peers = self.node.peers();
+            s.stats = self.node.stats().clone();
+            s.known = self.node.known_addresses();
+        }
+    }
+}
+
+fn sock(stream: TcpStream, connecting: bool) -> Sock {
+    Sock { stream, out: Vec::new(), sent: 0, connecting, closing: false, wants_write: false }
+}
