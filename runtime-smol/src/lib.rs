@@ -1,1 +1,381 @@
-//! placeholder
+//! p2p-chat over real TCP on smol: one thread, one single-threaded executor, one `Node`.
+//!
+//! One task owns the node and waits on whichever comes first: a command, something from a
+//! connection task (accepted, connected, bytes, closed), or the node's next deadline. Each connection
+//! has a reader task and a writer task; the writer coalesces queued frames into large writes. As in
+//! the mio runtime, every protocol decision is the core's, and a peer that lets more than
+//! [`MAX_PENDING_OUT_BYTES`] pile up unsent is disconnected.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use p2p_chat_core::app::{NodeHandle, Runtime, Start, StartError};
+use p2p_chat_core::{Command, ConnId, Event, Input, Node, Output, PeerSummary, Stats, Time};
+use smol::channel::{self, Receiver, Sender};
+use smol::future;
+use smol::io::{AsyncReadExt, AsyncWriteExt};
+use smol::net::{TcpListener, TcpStream};
+use smol::{LocalExecutor, Task, Timer};
+
+/// Outbound bytes a connection may have waiting before its peer counts as too slow.
+pub const MAX_PENDING_OUT_BYTES: usize = 8 * 1024 * 1024;
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+const READ_BUF_BYTES: usize = 64 * 1024;
+/// Largest single write the writer assembles from queued frames.
+const WRITE_BATCH_BYTES: usize = 256 * 1024;
+/// Messages from connection tasks waiting for the node; readers pause when it is full.
+const INBOX_CAPACITY: usize = 1024;
+const SNAPSHOT_EVERY: Duration = Duration::from_millis(20);
+
+/// The smol runtime (see the crate docs).
+pub struct SmolRuntime;
+
+enum Ctl {
+    Command(Command),
+    Shutdown,
+}
+
+enum Inbox {
+    Accepted(TcpStream, SocketAddr),
+    Connected(ConnId, TcpStream),
+    DialFailed(ConnId),
+    Bytes(ConnId, Vec<u8>),
+    Closed(ConnId),
+}
+
+#[derive(Default)]
+struct Snapshot {
+    peers: Vec<PeerSummary>,
+    stats: Stats,
+    known: Vec<SocketAddr>,
+}
+
+struct Handle {
+    ctl: Sender<Ctl>,
+    snapshot: Arc<Mutex<Snapshot>>,
+    local_addr: Option<SocketAddr>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Runtime for SmolRuntime {
+    fn start(mut start: Start) -> Result<Box<dyn NodeHandle>, StartError> {
+        let listener = match start.listen {
+            Some(addr) => {
+                Some(std::net::TcpListener::bind(addr).map_err(|source| StartError::Listen { addr, source })?)
+            }
+            None => None,
+        };
+        let local_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
+        if let Some(a) = local_addr {
+            start.config.listen_port = a.port();
+        }
+        let (ctl, ctl_rx) = channel::unbounded();
+        let snapshot = Arc::new(Mutex::new(Snapshot::default()));
+        let shared = snapshot.clone();
+        let thread = std::thread::Builder::new()
+            .name("p2p-chat-smol".into())
+            .spawn(move || {
+                let ex: LocalExecutor<'static> = LocalExecutor::new();
+                let listener = match listener.map(TcpListener::try_from).transpose() {
+                    Ok(l) => l,
+                    Err(e) => return tracing::error!("cannot watch the listener: {e}"),
+                };
+                smol::block_on(ex.run(drive(&ex, start, listener, ctl_rx, shared)));
+            })
+            .map_err(StartError::Runtime)?;
+        Ok(Box::new(Handle { ctl, snapshot, local_addr, thread: Mutex::new(Some(thread)) }))
+    }
+}
+
+impl NodeHandle for Handle {
+    fn local_addr(&self) -> Option<SocketAddr> {
+        self.local_addr
+    }
+    fn command(&self, cmd: Command) {
+        let _ = self.ctl.try_send(Ctl::Command(cmd));
+    }
+    fn peers(&self) -> Vec<PeerSummary> {
+        self.snapshot.lock().map(|s| s.peers.clone()).unwrap_or_default()
+    }
+    fn stats(&self) -> Stats {
+        self.snapshot.lock().map(|s| s.stats.clone()).unwrap_or_default()
+    }
+    fn known_addresses(&self) -> Vec<SocketAddr> {
+        self.snapshot.lock().map(|s| s.known.clone()).unwrap_or_default()
+    }
+    fn shutdown(&self) {
+        let Some(thread) = self.thread.lock().ok().and_then(|mut t| t.take()) else { return };
+        let _ = self.ctl.try_send(Ctl::Shutdown);
+        let _ = thread.join();
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Microseconds since the Unix epoch, never going backwards.
+#[derive(Default)]
+struct Clock {
+    last: Time,
+}
+
+impl Clock {
+    fn now(&mut self) -> Time {
+        let us = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
+        self.last = self.last.max(Time::from_micros(us));
+        self.last
+    }
+}
+
+struct Conn {
+    /// Frames for the writer task; dropping it lets the writer finish and close.
+    out: Sender<Vec<u8>>,
+    pending: Arc<AtomicUsize>,
+    _reader: Task<()>,
+    writer: Task<()>,
+}
+
+enum Wake {
+    Ctl(Option<Ctl>),
+    Inbox(Option<Inbox>),
+    Timer,
+}
+
+struct Driver<'a> {
+    ex: &'a LocalExecutor<'static>,
+    node: Node,
+    clock: Clock,
+    conns: HashMap<ConnId, Conn>,
+    /// Connections closed by the node whose writers are still flushing.
+    draining: Vec<(Arc<AtomicUsize>, Task<()>)>,
+    inbox: Sender<Inbox>,
+    on_event: Box<dyn FnMut(Event) + Send>,
+}
+
+async fn drive(
+    ex: &LocalExecutor<'static>,
+    start: Start,
+    listener: Option<TcpListener>,
+    ctl: Receiver<Ctl>,
+    snapshot: Arc<Mutex<Snapshot>>,
+) {
+    let mut clock = Clock::default();
+    let now = clock.now();
+    let mut node = Node::new(start.config, start.keys, start.seed, now);
+    node.restore(now, start.restore);
+    node.handle_input(now, Input::Command(Command::AddKnown(start.known)));
+    for addr in start.connect {
+        node.handle_input(now, Input::Command(Command::Connect(addr)));
+    }
+    let (inbox, inbox_rx) = channel::bounded(INBOX_CAPACITY);
+    let _acceptor = listener.map(|l| ex.spawn(accept_loop(l, inbox.clone())));
+    let mut d =
+        Driver { ex, node, clock, conns: HashMap::new(), draining: Vec::new(), inbox, on_event: start.on_event };
+    d.drain();
+    let mut shutdown_by: Option<Instant> = None;
+    let mut last_snapshot = Instant::now() - SNAPSHOT_EVERY;
+    loop {
+        let mut deadline = d.node.poll_timeout().map(|(at, _)| Instant::now() + at.since(d.clock.now()));
+        if let Some(by) = shutdown_by {
+            deadline = Some(deadline.map_or(by, |t| t.min(by)));
+        }
+        deadline = Some(deadline.map_or(last_snapshot + SNAPSHOT_EVERY, |t| t.min(last_snapshot + SNAPSHOT_EVERY)));
+        let wake = future::or(
+            future::or(async { Wake::Ctl(ctl.recv().await.ok()) }, async { Wake::Inbox(inbox_rx.recv().await.ok()) }),
+            async {
+                match deadline {
+                    Some(at) => {
+                        Timer::at(at).await;
+                    }
+                    None => future::pending::<()>().await,
+                }
+                Wake::Timer
+            },
+        )
+        .await;
+        let now = d.clock.now();
+        match wake {
+            Wake::Ctl(Some(Ctl::Command(cmd))) => d.node.handle_input(now, Input::Command(cmd)),
+            Wake::Ctl(Some(Ctl::Shutdown)) | Wake::Ctl(None) => {
+                if shutdown_by.is_none() {
+                    d.node.handle_input(now, Input::Command(Command::Leave));
+                    shutdown_by = Some(Instant::now() + SHUTDOWN_GRACE);
+                }
+            }
+            Wake::Inbox(Some(msg)) => d.on_inbox(now, msg),
+            Wake::Inbox(None) => {}
+            Wake::Timer => {
+                if d.node.poll_timeout().is_some_and(|(at, _)| at <= now) {
+                    d.node.handle_input(now, Input::Timeout);
+                }
+            }
+        }
+        d.drain();
+        if last_snapshot.elapsed() >= SNAPSHOT_EVERY {
+            if let Ok(mut s) = snapshot.lock() {
+                s.peers = d.node.peers();
+                s.stats = d.node.stats().clone();
+                s.known = d.node.known_addresses();
+            }
+            last_snapshot = Instant::now();
+        }
+        if let Some(by) = shutdown_by {
+            d.draining.retain(|(pending, _)| pending.load(Ordering::Relaxed) > 0);
+            if (d.node.is_closed() && d.draining.is_empty()) || Instant::now() >= by {
+                if let Ok(mut s) = snapshot.lock() {
+                    s.peers = d.node.peers();
+                    s.stats = d.node.stats().clone();
+                    s.known = d.node.known_addresses();
+                }
+                return;
+            }
+        }
+    }
+}
+
+async fn accept_loop(listener: TcpListener, inbox: Sender<Inbox>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, remote)) => {
+                if inbox.send(Inbox::Accepted(stream, remote)).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                // Usually out of file descriptors: back off a little instead of spinning.
+                tracing::warn!("accept failed: {e}");
+                Timer::after(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn read_loop(conn: ConnId, mut stream: TcpStream, inbox: Sender<Inbox>) {
+    let mut buf = vec![0u8; READ_BUF_BYTES];
+    loop {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => {
+                let _ = inbox.send(Inbox::Closed(conn)).await;
+                return;
+            }
+            Ok(n) => {
+                if inbox.send(Inbox::Bytes(conn, buf[..n].to_vec())).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn write_loop(
+    conn: ConnId,
+    mut stream: TcpStream,
+    frames: Receiver<Vec<u8>>,
+    pending: Arc<AtomicUsize>,
+    inbox: Sender<Inbox>,
+) {
+    while let Ok(mut batch) = frames.recv().await {
+        while batch.len() < WRITE_BATCH_BYTES {
+            match frames.try_recv() {
+                Ok(more) => batch.extend_from_slice(&more),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = stream.write_all(&batch).await {
+            tracing::debug!("{conn:?}: write failed: {e}");
+            pending.store(0, Ordering::Relaxed);
+            let _ = inbox.send(Inbox::Closed(conn)).await;
+            return;
+        }
+        pending.fetch_sub(batch.len(), Ordering::Relaxed);
+    }
+    // The node closed the connection and everything queued is written.
+    let _ = stream.flush().await;
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+    pending.store(0, Ordering::Relaxed);
+}
+
+impl Driver<'_> {
+    fn on_inbox(&mut self, now: Time, msg: Inbox) {
+        match msg {
+            Inbox::Accepted(stream, remote) => match self.node.accept(now, remote) {
+                Some(conn) => self.attach(conn, stream),
+                None => tracing::debug!("refused a connection from {remote}"),
+            },
+            Inbox::Connected(conn, stream) => {
+                self.attach(conn, stream);
+                self.node.handle_input(now, Input::Connected(conn));
+            }
+            Inbox::DialFailed(conn) => self.node.handle_input(now, Input::DialFailed(conn)),
+            Inbox::Bytes(conn, bytes) => {
+                if self.conns.contains_key(&conn) {
+                    self.node.handle_input(now, Input::Received(conn, &bytes));
+                }
+            }
+            Inbox::Closed(conn) => {
+                if self.conns.remove(&conn).is_some() {
+                    self.node.handle_input(now, Input::Closed(conn));
+                }
+            }
+        }
+    }
+
+    fn attach(&mut self, conn: ConnId, stream: TcpStream) {
+        let _ = stream.set_nodelay(true);
+        let (out, frames) = channel::unbounded();
+        let pending = Arc::new(AtomicUsize::new(0));
+        let reader = self.ex.spawn(read_loop(conn, stream.clone(), self.inbox.clone()));
+        let writer = self.ex.spawn(write_loop(conn, stream, frames, pending.clone(), self.inbox.clone()));
+        self.conns.insert(conn, Conn { out, pending, _reader: reader, writer });
+    }
+
+    /// Handles outputs until the node has none left (the run-loop contract).
+    fn drain(&mut self) {
+        while let Some(out) = self.node.poll_output() {
+            match out {
+                Output::Transmit { conn, bytes } => {
+                    let Some(c) = self.conns.get(&conn) else { continue };
+                    let waiting = c.pending.fetch_add(bytes.len(), Ordering::Relaxed) + bytes.len();
+                    if waiting > MAX_PENDING_OUT_BYTES {
+                        tracing::warn!("{conn:?}: peer too slow ({waiting} bytes waiting), disconnecting");
+                        self.conns.remove(&conn);
+                        let now = self.clock.now();
+                        self.node.handle_input(now, Input::Closed(conn));
+                    } else {
+                        let _ = c.out.try_send(bytes);
+                    }
+                }
+                Output::Dial { conn, addr } => {
+                    let inbox = self.inbox.clone();
+                    self.ex
+                        .spawn(async move {
+                            let msg = match TcpStream::connect(addr).await {
+                                Ok(s) => Inbox::Connected(conn, s),
+                                Err(e) => {
+                                    tracing::debug!("dial {addr}: {e}");
+                                    Inbox::DialFailed(conn)
+                                }
+                            };
+                            let _ = inbox.send(msg).await;
+                        })
+                        .detach();
+                }
+                Output::Close { conn } => {
+                    // Dropping the sender lets the writer flush what is queued, then close; the
+                    // reader task is cancelled with the rest of `Conn`.
+                    if let Some(c) = self.conns.remove(&conn) {
+                        self.draining.push((c.pending, c.writer));
+                    }
+                }
+                Output::Event(e) => (self.on_event)(e),
+            }
+        }
+    }
+}
