@@ -121,7 +121,9 @@ impl AddressBook {
         }
     }
 
-    /// Addresses worth dialing now, at most `n`, in random order, known-good ones first.
+    /// Addresses worth dialing now, at most `n`: those that failed least first, random among
+    /// equals. (Preferring addresses that worked before would keep a newcomer redialing full
+    /// bootstrap nodes instead of the peers they referred it to.)
     pub fn dial_candidates(
         &self,
         now: Time,
@@ -129,18 +131,18 @@ impl AddressBook {
         rng: &mut Rng,
         skip: impl Fn(&SocketAddr, &Entry) -> bool,
     ) -> Vec<SocketAddr> {
-        let mut ready: Vec<(bool, SocketAddr)> = self
+        let mut ready: Vec<(u32, SocketAddr)> = self
             .entries
             .iter()
             .filter(|(a, e)| {
                 !e.is_self && e.next_attempt <= now && e.banned_until.is_none_or(|t| t <= now) && !skip(a, e)
             })
-            .map(|(a, e)| (e.last_seen.is_none(), *a))
+            .map(|(a, e)| (e.failures, *a))
             .collect();
-        // Shuffle, then stable-sort so seen addresses come first but ties stay random.
+        // Shuffle, then stable-sort, so ties stay random.
         let len = ready.len();
         rng.choose_k(&mut ready, len);
-        ready.sort_by_key(|(unseen, _)| *unseen);
+        ready.sort_by_key(|(failures, _)| *failures);
         ready.into_iter().take(n).map(|(_, a)| a).collect()
     }
 

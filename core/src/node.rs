@@ -318,6 +318,9 @@ pub struct Node {
     stats: Stats,
 }
 
+/// Chats fetched by sync younger than this are announced on (see `on_chat`).
+const RECENT: Duration = Duration::from_secs(60);
+
 /// Most dials in flight at once.
 const MAX_PENDING_DIALS: usize = 4;
 
@@ -417,9 +420,9 @@ impl Node {
     /// A peer connected to us. Returns the id to report its bytes under, or `None` if the node
     /// refuses it (full, or leaving): the caller then closes the socket.
     pub fn accept(&mut self, now: Time, remote: SocketAddr) -> Option<ConnId> {
-        let up = self.up_count();
+        // A full node still accepts, to refer the newcomer elsewhere (see `establish`).
         let same_ip = self.conns.values().filter(|c| c.addr.ip() == remote.ip()).count();
-        if self.leaving || up >= self.config.max_peers || same_ip >= self.config.max_conns_per_ip {
+        if self.leaving || same_ip >= self.config.max_conns_per_ip {
             return None;
         }
         let handshaking: Vec<ConnId> = self
@@ -813,7 +816,17 @@ impl Node {
             return self.close(now, conn, "peer is banned", false);
         }
         if self.up_count() >= self.config.max_peers {
-            return self.close(now, conn, "too many peers", false);
+            // Full: refer the newcomer to peers we know rather than just refuse it, or a
+            // bootstrap node that filled up would leave every later joiner stranded.
+            let exclude = self.conns.get(&conn).and_then(|c| c.listen_addr);
+            let addrs = self
+                .book
+                .sample_for_exchange(32, &mut self.rng, now)
+                .into_iter()
+                .filter(|a| Some(*a) != exclude)
+                .collect();
+            self.send(conn, &Message::PeerResponse { addrs });
+            return self.close(now, conn, "full: referred to other peers", false);
         }
         // Two connections to one peer (both dialed at once, or one peer at two addresses): keep the
         // one dialed by the smaller PeerId, which both sides compute alike. Same dialer: the dialer
@@ -856,16 +869,12 @@ impl Node {
         if let Some(s) = self.summary(conn, &self.conns[&conn]) {
             self.emit(Event::PeerUp(s));
         }
-        if self.book.len() < self.config.target_peers * 4 {
-            self.request_peers(conn);
-        }
+        // Every new neighbour is asked for addresses: cheap, and what lets a newcomer spread out
+        // from the bootstrap nodes at once.
+        self.request_peers(conn);
         if self.config.repair {
             // Catch up at once with every new neighbour, rather than at the next periodic round.
             self.start_sync(now, conn);
-        }
-        if !self.joined {
-            self.joined = true;
-            self.originate(now, Body::Join);
         }
     }
 
@@ -997,6 +1006,11 @@ impl Node {
         self.emit(Event::Chat(Delivery { chat: chat.clone(), hops, origin }));
         if let Some(ttl) = live_ttl {
             self.spread(from, &chat, ttl, hops.saturating_add(1));
+        } else if now.since(Time::from_millis(chat.timestamp_ms())) < RECENT {
+            // A recent chat that reached us only by sync (a healed partition, say): its id goes to
+            // lazy neighbours, and whoever lacks it grafts and gets it pushed down the tree,
+            // instead of waiting for sync rounds to carry it node by node.
+            self.spread(from, &chat, 0, hops.saturating_add(1));
         }
     }
 
@@ -1146,6 +1160,12 @@ impl Node {
         let up = self.up_conns();
         if up.is_empty() {
             return;
+        }
+        // Announced at a tick rather than at the first handshake: a first neighbour that was
+        // full and only referred us elsewhere is gone by now, and would have taken it along.
+        if !self.joined {
+            self.joined = true;
+            self.originate(now, Body::Join);
         }
         // Peer exchange: often while short of peers, rarely once content.
         if now >= self.next_exchange {
