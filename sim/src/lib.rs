@@ -1,1 +1,260 @@
-//! placeholder
+//! # p2p-chat-sim
+//!
+//! A deterministic simulator: thousands of virtual nodes running the real `p2p_chat_core::Node` on
+//! virtual time, joined through bootstrap nodes and peer exchange, under loss, latency, churn and
+//! partitions. One seed decides everything, so any run replays exactly.
+//!
+//! A run has phases, after TigerBeetle's VOPR: nodes join; the mesh settles; a fault phase (chats
+//! are sent while loss, crashes and a partition are in force); then the faults heal (crashed nodes
+//! restart with no memory) and the network must converge within a bound: every live node delivers
+//! every chat exactly once, and no forged chat anywhere. A run that does not is an error that prints
+//! the command replaying it.
+
+mod cheap_keys;
+mod metrics;
+mod report;
+mod world;
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use p2p_chat_core::Time;
+
+pub use cheap_keys::CheapKeys;
+pub use report::Report;
+pub use world::World;
+
+/// Everything a run depends on.
+#[derive(Clone, Debug)]
+pub struct Params {
+    pub nodes: usize,
+    pub messages: usize,
+    pub fanout: usize,
+    pub ttl: u8,
+    /// Probability that a piece of data is lost (and retransmitted) during the fault phase.
+    pub loss: f64,
+    pub latency_ms: (u64, u64),
+    /// Share of nodes that crash during the fault phase (restarted when it ends).
+    pub churn: f64,
+    pub partition: bool,
+    pub seed: u64,
+    pub real_crypto: bool,
+    pub repair: bool,
+    /// Altered chats injected by malicious neighbours during the fault phase.
+    pub forgeries: usize,
+    pub target_peers: usize,
+    pub join_s: f64,
+    pub settle_s: f64,
+    pub fault_s: f64,
+    /// How long after healing the network has to converge.
+    pub converge_s: f64,
+}
+
+impl Params {
+    pub fn new(nodes: usize, seed: u64) -> Params {
+        Params {
+            nodes,
+            messages: 20,
+            fanout: 3,
+            ttl: 16,
+            loss: 0.0,
+            latency_ms: (10, 100),
+            churn: 0.0,
+            partition: false,
+            seed,
+            real_crypto: false,
+            repair: true,
+            forgeries: 1,
+            target_peers: 8,
+            join_s: 5.0,
+            settle_s: 10.0,
+            fault_s: 20.0,
+            converge_s: 120.0,
+        }
+    }
+}
+
+/// Runs one scenario to the end of its convergence bound (or until converged).
+pub fn run(p: &Params, mut progress: impl FnMut(&World, Time)) -> Report {
+    let wall = Instant::now();
+    let mut w = World::new(p.clone());
+    let end = w.heal_at + Duration::from_secs_f64(p.converge_s);
+    w.run_until(w.heal_at, |w| progress(w, end));
+    let mut converged_at = None;
+    while w.now < end {
+        let next = w.now + Duration::from_millis(500);
+        w.run_until(next, |w| progress(w, end));
+        let live: Vec<usize> = (0..w.node_count()).filter(|&i| w.is_live(i)).collect();
+        if w.metrics.missing(&live) == 0 {
+            converged_at = Some(w.now);
+            break;
+        }
+    }
+    Report::new(p, &w, converged_at, wall.elapsed())
+}
+
+fn parse_range(s: &str) -> Result<(u64, u64), String> {
+    let (a, b) = s.split_once("..").ok_or_else(|| format!("expected MIN..MAX, got {s:?}"))?;
+    let (a, b): (u64, u64) =
+        (a.trim().parse().map_err(|e| format!("{e}"))?, b.trim().parse().map_err(|e| format!("{e}"))?);
+    if a > b || b > 60_000 {
+        return Err(format!("need MIN <= MAX <= 60000, got {a}..{b}"));
+    }
+    Ok((a, b))
+}
+
+fn parse_share(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if !(0.0..=1.0).contains(&v) {
+        return Err(format!("must be between 0 and 1, got {v}"));
+    }
+    Ok(v)
+}
+
+/// `p2p-chat simulate`'s options.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SimulateArgs {
+    /// Number of virtual nodes
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(2..=1_000_000))]
+    pub nodes: u32,
+    /// Chats sent during the fault phase, by random nodes
+    #[arg(long, default_value_t = 100)]
+    pub messages: u32,
+    /// Gossip fanout (eager links per node)
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub fanout: u32,
+    /// Eager hops a chat may take
+    #[arg(long, default_value_t = 16)]
+    pub ttl: u8,
+    /// Share of data pieces lost and retransmitted during the fault phase (0..1)
+    #[arg(long, default_value_t = 0.0, value_parser = parse_share)]
+    pub loss: f64,
+    /// Link latency range in ms, MIN..MAX (each connection draws its own)
+    #[arg(long, default_value = "10..100", value_parser = parse_range)]
+    pub latency_ms: (u64, u64),
+    /// Share of nodes that crash during the fault phase, restarted without memory when it ends (0..1)
+    #[arg(long, default_value_t = 0.0, value_parser = parse_share)]
+    pub churn: f64,
+    /// Split the network in two halves for the fault phase, then heal
+    #[arg(long)]
+    pub partition: bool,
+    /// Seed: the same seed replays the same run exactly [default: random, printed]
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Print one JSON object instead of the table
+    #[arg(long)]
+    pub json: bool,
+    /// Also draw delivery over time to this SVG file
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<std::path::PathBuf>,
+    /// Plain push gossip as originally described (fanout + TTL, no lazy repair, no anti-entropy)
+    #[arg(long)]
+    pub no_repair: bool,
+    /// Real Ed25519 signatures instead of the cheap stand-in (much slower at scale)
+    #[arg(long)]
+    pub real_crypto: bool,
+    /// Run twice and fail if the two runs differ in any way
+    #[arg(long)]
+    pub check_determinism: bool,
+    /// Length of the fault phase in virtual seconds
+    #[arg(long, default_value_t = 20.0)]
+    pub fault_s: f64,
+    /// Virtual seconds allowed to converge after healing
+    #[arg(long, default_value_t = 120.0)]
+    pub converge_s: f64,
+}
+
+impl SimulateArgs {
+    pub fn params(&self, seed: u64) -> Params {
+        Params {
+            messages: self.messages as usize,
+            fanout: self.fanout as usize,
+            ttl: self.ttl,
+            loss: self.loss,
+            latency_ms: self.latency_ms,
+            churn: self.churn,
+            partition: self.partition,
+            real_crypto: self.real_crypto,
+            repair: !self.no_repair,
+            fault_s: self.fault_s,
+            converge_s: self.converge_s,
+            ..Params::new(self.nodes as usize, seed)
+        }
+    }
+
+    /// The command line that replays this run.
+    pub fn replay(&self, seed: u64) -> String {
+        let mut c = format!(
+            "p2p-chat simulate --nodes {} --messages {} --fanout {} --ttl {} --loss {} --latency-ms {}..{} --churn {}",
+            self.nodes,
+            self.messages,
+            self.fanout,
+            self.ttl,
+            self.loss,
+            self.latency_ms.0,
+            self.latency_ms.1,
+            self.churn
+        );
+        for (on, flag) in
+            [(self.partition, " --partition"), (self.no_repair, " --no-repair"), (self.real_crypto, " --real-crypto")]
+        {
+            if on {
+                c += flag;
+            }
+        }
+        c + &format!(" --fault-s {} --converge-s {} --seed {seed}", self.fault_s, self.converge_s)
+    }
+}
+
+/// The `simulate` command: runs, prints, and fails when the run did not converge.
+pub fn run_simulate(args: &SimulateArgs) -> anyhow::Result<()> {
+    let seed = match args.seed {
+        Some(s) => s,
+        None => {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
+        }
+    };
+    if !args.fault_s.is_finite() || args.fault_s <= 0.0 || !args.converge_s.is_finite() || args.converge_s <= 0.0 {
+        bail!("--fault-s and --converge-s must be positive");
+    }
+    let params = args.params(seed);
+    let show_progress = !args.json && std::io::stderr().is_terminal();
+    let mut last = Instant::now();
+    let report = run(&params, |w, end| {
+        if show_progress && last.elapsed() >= Duration::from_millis(200) {
+            last = Instant::now();
+            let t0 = Time::from_millis(world::T0_MS);
+            let done = w.now.since(t0).as_secs_f64() / end.since(t0).as_secs_f64().max(1e-9);
+            let bar = "#".repeat((done * 30.0) as usize);
+            eprint!("\r[{bar:<30}] virtual {:.0}s, {} events ", w.now.since(t0).as_secs_f64(), w.events);
+        }
+    });
+    if show_progress {
+        eprint!("\r{:60}\r", "");
+    }
+    if args.check_determinism {
+        let again = run(&params, |_, _| {});
+        if again.fingerprint != report.fingerprint {
+            bail!(
+                "two runs with seed {seed} differed: the simulation is not deterministic; replay with: {}",
+                args.replay(seed)
+            );
+        }
+    }
+    if args.json {
+        println!("{}", report.json(args.check_determinism));
+    } else {
+        println!("{}", report.table(args.check_determinism));
+    }
+    if let Some(path) = &args.plot {
+        std::fs::write(path, report.svg()).with_context(|| format!("cannot write the plot to {}", path.display()))?;
+        if !args.json {
+            println!("plot written to {}", path.display());
+        }
+    }
+    if let Some(why) = report.failure() {
+        bail!("{why} (seed {seed}); replay with: {}", args.replay(seed));
+    }
+    Ok(())
+}

@@ -1,0 +1,247 @@
+//! A run's figures, and how they are shown: a table, one JSON object, an SVG plot.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::metrics::{quantile, Totals};
+use crate::world::{World, T0_MS};
+use crate::Params;
+use p2p_chat_core::Time;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub nodes: usize,
+    pub messages: usize,
+    pub seed: u64,
+    pub crypto: &'static str,
+    pub repair: bool,
+    pub loss: f64,
+    pub churn: f64,
+    pub partition: bool,
+    pub link_latency_ms: (u64, u64),
+    pub live_nodes: usize,
+    pub crashes: u64,
+    pub delivery_ratio: f64,
+    pub missing: usize,
+    pub duplicates: u64,
+    pub forged_delivered: u64,
+    pub rmr: f64,
+    pub ldh: f64,
+    pub ldh_max: u8,
+    pub latency_ms_p50: f64,
+    pub latency_ms_p99: f64,
+    pub latency_ms_max: f64,
+    pub msgs_per_node: f64,
+    pub bytes_per_node: f64,
+    pub full_peer_set_s: Option<f64>,
+    pub converged: bool,
+    pub converge_s_after_heal: Option<f64>,
+    pub events: u64,
+    pub wall_s: f64,
+    pub events_per_s: f64,
+    pub rss_kib: u64,
+    pub rss_kib_per_node: f64,
+    /// Hash of everything the run decided, for `--check-determinism`.
+    #[serde(skip)]
+    pub fingerprint: u64,
+    /// Per chat: share of live nodes that had it, against ms since it was sent.
+    #[serde(skip)]
+    pub curves: Vec<Vec<(f64, f64)>>,
+}
+
+/// Peak resident memory of this process, from /proc (0 where there is none).
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+impl Report {
+    pub fn new(p: &Params, w: &World, converged_at: Option<Time>, wall: Duration) -> Report {
+        let m = &w.metrics;
+        let live: Vec<usize> = (0..w.node_count()).filter(|&i| w.is_live(i)).collect();
+        let expected = m.sent.len() * live.len();
+        let missing = m.missing(&live);
+        let mut totals = m.retired;
+        for (_, n) in w.live() {
+            totals.add(n.stats());
+        }
+        let window = Totals { chat_frames_in: totals.chat_frames_in - m.at_fault_start.chat_frames_in, ..totals };
+        let rmr =
+            if m.window_deliveries > 0 { window.chat_frames_in as f64 / m.window_deliveries as f64 - 1.0 } else { 0.0 };
+        let mut latencies = Vec::new();
+        let mut ldhs = Vec::new();
+        let mut curves = Vec::new();
+        for (id, sent_at) in &m.sent {
+            let Some(ds) = m.deliveries.get(id) else { continue };
+            let mut times: Vec<f64> = ds.iter().map(|(t, _)| t.since(*sent_at).as_secs_f64() * 1000.0).collect();
+            latencies.extend(times.iter().copied());
+            if let Some((_, hops)) = ds.iter().max_by_key(|(t, _)| *t) {
+                ldhs.push(*hops);
+            }
+            times.sort_by(f64::total_cmp);
+            let n = w.node_count() as f64;
+            curves.push(times.iter().enumerate().map(|(k, t)| (*t, (k + 2) as f64 / n)).collect());
+        }
+        latencies.sort_by(f64::total_cmp);
+        let wall_s = wall.as_secs_f64();
+        let mut h = DefaultHasher::new();
+        for (id, ds) in &m.deliveries {
+            id.hash(&mut h);
+            for (t, hops) in ds {
+                (t.as_micros(), hops).hash(&mut h);
+            }
+        }
+        (w.events, totals.frames_out, totals.bytes_out, missing, m.duplicates).hash(&mut h);
+        let rss = rss_kib();
+        Report {
+            nodes: p.nodes,
+            messages: m.sent.len(),
+            seed: p.seed,
+            crypto: if p.real_crypto { "ed25519" } else { "cheap (insecure stand-in)" },
+            repair: p.repair,
+            loss: p.loss,
+            churn: p.churn,
+            partition: p.partition,
+            link_latency_ms: p.latency_ms,
+            live_nodes: live.len(),
+            crashes: m.crashes,
+            delivery_ratio: if expected == 0 { 1.0 } else { (expected - missing) as f64 / expected as f64 },
+            missing,
+            duplicates: m.duplicates,
+            forged_delivered: m.forged_delivered,
+            rmr,
+            ldh: if ldhs.is_empty() { 0.0 } else { ldhs.iter().map(|&h| h as f64).sum::<f64>() / ldhs.len() as f64 },
+            ldh_max: ldhs.iter().copied().max().unwrap_or(0),
+            latency_ms_p50: quantile(&latencies, 0.5),
+            latency_ms_p99: quantile(&latencies, 0.99),
+            latency_ms_max: latencies.last().copied().unwrap_or(0.0),
+            msgs_per_node: totals.frames_out as f64 / p.nodes as f64,
+            bytes_per_node: totals.bytes_out as f64 / p.nodes as f64,
+            full_peer_set_s: m.full_peer_set_at.map(|t| t.since(Time::from_millis(T0_MS)).as_secs_f64()),
+            converged: converged_at.is_some(),
+            converge_s_after_heal: converged_at.map(|t| t.since(w.heal_at).as_secs_f64()),
+            events: w.events,
+            wall_s,
+            events_per_s: w.events as f64 / wall_s.max(1e-9),
+            rss_kib: rss,
+            rss_kib_per_node: rss as f64 / p.nodes as f64,
+            fingerprint: h.finish(),
+            curves,
+        }
+    }
+
+    /// Why the run failed, if it did.
+    pub fn failure(&self) -> Option<String> {
+        if self.forged_delivered > 0 {
+            return Some(format!("{} forged chat deliveries", self.forged_delivered));
+        }
+        if self.duplicates > 0 {
+            return Some(format!("{} chats delivered twice to the same node", self.duplicates));
+        }
+        if !self.converged {
+            return Some(format!("did not converge: {} (chat, node) pairs still missing", self.missing));
+        }
+        None
+    }
+
+    pub fn json(&self, deterministic_checked: bool) -> String {
+        let mut v = serde_json::to_value(self).expect("a report is plain data");
+        v["deterministic_checked"] = serde_json::Value::Bool(deterministic_checked);
+        v.to_string()
+    }
+
+    pub fn table(&self, deterministic_checked: bool) -> String {
+        let opt = |v: Option<f64>| v.map(|s| format!("{s:.1} s")).unwrap_or_else(|| "never".into());
+        let mut rows = vec![
+            format!(
+                "p2p-chat simulate: {} nodes, {} chats, seed {}, {} signatures, {}",
+                self.nodes,
+                self.messages,
+                self.seed,
+                self.crypto,
+                if self.repair { "plumtree + repair" } else { "plain push (no repair)" }
+            ),
+            format!(
+                "faults: loss {:.1}%, latency {}..{} ms, churn {:.0}% ({} crashes, restarted at heal), partition {}",
+                self.loss * 100.0,
+                self.link_latency_ms.0,
+                self.link_latency_ms.1,
+                self.churn * 100.0,
+                self.crashes,
+                if self.partition { "yes" } else { "no" }
+            ),
+            String::new(),
+            format!("  delivery ratio       {:.6}", self.delivery_ratio),
+            format!("  missing              {}", self.missing),
+            format!("  duplicates           {}", self.duplicates),
+            format!("  forged delivered     {}", self.forged_delivered),
+            format!(
+                "  converged            {}",
+                match self.converge_s_after_heal {
+                    Some(s) => format!("{s:.1} s after healing"),
+                    None => "NO".into(),
+                }
+            ),
+            format!("  RMR                  {:.3}", self.rmr),
+            format!("  LDH                  {:.1} (max {})", self.ldh, self.ldh_max),
+            format!(
+                "  latency              p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+                self.latency_ms_p50, self.latency_ms_p99, self.latency_ms_max
+            ),
+            format!("  sent per node        {:.0} frames, {:.0} bytes", self.msgs_per_node, self.bytes_per_node),
+            format!("  full peer sets after {}", opt(self.full_peer_set_s)),
+            format!("  events               {} ({:.0}/s)", self.events, self.events_per_s),
+            format!(
+                "  wall                 {:.2} s, peak RSS {} MiB ({:.1} KiB per node)",
+                self.wall_s,
+                self.rss_kib / 1024,
+                self.rss_kib_per_node
+            ),
+        ];
+        if deterministic_checked {
+            rows.push("  determinism          checked: a second run was identical".into());
+        }
+        rows.join("\n")
+    }
+
+    /// Delivery over time: one faint line per chat, share of nodes that have it against ms.
+    pub fn svg(&self) -> String {
+        let (w, h, pad) = (800.0, 480.0, 50.0);
+        let max_ms = self.curves.iter().flatten().map(|p| p.0).fold(1.0, f64::max);
+        let x = |ms: f64| pad + ms / max_ms * (w - 2.0 * pad);
+        let y = |share: f64| h - pad - share.min(1.0) * (h - 2.0 * pad);
+        let mut out = format!(
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+             <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+             <text x=\"{pad}\" y=\"20\">p2p-chat: share of nodes holding each chat vs virtual ms since it was sent ({} nodes, seed {})</text>\n",
+            self.nodes, self.seed
+        );
+        out += &format!(
+            "<line x1=\"{pad}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/><line x1=\"{pad}\" y1=\"{pad}\" x2=\"{pad}\" y2=\"{}\" stroke=\"black\"/>\n",
+            h - pad,
+            w - pad,
+            h - pad,
+            h - pad
+        );
+        for k in 0..=4 {
+            let share = k as f64 / 4.0;
+            out += &format!("<text x=\"5\" y=\"{:.0}\">{:.0}%</text>\n", y(share) + 4.0, share * 100.0);
+            let ms = max_ms * share;
+            out += &format!("<text x=\"{:.0}\" y=\"{}\">{ms:.0} ms</text>\n", x(ms) - 15.0, h - pad + 18.0);
+        }
+        for c in self.curves.iter().take(200) {
+            let pts: Vec<String> = c.iter().map(|(ms, s)| format!("{:.1},{:.1}", x(*ms), y(*s))).collect();
+            out += &format!(
+                "<polyline fill=\"none\" stroke=\"steelblue\" stroke-opacity=\"0.4\" points=\"{}\"/>\n",
+                pts.join(" ")
+            );
+        }
+        out + "</svg>\n"
+    }
+}
