@@ -115,9 +115,12 @@ impl Gossip {
     }
 
     /// A neighbour is up. Returns `false` if the link starts lazy: the caller then sends `Prune`
-    /// so the neighbour agrees.
-    pub fn on_peer_up(&mut self, conn: ConnId) -> bool {
-        if self.eager.len() < self.fanout.max(1) {
+    /// so the neighbour agrees. `extra`: the node already has the peers it wanted (an explored or
+    /// surplus link); such a link starts lazy unless the node has no eager link at all, so
+    /// exploration does not keep adding cycles to a settled tree.
+    pub fn on_peer_up(&mut self, conn: ConnId, extra: bool) -> bool {
+        let room = if extra { self.eager.is_empty() } else { self.eager.len() < self.fanout.max(1) };
+        if room {
             self.eager.insert(conn, USEFUL_START);
             true
         } else {
@@ -280,7 +283,7 @@ mod tests {
     fn with_peers(tree: bool, n: u64) -> Gossip {
         let mut g = gossip(tree);
         for c in 0..n {
-            g.on_peer_up(ConnId(c));
+            g.on_peer_up(ConnId(c), false);
         }
         g
     }
@@ -288,10 +291,15 @@ mod tests {
     #[test]
     fn links_start_eager_up_to_fanout() {
         let mut g = gossip(true);
-        assert!(g.on_peer_up(ConnId(0)));
-        assert!(g.on_peer_up(ConnId(1)));
-        assert!(g.on_peer_up(ConnId(2)));
-        assert!(!g.on_peer_up(ConnId(3)));
+        assert!(g.on_peer_up(ConnId(0), false));
+        assert!(g.on_peer_up(ConnId(1), false));
+        assert!(g.on_peer_up(ConnId(2), false));
+        assert!(!g.on_peer_up(ConnId(3), false));
+        // Surplus links start lazy, unless there is no eager link at all.
+        let mut h = gossip(true);
+        assert!(h.on_peer_up(ConnId(0), true));
+        assert!(!h.on_peer_up(ConnId(1), true));
+
         assert_eq!(g.eager_len(), 3);
     }
 

@@ -73,6 +73,9 @@ pub struct Config {
     pub stale_after: Duration,
     pub handshake_timeout: Duration,
     pub exchange_interval: Duration,
+    /// How often a node that has its target of peers still dials one more known address (up to
+    /// twice the target), so the overlay keeps mixing and halves that healed find each other.
+    pub explore_interval: Duration,
     pub announce_interval: Duration,
     pub lazy_wait: Duration,
     pub want_timeout: Duration,
@@ -110,6 +113,7 @@ impl Default for Config {
             stale_after: Duration::from_secs(20),
             handshake_timeout: Duration::from_secs(5),
             exchange_interval: Duration::from_secs(30),
+            explore_interval: Duration::from_secs(10),
             announce_interval: Duration::from_secs(30),
             lazy_wait: Duration::from_millis(150),
             want_timeout: Duration::from_secs(1),
@@ -312,6 +316,7 @@ pub struct Node {
     next_tick: Time,
     next_sync: Time,
     next_exchange: Time,
+    next_explore: Time,
     next_announce: Time,
     joined: bool,
     leaving: bool,
@@ -354,6 +359,7 @@ impl Node {
             next_tick: now,
             next_sync: now + config.sync_interval,
             next_exchange: now,
+            next_explore: now + config.explore_interval,
             next_announce: now + config.announce_interval,
             joined: false,
             leaving: false,
@@ -862,7 +868,8 @@ impl Node {
             self.book.add(a, Source::Inbound, now);
             self.book.on_connected(&a, peer, now);
         }
-        if !self.gossip.on_peer_up(conn) && self.config.repair {
+        let extra = self.up_count() > self.config.target_peers;
+        if !self.gossip.on_peer_up(conn, extra) && self.config.repair {
             self.stats.prunes_sent += 1;
             self.send(conn, &Message::Prune);
         }
@@ -1145,7 +1152,14 @@ impl Node {
             .filter(|c| c.direction == Direction::Outbound)
             .count();
         let want = self.config.target_peers.min(self.config.max_peers).saturating_sub(self.conns.len());
-        let n = want.min(MAX_PENDING_DIALS.saturating_sub(pending));
+        let mut n = want.min(MAX_PENDING_DIALS.saturating_sub(pending));
+        // Exploration: a node content with its peers never dials again, so two groups that
+        // each filled their members' peer sets during a partition would stay apart after it heals.
+        let soft_cap = (2 * self.config.target_peers).min(self.config.max_peers);
+        if n == 0 && now >= self.next_explore && self.conns.len() < soft_cap && pending == 0 {
+            n = 1;
+            self.next_explore = now + self.config.explore_interval.mul_f64(0.5 + self.rng.unit());
+        }
         if n > 0 {
             let conns = &self.conns;
             let busy = |a: &SocketAddr, e: &crate::membership::Entry| {

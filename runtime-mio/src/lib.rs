@@ -34,6 +34,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 const READ_BUF_BYTES: usize = 64 * 1024;
 /// How often the snapshot behind `peers()`/`stats()` is refreshed while busy.
 const SNAPSHOT_EVERY: Duration = Duration::from_millis(20);
+/// How long a query from another thread waits for the loop before using the last snapshot.
+const QUERY_TIMEOUT: Duration = Duration::from_millis(500);
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -47,10 +49,12 @@ pub struct MioRuntime;
 
 enum Ctl {
     Command(Command),
+    /// A fresh snapshot, answered at once by the loop.
+    Query(std::sync::mpsc::Sender<Snapshot>),
     Shutdown,
 }
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Snapshot {
     peers: Vec<PeerSummary>,
     stats: Stats,
@@ -125,15 +129,15 @@ impl NodeHandle for Handle {
     }
 
     fn peers(&self) -> Vec<PeerSummary> {
-        self.snapshot.lock().map(|s| s.peers.clone()).unwrap_or_default()
+        self.query().peers
     }
 
     fn stats(&self) -> Stats {
-        self.snapshot.lock().map(|s| s.stats.clone()).unwrap_or_default()
+        self.query().stats
     }
 
     fn known_addresses(&self) -> Vec<SocketAddr> {
-        self.snapshot.lock().map(|s| s.known.clone()).unwrap_or_default()
+        self.query().known
     }
 
     fn shutdown(&self) {
@@ -142,6 +146,19 @@ impl NodeHandle for Handle {
             let _ = self.waker.wake();
         }
         let _ = thread.join();
+    }
+}
+
+impl Handle {
+    /// Asks the loop for the current state; once the loop has stopped, the last snapshot it left.
+    fn query(&self) -> Snapshot {
+        let (tx, rx) = mpsc::channel();
+        if self.ctl.send(Ctl::Query(tx)).is_ok() && self.waker.wake().is_ok() {
+            if let Ok(s) = rx.recv_timeout(QUERY_TIMEOUT) {
+                return s;
+            }
+        }
+        self.snapshot.lock().map(|s| s.clone()).unwrap_or_default()
     }
 }
 
@@ -303,6 +320,9 @@ impl Loop {
             let now = self.clock.now();
             match ctl {
                 Ctl::Command(cmd) => self.node.handle_input(now, Input::Command(cmd)),
+                Ctl::Query(reply) => {
+                    let _ = reply.send(snapshot(&self.node));
+                }
                 Ctl::Shutdown => {
                     self.node.handle_input(now, Input::Command(Command::Leave));
                     self.shutdown_by = Some(Instant::now() + SHUTDOWN_GRACE);
@@ -489,11 +509,13 @@ impl Loop {
 
     fn refresh_snapshot(&mut self) {
         if let Ok(mut s) = self.snapshot.lock() {
-            s.peers = self.node.peers();
-            s.stats = self.node.stats().clone();
-            s.known = self.node.known_addresses();
+            *s = snapshot(&self.node);
         }
     }
+}
+
+fn snapshot(node: &Node) -> Snapshot {
+    Snapshot { peers: node.peers(), stats: node.stats().clone(), known: node.known_addresses() }
 }
 
 fn sock(stream: TcpStream, connecting: bool) -> Sock {

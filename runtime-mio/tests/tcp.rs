@@ -156,3 +156,15 @@ fn listening_on_a_used_port_is_a_clear_error() {
     .expect("the port is taken");
     assert!(err.to_string().starts_with(&format!("cannot listen on {}", a.addr())), "{err}");
 }
+
+#[test]
+fn peers_snapshot_follows_promptly() {
+    let mut a = TestNode::start(51, "a", true, vec![]);
+    let _b = TestNode::start(52, "b", false, vec![a.addr()]);
+    a.wait_for("b up", |e| matches!(e, Event::PeerUp(_)));
+    let t = Instant::now();
+    while a.handle.peers().is_empty() {
+        assert!(t.elapsed() < Duration::from_millis(200), "snapshot still empty after 200 ms");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}

@@ -30,12 +30,16 @@ const WRITE_BATCH_BYTES: usize = 256 * 1024;
 /// Messages from connection tasks waiting for the node; readers pause when it is full.
 const INBOX_CAPACITY: usize = 1024;
 const SNAPSHOT_EVERY: Duration = Duration::from_millis(20);
+/// How long a query from another thread waits for the loop before using the last snapshot.
+const QUERY_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// The smol runtime (see the crate docs).
 pub struct SmolRuntime;
 
 enum Ctl {
     Command(Command),
+    /// A fresh snapshot, answered at once by the loop.
+    Query(std::sync::mpsc::Sender<Snapshot>),
     Shutdown,
 }
 
@@ -47,7 +51,7 @@ enum Inbox {
     Closed(ConnId),
 }
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Snapshot {
     peers: Vec<PeerSummary>,
     stats: Stats,
@@ -99,18 +103,31 @@ impl NodeHandle for Handle {
         let _ = self.ctl.try_send(Ctl::Command(cmd));
     }
     fn peers(&self) -> Vec<PeerSummary> {
-        self.snapshot.lock().map(|s| s.peers.clone()).unwrap_or_default()
+        self.query().peers
     }
     fn stats(&self) -> Stats {
-        self.snapshot.lock().map(|s| s.stats.clone()).unwrap_or_default()
+        self.query().stats
     }
     fn known_addresses(&self) -> Vec<SocketAddr> {
-        self.snapshot.lock().map(|s| s.known.clone()).unwrap_or_default()
+        self.query().known
     }
     fn shutdown(&self) {
         let Some(thread) = self.thread.lock().ok().and_then(|mut t| t.take()) else { return };
         let _ = self.ctl.try_send(Ctl::Shutdown);
         let _ = thread.join();
+    }
+}
+
+impl Handle {
+    /// Asks the node task for the current state; once it has stopped, the last snapshot it left.
+    fn query(&self) -> Snapshot {
+        let (tx, rx) = std::sync::mpsc::channel();
+        if self.ctl.try_send(Ctl::Query(tx)).is_ok() {
+            if let Ok(s) = rx.recv_timeout(QUERY_TIMEOUT) {
+                return s;
+            }
+        }
+        self.snapshot.lock().map(|s| s.clone()).unwrap_or_default()
     }
 }
 
@@ -203,6 +220,9 @@ async fn drive(
         let now = d.clock.now();
         match wake {
             Wake::Ctl(Some(Ctl::Command(cmd))) => d.node.handle_input(now, Input::Command(cmd)),
+            Wake::Ctl(Some(Ctl::Query(reply))) => {
+                let _ = reply.send(snapshot_of(&d.node));
+            }
             Wake::Ctl(Some(Ctl::Shutdown)) | Wake::Ctl(None) => {
                 if shutdown_by.is_none() {
                     d.node.handle_input(now, Input::Command(Command::Leave));
@@ -220,9 +240,7 @@ async fn drive(
         d.drain();
         if last_snapshot.elapsed() >= SNAPSHOT_EVERY {
             if let Ok(mut s) = snapshot.lock() {
-                s.peers = d.node.peers();
-                s.stats = d.node.stats().clone();
-                s.known = d.node.known_addresses();
+                *s = snapshot_of(&d.node);
             }
             last_snapshot = Instant::now();
         }
@@ -230,14 +248,16 @@ async fn drive(
             d.draining.retain(|(pending, _)| pending.load(Ordering::Relaxed) > 0);
             if (d.node.is_closed() && d.draining.is_empty()) || Instant::now() >= by {
                 if let Ok(mut s) = snapshot.lock() {
-                    s.peers = d.node.peers();
-                    s.stats = d.node.stats().clone();
-                    s.known = d.node.known_addresses();
+                    *s = snapshot_of(&d.node);
                 }
                 return;
             }
         }
     }
+}
+
+fn snapshot_of(node: &Node) -> Snapshot {
+    Snapshot { peers: node.peers(), stats: node.stats().clone(), known: node.known_addresses() }
 }
 
 async fn accept_loop(listener: TcpListener, inbox: Sender<Inbox>) {

@@ -1,0 +1,91 @@
+//! The command line: every flag of the original description, plus runtime, TTL and identity.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "p2p-chat",
+    version,
+    about = "Peer-to-peer terminal chat: signed chats spread by gossip, no server",
+    after_help = "Once running, type /help for the interactive commands."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Start a node that accepts incoming connections
+    Listen(ListenArgs),
+    /// Connect to an existing peer
+    Connect(ConnectArgs),
+    /// Run a deterministic simulation of many virtual nodes of the real protocol
+    Simulate(p2p_chat_sim::SimulateArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ListenArgs {
+    /// Port to listen on (0 picks a free port)
+    #[arg(short, long, default_value_t = 8080)]
+    pub port: u16,
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ConnectArgs {
+    /// Address of the peer to connect to (host:port)
+    #[arg(short, long)]
+    pub address: String,
+    /// Also listen on this port (0: do not listen)
+    #[arg(short = 'l', long, default_value_t = 0)]
+    pub listen_port: u16,
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct NodeArgs {
+    /// Your username (shown with the first 8 hex digits of your key, e.g. alice#1f2e3d4c)
+    #[arg(short, long, default_value = "Anonymous")]
+    pub username: String,
+    /// Bootstrap node address (host:port); repeat for several
+    #[arg(long)]
+    pub bootstrap: Vec<String>,
+    /// Maximum connected peers
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_peers: u32,
+    /// Gossip fanout: how many neighbours get each chat in full (the rest get its id)
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub fanout: u32,
+    /// Eager gossip hops a chat may take (missed chats are still repaired past it)
+    #[arg(long, default_value_t = 16)]
+    pub ttl: u8,
+    /// Save chat history and known peers to disk (--db-path)
+    #[arg(long)]
+    pub persist: bool,
+    /// Database directory for --persist (history.redb and identity.key live there)
+    #[arg(long, default_value = "./p2p-chat-db")]
+    pub db_path: PathBuf,
+    /// Accepted for compatibility: signatures are always verified
+    #[arg(long)]
+    pub verify_signatures: bool,
+    /// Network runtime
+    #[arg(long, value_enum, default_value_t = RuntimeKind::Mio)]
+    pub runtime: RuntimeKind,
+    /// Identity key file (created with mode 0600 if missing) [default: <db-path>/identity.key with
+    /// --persist, otherwise a fresh key for this run]
+    #[arg(long)]
+    pub identity: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RuntimeKind {
+    /// One mio event loop
+    Mio,
+    /// smol (async-io)
+    Smol,
+}

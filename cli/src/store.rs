@@ -1,0 +1,215 @@
+//! History on disk: every delivered chat and the peers worth redialing, in one redb file.
+//!
+//! Chats are stored as the core's own wire encoding (so only `wire` knows bincode), keyed by
+//! (signed timestamp, id) in big-endian bytes, so a key-ordered scan is history in time order. Every
+//! write is committed before it returns: a chat that was shown survives `kill -9`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use p2p_chat_core::wire::{self, Message};
+use p2p_chat_core::{Chat, ChatId};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+
+const CHATS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("chats");
+const PEERS: TableDefinition<&str, u64> = TableDefinition::new("peers");
+/// Most peers remembered; the least recently seen go first.
+pub const MAX_PEERS: usize = 1000;
+pub const FILE_NAME: &str = "history.redb";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create the database directory {path}: {source}")]
+    Dir { path: PathBuf, source: std::io::Error },
+    #[error("cannot open the history database {path}: {source}")]
+    Open { path: PathBuf, source: redb::DatabaseError },
+    #[error("history database {path}: {source}")]
+    Db { path: PathBuf, source: redb::Error },
+    #[error("history database {path} holds an entry that does not decode: {detail}")]
+    Corrupt { path: PathBuf, detail: String },
+}
+
+pub struct Store {
+    db: Database,
+    path: PathBuf,
+}
+
+fn key(id: &ChatId) -> [u8; 24] {
+    let mut k = [0u8; 24];
+    k[..8].copy_from_slice(&id.timestamp_ms().to_be_bytes());
+    k[8..].copy_from_slice(&id.0);
+    k
+}
+
+impl Store {
+    /// Opens (or creates) `dir/history.redb`. A damaged file is an error naming it, never replaced.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir { path: dir.to_owned(), source })?;
+        let path = dir.join(FILE_NAME);
+        let db = Database::create(&path).map_err(|source| StoreError::Open { path: path.clone(), source })?;
+        let store = Store { db, path };
+        // Create both tables now, so readers never meet a missing table.
+        store.write(|tx| {
+            tx.open_table(CHATS)?;
+            tx.open_table(PEERS)?;
+            Ok(())
+        })?;
+        Ok(store)
+    }
+
+    fn err(&self, e: impl Into<redb::Error>) -> StoreError {
+        StoreError::Db { path: self.path.clone(), source: e.into() }
+    }
+
+    fn write(&self, f: impl FnOnce(&redb::WriteTransaction) -> Result<(), redb::Error>) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        f(&tx).map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// Stores chats in one transaction (one fsync). Chats already stored are left as they are.
+    pub fn put_chats(&self, chats: &[Arc<Chat>]) -> Result<(), StoreError> {
+        if chats.is_empty() {
+            return Ok(());
+        }
+        self.write(|tx| {
+            let mut t = tx.open_table(CHATS)?;
+            for c in chats {
+                let bytes = wire::encode(&Message::Reply { hops: 0, chat: c.clone() });
+                t.insert(key(&c.id).as_slice(), bytes.as_slice())?;
+            }
+            Ok(())
+        })
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Result<Chat, StoreError> {
+        let corrupt = |detail: String| StoreError::Corrupt { path: self.path.clone(), detail };
+        match bytes.get(4..).map(wire::decode_payload) {
+            Some(Ok(Message::Reply { chat, .. })) => Ok(Arc::unwrap_or_clone(chat)),
+            Some(Ok(other)) => Err(corrupt(format!("a {} message", other.kind()))),
+            Some(Err(e)) => Err(corrupt(e.to_string())),
+            None => Err(corrupt("a truncated entry".into())),
+        }
+    }
+
+    /// The newest `n` chats, oldest first.
+    pub fn recent_chats(&self, n: usize) -> Result<Vec<Chat>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = tx.open_table(CHATS).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for entry in t.iter().map_err(|e| self.err(e))?.rev().take(n) {
+            let (_, v) = entry.map_err(|e| self.err(e))?;
+            out.push(self.decode(v.value())?);
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    pub fn chat_count(&self) -> Result<u64, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = tx.open_table(CHATS).map_err(|e| self.err(e))?;
+        t.len().map_err(|e| self.err(e))
+    }
+
+    /// Remembers peers (address text, unix ms last seen), keeping the newest `MAX_PEERS`.
+    pub fn put_peers(&self, peers: &[(String, u64)]) -> Result<(), StoreError> {
+        self.write(|tx| {
+            let mut t = tx.open_table(PEERS)?;
+            for (addr, seen) in peers {
+                t.insert(addr.as_str(), *seen)?;
+            }
+            if t.len()? as usize > MAX_PEERS {
+                let mut all: Vec<(String, u64)> = Vec::new();
+                for e in t.iter()? {
+                    let (k, v) = e?;
+                    all.push((k.value().to_owned(), v.value()));
+                }
+                all.sort_by_key(|(_, seen)| std::cmp::Reverse(*seen));
+                for (addr, _) in &all[MAX_PEERS..] {
+                    t.remove(addr.as_str())?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Known peers, most recently seen first.
+    pub fn peers(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = tx.open_table(PEERS).map_err(|e| self.err(e))?;
+        let mut all = Vec::new();
+        for e in t.iter().map_err(|e| self.err(e))? {
+            let (k, v) = e.map_err(|e| self.err(e))?;
+            all.push((k.value().to_owned(), v.value()));
+        }
+        all.sort_by_key(|(_, seen)| std::cmp::Reverse(*seen));
+        Ok(all)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use p2p_chat_core::{Body, Ed25519Keys};
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("p2p-chat-store-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    fn chat(ms: u64, text: &str) -> Arc<Chat> {
+        let k = Ed25519Keys::from_seed(1);
+        Arc::new(Chat::new(&k, ChatId::new_v7(ms, &[ms as u8; 10]), "alice", Body::Text(text.into())))
+    }
+
+    #[test]
+    fn chats_survive_reopening_in_time_order_once() {
+        let dir = temp_dir("reopen");
+        {
+            let s = Store::open(&dir).unwrap();
+            s.put_chats(&[chat(3, "c"), chat(1, "a")]).unwrap();
+            s.put_chats(&[chat(2, "b"), chat(1, "a")]).unwrap();
+        }
+        let s = Store::open(&dir).unwrap();
+        assert_eq!(s.chat_count().unwrap(), 3);
+        let texts: Vec<Body> = s.recent_chats(10).unwrap().into_iter().map(|c| c.body).collect();
+        assert_eq!(texts, ["a", "b", "c"].map(|t| Body::Text(t.into())));
+        assert_eq!(s.recent_chats(2).unwrap()[0].body, Body::Text("b".into()));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn peers_upsert_order_and_bound() {
+        let dir = temp_dir("peers");
+        let s = Store::open(&dir).unwrap();
+        s.put_peers(&[("127.0.0.1:1".into(), 5), ("127.0.0.1:2".into(), 9)]).unwrap();
+        s.put_peers(&[("127.0.0.1:1".into(), 10)]).unwrap();
+        assert_eq!(s.peers().unwrap(), vec![("127.0.0.1:1".to_string(), 10), ("127.0.0.1:2".to_string(), 9)]);
+        let many: Vec<(String, u64)> = (0..1100).map(|i| (format!("10.0.0.1:{i}"), 100 + i)).collect();
+        s.put_peers(&many).unwrap();
+        let kept = s.peers().unwrap();
+        assert_eq!(kept.len(), MAX_PEERS);
+        assert_eq!(kept[0].1, 1199);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_corrupt_file_is_a_clear_error() {
+        let dir = temp_dir("corrupt");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(FILE_NAME), vec![0x5a; 10_000]).unwrap();
+        let err = Store::open(&dir).err().expect("garbage is not a database");
+        assert!(err.to_string().contains(FILE_NAME), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_unusable_path_is_a_clear_error() {
+        let dir = temp_dir("file-parent");
+        std::fs::write(&dir, b"not a directory").unwrap();
+        let err = Store::open(&dir.join("db")).err().expect("a file cannot hold a directory");
+        assert!(err.to_string().contains("cannot create the database directory"), "{err}");
+        std::fs::remove_file(&dir).unwrap();
+    }
+}

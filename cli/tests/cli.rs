@@ -1,0 +1,310 @@
+//! The real `p2p-chat` program, as processes talking over 127.0.0.1.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+struct Proc {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    seen: Vec<String>,
+    name: String,
+}
+
+impl Proc {
+    fn start(name: &str, args: &[&str]) -> Proc {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_p2p-chat"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("p2p-chat starts");
+        let (tx, lines) = channel();
+        let out = child.stdout.take().unwrap();
+        let err = child.stderr.take().unwrap();
+        let tx2 = tx.clone();
+        std::thread::spawn(move || BufReader::new(out).lines().map_while(Result::ok).for_each(|l| drop(tx.send(l))));
+        std::thread::spawn(move || {
+            BufReader::new(err).lines().map_while(Result::ok).for_each(|l| drop(tx2.send(format!("stderr: {l}"))))
+        });
+        let stdin = child.stdin.take();
+        Proc { child, stdin, lines, seen: Vec::new(), name: name.into() }
+    }
+
+    /// The first line containing `needle`, waiting for it if need be.
+    fn wait_for(&mut self, needle: &str) -> String {
+        if let Some(l) = self.seen.iter().find(|l| l.contains(needle)) {
+            return l.clone();
+        }
+        let end = Instant::now() + DEADLINE;
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    self.seen.push(l.clone());
+                    if l.contains(needle) {
+                        return l;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        panic!("{}: no line with {needle:?} in time; output:\n{}", self.name, self.seen.join("\n"));
+    }
+
+    fn count(&mut self, needle: &str) -> usize {
+        self.seen.extend(self.lines.try_iter());
+        self.seen.iter().filter(|l| l.contains(needle)).count()
+    }
+
+    fn say(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// The port from the startup line.
+    fn port(&mut self) -> u16 {
+        let l = self.wait_for("listening on");
+        let tail = l.split("listening on ").nth(1).unwrap();
+        let addr = tail.split(';').next().unwrap();
+        addr.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    /// The `name#1234abcd` handle from the startup line.
+    fn who(&mut self) -> String {
+        let l = self.wait_for("you are ");
+        l.split("you are ").nth(1).unwrap().split_whitespace().next().unwrap().to_owned()
+    }
+
+    /// Closes stdin (end of input quits) and waits for a clean exit.
+    fn quit(mut self) -> Vec<String> {
+        drop(self.stdin.take());
+        let status = wait_exit(&mut self.child);
+        self.seen.extend(self.lines.try_iter());
+        assert!(status.success(), "{} exited with {status}:\n{}", self.name, self.seen.join("\n"));
+        std::mem::take(&mut self.seen)
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+    let end = Instant::now() + DEADLINE;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(Instant::now() < end, "process did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("p2p-chat-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn run(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_p2p-chat")).args(args).stdin(Stdio::null()).output().expect("runs")
+}
+
+#[test]
+fn two_nodes_chat_both_ways_and_answer_commands() {
+    let mut a = Proc::start("alice", &["listen", "-p", "0", "-u", "alice"]);
+    let port = a.port().to_string();
+    let alice = a.who();
+    let mut b = Proc::start("bob", &["connect", "-a", &format!("127.0.0.1:{port}"), "-u", "bob"]);
+    let bob = b.who();
+    a.wait_for(&format!("connected to {bob}"));
+    b.wait_for(&format!("connected to {alice}"));
+    // Each announces itself (a signed Join chat) at its first tick with a peer.
+    a.wait_for(&format!("*** {bob} joined"));
+    b.wait_for(&format!("*** {alice} joined"));
+    a.say("hello bob");
+    b.say("hello alice");
+    b.wait_for(&format!("{alice}: hello bob"));
+    a.wait_for(&format!("{bob}: hello alice"));
+    a.say("/peers");
+    a.wait_for("1 peer(s):");
+    let row = a.wait_for(&bob);
+    assert!(row.contains("127.0.0.1:") && row.contains("inbound"), "{row}");
+    a.say("/stats");
+    a.wait_for("chats sent         2");
+    a.wait_for("chats received     2");
+    a.say("/id");
+    let id = a.wait_for("peer id    ");
+    assert_eq!(id.split_whitespace().last().unwrap().len(), 64);
+    a.wait_for("public key ");
+    a.say("/history 2");
+    a.wait_for("last 2 chat(s):");
+    a.say("/frobnicate");
+    a.wait_for("unknown command /frobnicate; type /help");
+    a.say("/help");
+    a.wait_for("/history [N]");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(b.count("hello bob"), 1, "shown exactly once");
+    let out = b.quit();
+    assert!(!out.iter().any(|l| l.contains("panicked")));
+    a.wait_for(&format!("*** {bob} left"));
+    a.quit();
+}
+
+/// The original description's bootstrap network: C knows only A, and finds B through A.
+fn bootstrap_network(b_runtime: &str) {
+    let mut boot = Proc::start("boot", &["listen", "-p", "0", "-u", "boot"]);
+    let boot_addr = format!("127.0.0.1:{}", boot.port());
+    let mut a = Proc::start("a", &["listen", "-p", "0", "-u", "blessing", "--bootstrap", &boot_addr]);
+    let a_addr = format!("127.0.0.1:{}", a.port());
+    let mut b =
+        Proc::start("b", &["listen", "-p", "0", "-u", "bob", "--bootstrap", &boot_addr, "--runtime", b_runtime]);
+    let bob = b.who();
+    let mut c = Proc::start("c", &["connect", "-a", &a_addr, "-u", "carol"]);
+    let carol = c.who();
+    // Carol learns Bob's address from Alice (peer exchange) and connects to him.
+    c.wait_for(&format!("connected to {bob}"));
+    let mut nodes = [boot, a, b, c];
+    for (i, n) in nodes.iter_mut().enumerate() {
+        n.say(&format!("chat number {i}"));
+    }
+    for n in nodes.iter_mut() {
+        for i in 0..4 {
+            n.wait_for(&format!(": chat number {i}"));
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    for n in nodes.iter_mut() {
+        for i in 0..4 {
+            assert_eq!(n.count(&format!(": chat number {i}")), 1, "{} saw chat {i} more than once", n.name);
+        }
+    }
+    assert!(nodes[1].count(&carol) >= 1);
+}
+
+#[test]
+fn bootstrap_and_peer_exchange_on_mio() {
+    bootstrap_network("mio");
+}
+
+#[test]
+fn bootstrap_and_peer_exchange_with_a_smol_node() {
+    bootstrap_network("smol");
+}
+
+#[test]
+fn history_survives_restart_and_kill_9() {
+    let dir = temp_dir("persist");
+    let db = dir.to_str().unwrap();
+    let mut peer = Proc::start("peer", &["listen", "-p", "0", "-u", "peer"]);
+    let peer_addr = format!("127.0.0.1:{}", peer.port());
+    let mut a = Proc::start(
+        "a",
+        &["listen", "-p", "0", "-u", "keeper", "--persist", "--db-path", db, "--bootstrap", &peer_addr],
+    );
+    let keeper = a.who();
+    a.wait_for("connected to peer#");
+    peer.say("first words");
+    a.wait_for("first words");
+    a.say("a reply");
+    peer.wait_for("a reply");
+    // Killed without warning, right after showing a chat.
+    peer.say("last words before the crash");
+    a.wait_for("last words before the crash");
+    let _ = a.child.kill();
+    wait_exit(&mut a.child);
+    drop(a);
+
+    // Restarted without --bootstrap: it redials the peer it knew, and the history is intact.
+    let mut a = Proc::start("a2", &["listen", "-p", "0", "-u", "keeper", "--persist", "--db-path", db]);
+    assert_eq!(a.who(), keeper, "same identity from the key file");
+    a.wait_for("connected to peer#");
+    a.say("/history 10");
+    a.wait_for("first words");
+    a.wait_for("a reply");
+    a.wait_for("last words before the crash");
+    a.quit();
+    drop(peer);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bad_input_is_one_clear_error_line() {
+    let bad_flag = run(&["listen", "--fanout", "zero"]);
+    assert_eq!(bad_flag.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad_flag.stderr).contains("invalid value 'zero' for '--fanout"));
+
+    let holder = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = holder.local_addr().unwrap().port().to_string();
+    let in_use = run(&["listen", "-p", &port]);
+    assert_eq!(in_use.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&in_use.stderr);
+    assert!(err.starts_with("error: cannot listen on 0.0.0.0:") && err.contains("in use"), "{err}");
+
+    let dir = temp_dir("corrupt");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("identity.key"), "not a key").unwrap();
+    let out = run(&["listen", "-p", "0", "--persist", "--db-path", dir.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("identity file") && err.contains("not replaced"), "{err}");
+    assert_eq!(std::fs::read_to_string(dir.join("identity.key")).unwrap(), "not a key");
+
+    std::fs::remove_file(dir.join("identity.key")).unwrap();
+    std::fs::write(dir.join("history.redb"), vec![0xa5; 4096]).unwrap();
+    let out = run(&["listen", "-p", "0", "--persist", "--db-path", dir.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("history.redb"), "{err}");
+    for o in [&bad_flag, &in_use, &out] {
+        assert!(!String::from_utf8_lossy(&o.stderr).contains("panicked"));
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    let unresolvable = run(&["connect", "-a", "no-such-host.invalid:1"]);
+    assert_eq!(unresolvable.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unresolvable.stderr).contains("invalid address"));
+}
+
+#[test]
+fn an_unreachable_peer_is_retried_with_backoff() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let mut a = Proc::start("a", &["connect", "-a", &format!("127.0.0.1:{port}")]);
+    let line = a.wait_for("could not reach");
+    assert!(line.contains("retrying in"), "{line}");
+    a.quit();
+}
+
+#[test]
+fn simulate_reports_a_converged_run_as_json() {
+    let out = run(&["simulate", "--nodes", "60", "--messages", "10", "--seed", "7", "--json", "--check-determinism"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    for key in [
+        "\"nodes\":60",
+        "\"messages\":10",
+        "\"seed\":7",
+        "\"delivery_ratio\":1.0",
+        "\"missing\":0",
+        "\"rmr\"",
+        "\"ldh\"",
+        "\"latency_ms_p50\"",
+        "\"latency_ms_p99\"",
+        "\"events\"",
+        "\"wall_s\"",
+    ] {
+        assert!(text.contains(key), "{key} missing from {text}");
+    }
+}

@@ -1,0 +1,64 @@
+//! Convergence of the real protocol over random seeds, sizes, fanouts, loss, churn and partitions.
+
+use p2p_chat_sim::{run, Params};
+use quickcheck::{QuickCheck, TestResult};
+
+fn scenario(seed: u64, nodes: u8, fanout: u8, loss: u8, churn: u8, partition: bool) -> Params {
+    Params {
+        messages: 10,
+        fanout: 2 + (fanout % 4) as usize,
+        loss: (loss % 21) as f64 / 100.0,
+        churn: (churn % 31) as f64 / 100.0,
+        partition,
+        forgeries: 2,
+        join_s: 2.0,
+        settle_s: 5.0,
+        fault_s: 10.0,
+        converge_s: 90.0,
+        ..Params::new(8 + (nodes % 120) as usize, seed)
+    }
+}
+
+/// After healing, every live node delivered every chat exactly once, and no forged chat anywhere.
+#[test]
+fn every_chat_reaches_every_live_node_exactly_once() {
+    fn prop(seed: u64, nodes: u8, fanout: u8, loss: u8, churn: u8, partition: bool) -> TestResult {
+        let p = scenario(seed, nodes, fanout, loss, churn, partition);
+        let r = run(&p, |_, _| {});
+        match r.failure() {
+            None => TestResult::passed(),
+            Some(why) => TestResult::error(format!(
+                "{why}: replay with p2p-chat simulate --nodes {} --messages {} --fanout {} --loss {} --churn {}{} \
+                 --fault-s {} --converge-s {} --seed {seed}",
+                p.nodes,
+                p.messages,
+                p.fanout,
+                p.loss,
+                p.churn,
+                if p.partition { " --partition" } else { "" },
+                p.fault_s,
+                p.converge_s
+            )),
+        }
+    }
+    QuickCheck::new().tests(40).quickcheck(prop as fn(u64, u8, u8, u8, u8, bool) -> TestResult);
+}
+
+/// The same seed gives the same run, event for event.
+#[test]
+fn a_seed_replays_exactly() {
+    let p = Params { loss: 0.05, churn: 0.2, partition: true, ..Params::new(40, 99) };
+    let (a, b) = (run(&p, |_, _| {}), run(&p, |_, _| {}));
+    assert_eq!(a.fingerprint, b.fingerprint);
+    assert_eq!(a.events, b.events);
+    assert!(a.failure().is_none(), "{:?}", a.failure());
+}
+
+/// Ed25519 end to end, with a forger among the nodes.
+#[test]
+fn real_signatures_converge_and_refuse_forgeries() {
+    let p = Params { real_crypto: true, forgeries: 3, messages: 5, ..Params::new(25, 5) };
+    let r = run(&p, |_, _| {});
+    assert!(r.failure().is_none(), "{:?}", r.failure());
+    assert_eq!(r.forged_delivered, 0);
+}
