@@ -210,7 +210,8 @@ pub enum Origin {
     Local,
     /// Arrived by push (eager or lazy announcement), as it spread.
     Live,
-    /// Fetched because we were missing it: catch-up after being away.
+    /// Fetched by anti-entropy because we were missing it, and at least 5 s old: catch-up after
+    /// being away.
     Repair,
 }
 
@@ -322,6 +323,9 @@ pub struct Node {
     leaving: bool,
     stats: Stats,
 }
+
+/// A chat fetched by sync is shown as caught up (`Origin::Repair`) only if at least this old.
+const CAUGHT_UP_AFTER: Duration = Duration::from_secs(5);
 
 /// Chats fetched by sync younger than this are announced on (see `on_chat`).
 const RECENT: Duration = Duration::from_secs(60);
@@ -1009,7 +1013,10 @@ impl Node {
         if live_ttl.is_none() {
             self.stats.chats_repaired += 1;
         }
-        let origin = if live_ttl.is_some() { Origin::Live } else { Origin::Repair };
+        // "Caught up" is about age, not path: a chat written a moment ago that happened to come by
+        // a sync round is still news to the user.
+        let old = now.since(Time::from_millis(chat.timestamp_ms())) >= CAUGHT_UP_AFTER;
+        let origin = if live_ttl.is_none() && old { Origin::Repair } else { Origin::Live };
         self.emit(Event::Chat(Delivery { chat: chat.clone(), hops, origin }));
         if let Some(ttl) = live_ttl {
             self.spread(from, &chat, ttl, hops.saturating_add(1));

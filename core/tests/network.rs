@@ -125,7 +125,7 @@ fn a_late_joiner_catches_up_on_history() {
     });
     net.run_for(Duration::from_secs(5));
     let ids = send_chats(&mut net, &[1, 2, 3]);
-    net.run_for(Duration::from_secs(2));
+    net.run_for(Duration::from_secs(6));
     assert!(net.chats_at(7).is_empty());
     net.command(7, Command::Connect(net::addr(0)));
     net.run_for(Duration::from_secs(5));
