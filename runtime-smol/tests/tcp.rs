@@ -108,6 +108,8 @@ fn a_chain_delivers_end_to_end_and_shutdown_is_seen() {
     a.handle.command(Command::Chat("over two hops".into()));
     c.wait_for("chat from a", is_chat("over two hops", Origin::Live));
     b.wait_for("chat at b", is_chat("over two hops", Origin::Live));
+    // c announced itself (Join, at its first tick with a peer), so it will announce leaving.
+    b.wait_for("c's join", |e| matches!(e, Event::Chat(d) if d.chat.body == Body::Join && d.chat.username == "c"));
     c.handle.shutdown();
     b.wait_for("c leaves", |e| matches!(e, Event::PeerDown { username, .. } if username == "c"));
     // The Leave chat went out before the connection closed.
