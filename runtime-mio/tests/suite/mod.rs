@@ -1,0 +1,169 @@
+//! The tests every runtime must pass, on real TCP over 127.0.0.1. Each runtime's `tests/tcp.rs`
+//! runs them with its own `Runtime`; `TestNode` also lets one network mix runtimes.
+
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+use p2p_chat_core::app::{NodeHandle, Runtime, Start};
+use p2p_chat_core::{Body, Command, Config, Ed25519Keys, Event, Origin};
+
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+pub struct TestNode {
+    pub handle: Box<dyn NodeHandle>,
+    events: Receiver<Event>,
+    seen: Vec<Event>,
+}
+
+impl TestNode {
+    pub fn start_on<R: Runtime>(seed: u64, name: &str, listen: bool, connect: Vec<SocketAddr>) -> TestNode {
+        let (tx, events) = channel();
+        let handle = R::start(Start {
+            config: Config { username: name.into(), ..Config::default() },
+            keys: Box::new(Ed25519Keys::from_seed(seed)),
+            seed,
+            listen: listen.then(|| "127.0.0.1:0".parse().unwrap()),
+            restore: Vec::new(),
+            known: Vec::new(),
+            connect,
+            on_event: Box::new(move |e| {
+                let _ = tx.send(e);
+            }),
+        })
+        .expect("node starts");
+        TestNode { handle, events, seen: Vec::new() }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.handle.local_addr().expect("listening")
+    }
+
+    /// Waits until an event matching `f` has been seen (now or before).
+    pub fn wait_for(&mut self, what: &str, f: impl Fn(&Event) -> bool) -> Event {
+        if let Some(e) = self.seen.iter().find(|e| f(e)) {
+            return e.clone();
+        }
+        let end = Instant::now() + DEADLINE;
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
+            match self.events.recv_timeout(left) {
+                Ok(e) => {
+                    self.seen.push(e.clone());
+                    if f(&e) {
+                        return e;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        panic!("timed out waiting for {what}; saw {:#?}", self.seen);
+    }
+
+    pub fn chats(&mut self, text: &str) -> usize {
+        while let Ok(e) = self.events.try_recv() {
+            self.seen.push(e);
+        }
+        self.seen.iter().filter(|e| matches!(e, Event::Chat(d) if d.chat.body == Body::Text(text.into()))).count()
+    }
+}
+
+pub fn is_chat(text: &str, origin: Origin) -> impl Fn(&Event) -> bool + '_ {
+    move |e| matches!(e, Event::Chat(d) if d.chat.body == Body::Text(text.into()) && d.origin == origin)
+}
+
+pub fn two_nodes_chat_both_ways_exactly_once<R: Runtime>() {
+    let mut a = TestNode::start_on::<R>(1, "alice", true, vec![]);
+    let mut b = TestNode::start_on::<R>(2, "bob", false, vec![a.addr()]);
+    a.wait_for("a sees bob", |e| matches!(e, Event::PeerUp(p) if p.username == "bob"));
+    b.wait_for("b sees alice", |e| matches!(e, Event::PeerUp(p) if p.username == "alice"));
+    a.handle.command(Command::Chat("hi bob".into()));
+    b.handle.command(Command::Chat("hi alice".into()));
+    a.wait_for("own chat", is_chat("hi bob", Origin::Local));
+    b.wait_for("alice's chat", is_chat("hi bob", Origin::Live));
+    a.wait_for("bob's chat", is_chat("hi alice", Origin::Live));
+    // Give any duplicate time to show up, and the snapshot time to refresh.
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(a.chats("hi alice"), 1);
+    assert_eq!(b.chats("hi bob"), 1);
+    let peers = a.handle.peers();
+    assert_eq!(peers.len(), 1);
+    assert_eq!(peers[0].username, "bob");
+    assert!(a.handle.stats().chats_received >= 1);
+}
+
+pub fn a_chain_delivers_end_to_end_and_shutdown_is_seen<R: Runtime>() {
+    let mut a = TestNode::start_on::<R>(11, "a", true, vec![]);
+    let mut b = TestNode::start_on::<R>(12, "b", true, vec![a.addr()]);
+    let mut c = TestNode::start_on::<R>(13, "c", false, vec![b.addr()]);
+    c.wait_for("c up", |e| matches!(e, Event::PeerUp(_)));
+    a.wait_for("a up", |e| matches!(e, Event::PeerUp(_)));
+    a.handle.command(Command::Chat("over two hops".into()));
+    c.wait_for("chat from a", is_chat("over two hops", Origin::Live));
+    b.wait_for("chat at b", is_chat("over two hops", Origin::Live));
+    // c announced itself (Join, at its first tick with a peer), so it will announce leaving.
+    b.wait_for("c's join", |e| matches!(e, Event::Chat(d) if d.chat.body == Body::Join && d.chat.username == "c"));
+    c.handle.shutdown();
+    b.wait_for("c leaves", |e| matches!(e, Event::PeerDown { username, .. } if username == "c"));
+    // The Leave chat went out before the connection closed.
+    b.wait_for("c's leave", |e| matches!(e, Event::Chat(d) if d.chat.body == Body::Leave && d.chat.username == "c"));
+    c.handle.shutdown(); // idempotent
+}
+
+pub fn a_peer_sending_garbage_is_dropped_while_honest_peers_go_on<R: Runtime>() {
+    let mut a = TestNode::start_on::<R>(21, "a", true, vec![]);
+    let b = TestNode::start_on::<R>(22, "b", false, vec![a.addr()]);
+    a.wait_for("b up", |e| matches!(e, Event::PeerUp(_)));
+    // A raw socket announcing a 4 GB frame, and another spewing random bytes.
+    let mut huge = std::net::TcpStream::connect(a.addr()).unwrap();
+    huge.write_all(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3]).unwrap();
+    let mut noise = std::net::TcpStream::connect(a.addr()).unwrap();
+    let junk: Vec<u8> = (0..10_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let _ = noise.write_all(&junk);
+    for s in [&mut huge, &mut noise] {
+        s.set_read_timeout(Some(DEADLINE)).unwrap();
+        let mut buf = [0u8; 4096];
+        // The node closes them: reads end (EOF or reset) instead of timing out.
+        let end = Instant::now() + DEADLINE;
+        loop {
+            match std::io::Read::read(s, &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => assert!(Instant::now() < end, "garbage peer was not disconnected"),
+            }
+        }
+    }
+    b.handle.command(Command::Chat("still here".into()));
+    a.wait_for("honest chat", is_chat("still here", Origin::Live));
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(a.handle.peers().len(), 1);
+}
+
+pub fn listening_on_a_used_port_is_a_clear_error<R: Runtime>() {
+    let a = TestNode::start_on::<R>(31, "a", true, vec![]);
+    let err = R::start(Start {
+        config: Config::default(),
+        keys: Box::new(Ed25519Keys::from_seed(32)),
+        seed: 32,
+        listen: Some(a.addr()),
+        restore: Vec::new(),
+        known: Vec::new(),
+        connect: Vec::new(),
+        on_event: Box::new(|_| {}),
+    })
+    .err()
+    .expect("the port is taken");
+    assert!(err.to_string().starts_with(&format!("cannot listen on {}", a.addr())), "{err}");
+}
+
+pub fn peers_snapshot_follows_promptly<R: Runtime>() {
+    let mut a = TestNode::start_on::<R>(51, "a", true, vec![]);
+    let _b = TestNode::start_on::<R>(52, "b", false, vec![a.addr()]);
+    a.wait_for("b up", |e| matches!(e, Event::PeerUp(_)));
+    let t = Instant::now();
+    while a.handle.peers().is_empty() {
+        assert!(t.elapsed() < Duration::from_millis(200), "snapshot still empty after 200 ms");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
