@@ -58,6 +58,10 @@ pub struct Config {
     pub ttl: u8,
     /// Lazy push and anti-entropy. Off gives the seed's plain push gossip (for comparison only).
     pub repair: bool,
+    /// Announce arriving and leaving as signed Join/Leave chats to the whole network. Every join
+    /// reaches every node, so a network of N nodes carries N^2 join deliveries: simulations of very
+    /// large networks switch it off to measure the chats themselves.
+    pub announce_presence: bool,
     pub max_frame_bytes: usize,
     /// How long chats are kept for repair and catch-up, and the oldest chat accepted.
     pub retention: Duration,
@@ -103,6 +107,7 @@ impl Default for Config {
             lazy_fanout: 6,
             ttl: 16,
             repair: true,
+            announce_presence: true,
             max_frame_bytes: wire::DEFAULT_MAX_FRAME_BYTES,
             retention: Duration::from_secs(24 * 3600),
             max_chats: 10_000,
@@ -1184,7 +1189,7 @@ impl Node {
         }
         // Announced at a tick rather than at the first handshake: a first neighbour that was
         // full and only referred us elsewhere is gone by now, and would have taken it along.
-        if !self.joined {
+        if !self.joined && self.config.announce_presence {
             self.joined = true;
             self.originate(now, Body::Join);
         }

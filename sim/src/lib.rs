@@ -41,6 +41,8 @@ pub struct Params {
     pub seed: u64,
     pub real_crypto: bool,
     pub repair: bool,
+    /// Nodes announce themselves with Join chats (N^2 deliveries for N nodes).
+    pub joins: bool,
     /// Altered chats injected by malicious neighbours during the fault phase.
     pub forgeries: usize,
     pub target_peers: usize,
@@ -65,6 +67,7 @@ impl Params {
             seed,
             real_crypto: false,
             repair: true,
+            joins: true,
             forgeries: 1,
             target_peers: 8,
             join_s: 5.0,
@@ -154,6 +157,10 @@ pub struct SimulateArgs {
     /// Real Ed25519 signatures instead of the cheap stand-in (much slower at scale)
     #[arg(long)]
     pub real_crypto: bool,
+    /// No Join chats: every node announcing itself to every other costs N^2 deliveries, which
+    /// dominates runs of many thousands of nodes
+    #[arg(long)]
+    pub no_joins: bool,
     /// Run twice and fail if the two runs differ in any way
     #[arg(long)]
     pub check_determinism: bool,
@@ -177,6 +184,7 @@ impl SimulateArgs {
             partition: self.partition,
             real_crypto: self.real_crypto,
             repair: !self.no_repair,
+            joins: !self.no_joins,
             fault_s: self.fault_s,
             converge_s: self.converge_s,
             ..Params::new(self.nodes as usize, seed)
@@ -196,9 +204,13 @@ impl SimulateArgs {
             self.latency_ms.1,
             self.churn
         );
-        for (on, flag) in
-            [(self.partition, " --partition"), (self.no_repair, " --no-repair"), (self.real_crypto, " --real-crypto")]
-        {
+        let flags = [
+            (self.partition, " --partition"),
+            (self.no_repair, " --no-repair"),
+            (self.real_crypto, " --real-crypto"),
+            (self.no_joins, " --no-joins"),
+        ];
+        for (on, flag) in flags {
             if on {
                 c += flag;
             }

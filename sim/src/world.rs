@@ -201,6 +201,7 @@ impl World {
             fanout: self.p.fanout,
             ttl: self.p.ttl,
             repair: self.p.repair,
+            announce_presence: self.p.joins,
             target_peers: self.p.target_peers.min(self.p.nodes.saturating_sub(1)).max(1),
             ..Config::default()
         }
