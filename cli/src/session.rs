@@ -96,6 +96,18 @@ pub fn run(node: NodeArgs, listen: Option<SocketAddr>, connect: Vec<SocketAddr>)
     if let Some(s) = &store {
         println!("history: {} ({} chats, {restored} loaded to share)", node.db_path.display(), s.chat_count()?);
     }
+    if let Some(s) = &store {
+        // Stored but not shown when the last run died: show them now, once.
+        let pending = s.unshown()?;
+        if !pending.is_empty() {
+            println!("{} chat(s) that arrived just before the last run ended:", pending.len());
+            for c in &pending {
+                println!("{}", style.history_line(c));
+            }
+            let pending: Vec<Arc<Chat>> = pending.into_iter().map(Arc::new).collect();
+            s.mark_shown(&pending)?;
+        }
+    }
     println!("type /help for commands");
     let _ = std::io::stdout().flush();
 
@@ -201,6 +213,7 @@ fn display(
         batch.extend(events.try_iter());
         let chats: Vec<Arc<Chat>> =
             batch.iter().filter_map(|e| if let Event::Chat(d) = e { Some(d.chat.clone()) } else { None }).collect();
+        let shown = chats.clone();
         if let Some(s) = &store {
             if let Err(e) = s.put_chats(&chats) {
                 print(&printer, format!("!!! could not save history: {e}"));
@@ -220,6 +233,11 @@ fn display(
         for e in &batch {
             if let Some(line) = style.event_line(e) {
                 print(&printer, line);
+            }
+        }
+        if let Some(s) = &store {
+            if let Err(e) = s.mark_shown(&shown) {
+                print(&printer, format!("!!! could not save history: {e}"));
             }
         }
     }

@@ -3,6 +3,10 @@
 //! Chats are stored as the core's own wire encoding (so only `wire` knows bincode), keyed by
 //! (signed timestamp, id) in big-endian bytes, so a key-ordered scan is history in time order. Every
 //! write is committed before it returns: a chat that was shown survives `kill -9`.
+//!
+//! A chat is stored, then shown, then marked shown. One that was stored but not yet shown when the
+//! process died is shown at the next start (`unshown`), so a crash between the two never hides a
+//! chat from the user; a crash right after showing, before the mark, shows it once more.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,6 +17,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 
 const CHATS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("chats");
 const PEERS: TableDefinition<&str, u64> = TableDefinition::new("peers");
+/// Keys of chats stored but not yet shown.
+const UNSHOWN: TableDefinition<&[u8], ()> = TableDefinition::new("unshown");
 /// Most peers remembered; the least recently seen go first.
 pub const MAX_PEERS: usize = 1000;
 pub const FILE_NAME: &str = "history.redb";
@@ -52,6 +58,7 @@ impl Store {
         store.write(|tx| {
             tx.open_table(CHATS)?;
             tx.open_table(PEERS)?;
+            tx.open_table(UNSHOWN)?;
             Ok(())
         })?;
         Ok(store)
@@ -74,12 +81,46 @@ impl Store {
         }
         self.write(|tx| {
             let mut t = tx.open_table(CHATS)?;
+            let mut unshown = tx.open_table(UNSHOWN)?;
             for c in chats {
-                let bytes = wire::encode(&Message::Reply { hops: 0, chat: c.clone() });
-                t.insert(key(&c.id).as_slice(), bytes.as_slice())?;
+                let k = key(&c.id);
+                if t.get(k.as_slice())?.is_none() {
+                    let bytes = wire::encode(&Message::Reply { hops: 0, chat: c.clone() });
+                    t.insert(k.as_slice(), bytes.as_slice())?;
+                    unshown.insert(k.as_slice(), ())?;
+                }
             }
             Ok(())
         })
+    }
+
+    /// The user has seen these.
+    pub fn mark_shown(&self, chats: &[Arc<Chat>]) -> Result<(), StoreError> {
+        if chats.is_empty() {
+            return Ok(());
+        }
+        self.write(|tx| {
+            let mut unshown = tx.open_table(UNSHOWN)?;
+            for c in chats {
+                unshown.remove(key(&c.id).as_slice())?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Chats stored but never shown (the process died in between), in time order.
+    pub fn unshown(&self) -> Result<Vec<Chat>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let unshown = tx.open_table(UNSHOWN).map_err(|e| self.err(e))?;
+        let chats = tx.open_table(CHATS).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for entry in unshown.iter().map_err(|e| self.err(e))? {
+            let (k, _) = entry.map_err(|e| self.err(e))?;
+            if let Some(v) = chats.get(k.value()).map_err(|e| self.err(e))? {
+                out.push(self.decode(v.value())?);
+            }
+        }
+        Ok(out)
     }
 
     fn decode(&self, bytes: &[u8]) -> Result<Chat, StoreError> {
@@ -176,6 +217,23 @@ mod tests {
         let texts: Vec<Body> = s.recent_chats(10).unwrap().into_iter().map(|c| c.body).collect();
         assert_eq!(texts, ["a", "b", "c"].map(|t| Body::Text(t.into())));
         assert_eq!(s.recent_chats(2).unwrap()[0].body, Body::Text("b".into()));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn stored_but_unshown_chats_are_found_after_a_restart() {
+        let dir = temp_dir("unshown");
+        {
+            let s = Store::open(&dir).unwrap();
+            s.put_chats(&[chat(1, "seen"), chat(2, "not seen")]).unwrap();
+            s.mark_shown(&[chat(1, "seen")]).unwrap();
+        }
+        let s = Store::open(&dir).unwrap();
+        let left: Vec<Body> = s.unshown().unwrap().into_iter().map(|c| c.body).collect();
+        assert_eq!(left, vec![Body::Text("not seen".into())]);
+        // Storing it again (it arrives once more) does not make a shown chat unshown.
+        s.put_chats(&[chat(1, "seen")]).unwrap();
+        assert_eq!(s.unshown().unwrap().len(), 1);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
