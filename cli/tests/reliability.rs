@@ -92,8 +92,8 @@ fn a_third_killed_mid_conversation_catch_up_after_restart() {
         }
     }
     std::thread::sleep(Duration::from_millis(500));
-    for i in 1..5 {
-        nodes[i] = start(i);
+    for (i, n) in nodes.iter_mut().enumerate().take(5).skip(1) {
+        *n = start(i);
     }
     for (i, n) in nodes.iter_mut().enumerate() {
         let before: &[String] = if (1..5).contains(&i) { &earlier_lives[i - 1] } else { &[] };
