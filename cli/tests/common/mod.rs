@@ -18,7 +18,21 @@ pub struct Proc {
 
 impl Proc {
     pub fn start(name: &str, args: &[&str]) -> Proc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_p2p-chat"))
+        Proc::start_in(name, None, args)
+    }
+
+    /// Starts `p2p-chat` inside a network namespace (`ip netns exec`), or directly for `None`.
+    pub fn start_in(name: &str, netns: Option<&str>, args: &[&str]) -> Proc {
+        let bin = env!("CARGO_BIN_EXE_p2p-chat");
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, bin]);
+                c
+            }
+            None => Command::new(bin),
+        };
+        let mut child = cmd
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
