@@ -64,6 +64,12 @@ pub struct NodeArgs {
     /// Eager gossip hops a chat may take (missed chats are still repaired past it)
     #[arg(long, default_value_t = 16)]
     pub ttl: u8,
+    /// Hours of chats kept to hand to peers that were away (catch-up window)
+    #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u32).range(1..=24 * 365))]
+    pub retention_hours: u32,
+    /// Most chats kept for catch-up (the smaller of this and --retention-hours wins)
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub max_history: u32,
     /// Save chat history and known peers to disk (--db-path)
     #[arg(long)]
     pub persist: bool,

@@ -21,8 +21,6 @@ use crate::keyfile;
 use crate::store::Store;
 use crate::ui::{Style, HELP};
 
-/// Chats loaded from the database at start, to serve peers that missed them.
-const RESTORE_CHATS: usize = 10_000;
 /// Chats kept in memory for `/history` without `--persist`.
 const MEMORY_HISTORY: usize = 1_000;
 
@@ -56,7 +54,7 @@ pub fn run(node: NodeArgs, listen: Option<SocketAddr>, connect: Vec<SocketAddr>)
     let (restore, known) = match &store {
         Some(s) => {
             let known = s.peers()?.into_iter().filter_map(|(a, _)| a.parse().ok()).collect();
-            (s.recent_chats(RESTORE_CHATS)?, known)
+            (s.recent_chats(node.max_history as usize)?, known)
         }
         None => (Vec::new(), Vec::new()),
     };
@@ -69,6 +67,8 @@ pub fn run(node: NodeArgs, listen: Option<SocketAddr>, connect: Vec<SocketAddr>)
         target_peers: max_peers.min(Config::default().target_peers),
         fanout: node.fanout as usize,
         ttl: node.ttl,
+        retention: std::time::Duration::from_secs(node.retention_hours as u64 * 3600),
+        max_chats: node.max_history as usize,
         ..Config::default()
     };
     let (tx, events) = channel();
