@@ -32,8 +32,6 @@ pub const MAX_PENDING_OUT_BYTES: usize = 8 * 1024 * 1024;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 /// Size of the one read buffer shared by every connection.
 const READ_BUF_BYTES: usize = 64 * 1024;
-/// How often the snapshot behind `peers()`/`stats()` is refreshed while busy.
-const SNAPSHOT_EVERY: Duration = Duration::from_millis(20);
 /// How long a query from another thread waits for the loop before using the last snapshot.
 const QUERY_TIMEOUT: Duration = Duration::from_millis(500);
 
@@ -224,8 +222,6 @@ impl Loop {
     fn run(&mut self) {
         let mut events = Events::with_capacity(1024);
         let mut buf = vec![0u8; READ_BUF_BYTES];
-        let mut last_snapshot = Instant::now() - SNAPSHOT_EVERY;
-        let mut dirty = true;
         self.drain();
         loop {
             let timeout = self.node.poll_timeout().map(|(at, _)| at.since(self.clock.now()));
@@ -233,21 +229,12 @@ impl Loop {
                 Some(by) => Some(timeout.unwrap_or(SHUTDOWN_GRACE).min(by.saturating_duration_since(Instant::now()))),
                 None => timeout,
             };
-            // A snapshot held back by the throttle is still taken soon after the work that
-            // changed it, not at the next timer.
-            let timeout = match dirty {
-                true => {
-                    Some(timeout.unwrap_or(SNAPSHOT_EVERY).min(SNAPSHOT_EVERY.saturating_sub(last_snapshot.elapsed())))
-                }
-                false => timeout,
-            };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     tracing::error!("poll failed, stopping the node: {e}");
                     return;
                 }
             }
-            dirty |= !events.is_empty();
             for ev in events.iter() {
                 match ev.token() {
                     LISTENER => self.accept(),
@@ -267,12 +254,6 @@ impl Loop {
             if self.node.poll_timeout().is_some_and(|(at, _)| at <= now) {
                 self.node.handle_input(now, Input::Timeout);
                 self.drain();
-                dirty = true;
-            }
-            if dirty && last_snapshot.elapsed() >= SNAPSHOT_EVERY {
-                self.refresh_snapshot();
-                last_snapshot = Instant::now();
-                dirty = false;
             }
             if let Some(by) = self.shutdown_by {
                 let flushed = self.socks.values().all(|s| s.pending() == 0);
@@ -501,12 +482,11 @@ impl Loop {
     }
 
     fn fail_dial(&mut self, conn: ConnId) {
-        // Reported after the current outputs are handled; `Closed` on a dialing connection is the
-        // node's "dial failed" too, but be exact.
         let now = self.clock.now();
         self.node.handle_input(now, Input::DialFailed(conn));
     }
 
+    /// What `peers()`/`stats()` answer once the loop has stopped.
     fn refresh_snapshot(&mut self) {
         if let Ok(mut s) = self.snapshot.lock() {
             *s = snapshot(&self.node);

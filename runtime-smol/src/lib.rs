@@ -29,7 +29,6 @@ const READ_BUF_BYTES: usize = 64 * 1024;
 const WRITE_BATCH_BYTES: usize = 256 * 1024;
 /// Messages from connection tasks waiting for the node; readers pause when it is full.
 const INBOX_CAPACITY: usize = 1024;
-const SNAPSHOT_EVERY: Duration = Duration::from_millis(20);
 /// How long a query from another thread waits for the loop before using the last snapshot.
 const QUERY_TIMEOUT: Duration = Duration::from_millis(500);
 
@@ -197,13 +196,11 @@ async fn drive(
         Driver { ex, node, clock, conns: HashMap::new(), draining: Vec::new(), inbox, on_event: start.on_event };
     d.drain();
     let mut shutdown_by: Option<Instant> = None;
-    let mut last_snapshot = Instant::now() - SNAPSHOT_EVERY;
     loop {
         let mut deadline = d.node.poll_timeout().map(|(at, _)| Instant::now() + at.since(d.clock.now()));
         if let Some(by) = shutdown_by {
             deadline = Some(deadline.map_or(by, |t| t.min(by)));
         }
-        deadline = Some(deadline.map_or(last_snapshot + SNAPSHOT_EVERY, |t| t.min(last_snapshot + SNAPSHOT_EVERY)));
         let wake = future::or(
             future::or(async { Wake::Ctl(ctl.recv().await.ok()) }, async { Wake::Inbox(inbox_rx.recv().await.ok()) }),
             async {
@@ -238,12 +235,6 @@ async fn drive(
             }
         }
         d.drain();
-        if last_snapshot.elapsed() >= SNAPSHOT_EVERY {
-            if let Ok(mut s) = snapshot.lock() {
-                *s = snapshot_of(&d.node);
-            }
-            last_snapshot = Instant::now();
-        }
         if let Some(by) = shutdown_by {
             d.draining.retain(|(pending, _)| pending.load(Ordering::Relaxed) > 0);
             if (d.node.is_closed() && d.draining.is_empty()) || Instant::now() >= by {
