@@ -8,7 +8,7 @@ use core::net::SocketAddr;
 
 use crate::chat::Chat;
 use crate::identity::Keys;
-use crate::node::{Command, Config, Event, PeerSummary, Stats};
+use crate::node::{Command, Config, Event, Node, PeerSummary, Stats};
 
 /// Everything a runtime needs to start a node.
 pub struct Start {
@@ -55,4 +55,18 @@ pub trait NodeHandle: Send + Sync {
 /// How an application starts a node on a given runtime.
 pub trait Runtime {
     fn start(start: Start) -> Result<Box<dyn NodeHandle>, StartError>;
+}
+
+/// What a `NodeHandle` reports about a node, taken in one go by the runtime's loop.
+#[derive(Clone, Debug, Default)]
+pub struct NodeState {
+    pub peers: Vec<PeerSummary>,
+    pub stats: Stats,
+    pub known: Vec<SocketAddr>,
+}
+
+impl NodeState {
+    pub fn of(node: &Node) -> NodeState {
+        NodeState { peers: node.peers(), stats: node.stats().clone(), known: node.known_addresses() }
+    }
 }

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
-use p2p_chat_core::app::{NodeHandle, Runtime, Start, StartError};
+use p2p_chat_core::app::{NodeHandle, NodeState, Runtime, Start, StartError};
 use p2p_chat_core::{Command, ConnId, Event, Input, Node, Output, PeerSummary, Stats};
 
 pub use clock::Clock;
@@ -48,21 +48,14 @@ pub struct MioRuntime;
 enum Ctl {
     Command(Command),
     /// A fresh snapshot, answered at once by the loop.
-    Query(std::sync::mpsc::Sender<Snapshot>),
+    Query(std::sync::mpsc::Sender<NodeState>),
     Shutdown,
-}
-
-#[derive(Clone, Default)]
-struct Snapshot {
-    peers: Vec<PeerSummary>,
-    stats: Stats,
-    known: Vec<SocketAddr>,
 }
 
 struct Handle {
     ctl: Sender<Ctl>,
     waker: Arc<Waker>,
-    snapshot: Arc<Mutex<Snapshot>>,
+    snapshot: Arc<Mutex<NodeState>>,
     local_addr: Option<SocketAddr>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
@@ -94,7 +87,7 @@ impl Runtime for MioRuntime {
             node.handle_input(now, Input::Command(Command::Connect(addr)));
         }
         let (ctl, ctl_rx) = mpsc::channel();
-        let snapshot = Arc::new(Mutex::new(Snapshot::default()));
+        let snapshot = Arc::new(Mutex::new(NodeState::default()));
         let mut event_loop = Loop {
             node,
             clock,
@@ -149,7 +142,7 @@ impl NodeHandle for Handle {
 
 impl Handle {
     /// Asks the loop for the current state; once the loop has stopped, the last snapshot it left.
-    fn query(&self) -> Snapshot {
+    fn query(&self) -> NodeState {
         let (tx, rx) = mpsc::channel();
         if self.ctl.send(Ctl::Query(tx)).is_ok() && self.waker.wake().is_ok() {
             if let Ok(s) = rx.recv_timeout(QUERY_TIMEOUT) {
@@ -212,7 +205,7 @@ struct Loop {
     socks: HashMap<ConnId, Sock>,
     ctl: Receiver<Ctl>,
     on_event: Box<dyn FnMut(Event) + Send>,
-    snapshot: Arc<Mutex<Snapshot>>,
+    snapshot: Arc<Mutex<NodeState>>,
     /// Connections that broke while outputs were being handled, reported to the node after.
     closed: Vec<ConnId>,
     shutdown_by: Option<Instant>,
@@ -302,7 +295,7 @@ impl Loop {
             match ctl {
                 Ctl::Command(cmd) => self.node.handle_input(now, Input::Command(cmd)),
                 Ctl::Query(reply) => {
-                    let _ = reply.send(snapshot(&self.node));
+                    let _ = reply.send(NodeState::of(&self.node));
                 }
                 Ctl::Shutdown => {
                     self.node.handle_input(now, Input::Command(Command::Leave));
@@ -489,13 +482,9 @@ impl Loop {
     /// What `peers()`/`stats()` answer once the loop has stopped.
     fn refresh_snapshot(&mut self) {
         if let Ok(mut s) = self.snapshot.lock() {
-            *s = snapshot(&self.node);
+            *s = NodeState::of(&self.node);
         }
     }
-}
-
-fn snapshot(node: &Node) -> Snapshot {
-    Snapshot { peers: node.peers(), stats: node.stats().clone(), known: node.known_addresses() }
 }
 
 fn sock(stream: TcpStream, connecting: bool) -> Sock {

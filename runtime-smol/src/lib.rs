@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use p2p_chat_core::app::{NodeHandle, Runtime, Start, StartError};
+use p2p_chat_core::app::{NodeHandle, NodeState, Runtime, Start, StartError};
 use p2p_chat_core::{Command, ConnId, Event, Input, Node, Output, PeerSummary, Stats, Time};
 use smol::channel::{self, Receiver, Sender};
 use smol::future;
@@ -38,7 +38,7 @@ pub struct SmolRuntime;
 enum Ctl {
     Command(Command),
     /// A fresh snapshot, answered at once by the loop.
-    Query(std::sync::mpsc::Sender<Snapshot>),
+    Query(std::sync::mpsc::Sender<NodeState>),
     Shutdown,
 }
 
@@ -50,16 +50,9 @@ enum Inbox {
     Closed(ConnId),
 }
 
-#[derive(Clone, Default)]
-struct Snapshot {
-    peers: Vec<PeerSummary>,
-    stats: Stats,
-    known: Vec<SocketAddr>,
-}
-
 struct Handle {
     ctl: Sender<Ctl>,
-    snapshot: Arc<Mutex<Snapshot>>,
+    snapshot: Arc<Mutex<NodeState>>,
     local_addr: Option<SocketAddr>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
@@ -77,7 +70,7 @@ impl Runtime for SmolRuntime {
             start.config.listen_port = a.port();
         }
         let (ctl, ctl_rx) = channel::unbounded();
-        let snapshot = Arc::new(Mutex::new(Snapshot::default()));
+        let snapshot = Arc::new(Mutex::new(NodeState::default()));
         let shared = snapshot.clone();
         let thread = std::thread::Builder::new()
             .name("p2p-chat-smol".into())
@@ -119,7 +112,7 @@ impl NodeHandle for Handle {
 
 impl Handle {
     /// Asks the node task for the current state; once it has stopped, the last snapshot it left.
-    fn query(&self) -> Snapshot {
+    fn query(&self) -> NodeState {
         let (tx, rx) = std::sync::mpsc::channel();
         if self.ctl.try_send(Ctl::Query(tx)).is_ok() {
             if let Ok(s) = rx.recv_timeout(QUERY_TIMEOUT) {
@@ -180,7 +173,7 @@ async fn drive(
     start: Start,
     listener: Option<TcpListener>,
     ctl: Receiver<Ctl>,
-    snapshot: Arc<Mutex<Snapshot>>,
+    snapshot: Arc<Mutex<NodeState>>,
 ) {
     let mut clock = Clock::default();
     let now = clock.now();
@@ -218,7 +211,7 @@ async fn drive(
         match wake {
             Wake::Ctl(Some(Ctl::Command(cmd))) => d.node.handle_input(now, Input::Command(cmd)),
             Wake::Ctl(Some(Ctl::Query(reply))) => {
-                let _ = reply.send(snapshot_of(&d.node));
+                let _ = reply.send(NodeState::of(&d.node));
             }
             Wake::Ctl(Some(Ctl::Shutdown)) | Wake::Ctl(None) => {
                 if shutdown_by.is_none() {
@@ -239,16 +232,12 @@ async fn drive(
             d.draining.retain(|(pending, _)| pending.load(Ordering::Relaxed) > 0);
             if (d.node.is_closed() && d.draining.is_empty()) || Instant::now() >= by {
                 if let Ok(mut s) = snapshot.lock() {
-                    *s = snapshot_of(&d.node);
+                    *s = NodeState::of(&d.node);
                 }
                 return;
             }
         }
     }
-}
-
-fn snapshot_of(node: &Node) -> Snapshot {
-    Snapshot { peers: node.peers(), stats: node.stats().clone(), known: node.known_addresses() }
 }
 
 async fn accept_loop(listener: TcpListener, inbox: Sender<Inbox>) {
