@@ -1,96 +1,311 @@
-//! The connection handshake: each side proves it holds the private key of the public key it claims.
+//! Opening a connection: a Noise XX handshake whose static key is bound to the node's Ed25519
+//! identity.
 //!
-//! Both sides send `Hello` (public key, a fresh 32-byte nonce, username, listen port) as soon as the
-//! connection is up. On the other's `Hello`, each signs
-//! `"p2p-chat/handshake/v1" || their nonce || my key || their key` and sends it as `Auth`. A valid
-//! `Auth` over *our* fresh nonce can only come from the holder of the claimed key, so a `PeerId`
-//! cannot be claimed by anyone else, and an old `Auth` cannot be replayed.
+//! Each handshake message travels as a frame: a 4-byte big-endian length, a 2-byte big-endian
+//! protocol version, then the Noise message. The dialer sends `-> e`; the acceptor answers
+//! `<- e, ee, s, es` with its [`Hello`] as the encrypted payload; the dialer finishes with
+//! `-> s, se` and its own `Hello`. A `Hello` carries the Ed25519 public key and that key's signature
+//! over the sender's Noise static key (the binding libp2p-noise uses). So:
+//! - only the holder of the static private key can complete the Diffie-Hellman exchanges, and only
+//!   the holder of the identity key can have signed that static key: a man in the middle can
+//!   neither read the session nor pass for either side;
+//! - identities travel encrypted, so an observer sees neither usernames nor keys, and the dialer
+//!   reveals its own only after the acceptor has proven its.
 //!
-//! This authenticates but does not encrypt: a man in the middle who relays both handshakes
-//! unchanged can still read the session. The security work replaces this module with a Noise
-//! handshake bound to the same identity; nothing outside this module depends on how the proof is
-//! made.
+//! A peer that speaks anything else (an HTTP request, random bytes, protocol version 1) is refused
+//! on its first frame header, after at most [`MAX_HANDSHAKE_FRAME`] bytes, with a reason that
+//! names what it sent. After the handshake, a [`Session`] carries the frames.
 
-use crate::identity::{Keys, PublicKey};
-use crate::wire::{Hello, Message};
+use snow::params::{CipherChoice, DHChoice, HashChoice};
+use snow::resolvers::{BoxedCryptoResolver, CryptoResolver};
+use snow::types::{Cipher, Dh, Hash, Random};
 
-const DOMAIN: &[u8] = b"p2p-chat/handshake/v1";
+use crate::identity::{Keys, Signature};
+use crate::random::Rng;
+use crate::session::Session;
+use crate::wire::{self, Hello, PROTOCOL_VERSION};
+
+const NOISE_PARAMS: &str = "Noise_XX_25519_ChaChaPoly_BLAKE2s";
+/// Mixed into the handshake hash: both sides must agree they run this protocol.
+const PROLOGUE: &[u8] = b"p2p-chat/noise/v2";
+/// What the identity key signs: this, then the Noise static public key.
+const BINDING_DOMAIN: &[u8] = b"p2p-chat/noise-static-key/v2";
+
+const HEADER_BYTES: usize = 4;
+const VERSION_BYTES: usize = 2;
+/// Largest handshake frame (version + Noise message). The largest honest one, the acceptor's, is
+/// about 250 bytes with a 64-byte username.
+pub const MAX_HANDSHAKE_FRAME: usize = 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HandshakeError {
-    #[error("expected {expected} during the handshake, got {got}")]
-    Unexpected { expected: &'static str, got: &'static str },
-    #[error("the peer's handshake signature does not verify for the key it claims")]
-    BadSignature,
+    #[error("not a p2p-chat peer (it sent {0})")]
+    NotP2pChat(String),
+    #[error("peer speaks protocol version {theirs}, this node speaks version {ours}")]
+    Version { theirs: u16, ours: u16 },
+    #[error("Noise handshake failed: {0}")]
+    Noise(String),
+    #[error("malformed Hello: {0}")]
+    BadHello(String),
+    #[error("the peer's identity key did not sign its session key")]
+    BadBinding,
     #[error("connected to ourselves")]
     SelfConnection,
     #[error("username longer than {0} bytes")]
     UsernameTooLong(usize),
+    #[error("peer sent more before the handshake gave it a turn")]
+    OutOfTurn,
+}
+
+fn noise_error(e: snow::Error) -> HandshakeError {
+    HandshakeError::Noise(e.to_string())
+}
+
+/// This node's Noise static key and the identity's signature over it: made once per run, since a
+/// signature per connection would cost a signing for nothing.
+pub struct StaticIdentity {
+    private: Vec<u8>,
+    binding: Signature,
+}
+
+impl StaticIdentity {
+    pub fn new(keys: &dyn Keys, rng: &mut Rng) -> StaticIdentity {
+        let builder = builder(keys, rng);
+        // Fails only if the resolver lacks X25519, which `Keys::transport_crypto` must provide.
+        let pair = builder.generate_keypair().expect("the transport crypto provides X25519");
+        let binding = keys.sign(&binding_message(&pair.public));
+        StaticIdentity { private: pair.private, binding }
+    }
+}
+
+fn binding_message(static_key: &[u8]) -> Vec<u8> {
+    [BINDING_DOMAIN, static_key].concat()
+}
+
+/// Noise with the caller's primitives and the node's seeded RNG, so a handshake replays exactly.
+fn builder<'a>(keys: &dyn Keys, rng: &mut Rng) -> snow::Builder<'a> {
+    let params = NOISE_PARAMS.parse().expect("valid Noise parameters");
+    let resolver = Seeded { rng: rng.bytes(), inner: keys.transport_crypto() };
+    snow::Builder::with_resolver(params, Box::new(resolver))
+}
+
+struct Seeded {
+    rng: [u8; 32],
+    inner: BoxedCryptoResolver,
+}
+
+struct SeededRandom(rand_chacha::ChaCha8Rng);
+
+impl Random for SeededRandom {
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), snow::Error> {
+        rand_core::Rng::fill_bytes(&mut self.0, dest);
+        Ok(())
+    }
+}
+
+impl CryptoResolver for Seeded {
+    fn resolve_rng(&self) -> Option<Box<dyn Random>> {
+        Some(Box::new(SeededRandom(rand_core::SeedableRng::from_seed(self.rng))))
+    }
+    fn resolve_dh(&self, choice: &DHChoice) -> Option<Box<dyn Dh>> {
+        self.inner.resolve_dh(choice)
+    }
+    fn resolve_hash(&self, choice: &HashChoice) -> Option<Box<dyn Hash>> {
+        self.inner.resolve_hash(choice)
+    }
+    fn resolve_cipher(&self, choice: &CipherChoice) -> Option<Box<dyn Cipher>> {
+        self.inner.resolve_cipher(choice)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Dialer, `-> e` sent.
+    DialerAwaitsReply,
+    /// Acceptor, nothing received yet.
+    AcceptorAwaitsFirst,
+    /// Acceptor, `<- e, ee, s, es` sent.
+    AcceptorAwaitsLast,
+}
+
+pub struct Handshake {
+    noise: Option<snow::HandshakeState>,
+    step: Step,
+    /// Our `Hello`, sent as the payload of our message that carries `s`.
+    hello: Vec<u8>,
+    /// At most one partial handshake frame.
+    buf: Vec<u8>,
+}
+
+impl std::fmt::Debug for Handshake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handshake").field("step", &self.step).finish_non_exhaustive()
+    }
+}
+
+/// What a handshake asks of the node after some bytes.
+#[derive(Debug)]
+pub enum Progress {
+    /// Send these bytes (possibly none) and wait for more.
+    Continue(Vec<u8>),
+    Done(Box<Done>),
 }
 
 #[derive(Debug)]
-pub struct Handshake {
-    my_nonce: [u8; 32],
-    theirs: Option<Hello>,
-}
-
-fn transcript(signer_nonce_seen: &[u8; 32], signer: &PublicKey, other: &PublicKey) -> Vec<u8> {
-    let mut t = Vec::with_capacity(DOMAIN.len() + 96);
-    t.extend_from_slice(DOMAIN);
-    t.extend_from_slice(signer_nonce_seen);
-    t.extend_from_slice(&signer.0);
-    t.extend_from_slice(&other.0);
-    t
+pub struct Done {
+    pub hello: Hello,
+    pub session: Session,
+    /// Our last handshake message, to send before anything the session seals.
+    pub send: Vec<u8>,
+    /// Bytes that followed the handshake: the first records of the session.
+    pub leftover: Vec<u8>,
 }
 
 impl Handshake {
-    /// `nonce` must be fresh randomness (from the node's seeded RNG).
-    pub fn new(nonce: [u8; 32]) -> Handshake {
-        Handshake { my_nonce: nonce, theirs: None }
+    /// The dialer's side, and the bytes that open the connection.
+    pub fn dial(
+        keys: &dyn Keys,
+        me: &StaticIdentity,
+        rng: &mut Rng,
+        username: &str,
+        listen_port: u16,
+    ) -> (Handshake, Vec<u8>) {
+        let mut hs = Handshake::new(keys, me, rng, username, listen_port, true);
+        let first = hs.write(&[]).expect("the first handshake message cannot fail");
+        hs.step = Step::DialerAwaitsReply;
+        (hs, first)
     }
 
-    pub fn hello(&self, keys: &dyn Keys, username: &str, listen_port: u16) -> Message {
-        Message::Hello(Hello {
-            public_key: keys.public_key(),
-            nonce: self.my_nonce,
-            username: username.to_owned(),
-            listen_port,
-        })
+    /// The acceptor's side: it speaks second.
+    pub fn accept(keys: &dyn Keys, me: &StaticIdentity, rng: &mut Rng, username: &str, listen_port: u16) -> Handshake {
+        Handshake::new(keys, me, rng, username, listen_port, false)
     }
 
-    /// Feeds one message received before the handshake finished. Returns a message to send (our
-    /// `Auth`), or, once the peer's `Auth` verifies, the peer's `Hello`.
-    pub fn handle(&mut self, keys: &dyn Keys, msg: Message) -> Result<Progress, HandshakeError> {
-        match (msg, &self.theirs) {
-            (Message::Hello(hello), None) => {
-                if hello.public_key == keys.public_key() {
-                    return Err(HandshakeError::SelfConnection);
-                }
-                if hello.username.len() > crate::chat::MAX_USERNAME_BYTES {
-                    return Err(HandshakeError::UsernameTooLong(crate::chat::MAX_USERNAME_BYTES));
-                }
-                let sig = keys.sign(&transcript(&hello.nonce, &keys.public_key(), &hello.public_key));
-                self.theirs = Some(hello);
-                Ok(Progress::Send(Message::Auth { signature: sig }))
-            }
-            (Message::Auth { signature }, Some(hello)) => {
-                let t = transcript(&self.my_nonce, &hello.public_key, &keys.public_key());
-                if keys.verify(&hello.public_key, &t, &signature) {
-                    Ok(Progress::Done(hello.clone()))
-                } else {
-                    Err(HandshakeError::BadSignature)
-                }
-            }
-            (other, None) => Err(HandshakeError::Unexpected { expected: "Hello", got: other.kind() }),
-            (other, Some(_)) => Err(HandshakeError::Unexpected { expected: "Auth", got: other.kind() }),
+    fn new(
+        keys: &dyn Keys,
+        me: &StaticIdentity,
+        rng: &mut Rng,
+        username: &str,
+        listen_port: u16,
+        initiator: bool,
+    ) -> Handshake {
+        let b = builder(keys, rng)
+            .local_private_key(&me.private)
+            .and_then(|b| b.prologue(PROLOGUE))
+            .expect("a fresh builder takes a key and a prologue");
+        let noise = if initiator { b.build_initiator() } else { b.build_responder() };
+        let hello =
+            Hello { public_key: keys.public_key(), binding: me.binding, username: username.to_owned(), listen_port };
+        Handshake {
+            noise: Some(noise.expect("parameters the resolver supports")),
+            step: Step::AcceptorAwaitsFirst,
+            hello: wire::encode_hello(&hello),
+            buf: Vec::new(),
         }
+    }
+
+    /// Feeds bytes received before the handshake finished.
+    pub fn handle(&mut self, keys: &dyn Keys, bytes: &[u8]) -> Result<Progress, HandshakeError> {
+        self.buf.extend_from_slice(bytes);
+        if self.buf.len() < HEADER_BYTES {
+            return Ok(Progress::Continue(Vec::new()));
+        }
+        let len = u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]) as usize;
+        if !(VERSION_BYTES..=MAX_HANDSHAKE_FRAME).contains(&len) {
+            return Err(HandshakeError::NotP2pChat(describe(&self.buf)));
+        }
+        if self.buf.len() >= HEADER_BYTES + VERSION_BYTES {
+            let theirs = u16::from_be_bytes([self.buf[4], self.buf[5]]);
+            if theirs != PROTOCOL_VERSION {
+                return Err(HandshakeError::Version { theirs, ours: PROTOCOL_VERSION });
+            }
+        }
+        if self.buf.len() < HEADER_BYTES + len {
+            return Ok(Progress::Continue(Vec::new()));
+        }
+        let rest = self.buf.split_off(HEADER_BYTES + len);
+        let frame = std::mem::replace(&mut self.buf, rest);
+        let payload = self.read(&frame[HEADER_BYTES + VERSION_BYTES..])?;
+        match self.step {
+            Step::AcceptorAwaitsFirst => {
+                if !self.buf.is_empty() {
+                    return Err(HandshakeError::OutOfTurn);
+                }
+                let hello = self.hello.clone();
+                let send = self.write(&hello)?;
+                self.step = Step::AcceptorAwaitsLast;
+                Ok(Progress::Continue(send))
+            }
+            Step::DialerAwaitsReply => {
+                if !self.buf.is_empty() {
+                    return Err(HandshakeError::OutOfTurn);
+                }
+                let hello = self.check(keys, &payload)?;
+                let mine = self.hello.clone();
+                let send = self.write(&mine)?;
+                self.finish(hello, send)
+            }
+            Step::AcceptorAwaitsLast => {
+                let hello = self.check(keys, &payload)?;
+                self.finish(hello, Vec::new())
+            }
+        }
+    }
+
+    fn noise(&mut self) -> &mut snow::HandshakeState {
+        self.noise.as_mut().expect("the handshake state lives until `finish`")
+    }
+
+    fn read(&mut self, msg: &[u8]) -> Result<Vec<u8>, HandshakeError> {
+        let mut payload = vec![0; msg.len()];
+        let n = self.noise().read_message(msg, &mut payload).map_err(noise_error)?;
+        payload.truncate(n);
+        Ok(payload)
+    }
+
+    /// Our next handshake message, framed.
+    fn write(&mut self, payload: &[u8]) -> Result<Vec<u8>, HandshakeError> {
+        let mut out = vec![0; HEADER_BYTES + VERSION_BYTES + MAX_HANDSHAKE_FRAME];
+        let n = self.noise().write_message(payload, &mut out[HEADER_BYTES + VERSION_BYTES..]).map_err(noise_error)?;
+        out.truncate(HEADER_BYTES + VERSION_BYTES + n);
+        out[..HEADER_BYTES].copy_from_slice(&((VERSION_BYTES + n) as u32).to_be_bytes());
+        out[HEADER_BYTES..HEADER_BYTES + VERSION_BYTES].copy_from_slice(&PROTOCOL_VERSION.to_be_bytes());
+        Ok(out)
+    }
+
+    /// The peer's `Hello`, if its identity key signed the static key this handshake proved.
+    fn check(&mut self, keys: &dyn Keys, payload: &[u8]) -> Result<Hello, HandshakeError> {
+        let hello = wire::decode_hello(payload).map_err(|e| HandshakeError::BadHello(e.to_string()))?;
+        if hello.public_key == keys.public_key() {
+            return Err(HandshakeError::SelfConnection);
+        }
+        if hello.username.len() > crate::chat::MAX_USERNAME_BYTES {
+            return Err(HandshakeError::UsernameTooLong(crate::chat::MAX_USERNAME_BYTES));
+        }
+        let remote_static = self.noise().get_remote_static().ok_or(HandshakeError::BadBinding)?.to_vec();
+        if !keys.verify(&hello.public_key, &binding_message(&remote_static), &hello.binding) {
+            return Err(HandshakeError::BadBinding);
+        }
+        Ok(hello)
+    }
+
+    fn finish(&mut self, hello: Hello, send: Vec<u8>) -> Result<Progress, HandshakeError> {
+        let noise = self.noise.take().expect("finished once");
+        let transport = noise.into_transport_mode().map_err(noise_error)?;
+        let leftover = std::mem::take(&mut self.buf);
+        Ok(Progress::Done(Box::new(Done { hello, session: Session::new(transport), send, leftover })))
     }
 }
 
-#[derive(Debug)]
-pub enum Progress {
-    Send(Message),
-    Done(Hello),
+/// The first bytes a stranger sent, readable in a log line.
+fn describe(bytes: &[u8]) -> String {
+    let head = &bytes[..bytes.len().min(16)];
+    if head.iter().all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace()) {
+        format!("{:?}", String::from_utf8_lossy(head))
+    } else {
+        let hex: String = head.iter().map(|b| format!("{b:02x}")).collect();
+        format!("bytes {hex}")
+    }
 }
 
 #[cfg(test)]
@@ -98,58 +313,130 @@ mod tests {
     use super::*;
     use crate::identity::Ed25519Keys;
 
+    struct Side {
+        keys: Ed25519Keys,
+        me: StaticIdentity,
+        rng: Rng,
+    }
+
+    fn side(seed: u64) -> Side {
+        let keys = Ed25519Keys::from_seed(seed);
+        let mut rng = Rng::new(seed);
+        let me = StaticIdentity::new(&keys, &mut rng);
+        Side { keys, me, rng }
+    }
+
+    /// Runs a handshake between dialer `a` and acceptor `b`, passing every message through
+    /// `tamper(index, bytes)`. Returns both sides' results.
     fn run(
-        a_keys: &Ed25519Keys,
-        b_keys: &Ed25519Keys,
-        tamper: impl Fn(Message) -> Message,
-    ) -> Result<Hello, HandshakeError> {
-        let mut a = Handshake::new([1; 32]);
-        let mut b = Handshake::new([2; 32]);
-        let a_hello = a.hello(a_keys, "a", 1);
-        let b_hello = b.hello(b_keys, "b", 2);
-        let Progress::Send(b_auth) = b.handle(b_keys, a_hello)? else { panic!() };
-        let Progress::Send(_a_auth) = a.handle(a_keys, b_hello)? else { panic!() };
-        match a.handle(a_keys, tamper(b_auth))? {
-            Progress::Done(h) => Ok(h),
-            Progress::Send(_) => panic!("no further message expected"),
+        a: &mut Side,
+        b: &mut Side,
+        mut tamper: impl FnMut(usize, Vec<u8>) -> Vec<u8>,
+    ) -> (Result<Box<Done>, HandshakeError>, Result<Box<Done>, HandshakeError>) {
+        let (mut ha, m1) = Handshake::dial(&a.keys, &a.me, &mut a.rng, "alice", 1);
+        let mut hb = Handshake::accept(&b.keys, &b.me, &mut b.rng, "bob", 2);
+        let m2 = match hb.handle(&b.keys, &tamper(0, m1)) {
+            Ok(Progress::Continue(m)) => m,
+            Ok(Progress::Done(_)) => panic!("the acceptor cannot finish on the first message"),
+            Err(e) => return (Err(e.clone()), Err(e)),
+        };
+        let done_a = match ha.handle(&a.keys, &tamper(1, m2)) {
+            Ok(Progress::Done(d)) => d,
+            Ok(Progress::Continue(_)) => panic!("the dialer finishes on the second message"),
+            Err(e) => return (Err(e.clone()), Err(e)),
+        };
+        let m3 = tamper(2, done_a.send.clone());
+        let done_b = match hb.handle(&b.keys, &m3) {
+            Ok(Progress::Done(d)) => Ok(d),
+            Ok(Progress::Continue(_)) => panic!("the acceptor finishes on the third message"),
+            Err(e) => Err(e),
+        };
+        (Ok(done_a), done_b)
+    }
+
+    #[test]
+    fn honest_handshake_gives_each_side_the_other_and_a_working_session() {
+        let (mut a, mut b) = (side(1), side(2));
+        let (da, db) = run(&mut a, &mut b, |_, m| m);
+        let (mut da, mut db) = (da.unwrap(), db.unwrap());
+        assert_eq!(da.hello.public_key, b.keys.public_key());
+        assert_eq!(db.hello.public_key, a.keys.public_key());
+        assert_eq!((da.hello.username.as_str(), db.hello.username.as_str()), ("bob", "alice"));
+        let mut wire = Vec::new();
+        da.session.seal(b"hello bob", &mut wire).unwrap();
+        assert!(!wire.windows(9).any(|w| w == b"hello bob"), "sealed bytes must not show the plaintext");
+        let mut plain = Vec::new();
+        db.session.open(&wire, &mut plain).unwrap();
+        assert_eq!(plain, b"hello bob");
+    }
+
+    #[test]
+    fn identities_never_cross_the_wire_in_clear() {
+        let (mut a, mut b) = (side(1), side(2));
+        let (ka, kb) = (a.keys.public_key(), b.keys.public_key());
+        let mut seen = Vec::new();
+        let _ = run(&mut a, &mut b, |_, m| {
+            seen.extend_from_slice(&m);
+            m
+        });
+        for key in [ka.0, kb.0] {
+            assert!(!seen.windows(32).any(|w| w == key), "an identity key travelled in clear");
+        }
+        assert!(!seen.windows(5).any(|w| w == b"alice"));
+    }
+
+    #[test]
+    fn any_flipped_bit_fails_the_handshake() {
+        for msg in 0..3 {
+            let (mut a, mut b) = (side(1), side(2));
+            let (da, db) = run(&mut a, &mut b, |i, mut m| {
+                if i == msg {
+                    let last = m.len() - 1;
+                    m[last] ^= 1;
+                }
+                m
+            });
+            assert!(da.is_err() || db.is_err(), "message {msg} altered yet both sides finished");
         }
     }
 
+    /// Mallory relays the handshake but substitutes her own static key and Hello: she holds no
+    /// binding signature from Bob's identity key for her static key.
     #[test]
-    fn honest_handshake_completes() {
-        let (a, b) = (Ed25519Keys::from_seed(1), Ed25519Keys::from_seed(2));
-        let hello = run(&a, &b, |m| m).unwrap();
-        assert_eq!(hello.public_key, b.public_key());
-        assert_eq!(hello.username, "b");
+    fn a_hello_from_another_identity_key_does_not_verify() {
+        let (mut a, mut b, m) = (side(1), side(2), side(3));
+        let forged =
+            Hello { public_key: b.keys.public_key(), binding: m.me.binding, username: "bob".into(), listen_port: 2 };
+        // Bob's Hello, as Mallory would like it to read: signed by Mallory for her own static key.
+        b.me.binding = forged.binding;
+        let (da, _) = run(&mut a, &mut b, |_, m| m);
+        assert_eq!(da.unwrap_err(), HandshakeError::BadBinding);
     }
 
     #[test]
-    fn auth_from_another_key_fails() {
-        let (a, b, m) = (Ed25519Keys::from_seed(1), Ed25519Keys::from_seed(2), Ed25519Keys::from_seed(3));
-        // Mallory claims b's key but can only sign with her own.
-        let forged = |_msg| {
-            let t = transcript(&[1; 32], &b.public_key(), &a.public_key());
-            Message::Auth { signature: m.sign(&t) }
+    fn strangers_and_old_versions_are_named() {
+        let b = side(2);
+        let mut rng = Rng::new(9);
+        let mut h = Handshake::accept(&b.keys, &b.me, &mut rng, "bob", 2);
+        let e = h.handle(&b.keys, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap_err();
+        assert_eq!(e.to_string(), r#"not a p2p-chat peer (it sent "GET / HTTP/1.1\r\n")"#);
+        let mut h = Handshake::accept(&b.keys, &b.me, &mut rng, "bob", 2);
+        let v1 = [0, 0, 0, 40, 0, 1, 7, 7];
+        assert_eq!(h.handle(&b.keys, &v1).unwrap_err(), HandshakeError::Version { theirs: 1, ours: 2 });
+        let mut h = Handshake::accept(&b.keys, &b.me, &mut rng, "bob", 2);
+        assert!(matches!(h.handle(&b.keys, &[0xff; 3]), Ok(Progress::Continue(_))));
+        assert!(matches!(h.handle(&b.keys, &[0xff; 3]), Err(HandshakeError::NotP2pChat(_))));
+    }
+
+    #[test]
+    fn dialing_ourselves_is_recognised() {
+        let mut a = side(1);
+        let mut a2 = Side {
+            keys: Ed25519Keys::from_seed(1),
+            me: StaticIdentity::new(&a.keys, &mut Rng::new(5)),
+            rng: Rng::new(6),
         };
-        assert_eq!(run(&a, &b, forged).unwrap_err(), HandshakeError::BadSignature);
-    }
-
-    #[test]
-    fn replayed_auth_for_another_nonce_fails() {
-        let (a, b) = (Ed25519Keys::from_seed(1), Ed25519Keys::from_seed(2));
-        let replay = |_msg| {
-            let t = transcript(&[9; 32], &b.public_key(), &a.public_key());
-            Message::Auth { signature: b.sign(&t) }
-        };
-        assert_eq!(run(&a, &b, replay).unwrap_err(), HandshakeError::BadSignature);
-    }
-
-    #[test]
-    fn out_of_order_and_self_are_errors() {
-        let a = Ed25519Keys::from_seed(1);
-        let mut h = Handshake::new([0; 32]);
-        assert!(matches!(h.handle(&a, Message::PeerRequest), Err(HandshakeError::Unexpected { .. })));
-        let own = Handshake::new([5; 32]).hello(&a, "me", 0);
-        assert_eq!(h.handle(&a, own).unwrap_err(), HandshakeError::SelfConnection);
+        let (da, _) = run(&mut a, &mut a2, |_, m| m);
+        assert_eq!(da.unwrap_err(), HandshakeError::SelfConnection);
     }
 }

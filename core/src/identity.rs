@@ -118,6 +118,13 @@ pub trait Keys: Send {
     fn verify_batch(&self, items: &[(&PublicKey, &[u8], &Signature)]) -> Vec<bool> {
         items.iter().map(|(pk, msg, sig)| self.verify(pk, msg, sig)).collect()
     }
+
+    /// The primitives that encrypt connections (Noise's Diffie-Hellman, cipher and hash; never its
+    /// RNG, which the node supplies). Production uses X25519, ChaCha20-Poly1305 and BLAKE2s; the
+    /// simulator substitutes cheap insecure ones, as it does for signatures.
+    fn transport_crypto(&self) -> snow::resolvers::BoxedCryptoResolver {
+        Box::new(snow::resolvers::DefaultResolver)
+    }
 }
 
 /// The production scheme.

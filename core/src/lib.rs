@@ -42,7 +42,8 @@
 //! - [`wire`]: frames and message types; the only place that knows bincode.
 //! - [`identity`]: keys, `PeerId`, the key file, the `Keys` signing interface.
 //! - [`chat`]: what a chat is and what its author signs.
-//! - [`handshake`]: proving key ownership when a connection opens.
+//! - [`handshake`]: the Noise XX handshake that opens each connection, bound to the identity key.
+//! - [`session`]: the encrypted records that carry frames after it.
 //! - [`dedup`]: seen ids and the recent chats kept for repair.
 //! - [`gossip`]: the forwarding rule and lazy repair.
 //! - [`sync`]: anti-entropy by range-based set reconciliation.
@@ -59,6 +60,7 @@ pub mod identity;
 pub mod membership;
 pub mod node;
 pub mod random;
+pub mod session;
 pub mod sync;
 pub mod time;
 pub mod wire;

@@ -1,7 +1,7 @@
 //! The node: one peer of the chat network as a deterministic state machine.
 //!
 //! It owns the connections and ties the other modules together: `handshake` opens each
-//! connection, `dedup` decides what is new, `gossip` decides where a chat goes, `sync` repairs what
+//! connection, `session` encrypts it, `dedup` decides what is new, `gossip` decides where a chat goes, `sync` repairs what
 //! was missed, `membership` decides whom to dial and whom to drop. The run-loop contract is in the
 //! crate docs.
 
@@ -13,10 +13,11 @@ use std::time::Duration;
 use crate::chat::{Body, Chat, ChatId, MAX_TEXT_BYTES};
 use crate::dedup::{Dedup, Verdict};
 use crate::gossip::{Gossip, Requested};
-use crate::handshake::{Handshake, Progress};
+use crate::handshake::{Handshake, HandshakeError, Progress, StaticIdentity};
 use crate::identity::{Keys, PeerId, PublicKey};
 use crate::membership::{AddressBook, Penalty, Source, TokenBucket, BAN_SCORE, MAX_SCORE};
 use crate::random::Rng;
+use crate::session::Session;
 use crate::sync::{self, Summary};
 use crate::time::Time;
 use crate::wire::{
@@ -91,6 +92,10 @@ pub struct Config {
     pub chat_rate: (f64, f64),
     /// Per-peer limit on every other frame.
     pub control_rate: (f64, f64),
+    /// Most dials the node makes on its own per minute, and the burst it may save up, so addresses
+    /// poured in by peer exchange (bogus or unreachable) cannot make it dial without bound. Dials
+    /// the user asks for are not counted.
+    pub dials_per_minute: (f64, f64),
 }
 
 impl Default for Config {
@@ -128,6 +133,7 @@ impl Default for Config {
             address_book_cap: 1024,
             chat_rate: (20_000.0, 40_000.0),
             control_rate: (2_000.0, 4_000.0),
+            dials_per_minute: (60.0, 16.0),
         }
     }
 }
@@ -277,7 +283,7 @@ pub enum Timer {
 
 enum Phase {
     Dialing,
-    Handshaking(Handshake),
+    Handshaking(Box<Handshake>),
     Up(Peer),
 }
 
@@ -292,6 +298,8 @@ struct Conn {
     addr: SocketAddr,
     direction: Direction,
     phase: Phase,
+    /// Set once the handshake is done; every frame in and out passes through it.
+    session: Option<Session>,
     decoder: FrameDecoder,
     opened: Time,
     last_recv: Time,
@@ -309,6 +317,9 @@ pub struct Node {
     config: Config,
     keys: Box<dyn Keys>,
     me: PeerId,
+    identity: StaticIdentity,
+    /// Decrypted bytes on their way to a connection's frame decoder (reused).
+    plain: Vec<u8>,
     rng: Rng,
     conns: BTreeMap<ConnId, Conn>,
     next_conn: u64,
@@ -319,6 +330,7 @@ pub struct Node {
     out: VecDeque<Output>,
     tx: BTreeMap<ConnId, Vec<u8>>,
     ihave: BTreeMap<ConnId, Vec<ChatId>>,
+    dial_bucket: TokenBucket,
     next_tick: Time,
     next_sync: Time,
     next_exchange: Time,
@@ -342,6 +354,8 @@ impl Node {
     /// A node at time `now`; `seed` drives every random choice it makes.
     pub fn new(config: Config, keys: Box<dyn Keys>, seed: u64, now: Time) -> Node {
         let me = keys.public_key().peer_id();
+        let mut rng = Rng::new(seed);
+        let identity = StaticIdentity::new(&*keys, &mut rng);
         let mut book = AddressBook::new(config.address_book_cap, config.backoff_base, config.backoff_max);
         for addr in &config.bootstrap {
             book.add(*addr, Source::Bootstrap, now);
@@ -357,7 +371,9 @@ impl Node {
             ),
             keys,
             me,
-            rng: Rng::new(seed),
+            identity,
+            plain: Vec::new(),
+            rng,
             conns: BTreeMap::new(),
             next_conn: 0,
             book,
@@ -365,6 +381,7 @@ impl Node {
             out: VecDeque::new(),
             tx: BTreeMap::new(),
             ihave: BTreeMap::new(),
+            dial_bucket: TokenBucket::new(config.dials_per_minute.0 / 60.0, config.dials_per_minute.1, now),
             next_tick: now,
             next_sync: now + config.sync_interval,
             next_exchange: now,
@@ -489,8 +506,19 @@ impl Node {
             return Some(o);
         }
         self.flush_ihave();
-        let (conn, bytes) = self.tx.pop_first()?;
-        Some(Output::Transmit { conn, bytes })
+        loop {
+            let (conn, plain) = self.tx.pop_first()?;
+            // Frames are queued only for established connections, which all have a session.
+            let Some(c) = self.conns.get_mut(&conn) else { continue };
+            let Some(session) = c.session.as_mut() else { continue };
+            let mut bytes = Vec::with_capacity(plain.len() + 64);
+            if session.seal(&plain, &mut bytes).is_ok() {
+                return Some(Output::Transmit { conn, bytes });
+            }
+            // After 2^64 records: not in this universe, but never a panic.
+            let when = c.last_recv;
+            self.drop_conn(when, conn, "session nonces exhausted", false, false);
+        }
     }
 
     /// When to feed `Input::Timeout` next, and why. Changes only after an input.
@@ -517,6 +545,7 @@ impl Node {
                 addr,
                 direction,
                 phase: Phase::Dialing,
+                session: None,
                 decoder: FrameDecoder::new(self.config.max_frame_bytes),
                 opened: now,
                 last_recv: now,
@@ -536,13 +565,18 @@ impl Node {
         conn
     }
 
+    /// The dialer speaks first; the acceptor waits for it.
     fn start_handshake(&mut self, conn: ConnId) {
-        let hs = Handshake::new(self.rng.bytes());
-        let hello = hs.hello(&*self.keys, &self.config.username, self.config.listen_port);
-        if let Some(c) = self.conns.get_mut(&conn) {
-            c.phase = Phase::Handshaking(hs);
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let (keys, me, rng) = (&*self.keys, &self.identity, &mut self.rng);
+        let (name, port) = (&self.config.username, self.config.listen_port);
+        if c.direction == Direction::Outbound {
+            let (hs, first) = Handshake::dial(keys, me, rng, name, port);
+            c.phase = Phase::Handshaking(Box::new(hs));
+            self.transmit_raw(conn, first);
+        } else {
+            c.phase = Phase::Handshaking(Box::new(Handshake::accept(keys, me, rng, name, port)));
         }
-        self.send(conn, &hello);
     }
 
     fn dial(&mut self, now: Time, addr: SocketAddr) {
@@ -558,13 +592,15 @@ impl Node {
     }
 
     fn drop_conn(&mut self, now: Time, conn: ConnId, reason: &str, backoff: bool, by_peer: bool) {
-        let Some(c) = self.conns.remove(&conn) else { return };
+        let Some(mut c) = self.conns.remove(&conn) else { return };
         self.ihave.remove(&conn);
-        if by_peer {
-            self.tx.remove(&conn);
-        } else {
-            if let Some(bytes) = self.tx.remove(&conn) {
-                self.out.push_back(Output::Transmit { conn, bytes });
+        let pending = self.tx.remove(&conn);
+        if !by_peer {
+            if let (Some(plain), Some(session)) = (pending, c.session.as_mut()) {
+                let mut bytes = Vec::new();
+                if session.seal(&plain, &mut bytes).is_ok() {
+                    self.out.push_back(Output::Transmit { conn, bytes });
+                }
             }
             self.out.push_back(Output::Close { conn });
         }
@@ -630,12 +666,74 @@ impl Node {
 
     fn on_bytes(&mut self, now: Time, conn: ConnId, bytes: &[u8]) {
         let Some(c) = self.conns.get_mut(&conn) else { return };
-        if matches!(c.phase, Phase::Dialing) {
-            return;
-        }
         self.stats.bytes_in += bytes.len() as u64;
         c.last_recv = now;
-        c.decoder.push(bytes);
+        match &mut c.phase {
+            Phase::Dialing => {}
+            Phase::Handshaking(_) => self.on_handshake_bytes(now, conn, bytes),
+            Phase::Up(_) => {
+                let Some(session) = c.session.as_mut() else { return };
+                let mut plain = std::mem::take(&mut self.plain);
+                match session.open(bytes, &mut plain) {
+                    Ok(()) => {
+                        c.decoder.push(&plain);
+                        plain.clear();
+                        self.plain = plain;
+                        self.on_frames(now, conn);
+                    }
+                    Err(e) => {
+                        self.plain = plain;
+                        self.stats.bad_frames += 1;
+                        let msg = format!("closing connection to {} ({}): {e}", conn_name(c), c.addr);
+                        self.emit(Event::Warning(msg));
+                        self.close(now, conn, &e.to_string(), true);
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_handshake_bytes(&mut self, now: Time, conn: ConnId, bytes: &[u8]) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let Phase::Handshaking(hs) = &mut c.phase else { return };
+        match hs.handle(&*self.keys, bytes) {
+            Ok(Progress::Continue(send)) => self.transmit_raw(conn, send),
+            Ok(Progress::Done(done)) => {
+                let done = *done;
+                c.session = Some(done.session);
+                // Our last handshake message leaves before anything the session seals.
+                self.transmit_raw(conn, done.send);
+                self.establish(now, conn, done.hello);
+                if !done.leftover.is_empty() && self.conns.get(&conn).is_some_and(|c| matches!(c.phase, Phase::Up(_))) {
+                    self.on_bytes(now, conn, &done.leftover);
+                    self.stats.bytes_in -= done.leftover.len() as u64;
+                }
+            }
+            Err(e) => {
+                let (listen_addr, addr) = (c.listen_addr, c.addr);
+                if e == HandshakeError::SelfConnection {
+                    if let Some(a) = listen_addr {
+                        self.book.mark_self(&a);
+                    }
+                } else {
+                    self.emit(Event::Warning(format!("handshake with {addr} failed: {e}")));
+                }
+                self.close(now, conn, &e.to_string(), true);
+            }
+        }
+    }
+
+    /// Handshake bytes go out as they are, ahead of the sealed frames in `tx`.
+    fn transmit_raw(&mut self, conn: ConnId, bytes: Vec<u8>) {
+        if !bytes.is_empty() {
+            self.stats.bytes_out += bytes.len() as u64;
+            self.out.push_back(Output::Transmit { conn, bytes });
+        }
+    }
+
+    /// Acts on every whole frame decoded so far.
+    fn on_frames(&mut self, now: Time, conn: ConnId) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
         // Decode everything that arrived first, so the new chats among it can be verified in one
         // batch; then act on each frame in order.
         let mut frames = Vec::new();
@@ -706,24 +804,6 @@ impl Node {
         let Some(c) = self.conns.get_mut(&conn) else { return };
         let is_chat = matches!(msg, Message::Chat { .. } | Message::Reply { .. });
         let allowed = if is_chat { c.chat_bucket.take(now) } else { c.control_bucket.take(now) };
-        if let Phase::Handshaking(hs) = &mut c.phase {
-            let (listen_addr, addr) = (c.listen_addr, c.addr);
-            match hs.handle(&*self.keys, msg) {
-                Ok(Progress::Send(m)) => self.send(conn, &m),
-                Ok(Progress::Done(hello)) => self.establish(now, conn, hello),
-                Err(e) => {
-                    if e == crate::handshake::HandshakeError::SelfConnection {
-                        if let Some(a) = listen_addr {
-                            self.book.mark_self(&a);
-                        }
-                    } else {
-                        self.emit(Event::Warning(format!("handshake with {addr} failed: {e}")));
-                    }
-                    self.close(now, conn, &e.to_string(), true);
-                }
-            }
-            return;
-        }
         if !allowed {
             self.penalize(now, conn, Penalty::Flood, "over the rate limit");
             return;
@@ -818,9 +898,6 @@ impl Node {
                         self.book.touch(&a, now);
                     }
                 }
-            }
-            Message::Hello(_) | Message::Auth { .. } => {
-                self.penalize(now, conn, Penalty::ProtocolViolation, "handshake message after the handshake")
             }
         }
     }
@@ -1179,6 +1256,9 @@ impl Node {
                     || e.peer_id.is_some_and(|p| conns.values().any(|c| matches!(&c.phase, Phase::Up(u) if u.id == p)))
             };
             for addr in self.book.dial_candidates(now, n, &mut self.rng, busy) {
+                if !self.dial_bucket.take(now) {
+                    break;
+                }
                 self.dial(now, addr);
             }
         }

@@ -16,7 +16,8 @@ use crate::chat::{Chat, ChatId};
 use crate::identity::{PublicKey, Signature};
 use crate::sync::SyncRange;
 
-pub const PROTOCOL_VERSION: u16 = 1;
+/// 2: connections are encrypted (Noise XX, see `handshake`); version 1 was plaintext.
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Default largest payload a node accepts: far above any legal message (a chat is at most ~4.3 KB,
 /// a sync or id list at most ~20 KB), far below what would hurt memory.
@@ -37,12 +38,6 @@ pub const MAX_RANGES_PER_FRAME: usize = 64;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Message {
-    /// First frame on every connection, from both sides.
-    Hello(Hello),
-    /// Second frame: proof of holding the key claimed in `Hello` (see `handshake`).
-    Auth {
-        signature: Signature,
-    },
     /// A chat (text, join or leave). `ttl`: how many more times it may be pushed eagerly; `hops`:
     /// how many links it has crossed, this one included. Neither is signed: both change per hop.
     Chat {
@@ -90,11 +85,13 @@ pub enum Message {
     },
 }
 
+/// Who a peer is, sent encrypted inside the Noise handshake (see `handshake`), never as a frame.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {
     pub public_key: PublicKey,
-    /// Fresh randomness the other side must sign.
-    pub nonce: [u8; 32],
+    /// The identity key's signature over the sender's Noise static key: binds the encrypted
+    /// session to the Ed25519 identity.
+    pub binding: Signature,
     pub username: String,
     /// The port this node accepts connections on; 0 if it does not listen.
     pub listen_port: u16,
@@ -104,8 +101,6 @@ impl Message {
     /// Short name for logs and stats.
     pub fn kind(&self) -> &'static str {
         match self {
-            Message::Hello(_) => "Hello",
-            Message::Auth { .. } => "Auth",
             Message::Chat { .. } => "Chat",
             Message::Reply { .. } => "Reply",
             Message::Prune => "Prune",
@@ -190,6 +185,19 @@ pub fn decode_payload(payload: &[u8]) -> Result<Message, WireError> {
     }
 }
 
+/// The handshake payload (the version travels in the handshake frame's header).
+pub fn encode_hello(hello: &Hello) -> Vec<u8> {
+    bincode::serde::encode_to_vec(hello, config()).expect("encoding into memory cannot fail")
+}
+
+pub fn decode_hello(bytes: &[u8]) -> Result<Hello, WireError> {
+    match bincode::serde::decode_from_slice::<Hello, _>(bytes, config()) {
+        Ok((hello, used)) if used == bytes.len() => Ok(hello),
+        Ok(_) => Err(WireError::Malformed("trailing bytes after Hello".into())),
+        Err(e) => Err(WireError::Malformed(e.to_string())),
+    }
+}
+
 /// Splits a byte stream, fed in arbitrary chunks, into messages.
 ///
 /// Memory: at most one partial frame (bounded by `max_frame_bytes`) plus the last chunk pushed.
@@ -263,7 +271,7 @@ impl FrameDecoder {
 mod tests {
     use super::*;
     use crate::chat::Body;
-    use crate::identity::{Ed25519Keys, Keys};
+    use crate::identity::Ed25519Keys;
     use crate::sync::{Summary, SyncRange};
     use quickcheck::{Arbitrary, Gen, QuickCheck, TestResult};
 
@@ -297,14 +305,7 @@ mod tests {
                     hops: u8::arbitrary(g),
                     chat: Arc::new(Chat::new(&keys, arb_id(g), &String::arbitrary(g), Body::Leave)),
                 },
-                0 => Message::Hello(Hello {
-                    public_key: keys.public_key(),
-                    nonce: [u8::arbitrary(g); 32],
-                    username: String::arbitrary(g),
-                    listen_port: u16::arbitrary(g),
-                }),
-                1 => Message::Auth { signature: keys.sign(&Vec::<u8>::arbitrary(g)) },
-                2 => {
+                0..=2 => {
                     let body = match u8::arbitrary(g) % 3 {
                         0 => Body::Text(String::arbitrary(g)),
                         1 => Body::Join,
@@ -431,7 +432,7 @@ mod tests {
         d.push(&frame);
         let err = d.next_frame().unwrap().unwrap_err();
         assert!(err.is_fatal());
-        assert_eq!(err.to_string(), "peer speaks protocol version 7, this node speaks version 1");
+        assert_eq!(err.to_string(), "peer speaks protocol version 7, this node speaks version 2");
     }
 
     #[test]

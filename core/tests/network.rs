@@ -152,23 +152,16 @@ fn same_seed_same_run() {
     assert_eq!(run(), run());
 }
 
-/// Two nodes connected by hand; returns (a, b, a's conn to b, b's conn to a) after the handshake.
-fn pair() -> (Node, Node, p2p_chat_core::ConnId, p2p_chat_core::ConnId, Time) {
+/// Node `a` with one peer: Mallory (key seed 2), who completed an honest handshake and now writes
+/// whatever frames a test wants, sealed in her session.
+fn attacked() -> (Node, net::Mallory, Time) {
     let now = Time::from_millis(net::T0_MS);
-    let cfg = |name: &str| Config { username: name.into(), ..Config::default() };
-    let mut a = Node::new(cfg("a"), Box::new(Ed25519Keys::from_seed(1)), 1, now);
-    let mut b = Node::new(cfg("b"), Box::new(Ed25519Keys::from_seed(2)), 2, now);
-    a.handle_input(now, Input::Command(Command::Connect(net::addr(2))));
-    let Some(Output::Dial { conn: ab, .. }) = a.poll_output() else { panic!("dial expected") };
-    let ba = b.accept(now, net::addr(1)).unwrap();
-    a.handle_input(now, Input::Connected(ab));
-    for _ in 0..4 {
-        pump(&mut a, ab, &mut b, ba, now);
-        pump(&mut b, ba, &mut a, ab, now);
-    }
+    let mut a =
+        Node::new(Config { username: "a".into(), ..Config::default() }, Box::new(Ed25519Keys::from_seed(1)), 1, now);
+    let m = net::Mallory::connect(&mut a, Ed25519Keys::from_seed(2), net::addr(2), now);
     assert_eq!(a.peers().len(), 1);
-    assert_eq!(b.peers().len(), 1);
-    (a, b, ab, ba, now)
+    while a.poll_output().is_some() {}
+    (a, m, now)
 }
 
 /// Moves everything `from` wants to send on `conn` into `to`; returns the events `to` produced.
@@ -198,8 +191,7 @@ fn chat_events(n: &mut Node) -> Vec<Arc<Chat>> {
 #[test]
 fn altered_chats_are_never_delivered() {
     fn prop(text: String, which: u8, flip: u8) -> TestResult {
-        let (mut a, _b, _ab, ba, now) = pair();
-        let _ = chat_events(&mut a);
+        let (mut a, mut m, now) = attacked();
         let mallory_victim = Ed25519Keys::from_seed(2);
         let id = ChatId::new_v7(net::T0_MS, &[flip; 10]);
         let mut chat = Chat::new(&mallory_victim, id, "b", Body::Text(text.clone()));
@@ -211,10 +203,7 @@ fn altered_chats_are_never_delivered() {
             _ => chat.author = Ed25519Keys::from_seed(3).public_key(),
         }
         let frame = wire::encode(&Message::Chat { ttl: 3, hops: 1, chat: Arc::new(chat) });
-        // `a` received the frame on its connection from b.
-        let _ = ba;
-        let conn_from_b = a.peers()[0].conn;
-        a.handle_input(now, Input::Received(conn_from_b, &frame));
+        m.send(&mut a, now, &frame);
         let delivered = chat_events(&mut a);
         let score = a.peers()[0].score;
         TestResult::from_bool(delivered.is_empty() && score < 0 && a.stats().chats_refused == 1)
@@ -224,16 +213,13 @@ fn altered_chats_are_never_delivered() {
 
 #[test]
 fn a_flood_of_forgeries_gets_the_peer_banned() {
-    let (mut a, _b, _ab, _ba, now) = pair();
-    let conn = a.peers()[0].conn;
+    let (mut a, mut m, now) = attacked();
+    let conn = m.conn;
     let k = Ed25519Keys::from_seed(2);
     for i in 0..20u8 {
         let mut chat = Chat::new(&k, ChatId::new_v7(net::T0_MS, &[i; 10]), "b", Body::Text("x".into()));
         chat.body = Body::Text("y".into());
-        a.handle_input(
-            now,
-            Input::Received(conn, &wire::encode(&Message::Chat { ttl: 1, hops: 1, chat: Arc::new(chat) })),
-        );
+        m.send(&mut a, now, &wire::encode(&Message::Chat { ttl: 1, hops: 1, chat: Arc::new(chat) }));
     }
     let mut closed = false;
     let mut warned = false;
@@ -246,20 +232,95 @@ fn a_flood_of_forgeries_gets_the_peer_banned() {
     assert_eq!(a.stats().peers_banned, 1);
 }
 
+/// Mallory answers every PeerRequest with 64 fresh unreachable addresses (and once with far too
+/// many, which costs her score). The node dials within its budget and still retries its bootstrap
+/// node rather than only chasing poison.
+#[test]
+fn poisoned_peer_exchange_cannot_make_a_node_dial_without_bound() {
+    let t0 = Time::from_millis(net::T0_MS);
+    let good = net::addr(200);
+    let cfg = Config { bootstrap: vec![good], ..Config::default() };
+    let (per_min, burst) = cfg.dials_per_minute;
+    let mut a = Node::new(cfg, Box::new(Ed25519Keys::from_seed(1)), 1, t0);
+    let mut m = net::Mallory::connect(&mut a, Ed25519Keys::from_seed(2), net::addr(2), t0);
+    let mut dials = 0;
+    let mut bootstrap_retries = 0;
+    let mut poison = 0u32;
+    let mut bogus = |n: usize| -> Vec<std::net::SocketAddr> {
+        (0..n)
+            .map(|_| {
+                poison += 1;
+                std::net::SocketAddr::from(([192, 0, 2, (poison % 250) as u8], (poison % 60000) as u16 + 1))
+            })
+            .collect()
+    };
+    let minutes = 3;
+    for s in 0..minutes * 60 {
+        let now = t0 + Duration::from_secs(s);
+        a.handle_input(now, Input::Timeout);
+        let outs: Vec<Output> = std::iter::from_fn(|| a.poll_output()).collect();
+        for o in outs {
+            match o {
+                Output::Dial { conn, addr } => {
+                    dials += 1;
+                    if addr == good && s >= 60 {
+                        bootstrap_retries += 1;
+                    }
+                    a.handle_input(now, Input::DialFailed(conn));
+                }
+                Output::Transmit { conn, bytes } if conn == m.conn => {
+                    for msg in m.open(&bytes) {
+                        if let Message::Ping { nonce } = msg {
+                            m.send(&mut a, now, &wire::encode(&Message::Pong { nonce }));
+                        }
+                        if msg == Message::PeerRequest {
+                            let n = if s == 30 { 5000 } else { wire::MAX_ADDRS_PER_FRAME };
+                            let answer = wire::encode(&Message::PeerResponse { addrs: bogus(n) });
+                            m.send(&mut a, now, &answer);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let cap = (burst + per_min * minutes as f64) as usize;
+    eprintln!(
+        "{dials} dials in {minutes} min under peer-exchange poisoning (cap {cap}), {bootstrap_retries} to bootstrap"
+    );
+    assert!(dials <= cap, "{dials} dials in {minutes} minutes, cap {cap}");
+    assert!(bootstrap_retries >= 1, "poison starved the bootstrap node of retries");
+    assert_eq!(a.peers().len(), 1, "Mallory's poison is not a reason to drop a peer");
+}
+
+#[test]
+fn a_stranger_is_refused_on_its_first_bytes_with_one_line_saying_why() {
+    let now = Time::from_millis(net::T0_MS);
+    let mut a = Node::new(Config::default(), Box::new(Ed25519Keys::from_seed(1)), 1, now);
+    let conn = a.accept(now, net::addr(9)).unwrap();
+    a.handle_input(now, Input::Received(conn, b"GET / HTTP/1.1\r\nHost: example\r\n\r\n"));
+    let outs: Vec<Output> = std::iter::from_fn(|| a.poll_output()).collect();
+    let warnings: Vec<&String> =
+        outs.iter().filter_map(|o| if let Output::Event(Event::Warning(w)) = o { Some(w) } else { None }).collect();
+    assert_eq!(warnings.len(), 1, "{outs:?}");
+    assert!(warnings[0].contains("not a p2p-chat peer (it sent \"GET / HTTP/1.1"), "{}", warnings[0]);
+    assert!(outs.iter().any(|o| matches!(o, Output::Close { conn: c } if *c == conn)));
+    assert!(!outs.iter().any(|o| matches!(o, Output::Transmit { .. })), "nothing is said to a stranger");
+}
+
 #[test]
 fn a_peer_speaking_another_version_is_disconnected_with_a_clear_reason() {
-    let (mut a, _b, _ab, _ba, now) = pair();
-    let conn = a.peers()[0].conn;
+    let (mut a, mut m, now) = attacked();
     let mut frame = wire::encode(&Message::Ping { nonce: 1 });
     frame[4..6].copy_from_slice(&9u16.to_be_bytes());
-    a.handle_input(now, Input::Received(conn, &frame));
+    m.send(&mut a, now, &frame);
     let mut reason = None;
     while let Some(o) = a.poll_output() {
         if let Output::Event(Event::PeerDown { reason: r, .. }) = o {
             reason = Some(r);
         }
     }
-    assert_eq!(reason.as_deref(), Some("peer speaks protocol version 9, this node speaks version 1"));
+    assert_eq!(reason.as_deref(), Some("peer speaks protocol version 9, this node speaks version 2"));
 }
 
 #[test]

@@ -28,3 +28,8 @@ fn listening_on_a_used_port_is_a_clear_error() {
 fn peers_snapshot_follows_promptly() {
     suite::peers_snapshot_follows_promptly::<R>();
 }
+
+#[test]
+fn a_node_under_attack_still_serves_honest_peers() {
+    suite::a_node_under_attack_still_serves_honest_peers::<R>();
+}

@@ -47,3 +47,8 @@ fn smol_and_mio_nodes_share_one_network() {
     m.wait_for("smol chat at mio", is_chat("from smol", Origin::Live));
     m2.wait_for("smol chat at mio-c", is_chat("from smol", Origin::Live));
 }
+
+#[test]
+fn a_node_under_attack_still_serves_honest_peers() {
+    suite::a_node_under_attack_still_serves_honest_peers::<R>();
+}

@@ -172,7 +172,9 @@ impl Net {
         }
     }
 
-    /// Splits the bytes into frames (to drop some) and then into random pieces (as TCP may).
+    /// Splits the bytes into records (to drop some) and then into random pieces (as TCP may). A
+    /// dropped record is what an attacker deleting bytes would cause: the next record fails to
+    /// open, and the connection resets.
     fn transmit(&mut self, i: usize, conn: ConnId, bytes: Vec<u8>) {
         let mut kept = Vec::with_capacity(bytes.len());
         let mut rest = &bytes[..];
@@ -276,5 +278,66 @@ impl Net {
             }
         }
         m
+    }
+}
+
+/// A hostile peer that completes an honest handshake with a node, then writes whatever frames a
+/// test wants, sealed in its session as a real peer would.
+pub struct Mallory {
+    pub keys: Ed25519Keys,
+    pub session: p2p_chat_core::session::Session,
+    /// The node's id for the connection from Mallory.
+    pub conn: ConnId,
+    decoder: p2p_chat_core::wire::FrameDecoder,
+}
+
+impl Mallory {
+    /// Dials `node` from `from` and completes the handshake as `keys`.
+    pub fn connect(node: &mut Node, keys: Ed25519Keys, from: SocketAddr, now: Time) -> Mallory {
+        use p2p_chat_core::handshake::{Handshake, Progress, StaticIdentity};
+        let mut rng = Rng::new(666);
+        let me = StaticIdentity::new(&keys, &mut rng);
+        let (mut hs, first) = Handshake::dial(&keys, &me, &mut rng, "mallory", 0);
+        let conn = node.accept(now, from).expect("the node accepts");
+        node.handle_input(now, Input::Received(conn, &first));
+        let reply = Mallory::drain(node, conn);
+        let Ok(Progress::Done(done)) = hs.handle(&keys, &reply) else { panic!("the node's handshake reply") };
+        node.handle_input(now, Input::Received(conn, &done.send));
+        let first_records = Mallory::drain(node, conn);
+        let decoder = p2p_chat_core::wire::FrameDecoder::new(p2p_chat_core::wire::DEFAULT_MAX_FRAME_BYTES);
+        let mut m = Mallory { keys, session: done.session, conn, decoder };
+        // Opened now to keep the session's nonces in step; the messages wait in the decoder.
+        let mut plain = Vec::new();
+        m.session.open(&first_records, &mut plain).expect("the node seals correctly");
+        m.decoder.push(&plain);
+        m
+    }
+
+    /// Sends raw plaintext bytes (frames, or garbage) through the session.
+    pub fn send(&mut self, node: &mut Node, now: Time, plaintext: &[u8]) {
+        let mut sealed = Vec::new();
+        self.session.seal(plaintext, &mut sealed).unwrap();
+        node.handle_input(now, Input::Received(self.conn, &sealed));
+    }
+
+    /// Opens bytes the node wrote to Mallory: the messages in them.
+    pub fn open(&mut self, bytes: &[u8]) -> Vec<p2p_chat_core::wire::Message> {
+        let mut plain = Vec::new();
+        self.session.open(bytes, &mut plain).expect("the node seals correctly");
+        self.decoder.push(&plain);
+        std::iter::from_fn(|| self.decoder.next_frame()).map(|f| f.expect("the node's frames decode")).collect()
+    }
+
+    /// Everything the node wants to write to `conn` (other outputs are dropped).
+    fn drain(node: &mut Node, conn: ConnId) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        while let Some(o) = node.poll_output() {
+            if let Output::Transmit { conn: c, bytes: b } = o {
+                if c == conn {
+                    bytes.extend(b);
+                }
+            }
+        }
+        bytes
     }
 }

@@ -1,0 +1,156 @@
+//! An established connection's encryption: frames go out sealed in records, and come in opened.
+//!
+//! A record is a 4-byte big-endian length, then one Noise transport message (ChaCha20-Poly1305
+//! ciphertext and its 16-byte tag) of at most 65,535 bytes, Noise's own limit. The length counts
+//! the ciphertext. A record carries any run of frames, or part of one: the node seals whatever it
+//! queued for a connection in one go, so many small frames share one tag and one write, and a
+//! large frame spans records. Nonces are implicit counters, so a record that is dropped, replayed,
+//! reordered or altered fails to open, and the connection closes.
+
+use snow::TransportState;
+
+const HEADER_BYTES: usize = 4;
+const TAG_BYTES: usize = 16;
+/// Noise's largest message.
+pub const MAX_RECORD_BYTES: usize = 65_535;
+const MAX_PLAINTEXT: usize = MAX_RECORD_BYTES - TAG_BYTES;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    #[error("record of {0} bytes is outside the {TAG_BYTES}..={MAX_RECORD_BYTES} a sealed record takes")]
+    BadLength(usize),
+    #[error("a record failed to decrypt: altered, replayed or not from this session")]
+    Decrypt,
+    #[error("the session's nonces are used up")]
+    Exhausted,
+}
+
+pub struct Session {
+    noise: TransportState,
+    /// At most one partial record (plus the last chunk handed to `open`).
+    inbox: Vec<u8>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("buffered", &self.inbox.len()).finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    pub(crate) fn new(noise: TransportState) -> Session {
+        Session { noise, inbox: Vec::new() }
+    }
+
+    /// Appends `plaintext` to `out` as records.
+    pub fn seal(&mut self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), SessionError> {
+        for chunk in plaintext.chunks(MAX_PLAINTEXT) {
+            let start = out.len();
+            out.resize(start + HEADER_BYTES + chunk.len() + TAG_BYTES, 0);
+            let n = match self.noise.write_message(chunk, &mut out[start + HEADER_BYTES..]) {
+                Ok(n) => n,
+                Err(_) => {
+                    out.truncate(start);
+                    return Err(SessionError::Exhausted);
+                }
+            };
+            out.truncate(start + HEADER_BYTES + n);
+            out[start..start + HEADER_BYTES].copy_from_slice(&(n as u32).to_be_bytes());
+        }
+        Ok(())
+    }
+
+    /// Opens every whole record among the bytes received so far, appending the plaintext to
+    /// `plaintext`. An error is fatal: the stream cannot be trusted past it.
+    pub fn open(&mut self, bytes: &[u8], plaintext: &mut Vec<u8>) -> Result<(), SessionError> {
+        self.inbox.extend_from_slice(bytes);
+        let mut pos = 0;
+        let result = loop {
+            let avail = &self.inbox[pos..];
+            if avail.len() < HEADER_BYTES {
+                break Ok(());
+            }
+            let len = u32::from_be_bytes([avail[0], avail[1], avail[2], avail[3]]) as usize;
+            if !(TAG_BYTES..=MAX_RECORD_BYTES).contains(&len) {
+                break Err(SessionError::BadLength(len));
+            }
+            if avail.len() < HEADER_BYTES + len {
+                break Ok(());
+            }
+            let start = plaintext.len();
+            plaintext.resize(start + len, 0);
+            match self.noise.read_message(&avail[HEADER_BYTES..HEADER_BYTES + len], &mut plaintext[start..]) {
+                Ok(n) => plaintext.truncate(start + n),
+                Err(_) => {
+                    plaintext.truncate(start);
+                    break Err(SessionError::Decrypt);
+                }
+            }
+            pos += HEADER_BYTES + len;
+        };
+        if result.is_err() {
+            self.inbox = Vec::new();
+        } else {
+            self.inbox.drain(..pos);
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handshake::{Handshake, Progress, StaticIdentity};
+    use crate::identity::Ed25519Keys;
+    use crate::random::Rng;
+
+    /// A connected pair of sessions: (dialer's, acceptor's).
+    fn pair() -> (Session, Session) {
+        let (ka, kb) = (Ed25519Keys::from_seed(1), Ed25519Keys::from_seed(2));
+        let (mut ra, mut rb) = (Rng::new(1), Rng::new(2));
+        let (ia, ib) = (StaticIdentity::new(&ka, &mut ra), StaticIdentity::new(&kb, &mut rb));
+        let (mut a, m1) = Handshake::dial(&ka, &ia, &mut ra, "a", 0);
+        let mut b = Handshake::accept(&kb, &ib, &mut rb, "b", 0);
+        let Ok(Progress::Continue(m2)) = b.handle(&kb, &m1) else { panic!() };
+        let Ok(Progress::Done(da)) = a.handle(&ka, &m2) else { panic!() };
+        let Ok(Progress::Done(db)) = b.handle(&kb, &da.send) else { panic!() };
+        (da.session, db.session)
+    }
+
+    #[test]
+    fn any_chunking_of_any_sizes_round_trips() {
+        let (mut a, mut b) = pair();
+        let big: Vec<u8> = (0..200_000u32).map(|i| (i * 7) as u8).collect();
+        let mut wire = Vec::new();
+        for msg in [&b"x"[..], &[], &big, b"tail"] {
+            a.seal(msg, &mut wire).unwrap();
+        }
+        let mut plain = Vec::new();
+        for piece in wire.chunks(997) {
+            b.open(piece, &mut plain).unwrap();
+            assert!(b.inbox.len() <= HEADER_BYTES + MAX_RECORD_BYTES + 997);
+        }
+        assert_eq!(plain, [&b"x"[..], &big, b"tail"].concat());
+    }
+
+    #[test]
+    fn replayed_reordered_or_altered_records_fail() {
+        let (mut a, _) = pair();
+        let (mut r1, mut r2) = (Vec::new(), Vec::new());
+        a.seal(b"one", &mut r1).unwrap();
+        a.seal(b"two", &mut r2).unwrap();
+        let open = |records: &[&[u8]]| {
+            let (_, mut b) = pair();
+            let mut plain = Vec::new();
+            records.iter().try_for_each(|r| b.open(r, &mut plain))
+        };
+        assert_eq!(open(&[&r1, &r2]), Ok(()));
+        assert_eq!(open(&[&r1, &r1]), Err(SessionError::Decrypt), "replay");
+        assert_eq!(open(&[&r2]), Err(SessionError::Decrypt), "reorder or deletion");
+        let mut altered = r1.clone();
+        altered[6] ^= 0x20;
+        assert_eq!(open(&[&altered]), Err(SessionError::Decrypt), "alteration");
+        assert_eq!(open(&[&[0, 0, 0, 3, 1, 2, 3]]), Err(SessionError::BadLength(3)));
+        assert_eq!(open(&[&[0xff, 0xff, 0xff, 0xff]]), Err(SessionError::BadLength(u32::MAX as usize)));
+    }
+}
