@@ -11,10 +11,11 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use p2p_chat_core::handshake::{Handshake, Progress};
+use p2p_chat_core::handshake::{Handshake, Progress, StaticIdentity};
+use p2p_chat_core::random::Rng;
 use p2p_chat_core::sync::{Summary, SyncRange};
-use p2p_chat_core::wire::{self, Hello, Message, PROTOCOL_VERSION};
-use p2p_chat_core::{Body, Chat, ChatId, Ed25519Keys, Keys, Signature};
+use p2p_chat_core::wire::{self, Message, PROTOCOL_VERSION};
+use p2p_chat_core::{Body, Chat, ChatId, Ed25519Keys};
 use p2p_chat_fuzz::{FuzzInput, HONEST_KEY_SEED, T0_MS};
 
 fn id(ms_before: u64, r: u8) -> ChatId {
@@ -47,13 +48,6 @@ fn every_message() -> Vec<Message> {
     let stranger = Ed25519Keys::from_seed(3);
     let ids = vec![id(5_000, 1), id(4_000, 2), id(3_000, 3)];
     vec![
-        Message::Hello(Hello {
-            public_key: stranger.public_key(),
-            nonce: [5; 32],
-            username: "stranger".into(),
-            listen_port: 7003,
-        }),
-        Message::Auth { signature: Signature([0x11; 64]) },
         Message::Chat { ttl: 16, hops: 1, chat: chat(&stranger, 2_000, 4, Body::Text("hello, fuzz".into())) },
         Message::Reply { hops: 2, chat: chat(&stranger, 90_000, 5, Body::Join) },
         Message::IHave { ids: ids.clone() },
@@ -110,28 +104,26 @@ fn main() {
     write(&dir, "framed_garbage", &FuzzInput::build(0, &[3], &framed_garbage));
     write(&dir, "garbage", &garbage(3, 96));
 
-    // handshake: flags, then a frame stream. The target answers as nonce [7; 32]; the honest peer
-    // uses nonce [9; 32] and key seed 2.
+    // handshake: flags (bit 0 dialer, bit 1 honest first message), chunk size, bytes.
     let dir = root.join("handshake");
     fs::create_dir_all(&dir).unwrap();
     let peer = Ed25519Keys::from_seed(HONEST_KEY_SEED);
-    let me = Ed25519Keys::from_seed(1);
-    let mut theirs = Handshake::new([9; 32]);
-    let their_hello = theirs.hello(&peer, "peer", 7001);
-    let Ok(Progress::Send(their_auth)) = theirs.handle(&peer, Handshake::new([7; 32]).hello(&me, "me", 7000)) else {
-        panic!("the honest handshake failed")
-    };
-    let with_flags = |flags: u8, stream: Vec<u8>| [vec![flags], stream].concat();
-    write(&dir, "honest", &with_flags(0, frames(&[their_hello.clone(), their_auth.clone()])));
-    write(&dir, "forged_auth", &with_flags(1, frames(&[msgs[1].clone()])));
-    write(&dir, "after_done", &with_flags(3, frames(&[Message::Ping { nonce: 1 }, their_hello])));
-    write(&dir, "stranger_then_auth", &with_flags(0, frames(&[msgs[0].clone(), their_auth])));
+    let peer_static = StaticIdentity::new(&peer, &mut Rng::new(2));
+    let (_, dialer_first) = Handshake::dial(&peer, &peer_static, &mut Rng::new(4), "peer", 7001);
+    let mut acceptor = Handshake::accept(&peer, &peer_static, &mut Rng::new(5), "peer", 7001);
+    let Ok(Progress::Continue(reply)) = acceptor.handle(&peer, &dialer_first) else { panic!("honest reply") };
+    let with = |flags: u8, chunk: u8, stream: &[u8]| [&[flags, chunk][..], stream].concat();
+    write(&dir, "acceptor_honest_first", &with(0, 255, &dialer_first));
+    write(&dir, "acceptor_then_garbage", &with(2, 7, &garbage(4, 300)));
+    write(&dir, "dialer_stray_reply", &with(1, 255, &reply));
+    write(&dir, "dialer_then_garbage", &with(3, 13, &garbage(6, 200)));
+    write(&dir, "http", &with(0, 3, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
     write(&dir, "garbage", &garbage(4, 64));
 
     // node_bytes: flags (bit 0 handshaken, bit 1 timeouts), cuts, stream.
     let dir = root.join("node_bytes");
     fs::create_dir_all(&dir).unwrap();
-    let up = frames(&msgs[2..]);
+    let up = frames(&msgs);
     write(&dir, "up_every_message", &FuzzInput::build(1, &[], &up));
     write(&dir, "up_every_message_cut_timeouts", &FuzzInput::build(3, &[40, 7, 200, 1], &up));
     let two_chats = frames(&[
@@ -139,7 +131,7 @@ fn main() {
         Message::Chat { ttl: 3, hops: 1, chat: chat(&stranger, 900, 7, Body::Leave) },
     ]);
     write(&dir, "up_chat_batch", &FuzzInput::build(1, &[], &two_chats));
-    write(&dir, "stranger_handshake", &FuzzInput::build(0, &[5], &frames(&msgs[..2])));
-    write(&dir, "up_handshake_again", &FuzzInput::build(1, &[], &frames(&msgs[..2])));
+    write(&dir, "stranger_handshake", &FuzzInput::build(0, &[5], &dialer_first));
+    write(&dir, "up_handshake_again", &FuzzInput::build(1, &[], &dialer_first));
     write(&dir, "garbage", &FuzzInput::build(1, &[], &garbage(5, 80)));
 }

@@ -1,53 +1,73 @@
-//! `handshake::Handshake` fed arbitrary messages (the frames decoded from the input), as the
-//! accepting side.
+//! The Noise handshake (`handshake::Handshake`) fed arbitrary bytes in arbitrary chunks, on either
+//! side, optionally after the honest peer's first message.
 //!
-//! flags (byte 0) bit 0: an honest peer's `Hello` comes first, so arbitrary `Auth`s are checked
-//! against a real key; bit 1 (with bit 0): then the honest `Auth`, so the rest arrives after the
-//! handshake completed. The rest of the input is a frame stream.
+//! flags (byte 0) bit 0: we are the dialer (else the acceptor); bit 1: the honest peer's message
+//! comes first (the dialer's `-> e`, or the acceptor's reply to ours), so the arbitrary bytes land
+//! in the later, encrypted stages. Byte 1: chunk size - 1. The rest: the bytes.
 //!
-//! Checks: no panic; an honest handshake completes; a completed handshake names the honest peer.
-//! Small on purpose: this module is being replaced by a Noise handshake.
+//! Checks: no panic; a finished handshake names the honest peer and nobody else (arbitrary bytes
+//! cannot carry a valid binding for another key); after an error nothing more is fed.
 #![no_main]
 
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use p2p_chat_core::handshake::{Handshake, Progress};
-use p2p_chat_core::wire::{FrameDecoder, DEFAULT_MAX_FRAME_BYTES};
+use p2p_chat_core::handshake::{Handshake, Progress, StaticIdentity};
+use p2p_chat_core::random::Rng;
 use p2p_chat_core::{Ed25519Keys, Keys};
 
-/// Deriving a key costs about as much as a signature: done once, not per input.
-fn keys() -> &'static (Ed25519Keys, Ed25519Keys) {
-    static KEYS: OnceLock<(Ed25519Keys, Ed25519Keys)> = OnceLock::new();
-    KEYS.get_or_init(|| (Ed25519Keys::from_seed(1), Ed25519Keys::from_seed(2)))
+struct Fixture {
+    me: Ed25519Keys,
+    me_static: StaticIdentity,
+    peer: Ed25519Keys,
+    peer_static: StaticIdentity,
+}
+
+/// Keys and their bindings cost a signature each: made once.
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let (me, peer) = (Ed25519Keys::from_seed(1), Ed25519Keys::from_seed(2));
+        let me_static = StaticIdentity::new(&me, &mut Rng::new(1));
+        let peer_static = StaticIdentity::new(&peer, &mut Rng::new(2));
+        Fixture { me, me_static, peer, peer_static }
+    })
 }
 
 fuzz_target!(|data: &[u8]| {
-    let (flags, stream) = data.split_first().map_or((0, &[][..]), |(f, s)| (*f, s));
-    let (me, peer) = keys();
-    let mut hs = Handshake::new([7; 32]);
-
-    let mut script = Vec::new();
-    if flags & 1 != 0 {
-        let mut theirs = Handshake::new([9; 32]);
-        script.push(theirs.hello(peer, "peer", 7001));
+    let f = fixture();
+    let (flags, rest) = data.split_first().map_or((0, &[][..]), |(a, b)| (*a, b));
+    let (chunk, bytes) = rest.split_first().map_or((1, &[][..]), |(a, b)| (*a as usize + 1, b));
+    let dialer = flags & 1 != 0;
+    let mut rng = Rng::new(3);
+    let mut hs;
+    let mut script: Vec<u8> = Vec::new();
+    if dialer {
+        let (h, first) = Handshake::dial(&f.me, &f.me_static, &mut rng, "me", 7000);
+        hs = h;
         if flags & 2 != 0 {
-            let Ok(Progress::Send(auth)) = theirs.handle(peer, hs.hello(me, "me", 7000)) else {
-                panic!("the honest peer refused our Hello");
+            let mut theirs = Handshake::accept(&f.peer, &f.peer_static, &mut Rng::new(4), "peer", 7001);
+            let Ok(Progress::Continue(reply)) = theirs.handle(&f.peer, &first) else {
+                panic!("the honest acceptor refused our first message")
             };
-            script.push(auth);
+            script.extend(reply);
+        }
+    } else {
+        hs = Handshake::accept(&f.me, &f.me_static, &mut rng, "me", 7000);
+        if flags & 2 != 0 {
+            let (_, first) = Handshake::dial(&f.peer, &f.peer_static, &mut Rng::new(4), "peer", 7001);
+            script.extend(first);
         }
     }
-    let honest = script.len();
-    let mut d = FrameDecoder::new(DEFAULT_MAX_FRAME_BYTES);
-    d.push(stream);
-    script.extend(std::iter::from_fn(|| d.next_frame()).filter_map(Result::ok));
-
-    for (i, msg) in script.into_iter().enumerate() {
-        match hs.handle(me, msg) {
-            Ok(Progress::Done(hello)) => assert_eq!(hello.public_key, peer.public_key(), "completed with an impostor"),
-            Ok(Progress::Send(_)) => {}
-            Err(e) => assert!(i >= honest, "the honest handshake failed: {e}"),
+    script.extend_from_slice(bytes);
+    for piece in script.chunks(chunk) {
+        match hs.handle(&f.me, piece) {
+            Ok(Progress::Continue(_)) => {}
+            Ok(Progress::Done(done)) => {
+                assert_eq!(done.hello.public_key, f.peer.public_key(), "finished with an impostor");
+                return;
+            }
+            Err(_) => return,
         }
     }
 });

@@ -1,13 +1,11 @@
 //! A core `Node` receiving arbitrary bytes on one inbound connection, in the chunks the input asks
 //! for (see the layout in `src/lib.rs`), draining `poll_output` after every input.
 //!
-//! flags bit 0: first replay an honest peer's handshake (recorded once from a second `Node`), so
-//!              the bytes arrive on an established, authenticated connection.
+//! flags bit 0: first an honest peer completes the Noise handshake, and every chunk after it is
+//!              sealed in that peer's session, so the bytes reach the protocol logic on an
+//!              established, authenticated connection (unsealed, they would only test decryption).
 //! flags bit 1: one second passes between chunks, and `Input::Timeout` is fed whenever
 //!              `poll_timeout` says it is due (pings, syncs, handshake and want timeouts).
-//!
-//! Only the public run-loop API (`accept`, `handle_input`, `poll_output`, `poll_timeout`), so this
-//! keeps compiling whatever the handshake becomes.
 //!
 //! Checks: no panic; the heap (counted by a global allocator) stays within a small multiple of the
 //! bytes received, both after each input and at its peak while processing it.
@@ -31,7 +29,7 @@ const TRANSIENT: usize = 4 * 1024 * 1024;
 
 fuzz_target!(|data: &[u8]| {
     let input = FuzzInput::parse(data);
-    let (mut node, conn) = victim_with_conn(input.flags & 1 != 0);
+    let (mut node, conn, mut session) = victim_with_conn(input.flags & 1 != 0);
     let base = CountingAlloc::live();
     CountingAlloc::reset_peak();
 
@@ -50,7 +48,14 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
         }
-        node.handle_input(now, Input::Received(conn, chunk));
+        match session.as_mut() {
+            Some(s) => {
+                let mut sealed = Vec::new();
+                s.seal(chunk, &mut sealed).expect("a fresh session seals");
+                node.handle_input(now, Input::Received(conn, &sealed));
+            }
+            None => node.handle_input(now, Input::Received(conn, chunk)),
+        }
         drain(&mut node, None);
         fed += chunk.len();
 

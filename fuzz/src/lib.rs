@@ -17,9 +17,11 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
 
-use p2p_chat_core::{Command, Config, ConnId, Ed25519Keys, Input, Node, Output, Time};
+use p2p_chat_core::handshake::{Handshake, Progress, StaticIdentity};
+use p2p_chat_core::random::Rng;
+use p2p_chat_core::session::Session;
+use p2p_chat_core::{Config, ConnId, Ed25519Keys, Input, Node, Output, Time};
 
 /// A fixed wall-clock time for every node (2027-01-15), so chat ids made for the seeds are fresh.
 pub const T0_MS: u64 = 1_800_000_000_000;
@@ -102,71 +104,32 @@ pub fn drain(node: &mut Node, conn: Option<ConnId>) -> Vec<u8> {
     sent
 }
 
-/// The bytes an honest peer (a second `Node`, keys `HONEST_KEY_SEED`) sends to the victim when it
-/// dials it and both run the handshake and its immediate follow-ups (peer exchange, first sync) to
-/// quiescence, in the pieces it sent them. Every node is deterministic, so replaying these pieces
-/// to a fresh victim reproduces the recorded session; recording it once keeps each run cheap.
-pub fn honest_session() -> &'static [Vec<u8>] {
-    static SESSION: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
-    SESSION.get_or_init(|| {
-        let now = t0();
-        let mut victim = victim_node();
-        drain(&mut victim, None);
-        let vconn = victim.accept(now, remote_addr()).expect("a fresh node accepts");
-        let mut to_honest = drain(&mut victim, Some(vconn));
-
-        let config = Config { username: "honest".into(), listen_port: 7001, ..Config::default() };
-        let mut honest = Node::new(config, Box::new(Ed25519Keys::from_seed(HONEST_KEY_SEED)), 7, now);
-        drain(&mut honest, None);
-        honest.handle_input(now, Input::Command(Command::Connect(victim_addr())));
-        let mut hconn = None;
-        while let Some(out) = honest.poll_output() {
-            if let Output::Dial { conn, addr } = out {
-                assert_eq!(addr, victim_addr());
-                hconn = Some(conn);
-            }
-        }
-        let hconn = hconn.expect("Connect dials");
-        honest.handle_input(now, Input::Connected(hconn));
-        let mut to_victim = drain(&mut honest, Some(hconn));
-
-        let mut session = Vec::new();
-        for _ in 0..64 {
-            if to_victim.is_empty() && to_honest.is_empty() {
-                break;
-            }
-            if !to_honest.is_empty() {
-                honest.handle_input(now, Input::Received(hconn, &std::mem::take(&mut to_honest)));
-                to_victim.extend(drain(&mut honest, Some(hconn)));
-            }
-            if !to_victim.is_empty() {
-                let piece = std::mem::take(&mut to_victim);
-                victim.handle_input(now, Input::Received(vconn, &piece));
-                session.push(piece);
-                to_honest.extend(drain(&mut victim, Some(vconn)));
-            }
-        }
-        assert_eq!(victim.peers().len(), 1, "the honest handshake did not complete");
-        session
-    })
-}
-
-/// A fresh victim node with one inbound connection, optionally past an honest handshake (then
-/// every later byte on the connection speaks for an authenticated peer).
-pub fn victim_with_conn(handshaken: bool) -> (Node, ConnId) {
+/// A fresh victim node with one inbound connection, optionally past an honest Noise handshake with
+/// a peer holding keys `HONEST_KEY_SEED`. Then the peer's session is returned, and a target seals
+/// its bytes with it, so they reach the node's protocol logic rather than failing decryption.
+pub fn victim_with_conn(handshaken: bool) -> (Node, ConnId, Option<Session>) {
     let now = t0();
     let mut node = victim_node();
     drain(&mut node, None);
     let conn = node.accept(now, remote_addr()).expect("a fresh node accepts");
     drain(&mut node, None);
-    if handshaken {
-        for piece in honest_session() {
-            node.handle_input(now, Input::Received(conn, piece));
-            drain(&mut node, None);
-        }
-        assert_eq!(node.peers().len(), 1, "replaying the honest session did not bring the peer up");
+    if !handshaken {
+        return (node, conn, None);
     }
-    (node, conn)
+    let keys = Ed25519Keys::from_seed(HONEST_KEY_SEED);
+    let mut rng = Rng::new(7);
+    let me = StaticIdentity::new(&keys, &mut rng);
+    let (mut hs, first) = Handshake::dial(&keys, &me, &mut rng, "honest", 7001);
+    node.handle_input(now, Input::Received(conn, &first));
+    let reply = drain(&mut node, Some(conn));
+    let Ok(Progress::Done(done)) = hs.handle(&keys, &reply) else { panic!("the victim's handshake reply") };
+    node.handle_input(now, Input::Received(conn, &done.send));
+    let records = drain(&mut node, Some(conn));
+    let mut session = done.session;
+    // Opened to keep the peer's receiving nonce in step with what the victim sealed.
+    session.open(&records, &mut Vec::new()).expect("the victim seals correctly");
+    assert_eq!(node.peers().len(), 1, "the honest handshake did not bring the peer up");
+    (node, conn, Some(session))
 }
 
 // ----- memory accounting -----
@@ -244,7 +207,8 @@ mod tests {
 
     #[test]
     fn the_honest_session_brings_the_peer_up() {
-        let (node, _) = victim_with_conn(true);
+        let (node, _, session) = victim_with_conn(true);
+        assert!(session.is_some());
         assert_eq!(node.peers()[0].username, "honest");
     }
 }
