@@ -44,7 +44,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 3.0)]
     pub rate_secs: f64,
     /// Most chats in flight (sent, not yet at the receiver) in the throughput run
-    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub window: u64,
     /// Idle connections for the RSS-per-connection figure
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
@@ -80,6 +80,8 @@ pub struct Report {
     pub sign_per_s: f64,
     pub verify_per_s: f64,
     pub verify_batch_per_s: f64,
+    /// Loopback TCP round trip of one byte (p50, p99, p99.9), blocking sockets, no node.
+    pub rtt_us: [f64; 3],
     // Throughput (saturation) run.
     pub chats: u64,
     pub delivered: u64,
@@ -174,6 +176,7 @@ fn measure(args: &BenchArgs, kind: BenchRuntime) -> Result<Report> {
     };
     note(name, "measuring sign and verify rates");
     crypto_rates(&mut r);
+    r.rtt_us = loopback_rtt(5_000)?;
     note(name, &format!("idle memory: a hub and {} nodes", args.idle));
     let idle = many(kind, args.idle as usize, false)?;
     r.idle_conns = idle.connected as u64;
@@ -247,6 +250,35 @@ fn crypto_rates(r: &mut Report) {
         let start = (i * BATCH) % (items.len() - BATCH);
         assert!(keys.verify_batch(&items[start..start + BATCH]).iter().all(|ok| *ok));
     });
+}
+
+/// Round trips of one byte over a loopback TCP connection to an echo thread.
+fn loopback_rtt(n: usize) -> Result<[f64; 3]> {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let echo = std::thread::spawn(move || -> std::io::Result<()> {
+        let (mut s, _) = listener.accept()?;
+        s.set_nodelay(true)?;
+        let mut b = [0u8; 1];
+        while s.read(&mut b)? == 1 {
+            s.write_all(&b)?;
+        }
+        Ok(())
+    });
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_nodelay(true)?;
+    let mut b = [0u8; 1];
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        s.write_all(&b)?;
+        s.read_exact(&mut b)?;
+        v.push(t.elapsed().as_nanos() as f64 / 1e3);
+    }
+    drop(s);
+    let _ = echo.join();
+    Ok(percentiles(&v))
 }
 
 // ----- nodes -----
@@ -345,6 +377,7 @@ fn cpu_model() -> String {
 }
 
 /// Raises the soft limit on open files to the hard limit; returns the soft limit in force.
+#[allow(clippy::unnecessary_cast)] // `rlim_t` is not `u64` on every target
 fn raise_nofile() -> u64 {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit and setrlimit only read and write the struct passed.
@@ -598,6 +631,8 @@ fn table(reports: &[Report]) -> String {
     row("sign /s (1 core)", &|r| r.sign_per_s);
     row("verify /s (1 core)", &|r| r.verify_per_s);
     row("batch verify /s (1 core, 64 a batch)", &|r| r.verify_batch_per_s);
+    row("loopback TCP round trip p50 us", &|r| r.rtt_us[0]);
+    row("  p99 us", &|r| r.rtt_us[1]);
     row("chats /s through the chain", &|r| r.chats_per_s);
     row("  ratio to verify /s", &|r| r.ratio);
     row("  ratio to batch verify /s", &|r| r.ratio_batch);
