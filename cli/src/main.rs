@@ -1,7 +1,9 @@
 //! `p2p-chat`: the user's program. `listen` and `connect` start a chat node; `simulate` runs the
-//! deterministic simulator. Errors end the program with one clear line and a non-zero status.
+//! deterministic simulator; `bench` measures the node over real TCP. Errors end the program with
+//! one clear line and a non-zero status.
 
 mod args;
+mod bench;
 mod keyfile;
 mod session;
 mod store;
@@ -43,5 +45,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             session::run(a.node, listen, vec![peer])
         }
         Cmd::Simulate(a) => p2p_chat_sim::run_simulate(&a),
+        Cmd::Bench(a) => bench::run(&a),
     }
 }
