@@ -170,6 +170,18 @@ mod tests {
         assert_eq!(clean("ünïcödé ok"), "ünïcödé ok");
     }
 
+    /// A chat signed by Mallory's key under the name "alice" is shown with Mallory's id: a
+    /// username alone is never what identifies a sender.
+    #[test]
+    fn a_borrowed_username_shows_the_signers_id() {
+        use p2p_chat_core::{ChatId, Ed25519Keys, Keys};
+        let (alice, mallory) = (Ed25519Keys::from_seed(1), Ed25519Keys::from_seed(2));
+        let chat = Chat::new(&mallory, ChatId::new_v7(1_800_000_000_000, &[1; 10]), "alice", Body::Text("hi".into()));
+        let line = Style { color: false }.history_line(&chat);
+        assert!(line.contains(&format!("alice#{}", mallory.public_key().peer_id().short())), "{line}");
+        assert!(!line.contains(&alice.public_key().peer_id().short()), "{line}");
+    }
+
     #[test]
     fn no_color_means_plain_text() {
         let s = Style { color: false };
