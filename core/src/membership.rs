@@ -131,20 +131,18 @@ impl AddressBook {
         rng: &mut Rng,
         skip: impl Fn(&SocketAddr, &Entry) -> bool,
     ) -> Vec<SocketAddr> {
-        let mut ready: Vec<((bool, u32), SocketAddr)> = self
+        let mut ready: Vec<(u32, SocketAddr)> = self
             .entries
             .iter()
             .filter(|(a, e)| {
                 !e.is_self && e.next_attempt <= now && e.banned_until.is_none_or(|t| t <= now) && !skip(a, e)
             })
-            .map(|(a, e)| ((e.source == Source::Exchange && e.last_seen.is_none(), e.failures), *a))
+            .map(|(a, e)| (e.failures, *a))
             .collect();
-        // Shuffle, then stable-sort, so ties stay random. Addresses someone vouched for (given,
-        // remembered, or seen alive) go before hearsay from peer exchange, so a peer pouring in
-        // fresh bogus addresses cannot starve the bootstrap node of retries.
+        // Shuffle, then stable-sort, so ties stay random.
         let len = ready.len();
         rng.choose_k(&mut ready, len);
-        ready.sort_by_key(|(key, _)| *key);
+        ready.sort_by_key(|(failures, _)| *failures);
         ready.into_iter().take(n).map(|(_, a)| a).collect()
     }
 
