@@ -204,6 +204,12 @@ impl Handshake {
         }
     }
 
+    /// Whether the peer has sent a valid first message: an honest dialer does at once, a
+    /// connection that never will (slowloris) has not.
+    pub fn progressed(&self) -> bool {
+        self.step != Step::AcceptorAwaitsFirst
+    }
+
     /// Feeds bytes received before the handshake finished.
     pub fn handle(&mut self, keys: &dyn Keys, bytes: &[u8]) -> Result<Progress, HandshakeError> {
         self.buf.extend_from_slice(bytes);

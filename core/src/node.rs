@@ -105,7 +105,7 @@ impl Default for Config {
             listen_port: 0,
             bootstrap: Vec::new(),
             max_peers: 50,
-            max_handshaking: 32,
+            max_handshaking: 64,
             max_conns_per_ip: 32,
             target_peers: 8,
             fanout: 3,
@@ -457,15 +457,21 @@ impl Node {
         if self.leaving || same_ip >= self.config.max_conns_per_ip {
             return None;
         }
-        let handshaking: Vec<ConnId> = self
+        let handshaking: Vec<(bool, ConnId)> = self
             .conns
             .iter()
-            .filter(|(_, c)| c.direction == Direction::Inbound && matches!(c.phase, Phase::Handshaking(_)))
-            .map(|(id, _)| *id)
+            .filter(|(_, c)| c.direction == Direction::Inbound)
+            .filter_map(|(id, c)| match &c.phase {
+                Phase::Handshaking(hs) => Some((hs.progressed(), *id)),
+                _ => None,
+            })
             .collect();
         if handshaking.len() >= self.config.max_handshaking.max(1) {
-            // Ids grow with time: the first is the oldest.
-            self.close(now, handshaking[0], "handshake slots full", false);
+            // The oldest that has not even sent its first message goes first (ids grow with time),
+            // so a crowd of honest dialers, whose handshakes advance at once, is not cut off by a
+            // burst of newcomers or by connections that never speak.
+            let (_, victim) = handshaking.iter().min().copied().expect("at least one");
+            self.close(now, victim, "handshake slots full", false);
         }
         let conn = self.new_conn(now, remote, Direction::Inbound, true);
         Some(conn)

@@ -384,6 +384,30 @@ fn the_eager_tree_keeps_redundancy_low() {
     assert!(push > 1.0, "plain push RMR {push:.2}");
 }
 
+/// When the handshake slots are full, a newcomer displaces the oldest connection that has not sent
+/// its first message, not an honest dialer whose handshake is under way (a crowd of joiners at a
+/// bootstrap node would otherwise evict each other: 3,000 simulated nodes never all found peers).
+#[test]
+fn full_handshake_slots_evict_the_silent_before_the_progressing() {
+    use p2p_chat_core::handshake::{Handshake, StaticIdentity};
+    let now = Time::from_millis(net::T0_MS);
+    let mut a =
+        Node::new(Config { max_handshaking: 2, ..Config::default() }, Box::new(Ed25519Keys::from_seed(1)), 1, now);
+    let honest = a.accept(now, net::addr(2)).unwrap();
+    let keys = Ed25519Keys::from_seed(2);
+    let mut rng = p2p_chat_core::random::Rng::new(2);
+    let me = StaticIdentity::new(&keys, &mut rng);
+    let (_hs, first) = Handshake::dial(&keys, &me, &mut rng, "honest", 0);
+    a.handle_input(now, Input::Received(honest, &first));
+    let silent = a.accept(now, net::addr(3)).unwrap();
+    while a.poll_output().is_some() {}
+    let _newcomer = a.accept(now, net::addr(4)).unwrap();
+    let closed: Vec<_> = std::iter::from_fn(|| a.poll_output())
+        .filter_map(|o| if let Output::Close { conn } = o { Some(conn) } else { None })
+        .collect();
+    assert_eq!(closed, vec![silent], "honest is {honest:?}");
+}
+
 /// Connections that never finish their handshake cannot lock an honest peer out, and one address
 /// cannot take every slot.
 #[test]
