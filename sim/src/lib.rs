@@ -37,6 +37,9 @@ pub struct Params {
     pub latency_ms: (u64, u64),
     /// Share of nodes that crash during the fault phase (restarted when it ends).
     pub churn: f64,
+    /// All of them at one instant (a quarter into the fault phase) rather than spread over its
+    /// first half.
+    pub crash_at_once: bool,
     pub partition: bool,
     pub seed: u64,
     pub real_crypto: bool,
@@ -63,6 +66,7 @@ impl Params {
             loss: 0.0,
             latency_ms: (10, 100),
             churn: 0.0,
+            crash_at_once: false,
             partition: false,
             seed,
             real_crypto: false,
@@ -139,6 +143,10 @@ pub struct SimulateArgs {
     /// Share of nodes that crash during the fault phase, restarted without memory when it ends (0..1)
     #[arg(long, default_value_t = 0.0, value_parser = parse_share)]
     pub churn: f64,
+    /// Crash the --churn share all at one instant (a quarter into the fault phase) instead of
+    /// spreading the crashes over its first half
+    #[arg(long)]
+    pub crash_at_once: bool,
     /// Split the network in two halves for the fault phase, then heal
     #[arg(long)]
     pub partition: bool,
@@ -181,6 +189,7 @@ impl SimulateArgs {
             loss: self.loss,
             latency_ms: self.latency_ms,
             churn: self.churn,
+            crash_at_once: self.crash_at_once,
             partition: self.partition,
             real_crypto: self.real_crypto,
             repair: !self.no_repair,
@@ -205,6 +214,7 @@ impl SimulateArgs {
             self.churn
         );
         let flags = [
+            (self.crash_at_once, " --crash-at-once"),
             (self.partition, " --partition"),
             (self.no_repair, " --no-repair"),
             (self.real_crypto, " --real-crypto"),

@@ -19,6 +19,7 @@ pub struct Report {
     pub repair: bool,
     pub loss: f64,
     pub churn: f64,
+    pub crash_at_once: bool,
     pub partition: bool,
     pub link_latency_ms: (u64, u64),
     pub live_nodes: usize,
@@ -107,6 +108,7 @@ impl Report {
             repair: p.repair,
             loss: p.loss,
             churn: p.churn,
+            crash_at_once: p.crash_at_once,
             partition: p.partition,
             link_latency_ms: p.latency_ms,
             live_nodes: live.len(),
@@ -168,12 +170,13 @@ impl Report {
                 if self.repair { "plumtree + repair" } else { "plain push (no repair)" }
             ),
             format!(
-                "faults: loss {:.1}%, latency {}..{} ms, churn {:.0}% ({} crashes, restarted at heal), partition {}",
+                "faults: loss {:.1}%, latency {}..{} ms, churn {:.0}% ({} crashes{}, restarted at heal), partition {}",
                 self.loss * 100.0,
                 self.link_latency_ms.0,
                 self.link_latency_ms.1,
                 self.churn * 100.0,
                 self.crashes,
+                if self.crash_at_once { " at once" } else { "" },
                 if self.partition { "yes" } else { "no" }
             ),
             String::new(),

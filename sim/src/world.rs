@@ -168,8 +168,8 @@ impl World {
         w.push(fault_start, Ev::FaultStart);
         let fault = Duration::from_secs_f64(w.p.fault_s);
         for i in crashing {
-            let at = fault_start + fault.mul_f64(w.rng.unit() * 0.5);
-            w.push(at, Ev::Crash(i));
+            let share = if w.p.crash_at_once { 0.25 } else { w.rng.unit() * 0.5 };
+            w.push(fault_start + fault.mul_f64(share), Ev::Crash(i));
         }
         let senders: Vec<usize> = (0..n).filter(|&i| !w.slots[i].crashes).collect();
         for m in 0..w.p.messages {

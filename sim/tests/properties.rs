@@ -62,3 +62,22 @@ fn real_signatures_converge_and_refuse_forgeries() {
     assert!(r.failure().is_none(), "{:?}", r.failure());
     assert_eq!(r.forged_delivered, 0);
 }
+
+/// Half the network crashing at one instant, under 5% loss: every survivor and every restarted node
+/// still ends with every chat of a live sender, exactly once.
+#[test]
+fn half_the_nodes_crashing_at_once_loses_nothing() {
+    for seed in [1, 2] {
+        let p = Params {
+            churn: 0.5,
+            crash_at_once: true,
+            loss: 0.05,
+            joins: false,
+            messages: 30,
+            ..Params::new(200, seed)
+        };
+        let r = run(&p, |_, _| {});
+        assert_eq!(r.crashes, 100, "seed {seed}");
+        assert!(r.failure().is_none(), "seed {seed}: {:?}", r.failure());
+    }
+}
