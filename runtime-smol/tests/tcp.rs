@@ -52,3 +52,8 @@ fn smol_and_mio_nodes_share_one_network() {
 fn a_node_under_attack_still_serves_honest_peers() {
     suite::a_node_under_attack_still_serves_honest_peers::<R>();
 }
+
+#[test]
+fn a_peer_that_never_reads_is_shed() {
+    suite::a_peer_that_never_reads_is_shed::<R>();
+}

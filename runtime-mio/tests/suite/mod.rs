@@ -288,3 +288,47 @@ pub fn a_node_under_attack_still_serves_honest_peers<R: Runtime>() {
     assert!(stats.peers_banned >= 1, "{stats:?}");
     assert!(a.handle.peers().iter().any(|p| p.username == "bob"), "bob was dropped");
 }
+
+/// A peer that asks for everything and reads nothing is shed once its unsent bytes pass the
+/// runtime's cap, instead of being buffered without bound; the honest peer goes on.
+pub fn a_peer_that_never_reads_is_shed<R: Runtime>() {
+    use p2p_chat_core::wire::{encode, Message};
+    let mut a = TestNode::start_on::<R>(71, "alice", true, vec![]);
+    let b = TestNode::start_on::<R>(72, "bob", false, vec![a.addr()]);
+    a.wait_for("bob up", |e| matches!(e, Event::PeerUp(p) if p.username == "bob"));
+    let n = 2000;
+    for i in 0..n {
+        b.handle.command(Command::Chat(format!("history {i}")));
+    }
+    a.wait_for("bob's last chat", is_chat(&format!("history {}", n - 1), Origin::Live));
+    let ids: Vec<p2p_chat_core::ChatId> = a
+        .seen
+        .iter()
+        .filter_map(|e| match e {
+            Event::Chat(d) if d.chat.username == "bob" => Some(d.chat.id),
+            _ => None,
+        })
+        .collect();
+    assert!(ids.len() >= n, "alice holds {} of bob's chats", ids.len());
+
+    // Each IWant of 1,024 ids (17 KB) asks for about 300 KB of replies; 200 of them ask for far more
+    // than the runtime's 8 MiB cap plus what the kernel's socket buffers can hold.
+    let mut h = Hostile::connect(a.addr(), 73).expect("the hostile peer completes its handshake");
+    a.wait_for("the slow reader up", |e| matches!(e, Event::PeerUp(p) if p.username == "flooder"));
+    let wants: Vec<u8> =
+        ids.chunks(1024).cycle().take(200).flat_map(|c| encode(&Message::IWant { ids: c.to_vec() })).collect();
+    for piece in wants.chunks(64 * 1024) {
+        if h.send(piece).is_err() {
+            break;
+        }
+    }
+    a.wait_for("the slow reader shed", |e| matches!(e, Event::PeerDown { username, .. } if username == "flooder"));
+    // It was shed for what piled up, not for anything it said: more than the 8 MiB cap went out.
+    let out = a.handle.stats().bytes_out;
+    assert!(out > 8 * 1024 * 1024, "only {out} bytes were produced for the slow reader");
+    assert!(!a.handle.peers().iter().any(|p| p.username == "flooder"));
+    b.handle.command(Command::Chat("after the slow reader".into()));
+    a.wait_for("honest chat after shedding", is_chat("after the slow reader", Origin::Live));
+    assert!(a.handle.peers().iter().any(|p| p.username == "bob"), "bob was dropped");
+    drop(h);
+}
