@@ -620,7 +620,9 @@ fn table(reports: &[Report]) -> String {
     let mut row = |label: &str, f: &dyn Fn(&Report) -> f64| {
         let _ = write!(s, "{label:<40}");
         for r in reports {
-            let _ = write!(s, "{:>14.1}", f(r));
+            // Ratios are below 10 and need two decimals; everything else reads well with one.
+            let v = f(r);
+            let _ = if v.abs() < 10.0 { write!(s, "{v:>14.2}") } else { write!(s, "{v:>14.1}") };
         }
         if let [a, b] = reports {
             let (x, y) = (f(a), f(b));
