@@ -63,37 +63,52 @@ impl Session {
     /// Opens every whole record among the bytes received so far, appending the plaintext to
     /// `plaintext`. An error is fatal: the stream cannot be trusted past it.
     pub fn open(&mut self, bytes: &[u8], plaintext: &mut Vec<u8>) -> Result<(), SessionError> {
-        self.inbox.extend_from_slice(bytes);
-        let mut pos = 0;
-        let result = loop {
-            let avail = &self.inbox[pos..];
-            if avail.len() < HEADER_BYTES {
-                break Ok(());
-            }
-            let len = u32::from_be_bytes([avail[0], avail[1], avail[2], avail[3]]) as usize;
-            if !(TAG_BYTES..=MAX_RECORD_BYTES).contains(&len) {
-                break Err(SessionError::BadLength(len));
-            }
-            if avail.len() < HEADER_BYTES + len {
-                break Ok(());
-            }
-            let start = plaintext.len();
-            plaintext.resize(start + len, 0);
-            match self.noise.read_message(&avail[HEADER_BYTES..HEADER_BYTES + len], &mut plaintext[start..]) {
-                Ok(n) => plaintext.truncate(start + n),
-                Err(_) => {
-                    plaintext.truncate(start);
-                    break Err(SessionError::Decrypt);
-                }
-            }
-            pos += HEADER_BYTES + len;
-        };
-        if result.is_err() {
-            self.inbox = Vec::new();
+        let result = if self.inbox.is_empty() {
+            // The common case, a read that starts on a record boundary: open in place and keep
+            // only the partial record at the end.
+            open_records(&mut self.noise, bytes, plaintext).map(|used| self.inbox.extend_from_slice(&bytes[used..]))
         } else {
-            self.inbox.drain(..pos);
+            self.inbox.extend_from_slice(bytes);
+            open_records(&mut self.noise, &self.inbox, plaintext).map(|used| {
+                self.inbox.drain(..used);
+            })
+        };
+        if result.is_err() || (self.inbox.is_empty() && self.inbox.capacity() > IDLE_INBOX_BYTES) {
+            // An idle connection should not keep the largest read it ever saw.
+            self.inbox = Vec::new();
         }
         result
+    }
+}
+
+/// What an idle connection may keep allocated for its next partial record.
+const IDLE_INBOX_BYTES: usize = 4096;
+
+/// Opens the whole records at the start of `bytes`; returns how many bytes they took.
+fn open_records(noise: &mut TransportState, bytes: &[u8], plaintext: &mut Vec<u8>) -> Result<usize, SessionError> {
+    let mut pos = 0;
+    loop {
+        let avail = &bytes[pos..];
+        if avail.len() < HEADER_BYTES {
+            return Ok(pos);
+        }
+        let len = u32::from_be_bytes([avail[0], avail[1], avail[2], avail[3]]) as usize;
+        if !(TAG_BYTES..=MAX_RECORD_BYTES).contains(&len) {
+            return Err(SessionError::BadLength(len));
+        }
+        if avail.len() < HEADER_BYTES + len {
+            return Ok(pos);
+        }
+        let start = plaintext.len();
+        plaintext.resize(start + len, 0);
+        match noise.read_message(&avail[HEADER_BYTES..HEADER_BYTES + len], &mut plaintext[start..]) {
+            Ok(n) => plaintext.truncate(start + n),
+            Err(_) => {
+                plaintext.truncate(start);
+                return Err(SessionError::Decrypt);
+            }
+        }
+        pos += HEADER_BYTES + len;
     }
 }
 
@@ -131,6 +146,7 @@ mod tests {
             assert!(b.inbox.len() <= HEADER_BYTES + MAX_RECORD_BYTES + 997);
         }
         assert_eq!(plain, [&b"x"[..], &big, b"tail"].concat());
+        assert!(b.inbox.capacity() <= IDLE_INBOX_BYTES, "an idle session keeps {} bytes", b.inbox.capacity());
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub const DEFAULT_MAX_FRAME_BYTES: usize = 256 * 1024;
 const DECODE_LIMIT_BYTES: usize = 1 << 20;
 
 const HEADER_BYTES: usize = 4;
+/// What a decoder with nothing pending may keep allocated.
+const IDLE_BUF_BYTES: usize = 4096;
 const VERSION_BYTES: usize = 2;
 
 /// Most ids in one `IHave`, `IWant` or sync id list, and most addresses in a `PeerResponse`. The
@@ -220,7 +222,13 @@ impl FrameDecoder {
             return;
         }
         if self.start == self.buf.len() {
-            self.buf.clear();
+            // Everything so far was decoded: an idle connection should not keep the largest burst
+            // it ever received.
+            if self.buf.capacity() > IDLE_BUF_BYTES {
+                self.buf = Vec::new();
+            } else {
+                self.buf.clear();
+            }
             self.start = 0;
         } else if self.start > self.buf.len() / 2 {
             self.buf.drain(..self.start);
