@@ -674,27 +674,31 @@ impl Node {
         let Some(c) = self.conns.get_mut(&conn) else { return };
         self.stats.bytes_in += bytes.len() as u64;
         c.last_recv = now;
-        match &mut c.phase {
+        match c.phase {
             Phase::Dialing => {}
             Phase::Handshaking(_) => self.on_handshake_bytes(now, conn, bytes),
-            Phase::Up(_) => {
-                let Some(session) = c.session.as_mut() else { return };
-                let mut plain = std::mem::take(&mut self.plain);
-                match session.open(bytes, &mut plain) {
-                    Ok(()) => {
-                        c.decoder.push(&plain);
-                        plain.clear();
-                        self.plain = plain;
-                        self.on_frames(now, conn);
-                    }
-                    Err(e) => {
-                        self.plain = plain;
-                        self.stats.bad_frames += 1;
-                        let msg = format!("closing connection to {} ({}): {e}", conn_name(c), c.addr);
-                        self.emit(Event::Warning(msg));
-                        self.close(now, conn, &e.to_string(), true);
-                    }
-                }
+            Phase::Up(_) => self.on_records(now, conn, bytes),
+        }
+    }
+
+    /// Bytes of an established connection: records to open, then frames to act on.
+    fn on_records(&mut self, now: Time, conn: ConnId, bytes: &[u8]) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let Some(session) = c.session.as_mut() else { return };
+        let mut plain = std::mem::take(&mut self.plain);
+        let opened = session.open(bytes, &mut plain);
+        if opened.is_ok() {
+            c.decoder.push(&plain);
+        }
+        plain.clear();
+        self.plain = plain;
+        match opened {
+            Ok(()) => self.on_frames(now, conn),
+            Err(e) => {
+                self.stats.bad_frames += 1;
+                let msg = format!("closing connection to {} ({}): {e}", conn_name(c), c.addr);
+                self.emit(Event::Warning(msg));
+                self.close(now, conn, &e.to_string(), true);
             }
         }
     }
@@ -710,9 +714,10 @@ impl Node {
                 // Our last handshake message leaves before anything the session seals.
                 self.transmit_raw(conn, done.send);
                 self.establish(now, conn, done.hello);
+                // Bytes that followed the handshake are the session's first records (already
+                // counted in `bytes_in`); `establish` may have closed the connection instead.
                 if !done.leftover.is_empty() && self.conns.get(&conn).is_some_and(|c| matches!(c.phase, Phase::Up(_))) {
-                    self.on_bytes(now, conn, &done.leftover);
-                    self.stats.bytes_in -= done.leftover.len() as u64;
+                    self.on_records(now, conn, &done.leftover);
                 }
             }
             Err(e) => {
