@@ -7,6 +7,8 @@
 
 use core::fmt;
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::identity::{Keys, PeerId, PublicKey, Signature};
@@ -74,6 +76,16 @@ pub struct Chat {
     pub username: String,
     pub body: Body,
     pub signature: Signature,
+}
+
+/// Where a node gets the copy of a chat it keeps. Chats are immutable and signed, so nodes that
+/// share a process (the simulator's thousands of virtual nodes) can keep one copy of each between
+/// them, as the simulator does; a real node, alone in its process, needs none and keeps what it
+/// decoded.
+pub trait ChatInterner: Send {
+    /// `chat` was just verified and accepted: the copy to keep, equal to it (an unequal chat that
+    /// claims the same id must come back as itself).
+    fn intern(&mut self, chat: Arc<Chat>) -> Arc<Chat>;
 }
 
 /// Longest username, in bytes, that a node accepts.

@@ -65,7 +65,7 @@ pub mod sync;
 pub mod time;
 pub mod wire;
 
-pub use chat::{Body, Chat, ChatId};
+pub use chat::{Body, Chat, ChatId, ChatInterner};
 pub use identity::{Ed25519Keys, KeyFileError, Keys, PeerId, PublicKey, Signature};
 pub use node::{
     Command, Config, ConnId, Delivery, Direction, Event, Input, Node, Origin, Output, PeerSummary, Stats, Timer,

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::chat::{Body, Chat, ChatId, MAX_TEXT_BYTES};
+use crate::chat::{Body, Chat, ChatId, ChatInterner, MAX_TEXT_BYTES};
 use crate::dedup::{Dedup, Verdict};
 use crate::gossip::{Gossip, Requested};
 use crate::handshake::{Handshake, HandshakeError, Progress, StaticIdentity};
@@ -82,6 +82,11 @@ pub struct Config {
     /// twice the target), so the overlay keeps mixing and halves that healed find each other.
     pub explore_interval: Duration,
     pub announce_interval: Duration,
+    /// Lazy announcements (`IHave`) wait this long to go out together, as the Plumtree paper
+    /// allows: ids of chats that arrive close together share one frame per neighbour instead of
+    /// one frame each. Zero sends them as soon as possible. It delays only the repair path; the
+    /// eager push is never held back.
+    pub ihave_delay: Duration,
     pub lazy_wait: Duration,
     pub want_timeout: Duration,
     pub ban_duration: Duration,
@@ -125,6 +130,7 @@ impl Default for Config {
             exchange_interval: Duration::from_secs(30),
             explore_interval: Duration::from_secs(10),
             announce_interval: Duration::from_secs(30),
+            ihave_delay: Duration::from_millis(250),
             lazy_wait: Duration::from_millis(150),
             want_timeout: Duration::from_secs(1),
             ban_duration: Duration::from_secs(600),
@@ -279,6 +285,8 @@ pub enum Timer {
     Tick,
     /// A lazily announced chat is due to be requested.
     Want,
+    /// Batched lazy announcements are due to go out.
+    IHave,
 }
 
 enum Phase {
@@ -330,6 +338,9 @@ pub struct Node {
     out: VecDeque<Output>,
     tx: BTreeMap<ConnId, Vec<u8>>,
     ihave: BTreeMap<ConnId, Vec<ChatId>>,
+    /// When the batched `ihave` goes out.
+    ihave_due: Option<Time>,
+    interner: Option<Box<dyn ChatInterner>>,
     dial_bucket: TokenBucket,
     next_tick: Time,
     next_sync: Time,
@@ -346,6 +357,9 @@ const CAUGHT_UP_AFTER: Duration = Duration::from_secs(5);
 
 /// Chats fetched by sync younger than this are announced on (see `on_chat`).
 const RECENT: Duration = Duration::from_secs(60);
+
+/// A busy link is still pinged every this many ping intervals, to keep its round-trip time fresh.
+const RTT_REFRESH: u32 = 12;
 
 /// Most dials in flight at once.
 const MAX_PENDING_DIALS: usize = 4;
@@ -381,6 +395,8 @@ impl Node {
             out: VecDeque::new(),
             tx: BTreeMap::new(),
             ihave: BTreeMap::new(),
+            ihave_due: None,
+            interner: None,
             dial_bucket: TokenBucket::new(config.dials_per_minute.0 / 60.0, config.dials_per_minute.1, now),
             next_tick: now,
             next_sync: now + config.sync_interval,
@@ -392,6 +408,11 @@ impl Node {
             stats: Stats::default(),
             config,
         }
+    }
+
+    /// Keeps accepted chats as the interner's copies (see [`ChatInterner`]).
+    pub fn share_chats(&mut self, interner: Box<dyn ChatInterner>) {
+        self.interner = Some(interner);
     }
 
     pub fn peer_id(&self) -> PeerId {
@@ -511,7 +532,9 @@ impl Node {
         if let Some(o) = self.out.pop_front() {
             return Some(o);
         }
-        self.flush_ihave();
+        if self.config.ihave_delay.is_zero() {
+            self.flush_ihave();
+        }
         loop {
             let (conn, plain) = self.tx.pop_first()?;
             // Frames are queued only for established connections, which all have a session.
@@ -532,10 +555,13 @@ impl Node {
         if self.is_closed() {
             return None;
         }
-        match self.gossip.next_deadline() {
-            Some(t) if t < self.next_tick => Some((t, Timer::Want)),
-            _ => Some((self.next_tick, Timer::Tick)),
+        let mut next = (self.next_tick, Timer::Tick);
+        for due in [self.gossip.next_deadline().map(|t| (t, Timer::Want)), self.ihave_due.map(|t| (t, Timer::IHave))] {
+            if let Some(d) = due.filter(|d| d.0 < next.0) {
+                next = d;
+            }
         }
+        Some(next)
     }
 
     // ----- connections -----
@@ -1025,6 +1051,8 @@ impl Node {
                     self.originate(now, Body::Leave);
                 }
                 self.leaving = true;
+                // Announcements still waiting for their batch go out with the last bytes.
+                self.flush_ihave();
                 let conns: Vec<ConnId> = self.conns.keys().copied().collect();
                 for c in conns {
                     self.close(now, c, "leaving", false);
@@ -1047,7 +1075,7 @@ impl Node {
                 self.send_chat(conn, &chat, self.config.ttl, 1);
             }
         } else {
-            self.spread(None, &chat, self.config.ttl, 1);
+            self.spread(now, None, &chat, self.config.ttl, 1);
         }
     }
 
@@ -1087,6 +1115,10 @@ impl Node {
             }
             return;
         }
+        let chat = match self.interner.as_mut() {
+            Some(i) => i.intern(chat),
+            None => chat,
+        };
         self.dedup.insert(chat.clone(), hops);
         let requested = self.gossip.on_received(&chat.id);
         if let (Some(conn), Some(_)) = (from, ttl) {
@@ -1112,17 +1144,17 @@ impl Node {
         let origin = if live_ttl.is_none() && old { Origin::Repair } else { Origin::Live };
         self.emit(Event::Chat(Delivery { chat: chat.clone(), hops, origin }));
         if let Some(ttl) = live_ttl {
-            self.spread(from, &chat, ttl, hops.saturating_add(1));
+            self.spread(now, from, &chat, ttl, hops.saturating_add(1));
         } else if now.since(Time::from_millis(chat.timestamp_ms())) < RECENT {
             // A recent chat that reached us only by sync (a healed partition, say): its id goes to
             // lazy neighbours, and whoever lacks it grafts and gets it pushed down the tree,
             // instead of waiting for sync rounds to carry it node by node.
-            self.spread(from, &chat, 0, hops.saturating_add(1));
+            self.spread(now, from, &chat, 0, hops.saturating_add(1));
         }
     }
 
     /// Applies the forwarding rule of `gossip` to a chat accepted just now.
-    fn spread(&mut self, from: Option<ConnId>, chat: &Arc<Chat>, ttl: u8, next_hops: u8) {
+    fn spread(&mut self, now: Time, from: Option<ConnId>, chat: &Arc<Chat>, ttl: u8, next_hops: u8) {
         let targets = self.gossip.targets(&mut self.rng, from, ttl);
         if !targets.eager.is_empty() {
             // Every eager neighbour gets the same bytes: encode once.
@@ -1137,6 +1169,7 @@ impl Node {
         }
         for conn in targets.lazy {
             self.ihave.entry(conn).or_default().push(chat.id);
+            self.ihave_due.get_or_insert(now + self.config.ihave_delay);
         }
     }
 
@@ -1180,6 +1213,7 @@ impl Node {
     }
 
     fn flush_ihave(&mut self) {
+        self.ihave_due = None;
         for (conn, ids) in std::mem::take(&mut self.ihave) {
             for chunk in ids.chunks(MAX_IDS_PER_FRAME) {
                 self.stats.ihave_ids_sent += chunk.len() as u64;
@@ -1204,6 +1238,9 @@ impl Node {
                 self.send(conn, &Message::IWant { ids });
             }
         }
+        if self.ihave_due.is_some_and(|t| now >= t) {
+            self.flush_ihave();
+        }
         if now >= self.next_tick {
             self.maintain(now);
             self.next_tick = now + self.config.tick;
@@ -1225,7 +1262,16 @@ impl Node {
                 Phase::Up(_) if now.since(c.last_recv) > self.config.stale_after => {
                     to_close.push((*id, "peer went silent"))
                 }
-                Phase::Up(_) if now.since(c.last_ping) >= self.config.ping_interval => to_ping.push(*id),
+                // A peer that spoke lately is alive: only quiet links are pinged (most of a busy
+                // node's links carry something every few seconds), and every link now and then
+                // to keep its round-trip time fresh.
+                Phase::Up(_)
+                    if now.since(c.last_ping) >= self.config.ping_interval
+                        && (now.since(c.last_recv) >= self.config.ping_interval
+                            || now.since(c.last_ping) >= self.config.ping_interval * RTT_REFRESH) =>
+                {
+                    to_ping.push(*id)
+                }
                 _ => {}
             }
         }

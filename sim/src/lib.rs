@@ -13,6 +13,7 @@
 mod cheap_keys;
 mod metrics;
 mod report;
+mod shared_chats;
 mod world;
 
 use std::io::IsTerminal;
@@ -23,6 +24,7 @@ use p2p_chat_core::Time;
 
 pub use cheap_keys::CheapKeys;
 pub use report::Report;
+pub use shared_chats::SharedChats;
 pub use world::World;
 
 /// Everything a run depends on.

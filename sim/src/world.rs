@@ -27,6 +27,7 @@ use p2p_chat_core::{Body, Chat, ChatId, Config, ConnId, Ed25519Keys, Event, Inpu
 
 use crate::cheap_keys::CheapKeys;
 use crate::metrics::Metrics;
+use crate::shared_chats::SharedChats;
 use crate::Params;
 
 /// Virtual time starts here (a fixed Unix time, so chat ids are the same every run).
@@ -118,6 +119,8 @@ pub struct World {
     partitioned: bool,
     lossy: bool,
     pub metrics: Metrics,
+    /// The one copy of each chat that every node keeps.
+    chats: SharedChats,
     pub events: u64,
     /// End of the fault phase: heal, restart, stop losing.
     pub heal_at: Time,
@@ -157,6 +160,7 @@ impl World {
             now: t0,
             partitioned: false,
             lossy: false,
+            chats: SharedChats::default(),
             events: 0,
             heal_at,
         };
@@ -244,7 +248,8 @@ impl World {
             Ev::Start(i) => {
                 let seed =
                     self.p.seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ ((self.slots[i].inc as u64) << 48);
-                let node = Node::new(self.config(i), self.keys(i), seed, now);
+                let mut node = Node::new(self.config(i), self.keys(i), seed, now);
+                node.share_chats(Box::new(self.chats.clone()));
                 self.slots[i].node = Some(node);
                 self.slots[i].wake_at = None;
                 self.metrics.restarted(i);
