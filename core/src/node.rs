@@ -713,13 +713,14 @@ impl Node {
         let Some(session) = c.session.as_mut() else { return };
         let mut plain = std::mem::take(&mut self.plain);
         let opened = session.open(bytes, &mut plain);
+        let mut frames = Vec::new();
         if opened.is_ok() {
-            c.decoder.push(&plain);
+            c.decoder.decode(&plain, &mut frames);
         }
         plain.clear();
         self.plain = plain;
         match opened {
-            Ok(()) => self.on_frames(now, conn),
+            Ok(()) => self.on_frames(now, conn, frames),
             Err(e) => {
                 self.stats.bad_frames += 1;
                 let msg = format!("closing connection to {} ({}): {e}", conn_name(c), c.addr);
@@ -768,22 +769,13 @@ impl Node {
         }
     }
 
-    /// Acts on every whole frame decoded so far.
-    fn on_frames(&mut self, now: Time, conn: ConnId) {
-        let Some(c) = self.conns.get_mut(&conn) else { return };
-        // Decode everything that arrived first, so the new chats among it can be verified in one
-        // batch; then act on each frame in order.
-        let mut frames = Vec::new();
-        let mut fatal = None;
-        while let Some(frame) = c.decoder.next_frame() {
-            match frame {
-                Err(e) if e.is_fatal() => {
-                    fatal = Some(e);
-                    break;
-                }
-                other => frames.push(other),
-            }
-        }
+    /// Acts on the frames decoded from one read. Everything that arrived is decoded first, so
+    /// the new chats among it can be verified in one batch; then each frame is acted on in order.
+    fn on_frames(&mut self, now: Time, conn: ConnId, mut frames: Vec<Result<Message, WireError>>) {
+        let fatal = match frames.last() {
+            Some(Err(e)) if e.is_fatal() => frames.pop().and_then(Result::err),
+            _ => None,
+        };
         let verdicts = self.preverify(now, &frames);
         for (frame, verified) in frames.into_iter().zip(verdicts) {
             if !self.conns.contains_key(&conn) {
