@@ -417,7 +417,7 @@ impl Node {
 
     /// Addresses of peers reached at some point: what the CLI persists to reconnect after restart.
     pub fn known_addresses(&self) -> Vec<SocketAddr> {
-        self.book.iter().filter(|(_, e)| e.last_seen.is_some() && !e.is_self).map(|(a, _)| *a).collect()
+        self.book.iter().filter(|(_, e)| e.reached && !e.is_self).map(|(a, _)| a).collect()
     }
 
     /// Recent chats held for repair, oldest first.
@@ -906,7 +906,7 @@ impl Node {
                         let a = SocketAddr::new(c.addr.ip(), listen_port);
                         c.listen_addr = Some(a);
                         self.book.add(a, Source::Inbound, now);
-                        self.book.touch(&a, now);
+                        self.book.touch(&a);
                     }
                 }
             }
@@ -1262,9 +1262,9 @@ impl Node {
         }
         if n > 0 {
             let conns = &self.conns;
-            let busy = |a: &SocketAddr, e: &crate::membership::Entry| {
+            let busy = |a: &SocketAddr, peer: Option<&PeerId>| {
                 conns.values().any(|c| c.listen_addr == Some(*a) || c.addr == *a)
-                    || e.peer_id.is_some_and(|p| conns.values().any(|c| matches!(&c.phase, Phase::Up(u) if u.id == p)))
+                    || peer.is_some_and(|p| conns.values().any(|c| matches!(&c.phase, Phase::Up(u) if u.id == *p)))
             };
             for addr in self.book.dial_candidates(now, n, &mut self.rng, busy) {
                 if !self.dial_bucket.take(now) {
