@@ -87,6 +87,9 @@ pub struct Config {
     pub ban_duration: Duration,
     pub backoff_base: Duration,
     pub backoff_max: Duration,
+    /// Most addresses kept. A few hundred is ample: a node needs `target_peers` neighbours and some
+    /// spares (HyParView keeps a passive view of ~30), and exchange refreshes the book every
+    /// `exchange_interval`; a larger book only holds more stale addresses and costs memory per node.
     pub address_book_cap: usize,
     /// Per-peer limit on chat frames (rate per second, burst).
     pub chat_rate: (f64, f64),
@@ -130,7 +133,7 @@ impl Default for Config {
             ban_duration: Duration::from_secs(600),
             backoff_base: Duration::from_millis(500),
             backoff_max: Duration::from_secs(60),
-            address_book_cap: 1024,
+            address_book_cap: 256,
             chat_rate: (20_000.0, 40_000.0),
             control_rate: (2_000.0, 4_000.0),
             dials_per_minute: (60.0, 16.0),
