@@ -7,22 +7,28 @@
 //! - Addresses learned by peer exchange that were never reached and failed [`FORGET_AFTER_FAILURES`]
 //!   times are forgotten (stale peer cleanup). Bootstrap addresses are never forgotten.
 //! - The book holds at most `cap` addresses; a new one replaces the worst entry learned by exchange.
+//! - Dials go to the addresses that failed least, at random among equals.
 //! - A peer's score starts at 0, falls on bad behaviour (see [`Penalty`]), rises slowly with useful
 //!   chats; at [`BAN_SCORE`] the connection is closed and the address banned for a while.
+//!
+//! The book is sized for a simulator running a hundred thousand nodes: an IPv4 address costs 16
+//! bytes (address, failures, flags, next attempt) in a vector sorted by address, so lookups are a
+//! binary search and iteration is in address order, the same on every run. The rare extras (the
+//! peer id an address answered with, a ban) live in small side tables, flagged in the entry.
 
-use core::net::SocketAddr;
-use std::collections::BTreeMap;
+use core::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::time::Duration;
 
 use crate::identity::PeerId;
 use crate::random::Rng;
 use crate::time::Time;
 
-pub const FORGET_AFTER_FAILURES: u32 = 6;
+pub const FORGET_AFTER_FAILURES: u8 = 6;
 pub const BAN_SCORE: i32 = -100;
 pub const MAX_SCORE: i32 = 100;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
 pub enum Source {
     Bootstrap,
     /// Given by the user (`connect -a`, or a `Connect` command).
@@ -35,20 +41,189 @@ pub enum Source {
     Inbound,
 }
 
-#[derive(Clone, Debug)]
+impl Source {
+    const ALL: [Source; 5] = [Source::Bootstrap, Source::Manual, Source::Restored, Source::Exchange, Source::Inbound];
+}
+
+/// What the book knows about one address (a copy; the stored form is packed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Entry {
     pub source: Source,
-    pub peer_id: Option<PeerId>,
-    pub failures: u32,
+    /// Failed dials or dropped connections since the last success, saturating at 255.
+    pub failures: u8,
     pub next_attempt: Time,
-    pub last_seen: Option<Time>,
-    pub banned_until: Option<Time>,
+    /// The address was reached at least once (a handshake completed, or it announced itself).
+    pub reached: bool,
     /// The address turned out to be this node itself.
     pub is_self: bool,
 }
 
+// Flag bits of a stored entry; the low three hold the `Source`.
+const SOURCE_MASK: u8 = 0b111;
+const REACHED: u8 = 1 << 3;
+const IS_SELF: u8 = 1 << 4;
+const HAS_PEER: u8 = 1 << 5;
+const BANNED: u8 = 1 << 6;
+
+/// An IPv4 address and port as six big-endian bytes, so byte order is address order.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct V4([u8; 6]);
+
+trait Key: Copy + Ord {
+    fn addr(self) -> SocketAddr;
+}
+
+impl Key for V4 {
+    fn addr(self) -> SocketAddr {
+        let [a, b, c, d, p0, p1] = self.0;
+        SocketAddr::from(([a, b, c, d], u16::from_be_bytes([p0, p1])))
+    }
+}
+
+impl V4 {
+    fn new(a: SocketAddrV4) -> V4 {
+        let [a0, a1, a2, a3] = a.ip().octets();
+        let [p0, p1] = a.port().to_be_bytes();
+        V4([a0, a1, a2, a3, p0, p1])
+    }
+}
+
+impl Key for SocketAddrV6 {
+    fn addr(self) -> SocketAddr {
+        SocketAddr::V6(self)
+    }
+}
+
+/// One stored entry: 16 bytes for an IPv4 address.
+#[derive(Clone, Copy)]
+struct Slot<K> {
+    key: K,
+    failures: u8,
+    flags: u8,
+    next_attempt: Time,
+}
+
+impl<K: Key> Slot<K> {
+    fn source(&self) -> Source {
+        Source::ALL[(self.flags & SOURCE_MASK) as usize]
+    }
+
+    fn set_source(&mut self, s: Source) {
+        self.flags = (self.flags & !SOURCE_MASK) | s as u8;
+    }
+
+    fn has(&self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
+
+    fn entry(&self) -> Entry {
+        Entry {
+            source: self.source(),
+            failures: self.failures,
+            next_attempt: self.next_attempt,
+            reached: self.has(REACHED),
+            is_self: self.has(IS_SELF),
+        }
+    }
+}
+
+/// The entries of one address family, sorted by address, with their side tables.
+struct Table<K> {
+    slots: Vec<Slot<K>>,
+    /// The peer id each flagged address last answered with, sorted by address.
+    peers: Vec<(K, PeerId)>,
+    /// Until when each flagged address is banned, sorted by address.
+    bans: Vec<(K, Time)>,
+}
+
+impl<K: Key> Table<K> {
+    fn new() -> Table<K> {
+        Table { slots: Vec::new(), peers: Vec::new(), bans: Vec::new() }
+    }
+
+    fn find(&self, k: K) -> Result<usize, usize> {
+        self.slots.binary_search_by(|s| s.key.cmp(&k))
+    }
+
+    fn get_mut(&mut self, k: K) -> Option<&mut Slot<K>> {
+        self.find(k).ok().map(|i| &mut self.slots[i])
+    }
+
+    fn remove(&mut self, k: K) {
+        let Ok(i) = self.find(k) else { return };
+        let s = self.slots.remove(i);
+        if s.has(HAS_PEER) {
+            side_remove(&mut self.peers, k);
+        }
+        if s.has(BANNED) {
+            side_remove(&mut self.bans, k);
+        }
+    }
+
+    fn peer(&self, s: &Slot<K>) -> Option<&PeerId> {
+        if !s.has(HAS_PEER) {
+            return None;
+        }
+        self.peers.binary_search_by(|(a, _)| a.cmp(&s.key)).ok().map(|i| &self.peers[i].1)
+    }
+
+    fn banned_at(&self, s: &Slot<K>, now: Time) -> bool {
+        s.has(BANNED) && self.bans.binary_search_by(|(a, _)| a.cmp(&s.key)).is_ok_and(|i| self.bans[i].1 > now)
+    }
+
+    fn ban_until(&self, k: K) -> Option<Time> {
+        self.bans.binary_search_by(|(a, _)| a.cmp(&k)).ok().map(|i| self.bans[i].1)
+    }
+}
+
+fn side_set<K: Ord, V>(side: &mut Vec<(K, V)>, k: K, v: V) {
+    match side.binary_search_by(|(a, _)| a.cmp(&k)) {
+        Ok(i) => side[i].1 = v,
+        Err(i) => side.insert(i, (k, v)),
+    }
+}
+
+fn side_remove<K: Ord, V>(side: &mut Vec<(K, V)>, k: K) {
+    if let Ok(i) = side.binary_search_by(|(a, _)| a.cmp(&k)) {
+        side.remove(i);
+    }
+}
+
+/// Runs `$body` with `$t` bound to the table for `$addr`'s family and `$k` to its key there.
+macro_rules! with_table {
+    ($self:ident . $tables:ident, $addr:expr, |$t:ident, $k:ident| $body:expr) => {
+        match $addr {
+            SocketAddr::V4(a) => {
+                let $t = &$self.$tables.0;
+                let $k = V4::new(a);
+                $body
+            }
+            SocketAddr::V6(a) => {
+                let $t = &$self.$tables.1;
+                let $k = a;
+                $body
+            }
+        }
+    };
+    (mut $self:ident . $tables:ident, $addr:expr, |$t:ident, $k:ident| $body:expr) => {
+        match $addr {
+            SocketAddr::V4(a) => {
+                let $t = &mut $self.$tables.0;
+                let $k = V4::new(a);
+                $body
+            }
+            SocketAddr::V6(a) => {
+                let $t = &mut $self.$tables.1;
+                let $k = a;
+                $body
+            }
+        }
+    };
+}
+
 pub struct AddressBook {
-    entries: BTreeMap<SocketAddr, Entry>,
+    /// IPv4 entries, then IPv6 ones: together in `SocketAddr` order.
+    tables: (Table<V4>, Table<SocketAddrV6>),
     cap: usize,
     backoff_base: Duration,
     backoff_max: Duration,
@@ -56,23 +231,36 @@ pub struct AddressBook {
 
 impl AddressBook {
     pub fn new(cap: usize, backoff_base: Duration, backoff_max: Duration) -> AddressBook {
-        AddressBook { entries: BTreeMap::new(), cap, backoff_base, backoff_max }
+        AddressBook { tables: (Table::new(), Table::new()), cap, backoff_base, backoff_max }
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.tables.0.slots.len() + self.tables.1.slots.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len() == 0
     }
 
-    pub fn get(&self, addr: &SocketAddr) -> Option<&Entry> {
-        self.entries.get(addr)
+    pub fn get(&self, addr: &SocketAddr) -> Option<Entry> {
+        with_table!(self.tables, *addr, |t, k| t.find(k).ok().map(|i| t.slots[i].entry()))
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&SocketAddr, &Entry)> {
-        self.entries.iter()
+    /// The peer id the address answered with when last reached.
+    pub fn peer_id(&self, addr: &SocketAddr) -> Option<PeerId> {
+        with_table!(self.tables, *addr, |t, k| t.find(k).ok().and_then(|i| t.peer(&t.slots[i]).copied()))
+    }
+
+    /// Until when the address is banned (possibly already past).
+    pub fn banned_until(&self, addr: &SocketAddr) -> Option<Time> {
+        with_table!(self.tables, *addr, |t, k| t.ban_until(k))
+    }
+
+    /// Every entry, in address order.
+    pub fn iter(&self) -> impl Iterator<Item = (SocketAddr, Entry)> + '_ {
+        let v4 = self.tables.0.slots.iter().map(|s| (s.key.addr(), s.entry()));
+        let v6 = self.tables.1.slots.iter().map(|s| (s.key.addr(), s.entry()));
+        v4.chain(v6)
     }
 
     /// Adds an address if unknown (an address already known keeps its history, but a stronger
@@ -81,25 +269,20 @@ impl AddressBook {
         if addr.port() == 0 || addr.ip().is_unspecified() || addr.ip().is_multicast() {
             return false;
         }
-        if let Some(e) = self.entries.get_mut(&addr) {
-            e.source = e.source.min(source);
+        let known = with_table!(mut self.tables, addr, |t, k| match t.get_mut(k) {
+            Some(s) => {
+                s.set_source(s.source().min(source));
+                true
+            }
+            None => false,
+        });
+        if known || (self.len() >= self.cap && !self.evict_one(source)) {
             return false;
         }
-        if self.entries.len() >= self.cap && !self.evict_one(source) {
-            return false;
-        }
-        self.entries.insert(
-            addr,
-            Entry {
-                source,
-                peer_id: None,
-                failures: 0,
-                next_attempt: now,
-                last_seen: None,
-                banned_until: None,
-                is_self: false,
-            },
-        );
+        with_table!(mut self.tables, addr, |t, k| {
+            let i = t.find(k).unwrap_err();
+            t.slots.insert(i, Slot { key: k, failures: 0, flags: source as u8, next_attempt: now });
+        });
         true
     }
 
@@ -107,103 +290,154 @@ impl AddressBook {
     /// trusted than what would replace it.
     fn evict_one(&mut self, incoming: Source) -> bool {
         let worst = self
-            .entries
             .iter()
             .filter(|(_, e)| e.source >= Source::Exchange && e.source >= incoming)
-            .max_by_key(|(_, e)| (e.last_seen.is_none(), e.failures))
-            .map(|(a, _)| *a);
+            .max_by_key(|(_, e)| (!e.reached, e.failures))
+            .map(|(a, _)| a);
         match worst {
             Some(a) => {
-                self.entries.remove(&a);
+                self.remove(&a);
                 true
             }
             None => false,
         }
     }
 
+    fn remove(&mut self, addr: &SocketAddr) {
+        with_table!(mut self.tables, *addr, |t, k| t.remove(k))
+    }
+
     /// Addresses worth dialing now, at most `n`: those that failed least first, random among
     /// equals. (Preferring addresses that worked before would keep a newcomer redialing full
-    /// bootstrap nodes instead of the peers they referred it to.)
+    /// bootstrap nodes instead of the peers they referred it to.) `skip` sees each address ready
+    /// to dial and the peer id it last answered with.
+    ///
+    /// One pass, keeping only the best `n`: each ready address gets a random draw, and the `n`
+    /// smallest (failures, draw) win, which is a uniform random order among equals.
     pub fn dial_candidates(
         &self,
         now: Time,
         n: usize,
         rng: &mut Rng,
-        skip: impl Fn(&SocketAddr, &Entry) -> bool,
+        mut skip: impl FnMut(&SocketAddr, Option<&PeerId>) -> bool,
     ) -> Vec<SocketAddr> {
-        let mut ready: Vec<(u32, SocketAddr)> = self
-            .entries
-            .iter()
-            .filter(|(a, e)| {
-                !e.is_self && e.next_attempt <= now && e.banned_until.is_none_or(|t| t <= now) && !skip(a, e)
-            })
-            .map(|(a, e)| (e.failures, *a))
-            .collect();
-        // Shuffle, then stable-sort, so ties stay random.
-        let len = ready.len();
-        rng.choose_k(&mut ready, len);
-        ready.sort_by_key(|(failures, _)| *failures);
-        ready.into_iter().take(n).map(|(_, a)| a).collect()
+        if n == 0 {
+            return Vec::new();
+        }
+        let mut best: Vec<(u8, u64, SocketAddr)> = Vec::with_capacity(n.min(self.len()));
+        let mut consider = |failures: u8, addr: SocketAddr, peer: Option<&PeerId>| {
+            if best.len() == n && failures > best[n - 1].0 {
+                return;
+            }
+            if skip(&addr, peer) {
+                return;
+            }
+            let key = (failures, rng.u64());
+            if best.len() == n {
+                if key >= (best[n - 1].0, best[n - 1].1) {
+                    return;
+                }
+                best.pop();
+            }
+            let at = best.partition_point(|b| (b.0, b.1) < key);
+            best.insert(at, (key.0, key.1, addr));
+        };
+        let (v4, v6) = &self.tables;
+        for s in &v4.slots {
+            if !s.has(IS_SELF) && s.next_attempt <= now && !v4.banned_at(s, now) {
+                consider(s.failures, s.key.addr(), v4.peer(s));
+            }
+        }
+        for s in &v6.slots {
+            if !s.has(IS_SELF) && s.next_attempt <= now && !v6.banned_at(s, now) {
+                consider(s.failures, s.key.addr(), v6.peer(s));
+            }
+        }
+        best.into_iter().map(|(_, _, a)| a).collect()
     }
 
     /// A dial is in flight: do not pick the address again until it resolves.
     pub fn on_dial(&mut self, addr: &SocketAddr, now: Time) {
-        if let Some(e) = self.entries.get_mut(addr) {
-            e.next_attempt = now + self.backoff_max;
-        }
+        let until = now + self.backoff_max;
+        with_table!(mut self.tables, *addr, |t, k| if let Some(s) = t.get_mut(k) {
+            s.next_attempt = until;
+        })
     }
 
     pub fn on_connected(&mut self, addr: &SocketAddr, peer: PeerId, now: Time) {
-        if let Some(e) = self.entries.get_mut(addr) {
-            e.failures = 0;
-            e.peer_id = Some(peer);
-            e.last_seen = Some(now);
-            e.next_attempt = now;
-        }
+        with_table!(mut self.tables, *addr, |t, k| if let Some(s) = t.get_mut(k) {
+            s.failures = 0;
+            s.flags |= REACHED | HAS_PEER;
+            s.next_attempt = now;
+            side_set(&mut t.peers, k, peer);
+        })
     }
 
-    pub fn touch(&mut self, addr: &SocketAddr, now: Time) {
-        if let Some(e) = self.entries.get_mut(addr) {
-            e.last_seen = Some(now);
-        }
+    pub fn touch(&mut self, addr: &SocketAddr) {
+        with_table!(mut self.tables, *addr, |t, k| if let Some(s) = t.get_mut(k) {
+            s.flags |= REACHED;
+        })
     }
 
     /// A dial failed or an established connection dropped: back off, and forget addresses that
     /// never worked. Returns the time of the next attempt, if the address is kept.
     pub fn on_failure(&mut self, addr: &SocketAddr, now: Time, rng: &mut Rng) -> Option<Time> {
-        let e = self.entries.get_mut(addr)?;
-        e.failures = e.failures.saturating_add(1);
-        if e.source >= Source::Exchange && e.last_seen.is_none() && e.failures >= FORGET_AFTER_FAILURES {
-            self.entries.remove(addr);
-            return None;
-        }
-        let exp = self.backoff_base.saturating_mul(1u32 << (e.failures - 1).min(16));
-        let wait = exp.min(self.backoff_max).mul_f64(0.5 + rng.unit());
-        e.next_attempt = now + wait;
-        Some(e.next_attempt)
+        let (base, max) = (self.backoff_base, self.backoff_max);
+        with_table!(mut self.tables, *addr, |t, k| {
+            let s = t.get_mut(k)?;
+            s.failures = s.failures.saturating_add(1);
+            if s.source() >= Source::Exchange && !s.has(REACHED) && s.failures >= FORGET_AFTER_FAILURES {
+                t.remove(k);
+                return None;
+            }
+            let exp = base.saturating_mul(1u32 << (s.failures - 1).min(16));
+            let wait = exp.min(max).mul_f64(0.5 + rng.unit());
+            s.next_attempt = now + wait;
+            Some(s.next_attempt)
+        })
     }
 
     pub fn ban(&mut self, addr: &SocketAddr, until: Time) {
-        if let Some(e) = self.entries.get_mut(addr) {
-            e.banned_until = Some(until);
-        }
+        with_table!(mut self.tables, *addr, |t, k| if let Some(s) = t.get_mut(k) {
+            s.flags |= BANNED;
+            side_set(&mut t.bans, k, until);
+        })
     }
 
     pub fn mark_self(&mut self, addr: &SocketAddr) {
-        if let Some(e) = self.entries.get_mut(addr) {
-            e.is_self = true;
-        }
+        with_table!(mut self.tables, *addr, |t, k| if let Some(s) = t.get_mut(k) {
+            s.flags |= IS_SELF;
+        })
     }
 
-    /// Addresses to share in a `PeerResponse`: ones we have reached, at most `n`, random.
+    /// Addresses to share in a `PeerResponse`: ones we have reached, at most `n`, random (a
+    /// reservoir sample, so nothing but the answer is allocated).
     pub fn sample_for_exchange(&self, n: usize, rng: &mut Rng, now: Time) -> Vec<SocketAddr> {
-        let mut good: Vec<SocketAddr> = self
-            .entries
-            .iter()
-            .filter(|(_, e)| e.last_seen.is_some() && !e.is_self && e.banned_until.is_none_or(|t| t <= now))
-            .map(|(a, _)| *a)
-            .collect();
-        rng.choose_k(&mut good, n).to_vec()
+        let mut out = Vec::new();
+        if n == 0 {
+            return out;
+        }
+        let mut seen = 0usize;
+        let mut offer = |a: SocketAddr| {
+            if out.len() < n {
+                out.push(a);
+            } else {
+                let j = rng.below(seen + 1);
+                if j < n {
+                    out[j] = a;
+                }
+            }
+            seen += 1;
+        };
+        let (v4, v6) = &self.tables;
+        let good = |f: u8| f & (REACHED | IS_SELF) == REACHED;
+        for s in v4.slots.iter().filter(|s| good(s.flags) && !v4.banned_at(s, now)) {
+            offer(s.key.addr());
+        }
+        for s in v6.slots.iter().filter(|s| good(s.flags) && !v6.banned_at(s, now)) {
+            offer(s.key.addr());
+        }
+        out
     }
 }
 
@@ -333,6 +567,113 @@ mod tests {
         b.on_dial(&addr(3), now);
         assert_eq!(b.dial_candidates(now, 10, &mut rng, |_, _| false), vec![addr(4)]);
         assert!(b.dial_candidates(now, 10, &mut rng, |a, _| *a == addr(4)).is_empty());
+    }
+
+    #[test]
+    fn entries_are_small() {
+        assert_eq!(core::mem::size_of::<Slot<V4>>(), 16);
+    }
+
+    #[test]
+    fn iteration_is_in_address_order_across_families() {
+        let mut b = AddressBook::new(16, Duration::from_millis(500), Duration::from_secs(60));
+        let v6 = |p: u16| SocketAddr::from(([0, 0, 0, 0, 0, 0, 0, 1], p));
+        let mut added = vec![addr(300), v6(2), SocketAddr::from(([10, 0, 0, 1], 1)), addr(2), v6(1), addr(256)];
+        for a in &added {
+            assert!(b.add(*a, Source::Exchange, Time::ZERO));
+        }
+        added.sort();
+        assert_eq!(b.iter().map(|(a, _)| a).collect::<Vec<_>>(), added);
+        for a in &added {
+            assert_eq!(b.get(a).map(|e| e.source), Some(Source::Exchange));
+        }
+    }
+
+    #[test]
+    fn side_tables_follow_their_entries() {
+        let mut b = book();
+        let mut rng = Rng::new(1);
+        let peer = PeerId([7; 32]);
+        b.add(addr(1), Source::Exchange, Time::ZERO);
+        b.on_connected(&addr(1), peer, Time::ZERO);
+        b.ban(&addr(1), Time::from_millis(5));
+        b.ban(&addr(9), Time::from_millis(5));
+        assert_eq!(b.peer_id(&addr(1)), Some(peer));
+        assert_eq!(b.banned_until(&addr(1)), Some(Time::from_millis(5)));
+        assert_eq!(b.banned_until(&addr(9)), None, "only known addresses are banned");
+        let seen = std::cell::Cell::new(None);
+        let _ = b.dial_candidates(Time::from_millis(10), 1, &mut rng, |_, p| {
+            seen.set(p.copied());
+            false
+        });
+        assert_eq!(seen.get(), Some(peer));
+        // Forgotten with its side entries: re-added, it starts afresh.
+        b.remove(&addr(1));
+        assert!(b.add(addr(1), Source::Exchange, Time::ZERO));
+        assert_eq!((b.peer_id(&addr(1)), b.banned_until(&addr(1))), (None, None));
+        assert!(b.tables.0.peers.is_empty() && b.tables.0.bans.is_empty());
+    }
+
+    #[test]
+    fn candidates_fewest_failures_first_random_among_equals() {
+        let mut b = AddressBook::new(64, Duration::from_millis(500), Duration::from_secs(60));
+        let mut rng = Rng::new(3);
+        let now = Time::ZERO;
+        for p in 1..=20 {
+            b.add(addr(p), Source::Bootstrap, now);
+        }
+        // Ports 11..=20 failed once, 16..=20 twice; all are ready again later.
+        for p in 11..=20 {
+            b.on_failure(&addr(p), now, &mut rng);
+        }
+        for p in 16..=20 {
+            b.on_failure(&addr(p), now, &mut rng);
+        }
+        let later = now + Duration::from_secs(100);
+        let mut firsts = std::collections::BTreeSet::new();
+        for _ in 0..200 {
+            let c = b.dial_candidates(later, 13, &mut rng, |_, _| false);
+            assert_eq!(c.len(), 13);
+            let fails: Vec<u8> = c.iter().map(|a| b.get(a).unwrap().failures).collect();
+            assert!(fails.windows(2).all(|w| w[0] <= w[1]), "{fails:?}");
+            assert_eq!(fails.iter().filter(|f| **f == 0).count(), 10);
+            assert_eq!(fails.iter().filter(|f| **f == 1).count(), 3);
+            firsts.insert(c[0]);
+        }
+        assert_eq!(firsts.len(), 10, "every untried address comes first sometimes");
+        assert!(b.dial_candidates(later, 0, &mut rng, |_, _| false).is_empty());
+    }
+
+    #[test]
+    fn exchange_sample_is_reached_addresses_only_and_uniform() {
+        let mut b = AddressBook::new(64, Duration::from_millis(500), Duration::from_secs(60));
+        let mut rng = Rng::new(4);
+        let now = Time::ZERO;
+        for p in 1..=40 {
+            b.add(addr(p), Source::Exchange, now);
+            if p % 2 == 0 {
+                b.touch(&addr(p));
+            }
+        }
+        b.mark_self(&addr(2));
+        b.ban(&addr(4), now + Duration::from_secs(1));
+        let mut counts = std::collections::BTreeMap::new();
+        for _ in 0..2000 {
+            let s = b.sample_for_exchange(6, &mut rng, now);
+            assert_eq!(s.len(), 6);
+            let mut d = s.clone();
+            d.sort();
+            d.dedup();
+            assert_eq!(d.len(), 6);
+            for a in s {
+                *counts.entry(a.port()).or_insert(0) += 1;
+            }
+        }
+        assert!(counts.keys().all(|p| p % 2 == 0 && *p != 2 && *p != 4));
+        assert_eq!(counts.len(), 18);
+        // 2000 * 6 / 18 = 666 each on average.
+        assert!(counts.values().all(|c| (500..850).contains(c)), "{counts:?}");
+        assert_eq!(b.sample_for_exchange(100, &mut rng, now).len(), 18);
     }
 
     #[test]

@@ -92,6 +92,9 @@ pub struct Config {
     pub ban_duration: Duration,
     pub backoff_base: Duration,
     pub backoff_max: Duration,
+    /// Most addresses kept. A few hundred is ample: a node needs `target_peers` neighbours and some
+    /// spares (HyParView keeps a passive view of ~30), and exchange refreshes the book every
+    /// `exchange_interval`; a larger book only holds more stale addresses and costs memory per node.
     pub address_book_cap: usize,
     /// Per-peer limit on chat frames (rate per second, burst).
     pub chat_rate: (f64, f64),
@@ -136,7 +139,7 @@ impl Default for Config {
             ban_duration: Duration::from_secs(600),
             backoff_base: Duration::from_millis(500),
             backoff_max: Duration::from_secs(60),
-            address_book_cap: 1024,
+            address_book_cap: 256,
             chat_rate: (20_000.0, 40_000.0),
             control_rate: (2_000.0, 4_000.0),
             dials_per_minute: (60.0, 16.0),
@@ -438,7 +441,7 @@ impl Node {
 
     /// Addresses of peers reached at some point: what the CLI persists to reconnect after restart.
     pub fn known_addresses(&self) -> Vec<SocketAddr> {
-        self.book.iter().filter(|(_, e)| e.last_seen.is_some() && !e.is_self).map(|(a, _)| *a).collect()
+        self.book.iter().filter(|(_, e)| e.reached && !e.is_self).map(|(a, _)| a).collect()
     }
 
     /// Recent chats held for repair, oldest first.
@@ -924,7 +927,7 @@ impl Node {
                         let a = SocketAddr::new(c.addr.ip(), listen_port);
                         c.listen_addr = Some(a);
                         self.book.add(a, Source::Inbound, now);
-                        self.book.touch(&a, now);
+                        self.book.touch(&a);
                     }
                 }
             }
@@ -1300,9 +1303,9 @@ impl Node {
         }
         if n > 0 {
             let conns = &self.conns;
-            let busy = |a: &SocketAddr, e: &crate::membership::Entry| {
+            let busy = |a: &SocketAddr, peer: Option<&PeerId>| {
                 conns.values().any(|c| c.listen_addr == Some(*a) || c.addr == *a)
-                    || e.peer_id.is_some_and(|p| conns.values().any(|c| matches!(&c.phase, Phase::Up(u) if u.id == p)))
+                    || peer.is_some_and(|p| conns.values().any(|c| matches!(&c.phase, Phase::Up(u) if u.id == *p)))
             };
             for addr in self.book.dial_candidates(now, n, &mut self.rng, busy) {
                 if !self.dial_bucket.take(now) {
