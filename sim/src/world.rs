@@ -69,8 +69,8 @@ enum Ev {
     Check,
 }
 
-/// Ordered by (time, sequence number) alone: `key` packs both so a comparison is one `u128`
-/// compare (virtual time in the high half, the push counter in the low half).
+/// An event waiting in `Queue::past`, ordered by (time, sequence number) alone: `key` packs both so
+/// a comparison is one `u128` compare (virtual time in the high half, the push counter in the low).
 struct Entry {
     key: u128,
     ev: Ev,
@@ -79,6 +79,12 @@ impl Entry {
     fn at(&self) -> Time {
         Time::from_micros((self.key >> 64) as u64)
     }
+}
+
+/// An event in a radix bucket, whose place in the bucket stands for its sequence number.
+struct Timed {
+    at: u64,
+    ev: Ev,
 }
 impl PartialEq for Entry {
     fn eq(&self, o: &Self) -> bool {
@@ -94,6 +100,96 @@ impl PartialOrd for Entry {
 impl Ord for Entry {
     fn cmp(&self, o: &Self) -> std::cmp::Ordering {
         self.key.cmp(&o.key)
+    }
+}
+
+/// The event queue: a radix heap on virtual time. Bucket `b` (1..=64) holds the events whose time
+/// first differs from `last` (the time of the latest refill) at bit `b - 1`; `current` holds the
+/// events at `last` itself. Every bucket stays in push order, because a refill only spreads a
+/// bucket into empty lower ones, so events at equal times come out first in, first out: the same
+/// (time, sequence number) order a binary heap gives, while an event moves only a few times,
+/// through contiguous memory, instead of down a large heap on every pop. An event scheduled before
+/// `last` (the network never does that, a node's timer might) waits in `past`, whose times are all
+/// before those in the buckets.
+struct Queue {
+    last: u64,
+    current: std::collections::VecDeque<Timed>,
+    buckets: Vec<Vec<Timed>>,
+    /// Bit `b - 1` is set when bucket `b` (1..=64) is not empty.
+    nonempty: u64,
+    past: BinaryHeap<Reverse<Entry>>,
+}
+
+impl Queue {
+    fn new(last: u64) -> Queue {
+        Queue {
+            last,
+            current: Default::default(),
+            buckets: (0..=64).map(|_| Vec::new()).collect(),
+            nonempty: 0,
+            past: BinaryHeap::new(),
+        }
+    }
+
+    /// `seq` must grow with every push.
+    fn push(&mut self, at: Time, seq: u64, ev: Ev) {
+        let at = at.as_micros();
+        if at < self.last {
+            self.past.push(Reverse(Entry { key: ((at as u128) << 64) | seq as u128, ev }));
+        } else if at == self.last {
+            self.current.push_back(Timed { at, ev });
+        } else {
+            let b = 64 - (at ^ self.last).leading_zeros() as usize;
+            self.buckets[b].push(Timed { at, ev });
+            self.nonempty |= 1 << (b - 1);
+        }
+    }
+
+    /// Makes `current` hold the earliest events if it is empty; false when there are none.
+    fn refill(&mut self) -> bool {
+        if !self.current.is_empty() {
+            return true;
+        }
+        if self.nonempty == 0 {
+            return false;
+        }
+        let b = self.nonempty.trailing_zeros() as usize + 1;
+        self.nonempty &= !(1 << (b - 1));
+        let mut from = std::mem::take(&mut self.buckets[b]);
+        self.last = from.iter().map(|e| e.at).min().expect("bucket not empty");
+        for e in from.drain(..) {
+            if e.at == self.last {
+                self.current.push_back(e);
+            } else {
+                let b = 64 - (e.at ^ self.last).leading_zeros() as usize;
+                self.buckets[b].push(e);
+                self.nonempty |= 1 << (b - 1);
+            }
+        }
+        self.buckets[b] = from;
+        true
+    }
+
+    fn peek_at(&mut self) -> Option<Time> {
+        if let Some(Reverse(e)) = self.past.peek() {
+            return Some(e.at());
+        }
+        if self.refill() {
+            self.current.front().map(|e| Time::from_micros(e.at))
+        } else {
+            None
+        }
+    }
+
+    fn pop(&mut self) -> Option<(Time, Ev)> {
+        if let Some(Reverse(e)) = self.past.pop() {
+            return Some((e.at(), e.ev));
+        }
+        if self.refill() {
+            self.current.pop_front().map(|e| (Time::from_micros(e.at), e.ev))
+        } else {
+            None
+        }
     }
 }
 
@@ -164,7 +260,7 @@ impl Link {
 pub struct World {
     p: Params,
     slots: Vec<Slot>,
-    queue: BinaryHeap<Reverse<Entry>>,
+    queue: Queue,
     seq: u64,
     /// Per node, the open connections of its current incarnation (a crash removes them all),
     /// sorted by `ConnId`: iterating nodes then this gives a fixed order.
@@ -207,7 +303,7 @@ impl World {
             metrics: Metrics::new(n),
             p,
             slots,
-            queue: BinaryHeap::new(),
+            queue: Queue::new(t0.as_micros()),
             seq: 0,
             links: vec![Vec::new(); n],
             bufs: Bufs::default(),
@@ -247,8 +343,7 @@ impl World {
 
     fn push(&mut self, at: Time, ev: Ev) {
         self.seq += 1;
-        let key = ((at.as_micros() as u128) << 64) | self.seq as u128;
-        self.queue.push(Reverse(Entry { key, ev }));
+        self.queue.push(at, self.seq, ev);
     }
 
     /// Where `(n, inc, conn)`'s link is in `links[n]`, if it is open.
@@ -308,14 +403,14 @@ impl World {
     /// Runs events up to `until`, calling `progress` about once per virtual second.
     pub fn run_until(&mut self, until: Time, mut progress: impl FnMut(&World)) {
         let mut next_progress = self.now;
-        while let Some(Reverse(e)) = self.queue.peek() {
-            if e.at() > until {
+        while let Some(at) = self.queue.peek_at() {
+            if at > until {
                 break;
             }
-            let Reverse(e) = self.queue.pop().expect("peeked");
-            self.now = e.at();
+            let (at, ev) = self.queue.pop().expect("peeked");
+            self.now = at;
             self.events += 1;
-            self.apply(e.ev);
+            self.apply(ev);
             if self.now >= next_progress {
                 progress(self);
                 next_progress = self.now + Duration::from_secs(1);
