@@ -16,7 +16,7 @@
 //!   reset. A restart is a fresh `Node` (same key and address, no memory) that must catch up.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::BinaryHeap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,31 +50,46 @@ fn index_of(a: SocketAddr) -> Option<usize> {
     }
 }
 
-#[derive(Debug)]
+/// A scheduled event. Nodes are `u32` indices and payloads live in `World::bufs`, so an event is
+/// small and plain: the queue moves these around on every push and pop. `Bytes` is the piece
+/// `bufs[buf][start..end]` of a transmit, sharing the transmit's buffer with its other pieces.
+#[derive(Debug, Clone, Copy)]
 enum Ev {
-    Start(usize),
-    Wake(usize, u32),
-    Accept { to: usize, from: usize, from_inc: u32, dialer_conn: ConnId },
-    Connected { node: usize, inc: u32, conn: ConnId },
-    DialFailed { node: usize, inc: u32, conn: ConnId },
-    Bytes { node: usize, inc: u32, conn: ConnId, bytes: Vec<u8> },
-    Closed { node: usize, inc: u32, conn: ConnId },
-    SendChat(usize),
-    Forge(usize),
-    Crash(usize),
+    Start(u32),
+    Wake(u32, u32),
+    Accept { to: u32, from: u32, from_inc: u32, dialer_conn: ConnId },
+    Connected { node: u32, inc: u32, conn: ConnId },
+    DialFailed { node: u32, inc: u32, conn: ConnId },
+    Bytes { node: u32, inc: u32, conn: ConnId, buf: u32, start: u32, end: u32 },
+    Closed { node: u32, inc: u32, conn: ConnId },
+    SendChat(u32),
+    Forge(u32),
+    Crash(u32),
     FaultStart,
     Heal,
     Check,
 }
 
+/// An event waiting in `Queue::past`, ordered by (time, sequence number) alone: `key` packs both so
+/// a comparison is one `u128` compare (virtual time in the high half, the push counter in the low).
 struct Entry {
-    at: Time,
-    seq: u64,
+    key: u128,
+    ev: Ev,
+}
+impl Entry {
+    fn at(&self) -> Time {
+        Time::from_micros((self.key >> 64) as u64)
+    }
+}
+
+/// An event in a radix bucket, whose place in the bucket stands for its sequence number.
+struct Timed {
+    at: u64,
     ev: Ev,
 }
 impl PartialEq for Entry {
     fn eq(&self, o: &Self) -> bool {
-        (self.at, self.seq) == (o.at, o.seq)
+        self.key == o.key
     }
 }
 impl Eq for Entry {}
@@ -85,7 +100,135 @@ impl PartialOrd for Entry {
 }
 impl Ord for Entry {
     fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        (self.at, self.seq).cmp(&(o.at, o.seq))
+        self.key.cmp(&o.key)
+    }
+}
+
+/// The event queue: a radix heap on virtual time. Bucket `b` (1..=64) holds the events whose time
+/// first differs from `last` (the time of the latest refill) at bit `b - 1`; `current` holds the
+/// events at `last` itself. Every bucket stays in push order, because a refill only spreads a
+/// bucket into empty lower ones, so events at equal times come out first in, first out: the same
+/// (time, sequence number) order a binary heap gives, while an event moves only a few times,
+/// through contiguous memory, instead of down a large heap on every pop. An event scheduled before
+/// `last` (the network never does that, a node's timer might) waits in `past`, whose times are all
+/// before those in the buckets.
+struct Queue {
+    last: u64,
+    current: std::collections::VecDeque<Timed>,
+    buckets: Vec<Vec<Timed>>,
+    /// Bit `b - 1` is set when bucket `b` (1..=64) is not empty.
+    nonempty: u64,
+    past: BinaryHeap<Reverse<Entry>>,
+}
+
+impl Queue {
+    fn new(last: u64) -> Queue {
+        Queue {
+            last,
+            current: Default::default(),
+            buckets: (0..=64).map(|_| Vec::new()).collect(),
+            nonempty: 0,
+            past: BinaryHeap::new(),
+        }
+    }
+
+    /// `seq` must grow with every push.
+    fn push(&mut self, at: Time, seq: u64, ev: Ev) {
+        let at = at.as_micros();
+        if at < self.last {
+            self.past.push(Reverse(Entry { key: ((at as u128) << 64) | seq as u128, ev }));
+        } else if at == self.last {
+            self.current.push_back(Timed { at, ev });
+        } else {
+            let b = 64 - (at ^ self.last).leading_zeros() as usize;
+            self.buckets[b].push(Timed { at, ev });
+            self.nonempty |= 1 << (b - 1);
+        }
+    }
+
+    /// Makes `current` hold the earliest events if it is empty; false when there are none.
+    fn refill(&mut self) -> bool {
+        if !self.current.is_empty() {
+            return true;
+        }
+        if self.nonempty == 0 {
+            return false;
+        }
+        let b = self.nonempty.trailing_zeros() as usize + 1;
+        self.nonempty &= !(1 << (b - 1));
+        let mut from = std::mem::take(&mut self.buckets[b]);
+        self.last = from.iter().map(|e| e.at).min().expect("bucket not empty");
+        for e in from.drain(..) {
+            if e.at == self.last {
+                self.current.push_back(e);
+            } else {
+                let b = 64 - (e.at ^ self.last).leading_zeros() as usize;
+                self.buckets[b].push(e);
+                self.nonempty |= 1 << (b - 1);
+            }
+        }
+        self.buckets[b] = from;
+        true
+    }
+
+    fn peek_at(&mut self) -> Option<Time> {
+        if let Some(Reverse(e)) = self.past.peek() {
+            return Some(e.at());
+        }
+        if self.refill() {
+            self.current.front().map(|e| Time::from_micros(e.at))
+        } else {
+            None
+        }
+    }
+
+    fn pop(&mut self) -> Option<(Time, Ev)> {
+        if let Some(Reverse(e)) = self.past.pop() {
+            return Some((e.at(), e.ev));
+        }
+        if self.refill() {
+            self.current.pop_front().map(|e| (Time::from_micros(e.at), e.ev))
+        } else {
+            None
+        }
+    }
+}
+
+/// Transmitted buffers, shared by the pieces in flight that were cut from them. A slot is freed
+/// (and reused) when its last piece has been delivered or dropped.
+#[derive(Default)]
+struct Bufs {
+    slots: Vec<(Vec<u8>, u32)>,
+    free: Vec<u32>,
+}
+
+impl Bufs {
+    fn add(&mut self, bytes: Vec<u8>, pieces: u32) -> u32 {
+        match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = (bytes, pieces);
+                i
+            }
+            None => {
+                self.slots.push((bytes, pieces));
+                (self.slots.len() - 1) as u32
+            }
+        }
+    }
+
+    /// Takes the buffer out to read a piece; `put_back` returns it (or frees the slot).
+    fn take(&mut self, i: u32) -> Vec<u8> {
+        std::mem::take(&mut self.slots[i as usize].0)
+    }
+
+    fn put_back(&mut self, i: u32, bytes: Vec<u8>) {
+        let s = &mut self.slots[i as usize];
+        s.1 -= 1;
+        if s.1 == 0 {
+            self.free.push(i);
+        } else {
+            s.0 = bytes;
+        }
     }
 }
 
@@ -100,20 +243,30 @@ struct Slot {
 
 #[derive(Clone, Copy)]
 struct Link {
-    peer: usize,
+    peer: u32,
     peer_inc: u32,
     peer_conn: ConnId,
-    base: Duration,
+    /// Base latency in microseconds (at most a minute).
+    base_us: u32,
     /// Nothing sent later on this direction arrives before this.
     clock: Time,
+}
+
+impl Link {
+    fn base(&self) -> Duration {
+        Duration::from_micros(self.base_us as u64)
+    }
 }
 
 pub struct World {
     p: Params,
     slots: Vec<Slot>,
-    queue: BinaryHeap<Reverse<Entry>>,
+    queue: Queue,
     seq: u64,
-    links: BTreeMap<(usize, u32, ConnId), Link>,
+    /// Per node, the open connections of its current incarnation (a crash removes them all),
+    /// sorted by `ConnId`: iterating nodes then this gives a fixed order.
+    links: Vec<Vec<(ConnId, Link)>>,
+    bufs: Bufs,
     rng: Rng,
     pub now: Time,
     partitioned: bool,
@@ -153,9 +306,10 @@ impl World {
             metrics: Metrics::new(n),
             p,
             slots,
-            queue: BinaryHeap::new(),
+            queue: Queue::new(t0.as_micros()),
             seq: 0,
-            links: BTreeMap::new(),
+            links: vec![Vec::new(); n],
+            bufs: Bufs::default(),
             rng,
             now: t0,
             partitioned: false,
@@ -166,26 +320,26 @@ impl World {
         };
         for i in 0..n {
             let at = t0 + join.mul_f64(i as f64 / n as f64);
-            w.push(at, Ev::Start(i));
+            w.push(at, Ev::Start(i as u32));
         }
         w.push(t0, Ev::Check);
         w.push(fault_start, Ev::FaultStart);
         let fault = Duration::from_secs_f64(w.p.fault_s);
         for i in crashing {
             let share = if w.p.crash_at_once { 0.25 } else { w.rng.unit() * 0.5 };
-            w.push(fault_start + fault.mul_f64(share), Ev::Crash(i));
+            w.push(fault_start + fault.mul_f64(share), Ev::Crash(i as u32));
         }
         let senders: Vec<usize> = (0..n).filter(|&i| !w.slots[i].crashes).collect();
         for m in 0..w.p.messages {
             let s = senders[w.rng.below(senders.len())];
             // Chats are spread over the fault phase's first 80%, in order.
             let at = fault_start + fault.mul_f64(0.8 * m as f64 / w.p.messages.max(1) as f64);
-            w.push(at, Ev::SendChat(s));
+            w.push(at, Ev::SendChat(s as u32));
         }
         for _ in 0..w.p.forgeries {
             let at = fault_start + fault.mul_f64(w.rng.unit() * 0.8);
             let i = w.rng.below(n);
-            w.push(at, Ev::Forge(i));
+            w.push(at, Ev::Forge(i as u32));
         }
         w.push(heal_at, Ev::Heal);
         w
@@ -193,7 +347,34 @@ impl World {
 
     fn push(&mut self, at: Time, ev: Ev) {
         self.seq += 1;
-        self.queue.push(Reverse(Entry { at, seq: self.seq, ev }));
+        self.queue.push(at, self.seq, ev);
+    }
+
+    /// Where `(n, inc, conn)`'s link is in `links[n]`, if it is open.
+    fn find(&self, n: usize, inc: u32, conn: ConnId) -> Option<usize> {
+        if self.slots[n].inc != inc {
+            return None;
+        }
+        self.links[n].binary_search_by_key(&conn, |(c, _)| *c).ok()
+    }
+
+    fn link_mut(&mut self, n: usize, inc: u32, conn: ConnId) -> Option<&mut Link> {
+        let k = self.find(n, inc, conn)?;
+        Some(&mut self.links[n][k].1)
+    }
+
+    fn remove_link(&mut self, n: usize, inc: u32, conn: ConnId) -> Option<Link> {
+        let k = self.find(n, inc, conn)?;
+        Some(self.links[n].remove(k).1)
+    }
+
+    /// Only ever for a node's current incarnation (`accept` checks both ends are alive).
+    fn insert_link(&mut self, n: usize, conn: ConnId, l: Link) {
+        let v = &mut self.links[n];
+        match v.binary_search_by_key(&conn, |(c, _)| *c) {
+            Ok(k) => v[k].1 = l,
+            Err(k) => v.insert(k, (conn, l)),
+        }
     }
 
     fn config(&self, i: usize) -> Config {
@@ -226,14 +407,14 @@ impl World {
     /// Runs events up to `until`, calling `progress` about once per virtual second.
     pub fn run_until(&mut self, until: Time, mut progress: impl FnMut(&World)) {
         let mut next_progress = self.now;
-        while let Some(Reverse(e)) = self.queue.peek() {
-            if e.at > until {
+        while let Some(at) = self.queue.peek_at() {
+            if at > until {
                 break;
             }
-            let Reverse(e) = self.queue.pop().expect("peeked");
-            self.now = e.at;
+            let (at, ev) = self.queue.pop().expect("peeked");
+            self.now = at;
             self.events += 1;
-            self.apply(e.ev);
+            self.apply(ev);
             if self.now >= next_progress {
                 progress(self);
                 next_progress = self.now + Duration::from_secs(1);
@@ -246,6 +427,7 @@ impl World {
         let now = self.now;
         match ev {
             Ev::Start(i) => {
+                let i = i as usize;
                 let seed =
                     self.p.seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ ((self.slots[i].inc as u64) << 48);
                 let mut node = Node::new(self.config(i), self.keys(i), seed, now);
@@ -256,39 +438,48 @@ impl World {
                 self.after_input(i);
             }
             Ev::Wake(i, inc) => {
+                let i = i as usize;
                 let s = &mut self.slots[i];
                 if s.inc == inc && s.wake_at == Some(now) {
                     s.wake_at = None;
                     self.input(i, Input::Timeout);
                 }
             }
-            Ev::Accept { to, from, from_inc, dialer_conn } => self.accept(to, from, from_inc, dialer_conn),
+            Ev::Accept { to, from, from_inc, dialer_conn } => {
+                self.accept(to as usize, from as usize, from_inc, dialer_conn)
+            }
             Ev::Connected { node, inc, conn } => {
+                let node = node as usize;
                 if self.slots[node].inc == inc {
                     self.input(node, Input::Connected(conn));
                 }
             }
             Ev::DialFailed { node, inc, conn } => {
+                let node = node as usize;
                 if self.slots[node].inc == inc {
                     self.input(node, Input::DialFailed(conn));
                 }
             }
-            Ev::Bytes { node, inc, conn, bytes } => {
-                if self.slots[node].inc == inc && self.links.contains_key(&(node, inc, conn)) {
-                    self.input(node, Input::Received(conn, &bytes));
+            Ev::Bytes { node, inc, conn, buf, start, end } => {
+                let node = node as usize;
+                let bytes = self.bufs.take(buf);
+                if self.find(node, inc, conn).is_some() {
+                    self.input(node, Input::Received(conn, &bytes[start as usize..end as usize]));
                 }
+                self.bufs.put_back(buf, bytes);
             }
             Ev::Closed { node, inc, conn } => {
-                if self.slots[node].inc == inc && self.links.remove(&(node, inc, conn)).is_some() {
+                let node = node as usize;
+                if self.remove_link(node, inc, conn).is_some() {
                     self.input(node, Input::Closed(conn));
                 }
             }
             Ev::SendChat(i) => {
                 let text = format!("chat {} from n{i}", self.metrics.sent_len());
-                self.input(i, Input::Command(p2p_chat_core::Command::Chat(text)));
+                self.input(i as usize, Input::Command(p2p_chat_core::Command::Chat(text)));
             }
-            Ev::Forge(i) => self.forge(i),
-            Ev::Crash(i) => self.crash(i),
+            Ev::Forge(i) => self.forge(i as usize),
+            Ev::Crash(i) => self.crash(i as usize),
             Ev::FaultStart => {
                 self.lossy = self.p.loss > 0.0;
                 let baseline: Vec<p2p_chat_core::Stats> = self.live().map(|(_, n)| n.stats().clone()).collect();
@@ -297,12 +488,15 @@ impl World {
                     return;
                 }
                 self.partitioned = true;
-                let cross: Vec<(usize, u32, ConnId)> = self
-                    .links
-                    .iter()
-                    .filter(|((n, _, _), l)| self.slots[*n].group != self.slots[l.peer].group)
-                    .map(|(k, _)| *k)
-                    .collect();
+                let mut cross: Vec<(usize, u32, ConnId)> = Vec::new();
+                for (n, links) in self.links.iter().enumerate() {
+                    let (inc, group) = (self.slots[n].inc, self.slots[n].group);
+                    for (c, l) in links {
+                        if group != self.slots[l.peer as usize].group {
+                            cross.push((n, inc, *c));
+                        }
+                    }
+                }
                 for (n, inc, conn) in cross {
                     self.reset(n, inc, conn);
                 }
@@ -313,7 +507,7 @@ impl World {
                 for i in 0..self.slots.len() {
                     if self.slots[i].node.is_none() {
                         self.slots[i].inc += 1;
-                        self.push(now, Ev::Start(i));
+                        self.push(now, Ev::Start(i as u32));
                     }
                 }
             }
@@ -351,18 +545,27 @@ impl World {
             Some(conn) => {
                 let to_inc = self.slots[to].inc;
                 let connected_at = now + base;
-                self.links.insert(
-                    (to, to_inc, conn),
-                    Link { peer: from, peer_inc: from_inc, peer_conn: dialer_conn, base, clock: connected_at },
+                let base_us = base.as_micros() as u32;
+                self.insert_link(
+                    to,
+                    conn,
+                    Link {
+                        peer: from as u32,
+                        peer_inc: from_inc,
+                        peer_conn: dialer_conn,
+                        base_us,
+                        clock: connected_at,
+                    },
                 );
-                self.links.insert(
-                    (from, from_inc, dialer_conn),
-                    Link { peer: to, peer_inc: to_inc, peer_conn: conn, base, clock: now },
+                self.insert_link(
+                    from,
+                    dialer_conn,
+                    Link { peer: to as u32, peer_inc: to_inc, peer_conn: conn, base_us, clock: now },
                 );
-                self.push(connected_at, Ev::Connected { node: from, inc: from_inc, conn: dialer_conn });
+                self.push(connected_at, Ev::Connected { node: from as u32, inc: from_inc, conn: dialer_conn });
                 self.after_input(to);
             }
-            None => self.push(now + base, Ev::DialFailed { node: from, inc: from_inc, conn: dialer_conn }),
+            None => self.push(now + base, Ev::DialFailed { node: from as u32, inc: from_inc, conn: dialer_conn }),
         }
     }
 
@@ -373,32 +576,31 @@ impl World {
 
     /// Both ends of a connection see it closed (after the link's latency); nothing more is sent.
     fn reset(&mut self, n: usize, inc: u32, conn: ConnId) {
-        let Some(l) = self.links.get_mut(&(n, inc, conn)) else { return };
+        let Some(l) = self.link_mut(n, inc, conn) else { return };
         if l.clock == Time::MAX {
             return;
         }
         l.clock = Time::MAX;
         let l = *l;
-        if let Some(p) = self.links.get_mut(&(l.peer, l.peer_inc, l.peer_conn)) {
+        if let Some(p) = self.link_mut(l.peer as usize, l.peer_inc, l.peer_conn) {
             p.clock = Time::MAX;
         }
-        let at = self.now + l.base;
-        self.push(at, Ev::Closed { node: n, inc, conn });
+        let at = self.now + l.base();
+        self.push(at, Ev::Closed { node: n as u32, inc, conn });
         self.push(at, Ev::Closed { node: l.peer, inc: l.peer_inc, conn: l.peer_conn });
     }
 
     fn crash(&mut self, i: usize) {
         let Some(node) = self.slots[i].node.take() else { return };
         self.metrics.retire(node.stats());
-        let inc = self.slots[i].inc;
-        let mine: Vec<ConnId> =
-            self.links.range((i, inc, ConnId(0))..=(i, inc, ConnId(u64::MAX))).map(|(k, _)| k.2).collect();
-        for conn in mine {
-            if let Some(l) = self.links.remove(&(i, inc, conn)) {
-                let at = self.now + l.base;
-                self.push(at, Ev::Closed { node: l.peer, inc: l.peer_inc, conn: l.peer_conn });
-            }
+        // In `ConnId` order; the emptied Vec keeps its capacity for the restart.
+        let mut mine = std::mem::take(&mut self.links[i]);
+        for &(_, l) in &mine {
+            let at = self.now + l.base();
+            self.push(at, Ev::Closed { node: l.peer, inc: l.peer_inc, conn: l.peer_conn });
         }
+        mine.clear();
+        self.links[i] = mine;
         self.slots[i].inc += 1;
         self.metrics.crashed(i);
     }
@@ -414,7 +616,7 @@ impl World {
         chat.body = Body::Text("forged".into());
         self.metrics.forged.insert(id);
         let bytes = wire::encode(&Message::Chat { ttl: 3, hops: 1, chat: Arc::new(chat) });
-        if self.links.contains_key(&(i, inc, conn)) {
+        if self.find(i, inc, conn).is_some() {
             self.input(i, Input::Received(conn, &bytes));
         }
     }
@@ -430,17 +632,18 @@ impl World {
                     let inc = self.slots[i].inc;
                     let lat = self.latency();
                     match index_of(addr).filter(|&j| j < self.slots.len()) {
-                        Some(j) => {
-                            self.push(now + lat, Ev::Accept { to: j, from: i, from_inc: inc, dialer_conn: conn })
-                        }
-                        None => self.push(now + lat, Ev::DialFailed { node: i, inc, conn }),
+                        Some(j) => self.push(
+                            now + lat,
+                            Ev::Accept { to: j as u32, from: i as u32, from_inc: inc, dialer_conn: conn },
+                        ),
+                        None => self.push(now + lat, Ev::DialFailed { node: i as u32, inc, conn }),
                     }
                 }
                 Output::Close { conn } => {
                     let inc = self.slots[i].inc;
                     // A reset link already told the peer.
-                    if let Some(l) = self.links.remove(&(i, inc, conn)).filter(|l| l.clock != Time::MAX) {
-                        let at = (now + l.base).max(l.clock);
+                    if let Some(l) = self.remove_link(i, inc, conn).filter(|l| l.clock != Time::MAX) {
+                        let at = (now + l.base()).max(l.clock);
                         self.push(at, Ev::Closed { node: l.peer, inc: l.peer_inc, conn: l.peer_conn });
                     }
                 }
@@ -452,7 +655,7 @@ impl World {
             if s.wake_at != Some(t) {
                 s.wake_at = Some(t);
                 let inc = s.inc;
-                self.push(t, Ev::Wake(i, inc));
+                self.push(t, Ev::Wake(i as u32, inc));
             }
         }
     }
@@ -472,36 +675,66 @@ impl World {
 
     fn transmit(&mut self, i: usize, conn: ConnId, bytes: Vec<u8>) {
         let inc = self.slots[i].inc;
-        let Some(l) = self.links.get(&(i, inc, conn)).copied() else { return };
+        let Some(k) = self.find(i, inc, conn) else { return };
+        let l = self.links[i][k].1;
         if l.clock == Time::MAX {
             return; // being reset
         }
+        let len = bytes.len();
+        // Cut points, drawn as before: up to two, sorted, without repeats, then the end.
         let pieces = 1 + self.rng.below(3);
-        let mut cuts: Vec<usize> = (1..pieces).map(|_| self.rng.below(bytes.len().max(1))).collect();
-        cuts.sort_unstable();
-        cuts.dedup();
+        let mut cuts = [len; 3];
+        for c in cuts.iter_mut().take(pieces - 1) {
+            *c = self.rng.below(len.max(1));
+        }
+        if cuts[0] > cuts[1] {
+            cuts.swap(0, 1);
+        }
+        let (mut ends, mut n_ends) = ([0usize; 3], 0);
+        let mut start = 0;
+        for end in cuts {
+            if end > start {
+                ends[n_ends] = end;
+                n_ends += 1;
+                start = end;
+            }
+        }
+        if n_ends == 0 {
+            return;
+        }
+        let buf = self.bufs.add(bytes, n_ends as u32);
+        let base = l.base();
         let mut start = 0;
         let mut clock = l.clock;
-        for end in cuts.into_iter().chain(std::iter::once(bytes.len())) {
-            if end <= start {
-                continue;
-            }
-            let jitter = Duration::from_micros(self.rng.below(l.base.as_micros() as usize / 10 + 1) as u64);
-            let mut at = self.now + l.base + jitter;
+        for (e, &end) in ends[..n_ends].iter().enumerate() {
+            let jitter = Duration::from_micros(self.rng.below(l.base_us as usize / 10 + 1) as u64);
+            let mut at = self.now + base + jitter;
             if self.lossy && self.rng.unit() < self.p.loss {
                 if self.rng.unit() < 0.02 {
+                    // The pieces not sent never will be: release their share of the buffer.
+                    for _ in e..n_ends {
+                        let b = self.bufs.take(buf);
+                        self.bufs.put_back(buf, b);
+                    }
                     return self.reset(i, inc, conn);
                 }
-                at = at + RTO + l.base * 2;
+                at = at + RTO + base * 2;
             }
             clock = clock.max(at);
-            let piece = bytes[start..end].to_vec();
-            self.push(clock, Ev::Bytes { node: l.peer, inc: l.peer_inc, conn: l.peer_conn, bytes: piece });
+            self.push(
+                clock,
+                Ev::Bytes {
+                    node: l.peer,
+                    inc: l.peer_inc,
+                    conn: l.peer_conn,
+                    buf,
+                    start: start as u32,
+                    end: end as u32,
+                },
+            );
             start = end;
         }
-        if let Some(link) = self.links.get_mut(&(i, inc, conn)) {
-            link.clock = clock;
-        }
+        self.links[i][k].1.clock = clock;
     }
 
     pub fn node_count(&self) -> usize {
