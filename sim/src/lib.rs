@@ -51,6 +51,8 @@ pub struct Params {
     /// Altered chats injected by malicious neighbours during the fault phase.
     pub forgeries: usize,
     pub target_peers: usize,
+    /// Well-known bootstrap nodes (the first ones to start); each node is told of three of them.
+    pub bootstrap: usize,
     pub join_s: f64,
     pub settle_s: f64,
     pub fault_s: f64,
@@ -76,6 +78,7 @@ impl Params {
             joins: true,
             forgeries: 1,
             target_peers: 8,
+            bootstrap: 3,
             join_s: 5.0,
             settle_s: 10.0,
             fault_s: 20.0,
@@ -171,6 +174,9 @@ pub struct SimulateArgs {
     /// dominates runs of many thousands of nodes
     #[arg(long)]
     pub no_joins: bool,
+    /// Well-known bootstrap nodes (the first to start); each joining node is told of three of them
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub bootstrap: u32,
     /// Run twice and fail if the two runs differ in any way
     #[arg(long)]
     pub check_determinism: bool,
@@ -198,6 +204,7 @@ impl SimulateArgs {
             joins: !self.no_joins,
             fault_s: self.fault_s,
             converge_s: self.converge_s,
+            bootstrap: self.bootstrap as usize,
             ..Params::new(self.nodes as usize, seed)
         }
     }
@@ -226,6 +233,9 @@ impl SimulateArgs {
             if on {
                 c += flag;
             }
+        }
+        if self.bootstrap != 3 {
+            c += &format!(" --bootstrap {}", self.bootstrap);
         }
         c + &format!(" --fault-s {} --converge-s {} --seed {seed}", self.fault_s, self.converge_s)
     }

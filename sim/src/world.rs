@@ -288,7 +288,8 @@ impl World {
         // Never crash the bootstrap nodes' majority: the scenario is about the others.
         let mut order: Vec<usize> = (0..n).collect();
         rng.choose_k(&mut order, n);
-        let crashing: Vec<usize> = order.into_iter().filter(|&i| i >= 3 || n <= 3).take(crash_n).collect();
+        let crashing: Vec<usize> =
+            order.into_iter().filter(|&i| i >= p.bootstrap || n <= p.bootstrap).take(crash_n).collect();
         let mut slots: Vec<Slot> =
             (0..n).map(|_| Slot { node: None, inc: 0, wake_at: None, group: 0, crashes: false }).collect();
         for &i in &crashing {
@@ -378,7 +379,14 @@ impl World {
     }
 
     fn config(&self, i: usize) -> Config {
-        let bootstrap = (0..self.p.nodes.min(3)).filter(|&b| b != i).map(addr).collect();
+        // Each node is told of three bootstrap nodes (all of them when there are only three).
+        let mut wellknown: Vec<usize> = (0..self.p.nodes.min(self.p.bootstrap.max(1))).filter(|&b| b != i).collect();
+        if wellknown.len() > 3 {
+            let mut rng = Rng::new(self.p.seed ^ (i as u64).wrapping_mul(0xa076_1d64_78bd_642f));
+            rng.choose_k(&mut wellknown, 3);
+            wellknown.truncate(3);
+        }
+        let bootstrap = wellknown.into_iter().map(addr).collect();
         Config {
             username: format!("n{i}"),
             listen_port: PORT,
