@@ -64,7 +64,7 @@ pub struct NodeArgs {
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub fanout: u32,
     /// Eager gossip hops a chat may take (missed chats are still repaired past it)
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 32)]
     pub ttl: u8,
     /// Hours of chats kept to hand to peers that were away (catch-up window)
     #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u32).range(1..=24 * 365))]

@@ -118,7 +118,7 @@ impl Default for Config {
             target_peers: 8,
             fanout: 3,
             lazy_fanout: 6,
-            ttl: 16,
+            ttl: 32,
             repair: true,
             announce_presence: true,
             max_frame_bytes: wire::DEFAULT_MAX_FRAME_BYTES,

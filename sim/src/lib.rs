@@ -66,7 +66,7 @@ impl Params {
             nodes,
             messages: 20,
             fanout: 3,
-            ttl: 16,
+            ttl: 32,
             loss: 0.0,
             latency_ms: (10, 100),
             churn: 0.0,
@@ -137,7 +137,7 @@ pub struct SimulateArgs {
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub fanout: u32,
     /// Eager hops a chat may take
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 32)]
     pub ttl: u8,
     /// Share of data pieces lost and retransmitted during the fault phase (0..1)
     #[arg(long, default_value_t = 0.0, value_parser = parse_share)]
