@@ -17,6 +17,7 @@ use crate::handshake::{Handshake, HandshakeError, Progress, StaticIdentity};
 use crate::identity::{Keys, PeerId, PublicKey};
 use crate::membership::{AddressBook, Penalty, Source, TokenBucket, BAN_SCORE, MAX_SCORE};
 use crate::random::Rng;
+use crate::rate::Tokens;
 use crate::session::Session;
 use crate::sync::{self, Summary};
 use crate::time::Time;
@@ -305,6 +306,9 @@ struct Peer {
     since: Time,
 }
 
+/// One connection. A node holds a dozen or so, each boxed (see `Node::conns`), and a simulator
+/// holds thousands of nodes: fields that are the same for every connection of a node (rate
+/// limits) stay in `Config`, and fields that can be derived from others are.
 struct Conn {
     addr: SocketAddr,
     direction: Direction,
@@ -315,13 +319,44 @@ struct Conn {
     opened: Time,
     last_recv: Time,
     score: i32,
-    listen_addr: Option<SocketAddr>,
-    ping: Option<(u64, Time)>,
+    listen: Listen,
+    /// The nonce of the ping sent at `last_ping`, until its pong comes back.
+    ping: Option<u64>,
     last_ping: Time,
-    rtt: Option<Duration>,
-    chat_bucket: TokenBucket,
-    control_bucket: TokenBucket,
+    /// The last round-trip time in microseconds, [`NO_RTT`] until one is measured.
+    rtt_us: u32,
+    /// Rates are `Config::chat_rate` and `Config::control_rate`.
+    chat_tokens: Tokens,
+    control_tokens: Tokens,
     asked_peers: bool,
+}
+
+/// Where the peer of a connection accepts connections. Always at the connection's own IP, so only
+/// the port is kept (an `Option<SocketAddr>` is eight times the size).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Listen {
+    Unknown,
+    /// The address we dialed, exactly as dialed.
+    Dialed,
+    /// Told by the peer (hello or `Announce`).
+    Port(u16),
+}
+
+/// `Conn::rtt_us` before the first pong. Longer round trips (71 minutes) are kept as one less.
+const NO_RTT: u32 = u32::MAX;
+
+impl Conn {
+    fn listen_addr(&self) -> Option<SocketAddr> {
+        match self.listen {
+            Listen::Unknown => None,
+            Listen::Dialed => Some(self.addr),
+            Listen::Port(port) => Some(SocketAddr::new(self.addr.ip(), port)),
+        }
+    }
+
+    fn rtt(&self) -> Option<Duration> {
+        (self.rtt_us != NO_RTT).then(|| Duration::from_micros(self.rtt_us.into()))
+    }
 }
 
 pub struct Node {
@@ -332,7 +367,9 @@ pub struct Node {
     /// Decrypted bytes on their way to a connection's frame decoder (reused).
     plain: Vec<u8>,
     rng: Rng,
-    conns: BTreeMap<ConnId, Conn>,
+    /// Boxed: a B-tree leaf has room for 11 entries whether they are used or not, so inline
+    /// connections would cost eleven `Conn`s per leaf, even for a node with one connection.
+    conns: BTreeMap<ConnId, Box<Conn>>,
     next_conn: u64,
     book: AddressBook,
     banned: BTreeMap<PeerId, Time>,
@@ -572,11 +609,9 @@ impl Node {
     fn new_conn(&mut self, now: Time, addr: SocketAddr, direction: Direction, handshake_now: bool) -> ConnId {
         let conn = ConnId(self.next_conn);
         self.next_conn += 1;
-        let (cr, cb) = self.config.chat_rate;
-        let (kr, kb) = self.config.control_rate;
         self.conns.insert(
             conn,
-            Conn {
+            Box::new(Conn {
                 addr,
                 direction,
                 phase: Phase::Dialing,
@@ -585,14 +620,14 @@ impl Node {
                 opened: now,
                 last_recv: now,
                 score: 0,
-                listen_addr: (direction == Direction::Outbound).then_some(addr),
+                listen: if direction == Direction::Outbound { Listen::Dialed } else { Listen::Unknown },
                 ping: None,
                 last_ping: now,
-                rtt: None,
-                chat_bucket: TokenBucket::new(cr, cb, now),
-                control_bucket: TokenBucket::new(kr, kb, now),
+                rtt_us: NO_RTT,
+                chat_tokens: Tokens::full(self.config.chat_rate.1, now),
+                control_tokens: Tokens::full(self.config.control_rate.1, now),
                 asked_peers: false,
-            },
+            }),
         );
         if handshake_now {
             self.start_handshake(conn);
@@ -665,10 +700,10 @@ impl Node {
             public_key: p.public_key,
             username: p.username.clone(),
             addr: c.addr,
-            listen_addr: c.listen_addr,
+            listen_addr: c.listen_addr(),
             direction: c.direction,
             score: c.score,
-            rtt: c.rtt,
+            rtt: c.rtt(),
             since: p.since,
         })
     }
@@ -684,7 +719,7 @@ impl Node {
             return;
         }
         let until = now + self.config.ban_duration;
-        if let Some(a) = c.listen_addr {
+        if let Some(a) = c.listen_addr() {
             self.book.ban(&a, until);
         }
         if let Phase::Up(p) = &c.phase {
@@ -751,7 +786,7 @@ impl Node {
                 }
             }
             Err(e) => {
-                let (listen_addr, addr) = (c.listen_addr, c.addr);
+                let (listen_addr, addr) = (c.listen_addr(), c.addr);
                 if e == HandshakeError::SelfConnection {
                     if let Some(a) = listen_addr {
                         self.book.mark_self(&a);
@@ -835,7 +870,11 @@ impl Node {
     fn on_message(&mut self, now: Time, conn: ConnId, msg: Message, verified: Option<bool>) {
         let Some(c) = self.conns.get_mut(&conn) else { return };
         let is_chat = matches!(msg, Message::Chat { .. } | Message::Reply { .. });
-        let allowed = if is_chat { c.chat_bucket.take(now) } else { c.control_bucket.take(now) };
+        let allowed = if is_chat {
+            c.chat_tokens.take(now, self.config.chat_rate)
+        } else {
+            c.control_tokens.take(now, self.config.control_rate)
+        };
         if !allowed {
             self.penalize(now, conn, Penalty::Flood, "over the rate limit");
             return;
@@ -891,11 +930,10 @@ impl Node {
             Message::Ping { nonce } => self.send(conn, &Message::Pong { nonce }),
             Message::Pong { nonce } => {
                 if let Some(c) = self.conns.get_mut(&conn) {
-                    if let Some((n, sent)) = c.ping {
-                        if n == nonce {
-                            c.rtt = Some(now.since(sent));
-                            c.ping = None;
-                        }
+                    if c.ping == Some(nonce) {
+                        let rtt = now.since(c.last_ping).as_micros();
+                        c.rtt_us = rtt.min(u128::from(NO_RTT - 1)) as u32;
+                        c.ping = None;
                     }
                 }
             }
@@ -903,7 +941,7 @@ impl Node {
                 let addrs = self.book.sample_for_exchange(32, &mut self.rng, now);
                 let addrs = addrs
                     .into_iter()
-                    .filter(|a| Some(*a) != self.conns.get(&conn).and_then(|c| c.listen_addr))
+                    .filter(|a| Some(*a) != self.conns.get(&conn).and_then(|c| c.listen_addr()))
                     .collect();
                 self.send(conn, &Message::PeerResponse { addrs });
             }
@@ -924,8 +962,8 @@ impl Node {
             Message::Announce { listen_port } => {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     if listen_port != 0 {
+                        c.listen = Listen::Port(listen_port);
                         let a = SocketAddr::new(c.addr.ip(), listen_port);
-                        c.listen_addr = Some(a);
                         self.book.add(a, Source::Inbound, now);
                         self.book.touch(&a);
                     }
@@ -942,7 +980,7 @@ impl Node {
         if self.up_count() >= self.config.max_peers {
             // Full: refer the newcomer to peers we know rather than just refuse it, or a
             // bootstrap node that filled up would leave every later joiner stranded.
-            let exclude = self.conns.get(&conn).and_then(|c| c.listen_addr);
+            let exclude = self.conns.get(&conn).and_then(|c| c.listen_addr());
             let addrs = self
                 .book
                 .sample_for_exchange(32, &mut self.rng, now)
@@ -961,10 +999,10 @@ impl Node {
         });
         let Some(c) = self.conns.get_mut(&conn) else { return };
         if c.direction == Direction::Inbound && hello.listen_port != 0 {
-            c.listen_addr = Some(SocketAddr::new(c.addr.ip(), hello.listen_port));
+            c.listen = Listen::Port(hello.listen_port);
         }
         let direction = c.direction;
-        let listen_addr = c.listen_addr;
+        let listen_addr = c.listen_addr();
         if let Some((other, other_dir)) = dup {
             let dialer_of = |d: Direction| if d == Direction::Outbound { self.me } else { peer };
             let keep_new = if other_dir == direction { false } else { dialer_of(direction) < dialer_of(other_dir) };
@@ -1028,7 +1066,7 @@ impl Node {
             }
             Command::Connect(addr) => {
                 self.book.add(addr, Source::Manual, now);
-                let busy = self.conns.values().any(|c| c.listen_addr == Some(addr) || c.addr == addr);
+                let busy = self.conns.values().any(|c| c.listen_addr() == Some(addr) || c.addr == addr);
                 if !busy && !self.leaving {
                     self.dial(now, addr);
                 }
@@ -1276,7 +1314,7 @@ impl Node {
         for id in to_ping {
             let nonce = self.rng.u64();
             if let Some(c) = self.conns.get_mut(&id) {
-                c.ping = Some((nonce, now));
+                c.ping = Some(nonce);
                 c.last_ping = now;
             }
             self.send(id, &Message::Ping { nonce });
@@ -1304,7 +1342,7 @@ impl Node {
         if n > 0 {
             let conns = &self.conns;
             let busy = |a: &SocketAddr, peer: Option<&PeerId>| {
-                conns.values().any(|c| c.listen_addr == Some(*a) || c.addr == *a)
+                conns.values().any(|c| c.listen_addr() == Some(*a) || c.addr == *a)
                     || peer.is_some_and(|p| conns.values().any(|c| matches!(&c.phase, Phase::Up(u) if u.id == *p)))
             };
             for addr in self.book.dial_candidates(now, n, &mut self.rng, busy) {
