@@ -480,7 +480,7 @@ impl Node {
 
     /// Recent chats held for repair, oldest first.
     pub fn recent_chats(&self) -> impl Iterator<Item = &Arc<Chat>> {
-        self.dedup.chats().values().map(|s| &s.chat)
+        self.dedup.iter().map(|s| &s.chat)
     }
 
     /// Chats held for repair and catch-up.
@@ -1235,13 +1235,13 @@ impl Node {
     // ----- repair -----
 
     fn start_sync(&mut self, now: Time, conn: ConnId) {
-        let ranges = sync::initiate(self.dedup.chats(), self.dedup.lower_bound(now));
+        let ranges = sync::initiate(&self.dedup, self.dedup.lower_bound(now));
         self.stats.sync_frames_sent += 1;
         self.send(conn, &Message::Sync { ranges });
     }
 
     fn on_sync(&mut self, now: Time, conn: ConnId, ranges: &[sync::SyncRange]) {
-        let reply = sync::respond(self.dedup.chats(), ranges);
+        let reply = sync::respond(&self.dedup, ranges);
         self.reply_with(conn, &reply.push);
         let want: Vec<ChatId> = reply.want.into_iter().filter(|id| self.dedup.check(id, now) == Verdict::New).collect();
         for id in &want {
