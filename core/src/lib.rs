@@ -60,6 +60,7 @@ pub mod identity;
 pub mod membership;
 pub mod node;
 pub mod random;
+pub mod rate;
 pub mod session;
 pub mod sync;
 pub mod time;

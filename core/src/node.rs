@@ -17,6 +17,7 @@ use crate::handshake::{Handshake, HandshakeError, Progress, StaticIdentity};
 use crate::identity::{Keys, PeerId, PublicKey};
 use crate::membership::{AddressBook, Penalty, Source, TokenBucket, BAN_SCORE, MAX_SCORE};
 use crate::random::Rng;
+use crate::rate::Tokens;
 use crate::session::Session;
 use crate::sync::{self, Summary};
 use crate::time::Time;
@@ -305,6 +306,9 @@ struct Peer {
     since: Time,
 }
 
+/// One connection. A node holds a dozen or so, each boxed (see `Node::conns`), and a simulator
+/// holds thousands of nodes: fields that are the same for every connection of a node (rate
+/// limits) stay in `Config`, and fields that can be derived from others are.
 struct Conn {
     addr: SocketAddr,
     direction: Direction,
@@ -315,13 +319,44 @@ struct Conn {
     opened: Time,
     last_recv: Time,
     score: i32,
-    listen_addr: Option<SocketAddr>,
-    ping: Option<(u64, Time)>,
+    listen: Listen,
+    /// The nonce of the ping sent at `last_ping`, until its pong comes back.
+    ping: Option<u64>,
     last_ping: Time,
-    rtt: Option<Duration>,
-    chat_bucket: TokenBucket,
-    control_bucket: TokenBucket,
+    /// The last round-trip time in microseconds, [`NO_RTT`] until one is measured.
+    rtt_us: u32,
+    /// Rates are `Config::chat_rate` and `Config::control_rate`.
+    chat_tokens: Tokens,
+    control_tokens: Tokens,
     asked_peers: bool,
+}
+
+/// Where the peer of a connection accepts connections. Always at the connection's own IP, so only
+/// the port is kept (an `Option<SocketAddr>` is eight times the size).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Listen {
+    Unknown,
+    /// The address we dialed, exactly as dialed.
+    Dialed,
+    /// Told by the peer (hello or `Announce`).
+    Port(u16),
+}
+
+/// `Conn::rtt_us` before the first pong. Longer round trips (71 minutes) are kept as one less.
+const NO_RTT: u32 = u32::MAX;
+
+impl Conn {
+    fn listen_addr(&self) -> Option<SocketAddr> {
+        match self.listen {
+            Listen::Unknown => None,
+            Listen::Dialed => Some(self.addr),
+            Listen::Port(port) => Some(SocketAddr::new(self.addr.ip(), port)),
+        }
+    }
+
+    fn rtt(&self) -> Option<Duration> {
+        (self.rtt_us != NO_RTT).then(|| Duration::from_micros(self.rtt_us.into()))
+    }
 }
 
 pub struct Node {
@@ -329,10 +364,10 @@ pub struct Node {
     keys: Box<dyn Keys>,
     me: PeerId,
     identity: StaticIdentity,
-    /// Decrypted bytes on their way to a connection's frame decoder (reused).
-    plain: Vec<u8>,
     rng: Rng,
-    conns: BTreeMap<ConnId, Conn>,
+    /// Boxed: a B-tree leaf has room for 11 entries whether they are used or not, so inline
+    /// connections would cost eleven `Conn`s per leaf, even for a node with one connection.
+    conns: BTreeMap<ConnId, Box<Conn>>,
     next_conn: u64,
     book: AddressBook,
     banned: BTreeMap<PeerId, Time>,
@@ -389,7 +424,6 @@ impl Node {
             keys,
             me,
             identity,
-            plain: Vec::new(),
             rng,
             conns: BTreeMap::new(),
             next_conn: 0,
@@ -446,7 +480,7 @@ impl Node {
 
     /// Recent chats held for repair, oldest first.
     pub fn recent_chats(&self) -> impl Iterator<Item = &Arc<Chat>> {
-        self.dedup.chats().values().map(|s| &s.chat)
+        self.dedup.iter().map(|s| &s.chat)
     }
 
     /// Chats held for repair and catch-up.
@@ -539,7 +573,10 @@ impl Node {
             self.flush_ihave();
         }
         loop {
-            let (conn, plain) = self.tx.pop_first()?;
+            let Some((conn, plain)) = self.tx.pop_first() else {
+                self.release_queues();
+                return None;
+            };
             // Frames are queued only for established connections, which all have a session.
             let Some(c) = self.conns.get_mut(&conn) else { continue };
             let Some(session) = c.session.as_mut() else { continue };
@@ -550,6 +587,19 @@ impl Node {
             // After 2^64 records: not in this universe, but never a panic.
             let when = c.last_recv;
             self.drop_conn(when, conn, "session nonces exhausted", false, false);
+        }
+    }
+
+    /// Frees the buffers of the drained output queues. Emptied, a `VecDeque` keeps its capacity and
+    /// a `BTreeMap` its root leaf (over 700 bytes together here); a node spends nearly all its time
+    /// idle between inputs, and a simulator holds thousands of them, so they are given back and
+    /// allocated again by the next input that has something to say.
+    fn release_queues(&mut self) {
+        if self.out.is_empty() {
+            self.out = VecDeque::new();
+        }
+        if self.tx.is_empty() {
+            self.tx = BTreeMap::new();
         }
     }
 
@@ -572,11 +622,9 @@ impl Node {
     fn new_conn(&mut self, now: Time, addr: SocketAddr, direction: Direction, handshake_now: bool) -> ConnId {
         let conn = ConnId(self.next_conn);
         self.next_conn += 1;
-        let (cr, cb) = self.config.chat_rate;
-        let (kr, kb) = self.config.control_rate;
         self.conns.insert(
             conn,
-            Conn {
+            Box::new(Conn {
                 addr,
                 direction,
                 phase: Phase::Dialing,
@@ -585,14 +633,14 @@ impl Node {
                 opened: now,
                 last_recv: now,
                 score: 0,
-                listen_addr: (direction == Direction::Outbound).then_some(addr),
+                listen: if direction == Direction::Outbound { Listen::Dialed } else { Listen::Unknown },
                 ping: None,
                 last_ping: now,
-                rtt: None,
-                chat_bucket: TokenBucket::new(cr, cb, now),
-                control_bucket: TokenBucket::new(kr, kb, now),
+                rtt_us: NO_RTT,
+                chat_tokens: Tokens::full(self.config.chat_rate.1, now),
+                control_tokens: Tokens::full(self.config.control_rate.1, now),
                 asked_peers: false,
-            },
+            }),
         );
         if handshake_now {
             self.start_handshake(conn);
@@ -665,10 +713,10 @@ impl Node {
             public_key: p.public_key,
             username: p.username.clone(),
             addr: c.addr,
-            listen_addr: c.listen_addr,
+            listen_addr: c.listen_addr(),
             direction: c.direction,
             score: c.score,
-            rtt: c.rtt,
+            rtt: c.rtt(),
             since: p.since,
         })
     }
@@ -684,7 +732,7 @@ impl Node {
             return;
         }
         let until = now + self.config.ban_duration;
-        if let Some(a) = c.listen_addr {
+        if let Some(a) = c.listen_addr() {
             self.book.ban(&a, until);
         }
         if let Phase::Up(p) = &c.phase {
@@ -714,14 +762,13 @@ impl Node {
     fn on_records(&mut self, now: Time, conn: ConnId, bytes: &[u8]) {
         let Some(c) = self.conns.get_mut(&conn) else { return };
         let Some(session) = c.session.as_mut() else { return };
-        let mut plain = std::mem::take(&mut self.plain);
+        // Not kept between reads: an idle node holds no scratch buffer (see `poll_output`).
+        let mut plain = Vec::new();
         let opened = session.open(bytes, &mut plain);
         let mut frames = Vec::new();
         if opened.is_ok() {
             c.decoder.decode(&plain, &mut frames);
         }
-        plain.clear();
-        self.plain = plain;
         match opened {
             Ok(()) => self.on_frames(now, conn, frames),
             Err(e) => {
@@ -751,7 +798,7 @@ impl Node {
                 }
             }
             Err(e) => {
-                let (listen_addr, addr) = (c.listen_addr, c.addr);
+                let (listen_addr, addr) = (c.listen_addr(), c.addr);
                 if e == HandshakeError::SelfConnection {
                     if let Some(a) = listen_addr {
                         self.book.mark_self(&a);
@@ -835,7 +882,11 @@ impl Node {
     fn on_message(&mut self, now: Time, conn: ConnId, msg: Message, verified: Option<bool>) {
         let Some(c) = self.conns.get_mut(&conn) else { return };
         let is_chat = matches!(msg, Message::Chat { .. } | Message::Reply { .. });
-        let allowed = if is_chat { c.chat_bucket.take(now) } else { c.control_bucket.take(now) };
+        let allowed = if is_chat {
+            c.chat_tokens.take(now, self.config.chat_rate)
+        } else {
+            c.control_tokens.take(now, self.config.control_rate)
+        };
         if !allowed {
             self.penalize(now, conn, Penalty::Flood, "over the rate limit");
             return;
@@ -891,11 +942,10 @@ impl Node {
             Message::Ping { nonce } => self.send(conn, &Message::Pong { nonce }),
             Message::Pong { nonce } => {
                 if let Some(c) = self.conns.get_mut(&conn) {
-                    if let Some((n, sent)) = c.ping {
-                        if n == nonce {
-                            c.rtt = Some(now.since(sent));
-                            c.ping = None;
-                        }
+                    if c.ping == Some(nonce) {
+                        let rtt = now.since(c.last_ping).as_micros();
+                        c.rtt_us = rtt.min(u128::from(NO_RTT - 1)) as u32;
+                        c.ping = None;
                     }
                 }
             }
@@ -903,7 +953,7 @@ impl Node {
                 let addrs = self.book.sample_for_exchange(32, &mut self.rng, now);
                 let addrs = addrs
                     .into_iter()
-                    .filter(|a| Some(*a) != self.conns.get(&conn).and_then(|c| c.listen_addr))
+                    .filter(|a| Some(*a) != self.conns.get(&conn).and_then(|c| c.listen_addr()))
                     .collect();
                 self.send(conn, &Message::PeerResponse { addrs });
             }
@@ -924,8 +974,8 @@ impl Node {
             Message::Announce { listen_port } => {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     if listen_port != 0 {
+                        c.listen = Listen::Port(listen_port);
                         let a = SocketAddr::new(c.addr.ip(), listen_port);
-                        c.listen_addr = Some(a);
                         self.book.add(a, Source::Inbound, now);
                         self.book.touch(&a);
                     }
@@ -942,7 +992,7 @@ impl Node {
         if self.up_count() >= self.config.max_peers {
             // Full: refer the newcomer to peers we know rather than just refuse it, or a
             // bootstrap node that filled up would leave every later joiner stranded.
-            let exclude = self.conns.get(&conn).and_then(|c| c.listen_addr);
+            let exclude = self.conns.get(&conn).and_then(|c| c.listen_addr());
             let addrs = self
                 .book
                 .sample_for_exchange(32, &mut self.rng, now)
@@ -961,10 +1011,10 @@ impl Node {
         });
         let Some(c) = self.conns.get_mut(&conn) else { return };
         if c.direction == Direction::Inbound && hello.listen_port != 0 {
-            c.listen_addr = Some(SocketAddr::new(c.addr.ip(), hello.listen_port));
+            c.listen = Listen::Port(hello.listen_port);
         }
         let direction = c.direction;
-        let listen_addr = c.listen_addr;
+        let listen_addr = c.listen_addr();
         if let Some((other, other_dir)) = dup {
             let dialer_of = |d: Direction| if d == Direction::Outbound { self.me } else { peer };
             let keep_new = if other_dir == direction { false } else { dialer_of(direction) < dialer_of(other_dir) };
@@ -1028,7 +1078,7 @@ impl Node {
             }
             Command::Connect(addr) => {
                 self.book.add(addr, Source::Manual, now);
-                let busy = self.conns.values().any(|c| c.listen_addr == Some(addr) || c.addr == addr);
+                let busy = self.conns.values().any(|c| c.listen_addr() == Some(addr) || c.addr == addr);
                 if !busy && !self.leaving {
                     self.dial(now, addr);
                 }
@@ -1185,13 +1235,13 @@ impl Node {
     // ----- repair -----
 
     fn start_sync(&mut self, now: Time, conn: ConnId) {
-        let ranges = sync::initiate(self.dedup.chats(), self.dedup.lower_bound(now));
+        let ranges = sync::initiate(&self.dedup, self.dedup.lower_bound(now));
         self.stats.sync_frames_sent += 1;
         self.send(conn, &Message::Sync { ranges });
     }
 
     fn on_sync(&mut self, now: Time, conn: ConnId, ranges: &[sync::SyncRange]) {
-        let reply = sync::respond(self.dedup.chats(), ranges);
+        let reply = sync::respond(&self.dedup, ranges);
         self.reply_with(conn, &reply.push);
         let want: Vec<ChatId> = reply.want.into_iter().filter(|id| self.dedup.check(id, now) == Verdict::New).collect();
         for id in &want {
@@ -1276,7 +1326,7 @@ impl Node {
         for id in to_ping {
             let nonce = self.rng.u64();
             if let Some(c) = self.conns.get_mut(&id) {
-                c.ping = Some((nonce, now));
+                c.ping = Some(nonce);
                 c.last_ping = now;
             }
             self.send(id, &Message::Ping { nonce });
@@ -1304,7 +1354,7 @@ impl Node {
         if n > 0 {
             let conns = &self.conns;
             let busy = |a: &SocketAddr, peer: Option<&PeerId>| {
-                conns.values().any(|c| c.listen_addr == Some(*a) || c.addr == *a)
+                conns.values().any(|c| c.listen_addr() == Some(*a) || c.addr == *a)
                     || peer.is_some_and(|p| conns.values().any(|c| matches!(&c.phase, Phase::Up(u) if u.id == *p)))
             };
             for addr in self.book.dial_candidates(now, n, &mut self.rng, busy) {

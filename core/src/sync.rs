@@ -56,23 +56,36 @@ pub struct Reply {
     pub want: Vec<ChatId>,
 }
 
-fn in_range<V>(set: &BTreeMap<ChatId, V>, lower: ChatId, upper: ChatId) -> impl Iterator<Item = &ChatId> {
-    set.range((Bound::Included(lower), Bound::Excluded(upper))).map(|(id, _)| id)
+/// A set of ids as reconciliation reads it.
+pub trait IdSet {
+    /// The ids in `[lower, upper)`, ascending.
+    fn ids_in(&self, lower: ChatId, upper: ChatId) -> impl Iterator<Item = ChatId> + '_;
+    fn has(&self, id: &ChatId) -> bool;
 }
 
-pub fn fingerprint<V>(set: &BTreeMap<ChatId, V>, lower: ChatId, upper: ChatId) -> Summary {
+impl<V> IdSet for BTreeMap<ChatId, V> {
+    fn ids_in(&self, lower: ChatId, upper: ChatId) -> impl Iterator<Item = ChatId> + '_ {
+        self.range((Bound::Included(lower), Bound::Excluded(upper))).map(|(id, _)| *id)
+    }
+
+    fn has(&self, id: &ChatId) -> bool {
+        self.contains_key(id)
+    }
+}
+
+pub fn fingerprint(set: &impl IdSet, lower: ChatId, upper: ChatId) -> Summary {
     let (count, hash) =
-        in_range(set, lower, upper).fold((0u32, 0u128), |(c, h), id| (c + 1, h.wrapping_add(id.as_u128())));
+        set.ids_in(lower, upper).fold((0u32, 0u128), |(c, h), id| (c + 1, h.wrapping_add(id.as_u128())));
     Summary::Fingerprint { count, hash }
 }
 
 /// The opening frame: one fingerprint over everything from `lower` on.
-pub fn initiate<V>(set: &BTreeMap<ChatId, V>, lower: ChatId) -> Vec<SyncRange> {
+pub fn initiate(set: &impl IdSet, lower: ChatId) -> Vec<SyncRange> {
     vec![SyncRange { lower, upper: ChatId::MAX, summary: fingerprint(set, lower, ChatId::MAX) }]
 }
 
 /// Answers a peer's sync frame. Ranges that are empty or inverted are ignored.
-pub fn respond<V>(set: &BTreeMap<ChatId, V>, incoming: &[SyncRange]) -> Reply {
+pub fn respond(set: &impl IdSet, incoming: &[SyncRange]) -> Reply {
     let mut reply = Reply::default();
     for r in incoming.iter().filter(|r| r.lower < r.upper) {
         match &r.summary {
@@ -80,7 +93,7 @@ pub fn respond<V>(set: &BTreeMap<ChatId, V>, incoming: &[SyncRange]) -> Reply {
                 if fingerprint(set, r.lower, r.upper) == r.summary {
                     continue;
                 }
-                let mine: Vec<ChatId> = in_range(set, r.lower, r.upper).copied().collect();
+                let mine: Vec<ChatId> = set.ids_in(r.lower, r.upper).collect();
                 if mine.len() <= LIST_AT_MOST {
                     reply.ranges.push(SyncRange { lower: r.lower, upper: r.upper, summary: Summary::Ids(mine) });
                 } else {
@@ -97,13 +110,13 @@ pub fn respond<V>(set: &BTreeMap<ChatId, V>, incoming: &[SyncRange]) -> Reply {
             Summary::Ids(theirs) => {
                 let mut theirs_sorted = theirs.clone();
                 theirs_sorted.sort_unstable();
-                for id in in_range(set, r.lower, r.upper) {
-                    if theirs_sorted.binary_search(id).is_err() {
-                        reply.push.push(*id);
+                for id in set.ids_in(r.lower, r.upper) {
+                    if theirs_sorted.binary_search(&id).is_err() {
+                        reply.push.push(id);
                     }
                 }
                 for id in theirs_sorted {
-                    if id >= r.lower && id < r.upper && !set.contains_key(&id) {
+                    if id >= r.lower && id < r.upper && !set.has(&id) {
                         reply.want.push(id);
                     }
                 }
