@@ -22,6 +22,8 @@ pub struct Report {
     pub crash_at_once: bool,
     pub partition: bool,
     pub link_latency_ms: (u64, u64),
+    /// Well-known bootstrap nodes (each node is told of three).
+    pub bootstrap: usize,
     pub live_nodes: usize,
     pub crashes: u64,
     pub delivery_ratio: f64,
@@ -111,6 +113,7 @@ impl Report {
             crash_at_once: p.crash_at_once,
             partition: p.partition,
             link_latency_ms: p.latency_ms,
+            bootstrap: p.bootstrap.min(p.nodes),
             live_nodes: live.len(),
             crashes: m.crashes,
             delivery_ratio: if expected == 0 { 1.0 } else { (expected - missing) as f64 / expected as f64 },
@@ -162,8 +165,9 @@ impl Report {
         let opt = |v: Option<f64>| v.map(|s| format!("{s:.1} s")).unwrap_or_else(|| "never".into());
         let mut rows = vec![
             format!(
-                "p2p-chat simulate: {} nodes, {} chats, seed {}, {} signatures, {}",
+                "p2p-chat simulate: {} nodes ({} bootstrap), {} chats, seed {}, {} signatures, {}",
                 self.nodes,
+                self.bootstrap,
                 self.messages,
                 self.seed,
                 self.crypto,
