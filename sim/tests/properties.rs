@@ -10,6 +10,8 @@ fn scenario(seed: u64, nodes: u8, fanout: u8, loss: u8, churn: u8, partition: bo
         loss: (loss % 21) as f64 / 100.0,
         churn: (churn % 31) as f64 / 100.0,
         partition,
+        // One to ten bootstrap nodes; each joiner is told of three of them.
+        bootstrap: 1 + ((seed >> 8) % 10) as usize,
         forgeries: 2,
         join_s: 2.0,
         settle_s: 5.0,
@@ -29,13 +31,14 @@ fn every_chat_reaches_every_live_node_exactly_once() {
             None => TestResult::passed(),
             Some(why) => TestResult::error(format!(
                 "{why}: replay with p2p-chat simulate --nodes {} --messages {} --fanout {} --loss {} --churn {}{} \
-                 --fault-s {} --converge-s {} --seed {seed}",
+                 --bootstrap {} --fault-s {} --converge-s {} --seed {seed}",
                 p.nodes,
                 p.messages,
                 p.fanout,
                 p.loss,
                 p.churn,
                 if p.partition { " --partition" } else { "" },
+                p.bootstrap,
                 p.fault_s,
                 p.converge_s
             )),
