@@ -80,12 +80,12 @@ impl Report {
         let mut latencies = Vec::new();
         let mut ldhs = Vec::new();
         let mut curves = Vec::new();
-        for (id, sent_at) in &m.sent {
+        for id in m.sent.keys() {
             let Some(ds) = m.deliveries.get(id) else { continue };
-            let mut times: Vec<f64> = ds.iter().map(|(t, _)| t.since(*sent_at).as_secs_f64() * 1000.0).collect();
+            let mut times: Vec<f64> = ds.iter().map(|d| d.after_ms()).collect();
             latencies.extend(times.iter().copied());
-            if let Some((_, hops)) = ds.iter().max_by_key(|(t, _)| *t) {
-                ldhs.push(*hops);
+            if let Some(last) = ds.iter().max_by_key(|d| d.after) {
+                ldhs.push(last.hops);
             }
             times.sort_by(f64::total_cmp);
             let n = w.node_count() as f64;
@@ -96,8 +96,8 @@ impl Report {
         let mut h = DefaultHasher::new();
         for (id, ds) in &m.deliveries {
             id.hash(&mut h);
-            for (t, hops) in ds {
-                (t.as_micros(), hops).hash(&mut h);
+            for d in ds {
+                (d.after, d.hops).hash(&mut h);
             }
         }
         (w.events, totals.frames_out, totals.bytes_out, missing, m.duplicates).hash(&mut h);

@@ -672,8 +672,7 @@ impl World {
         if let Event::Chat(d) = e {
             if d.origin == Origin::Local {
                 if matches!(d.chat.body, Body::Text(_)) {
-                    self.metrics.sent(d.chat.id, self.now);
-                    self.metrics.have[i].insert(d.chat.id);
+                    self.metrics.sent(i, d.chat.id, self.now);
                 }
             } else {
                 self.metrics.delivered(i, d.chat.id, self.now, d.hops);
