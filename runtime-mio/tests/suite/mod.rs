@@ -323,9 +323,11 @@ pub fn a_peer_that_never_reads_is_shed<R: Runtime>() {
         }
     }
     a.wait_for("the slow reader shed", |e| matches!(e, Event::PeerDown { username, .. } if username == "flooder"));
-    // It was shed for what piled up, not for anything it said: more than the 8 MiB cap went out.
+    // It was shed for what piled up, not for anything it said: about the 8 MiB cap went out. (The
+    // cap counts sealed bytes, the stats count frames: records add 20 bytes per 64 KiB, so when the
+    // writer never got to run, as on a machine busy with other work, the frames come to just under.)
     let out = a.handle.stats().bytes_out;
-    assert!(out > 8 * 1024 * 1024, "only {out} bytes were produced for the slow reader");
+    assert!(out > 8 * 1024 * 1024 * 99 / 100, "only {out} bytes were produced for the slow reader");
     assert!(!a.handle.peers().iter().any(|p| p.username == "flooder"));
     b.handle.command(Command::Chat("after the slow reader".into()));
     a.wait_for("honest chat after shedding", is_chat("after the slow reader", Origin::Live));
