@@ -1,5 +1,5 @@
 //! Who we know and how we treat them: the address book (bootstrap, peer exchange, inbound and
-//! restored addresses), dial backoff with jitter, bans, peer scores and per-peer rate limits.
+//! restored addresses), dial backoff with jitter, bans and peer scores. (Rate limits are in `rate`.)
 //!
 //! Rules, all here so they can be read in one place:
 //! - A failed dial doubles the wait before the next one: `base * 2^failures`, capped at `max`, times
@@ -465,34 +465,6 @@ impl Penalty {
     }
 }
 
-/// A token bucket: `rate` tokens per second, at most `burst` saved up.
-#[derive(Clone, Debug)]
-pub struct TokenBucket {
-    tokens: f64,
-    last: Time,
-    rate: f64,
-    burst: f64,
-}
-
-impl TokenBucket {
-    pub fn new(rate_per_s: f64, burst: f64, now: Time) -> TokenBucket {
-        TokenBucket { tokens: burst, last: now, rate: rate_per_s, burst }
-    }
-
-    /// Takes one token if there is one.
-    pub fn take(&mut self, now: Time) -> bool {
-        let dt = now.since(self.last).as_secs_f64();
-        self.last = self.last.max(now);
-        self.tokens = (self.tokens + dt * self.rate).min(self.burst);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -674,13 +646,5 @@ mod tests {
         // 2000 * 6 / 18 = 666 each on average.
         assert!(counts.values().all(|c| (500..850).contains(c)), "{counts:?}");
         assert_eq!(b.sample_for_exchange(100, &mut rng, now).len(), 18);
-    }
-
-    #[test]
-    fn token_bucket_limits_rate() {
-        let mut t = TokenBucket::new(10.0, 5.0, Time::ZERO);
-        assert_eq!((0..100).filter(|_| t.take(Time::ZERO)).count(), 5);
-        assert_eq!((0..100).filter(|_| t.take(Time::from_millis(1000))).count(), 5);
-        assert_eq!((0..100).filter(|_| t.take(Time::from_millis(1300))).count(), 3);
     }
 }

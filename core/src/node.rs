@@ -15,7 +15,7 @@ use crate::dedup::{Dedup, Verdict};
 use crate::gossip::{Gossip, Requested};
 use crate::handshake::{Handshake, HandshakeError, Progress, StaticIdentity};
 use crate::identity::{Keys, PeerId, PublicKey};
-use crate::membership::{AddressBook, Penalty, Source, TokenBucket, BAN_SCORE, MAX_SCORE};
+use crate::membership::{AddressBook, Penalty, Source, BAN_SCORE, MAX_SCORE};
 use crate::random::Rng;
 use crate::rate::Tokens;
 use crate::session::Session;
@@ -379,7 +379,7 @@ pub struct Node {
     /// When the batched `ihave` goes out.
     ihave_due: Option<Time>,
     interner: Option<Box<dyn ChatInterner>>,
-    dial_bucket: TokenBucket,
+    dial_bucket: Tokens,
     next_tick: Time,
     next_sync: Time,
     next_exchange: Time,
@@ -434,7 +434,7 @@ impl Node {
             ihave: BTreeMap::new(),
             ihave_due: None,
             interner: None,
-            dial_bucket: TokenBucket::new(config.dials_per_minute.0 / 60.0, config.dials_per_minute.1, now),
+            dial_bucket: Tokens::full(config.dials_per_minute.1, now),
             next_tick: now,
             next_sync: now + config.sync_interval,
             next_exchange: now,
@@ -1358,7 +1358,8 @@ impl Node {
                     || peer.is_some_and(|p| conns.values().any(|c| matches!(&c.phase, Phase::Up(u) if u.id == *p)))
             };
             for addr in self.book.dial_candidates(now, n, &mut self.rng, busy) {
-                if !self.dial_bucket.take(now) {
+                let (per_minute, burst) = self.config.dials_per_minute;
+                if !self.dial_bucket.take(now, (per_minute / 60.0, burst)) {
                     break;
                 }
                 self.dial(now, addr);
