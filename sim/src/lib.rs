@@ -87,6 +87,42 @@ impl Params {
     }
 }
 
+impl Params {
+    /// The `p2p-chat simulate` command line that replays this run exactly.
+    pub fn replay(&self) -> String {
+        let mut c = format!(
+            "p2p-chat simulate --nodes {} --messages {} --fanout {} --ttl {} --loss {} --latency-ms {}..{} --churn {} \
+             --bootstrap {} --forgeries {}",
+            self.nodes,
+            self.messages,
+            self.fanout,
+            self.ttl,
+            self.loss,
+            self.latency_ms.0,
+            self.latency_ms.1,
+            self.churn,
+            self.bootstrap,
+            self.forgeries
+        );
+        let flags = [
+            (self.crash_at_once, " --crash-at-once"),
+            (self.partition, " --partition"),
+            (!self.repair, " --no-repair"),
+            (self.real_crypto, " --real-crypto"),
+            (!self.joins, " --no-joins"),
+        ];
+        for (on, flag) in flags {
+            if on {
+                c += flag;
+            }
+        }
+        c + &format!(
+            " --join-s {} --settle-s {} --fault-s {} --converge-s {} --seed {}",
+            self.join_s, self.settle_s, self.fault_s, self.converge_s, self.seed
+        )
+    }
+}
+
 /// Runs one scenario to the end of its convergence bound (or until converged).
 pub fn run(p: &Params, mut progress: impl FnMut(&World, Time)) -> Report {
     let wall = Instant::now();
@@ -177,9 +213,19 @@ pub struct SimulateArgs {
     /// Well-known bootstrap nodes (the first to start); each joining node is told of three of them
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     pub bootstrap: u32,
+    /// Chats altered after signing that malicious neighbours inject during the fault phase (none
+    /// may be delivered)
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=1000))]
+    pub forgeries: u32,
     /// Run twice and fail if the two runs differ in any way
     #[arg(long)]
     pub check_determinism: bool,
+    /// Virtual seconds over which the nodes start (join)
+    #[arg(long, default_value_t = 5.0)]
+    pub join_s: f64,
+    /// Virtual seconds for the mesh to settle before the fault phase
+    #[arg(long, default_value_t = 10.0)]
+    pub settle_s: f64,
     /// Length of the fault phase in virtual seconds
     #[arg(long, default_value_t = 20.0)]
     pub fault_s: f64,
@@ -202,42 +248,19 @@ impl SimulateArgs {
             real_crypto: self.real_crypto,
             repair: !self.no_repair,
             joins: !self.no_joins,
+            join_s: self.join_s,
+            settle_s: self.settle_s,
             fault_s: self.fault_s,
             converge_s: self.converge_s,
             bootstrap: self.bootstrap as usize,
+            forgeries: self.forgeries as usize,
             ..Params::new(self.nodes as usize, seed)
         }
     }
 
     /// The command line that replays this run.
     pub fn replay(&self, seed: u64) -> String {
-        let mut c = format!(
-            "p2p-chat simulate --nodes {} --messages {} --fanout {} --ttl {} --loss {} --latency-ms {}..{} --churn {}",
-            self.nodes,
-            self.messages,
-            self.fanout,
-            self.ttl,
-            self.loss,
-            self.latency_ms.0,
-            self.latency_ms.1,
-            self.churn
-        );
-        let flags = [
-            (self.crash_at_once, " --crash-at-once"),
-            (self.partition, " --partition"),
-            (self.no_repair, " --no-repair"),
-            (self.real_crypto, " --real-crypto"),
-            (self.no_joins, " --no-joins"),
-        ];
-        for (on, flag) in flags {
-            if on {
-                c += flag;
-            }
-        }
-        if self.bootstrap != 3 {
-            c += &format!(" --bootstrap {}", self.bootstrap);
-        }
-        c + &format!(" --fault-s {} --converge-s {} --seed {seed}", self.fault_s, self.converge_s)
+        self.params(seed).replay()
     }
 }
 
@@ -249,8 +272,13 @@ pub fn run_simulate(args: &SimulateArgs) -> anyhow::Result<()> {
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
         }
     };
-    if !args.fault_s.is_finite() || args.fault_s <= 0.0 || !args.converge_s.is_finite() || args.converge_s <= 0.0 {
-        bail!("--fault-s and --converge-s must be positive");
+    // A day of virtual time is far beyond any useful run, and keeps every duration representable.
+    let phase = |v: f64, zero_ok: bool| v.is_finite() && v <= 86_400.0 && (v > 0.0 || (zero_ok && v == 0.0));
+    if !phase(args.fault_s, false) || !phase(args.converge_s, false) {
+        bail!("--fault-s and --converge-s must be positive, at most 86400");
+    }
+    if !phase(args.join_s, true) || !phase(args.settle_s, true) {
+        bail!("--join-s and --settle-s must be between 0 and 86400");
     }
     let params = args.params(seed);
     let show_progress = !args.json && std::io::stderr().is_terminal();

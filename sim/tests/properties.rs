@@ -29,19 +29,7 @@ fn every_chat_reaches_every_live_node_exactly_once() {
         let r = run(&p, |_, _| {});
         match r.failure() {
             None => TestResult::passed(),
-            Some(why) => TestResult::error(format!(
-                "{why}: replay with p2p-chat simulate --nodes {} --messages {} --fanout {} --loss {} --churn {}{} \
-                 --bootstrap {} --fault-s {} --converge-s {} --seed {seed}",
-                p.nodes,
-                p.messages,
-                p.fanout,
-                p.loss,
-                p.churn,
-                if p.partition { " --partition" } else { "" },
-                p.bootstrap,
-                p.fault_s,
-                p.converge_s
-            )),
+            Some(why) => TestResult::error(format!("{why}: replay with {}", p.replay())),
         }
     }
     QuickCheck::new().tests(40).quickcheck(prop as fn(u64, u8, u8, u8, u8, bool) -> TestResult);
@@ -83,4 +71,22 @@ fn half_the_nodes_crashing_at_once_loses_nothing() {
         assert_eq!(r.crashes, 100, "seed {seed}");
         assert!(r.failure().is_none(), "seed {seed}: {:?}", r.failure());
     }
+}
+
+/// The command a failing run prints replays it exactly: parsed as `p2p-chat simulate` would parse
+/// it, it gives the same scenario and the same run.
+#[test]
+fn the_printed_command_replays_the_run() {
+    #[derive(clap::Parser)]
+    struct Simulate {
+        #[command(flatten)]
+        args: p2p_chat_sim::SimulateArgs,
+    }
+    let p = scenario(0x5eed_0102, 77, 3, 12, 25, true);
+    let line = p.replay();
+    let words: Vec<&str> = line.split_whitespace().skip(1).collect();
+    let parsed = <Simulate as clap::Parser>::try_parse_from(words).unwrap_or_else(|e| panic!("{line}: {e}"));
+    let again = parsed.args.params(parsed.args.seed.expect("the seed is printed"));
+    assert_eq!(again.replay(), line);
+    assert_eq!(run(&again, |_, _| {}).fingerprint, run(&p, |_, _| {}).fingerprint, "{line}");
 }
