@@ -150,8 +150,14 @@ impl<K: Key> Table<K> {
     }
 
     fn remove(&mut self, k: K) {
-        let Ok(i) = self.find(k) else { return };
+        if let Ok(i) = self.find(k) {
+            self.remove_at(i);
+        }
+    }
+
+    fn remove_at(&mut self, i: usize) {
         let s = self.slots.remove(i);
+        let k = s.key;
         if s.has(HAS_PEER) {
             side_remove(&mut self.peers, k);
         }
@@ -286,25 +292,37 @@ impl AddressBook {
         true
     }
 
-    /// Makes room by dropping the least useful exchange-learned entry; never drops anything more
-    /// trusted than what would replace it.
+    /// Makes room by dropping the least useful exchange-learned entry (never reached, most
+    /// failures; the last in address order among equals); never drops anything more trusted than
+    /// what would replace it. It runs for every new address a full book is offered, so it reads
+    /// the packed slots directly rather than decoding each entry.
     fn evict_one(&mut self, incoming: Source) -> bool {
-        let worst = self
-            .iter()
-            .filter(|(_, e)| e.source >= Source::Exchange && e.source >= incoming)
-            .max_by_key(|(_, e)| (!e.reached, e.failures))
-            .map(|(a, _)| a);
+        let floor = incoming.max(Source::Exchange) as u8;
+        let score = |flags: u8, failures: u8| -> Option<u16> {
+            ((flags & SOURCE_MASK) >= floor).then(|| (u16::from(flags & REACHED == 0) << 8) | u16::from(failures))
+        };
+        // (score, in the IPv6 table, index there); `>=` keeps the last of equals.
+        let mut worst: Option<(u16, bool, usize)> = None;
+        let v4 = self.tables.0.slots.iter().map(|s| (false, s.flags, s.failures));
+        let v6 = self.tables.1.slots.iter().map(|s| (true, s.flags, s.failures));
+        for (i, (is_v6, flags, failures)) in v4.enumerate().chain(v6.enumerate()) {
+            if let Some(sc) = score(flags, failures) {
+                if worst.is_none_or(|(w, _, _)| sc >= w) {
+                    worst = Some((sc, is_v6, i));
+                }
+            }
+        }
         match worst {
-            Some(a) => {
-                self.remove(&a);
+            Some((_, false, i)) => {
+                self.tables.0.remove_at(i);
+                true
+            }
+            Some((_, true, i)) => {
+                self.tables.1.remove_at(i);
                 true
             }
             None => false,
         }
-    }
-
-    fn remove(&mut self, addr: &SocketAddr) {
-        with_table!(mut self.tables, *addr, |t, k| t.remove(k))
     }
 
     /// Addresses worth dialing now, at most `n`: those that failed least first, random among
@@ -526,6 +544,30 @@ mod tests {
         assert!(b.get(&addr(1)).is_some());
     }
 
+    /// The entry evicted is the least useful one: never reached before reached, then most
+    /// failures, then the last in address order; IPv6 entries come after IPv4 ones.
+    #[test]
+    fn eviction_takes_the_least_useful_entry() {
+        let mut rng = Rng::new(1);
+        let now = Time::ZERO;
+        let v6 = SocketAddr::from(([0, 0, 0, 0, 0, 0, 0, 1], 7000));
+        let mut b = book();
+        for p in [1, 2, 3] {
+            b.add(addr(p), Source::Exchange, now);
+        }
+        b.add(v6, Source::Exchange, now);
+        // Equals: the last in address order goes, the IPv6 one.
+        assert!(b.add(addr(9), Source::Exchange, now));
+        assert!(b.get(&v6).is_none());
+        // A failure makes an entry worse than its equals; a reached one is kept over both.
+        b.on_failure(&addr(2), now, &mut rng);
+        b.on_connected(&addr(1), PeerId([1; 32]), now);
+        assert!(b.add(addr(10), Source::Exchange, now));
+        assert!(b.get(&addr(2)).is_none());
+        assert!(b.add(addr(11), Source::Exchange, now));
+        assert!(b.get(&addr(10)).is_none() && b.get(&addr(1)).is_some());
+    }
+
     #[test]
     fn candidates_skip_banned_self_and_waiting() {
         let mut b = book();
@@ -580,7 +622,7 @@ mod tests {
         });
         assert_eq!(seen.get(), Some(peer));
         // Forgotten with its side entries: re-added, it starts afresh.
-        b.remove(&addr(1));
+        with_table!(mut b.tables, addr(1), |t, k| t.remove(k));
         assert!(b.add(addr(1), Source::Exchange, Time::ZERO));
         assert_eq!((b.peer_id(&addr(1)), b.banned_until(&addr(1))), (None, None));
         assert!(b.tables.0.peers.is_empty() && b.tables.0.bans.is_empty());
