@@ -4,7 +4,8 @@
 //!
 //! Checks: no panic; after draining, no more than one partial frame buffered (under the limit);
 //! after a fatal error nothing buffered and nothing more decoded; the chunked stream decodes to
-//! exactly what the whole stream in one push decodes to; every decoded message re-encodes to a
+//! exactly what the whole stream in one push decodes to, and to what `decode` (frames decoded in
+//! place, as the node reads them) gives for the same chunks; every decoded message re-encodes to a
 //! frame that decodes to the same message.
 #![no_main]
 
@@ -34,6 +35,13 @@ fuzz_target!(|data: &[u8]| {
             assert!(d.buffered() < HEADER_BYTES + max, "{} bytes buffered, limit {max}", d.buffered());
         }
     }
+
+    let mut in_place = FrameDecoder::new(max);
+    let mut decoded = Vec::new();
+    for chunk in input.chunks() {
+        in_place.decode(chunk, &mut decoded);
+    }
+    assert_eq!(chunked, decoded, "decode in place differs from push and next_frame");
 
     let mut whole = FrameDecoder::new(max);
     whole.push(input.stream);
