@@ -990,6 +990,9 @@ impl Node {
             return self.close(now, conn, "peer is banned", false);
         }
         if self.up_count() >= self.config.max_peers {
+            self.make_room(now, conn);
+        }
+        if self.up_count() >= self.config.max_peers {
             // Full: refer the newcomer to peers we know rather than just refuse it, or a
             // bootstrap node that filled up would leave every later joiner stranded.
             let exclude = self.conns.get(&conn).and_then(|c| c.listen_addr());
@@ -1051,6 +1054,35 @@ impl Node {
             // Catch up at once with every new neighbour, rather than at the next periodic round.
             self.start_sync(now, conn);
         }
+    }
+
+    /// A full node takes a newcomer that dialed it by closing one of its newer inbound peers, chosen
+    /// at random. Without this, nodes that arrived early fill up and refer late joiners only to
+    /// one another, and a late joiner can dial a hundred full nodes without finding a place (found
+    /// by the simulator, with nodes arriving over a minute). Only the newer half of the inbound
+    /// peers (by connection time) can be closed, never an outbound one: someone who completes
+    /// handshakes at will churns at most the newer half of the inbound slots, and the peers this
+    /// node chose and those it has known longest stay, so it cannot be eclipsed this way.
+    fn make_room(&mut self, now: Time, newcomer: ConnId) {
+        if self.conns.get(&newcomer).is_none_or(|c| c.direction != Direction::Inbound) {
+            return;
+        }
+        let mut inbound: Vec<(Time, ConnId)> = self
+            .conns
+            .iter()
+            .filter(|(id, c)| **id != newcomer && c.direction == Direction::Inbound)
+            .filter_map(|(id, c)| match &c.phase {
+                Phase::Up(p) => Some((p.since, *id)),
+                _ => None,
+            })
+            .collect();
+        if inbound.len() < 2 {
+            return;
+        }
+        inbound.sort_unstable();
+        let newer = &inbound[inbound.len() / 2..];
+        let (_, victim) = newer[self.rng.below(newer.len())];
+        self.close(now, victim, "full: made room for a newcomer", false);
     }
 
     fn request_peers(&mut self, conn: ConnId) {

@@ -438,3 +438,39 @@ fn half_open_connections_do_not_lock_out_honest_peers() {
     assert!(c.accept(now, ip(2)).is_some());
     assert!(c.accept(now, ip(3)).is_none());
 }
+
+/// A full node takes a newcomer that dialed it by closing one of its newer inbound peers: never a
+/// peer it dialed itself, never one of the longer-standing half of its inbound peers. (Without it,
+/// late joiners were referred from full node to full node: the simulator found nodes that made 179
+/// dials without finding a place.)
+#[test]
+fn a_full_node_makes_room_among_its_newer_inbound_peers() {
+    let t0 = Time::from_millis(net::T0_MS);
+    let cfg = Config { max_peers: 4, target_peers: 1, ..Config::default() };
+    for seed in 0..8u64 {
+        let mut a = Node::new(cfg.clone(), Box::new(Ed25519Keys::from_seed(1)), seed, t0);
+        let mut b = Node::new(Config::default(), Box::new(Ed25519Keys::from_seed(2)), 2, t0);
+        a.handle_input(t0, Input::Command(Command::Connect(net::addr(2))));
+        let Some(Output::Dial { conn: ab, .. }) = a.poll_output() else { panic!("dial expected") };
+        let ba = b.accept(t0, net::addr(1)).unwrap();
+        a.handle_input(t0, Input::Connected(ab));
+        for _ in 0..4 {
+            pump(&mut a, ab, &mut b, ba, t0);
+            pump(&mut b, ba, &mut a, ab, t0);
+        }
+        let inbound: Vec<p2p_chat_core::ConnId> = (0..4u64)
+            .map(|i| {
+                let at = t0 + Duration::from_secs(i + 1);
+                let from = std::net::SocketAddr::from(([10, 8, 0, i as u8], 4000));
+                let m = net::Mallory::connect(&mut a, Ed25519Keys::from_seed(10 + i), from, at);
+                while a.poll_output().is_some() {}
+                m.conn
+            })
+            .collect();
+        let up: Vec<p2p_chat_core::ConnId> = a.peers().iter().map(|p| p.conn).collect();
+        assert_eq!(up.len(), 4, "seed {seed}");
+        assert!(up.contains(&ab) && up.contains(&inbound[0]) && up.contains(&inbound[3]), "seed {seed}: {up:?}");
+        let made_room = [inbound[1], inbound[2]].iter().filter(|c| !up.contains(c)).count();
+        assert_eq!(made_room, 1, "seed {seed}: one of the newer inbound peers made room: {up:?}");
+    }
+}
