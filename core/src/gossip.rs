@@ -183,10 +183,23 @@ impl Gossip {
         self.eager.contains_key(&conn)
     }
 
-    /// Where a newly accepted chat goes (the forwarding rule).
-    pub fn targets(&self, rng: &mut Rng, from: Option<ConnId>, ttl: u8) -> Targets {
-        let others =
-            |set: &mut dyn Iterator<Item = &ConnId>| set.copied().filter(|c| Some(*c) != from).collect::<Vec<_>>();
+    /// Where a newly accepted chat goes (the forwarding rule). `holders`: neighbours that have
+    /// shown they hold the chat (they announced it); they are sent nothing. `batched`: whether an
+    /// announcement to a neighbour is already waiting for the next `IHave` batch. The ids go to
+    /// `lazy_fanout` lazy neighbours, those with a batch waiting first: each chat is announced as
+    /// widely, while a busy node sends one batch to a few neighbours instead of a small one to
+    /// each of a different few per chat.
+    pub fn targets(
+        &self,
+        rng: &mut Rng,
+        from: Option<ConnId>,
+        ttl: u8,
+        holders: &[ConnId],
+        batched: impl Fn(ConnId) -> bool,
+    ) -> Targets {
+        let others = |set: &mut dyn Iterator<Item = &ConnId>| {
+            set.copied().filter(|c| Some(*c) != from && !holders.contains(c)).collect::<Vec<_>>()
+        };
         if !self.tree {
             let mut all: Vec<ConnId> = others(&mut self.eager.keys());
             all.extend(others(&mut self.lazy.iter()));
@@ -201,8 +214,22 @@ impl Gossip {
             lazy.extend(others(&mut self.eager.keys()));
             Vec::new()
         };
-        let lazy = rng.choose_k(&mut lazy, self.lazy_fanout).to_vec();
+        if lazy.len() > self.lazy_fanout {
+            lazy.sort_by_key(|c| !batched(*c));
+            let waiting = lazy.iter().take_while(|c| batched(**c)).count();
+            let picked = if waiting >= self.lazy_fanout {
+                rng.choose_k(&mut lazy[..waiting], self.lazy_fanout).len()
+            } else {
+                waiting + rng.choose_k(&mut lazy[waiting..], self.lazy_fanout - waiting).len()
+            };
+            lazy.truncate(picked);
+        }
         Targets { eager, lazy }
+    }
+
+    /// Neighbours that announced `id` to us, while it is missing.
+    pub fn announcers(&self, id: &ChatId) -> &[ConnId] {
+        self.missing.get(id).map_or(&[], |m| &m.announcers)
     }
 
     /// A neighbour announced a chat we do not have.
@@ -319,23 +346,43 @@ mod tests {
     fn tree_targets_exclude_sender_and_respect_ttl() {
         let g = with_peers(true, 10);
         let mut rng = Rng::new(1);
-        let t = g.targets(&mut rng, Some(ConnId(1)), 5);
+        let t = g.targets(&mut rng, Some(ConnId(1)), 5, &[], |_| false);
         assert_eq!(t.eager, vec![ConnId(0), ConnId(2)]);
         assert_eq!(t.lazy.len(), 2);
         assert!(t.lazy.iter().all(|c| c.0 >= 3));
-        let spent = g.targets(&mut rng, None, 0);
+        let spent = g.targets(&mut rng, None, 0, &[], |_| false);
         assert!(spent.eager.is_empty());
         assert_eq!(spent.lazy.len(), 2);
+    }
+
+    #[test]
+    fn announcements_join_waiting_batches_and_skip_holders() {
+        let g = with_peers(true, 10); // eager 0..3, lazy 3..10; lazy_fanout 2
+        let mut rng = Rng::new(1);
+        for _ in 0..20 {
+            let t = g.targets(&mut rng, None, 5, &[], |c| c == ConnId(7) || c == ConnId(9));
+            assert_eq!(sorted(t.lazy), vec![ConnId(7), ConnId(9)]);
+            let t = g.targets(&mut rng, None, 5, &[], |c| c == ConnId(8));
+            assert!(t.lazy.contains(&ConnId(8)) && t.lazy.len() == 2);
+            let t = g.targets(&mut rng, None, 5, &[ConnId(1), ConnId(8)], |c| c == ConnId(8));
+            assert_eq!(t.eager, vec![ConnId(0), ConnId(2)], "a holder gets nothing pushed");
+            assert!(!t.lazy.contains(&ConnId(8)) && t.lazy.len() == 2, "nor announced");
+        }
+    }
+
+    fn sorted(mut v: Vec<ConnId>) -> Vec<ConnId> {
+        v.sort();
+        v
     }
 
     #[test]
     fn plain_push_picks_fanout_random_peers() {
         let g = with_peers(false, 10);
         let mut rng = Rng::new(1);
-        let t = g.targets(&mut rng, Some(ConnId(3)), 5);
+        let t = g.targets(&mut rng, Some(ConnId(3)), 5, &[], |_| false);
         assert_eq!((t.eager.len(), t.lazy.len()), (3, 0));
         assert!(!t.eager.contains(&ConnId(3)));
-        assert!(g.targets(&mut rng, None, 0).eager.is_empty());
+        assert!(g.targets(&mut rng, None, 0, &[], |_| false).eager.is_empty());
     }
 
     #[test]

@@ -918,6 +918,7 @@ impl Node {
                     return;
                 }
                 for id in ids {
+                    self.known_by(conn, &id);
                     if self.dedup.check(&id, now) == Verdict::New {
                         self.gossip.on_ihave(id, conn, now);
                     }
@@ -1152,7 +1153,7 @@ impl Node {
                 self.send_chat(conn, &chat, self.config.ttl, 1);
             }
         } else {
-            self.spread(now, None, &chat, self.config.ttl, 1);
+            self.spread(now, None, &[], &chat, self.config.ttl, 1);
         }
     }
 
@@ -1170,6 +1171,9 @@ impl Node {
             Verdict::New => {}
             Verdict::Duplicate => {
                 self.stats.duplicates += 1;
+                if let Some(conn) = from {
+                    self.known_by(conn, &chat.id);
+                }
                 // A pushed duplicate means the eager link it came over is redundant.
                 if let (Some(conn), Some(_)) = (from, ttl) {
                     if self.gossip.on_duplicate(conn) {
@@ -1197,6 +1201,8 @@ impl Node {
             None => chat,
         };
         self.dedup.insert(chat.clone(), hops);
+        // Whoever announced it holds it: the forwarding rule skips them.
+        let holders = self.gossip.announcers(&chat.id).to_vec();
         let requested = self.gossip.on_received(&chat.id);
         if let (Some(conn), Some(_)) = (from, ttl) {
             self.gossip.on_first(conn);
@@ -1221,18 +1227,27 @@ impl Node {
         let origin = if live_ttl.is_none() && old { Origin::Repair } else { Origin::Live };
         self.emit(Event::Chat(Delivery { chat: chat.clone(), hops, origin }));
         if let Some(ttl) = live_ttl {
-            self.spread(now, from, &chat, ttl, hops.saturating_add(1));
+            self.spread(now, from, &holders, &chat, ttl, hops.saturating_add(1));
         } else if now.since(Time::from_millis(chat.timestamp_ms())) < RECENT {
             // A recent chat that reached us only by sync (a healed partition, say): its id goes to
             // lazy neighbours, and whoever lacks it grafts and gets it pushed down the tree,
             // instead of waiting for sync rounds to carry it node by node.
-            self.spread(now, from, &chat, 0, hops.saturating_add(1));
+            self.spread(now, from, &holders, &chat, 0, hops.saturating_add(1));
         }
     }
 
     /// Applies the forwarding rule of `gossip` to a chat accepted just now.
-    fn spread(&mut self, now: Time, from: Option<ConnId>, chat: &Arc<Chat>, ttl: u8, next_hops: u8) {
-        let targets = self.gossip.targets(&mut self.rng, from, ttl);
+    fn spread(
+        &mut self,
+        now: Time,
+        from: Option<ConnId>,
+        holders: &[ConnId],
+        chat: &Arc<Chat>,
+        ttl: u8,
+        next_hops: u8,
+    ) {
+        let batched = |c: ConnId| self.ihave.contains_key(&c);
+        let targets = self.gossip.targets(&mut self.rng, from, ttl, holders, batched);
         if !targets.eager.is_empty() {
             // Every eager neighbour gets the same bytes: encode once.
             let frame =
@@ -1286,6 +1301,20 @@ impl Node {
         if !reply.ranges.is_empty() {
             self.stats.sync_frames_sent += 1;
             self.send(conn, &Message::Sync { ranges: reply.ranges });
+        }
+    }
+
+    /// `conn` has shown it holds `id` (sent or announced it): announcing it back would tell it
+    /// nothing. Two lazy neighbours that get a chat at about the same time would otherwise each
+    /// announce it to the other.
+    fn known_by(&mut self, conn: ConnId, id: &ChatId) {
+        let Some(ids) = self.ihave.get_mut(&conn) else { return };
+        ids.retain(|i| i != id);
+        if ids.is_empty() {
+            self.ihave.remove(&conn);
+            if self.ihave.is_empty() {
+                self.ihave_due = None;
+            }
         }
     }
 
