@@ -15,6 +15,7 @@
 //! `--runtime both` runs each runtime in a child process of its own, so the memory figures of one
 //! are not flattered by what the other freed.
 
+use std::io::Write;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -136,12 +137,22 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         BenchRuntime::Both => vec![child(args, "mio")?, child(args, "smol")?],
         one => vec![measure(args, one)?],
     };
+    let mut text = String::new();
     if args.json {
         for r in &reports {
-            println!("{}", serde_json::to_string(r)?);
+            text += &serde_json::to_string(r)?;
+            text.push('\n');
         }
     } else {
-        print!("{}", table(&reports));
+        text = table(&reports);
+    }
+    // A reader that went away (`bench | head`) is not a failed measurement.
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            return Err(e).context("cannot write to standard output")
+        }
+        _ => {}
     }
     Ok(())
 }

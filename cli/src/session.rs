@@ -92,24 +92,37 @@ pub fn run(node: NodeArgs, listen: Option<SocketAddr>, connect: Vec<SocketAddr>)
         Some(a) => format!("listening on {a}"),
         None => "not listening".into(),
     };
-    println!("p2p-chat: you are {} ({listening}; peer id {})", style.who(&node.username, &me.peer_id()), me.peer_id());
+    // Written, not println!: a closed stdout (`listen | head`) must not kill the node.
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "p2p-chat: you are {} ({listening}; peer id {})",
+        style.who(&node.username, &me.peer_id()),
+        me.peer_id()
+    );
     if let Some(s) = &store {
-        println!("history: {} ({} chats, {restored} loaded to share)", node.db_path.display(), s.chat_count()?);
+        let _ = writeln!(
+            out,
+            "history: {} ({} chats, {restored} loaded to share)",
+            node.db_path.display(),
+            s.chat_count()?
+        );
     }
     if let Some(s) = &store {
         // Stored but not shown when the last run died: show them now, once.
         let pending = s.unshown()?;
         if !pending.is_empty() {
-            println!("{} chat(s) that arrived just before the last run ended:", pending.len());
+            let _ = writeln!(out, "{} chat(s) that arrived just before the last run ended:", pending.len());
             for c in &pending {
-                println!("{}", style.history_line(c));
+                let _ = writeln!(out, "{}", style.history_line(c));
             }
             let pending: Vec<Arc<Chat>> = pending.into_iter().map(Arc::new).collect();
             s.mark_shown(&pending)?;
         }
     }
-    println!("type /help for commands");
-    let _ = std::io::stdout().flush();
+    let _ = writeln!(out, "type /help for commands");
+    let _ = out.flush();
+    drop(out);
 
     let interactive = std::io::stdin().is_terminal();
     let mut editor =

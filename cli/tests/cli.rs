@@ -174,6 +174,23 @@ fn an_unreachable_peer_is_retried_with_backoff() {
     a.quit();
 }
 
+/// `simulate | head`: the reader goes away before the report is written. That is no reason to
+/// panic or to fail the run.
+#[test]
+fn a_closed_stdout_is_not_a_crash() {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_p2p-chat"))
+        .args(["simulate", "--nodes", "20", "--messages", "2", "--seed", "1"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("runs");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("exits");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && !err.contains("panicked"), "{:?}: {err}", out.status);
+}
+
 #[test]
 fn simulate_reports_a_converged_run_as_json() {
     let out = run(&["simulate", "--nodes", "60", "--messages", "10", "--seed", "7", "--json", "--check-determinism"]);

@@ -16,7 +16,7 @@ mod report;
 mod shared_chats;
 mod world;
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -264,6 +264,15 @@ impl SimulateArgs {
     }
 }
 
+/// Writes a line to stdout. A reader that went away (`simulate | head`) is not the run's failure.
+fn print_stdout(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("cannot write to standard output"),
+        _ => Ok(()),
+    }
+}
+
 /// The `simulate` command: runs, prints, and fails when the run did not converge.
 pub fn run_simulate(args: &SimulateArgs) -> anyhow::Result<()> {
     let seed = match args.seed {
@@ -305,14 +314,14 @@ pub fn run_simulate(args: &SimulateArgs) -> anyhow::Result<()> {
         }
     }
     if args.json {
-        println!("{}", report.json(args.check_determinism));
+        print_stdout(&report.json(args.check_determinism))?;
     } else {
-        println!("{}", report.table(args.check_determinism));
+        print_stdout(&report.table(args.check_determinism))?;
     }
     if let Some(path) = &args.plot {
         std::fs::write(path, report.svg()).with_context(|| format!("cannot write the plot to {}", path.display()))?;
         if !args.json {
-            println!("plot written to {}", path.display());
+            print_stdout(&format!("plot written to {}", path.display()))?;
         }
     }
     if let Some(why) = report.failure() {
