@@ -51,6 +51,9 @@ pub struct Params {
     /// Altered chats injected by malicious neighbours during the fault phase.
     pub forgeries: usize,
     pub target_peers: usize,
+    /// Most connections a node keeps (`Config::max_peers`): with few, nodes fill up as the
+    /// well-connected do in a large network.
+    pub max_peers: usize,
     /// Well-known bootstrap nodes (the first ones to start); each node is told of three of them.
     pub bootstrap: usize,
     pub join_s: f64,
@@ -78,6 +81,7 @@ impl Params {
             joins: true,
             forgeries: 1,
             target_peers: 8,
+            max_peers: p2p_chat_core::Config::default().max_peers,
             bootstrap: 3,
             join_s: 5.0,
             settle_s: 10.0,
@@ -92,7 +96,7 @@ impl Params {
     pub fn replay(&self) -> String {
         let mut c = format!(
             "p2p-chat simulate --nodes {} --messages {} --fanout {} --ttl {} --loss {} --latency-ms {}..{} --churn {} \
-             --bootstrap {} --forgeries {}",
+             --bootstrap {} --max-peers {} --forgeries {}",
             self.nodes,
             self.messages,
             self.fanout,
@@ -102,6 +106,7 @@ impl Params {
             self.latency_ms.1,
             self.churn,
             self.bootstrap,
+            self.max_peers,
             self.forgeries
         );
         let flags = [
@@ -213,6 +218,10 @@ pub struct SimulateArgs {
     /// Well-known bootstrap nodes (the first to start); each joining node is told of three of them
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     pub bootstrap: u32,
+    /// Most connections a node keeps; a small value makes nodes fill up as the well-connected
+    /// ones of a large network do
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(2..=10_000))]
+    pub max_peers: u32,
     /// Chats altered after signing that malicious neighbours inject during the fault phase (none
     /// may be delivered)
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=1000))]
@@ -253,6 +262,7 @@ impl SimulateArgs {
             fault_s: self.fault_s,
             converge_s: self.converge_s,
             bootstrap: self.bootstrap as usize,
+            max_peers: self.max_peers as usize,
             forgeries: self.forgeries as usize,
             ..Params::new(self.nodes as usize, seed)
         }

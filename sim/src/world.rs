@@ -400,6 +400,7 @@ impl World {
             repair: self.p.repair,
             announce_presence: self.p.joins,
             target_peers: self.p.target_peers.min(self.p.nodes.saturating_sub(1)).max(1),
+            max_peers: self.p.max_peers,
             ..Config::default()
         }
     }

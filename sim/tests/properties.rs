@@ -35,6 +35,27 @@ fn every_chat_reaches_every_live_node_exactly_once() {
     QuickCheck::new().tests(40).quickcheck(prop as fn(u64, u8, u8, u8, u8, bool) -> TestResult);
 }
 
+/// Nodes arriving slowly, over up to a minute: the early ones fill their peer sets and the late
+/// ones must still find places (they once did not: full nodes referred them only to each other).
+#[test]
+fn late_joiners_find_places_and_every_chat() {
+    fn prop(seed: u64, nodes: u8, join_s: u8, loss: u8) -> TestResult {
+        let p = Params {
+            join_s: 10.0 + (join_s % 51) as f64,
+            // Few slots, so the early nodes do fill up, as the well-connected ones of a large
+            // network do.
+            max_peers: 8 + (seed % 3) as usize,
+            ..scenario(seed, nodes, 1, loss % 6, 0, false)
+        };
+        let r = run(&p, |_, _| {});
+        match r.failure() {
+            None => TestResult::passed(),
+            Some(why) => TestResult::error(format!("{why}: replay with {}", p.replay())),
+        }
+    }
+    QuickCheck::new().tests(30).quickcheck(prop as fn(u64, u8, u8, u8) -> TestResult);
+}
+
 /// The same seed gives the same run, event for event.
 #[test]
 fn a_seed_replays_exactly() {
