@@ -1057,23 +1057,28 @@ impl Node {
         }
     }
 
-    /// A full node takes a newcomer that dialed it by closing one of its newer inbound peers, chosen
-    /// at random. Without this, nodes that arrived early fill up and refer late joiners only to
-    /// one another, and a late joiner can dial a hundred full nodes without finding a place (found
-    /// by the simulator, with nodes arriving over a minute). Only the newer half of the inbound
-    /// peers (by connection time) can be closed, never an outbound one: someone who completes
-    /// handshakes at will churns at most the newer half of the inbound slots, and the peers this
-    /// node chose and those it has known longest stay, so it cannot be eclipsed this way.
+    /// A full node takes a newcomer that dialed it by closing one of its newer inbound peers.
+    /// Without this, nodes that arrived early fill up and refer late joiners only to one another,
+    /// and a late joiner can dial a hundred full nodes without finding a place (found by the
+    /// simulator, with nodes arriving over a minute). The choice narrows as Bitcoin Core's inbound
+    /// eviction does, so that someone who completes handshakes at will mostly churns their own
+    /// connections:
+    /// - outbound peers (this node chose them) and the older half of the inbound ones (by
+    ///   connection time) are never closed, so the node cannot be eclipsed this way;
+    /// - nor are links of the gossip tree: they carry chats now, and a newcomer has earned nothing;
+    /// - among the rest, the victim comes from the network group (IPv4 /16, IPv6 /32) holding the
+    ///   most inbound connections, where many connections from few places accumulate, and is
+    ///   chosen at random within it.
     fn make_room(&mut self, now: Time, newcomer: ConnId) {
         if self.conns.get(&newcomer).is_none_or(|c| c.direction != Direction::Inbound) {
             return;
         }
-        let mut inbound: Vec<(Time, ConnId)> = self
+        let mut inbound: Vec<(Time, ConnId, u64)> = self
             .conns
             .iter()
             .filter(|(id, c)| **id != newcomer && c.direction == Direction::Inbound)
             .filter_map(|(id, c)| match &c.phase {
-                Phase::Up(p) => Some((p.since, *id)),
+                Phase::Up(p) => Some((p.since, *id, net_group(c.addr.ip()))),
                 _ => None,
             })
             .collect();
@@ -1081,8 +1086,18 @@ impl Node {
             return;
         }
         inbound.sort_unstable();
+        let in_group = |g: u64| inbound.iter().filter(|(_, _, h)| *h == g).count();
         let newer = &inbound[inbound.len() / 2..];
-        let (_, victim) = newer[self.rng.below(newer.len())];
+        let mut candidates: Vec<(ConnId, u64)> =
+            newer.iter().filter(|(_, id, _)| !self.gossip.is_eager(*id)).map(|(_, id, g)| (*id, *g)).collect();
+        if candidates.is_empty() {
+            // A node whose newer inbound peers all carry the tree (a tiny `max_peers`): a newcomer
+            // still gets in.
+            candidates = newer.iter().map(|(_, id, g)| (*id, *g)).collect();
+        }
+        let crowded = candidates.iter().map(|(_, g)| in_group(*g)).max().unwrap_or(0);
+        candidates.retain(|(_, g)| in_group(*g) == crowded);
+        let (victim, _) = candidates[self.rng.below(candidates.len())];
         self.close(now, victim, "full: made room for a newcomer", false);
     }
 
@@ -1487,6 +1502,16 @@ impl Node {
 
     fn emit(&mut self, e: Event) {
         self.out.push_back(Output::Event(e));
+    }
+}
+
+/// The network an address belongs to, as Bitcoin Core groups peers: the /16 of an IPv4 address,
+/// the /32 of an IPv6 one. One operator rarely holds addresses in many groups.
+fn net_group(ip: std::net::IpAddr) -> u64 {
+    let v4 = |a: std::net::Ipv4Addr| u64::from(u32::from(a) >> 16);
+    match ip {
+        std::net::IpAddr::V4(a) => v4(a),
+        std::net::IpAddr::V6(a) => a.to_ipv4_mapped().map_or((u128::from(a) >> 96) as u64 | 1 << 32, v4),
     }
 }
 

@@ -474,3 +474,45 @@ fn a_full_node_makes_room_among_its_newer_inbound_peers() {
         assert_eq!(made_room, 1, "seed {seed}: one of the newer inbound peers made room: {up:?}");
     }
 }
+
+/// Making room spares the links of the gossip tree and takes from the network group holding the
+/// most inbound connections, as Bitcoin Core's eviction does: connections from few places are
+/// what someone churning a node's slots would have.
+#[test]
+fn making_room_spares_tree_links_and_takes_from_the_most_crowded_group() {
+    let t0 = Time::from_millis(net::T0_MS);
+    let cfg = Config { max_peers: 6, target_peers: 1, ..Config::default() };
+    for seed in 0..8u64 {
+        let mut a = Node::new(cfg.clone(), Box::new(Ed25519Keys::from_seed(1)), seed, t0);
+        let mut b = Node::new(Config::default(), Box::new(Ed25519Keys::from_seed(2)), 2, t0);
+        a.handle_input(t0, Input::Command(Command::Connect(net::addr(2))));
+        let Some(Output::Dial { conn: ab, .. }) = a.poll_output() else { panic!("dial expected") };
+        let ba = b.accept(t0, net::addr(1)).unwrap();
+        a.handle_input(t0, Input::Connected(ab));
+        for _ in 0..4 {
+            pump(&mut a, ab, &mut b, ba, t0);
+            pump(&mut b, ba, &mut a, ab, t0);
+        }
+        // Oldest first; the newer half is in[2], in[3] (both of 10.9/16) and in[4] (10.7/16).
+        let groups = [8u8, 8, 9, 9, 7];
+        let mut inbound: Vec<net::Mallory> = (0..5)
+            .map(|i| {
+                let at = t0 + Duration::from_secs(i as u64 + 1);
+                let from = std::net::SocketAddr::from(([10, groups[i], 0, i as u8], 4000));
+                let m = net::Mallory::connect(&mut a, Ed25519Keys::from_seed(10 + i as u64), from, at);
+                while a.poll_output().is_some() {}
+                m
+            })
+            .collect();
+        // in[3] joins the tree: it grafts its link.
+        let graft = p2p_chat_core::wire::encode(&p2p_chat_core::wire::Message::Graft { ids: Vec::new() });
+        inbound[3].send(&mut a, t0 + Duration::from_secs(6), &graft);
+        while a.poll_output().is_some() {}
+        let from = std::net::SocketAddr::from(([10, 6, 0, 9], 4000));
+        net::Mallory::connect(&mut a, Ed25519Keys::from_seed(30), from, t0 + Duration::from_secs(7));
+        let up: Vec<p2p_chat_core::ConnId> = a.peers().iter().map(|p| p.conn).collect();
+        let gone: Vec<usize> = (0..5).filter(|&i| !up.contains(&inbound[i].conn)).collect();
+        assert_eq!(gone, vec![2], "seed {seed}: in[3] carries the tree, in[4] is alone in its group");
+        assert!(up.contains(&ab), "seed {seed}");
+    }
+}
