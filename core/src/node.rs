@@ -82,6 +82,7 @@ pub struct Config {
     /// How often a node that has its target of peers still dials one more known address (up to
     /// twice the target), so the overlay keeps mixing and halves that healed find each other.
     pub explore_interval: Duration,
+    /// How often the addresses of connected peers are put back in the address book.
     pub announce_interval: Duration,
     /// Lazy announcements (`IHave`) wait this long to go out together, as the Plumtree paper
     /// allows: ids of chats that arrive close together share one frame per neighbour instead of
@@ -1461,10 +1462,13 @@ impl Node {
             self.next_exchange = now + wait;
         }
         if now >= self.next_announce {
-            if self.config.listen_port != 0 {
-                for &conn in &up {
-                    self.send(conn, &Message::Announce { listen_port: self.config.listen_port });
-                }
+            // Our neighbours' addresses stay in the book (one may have been evicted for a
+            // learned address since). Each peer told its listen port in its hello, so nothing
+            // needs sending for this: `Announce` frames are still understood, no longer sent.
+            let addrs: Vec<SocketAddr> = up.iter().filter_map(|c| self.conns.get(c)?.listen_addr()).collect();
+            for a in addrs {
+                self.book.add(a, Source::Inbound, now);
+                self.book.touch(&a);
             }
             self.next_announce = now + self.config.announce_interval;
         }

@@ -81,7 +81,8 @@ pub enum Message {
     PeerResponse {
         addrs: Vec<SocketAddr>,
     },
-    /// Periodic "I am still here, listening on this port" to neighbours.
+    /// "I listen on this port". Honoured when received; no longer sent, since the hello carries the
+    /// port (kept so that the message numbering, and older peers, stay as they were).
     Announce {
         listen_port: u16,
     },
