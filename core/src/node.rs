@@ -470,6 +470,11 @@ impl Node {
     }
 
     /// Established neighbours, in connection order.
+    /// How many peers are connected (handshake done): `peers().len()` without building them.
+    pub fn peer_count(&self) -> usize {
+        self.up_count()
+    }
+
     pub fn peers(&self) -> Vec<PeerSummary> {
         self.conns.iter().filter_map(|(id, c)| self.summary(*id, c)).collect()
     }

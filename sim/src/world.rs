@@ -526,7 +526,7 @@ impl World {
             }
             Ev::Check => {
                 let target = self.p.target_peers.min(self.p.nodes.saturating_sub(1)).max(1);
-                let full = self.live().all(|(_, n)| n.peers().len() >= target.min(3));
+                let full = self.live().all(|(_, n)| n.peer_count() >= target.min(3));
                 if full && self.metrics.full_peer_set_at.is_none() {
                     self.metrics.full_peer_set_at = Some(now);
                 } else if !full {
