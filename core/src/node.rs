@@ -762,8 +762,9 @@ impl Node {
     fn on_records(&mut self, now: Time, conn: ConnId, bytes: &[u8]) {
         let Some(c) = self.conns.get_mut(&conn) else { return };
         let Some(session) = c.session.as_mut() else { return };
-        // Not kept between reads: an idle node holds no scratch buffer (see `poll_output`).
-        let mut plain = Vec::new();
+        // Not kept between reads: an idle node holds no scratch buffer (see `poll_output`). Sized
+        // for everything that could open now, so it is allocated once rather than grown per record.
+        let mut plain = Vec::with_capacity(session.buffered() + bytes.len());
         let opened = session.open(bytes, &mut plain);
         let mut frames = Vec::new();
         if opened.is_ok() {
@@ -1291,10 +1292,13 @@ impl Node {
 
     fn flush_ihave(&mut self) {
         self.ihave_due = None;
-        for (conn, ids) in std::mem::take(&mut self.ihave) {
-            for chunk in ids.chunks(MAX_IDS_PER_FRAME) {
-                self.stats.ihave_ids_sent += chunk.len() as u64;
-                self.send(conn, &Message::IHave { ids: chunk.to_vec() });
+        for (conn, mut ids) in std::mem::take(&mut self.ihave) {
+            // Nearly always one frame: the list goes out as it is instead of copied chunk by chunk.
+            while !ids.is_empty() {
+                let rest = ids.split_off(ids.len().min(MAX_IDS_PER_FRAME));
+                self.stats.ihave_ids_sent += ids.len() as u64;
+                self.send(conn, &Message::IHave { ids });
+                ids = rest;
             }
         }
     }
