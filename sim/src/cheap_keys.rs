@@ -171,11 +171,12 @@ impl Hash for CheapHash {
         *self = CheapHash::default();
     }
     fn input(&mut self, mut data: &[u8]) {
-        while self.len % 8 != 0 {
-            let Some((&b, rest)) = data.split_first() else { return };
+        // Complete a word left partial by the last call, then take whole words.
+        let head = data.len().min((self.len.wrapping_neg() % 8) as usize);
+        for &b in &data[..head] {
             self.push_byte(b);
-            data = rest;
         }
+        data = &data[head..];
         let mut words = data.chunks_exact(8);
         for w in &mut words {
             self.mix(u64::from_le_bytes(w.try_into().expect("chunks of 8")));
