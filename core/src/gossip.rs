@@ -197,23 +197,30 @@ impl Gossip {
         holders: &[ConnId],
         batched: impl Fn(ConnId) -> bool,
     ) -> Targets {
-        let others = |set: &mut dyn Iterator<Item = &ConnId>| {
-            set.copied().filter(|c| Some(*c) != from && !holders.contains(c)).collect::<Vec<_>>()
+        // Runs for every chat accepted: each list is allocated once, at its final size, and the
+        // chosen ones are kept in place (`choose_k` moves them to the front) rather than copied.
+        let others = |set: &mut dyn Iterator<Item = &ConnId>, into: &mut Vec<ConnId>| {
+            into.extend(set.copied().filter(|c| Some(*c) != from && !holders.contains(c)))
         };
         if !self.tree {
-            let mut all: Vec<ConnId> = others(&mut self.eager.keys());
-            all.extend(others(&mut self.lazy.iter()));
+            let mut all = Vec::with_capacity(self.eager.len() + self.lazy.len());
+            others(&mut self.eager.keys(), &mut all);
+            others(&mut self.lazy.iter(), &mut all);
             let n = if ttl > 0 { self.fanout } else { 0 };
-            return Targets { eager: rng.choose_k(&mut all, n).to_vec(), lazy: Vec::new() };
+            let n = rng.choose_k(&mut all, n).len();
+            all.truncate(n);
+            return Targets { eager: all, lazy: Vec::new() };
         }
-        let mut lazy = others(&mut self.lazy.iter());
-        let eager = if ttl > 0 {
-            others(&mut self.eager.keys())
+        let mut lazy = Vec::with_capacity(self.lazy.len() + if ttl > 0 { 0 } else { self.eager.len() });
+        others(&mut self.lazy.iter(), &mut lazy);
+        let mut eager = Vec::new();
+        if ttl > 0 {
+            eager.reserve_exact(self.eager.len());
+            others(&mut self.eager.keys(), &mut eager);
         } else {
             // TTL spent: the eager neighbours only hear of it, and graft if they need it.
-            lazy.extend(others(&mut self.eager.keys()));
-            Vec::new()
-        };
+            others(&mut self.eager.keys(), &mut lazy);
+        }
         if lazy.len() > self.lazy_fanout {
             lazy.sort_by_key(|c| !batched(*c));
             let waiting = lazy.iter().take_while(|c| batched(**c)).count();

@@ -5,6 +5,7 @@
 //! was missed, `membership` decides whom to dial and whom to drop. The run-loop contract is in the
 //! crate docs.
 
+use core::cell::Cell;
 use core::net::SocketAddr;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -403,6 +404,14 @@ const RTT_REFRESH: u32 = 12;
 /// Most dials in flight at once.
 const MAX_PENDING_DIALS: usize = 4;
 
+thread_local! {
+    /// Scratch for the plaintext of one read (see `on_records`).
+    static PLAINTEXT: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// A larger plaintext buffer (after a burst of big records) is freed rather than kept.
+const MAX_KEPT_PLAINTEXT: usize = 256 * 1024;
+
 impl Node {
     /// A node at time `now`; `seed` drives every random choice it makes.
     pub fn new(config: Config, keys: Box<dyn Keys>, seed: u64, now: Time) -> Node {
@@ -768,12 +777,17 @@ impl Node {
     fn on_records(&mut self, now: Time, conn: ConnId, bytes: &[u8]) {
         let Some(c) = self.conns.get_mut(&conn) else { return };
         let Some(session) = c.session.as_mut() else { return };
-        // Not kept between reads: an idle node holds no scratch buffer (see `poll_output`).
-        let mut plain = Vec::new();
+        // The plaintext lives only until it is decoded: one buffer per thread, not per node, so an
+        // idle node holds none (see `poll_output`) and a read costs no allocation.
+        let mut plain = PLAINTEXT.take();
+        plain.clear();
         let opened = session.open(bytes, &mut plain);
         let mut frames = Vec::new();
         if opened.is_ok() {
             c.decoder.decode(&plain, &mut frames);
+        }
+        if plain.capacity() <= MAX_KEPT_PLAINTEXT {
+            PLAINTEXT.set(plain);
         }
         match opened {
             Ok(()) => self.on_frames(now, conn, frames),
@@ -1341,10 +1355,13 @@ impl Node {
 
     fn flush_ihave(&mut self) {
         self.ihave_due = None;
-        for (conn, ids) in std::mem::take(&mut self.ihave) {
-            for chunk in ids.chunks(MAX_IDS_PER_FRAME) {
-                self.stats.ihave_ids_sent += chunk.len() as u64;
-                self.send(conn, &Message::IHave { ids: chunk.to_vec() });
+        for (conn, mut ids) in std::mem::take(&mut self.ihave) {
+            // Nearly always one frame: the list goes out as it is instead of copied chunk by chunk.
+            while !ids.is_empty() {
+                let rest = ids.split_off(ids.len().min(MAX_IDS_PER_FRAME));
+                self.stats.ihave_ids_sent += ids.len() as u64;
+                self.send(conn, &Message::IHave { ids });
+                ids = rest;
             }
         }
     }

@@ -14,6 +14,8 @@ const TAG_BYTES: usize = 16;
 /// Noise's largest message.
 pub const MAX_RECORD_BYTES: usize = 65_535;
 const MAX_PLAINTEXT: usize = MAX_RECORD_BYTES - TAG_BYTES;
+/// Most room reserved for a record before its bytes have arrived.
+const MAX_EARLY_RESERVE: usize = 16 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SessionError {
@@ -66,7 +68,7 @@ impl Session {
         let result = if self.inbox.is_empty() {
             // The common case, a read that starts on a record boundary: open in place and keep
             // only the partial record at the end.
-            open_records(&mut self.noise, bytes, plaintext).map(|used| self.inbox.extend_from_slice(&bytes[used..]))
+            open_records(&mut self.noise, bytes, plaintext).map(|used| self.keep_partial(&bytes[used..]))
         } else {
             self.inbox.extend_from_slice(bytes);
             open_records(&mut self.noise, &self.inbox, plaintext).map(|used| {
@@ -79,6 +81,17 @@ impl Session {
             self.inbox = Vec::new();
         }
         result
+    }
+
+    /// Buffers the start of a record. Room is made for all of it once its length is known, so the
+    /// rest arriving does not grow the buffer a second time; up to a bound, so that a peer cannot
+    /// make a node hold much more memory than it has actually sent.
+    fn keep_partial(&mut self, partial: &[u8]) {
+        if partial.len() >= HEADER_BYTES {
+            let len = u32::from_be_bytes([partial[0], partial[1], partial[2], partial[3]]) as usize;
+            self.inbox.reserve_exact((HEADER_BYTES + len).min(MAX_EARLY_RESERVE).max(partial.len()));
+        }
+        self.inbox.extend_from_slice(partial);
     }
 }
 
