@@ -5,7 +5,6 @@
 //! was missed, `membership` decides whom to dial and whom to drop. The run-loop contract is in the
 //! crate docs.
 
-use core::cell::Cell;
 use core::net::SocketAddr;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -404,14 +403,6 @@ const RTT_REFRESH: u32 = 12;
 /// Most dials in flight at once.
 const MAX_PENDING_DIALS: usize = 4;
 
-thread_local! {
-    /// Scratch for the plaintext of one read (see `on_records`).
-    static PLAINTEXT: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
-}
-
-/// A larger plaintext buffer (after a burst of big records) is freed rather than kept.
-const MAX_KEPT_PLAINTEXT: usize = 256 * 1024;
-
 impl Node {
     /// A node at time `now`; `seed` drives every random choice it makes.
     pub fn new(config: Config, keys: Box<dyn Keys>, seed: u64, now: Time) -> Node {
@@ -777,17 +768,13 @@ impl Node {
     fn on_records(&mut self, now: Time, conn: ConnId, bytes: &[u8]) {
         let Some(c) = self.conns.get_mut(&conn) else { return };
         let Some(session) = c.session.as_mut() else { return };
-        // The plaintext lives only until it is decoded: one buffer per thread, not per node, so an
-        // idle node holds none (see `poll_output`) and a read costs no allocation.
-        let mut plain = PLAINTEXT.take();
-        plain.clear();
+        // Not kept between reads: an idle node holds no scratch buffer (see `poll_output`). Sized
+        // for everything that could open now, so it is allocated once rather than grown per record.
+        let mut plain = Vec::with_capacity(session.buffered() + bytes.len());
         let opened = session.open(bytes, &mut plain);
         let mut frames = Vec::new();
         if opened.is_ok() {
             c.decoder.decode(&plain, &mut frames);
-        }
-        if plain.capacity() <= MAX_KEPT_PLAINTEXT {
-            PLAINTEXT.set(plain);
         }
         match opened {
             Ok(()) => self.on_frames(now, conn, frames),

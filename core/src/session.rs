@@ -44,6 +44,11 @@ impl Session {
         Session { noise, inbox: Vec::new() }
     }
 
+    /// Bytes of a partial record waiting for the rest.
+    pub fn buffered(&self) -> usize {
+        self.inbox.len()
+    }
+
     /// Appends `plaintext` to `out` as records.
     pub fn seal(&mut self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), SessionError> {
         for chunk in plaintext.chunks(MAX_PLAINTEXT) {
