@@ -400,6 +400,8 @@ const RECENT: Duration = Duration::from_secs(60);
 /// A busy link is still pinged every this many ping intervals, to keep its round-trip time fresh.
 const RTT_REFRESH: u32 = 12;
 
+/// Below this many known addresses, every new neighbour is asked for more.
+const HUNGRY_BOOK: usize = 64;
 /// Most dials in flight at once.
 const MAX_PENDING_DIALS: usize = 4;
 
@@ -1055,9 +1057,12 @@ impl Node {
         if let Some(s) = self.summary(conn, &self.conns[&conn]) {
             self.emit(Event::PeerUp(s));
         }
-        // Every new neighbour is asked for addresses: cheap, and what lets a newcomer spread out
-        // from the bootstrap nodes at once.
-        self.request_peers(conn);
+        // A new neighbour is asked for addresses while we are short of peers or know few: what
+        // lets a newcomer spread out from the bootstrap nodes at once. A node with its peers and a
+        // stocked book learns enough from the periodic exchange.
+        if self.up_count() <= self.config.target_peers || self.book.len() < HUNGRY_BOOK {
+            self.request_peers(conn);
+        }
         if self.config.repair {
             // Catch up at once with every new neighbour, rather than at the next periodic round.
             self.start_sync(now, conn);
