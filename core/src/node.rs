@@ -1441,10 +1441,22 @@ impl Node {
             self.next_explore = now + self.config.explore_interval.mul_f64(0.5 + self.rng.unit());
         }
         if n > 0 {
-            let conns = &self.conns;
+            // Every candidate in the book is checked against these: sorted once here, instead of
+            // a walk over all connections per candidate.
+            let mut busy_addrs: Vec<SocketAddr> =
+                self.conns.values().flat_map(|c| [Some(c.addr), c.listen_addr()]).flatten().collect();
+            busy_addrs.sort_unstable();
+            let mut up_peers: Vec<PeerId> = self
+                .conns
+                .values()
+                .filter_map(|c| match &c.phase {
+                    Phase::Up(u) => Some(u.id),
+                    _ => None,
+                })
+                .collect();
+            up_peers.sort_unstable();
             let busy = |a: &SocketAddr, peer: Option<&PeerId>| {
-                conns.values().any(|c| c.listen_addr() == Some(*a) || c.addr == *a)
-                    || peer.is_some_and(|p| conns.values().any(|c| matches!(&c.phase, Phase::Up(u) if u.id == *p)))
+                busy_addrs.binary_search(a).is_ok() || peer.is_some_and(|p| up_peers.binary_search(p).is_ok())
             };
             for addr in self.book.dial_candidates(now, n, &mut self.rng, busy) {
                 let (per_minute, burst) = self.config.dials_per_minute;
