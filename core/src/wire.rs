@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::chat::{Chat, ChatId};
+use crate::chat::{Body, Chat, ChatId};
 use crate::identity::{PublicKey, Signature};
 use crate::sync::SyncRange;
 
@@ -153,7 +153,7 @@ pub fn encode_into(msg: &Message, out: &mut Vec<u8>, max_frame_bytes: usize) -> 
     out.reserve(HEADER_BYTES + VERSION_BYTES + size_hint(msg));
     out.extend_from_slice(&[0; HEADER_BYTES]);
     out.extend_from_slice(&PROTOCOL_VERSION.to_be_bytes());
-    if !encode_id_list(msg, out) {
+    if !encode_direct(msg, out) {
         if let Err(e) = bincode::serde::encode_into_std_write(msg, out, config()) {
             out.truncate(start);
             return Err(WireError::Malformed(e.to_string()));
@@ -216,7 +216,7 @@ pub fn decode_payload(payload: &[u8]) -> Result<Message, WireError> {
         return Err(WireError::Version { theirs, ours: PROTOCOL_VERSION });
     }
     let body = &payload[VERSION_BYTES..];
-    if let Some(msg) = decode_id_list(body) {
+    if let Some(msg) = decode_direct(body) {
         return Ok(msg);
     }
     match bincode::serde::decode_from_slice::<Message, _>(body, config()) {
@@ -226,69 +226,158 @@ pub fn decode_payload(payload: &[u8]) -> Result<Message, WireError> {
     }
 }
 
-// Id lists (`IHave`, `IWant`, `Graft`) are most of the frames, and bincode's serde path goes
-// through each 16-byte id one byte at a time, at several times the cost of everything else in a
-// frame. These two write and read the very bytes bincode does (checked by the tests): the variant
-// number, the list length, then the ids. Only the common forms are handled here (lengths below
-// 2^16, written the shortest way); anything else, malformed input included, takes the bincode path
-// and gets its exact result and error.
+// Id lists (`IHave`, `IWant`, `Graft`) and chats (`Chat`, `Reply`) are nearly all the frames, and
+// bincode's serde path goes through every id, key and signature one byte at a time, at several
+// times the cost of everything else in a frame. These two write and read the very bytes bincode
+// does (checked by the tests), fields in declaration order: variant numbers and lengths as
+// varints, `u8`s and fixed arrays as raw bytes. Only the common forms are handled here (lengths
+// below 2^16, written the shortest way); anything else, malformed input included, takes the
+// bincode path and gets its exact result and error.
 
-/// bincode's variant numbers for the id-list messages: their places in `Message`.
+/// bincode's variant numbers: places in `Message` and in `Body`.
+const CHAT: u8 = 0;
+const REPLY: u8 = 1;
 const IHAVE: u8 = 2;
 const IWANT: u8 = 3;
 const GRAFT: u8 = 5;
+const TEXT: u8 = 0;
+const JOIN: u8 = 1;
+const LEAVE: u8 = 2;
 /// bincode's varint: below this, the value itself in one byte.
 const VARINT_MAX_BYTE: u8 = 250;
 /// bincode's varint: this byte, then the value as a little-endian `u16`.
 const VARINT_U16: u8 = 251;
 
-/// Writes `msg` if it is an id list with fewer than 2^16 ids; false (nothing written) otherwise.
-fn encode_id_list(msg: &Message, out: &mut Vec<u8>) -> bool {
-    let (tag, ids) = match msg {
-        Message::IHave { ids } => (IHAVE, ids),
-        Message::IWant { ids } => (IWANT, ids),
-        Message::Graft { ids } => (GRAFT, ids),
-        _ => return false,
-    };
-    let Ok(n) = u16::try_from(ids.len()) else { return false };
-    out.push(tag);
-    match u8::try_from(n) {
-        Ok(n) if n <= VARINT_MAX_BYTE => out.push(n),
-        _ => {
-            out.push(VARINT_U16);
-            out.extend_from_slice(&n.to_le_bytes());
+/// Writes `msg` if it is an id list or a chat whose lengths are all below 2^16; false (nothing
+/// written) otherwise.
+fn encode_direct(msg: &Message, out: &mut Vec<u8>) -> bool {
+    let short = |n: usize| n <= usize::from(u16::MAX);
+    match msg {
+        Message::IHave { ids } | Message::IWant { ids } | Message::Graft { ids } if short(ids.len()) => {
+            out.push(match msg {
+                Message::IHave { .. } => IHAVE,
+                Message::IWant { .. } => IWANT,
+                _ => GRAFT,
+            });
+            put_len(out, ids.len());
+            for id in ids {
+                out.extend_from_slice(&id.0);
+            }
         }
-    }
-    for id in ids {
-        out.extend_from_slice(&id.0);
+        Message::Chat { chat, .. } | Message::Reply { chat, .. }
+            if short(chat.username.len()) && !matches!(&chat.body, Body::Text(t) if !short(t.len())) =>
+        {
+            match msg {
+                Message::Chat { ttl, hops, .. } => out.extend_from_slice(&[CHAT, *ttl, *hops]),
+                Message::Reply { hops, .. } => out.extend_from_slice(&[REPLY, *hops]),
+                _ => unreachable!("matched above"),
+            }
+            out.extend_from_slice(&chat.id.0);
+            out.extend_from_slice(&chat.author.0);
+            put_len(out, chat.username.len());
+            out.extend_from_slice(chat.username.as_bytes());
+            match &chat.body {
+                Body::Text(t) => {
+                    out.push(TEXT);
+                    put_len(out, t.len());
+                    out.extend_from_slice(t.as_bytes());
+                }
+                Body::Join => out.push(JOIN),
+                Body::Leave => out.push(LEAVE),
+            }
+            out.extend_from_slice(&chat.signature.0);
+        }
+        _ => return false,
     }
     true
 }
 
-/// Reads `body` if it is a well-formed id list in the form `encode_id_list` writes.
-fn decode_id_list(body: &[u8]) -> Option<Message> {
-    let (&tag, rest) = body.split_first()?;
-    if ![IHAVE, IWANT, GRAFT].contains(&tag) {
-        return None;
+/// A length below 2^16 as bincode's varint writes it.
+fn put_len(out: &mut Vec<u8>, n: usize) {
+    match u8::try_from(n) {
+        Ok(n) if n <= VARINT_MAX_BYTE => out.push(n),
+        _ => {
+            out.push(VARINT_U16);
+            out.extend_from_slice(&(n as u16).to_le_bytes());
+        }
     }
-    let (n, ids) = match rest {
-        [n, ids @ ..] if *n <= VARINT_MAX_BYTE => (usize::from(*n), ids),
-        [VARINT_U16, lo, hi, ids @ ..] => match u16::from_le_bytes([*lo, *hi]) {
-            n if n > u16::from(VARINT_MAX_BYTE) => (usize::from(n), ids),
-            _ => return None,
-        },
+}
+
+/// Reads `body` if it is a well-formed message in a form `encode_direct` writes.
+fn decode_direct(body: &[u8]) -> Option<Message> {
+    let mut r = Reader(body);
+    let msg = match r.byte()? {
+        tag @ (IHAVE | IWANT | GRAFT) => {
+            let n = r.len()?;
+            let ids = r.bytes(n.checked_mul(size_of::<ChatId>())?)?;
+            let ids =
+                ids.chunks_exact(size_of::<ChatId>()).map(|id| ChatId(id.try_into().expect("16 bytes"))).collect();
+            match tag {
+                IHAVE => Message::IHave { ids },
+                IWANT => Message::IWant { ids },
+                _ => Message::Graft { ids },
+            }
+        }
+        CHAT => {
+            let (ttl, hops) = (r.byte()?, r.byte()?);
+            Message::Chat { ttl, hops, chat: Arc::new(r.chat()?) }
+        }
+        REPLY => {
+            let hops = r.byte()?;
+            Message::Reply { hops, chat: Arc::new(r.chat()?) }
+        }
         _ => return None,
     };
-    if ids.len() != n * size_of::<ChatId>() {
-        return None;
+    r.0.is_empty().then_some(msg)
+}
+
+/// What is left of a payload being read by `decode_direct`.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn bytes(&mut self, n: usize) -> Option<&'a [u8]> {
+        let (head, rest) = self.0.split_at_checked(n)?;
+        self.0 = rest;
+        Some(head)
     }
-    let ids: Vec<ChatId> =
-        ids.chunks_exact(size_of::<ChatId>()).map(|id| ChatId(id.try_into().expect("16-byte chunks"))).collect();
-    Some(match tag {
-        IHAVE => Message::IHave { ids },
-        IWANT => Message::IWant { ids },
-        _ => Message::Graft { ids },
-    })
+
+    fn byte(&mut self) -> Option<u8> {
+        Some(self.bytes(1)?[0])
+    }
+
+    fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
+        self.bytes(N)?.try_into().ok()
+    }
+
+    /// A length in the shortest varint form below 2^16.
+    fn len(&mut self) -> Option<usize> {
+        match self.byte()? {
+            n if n <= VARINT_MAX_BYTE => Some(usize::from(n)),
+            VARINT_U16 => {
+                Some(u16::from_le_bytes(self.array()?)).filter(|n| *n > u16::from(VARINT_MAX_BYTE)).map(usize::from)
+            }
+            _ => None,
+        }
+    }
+
+    fn string(&mut self) -> Option<String> {
+        let n = self.len()?;
+        std::str::from_utf8(self.bytes(n)?).ok().map(str::to_owned)
+    }
+
+    fn chat(&mut self) -> Option<Chat> {
+        let id = ChatId(self.array()?);
+        let author = PublicKey(self.array()?);
+        let username = self.string()?;
+        let body = match self.byte()? {
+            TEXT => Body::Text(self.string()?),
+            JOIN => Body::Join,
+            LEAVE => Body::Leave,
+            _ => return None,
+        };
+        let signature = Signature(self.array()?);
+        Some(Chat { id, author, username, body, signature })
+    }
 }
 
 /// The handshake payload (the version travels in the handshake frame's header).
@@ -427,7 +516,6 @@ impl FrameDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chat::Body;
     use crate::identity::Ed25519Keys;
     use crate::sync::{Summary, SyncRange};
     use quickcheck::{Arbitrary, Gen, QuickCheck, TestResult};
@@ -689,6 +777,48 @@ mod tests {
         }
         let mut non_shortest = vec![IHAVE, 251, 1, 0];
         non_shortest.extend_from_slice(&[9; 16]);
-        assert_eq!(decode_id_list(&non_shortest), None);
+        assert_eq!(decode_direct(&non_shortest), None);
+    }
+
+    /// Every message, whichever path codes it, gets bincode's bytes; and any mangling of those
+    /// bytes (a byte changed, the end cut off) decodes as bincode decodes it.
+    #[test]
+    fn direct_coding_agrees_with_bincode() {
+        fn prop(m: AnyMessage, at: usize, to: u8, cut: usize) -> bool {
+            let framed = encode(&m.0);
+            let body = &framed[HEADER_BYTES + VERSION_BYTES..];
+            if body != bincode_body(&m.0) {
+                return false;
+            }
+            let decodes_alike = |body: &[u8]| {
+                let mut payload = PROTOCOL_VERSION.to_be_bytes().to_vec();
+                payload.extend_from_slice(body);
+                decode_payload(&payload) == bincode_decode(body)
+            };
+            let mut changed = body.to_vec();
+            if let Some(b) = changed.get_mut(at % body.len()) {
+                *b = to;
+            }
+            decodes_alike(body) && decodes_alike(&changed) && decodes_alike(&body[..cut % (body.len() + 1)])
+        }
+        QuickCheck::new().tests(3000).quickcheck(prop as fn(AnyMessage, usize, u8, usize) -> bool);
+    }
+
+    #[test]
+    fn long_chats_are_coded_as_bincode_codes_them() {
+        let keys = Ed25519Keys::from_seed(1);
+        for n in [250, 251, 65535, 65536, 70000] {
+            let text = "x".repeat(n);
+            for (name, body) in [("", Body::Text(text.clone())), (text.as_str(), Body::Join)] {
+                let chat = Arc::new(Chat::new(&keys, ChatId::MAX, name, body));
+                for msg in [Message::Chat { ttl: 3, hops: 250, chat: chat.clone() }, Message::Reply { hops: 9, chat }] {
+                    let framed = encode(&msg);
+                    assert_eq!(framed[HEADER_BYTES + VERSION_BYTES..], bincode_body(&msg), "{n}");
+                    let back = decode_payload(&framed[HEADER_BYTES..]);
+                    assert_eq!(back, bincode_decode(&framed[HEADER_BYTES + VERSION_BYTES..]));
+                    assert_eq!(back, Ok(msg));
+                }
+            }
+        }
     }
 }
