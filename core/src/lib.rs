@@ -53,6 +53,7 @@
 
 pub mod app;
 pub mod chat;
+mod conn_map;
 pub mod dedup;
 pub mod gossip;
 pub mod handshake;

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::chat::{Body, Chat, ChatId, ChatInterner, MAX_TEXT_BYTES};
+use crate::conn_map::ConnMap;
 use crate::dedup::{Dedup, Verdict};
 use crate::gossip::{Gossip, Requested};
 use crate::handshake::{Handshake, HandshakeError, Progress, StaticIdentity};
@@ -375,8 +376,8 @@ pub struct Node {
     dedup: Dedup,
     gossip: Gossip,
     out: VecDeque<Output>,
-    tx: BTreeMap<ConnId, Vec<u8>>,
-    ihave: BTreeMap<ConnId, Vec<ChatId>>,
+    tx: ConnMap<Vec<u8>>,
+    ihave: ConnMap<Vec<ChatId>>,
     /// When the batched `ihave` goes out.
     ihave_due: Option<Time>,
     interner: Option<Box<dyn ChatInterner>>,
@@ -433,8 +434,8 @@ impl Node {
             book,
             banned: BTreeMap::new(),
             out: VecDeque::new(),
-            tx: BTreeMap::new(),
-            ihave: BTreeMap::new(),
+            tx: ConnMap::default(),
+            ihave: ConnMap::default(),
             ihave_due: None,
             interner: None,
             dial_bucket: Tokens::full(config.dials_per_minute.1, now),
@@ -560,7 +561,7 @@ impl Node {
             }
             Input::DialFailed(conn) => {
                 if let Some(c) = self.conns.remove(&conn) {
-                    self.tx.remove(&conn);
+                    self.tx.remove(conn);
                     let retry_at = self.book.on_failure(&c.addr, now, &mut self.rng);
                     self.emit(Event::DialFailed { addr: c.addr, retry_at });
                 }
@@ -598,16 +599,13 @@ impl Node {
         }
     }
 
-    /// Frees the buffers of the drained output queues. Emptied, a `VecDeque` keeps its capacity and
-    /// a `BTreeMap` its root leaf (over 700 bytes together here); a node spends nearly all its time
-    /// idle between inputs, and a simulator holds thousands of them, so they are given back and
-    /// allocated again by the next input that has something to say.
+    /// Frees the buffer of the drained output queue (`tx` frees its own). Emptied, a `VecDeque`
+    /// keeps its capacity; a node spends nearly all its time idle between inputs, and a simulator
+    /// holds thousands of them, so it is given back and allocated again by the next input that has
+    /// something to say.
     fn release_queues(&mut self) {
         if self.out.is_empty() {
             self.out = VecDeque::new();
-        }
-        if self.tx.is_empty() {
-            self.tx = BTreeMap::new();
         }
     }
 
@@ -684,8 +682,8 @@ impl Node {
 
     fn drop_conn(&mut self, now: Time, conn: ConnId, reason: &str, backoff: bool, by_peer: bool) {
         let Some(mut c) = self.conns.remove(&conn) else { return };
-        self.ihave.remove(&conn);
-        let pending = self.tx.remove(&conn);
+        self.ihave.remove(conn);
+        let pending = self.tx.remove(conn);
         if !by_peer {
             if let (Some(plain), Some(session)) = (pending, c.session.as_mut()) {
                 let mut bytes = Vec::new();
@@ -1273,7 +1271,7 @@ impl Node {
         ttl: u8,
         next_hops: u8,
     ) {
-        let batched = |c: ConnId| self.ihave.contains_key(&c);
+        let batched = |c: ConnId| self.ihave.contains(c);
         let targets = self.gossip.targets(&mut self.rng, from, ttl, holders, batched);
         if !targets.eager.is_empty() {
             // Every eager neighbour gets the same bytes: encode once.
@@ -1287,7 +1285,7 @@ impl Node {
             }
         }
         for conn in targets.lazy {
-            self.ihave.entry(conn).or_default().push(chat.id);
+            self.ihave.entry(conn).push(chat.id);
             self.ihave_due.get_or_insert(now + self.config.ihave_delay);
         }
     }
@@ -1335,10 +1333,10 @@ impl Node {
     /// nothing. Two lazy neighbours that get a chat at about the same time would otherwise each
     /// announce it to the other.
     fn known_by(&mut self, conn: ConnId, id: &ChatId) {
-        let Some(ids) = self.ihave.get_mut(&conn) else { return };
+        let Some(ids) = self.ihave.get_mut(conn) else { return };
         ids.retain(|i| i != id);
         if ids.is_empty() {
-            self.ihave.remove(&conn);
+            self.ihave.remove(conn);
             if self.ihave.is_empty() {
                 self.ihave_due = None;
             }
@@ -1347,7 +1345,7 @@ impl Node {
 
     fn flush_ihave(&mut self) {
         self.ihave_due = None;
-        for (conn, mut ids) in std::mem::take(&mut self.ihave) {
+        for (conn, mut ids) in self.ihave.take() {
             // Nearly always one frame: the list goes out as it is instead of copied chunk by chunk.
             while !ids.is_empty() {
                 let rest = ids.split_off(ids.len().min(MAX_IDS_PER_FRAME));
@@ -1443,10 +1441,22 @@ impl Node {
             self.next_explore = now + self.config.explore_interval.mul_f64(0.5 + self.rng.unit());
         }
         if n > 0 {
-            let conns = &self.conns;
+            // Every candidate in the book is checked against these: sorted once here, instead of
+            // a walk over all connections per candidate.
+            let mut busy_addrs: Vec<SocketAddr> =
+                self.conns.values().flat_map(|c| [Some(c.addr), c.listen_addr()]).flatten().collect();
+            busy_addrs.sort_unstable();
+            let mut up_peers: Vec<PeerId> = self
+                .conns
+                .values()
+                .filter_map(|c| match &c.phase {
+                    Phase::Up(u) => Some(u.id),
+                    _ => None,
+                })
+                .collect();
+            up_peers.sort_unstable();
             let busy = |a: &SocketAddr, peer: Option<&PeerId>| {
-                conns.values().any(|c| c.listen_addr() == Some(*a) || c.addr == *a)
-                    || peer.is_some_and(|p| conns.values().any(|c| matches!(&c.phase, Phase::Up(u) if u.id == *p)))
+                busy_addrs.binary_search(a).is_ok() || peer.is_some_and(|p| up_peers.binary_search(p).is_ok())
             };
             for addr in self.book.dial_candidates(now, n, &mut self.rng, busy) {
                 let (per_minute, burst) = self.config.dials_per_minute;
@@ -1497,7 +1507,7 @@ impl Node {
     // ----- output -----
 
     fn send(&mut self, conn: ConnId, msg: &Message) {
-        let buf = self.tx.entry(conn).or_default();
+        let buf = self.tx.entry(conn);
         let before = buf.len();
         match wire::encode_into(msg, buf, self.config.max_frame_bytes) {
             Ok(()) => {
@@ -1513,7 +1523,7 @@ impl Node {
 
     /// Queues a frame already encoded by `wire`.
     fn send_encoded(&mut self, conn: ConnId, frame: &[u8]) {
-        self.tx.entry(conn).or_default().extend_from_slice(frame);
+        self.tx.entry(conn).extend_from_slice(frame);
         self.stats.frames_out += 1;
         self.stats.bytes_out += frame.len() as u64;
     }

@@ -1,0 +1,105 @@
+//! A small map keyed by connection, for the node's per-input queues.
+
+use crate::node::ConnId;
+
+/// A map from connection to value, kept as a `Vec` sorted by connection. The node fills one of
+/// these on nearly every input and drains it before the next: with a few dozen connections at
+/// most, a binary search over one contiguous buffer beats a B-tree's node walks and allocations,
+/// and an empty map holds no memory at all (a `BTreeMap` keeps its root leaf). Iteration is in
+/// connection order, as a `BTreeMap`'s is, so what goes out and in which order does not change.
+#[derive(Debug)]
+pub(crate) struct ConnMap<V> {
+    entries: Vec<(ConnId, V)>,
+}
+
+impl<V> Default for ConnMap<V> {
+    fn default() -> Self {
+        ConnMap { entries: Vec::new() }
+    }
+}
+
+impl<V> ConnMap<V> {
+    fn find(&self, conn: ConnId) -> Result<usize, usize> {
+        self.entries.binary_search_by_key(&conn, |e| e.0)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub(crate) fn contains(&self, conn: ConnId) -> bool {
+        self.find(conn).is_ok()
+    }
+
+    pub(crate) fn get_mut(&mut self, conn: ConnId) -> Option<&mut V> {
+        let at = self.find(conn).ok()?;
+        Some(&mut self.entries[at].1)
+    }
+
+    /// The value of `conn`, inserted as `V::default()` if absent.
+    pub(crate) fn entry(&mut self, conn: ConnId) -> &mut V
+    where
+        V: Default,
+    {
+        let at = match self.find(conn) {
+            Ok(at) => at,
+            Err(at) => {
+                self.entries.insert(at, (conn, V::default()));
+                at
+            }
+        };
+        &mut self.entries[at].1
+    }
+
+    /// Removes `conn`; the buffer is given back once the map is empty.
+    pub(crate) fn remove(&mut self, conn: ConnId) -> Option<V> {
+        let at = self.find(conn).ok()?;
+        let (_, v) = self.entries.remove(at);
+        self.shrink_if_empty();
+        Some(v)
+    }
+
+    /// Removes the entry of the lowest connection; the buffer is given back once the map is empty.
+    pub(crate) fn pop_first(&mut self) -> Option<(ConnId, V)> {
+        if self.entries.is_empty() {
+            return None;
+        }
+        let first = self.entries.remove(0);
+        self.shrink_if_empty();
+        Some(first)
+    }
+
+    /// Empties the map, handing over its entries in connection order.
+    pub(crate) fn take(&mut self) -> Vec<(ConnId, V)> {
+        std::mem::take(&mut self.entries)
+    }
+
+    fn shrink_if_empty(&mut self) {
+        if self.entries.is_empty() {
+            self.entries = Vec::new();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_connection_order_and_frees_when_empty() {
+        let mut m: ConnMap<Vec<u8>> = ConnMap::default();
+        for c in [5, 1, 3, 1] {
+            m.entry(ConnId(c)).push(c as u8);
+        }
+        assert!(m.contains(ConnId(3)) && !m.contains(ConnId(2)));
+        assert_eq!(m.get_mut(ConnId(1)), Some(&mut vec![1, 1]));
+        assert_eq!(m.remove(ConnId(3)), Some(vec![3]));
+        assert_eq!(m.remove(ConnId(3)), None);
+        assert_eq!(m.pop_first(), Some((ConnId(1), vec![1, 1])));
+        assert_eq!(m.take(), vec![(ConnId(5), vec![5])]);
+        assert!(m.is_empty() && m.pop_first().is_none());
+        m.entry(ConnId(7));
+        m.pop_first();
+        assert_eq!(m.entries.capacity(), 0);
+    }
+}
