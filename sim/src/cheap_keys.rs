@@ -45,7 +45,7 @@ fn mac(public: &PublicKey, msg: &[u8]) -> Signature {
     let h = hash(0, &public.0, msg);
     let mut sig = [0u8; 64];
     for (i, chunk) in sig.chunks_mut(8).enumerate() {
-        chunk.copy_from_slice(&spread(h.wrapping_add(i as u64 * MIX)).to_le_bytes());
+        chunk.copy_from_slice(&spread(h.wrapping_add(MIX.wrapping_mul(i as u64))).to_le_bytes());
     }
     Signature(sig)
 }
