@@ -5,7 +5,7 @@
 //! was missed, `membership` decides whom to dial and whom to drop. The run-loop contract is in the
 //! crate docs.
 
-use core::net::SocketAddr;
+use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
@@ -1535,11 +1535,11 @@ impl Node {
 
 /// The network an address belongs to, as Bitcoin Core groups peers: the /16 of an IPv4 address,
 /// the /32 of an IPv6 one. One operator rarely holds addresses in many groups.
-fn net_group(ip: std::net::IpAddr) -> u64 {
-    let v4 = |a: std::net::Ipv4Addr| u64::from(u32::from(a) >> 16);
+fn net_group(ip: IpAddr) -> u64 {
+    let v4 = |a: Ipv4Addr| u64::from(u32::from(a) >> 16);
     match ip {
-        std::net::IpAddr::V4(a) => v4(a),
-        std::net::IpAddr::V6(a) => a.to_ipv4_mapped().map_or((u128::from(a) >> 96) as u64 | 1 << 32, v4),
+        IpAddr::V4(a) => v4(a),
+        IpAddr::V6(a) => a.to_ipv4_mapped().map_or((u128::from(a) >> 96) as u64 | 1 << 32, v4),
     }
 }
 

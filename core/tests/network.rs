@@ -439,6 +439,21 @@ fn half_open_connections_do_not_lock_out_honest_peers() {
     assert!(c.accept(now, ip(3)).is_none());
 }
 
+/// Node `a` (with `cfg`) that has dialed and connected to one peer: returns it and that link.
+fn with_one_outbound_peer(cfg: Config, seed: u64, t0: Time) -> (Node, p2p_chat_core::ConnId) {
+    let mut a = Node::new(cfg, Box::new(Ed25519Keys::from_seed(1)), seed, t0);
+    let mut b = Node::new(Config::default(), Box::new(Ed25519Keys::from_seed(2)), 2, t0);
+    a.handle_input(t0, Input::Command(Command::Connect(net::addr(2))));
+    let Some(Output::Dial { conn: ab, .. }) = a.poll_output() else { panic!("dial expected") };
+    let ba = b.accept(t0, net::addr(1)).unwrap();
+    a.handle_input(t0, Input::Connected(ab));
+    for _ in 0..4 {
+        pump(&mut a, ab, &mut b, ba, t0);
+        pump(&mut b, ba, &mut a, ab, t0);
+    }
+    (a, ab)
+}
+
 /// A full node takes a newcomer that dialed it by closing one of its newer inbound peers: never a
 /// peer it dialed itself, never one of the longer-standing half of its inbound peers. (Without it,
 /// late joiners were referred from full node to full node: the simulator found nodes that made 179
@@ -448,16 +463,7 @@ fn a_full_node_makes_room_among_its_newer_inbound_peers() {
     let t0 = Time::from_millis(net::T0_MS);
     let cfg = Config { max_peers: 4, target_peers: 1, ..Config::default() };
     for seed in 0..8u64 {
-        let mut a = Node::new(cfg.clone(), Box::new(Ed25519Keys::from_seed(1)), seed, t0);
-        let mut b = Node::new(Config::default(), Box::new(Ed25519Keys::from_seed(2)), 2, t0);
-        a.handle_input(t0, Input::Command(Command::Connect(net::addr(2))));
-        let Some(Output::Dial { conn: ab, .. }) = a.poll_output() else { panic!("dial expected") };
-        let ba = b.accept(t0, net::addr(1)).unwrap();
-        a.handle_input(t0, Input::Connected(ab));
-        for _ in 0..4 {
-            pump(&mut a, ab, &mut b, ba, t0);
-            pump(&mut b, ba, &mut a, ab, t0);
-        }
+        let (mut a, ab) = with_one_outbound_peer(cfg.clone(), seed, t0);
         let inbound: Vec<p2p_chat_core::ConnId> = (0..4u64)
             .map(|i| {
                 let at = t0 + Duration::from_secs(i + 1);
@@ -483,16 +489,7 @@ fn making_room_spares_tree_links_and_takes_from_the_most_crowded_group() {
     let t0 = Time::from_millis(net::T0_MS);
     let cfg = Config { max_peers: 6, target_peers: 1, ..Config::default() };
     for seed in 0..8u64 {
-        let mut a = Node::new(cfg.clone(), Box::new(Ed25519Keys::from_seed(1)), seed, t0);
-        let mut b = Node::new(Config::default(), Box::new(Ed25519Keys::from_seed(2)), 2, t0);
-        a.handle_input(t0, Input::Command(Command::Connect(net::addr(2))));
-        let Some(Output::Dial { conn: ab, .. }) = a.poll_output() else { panic!("dial expected") };
-        let ba = b.accept(t0, net::addr(1)).unwrap();
-        a.handle_input(t0, Input::Connected(ab));
-        for _ in 0..4 {
-            pump(&mut a, ab, &mut b, ba, t0);
-            pump(&mut b, ba, &mut a, ab, t0);
-        }
+        let (mut a, ab) = with_one_outbound_peer(cfg.clone(), seed, t0);
         // Oldest first; the newer half is in[2], in[3] (both of 10.9/16) and in[4] (10.7/16).
         let groups = [8u8, 8, 9, 9, 7];
         let mut inbound: Vec<net::Mallory> = (0..5)
