@@ -475,7 +475,7 @@ impl Node {
     /// Established neighbours, in connection order.
     /// How many peers are connected (handshake done): `peers().len()` without building them.
     pub fn peer_count(&self) -> usize {
-        self.up_count()
+        self.conns.values().filter(|c| matches!(c.phase, Phase::Up(_))).count()
     }
 
     pub fn peers(&self) -> Vec<PeerSummary> {
@@ -542,10 +542,6 @@ impl Node {
         }
         let conn = self.new_conn(now, remote, Direction::Inbound, true);
         Some(conn)
-    }
-
-    fn up_count(&self) -> usize {
-        self.conns.values().filter(|c| matches!(c.phase, Phase::Up(_))).count()
     }
 
     pub fn handle_input(&mut self, now: Time, input: Input<'_>) {
@@ -997,10 +993,10 @@ impl Node {
         if self.banned.get(&peer).is_some_and(|t| *t > now) {
             return self.close(now, conn, "peer is banned", false);
         }
-        if self.up_count() >= self.config.max_peers {
+        if self.peer_count() >= self.config.max_peers {
             self.make_room(now, conn);
         }
-        if self.up_count() >= self.config.max_peers {
+        if self.peer_count() >= self.config.max_peers {
             // Full: refer the newcomer to peers we know rather than just refuse it, or a
             // bootstrap node that filled up would leave every later joiner stranded.
             let exclude = self.conns.get(&conn).and_then(|c| c.listen_addr());
@@ -1047,7 +1043,7 @@ impl Node {
             self.book.add(a, Source::Inbound, now);
             self.book.on_connected(&a, peer, now);
         }
-        let extra = self.up_count() > self.config.target_peers;
+        let extra = self.peer_count() > self.config.target_peers;
         if !self.gossip.on_peer_up(conn, extra) && self.config.repair {
             self.stats.prunes_sent += 1;
             self.send(conn, &Message::Prune);
@@ -1058,7 +1054,7 @@ impl Node {
         // A new neighbour is asked for addresses while we are short of peers or know few: what
         // lets a newcomer spread out from the bootstrap nodes at once. A node with its peers and a
         // stocked book learns enough from the periodic exchange.
-        if self.up_count() <= self.config.target_peers || self.book.len() < HUNGRY_BOOK {
+        if self.peer_count() <= self.config.target_peers || self.book.len() < HUNGRY_BOOK {
             self.request_peers(conn);
         }
         if self.config.repair {

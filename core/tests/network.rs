@@ -454,6 +454,14 @@ fn with_one_outbound_peer(cfg: Config, seed: u64, t0: Time) -> (Node, p2p_chat_c
     (a, ab)
 }
 
+/// Inbound peer number `i`, from 10.`group`.0.`i`, connected to `a` at `at`.
+fn connect_inbound(a: &mut Node, i: u64, group: u8, at: Time) -> net::Mallory {
+    let from = std::net::SocketAddr::from(([10, group, 0, i as u8], 4000));
+    let m = net::Mallory::connect(a, Ed25519Keys::from_seed(10 + i), from, at);
+    while a.poll_output().is_some() {}
+    m
+}
+
 /// A full node takes a newcomer that dialed it by closing one of its newer inbound peers: never a
 /// peer it dialed itself, never one of the longer-standing half of its inbound peers. (Without it,
 /// late joiners were referred from full node to full node: the simulator found nodes that made 179
@@ -464,15 +472,8 @@ fn a_full_node_makes_room_among_its_newer_inbound_peers() {
     let cfg = Config { max_peers: 4, target_peers: 1, ..Config::default() };
     for seed in 0..8u64 {
         let (mut a, ab) = with_one_outbound_peer(cfg.clone(), seed, t0);
-        let inbound: Vec<p2p_chat_core::ConnId> = (0..4u64)
-            .map(|i| {
-                let at = t0 + Duration::from_secs(i + 1);
-                let from = std::net::SocketAddr::from(([10, 8, 0, i as u8], 4000));
-                let m = net::Mallory::connect(&mut a, Ed25519Keys::from_seed(10 + i), from, at);
-                while a.poll_output().is_some() {}
-                m.conn
-            })
-            .collect();
+        let inbound: Vec<p2p_chat_core::ConnId> =
+            (0..4u64).map(|i| connect_inbound(&mut a, i, 8, t0 + Duration::from_secs(i + 1)).conn).collect();
         let up: Vec<p2p_chat_core::ConnId> = a.peers().iter().map(|p| p.conn).collect();
         assert_eq!(up.len(), 4, "seed {seed}");
         assert!(up.contains(&ab) && up.contains(&inbound[0]) && up.contains(&inbound[3]), "seed {seed}: {up:?}");
@@ -493,20 +494,13 @@ fn making_room_spares_tree_links_and_takes_from_the_most_crowded_group() {
         // Oldest first; the newer half is in[2], in[3] (both of 10.9/16) and in[4] (10.7/16).
         let groups = [8u8, 8, 9, 9, 7];
         let mut inbound: Vec<net::Mallory> = (0..5)
-            .map(|i| {
-                let at = t0 + Duration::from_secs(i as u64 + 1);
-                let from = std::net::SocketAddr::from(([10, groups[i], 0, i as u8], 4000));
-                let m = net::Mallory::connect(&mut a, Ed25519Keys::from_seed(10 + i as u64), from, at);
-                while a.poll_output().is_some() {}
-                m
-            })
+            .map(|i| connect_inbound(&mut a, i as u64, groups[i], t0 + Duration::from_secs(i as u64 + 1)))
             .collect();
         // in[3] joins the tree: it grafts its link.
         let graft = p2p_chat_core::wire::encode(&p2p_chat_core::wire::Message::Graft { ids: Vec::new() });
         inbound[3].send(&mut a, t0 + Duration::from_secs(6), &graft);
         while a.poll_output().is_some() {}
-        let from = std::net::SocketAddr::from(([10, 6, 0, 9], 4000));
-        net::Mallory::connect(&mut a, Ed25519Keys::from_seed(30), from, t0 + Duration::from_secs(7));
+        connect_inbound(&mut a, 20, 6, t0 + Duration::from_secs(7));
         let up: Vec<p2p_chat_core::ConnId> = a.peers().iter().map(|p| p.conn).collect();
         let gone: Vec<usize> = (0..5).filter(|&i| !up.contains(&inbound[i].conn)).collect();
         assert_eq!(gone, vec![2], "seed {seed}: in[3] carries the tree, in[4] is alone in its group");
