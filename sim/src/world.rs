@@ -6,8 +6,10 @@
 //! - A connection is two ordered byte streams. Each connection draws a base latency from the
 //!   scenario's range; each piece of data adds a little jitter but never overtakes earlier data on
 //!   the same connection, as with TCP.
-//! - One in four of a node's transmits is cut at random points into two or three pieces, so frames
-//!   arrive split and merged as on a real socket; the rest arrive whole, as small writes do.
+//! - One in four of a node's transmits reaches the peer in two or three reads, cut at random
+//!   points, so frames arrive split as on a real socket; the rest arrive in one read, as small
+//!   writes do. The reads of one transmit follow each other in one event: a socket read returns
+//!   whatever has arrived, and a separate event per piece only doubled the events.
 //! - TCP does not lose bytes inside a connection, so "loss P" is modelled as what loss does to TCP:
 //!   with probability P a piece is retransmitted (delayed by an RTO of 200 ms plus two base
 //!   latencies), and with probability P/50 the connection breaks (both ends see it closed).
@@ -51,8 +53,8 @@ fn index_of(a: SocketAddr) -> Option<usize> {
 }
 
 /// A scheduled event. Nodes are `u32` indices and payloads live in `World::bufs`, so an event is
-/// small and plain: the queue moves these around on every push and pop. `Bytes` is the piece
-/// `bufs[buf][start..end]` of a transmit, sharing the transmit's buffer with its other pieces.
+/// small and plain: the queue moves these around on every push and pop. `Bytes` is the transmit
+/// `bufs[buf]`, read by the peer in pieces that end at `cuts` and at the buffer's end.
 #[derive(Debug, Clone, Copy)]
 enum Ev {
     Start(u32),
@@ -60,7 +62,7 @@ enum Ev {
     Accept { to: u32, from: u32, from_inc: u32, dialer_conn: ConnId },
     Connected { node: u32, inc: u32, conn: ConnId },
     DialFailed { node: u32, inc: u32, conn: ConnId },
-    Bytes { node: u32, inc: u32, conn: ConnId, buf: u32, start: u32, end: u32 },
+    Bytes { node: u32, inc: u32, conn: ConnId, buf: u32, cuts: [u32; 2] },
     Closed { node: u32, inc: u32, conn: ConnId },
     SendChat(u32),
     Forge(u32),
@@ -198,41 +200,31 @@ impl Queue {
     }
 }
 
-/// Transmitted buffers, shared by the pieces in flight that were cut from them. A slot is freed
-/// (and reused) when its last piece has been delivered or dropped.
+/// Transmitted buffers in flight. A slot is reused once its transmit has been delivered (or
+/// dropped, when the receiving end is gone).
 #[derive(Default)]
 struct Bufs {
-    slots: Vec<(Vec<u8>, u32)>,
+    slots: Vec<Vec<u8>>,
     free: Vec<u32>,
 }
 
 impl Bufs {
-    fn add(&mut self, bytes: Vec<u8>, pieces: u32) -> u32 {
+    fn add(&mut self, bytes: Vec<u8>) -> u32 {
         match self.free.pop() {
             Some(i) => {
-                self.slots[i as usize] = (bytes, pieces);
+                self.slots[i as usize] = bytes;
                 i
             }
             None => {
-                self.slots.push((bytes, pieces));
+                self.slots.push(bytes);
                 (self.slots.len() - 1) as u32
             }
         }
     }
 
-    /// Takes the buffer out to read a piece; `put_back` returns it (or frees the slot).
     fn take(&mut self, i: u32) -> Vec<u8> {
-        std::mem::take(&mut self.slots[i as usize].0)
-    }
-
-    fn put_back(&mut self, i: u32, bytes: Vec<u8>) {
-        let s = &mut self.slots[i as usize];
-        s.1 -= 1;
-        if s.1 == 0 {
-            self.free.push(i);
-        } else {
-            s.0 = bytes;
-        }
+        self.free.push(i);
+        std::mem::take(&mut self.slots[i as usize])
     }
 }
 
@@ -473,13 +465,17 @@ impl World {
                     self.input(node, Input::DialFailed(conn));
                 }
             }
-            Ev::Bytes { node, inc, conn, buf, start, end } => {
+            Ev::Bytes { node, inc, conn, buf, cuts } => {
                 let node = node as usize;
                 let bytes = self.bufs.take(buf);
-                if self.find(node, inc, conn).is_some() {
-                    self.input(node, Input::Received(conn, &bytes[start as usize..end as usize]));
+                let mut start = 0;
+                for end in [cuts[0] as usize, cuts[1] as usize, bytes.len()] {
+                    // A node may close the connection on any piece (a bad frame, say).
+                    if end > start && self.find(node, inc, conn).is_some() {
+                        self.input(node, Input::Received(conn, &bytes[start..end]));
+                        start = end;
+                    }
                 }
-                self.bufs.put_back(buf, bytes);
             }
             Ev::Closed { node, inc, conn } => {
                 let node = node as usize;
@@ -693,62 +689,33 @@ impl World {
             return; // being reset
         }
         let len = bytes.len();
-        // Most writes arrive whole, as a small write does on a real socket; one in four is cut at
-        // one or two random points (sorted, without repeats, then the end), so frames and records
-        // still arrive split and merged many thousands of times a run. Cutting every write
-        // exercised nothing more and doubled the events.
-        let pieces = if self.rng.below(4) == 0 { 2 + self.rng.below(2) } else { 1 };
-        let mut cuts = [len; 3];
-        for c in cuts.iter_mut().take(pieces - 1) {
-            *c = self.rng.below(len.max(1));
-        }
-        if cuts[0] > cuts[1] {
-            cuts.swap(0, 1);
-        }
-        let (mut ends, mut n_ends) = ([0usize; 3], 0);
-        let mut start = 0;
-        for end in cuts {
-            if end > start {
-                ends[n_ends] = end;
-                n_ends += 1;
-                start = end;
-            }
-        }
-        if n_ends == 0 {
+        if len == 0 {
             return;
         }
-        let buf = self.bufs.add(bytes, n_ends as u32);
-        let base = l.base();
-        let mut start = 0;
-        let mut clock = l.clock;
-        for (e, &end) in ends[..n_ends].iter().enumerate() {
-            let jitter = Duration::from_micros(self.rng.below(l.base_us as usize / 10 + 1) as u64);
-            let mut at = self.now + base + jitter;
-            if self.lossy && self.rng.unit() < self.p.loss {
-                if self.rng.unit() < 0.02 {
-                    // The pieces not sent never will be: release their share of the buffer.
-                    for _ in e..n_ends {
-                        let b = self.bufs.take(buf);
-                        self.bufs.put_back(buf, b);
-                    }
-                    return self.reset(i, inc, conn);
-                }
-                at = at + RTO + base * 2;
+        // Most writes are read whole, as a small write is on a real socket; one in four is read in
+        // pieces cut at one or two random points, so frames and records still arrive split many
+        // thousands of times a run.
+        let mut cuts = [0u32; 2];
+        if self.rng.below(4) == 0 {
+            cuts[1] = self.rng.below(len) as u32;
+            if self.rng.below(2) == 0 {
+                cuts[0] = self.rng.below(len) as u32;
             }
-            clock = clock.max(at);
-            self.push(
-                clock,
-                Ev::Bytes {
-                    node: l.peer,
-                    inc: l.peer_inc,
-                    conn: l.peer_conn,
-                    buf,
-                    start: start as u32,
-                    end: end as u32,
-                },
-            );
-            start = end;
+            if cuts[0] > cuts[1] {
+                cuts.swap(0, 1);
+            }
         }
+        let jitter = Duration::from_micros(self.rng.below(l.base_us as usize / 10 + 1) as u64);
+        let mut at = self.now + l.base() + jitter;
+        if self.lossy && self.rng.unit() < self.p.loss {
+            if self.rng.unit() < 0.02 {
+                return self.reset(i, inc, conn);
+            }
+            at = at + RTO + l.base() * 2;
+        }
+        let clock = l.clock.max(at);
+        let buf = self.bufs.add(bytes);
+        self.push(clock, Ev::Bytes { node: l.peer, inc: l.peer_inc, conn: l.peer_conn, buf, cuts });
         self.links[i][k].1.clock = clock;
     }
 
