@@ -78,6 +78,9 @@ pub struct Config {
     /// Period of the maintenance timer (dialing, pings, expiry).
     pub tick: Duration,
     pub sync_interval: Duration,
+    /// A quiet link is pinged this often: half of `stale_after`, so a peer that vanished without
+    /// a word is noticed by the second unanswered ping. At 5 s, pings and pongs were an eighth of
+    /// all frames once lazy announcements had been trimmed (simulator, 3,000 nodes).
     pub ping_interval: Duration,
     /// A connection silent this long is closed.
     pub stale_after: Duration,
@@ -138,7 +141,7 @@ impl Default for Config {
             max_clock_skew: Duration::from_secs(300),
             tick: Duration::from_secs(1),
             sync_interval: Duration::from_secs(2),
-            ping_interval: Duration::from_secs(5),
+            ping_interval: Duration::from_secs(10),
             stale_after: Duration::from_secs(20),
             handshake_timeout: Duration::from_secs(5),
             exchange_interval: Duration::from_secs(30),
@@ -407,7 +410,7 @@ const CAUGHT_UP_AFTER: Duration = Duration::from_secs(5);
 const RECENT: Duration = Duration::from_secs(60);
 
 /// A busy link is still pinged every this many ping intervals, to keep its round-trip time fresh.
-const RTT_REFRESH: u32 = 12;
+const RTT_REFRESH: u32 = 6;
 
 /// Below this many known addresses, every new neighbour is asked for more.
 const HUNGRY_BOOK: usize = 64;
