@@ -768,12 +768,26 @@ impl Node {
         // for everything that could open now, so it is allocated once rather than grown per record.
         let mut plain = Vec::with_capacity(session.buffered() + bytes.len());
         let opened = session.open(bytes, &mut plain);
-        let mut frames = Vec::new();
+        // Nearly every read holds at most one frame: it is kept on its own, and a list is made
+        // only from a second frame on (for `preverify`'s batch), so most reads allocate none.
+        let mut first = None;
+        let mut more = Vec::new();
         if opened.is_ok() {
-            c.decoder.decode(&plain, &mut frames);
+            c.decoder.decode_each(&plain, |frame| match first {
+                None => first = Some(frame),
+                Some(_) => more.push(frame),
+            });
         }
         match opened {
-            Ok(()) => self.on_frames(now, conn, frames),
+            Ok(()) => match first {
+                None => {}
+                Some(Err(e)) if more.is_empty() && e.is_fatal() => self.on_fatal_frame(now, conn, e),
+                Some(frame) if more.is_empty() => self.on_frame(now, conn, frame, None),
+                Some(frame) => {
+                    more.insert(0, frame);
+                    self.on_frames(now, conn, more);
+                }
+            },
             Err(e) => {
                 self.stats.bad_frames += 1;
                 let msg = format!("closing connection to {} ({}): {e}", conn_name(c), c.addr);
@@ -830,22 +844,33 @@ impl Node {
             _ => None,
         };
         let verdicts = self.preverify(now, &frames);
-        for (frame, verified) in frames.into_iter().zip(verdicts) {
+        for (i, frame) in frames.into_iter().enumerate() {
             if !self.conns.contains_key(&conn) {
                 return;
             }
-            match frame {
-                Ok(msg) => {
-                    self.stats.frames_in += 1;
-                    self.on_message(now, conn, msg, verified);
-                }
-                Err(e) => {
-                    self.stats.bad_frames += 1;
-                    self.penalize(now, conn, Penalty::BadFrame, &e.to_string());
-                }
+            self.on_frame(now, conn, frame, verdicts.get(i).copied().flatten());
+        }
+        if let Some(e) = fatal {
+            self.on_fatal_frame(now, conn, e);
+        }
+    }
+
+    fn on_frame(&mut self, now: Time, conn: ConnId, frame: Result<Message, WireError>, verified: Option<bool>) {
+        match frame {
+            Ok(msg) => {
+                self.stats.frames_in += 1;
+                self.on_message(now, conn, msg, verified);
+            }
+            Err(e) => {
+                self.stats.bad_frames += 1;
+                self.penalize(now, conn, Penalty::BadFrame, &e.to_string());
             }
         }
-        if let (Some(e), Some(c)) = (fatal, self.conns.get(&conn)) {
+    }
+
+    /// The stream cannot be read past `e`: the connection closes.
+    fn on_fatal_frame(&mut self, now: Time, conn: ConnId, e: WireError) {
+        if let Some(c) = self.conns.get(&conn) {
             self.stats.bad_frames += 1;
             let msg = format!("closing connection to {} ({}): {e}", conn_name(c), c.addr);
             self.emit(Event::Warning(msg));
@@ -854,24 +879,31 @@ impl Node {
     }
 
     /// Batch-verifies the signatures of the chats among `frames` that would be accepted if valid.
-    /// Returns, per frame, the verdict where one was computed.
+    /// Returns, per frame, the verdict where one was computed (empty if none was).
     fn preverify(&self, now: Time, frames: &[Result<Message, WireError>]) -> Vec<Option<bool>> {
+        let candidate = |f: &Result<Message, WireError>| match f {
+            Ok(Message::Chat { chat, .. } | Message::Reply { chat, .. })
+                if chat.is_well_formed() && self.dedup.check(&chat.id, now) == Verdict::New =>
+            {
+                Some(())
+            }
+            _ => None,
+        };
+        // Fewer than two is the common case, and a batch of one saves nothing: found out
+        // without building any list.
+        if frames.iter().filter_map(candidate).nth(1).is_none() {
+            return Vec::new();
+        }
         let mut verdicts = vec![None; frames.len()];
         let candidates: Vec<(usize, &Arc<Chat>)> = frames
             .iter()
             .enumerate()
+            .filter(|(_, f)| candidate(f).is_some())
             .filter_map(|(i, f)| match f {
-                Ok(Message::Chat { chat, .. } | Message::Reply { chat, .. })
-                    if chat.is_well_formed() && self.dedup.check(&chat.id, now) == Verdict::New =>
-                {
-                    Some((i, chat))
-                }
+                Ok(Message::Chat { chat, .. } | Message::Reply { chat, .. }) => Some((i, chat)),
                 _ => None,
             })
             .collect();
-        if candidates.len() < 2 {
-            return verdicts;
-        }
         let signed: Vec<Vec<u8>> = candidates.iter().map(|(_, c)| c.signed_bytes()).collect();
         let items: Vec<_> =
             candidates.iter().zip(&signed).map(|((_, c), bytes)| (&c.author, bytes.as_slice(), &c.signature)).collect();

@@ -436,18 +436,24 @@ impl FrameDecoder {
     /// where they lie instead of being copied, and a connection between frames holds no buffer
     /// at all: thousands of simulated connections, or many idle real ones, cost nothing here.
     pub fn decode(&mut self, bytes: &[u8], out: &mut Vec<Result<Message, WireError>>) {
+        self.decode_each(bytes, |frame| out.push(frame));
+    }
+
+    /// `decode`, handing each frame to `each` as it is read: a caller that mostly gets one frame
+    /// per read need not build a list for it.
+    pub fn decode_each(&mut self, bytes: &[u8], mut each: impl FnMut(Result<Message, WireError>)) {
         if self.failed {
             return;
         }
         if self.buffered() > 0 {
             self.push(bytes);
             while let Some(frame) = self.next_frame() {
-                out.push(frame);
+                each(frame);
             }
         } else {
             let mut rest = bytes;
             while let Some(frame) = self.frame_at(&mut rest) {
-                out.push(frame);
+                each(frame);
             }
             if self.failed {
                 return;
