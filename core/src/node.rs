@@ -19,7 +19,7 @@ use crate::identity::{Keys, PeerId, PublicKey};
 use crate::membership::{AddressBook, Penalty, Source, BAN_SCORE, MAX_SCORE};
 use crate::random::Rng;
 use crate::rate::Tokens;
-use crate::session::Session;
+use crate::session::{self, Session};
 use crate::sync::{self, Summary};
 use crate::time::Time;
 use crate::wire::{
@@ -376,6 +376,9 @@ pub struct Node {
     dedup: Dedup,
     gossip: Gossip,
     out: VecDeque<Output>,
+    /// Frames queued per connection, sealed by `poll_output`. Each buffer starts with
+    /// `session::HEADER_BYTES` of room, so that it is sealed in place and handed out as the
+    /// transmit itself (see `Session::seal_in_place`).
     tx: ConnMap<Vec<u8>>,
     ihave: ConnMap<Vec<ChatId>>,
     /// When the batched `ihave` goes out.
@@ -578,15 +581,14 @@ impl Node {
             self.flush_ihave();
         }
         loop {
-            let Some((conn, plain)) = self.tx.pop_first() else {
+            let Some((conn, mut bytes)) = self.tx.pop_first() else {
                 self.release_queues();
                 return None;
             };
             // Frames are queued only for established connections, which all have a session.
             let Some(c) = self.conns.get_mut(&conn) else { continue };
             let Some(session) = c.session.as_mut() else { continue };
-            let mut bytes = Vec::with_capacity(plain.len() + 64);
-            if session.seal(&plain, &mut bytes).is_ok() {
+            if session.seal_in_place(&mut bytes).is_ok() {
                 return Some(Output::Transmit { conn, bytes });
             }
             // After 2^64 records: not in this universe, but never a panic.
@@ -681,9 +683,8 @@ impl Node {
         self.ihave.remove(conn);
         let pending = self.tx.remove(conn);
         if !by_peer {
-            if let (Some(plain), Some(session)) = (pending, c.session.as_mut()) {
-                let mut bytes = Vec::new();
-                if session.seal(&plain, &mut bytes).is_ok() {
+            if let (Some(mut bytes), Some(session)) = (pending, c.session.as_mut()) {
+                if session.seal_in_place(&mut bytes).is_ok() {
                     self.out.push_back(Output::Transmit { conn, bytes });
                 }
             }
@@ -1535,7 +1536,7 @@ impl Node {
     // ----- output -----
 
     fn send(&mut self, conn: ConnId, msg: &Message) {
-        let buf = self.tx.entry(conn);
+        let buf = tx_buf(&mut self.tx, conn, wire::frame_size_hint(msg));
         let before = buf.len();
         match wire::encode_into(msg, buf, self.config.max_frame_bytes) {
             Ok(()) => {
@@ -1551,7 +1552,7 @@ impl Node {
 
     /// Queues a frame already encoded by `wire`.
     fn send_encoded(&mut self, conn: ConnId, frame: &[u8]) {
-        self.tx.entry(conn).extend_from_slice(frame);
+        tx_buf(&mut self.tx, conn, frame.len()).extend_from_slice(frame);
         self.stats.frames_out += 1;
         self.stats.bytes_out += frame.len() as u64;
     }
@@ -1559,6 +1560,17 @@ impl Node {
     fn emit(&mut self, e: Event) {
         self.out.push_back(Output::Event(e));
     }
+}
+
+/// `conn`'s queue in `tx`, made with room for the record around a first frame of about `frame`
+/// bytes.
+fn tx_buf(tx: &mut ConnMap<Vec<u8>>, conn: ConnId, frame: usize) -> &mut Vec<u8> {
+    let buf = tx.entry(conn);
+    if buf.is_empty() {
+        buf.reserve_exact(session::HEADER_BYTES + frame + session::TAG_BYTES);
+        buf.extend_from_slice(&[0; session::HEADER_BYTES]);
+    }
+    buf
 }
 
 /// The network an address belongs to, as Bitcoin Core groups peers: the /16 of an IPv4 address,

@@ -168,6 +168,11 @@ pub fn encode_into(msg: &Message, out: &mut Vec<u8>, max_frame_bytes: usize) -> 
     Ok(())
 }
 
+/// About the size of `msg`'s frame, a little over rather than under. Only sizes a buffer.
+pub fn frame_size_hint(msg: &Message) -> usize {
+    HEADER_BYTES + VERSION_BYTES + size_hint(msg)
+}
+
 /// About the encoded size of `msg`, a little over rather than under. Only sizes a buffer.
 fn size_hint(msg: &Message) -> usize {
     const ID: usize = 16;
