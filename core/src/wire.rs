@@ -252,12 +252,15 @@ const SYNC: u8 = 6;
 const PING: u8 = 7;
 const PONG: u8 = 8;
 const PEER_REQUEST: u8 = 9;
+const PEER_RESPONSE: u8 = 10;
 const ANNOUNCE: u8 = 11;
 const TEXT: u8 = 0;
 const JOIN: u8 = 1;
 const LEAVE: u8 = 2;
 const FINGERPRINT: u8 = 0;
 const IDS: u8 = 1;
+const V4: u8 = 0;
+const V6: u8 = 1;
 /// bincode's varint: below this, the value itself in one byte.
 const VARINT_MAX_BYTE: u8 = 250;
 /// bincode's varint: this byte, then the value as a little-endian `u16`; the next three bytes
@@ -266,11 +269,12 @@ const VARINT_U16: u8 = 251;
 const VARINT_U32: u8 = 252;
 const VARINT_U64: u8 = 253;
 const VARINT_U128: u8 = 254;
-/// Largest sync payload read here. bincode refuses a message whose fields claim more than
-/// `DECODE_LIMIT_BYTES` (it counts 16 bytes for a varint `u128` however short, 56 for a
-/// fingerprinted range of 35 bytes or more); below this size no sync frame can reach the limit,
-/// so reading it here cannot accept what bincode would refuse.
-const DIRECT_SYNC_MAX_BYTES: usize = DECODE_LIMIT_BYTES / 2;
+/// Largest sync or address list read here. bincode refuses a message whose fields claim more than
+/// `DECODE_LIMIT_BYTES`, and it claims more than they take on the wire (16 bytes for a varint
+/// `u128` however short: 56 for a fingerprinted range of 35 bytes or more, 10 for an IPv4 address
+/// of 6); below this size no such frame can reach the limit, so reading it here cannot accept
+/// what bincode would refuse.
+const DIRECT_LIST_MAX_BYTES: usize = DECODE_LIMIT_BYTES / 4;
 
 /// Writes `msg` if it is an id list or a chat whose lengths are all below 2^16; false (nothing
 /// written) otherwise.
@@ -342,6 +346,25 @@ fn encode_direct(msg: &Message, out: &mut Vec<u8>) -> bool {
         }
         Message::Prune => out.push(PRUNE),
         Message::PeerRequest => out.push(PEER_REQUEST),
+        Message::PeerResponse { addrs } if short(addrs.len()) => {
+            // serde's form for a compact format: the variant, the address's octets, the port (an
+            // IPv6 address's flow and scope are not sent).
+            out.push(PEER_RESPONSE);
+            put_len(out, addrs.len());
+            for a in addrs {
+                match a {
+                    SocketAddr::V4(a) => {
+                        out.push(V4);
+                        out.extend_from_slice(&a.ip().octets());
+                    }
+                    SocketAddr::V6(a) => {
+                        out.push(V6);
+                        out.extend_from_slice(&a.ip().octets());
+                    }
+                }
+                put_varint(out, u128::from(a.port()));
+            }
+        }
         Message::Announce { listen_port } => {
             out.push(ANNOUNCE);
             put_varint(out, u128::from(*listen_port));
@@ -401,7 +424,7 @@ fn decode_direct(body: &[u8]) -> Option<Message> {
             let hops = r.byte()?;
             Message::Reply { hops, chat: Arc::new(r.chat()?) }
         }
-        SYNC if body.len() <= DIRECT_SYNC_MAX_BYTES => {
+        SYNC if body.len() <= DIRECT_LIST_MAX_BYTES => {
             let n = r.len()?;
             // At least 35 bytes a range: a claimed count beyond that is malformed, not a reason
             // to reserve room.
@@ -430,6 +453,20 @@ fn decode_direct(body: &[u8]) -> Option<Message> {
         }
         PRUNE => Message::Prune,
         PEER_REQUEST => Message::PeerRequest,
+        PEER_RESPONSE if body.len() <= DIRECT_LIST_MAX_BYTES => {
+            let n = r.len()?;
+            // At least 6 bytes an address.
+            let mut addrs = Vec::with_capacity(n.min(r.0.len() / 6));
+            for _ in 0..n {
+                let ip = match r.byte()? {
+                    V4 => core::net::IpAddr::from(r.array::<4>()?),
+                    V6 => core::net::IpAddr::from(r.array::<16>()?),
+                    _ => return None,
+                };
+                addrs.push(SocketAddr::new(ip, u16::try_from(r.varint()?).ok()?));
+            }
+            Message::PeerResponse { addrs }
+        }
         ANNOUNCE => Message::Announce { listen_port: u16::try_from(r.varint()?).ok()? },
         _ => return None,
     };
@@ -988,6 +1025,11 @@ mod tests {
         msgs.push(Message::Sync { ranges: vec![listed(0), listed(251), listed(300)] });
         msgs.push(Message::Sync { ranges: (0..300).map(|i| listed(i % 3)).collect() });
         msgs.push(Message::Sync { ranges: Vec::new() });
+        let ports = [0, 250, 251, 7000, u16::MAX];
+        let v4 = ports.map(|p| SocketAddr::from(([10, 0, 0, 1], p)));
+        let v6 = ports.map(|p| SocketAddr::from(([0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], p)));
+        msgs.push(Message::PeerResponse { addrs: v4.iter().chain(&v6).copied().collect() });
+        msgs.push(Message::PeerResponse { addrs: Vec::new() });
         for msg in msgs {
             let body = framed_body(&msg);
             assert_eq!(body, bincode_body(&msg), "{msg:?}");
@@ -1019,8 +1061,19 @@ mod tests {
                 .collect(),
         };
         let body = framed_body(&big);
-        assert!(body.len() > DIRECT_SYNC_MAX_BYTES);
+        assert!(body.len() > DIRECT_LIST_MAX_BYTES);
         assert_eq!(body, bincode_body(&big));
+        assert_eq!(decode_body(&body), bincode_decode(&body));
+        let many = Message::PeerResponse { addrs: vec![SocketAddr::from(([1, 2, 3, 4], 5)); 50_000] };
+        let body = framed_body(&many);
+        assert!(body.len() > DIRECT_LIST_MAX_BYTES);
+        assert_eq!(body, bincode_body(&many));
+        assert_eq!(decode_body(&body), Ok(many));
+        // IPv6 flow and scope are not sent, by either path.
+        let scoped =
+            Message::PeerResponse { addrs: vec![SocketAddr::V6(core::net::SocketAddrV6::new([1; 8].into(), 9, 7, 3))] };
+        let body = framed_body(&scoped);
+        assert_eq!(body, bincode_body(&scoped));
         assert_eq!(decode_body(&body), bincode_decode(&body));
     }
 
