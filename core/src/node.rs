@@ -404,6 +404,9 @@ const RECENT: Duration = Duration::from_secs(60);
 /// A busy link is still pinged every this many ping intervals, to keep its round-trip time fresh.
 const RTT_REFRESH: u32 = 12;
 
+/// Reads up to this size are opened into a buffer on the stack (see `on_records`).
+const SMALL_READ_BYTES: usize = 1024;
+
 /// Below this many known addresses, every new neighbour is asked for more.
 const HUNGRY_BOOK: usize = 64;
 /// Most dials in flight at once.
@@ -766,21 +769,30 @@ impl Node {
         let Some(c) = self.conns.get_mut(&conn) else { return };
         let Some(session) = c.session.as_mut() else { return };
         // Not kept between reads: an idle node holds no scratch buffer (see `poll_output`). Sized
-        // for everything that could open now, so it is allocated once rather than grown per record.
-        let mut plain = Vec::with_capacity(session.buffered() + bytes.len());
-        let opened = session.open(bytes, &mut plain);
+        // for everything that could open now; most reads are small enough for the stack, so they
+        // cost no allocation at all.
+        let room = session.buffered() + bytes.len();
+        let mut small = [0u8; SMALL_READ_BYTES];
+        let mut large = Vec::new();
+        let plain = if room <= SMALL_READ_BYTES {
+            &mut small[..room]
+        } else {
+            large.resize(room, 0);
+            &mut large[..]
+        };
+        let opened = session.open_into(bytes, plain);
         // Nearly every read holds at most one frame: it is kept on its own, and a list is made
         // only from a second frame on (for `preverify`'s batch), so most reads allocate none.
         let mut first = None;
         let mut more = Vec::new();
-        if opened.is_ok() {
-            c.decoder.decode_each(&plain, |frame| match first {
+        if let Ok(n) = opened {
+            c.decoder.decode_each(&plain[..n], |frame| match first {
                 None => first = Some(frame),
                 Some(_) => more.push(frame),
             });
         }
         match opened {
-            Ok(()) => match first {
+            Ok(_) => match first {
                 None => {}
                 Some(Err(e)) if more.is_empty() && e.is_fatal() => self.on_fatal_frame(now, conn, e),
                 Some(frame) if more.is_empty() => self.on_frame(now, conn, frame, None),

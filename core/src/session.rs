@@ -99,13 +99,30 @@ impl Session {
     /// Opens every whole record among the bytes received so far, appending the plaintext to
     /// `plaintext`. An error is fatal: the stream cannot be trusted past it.
     pub fn open(&mut self, bytes: &[u8], plaintext: &mut Vec<u8>) -> Result<(), SessionError> {
+        let start = plaintext.len();
+        plaintext.resize(start + self.buffered() + bytes.len(), 0);
+        let mut written = 0;
+        let result = self.open_records(bytes, &mut plaintext[start..], &mut written);
+        plaintext.truncate(start + written);
+        result
+    }
+
+    /// `open`, into `out` instead of a `Vec`: returns how many bytes of it the plaintext took.
+    /// `out` must hold [`buffered`](Self::buffered) plus `bytes.len()` bytes (records only shrink
+    /// when opened), so that a caller can open a small read into a buffer on the stack.
+    pub fn open_into(&mut self, bytes: &[u8], out: &mut [u8]) -> Result<usize, SessionError> {
+        let mut written = 0;
+        self.open_records(bytes, out, &mut written).map(|()| written)
+    }
+
+    fn open_records(&mut self, bytes: &[u8], out: &mut [u8], written: &mut usize) -> Result<(), SessionError> {
         let result = if self.inbox.is_empty() {
             // The common case, a read that starts on a record boundary: open in place and keep
             // only the partial record at the end.
-            open_records(&mut self.noise, bytes, plaintext).map(|used| self.keep_partial(&bytes[used..]))
+            open_records(&mut self.noise, bytes, out, written).map(|used| self.keep_partial(&bytes[used..]))
         } else {
             self.inbox.extend_from_slice(bytes);
-            open_records(&mut self.noise, &self.inbox, plaintext).map(|used| {
+            open_records(&mut self.noise, &self.inbox, out, written).map(|used| {
                 self.inbox.drain(..used);
             })
         };
@@ -129,8 +146,15 @@ impl Session {
     }
 }
 
-/// Opens the whole records at the start of `bytes`; returns how many bytes they took.
-fn open_records(noise: &mut TransportState, bytes: &[u8], plaintext: &mut Vec<u8>) -> Result<usize, SessionError> {
+/// Opens the whole records at the start of `bytes` into `out` from `written` on, advancing
+/// `written` past each; returns how many bytes of `bytes` they took. `out` has room for them all:
+/// a record's plaintext is shorter than the record.
+fn open_records(
+    noise: &mut TransportState,
+    bytes: &[u8],
+    out: &mut [u8],
+    written: &mut usize,
+) -> Result<usize, SessionError> {
     let mut pos = 0;
     loop {
         let avail = &bytes[pos..];
@@ -144,14 +168,9 @@ fn open_records(noise: &mut TransportState, bytes: &[u8], plaintext: &mut Vec<u8
         if avail.len() < HEADER_BYTES + len {
             return Ok(pos);
         }
-        let start = plaintext.len();
-        plaintext.resize(start + len, 0);
-        match noise.read_message(&avail[HEADER_BYTES..HEADER_BYTES + len], &mut plaintext[start..]) {
-            Ok(n) => plaintext.truncate(start + n),
-            Err(_) => {
-                plaintext.truncate(start);
-                return Err(SessionError::Decrypt);
-            }
+        match noise.read_message(&avail[HEADER_BYTES..HEADER_BYTES + len], &mut out[*written..]) {
+            Ok(n) => *written += n,
+            Err(_) => return Err(SessionError::Decrypt),
         }
         pos += HEADER_BYTES + len;
     }
