@@ -530,20 +530,21 @@ impl Node {
         if self.leaving || same_ip >= self.config.max_conns_per_ip {
             return None;
         }
-        let handshaking: Vec<(bool, ConnId)> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.direction == Direction::Inbound)
-            .filter_map(|(id, c)| match &c.phase {
-                Phase::Handshaking(hs) => Some((hs.progressed(), *id)),
-                _ => None,
-            })
-            .collect();
-        if handshaking.len() >= self.config.max_handshaking.max(1) {
+        // Counted, and the first candidate found, in one pass with nothing collected: this runs
+        // for every connection accepted.
+        let (mut handshaking, mut oldest) = (0, None);
+        for (id, c) in &self.conns {
+            if let (Direction::Inbound, Phase::Handshaking(hs)) = (c.direction, &c.phase) {
+                handshaking += 1;
+                let this = (hs.progressed(), *id);
+                oldest = Some(oldest.map_or(this, |o: (bool, ConnId)| o.min(this)));
+            }
+        }
+        if handshaking >= self.config.max_handshaking.max(1) {
             // The oldest that has not even sent its first message goes first (ids grow with time),
             // so a crowd of honest dialers, whose handshakes advance at once, is not cut off by a
             // burst of newcomers or by connections that never speak.
-            let (_, victim) = handshaking.iter().min().copied().expect("at least one");
+            let (_, victim) = oldest.expect("at least one");
             self.close(now, victim, "handshake slots full", false);
         }
         let conn = self.new_conn(now, remote, Direction::Inbound, true);
@@ -708,7 +709,9 @@ impl Node {
     }
 
     fn up_conns(&self) -> Vec<ConnId> {
-        self.conns.iter().filter(|(_, c)| matches!(c.phase, Phase::Up(_))).map(|(id, _)| *id).collect()
+        let mut up = Vec::with_capacity(self.conns.len());
+        up.extend(self.conns.iter().filter(|(_, c)| matches!(c.phase, Phase::Up(_))).map(|(id, _)| *id));
+        up
     }
 
     fn summary(&self, conn: ConnId, c: &Conn) -> Option<PeerSummary> {
@@ -1484,17 +1487,18 @@ impl Node {
         if n > 0 {
             // Every candidate in the book is checked against these: sorted once here, instead of
             // a walk over all connections per candidate.
-            let mut busy_addrs: Vec<SocketAddr> =
-                self.conns.values().flat_map(|c| [Some(c.addr), c.listen_addr()]).flatten().collect();
+            // Filled at their final size (collecting from a flatten or a filter grows the
+            // buffer a few times over).
+            let mut busy_addrs = Vec::with_capacity(2 * self.conns.len());
+            let mut up_peers = Vec::with_capacity(self.conns.len());
+            for c in self.conns.values() {
+                busy_addrs.push(c.addr);
+                busy_addrs.extend(c.listen_addr());
+                if let Phase::Up(u) = &c.phase {
+                    up_peers.push(u.id);
+                }
+            }
             busy_addrs.sort_unstable();
-            let mut up_peers: Vec<PeerId> = self
-                .conns
-                .values()
-                .filter_map(|c| match &c.phase {
-                    Phase::Up(u) => Some(u.id),
-                    _ => None,
-                })
-                .collect();
             up_peers.sort_unstable();
             let busy = |a: &SocketAddr, peer: Option<&PeerId>| {
                 busy_addrs.binary_search(a).is_ok() || peer.is_some_and(|p| up_peers.binary_search(p).is_ok())
