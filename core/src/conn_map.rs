@@ -7,6 +7,9 @@ use crate::node::ConnId;
 /// most, a binary search over one contiguous buffer beats a B-tree's node walks and allocations,
 /// and an empty map holds no memory at all (a `BTreeMap` keeps its root leaf). Iteration is in
 /// connection order, as a `BTreeMap`'s is, so what goes out and in which order does not change.
+/// Entries a map makes room for when it gets its first.
+const FIRST_ROOM: usize = 8;
+
 #[derive(Debug)]
 pub(crate) struct ConnMap<V> {
     entries: Vec<(ConnId, V)>,
@@ -44,6 +47,12 @@ impl<V> ConnMap<V> {
         let at = match self.find(conn) {
             Ok(at) => at,
             Err(at) => {
+                if self.entries.capacity() == 0 {
+                    // A map is emptied after nearly every input and filled again by the next, and
+                    // a chat's announcements alone go to six neighbours: room for a few more than
+                    // `Vec`'s first four spares a regrowth each time.
+                    self.entries.reserve_exact(FIRST_ROOM);
+                }
                 self.entries.insert(at, (conn, V::default()));
                 at
             }

@@ -222,8 +222,16 @@ impl Gossip {
             others(&mut self.eager.keys(), &mut lazy);
         }
         if lazy.len() > self.lazy_fanout {
-            lazy.sort_by_key(|c| !batched(*c));
-            let waiting = lazy.iter().take_while(|c| batched(**c)).count();
+            // Those with a batch waiting move to the front, each group keeping its order: what a
+            // stable sort on `!batched` gives, with `batched` asked once per neighbour instead of
+            // at every comparison (it was a tenth of the cost of accepting a chat).
+            let mut waiting = 0;
+            for i in 0..lazy.len() {
+                if batched(lazy[i]) {
+                    lazy[waiting..=i].rotate_right(1);
+                    waiting += 1;
+                }
+            }
             let picked = if waiting >= self.lazy_fanout {
                 rng.choose_k(&mut lazy[..waiting], self.lazy_fanout).len()
             } else {

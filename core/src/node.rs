@@ -19,7 +19,7 @@ use crate::identity::{Keys, PeerId, PublicKey};
 use crate::membership::{AddressBook, Penalty, Source, BAN_SCORE, MAX_SCORE};
 use crate::random::Rng;
 use crate::rate::Tokens;
-use crate::session::Session;
+use crate::session::{self, Session};
 use crate::sync::{self, Summary};
 use crate::time::Time;
 use crate::wire::{
@@ -387,6 +387,9 @@ pub struct Node {
     dedup: Dedup,
     gossip: Gossip,
     out: VecDeque<Output>,
+    /// Frames queued per connection, sealed by `poll_output`. Each buffer starts with
+    /// `session::HEADER_BYTES` of room, so that it is sealed in place and handed out as the
+    /// transmit itself (see `Session::seal_in_place`).
     tx: ConnMap<Vec<u8>>,
     ihave: ConnMap<Vec<ChatId>>,
     /// When the batched `ihave` goes out.
@@ -411,6 +414,9 @@ const RECENT: Duration = Duration::from_secs(60);
 
 /// A busy link is still pinged every this many ping intervals, to keep its round-trip time fresh.
 const RTT_REFRESH: u32 = 6;
+
+/// Reads up to this size are opened into a buffer on the stack (see `on_records`).
+const SMALL_READ_BYTES: usize = 1024;
 
 /// Below this many known addresses, every new neighbour is asked for more.
 const HUNGRY_BOOK: usize = 64;
@@ -535,20 +541,21 @@ impl Node {
         if self.leaving || same_ip >= self.config.max_conns_per_ip {
             return None;
         }
-        let handshaking: Vec<(bool, ConnId)> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.direction == Direction::Inbound)
-            .filter_map(|(id, c)| match &c.phase {
-                Phase::Handshaking(hs) => Some((hs.progressed(), *id)),
-                _ => None,
-            })
-            .collect();
-        if handshaking.len() >= self.config.max_handshaking.max(1) {
+        // Counted, and the first candidate found, in one pass with nothing collected: this runs
+        // for every connection accepted.
+        let (mut handshaking, mut oldest) = (0, None);
+        for (id, c) in &self.conns {
+            if let (Direction::Inbound, Phase::Handshaking(hs)) = (c.direction, &c.phase) {
+                handshaking += 1;
+                let this = (hs.progressed(), *id);
+                oldest = Some(oldest.map_or(this, |o: (bool, ConnId)| o.min(this)));
+            }
+        }
+        if handshaking >= self.config.max_handshaking.max(1) {
             // The oldest that has not even sent its first message goes first (ids grow with time),
             // so a crowd of honest dialers, whose handshakes advance at once, is not cut off by a
             // burst of newcomers or by connections that never speak.
-            let (_, victim) = handshaking.iter().min().copied().expect("at least one");
+            let (_, victim) = oldest.expect("at least one");
             self.close(now, victim, "handshake slots full", false);
         }
         let conn = self.new_conn(now, remote, Direction::Inbound, true);
@@ -589,15 +596,14 @@ impl Node {
             self.flush_ihave();
         }
         loop {
-            let Some((conn, plain)) = self.tx.pop_first() else {
+            let Some((conn, mut bytes)) = self.tx.pop_first() else {
                 self.release_queues();
                 return None;
             };
             // Frames are queued only for established connections, which all have a session.
             let Some(c) = self.conns.get_mut(&conn) else { continue };
             let Some(session) = c.session.as_mut() else { continue };
-            let mut bytes = Vec::with_capacity(plain.len() + 64);
-            if session.seal(&plain, &mut bytes).is_ok() {
+            if session.seal_in_place(&mut bytes).is_ok() {
                 return Some(Output::Transmit { conn, bytes });
             }
             // After 2^64 records: not in this universe, but never a panic.
@@ -692,9 +698,8 @@ impl Node {
         self.ihave.remove(conn);
         let pending = self.tx.remove(conn);
         if !by_peer {
-            if let (Some(plain), Some(session)) = (pending, c.session.as_mut()) {
-                let mut bytes = Vec::new();
-                if session.seal(&plain, &mut bytes).is_ok() {
+            if let (Some(mut bytes), Some(session)) = (pending, c.session.as_mut()) {
+                if session.seal_in_place(&mut bytes).is_ok() {
                     self.out.push_back(Output::Transmit { conn, bytes });
                 }
             }
@@ -715,7 +720,9 @@ impl Node {
     }
 
     fn up_conns(&self) -> Vec<ConnId> {
-        self.conns.iter().filter(|(_, c)| matches!(c.phase, Phase::Up(_))).map(|(id, _)| *id).collect()
+        let mut up = Vec::with_capacity(self.conns.len());
+        up.extend(self.conns.iter().filter(|(_, c)| matches!(c.phase, Phase::Up(_))).map(|(id, _)| *id));
+        up
     }
 
     fn summary(&self, conn: ConnId, c: &Conn) -> Option<PeerSummary> {
@@ -776,15 +783,38 @@ impl Node {
         let Some(c) = self.conns.get_mut(&conn) else { return };
         let Some(session) = c.session.as_mut() else { return };
         // Not kept between reads: an idle node holds no scratch buffer (see `poll_output`). Sized
-        // for everything that could open now, so it is allocated once rather than grown per record.
-        let mut plain = Vec::with_capacity(session.buffered() + bytes.len());
-        let opened = session.open(bytes, &mut plain);
-        let mut frames = Vec::new();
-        if opened.is_ok() {
-            c.decoder.decode(&plain, &mut frames);
+        // for everything that could open now; most reads are small enough for the stack, so they
+        // cost no allocation at all.
+        let room = session.buffered() + bytes.len();
+        let mut small = [0u8; SMALL_READ_BYTES];
+        let mut large = Vec::new();
+        let plain = if room <= SMALL_READ_BYTES {
+            &mut small[..room]
+        } else {
+            large.resize(room, 0);
+            &mut large[..]
+        };
+        let opened = session.open_into(bytes, plain);
+        // Nearly every read holds at most one frame: it is kept on its own, and a list is made
+        // only from a second frame on (for `preverify`'s batch), so most reads allocate none.
+        let mut first = None;
+        let mut more = Vec::new();
+        if let Ok(n) = opened {
+            c.decoder.decode_each(&plain[..n], |frame| match first {
+                None => first = Some(frame),
+                Some(_) => more.push(frame),
+            });
         }
         match opened {
-            Ok(()) => self.on_frames(now, conn, frames),
+            Ok(_) => match first {
+                None => {}
+                Some(Err(e)) if more.is_empty() && e.is_fatal() => self.on_fatal_frame(now, conn, e),
+                Some(frame) if more.is_empty() => self.on_frame(now, conn, frame, None),
+                Some(frame) => {
+                    more.insert(0, frame);
+                    self.on_frames(now, conn, more);
+                }
+            },
             Err(e) => {
                 self.stats.bad_frames += 1;
                 let msg = format!("closing connection to {} ({}): {e}", conn_name(c), c.addr);
@@ -841,22 +871,33 @@ impl Node {
             _ => None,
         };
         let verdicts = self.preverify(now, &frames);
-        for (frame, verified) in frames.into_iter().zip(verdicts) {
+        for (i, frame) in frames.into_iter().enumerate() {
             if !self.conns.contains_key(&conn) {
                 return;
             }
-            match frame {
-                Ok(msg) => {
-                    self.stats.frames_in += 1;
-                    self.on_message(now, conn, msg, verified);
-                }
-                Err(e) => {
-                    self.stats.bad_frames += 1;
-                    self.penalize(now, conn, Penalty::BadFrame, &e.to_string());
-                }
+            self.on_frame(now, conn, frame, verdicts.get(i).copied().flatten());
+        }
+        if let Some(e) = fatal {
+            self.on_fatal_frame(now, conn, e);
+        }
+    }
+
+    fn on_frame(&mut self, now: Time, conn: ConnId, frame: Result<Message, WireError>, verified: Option<bool>) {
+        match frame {
+            Ok(msg) => {
+                self.stats.frames_in += 1;
+                self.on_message(now, conn, msg, verified);
+            }
+            Err(e) => {
+                self.stats.bad_frames += 1;
+                self.penalize(now, conn, Penalty::BadFrame, &e.to_string());
             }
         }
-        if let (Some(e), Some(c)) = (fatal, self.conns.get(&conn)) {
+    }
+
+    /// The stream cannot be read past `e`: the connection closes.
+    fn on_fatal_frame(&mut self, now: Time, conn: ConnId, e: WireError) {
+        if let Some(c) = self.conns.get(&conn) {
             self.stats.bad_frames += 1;
             let msg = format!("closing connection to {} ({}): {e}", conn_name(c), c.addr);
             self.emit(Event::Warning(msg));
@@ -865,24 +906,31 @@ impl Node {
     }
 
     /// Batch-verifies the signatures of the chats among `frames` that would be accepted if valid.
-    /// Returns, per frame, the verdict where one was computed.
+    /// Returns, per frame, the verdict where one was computed (empty if none was).
     fn preverify(&self, now: Time, frames: &[Result<Message, WireError>]) -> Vec<Option<bool>> {
+        let candidate = |f: &Result<Message, WireError>| match f {
+            Ok(Message::Chat { chat, .. } | Message::Reply { chat, .. })
+                if chat.is_well_formed() && self.dedup.check(&chat.id, now) == Verdict::New =>
+            {
+                Some(())
+            }
+            _ => None,
+        };
+        // Fewer than two is the common case, and a batch of one saves nothing: found out
+        // without building any list.
+        if frames.iter().filter_map(candidate).nth(1).is_none() {
+            return Vec::new();
+        }
         let mut verdicts = vec![None; frames.len()];
         let candidates: Vec<(usize, &Arc<Chat>)> = frames
             .iter()
             .enumerate()
+            .filter(|(_, f)| candidate(f).is_some())
             .filter_map(|(i, f)| match f {
-                Ok(Message::Chat { chat, .. } | Message::Reply { chat, .. })
-                    if chat.is_well_formed() && self.dedup.check(&chat.id, now) == Verdict::New =>
-                {
-                    Some((i, chat))
-                }
+                Ok(Message::Chat { chat, .. } | Message::Reply { chat, .. }) => Some((i, chat)),
                 _ => None,
             })
             .collect();
-        if candidates.len() < 2 {
-            return verdicts;
-        }
         let signed: Vec<Vec<u8>> = candidates.iter().map(|(_, c)| c.signed_bytes()).collect();
         let items: Vec<_> =
             candidates.iter().zip(&signed).map(|((_, c), bytes)| (&c.author, bytes.as_slice(), &c.signature)).collect();
@@ -1454,17 +1502,18 @@ impl Node {
         if n > 0 {
             // Every candidate in the book is checked against these: sorted once here, instead of
             // a walk over all connections per candidate.
-            let mut busy_addrs: Vec<SocketAddr> =
-                self.conns.values().flat_map(|c| [Some(c.addr), c.listen_addr()]).flatten().collect();
+            // Filled at their final size (collecting from a flatten or a filter grows the
+            // buffer a few times over).
+            let mut busy_addrs = Vec::with_capacity(2 * self.conns.len());
+            let mut up_peers = Vec::with_capacity(self.conns.len());
+            for c in self.conns.values() {
+                busy_addrs.push(c.addr);
+                busy_addrs.extend(c.listen_addr());
+                if let Phase::Up(u) = &c.phase {
+                    up_peers.push(u.id);
+                }
+            }
             busy_addrs.sort_unstable();
-            let mut up_peers: Vec<PeerId> = self
-                .conns
-                .values()
-                .filter_map(|c| match &c.phase {
-                    Phase::Up(u) => Some(u.id),
-                    _ => None,
-                })
-                .collect();
             up_peers.sort_unstable();
             let busy = |a: &SocketAddr, peer: Option<&PeerId>| {
                 busy_addrs.binary_search(a).is_ok() || peer.is_some_and(|p| up_peers.binary_search(p).is_ok())
@@ -1518,7 +1567,7 @@ impl Node {
     // ----- output -----
 
     fn send(&mut self, conn: ConnId, msg: &Message) {
-        let buf = self.tx.entry(conn);
+        let buf = tx_buf(&mut self.tx, conn, wire::frame_size_hint(msg));
         let before = buf.len();
         match wire::encode_into(msg, buf, self.config.max_frame_bytes) {
             Ok(()) => {
@@ -1534,7 +1583,7 @@ impl Node {
 
     /// Queues a frame already encoded by `wire`.
     fn send_encoded(&mut self, conn: ConnId, frame: &[u8]) {
-        self.tx.entry(conn).extend_from_slice(frame);
+        tx_buf(&mut self.tx, conn, frame.len()).extend_from_slice(frame);
         self.stats.frames_out += 1;
         self.stats.bytes_out += frame.len() as u64;
     }
@@ -1542,6 +1591,17 @@ impl Node {
     fn emit(&mut self, e: Event) {
         self.out.push_back(Output::Event(e));
     }
+}
+
+/// `conn`'s queue in `tx`, made with room for the record around a first frame of about `frame`
+/// bytes.
+fn tx_buf(tx: &mut ConnMap<Vec<u8>>, conn: ConnId, frame: usize) -> &mut Vec<u8> {
+    let buf = tx.entry(conn);
+    if buf.is_empty() {
+        buf.reserve_exact(session::HEADER_BYTES + frame + session::TAG_BYTES);
+        buf.extend_from_slice(&[0; session::HEADER_BYTES]);
+    }
+    buf
 }
 
 /// The network an address belongs to, as Bitcoin Core groups peers: the /16 of an IPv4 address,

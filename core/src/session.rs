@@ -9,13 +9,19 @@
 
 use snow::TransportState;
 
-const HEADER_BYTES: usize = 4;
-const TAG_BYTES: usize = 16;
+/// Bytes before a record's ciphertext (its length). A buffer to be sealed with
+/// [`Session::seal_in_place`] starts with this many bytes of room.
+pub const HEADER_BYTES: usize = 4;
+/// Bytes a record adds after its plaintext.
+pub const TAG_BYTES: usize = 16;
 /// Noise's largest message.
 pub const MAX_RECORD_BYTES: usize = 65_535;
 const MAX_PLAINTEXT: usize = MAX_RECORD_BYTES - TAG_BYTES;
 /// Most room reserved for a record before its bytes have arrived.
 const MAX_EARLY_RESERVE: usize = 16 * 1024;
+/// Largest plaintext `seal_in_place` seals through a copy on the stack; most writes (a chat, an
+/// id list, a sync round) are far smaller. Larger ones are sealed into a new buffer.
+const STACK_SEAL_BYTES: usize = 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SessionError {
@@ -67,16 +73,56 @@ impl Session {
         Ok(())
     }
 
+    /// Seals `buf`, whose plaintext follows [`HEADER_BYTES`] bytes of room, into the very records
+    /// `seal` would append to an empty buffer. A small plaintext is sealed in `buf` itself, through
+    /// a copy on the stack (the cipher cannot work in place): every write then needs one buffer,
+    /// handed to the caller, instead of one for the plaintext and another for the records. Room
+    /// for the tag is best reserved with the plaintext.
+    pub fn seal_in_place(&mut self, buf: &mut Vec<u8>) -> Result<(), SessionError> {
+        let len = buf.len() - HEADER_BYTES;
+        if len == 0 || len > STACK_SEAL_BYTES {
+            let mut out = Vec::with_capacity(len + len.div_ceil(MAX_PLAINTEXT) * (HEADER_BYTES + TAG_BYTES));
+            self.seal(&buf[HEADER_BYTES..], &mut out)?;
+            *buf = out;
+            return Ok(());
+        }
+        let mut plain = [0u8; STACK_SEAL_BYTES];
+        plain[..len].copy_from_slice(&buf[HEADER_BYTES..]);
+        buf.resize(HEADER_BYTES + len + TAG_BYTES, 0);
+        let n =
+            self.noise.write_message(&plain[..len], &mut buf[HEADER_BYTES..]).map_err(|_| SessionError::Exhausted)?;
+        buf.truncate(HEADER_BYTES + n);
+        buf[..HEADER_BYTES].copy_from_slice(&(n as u32).to_be_bytes());
+        Ok(())
+    }
+
     /// Opens every whole record among the bytes received so far, appending the plaintext to
     /// `plaintext`. An error is fatal: the stream cannot be trusted past it.
     pub fn open(&mut self, bytes: &[u8], plaintext: &mut Vec<u8>) -> Result<(), SessionError> {
+        let start = plaintext.len();
+        plaintext.resize(start + self.buffered() + bytes.len(), 0);
+        let mut written = 0;
+        let result = self.open_records(bytes, &mut plaintext[start..], &mut written);
+        plaintext.truncate(start + written);
+        result
+    }
+
+    /// `open`, into `out` instead of a `Vec`: returns how many bytes of it the plaintext took.
+    /// `out` must hold [`buffered`](Self::buffered) plus `bytes.len()` bytes (records only shrink
+    /// when opened), so that a caller can open a small read into a buffer on the stack.
+    pub fn open_into(&mut self, bytes: &[u8], out: &mut [u8]) -> Result<usize, SessionError> {
+        let mut written = 0;
+        self.open_records(bytes, out, &mut written).map(|()| written)
+    }
+
+    fn open_records(&mut self, bytes: &[u8], out: &mut [u8], written: &mut usize) -> Result<(), SessionError> {
         let result = if self.inbox.is_empty() {
             // The common case, a read that starts on a record boundary: open in place and keep
             // only the partial record at the end.
-            open_records(&mut self.noise, bytes, plaintext).map(|used| self.keep_partial(&bytes[used..]))
+            open_records(&mut self.noise, bytes, out, written).map(|used| self.keep_partial(&bytes[used..]))
         } else {
             self.inbox.extend_from_slice(bytes);
-            open_records(&mut self.noise, &self.inbox, plaintext).map(|used| {
+            open_records(&mut self.noise, &self.inbox, out, written).map(|used| {
                 self.inbox.drain(..used);
             })
         };
@@ -100,8 +146,15 @@ impl Session {
     }
 }
 
-/// Opens the whole records at the start of `bytes`; returns how many bytes they took.
-fn open_records(noise: &mut TransportState, bytes: &[u8], plaintext: &mut Vec<u8>) -> Result<usize, SessionError> {
+/// Opens the whole records at the start of `bytes` into `out` from `written` on, advancing
+/// `written` past each; returns how many bytes of `bytes` they took. `out` has room for them all:
+/// a record's plaintext is shorter than the record.
+fn open_records(
+    noise: &mut TransportState,
+    bytes: &[u8],
+    out: &mut [u8],
+    written: &mut usize,
+) -> Result<usize, SessionError> {
     let mut pos = 0;
     loop {
         let avail = &bytes[pos..];
@@ -115,14 +168,9 @@ fn open_records(noise: &mut TransportState, bytes: &[u8], plaintext: &mut Vec<u8
         if avail.len() < HEADER_BYTES + len {
             return Ok(pos);
         }
-        let start = plaintext.len();
-        plaintext.resize(start + len, 0);
-        match noise.read_message(&avail[HEADER_BYTES..HEADER_BYTES + len], &mut plaintext[start..]) {
-            Ok(n) => plaintext.truncate(start + n),
-            Err(_) => {
-                plaintext.truncate(start);
-                return Err(SessionError::Decrypt);
-            }
+        match noise.read_message(&avail[HEADER_BYTES..HEADER_BYTES + len], &mut out[*written..]) {
+            Ok(n) => *written += n,
+            Err(_) => return Err(SessionError::Decrypt),
         }
         pos += HEADER_BYTES + len;
     }
@@ -163,6 +211,25 @@ mod tests {
         }
         assert_eq!(plain, [&b"x"[..], &big, b"tail"].concat());
         assert_eq!(b.inbox.capacity(), 0, "an idle session keeps a buffer");
+    }
+
+    /// In place or not, the same records; and the two can follow each other on one session.
+    #[test]
+    fn sealing_in_place_writes_what_seal_writes() {
+        let (mut a, mut b) = pair();
+        let (mut c, mut d) = pair();
+        let mut plain = Vec::new();
+        for len in [0, 1, 100, STACK_SEAL_BYTES, STACK_SEAL_BYTES + 1, MAX_PLAINTEXT, MAX_PLAINTEXT + 1, 200_000] {
+            let msg: Vec<u8> = (0..len).map(|i| (i * 13) as u8).collect();
+            let mut sealed = Vec::new();
+            a.seal(&msg, &mut sealed).unwrap();
+            let mut in_place = vec![0; HEADER_BYTES];
+            in_place.extend_from_slice(&msg);
+            c.seal_in_place(&mut in_place).unwrap();
+            assert_eq!(in_place, sealed, "{len}");
+            b.open(&sealed, &mut plain).unwrap();
+            d.open(&in_place, &mut Vec::new()).unwrap();
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::chat::{Body, Chat, ChatId};
 use crate::identity::{PublicKey, Signature};
-use crate::sync::SyncRange;
+use crate::sync::{Summary, SyncRange};
 
 /// 2: connections are encrypted (Noise XX, see `handshake`); version 1 was plaintext.
 pub const PROTOCOL_VERSION: u16 = 2;
@@ -168,6 +168,11 @@ pub fn encode_into(msg: &Message, out: &mut Vec<u8>, max_frame_bytes: usize) -> 
     Ok(())
 }
 
+/// About the size of `msg`'s frame, a little over rather than under. Only sizes a buffer.
+pub fn frame_size_hint(msg: &Message) -> usize {
+    HEADER_BYTES + VERSION_BYTES + size_hint(msg)
+}
+
 /// About the encoded size of `msg`, a little over rather than under. Only sizes a buffer.
 fn size_hint(msg: &Message) -> usize {
     const ID: usize = 16;
@@ -229,24 +234,47 @@ pub fn decode_payload(payload: &[u8]) -> Result<Message, WireError> {
 // Id lists (`IHave`, `IWant`, `Graft`) and chats (`Chat`, `Reply`) are nearly all the frames, and
 // bincode's serde path goes through every id, key and signature one byte at a time, at several
 // times the cost of everything else in a frame. These two write and read the very bytes bincode
-// does (checked by the tests), fields in declaration order: variant numbers and lengths as
-// varints, `u8`s and fixed arrays as raw bytes. Only the common forms are handled here (lengths
-// below 2^16, written the shortest way); anything else, malformed input included, takes the
-// bincode path and gets its exact result and error.
+// does (checked by the tests), fields in declaration order: variant numbers, integers and lengths
+// as varints, `u8`s and fixed arrays as raw bytes. Sync rounds, pings and the field-less messages
+// go the same way: after the chats and id lists they were most of what still took the bincode
+// path. Only the common forms are handled here (lengths below 2^16, everything written the
+// shortest way); anything else, malformed input included, takes the bincode path and gets its
+// exact result and error.
 
-/// bincode's variant numbers: places in `Message` and in `Body`.
+/// bincode's variant numbers: places in `Message`, in `Body` and in `Summary`.
 const CHAT: u8 = 0;
 const REPLY: u8 = 1;
 const IHAVE: u8 = 2;
 const IWANT: u8 = 3;
+const PRUNE: u8 = 4;
 const GRAFT: u8 = 5;
+const SYNC: u8 = 6;
+const PING: u8 = 7;
+const PONG: u8 = 8;
+const PEER_REQUEST: u8 = 9;
+const PEER_RESPONSE: u8 = 10;
+const ANNOUNCE: u8 = 11;
 const TEXT: u8 = 0;
 const JOIN: u8 = 1;
 const LEAVE: u8 = 2;
+const FINGERPRINT: u8 = 0;
+const IDS: u8 = 1;
+const V4: u8 = 0;
+const V6: u8 = 1;
 /// bincode's varint: below this, the value itself in one byte.
 const VARINT_MAX_BYTE: u8 = 250;
-/// bincode's varint: this byte, then the value as a little-endian `u16`.
+/// bincode's varint: this byte, then the value as a little-endian `u16`; the next three bytes
+/// likewise announce a `u32`, a `u64` and a `u128`.
 const VARINT_U16: u8 = 251;
+const VARINT_U32: u8 = 252;
+const VARINT_U64: u8 = 253;
+const VARINT_U128: u8 = 254;
+/// Largest sync or address list read here. bincode refuses a message whose fields claim more than
+/// `DECODE_LIMIT_BYTES`, and it claims more than they take on the wire (16 bytes for a varint
+/// `u128` however short: 56 for a fingerprinted range of 35 bytes or more, 10 for an IPv4 address
+/// of 6); below this size no such frame can reach the limit, so reading it here cannot accept
+/// what bincode would refuse.
+const DIRECT_LIST_MAX_BYTES: usize = DECODE_LIMIT_BYTES / 4;
 
 /// Writes `msg` if it is an id list or a chat whose lengths are all below 2^16; false (nothing
 /// written) otherwise.
@@ -287,9 +315,82 @@ fn encode_direct(msg: &Message, out: &mut Vec<u8>) -> bool {
             }
             out.extend_from_slice(&chat.signature.0);
         }
+        Message::Sync { ranges }
+            if short(ranges.len())
+                && ranges.iter().all(|r| !matches!(&r.summary, Summary::Ids(ids) if !short(ids.len()))) =>
+        {
+            out.push(SYNC);
+            put_len(out, ranges.len());
+            for r in ranges {
+                out.extend_from_slice(&r.lower.0);
+                out.extend_from_slice(&r.upper.0);
+                match &r.summary {
+                    Summary::Fingerprint { count, hash } => {
+                        out.push(FINGERPRINT);
+                        put_varint(out, u128::from(*count));
+                        put_varint(out, *hash);
+                    }
+                    Summary::Ids(ids) => {
+                        out.push(IDS);
+                        put_len(out, ids.len());
+                        for id in ids {
+                            out.extend_from_slice(&id.0);
+                        }
+                    }
+                }
+            }
+        }
+        Message::Ping { nonce } | Message::Pong { nonce } => {
+            out.push(if matches!(msg, Message::Ping { .. }) { PING } else { PONG });
+            put_varint(out, u128::from(*nonce));
+        }
+        Message::Prune => out.push(PRUNE),
+        Message::PeerRequest => out.push(PEER_REQUEST),
+        Message::PeerResponse { addrs } if short(addrs.len()) => {
+            // serde's form for a compact format: the variant, the address's octets, the port (an
+            // IPv6 address's flow and scope are not sent).
+            out.push(PEER_RESPONSE);
+            put_len(out, addrs.len());
+            for a in addrs {
+                match a {
+                    SocketAddr::V4(a) => {
+                        out.push(V4);
+                        out.extend_from_slice(&a.ip().octets());
+                    }
+                    SocketAddr::V6(a) => {
+                        out.push(V6);
+                        out.extend_from_slice(&a.ip().octets());
+                    }
+                }
+                put_varint(out, u128::from(a.port()));
+            }
+        }
+        Message::Announce { listen_port } => {
+            out.push(ANNOUNCE);
+            put_varint(out, u128::from(*listen_port));
+        }
         _ => return false,
     }
     true
+}
+
+/// An integer as bincode's varint writes it, whatever its type: the shortest form that holds it.
+fn put_varint(out: &mut Vec<u8>, n: u128) {
+    if n <= u128::from(VARINT_MAX_BYTE) {
+        out.push(n as u8);
+    } else if let Ok(n) = u16::try_from(n) {
+        out.push(VARINT_U16);
+        out.extend_from_slice(&n.to_le_bytes());
+    } else if let Ok(n) = u32::try_from(n) {
+        out.push(VARINT_U32);
+        out.extend_from_slice(&n.to_le_bytes());
+    } else if let Ok(n) = u64::try_from(n) {
+        out.push(VARINT_U64);
+        out.extend_from_slice(&n.to_le_bytes());
+    } else {
+        out.push(VARINT_U128);
+        out.extend_from_slice(&n.to_le_bytes());
+    }
 }
 
 /// A length below 2^16 as bincode's varint writes it.
@@ -308,10 +409,7 @@ fn decode_direct(body: &[u8]) -> Option<Message> {
     let mut r = Reader(body);
     let msg = match r.byte()? {
         tag @ (IHAVE | IWANT | GRAFT) => {
-            let n = r.len()?;
-            let ids = r.bytes(n.checked_mul(size_of::<ChatId>())?)?;
-            let ids =
-                ids.chunks_exact(size_of::<ChatId>()).map(|id| ChatId(id.try_into().expect("16 bytes"))).collect();
+            let ids = r.ids()?;
             match tag {
                 IHAVE => Message::IHave { ids },
                 IWANT => Message::IWant { ids },
@@ -326,6 +424,50 @@ fn decode_direct(body: &[u8]) -> Option<Message> {
             let hops = r.byte()?;
             Message::Reply { hops, chat: Arc::new(r.chat()?) }
         }
+        SYNC if body.len() <= DIRECT_LIST_MAX_BYTES => {
+            let n = r.len()?;
+            // At least 35 bytes a range: a claimed count beyond that is malformed, not a reason
+            // to reserve room.
+            let mut ranges = Vec::with_capacity(n.min(r.0.len() / 35));
+            for _ in 0..n {
+                let (lower, upper) = (ChatId(r.array()?), ChatId(r.array()?));
+                let summary = match r.byte()? {
+                    FINGERPRINT => {
+                        let count = u32::try_from(r.varint()?).ok()?;
+                        Summary::Fingerprint { count, hash: r.varint()? }
+                    }
+                    IDS => Summary::Ids(r.ids()?),
+                    _ => return None,
+                };
+                ranges.push(SyncRange { lower, upper, summary });
+            }
+            Message::Sync { ranges }
+        }
+        tag @ (PING | PONG) => {
+            let nonce = u64::try_from(r.varint()?).ok()?;
+            if tag == PING {
+                Message::Ping { nonce }
+            } else {
+                Message::Pong { nonce }
+            }
+        }
+        PRUNE => Message::Prune,
+        PEER_REQUEST => Message::PeerRequest,
+        PEER_RESPONSE if body.len() <= DIRECT_LIST_MAX_BYTES => {
+            let n = r.len()?;
+            // At least 6 bytes an address.
+            let mut addrs = Vec::with_capacity(n.min(r.0.len() / 6));
+            for _ in 0..n {
+                let ip = match r.byte()? {
+                    V4 => core::net::IpAddr::from(r.array::<4>()?),
+                    V6 => core::net::IpAddr::from(r.array::<16>()?),
+                    _ => return None,
+                };
+                addrs.push(SocketAddr::new(ip, u16::try_from(r.varint()?).ok()?));
+            }
+            Message::PeerResponse { addrs }
+        }
+        ANNOUNCE => Message::Announce { listen_port: u16::try_from(r.varint()?).ok()? },
         _ => return None,
     };
     r.0.is_empty().then_some(msg)
@@ -360,6 +502,27 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// An integer of any width in bincode's shortest varint form.
+    fn varint(&mut self) -> Option<u128> {
+        let (n, below) = match self.byte()? {
+            n if n <= VARINT_MAX_BYTE => return Some(u128::from(n)),
+            VARINT_U16 => (u128::from(u16::from_le_bytes(self.array()?)), u128::from(VARINT_MAX_BYTE)),
+            VARINT_U32 => (u128::from(u32::from_le_bytes(self.array()?)), u128::from(u16::MAX)),
+            VARINT_U64 => (u128::from(u64::from_le_bytes(self.array()?)), u128::from(u32::MAX)),
+            VARINT_U128 => (u128::from_le_bytes(self.array()?), u128::from(u64::MAX)),
+            _ => return None,
+        };
+        // A value that would have fit a shorter form is not how `put_varint` writes it.
+        (n > below).then_some(n)
+    }
+
+    /// A list of ids: a length, then the ids back to back.
+    fn ids(&mut self) -> Option<Vec<ChatId>> {
+        let n = self.len()?;
+        let ids = self.bytes(n.checked_mul(size_of::<ChatId>())?)?;
+        Some(ids.chunks_exact(size_of::<ChatId>()).map(|id| ChatId(id.try_into().expect("16 bytes"))).collect())
+    }
+
     fn string(&mut self) -> Option<String> {
         let n = self.len()?;
         std::str::from_utf8(self.bytes(n)?).ok().map(str::to_owned)
@@ -380,12 +543,33 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// The handshake payload (the version travels in the handshake frame's header).
+/// The handshake payload (the version travels in the handshake frame's header). Written as bincode
+/// writes it, directly (see `encode_direct`): every handshake sends one, and bincode's serde path
+/// went through the key and the signature a byte at a time.
 pub fn encode_hello(hello: &Hello) -> Vec<u8> {
-    bincode::serde::encode_to_vec(hello, config()).expect("encoding into memory cannot fail")
+    if hello.username.len() > usize::from(u16::MAX) {
+        return bincode::serde::encode_to_vec(hello, config()).expect("encoding into memory cannot fail");
+    }
+    let mut out = Vec::with_capacity(32 + 64 + 3 + hello.username.len() + 3);
+    out.extend_from_slice(&hello.public_key.0);
+    out.extend_from_slice(&hello.binding.0);
+    put_len(&mut out, hello.username.len());
+    out.extend_from_slice(hello.username.as_bytes());
+    put_varint(&mut out, u128::from(hello.listen_port));
+    out
 }
 
 pub fn decode_hello(bytes: &[u8]) -> Result<Hello, WireError> {
+    let mut r = Reader(bytes);
+    let direct = (|| {
+        let (public_key, binding) = (PublicKey(r.array()?), Signature(r.array()?));
+        let username = r.string()?;
+        let listen_port = u16::try_from(r.varint()?).ok()?;
+        r.0.is_empty().then_some(Hello { public_key, binding, username, listen_port })
+    })();
+    if let Some(hello) = direct {
+        return Ok(hello);
+    }
     match bincode::serde::decode_from_slice::<Hello, _>(bytes, config()) {
         Ok((hello, used)) if used == bytes.len() => Ok(hello),
         Ok(_) => Err(WireError::Malformed("trailing bytes after Hello".into())),
@@ -436,18 +620,24 @@ impl FrameDecoder {
     /// where they lie instead of being copied, and a connection between frames holds no buffer
     /// at all: thousands of simulated connections, or many idle real ones, cost nothing here.
     pub fn decode(&mut self, bytes: &[u8], out: &mut Vec<Result<Message, WireError>>) {
+        self.decode_each(bytes, |frame| out.push(frame));
+    }
+
+    /// `decode`, handing each frame to `each` as it is read: a caller that mostly gets one frame
+    /// per read need not build a list for it.
+    pub fn decode_each(&mut self, bytes: &[u8], mut each: impl FnMut(Result<Message, WireError>)) {
         if self.failed {
             return;
         }
         if self.buffered() > 0 {
             self.push(bytes);
             while let Some(frame) = self.next_frame() {
-                out.push(frame);
+                each(frame);
             }
         } else {
             let mut rest = bytes;
             while let Some(frame) = self.frame_at(&mut rest) {
-                out.push(frame);
+                each(frame);
             }
             if self.failed {
                 return;
@@ -762,7 +952,7 @@ mod tests {
     #[test]
     fn id_list_decoding_agrees_with_bincode_on_any_bytes() {
         fn prop(tag: u8, len: Vec<u8>, ids: Vec<u8>) -> bool {
-            let mut body = vec![tag % 8];
+            let mut body = vec![tag % 13];
             body.extend(len.iter().take(3));
             body.extend(ids);
             let mut payload = PROTOCOL_VERSION.to_be_bytes().to_vec();
@@ -802,6 +992,128 @@ mod tests {
             decodes_alike(body) && decodes_alike(&changed) && decodes_alike(&body[..cut % (body.len() + 1)])
         }
         QuickCheck::new().tests(3000).quickcheck(prop as fn(AnyMessage, usize, u8, usize) -> bool);
+    }
+
+    fn framed_body(msg: &Message) -> Vec<u8> {
+        encode(msg)[HEADER_BYTES + VERSION_BYTES..].to_vec()
+    }
+
+    fn decode_body(body: &[u8]) -> Result<Message, WireError> {
+        let mut payload = PROTOCOL_VERSION.to_be_bytes().to_vec();
+        payload.extend_from_slice(body);
+        decode_payload(&payload)
+    }
+
+    /// Integers at every varint width, written and read as bincode does; forms bincode reads but
+    /// never writes (not the shortest) and sync frames too large for the shortcut get its result.
+    #[test]
+    fn sync_and_pings_are_coded_as_bincode_codes_them() {
+        let widths = [0, 250, 251, 65535, 65536, u32::MAX as u128, 1 << 32, u64::MAX as u128, 1 << 64, u128::MAX];
+        let mut msgs = vec![Message::Prune, Message::PeerRequest];
+        for n in widths {
+            let id = ChatId::from_u128(n);
+            let count = u32::try_from(n).unwrap_or(u32::MAX);
+            let summary = Summary::Fingerprint { count, hash: n };
+            msgs.push(Message::Sync { ranges: vec![SyncRange { lower: id, upper: ChatId::MAX, summary }] });
+            msgs.push(Message::Ping { nonce: u64::try_from(n).unwrap_or(u64::MAX) });
+            msgs.push(Message::Pong { nonce: u64::try_from(n).unwrap_or(7) });
+            msgs.push(Message::Announce { listen_port: u16::try_from(n).unwrap_or(u16::MAX) });
+        }
+        let ids: Vec<ChatId> = (0..300).map(ChatId::from_u128).collect();
+        let listed =
+            |n: usize| SyncRange { lower: ChatId::MIN, upper: ChatId::MAX, summary: Summary::Ids(ids[..n].to_vec()) };
+        msgs.push(Message::Sync { ranges: vec![listed(0), listed(251), listed(300)] });
+        msgs.push(Message::Sync { ranges: (0..300).map(|i| listed(i % 3)).collect() });
+        msgs.push(Message::Sync { ranges: Vec::new() });
+        let ports = [0, 250, 251, 7000, u16::MAX];
+        let v4 = ports.map(|p| SocketAddr::from(([10, 0, 0, 1], p)));
+        let v6 = ports.map(|p| SocketAddr::from(([0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], p)));
+        msgs.push(Message::PeerResponse { addrs: v4.iter().chain(&v6).copied().collect() });
+        msgs.push(Message::PeerResponse { addrs: Vec::new() });
+        for msg in msgs {
+            let body = framed_body(&msg);
+            assert_eq!(body, bincode_body(&msg), "{msg:?}");
+            assert_eq!(decode_body(&body), Ok(msg.clone()));
+            assert_eq!(decode_direct(&body), Some(msg));
+        }
+        for body in [
+            vec![PING, 252, 5, 0, 0, 0],
+            vec![PONG, 251, 250, 0],
+            vec![PING, 254, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            vec![ANNOUNCE, 252, 1, 0, 1, 0],
+            vec![SYNC, 1],
+            vec![SYNC, 0, 1],
+            vec![PRUNE, 0],
+            vec![PEER_REQUEST],
+        ] {
+            assert_eq!(decode_body(&body), bincode_decode(&body), "{body:?}");
+        }
+        let mut non_shortest = vec![SYNC, 1];
+        non_shortest.extend_from_slice(&[0; 32]);
+        non_shortest.extend_from_slice(&[FINGERPRINT, 252, 3, 0, 0, 0, 0]);
+        assert_eq!(decode_direct(&non_shortest), None);
+        assert!(matches!(decode_body(&non_shortest), Ok(Message::Sync { .. })));
+        // Past the shortcut's size, bincode reads it (and its limit decides).
+        let many: Vec<ChatId> = (0..1000).map(ChatId::from_u128).collect();
+        let big = Message::Sync {
+            ranges: (0..40)
+                .map(|_| SyncRange { lower: ChatId::MIN, upper: ChatId::MAX, summary: Summary::Ids(many.clone()) })
+                .collect(),
+        };
+        let body = framed_body(&big);
+        assert!(body.len() > DIRECT_LIST_MAX_BYTES);
+        assert_eq!(body, bincode_body(&big));
+        assert_eq!(decode_body(&body), bincode_decode(&body));
+        let many = Message::PeerResponse { addrs: vec![SocketAddr::from(([1, 2, 3, 4], 5)); 50_000] };
+        let body = framed_body(&many);
+        assert!(body.len() > DIRECT_LIST_MAX_BYTES);
+        assert_eq!(body, bincode_body(&many));
+        assert_eq!(decode_body(&body), Ok(many));
+        // IPv6 flow and scope are not sent, by either path.
+        let scoped =
+            Message::PeerResponse { addrs: vec![SocketAddr::V6(core::net::SocketAddrV6::new([1; 8].into(), 9, 7, 3))] };
+        let body = framed_body(&scoped);
+        assert_eq!(body, bincode_body(&scoped));
+        assert_eq!(decode_body(&body), bincode_decode(&body));
+    }
+
+    fn bincode_hello(bytes: &[u8]) -> Result<Hello, WireError> {
+        match bincode::serde::decode_from_slice::<Hello, _>(bytes, config()) {
+            Ok((hello, used)) if used == bytes.len() => Ok(hello),
+            Ok(_) => Err(WireError::Malformed("trailing bytes after Hello".into())),
+            Err(e) => Err(WireError::Malformed(e.to_string())),
+        }
+    }
+
+    /// The hello is written and read as bincode does, and any mangling of it reads alike.
+    #[test]
+    fn hello_is_coded_as_bincode_codes_it() {
+        fn prop(seed: u8, name: String, port: u16, at: usize, to: u8, cut: usize) -> bool {
+            let keys = Ed25519Keys::from_seed(u64::from(seed));
+            let public_key = crate::identity::Keys::public_key(&keys);
+            let binding = crate::identity::Keys::sign(&keys, name.as_bytes());
+            let hello = Hello { public_key, binding, username: name, listen_port: port };
+            let bytes = encode_hello(&hello);
+            let mut changed = bytes.clone();
+            changed[at % bytes.len()] = to;
+            let alike = |b: &[u8]| decode_hello(b) == bincode_hello(b);
+            bytes == bincode::serde::encode_to_vec(&hello, config()).unwrap()
+                && decode_hello(&bytes) == Ok(hello)
+                && alike(&changed)
+                && alike(&bytes[..cut % (bytes.len() + 1)])
+        }
+        QuickCheck::new().tests(1000).quickcheck(prop as fn(u8, String, u16, usize, u8, usize) -> bool);
+        let keys = Ed25519Keys::from_seed(1);
+        for n in [0, 250, 251, 65535, 65536] {
+            for port in [0, 250, 251, 7000, u16::MAX] {
+                let public_key = crate::identity::Keys::public_key(&keys);
+                let binding = crate::identity::Keys::sign(&keys, b"x");
+                let hello = Hello { public_key, binding, username: "y".repeat(n), listen_port: port };
+                let bytes = encode_hello(&hello);
+                assert_eq!(bytes, bincode::serde::encode_to_vec(&hello, config()).unwrap(), "{n} {port}");
+                assert_eq!(decode_hello(&bytes), Ok(hello));
+            }
+        }
     }
 
     #[test]

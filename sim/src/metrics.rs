@@ -1,10 +1,12 @@
 //! What a run measured: the standard figures of the gossip literature, and the checks that make a
 //! run pass (every chat everywhere, exactly once, nothing forged).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use p2p_chat_core::{ChatId, Time};
+
+use crate::id_hash::IdMap;
 
 /// A delivery: how long after the chat was sent, in units of 10 us (a u32 spans 11.9 hours of
 /// virtual time), and over how many hops. Eight bytes, because a run of 100,000 nodes records ten
@@ -32,12 +34,13 @@ pub struct Metrics {
     /// Chats written, with their send time.
     pub sent: BTreeMap<ChatId, Time>,
     /// A small number for each chat delivered anywhere, so that `have` can be bit sets.
-    index: HashMap<ChatId, u32>,
+    index: IdMap<u32>,
     /// Per node, the chats its current incarnation delivered (bit `index[id]`): a few bytes a
     /// node instead of a set of 16-byte ids.
     have: Vec<Vec<u64>>,
-    /// Per chat sent in the run, every delivery.
-    pub deliveries: BTreeMap<ChatId, Vec<Delivery>>,
+    /// By bit, for chats sent in the run: when, and every delivery. Recorded on every delivery,
+    /// so found by the bit `mark` has just looked up, not by a search of `sent`.
+    sends: Vec<Option<Send>>,
     /// Deliveries of a chat already delivered by the same incarnation: must stay 0.
     pub duplicates: u64,
     pub forged: BTreeSet<ChatId>,
@@ -69,13 +72,18 @@ impl Totals {
     }
 }
 
+struct Send {
+    at: Time,
+    deliveries: Vec<Delivery>,
+}
+
 impl Metrics {
     pub fn new(n: usize) -> Metrics {
         Metrics {
             sent: BTreeMap::new(),
-            index: HashMap::new(),
+            index: IdMap::default(),
             have: vec![Vec::new(); n],
-            deliveries: BTreeMap::new(),
+            sends: Vec::new(),
             duplicates: 0,
             forged: BTreeSet::new(),
             forged_delivered: 0,
@@ -108,11 +116,18 @@ impl Metrics {
     /// A chat was written by `node` (which has it, then).
     pub fn sent(&mut self, node: usize, id: ChatId, at: Time) {
         self.sent.insert(id, at);
-        self.mark(node, id);
+        let (bit, _) = self.mark(node, id);
+        if self.sends.len() <= bit {
+            self.sends.resize_with(bit + 1, || None);
+        }
+        match &mut self.sends[bit] {
+            Some(send) => send.at = at,
+            slot => *slot = Some(Send { at, deliveries: Vec::new() }),
+        }
     }
 
-    /// Records that `node` has `id`; says whether it had it already.
-    fn mark(&mut self, node: usize, id: ChatId) -> bool {
+    /// Records that `node` has `id`; says which bit is `id`'s and whether `node` had it already.
+    fn mark(&mut self, node: usize, id: ChatId) -> (usize, bool) {
         let next = self.index.len() as u32;
         let bit = *self.index.entry(id).or_insert(next) as usize;
         let words = &mut self.have[node];
@@ -121,29 +136,38 @@ impl Metrics {
         }
         let had = words[bit / 64] & (1 << (bit % 64)) != 0;
         words[bit / 64] |= 1 << (bit % 64);
-        had
+        (bit, had)
     }
 
-    fn has(&self, node: usize, id: &ChatId) -> bool {
-        self.index.get(id).is_some_and(|&bit| {
-            let bit = bit as usize;
-            self.have[node].get(bit / 64).is_some_and(|w| w & (1 << (bit % 64)) != 0)
-        })
+    fn has_bit(&self, node: usize, bit: usize) -> bool {
+        self.have[node].get(bit / 64).is_some_and(|w| w & (1 << (bit % 64)) != 0)
     }
 
     pub fn delivered(&mut self, node: usize, id: ChatId, at: Time, hops: u8) {
         if self.forged.contains(&id) {
             self.forged_delivered += 1;
         }
-        if self.mark(node, id) {
+        let (bit, had) = self.mark(node, id);
+        if had {
             self.duplicates += 1;
         }
         if self.in_window {
             self.window_deliveries += 1;
         }
-        if let Some(sent_at) = self.sent.get(&id) {
-            self.deliveries.entry(id).or_default().push(Delivery::new(at.since(*sent_at), hops));
+        if let Some(Some(send)) = self.sends.get_mut(bit) {
+            send.deliveries.push(Delivery::new(at.since(send.at), hops));
         }
+    }
+
+    /// Every delivery of the chat `id` sent in the run, if it was delivered anywhere.
+    pub fn deliveries_of(&self, id: &ChatId) -> Option<&[Delivery]> {
+        let send = self.sends.get(*self.index.get(id)? as usize)?.as_ref()?;
+        (!send.deliveries.is_empty()).then_some(send.deliveries.as_slice())
+    }
+
+    /// The chats sent in the run that were delivered anywhere, in id order, with their deliveries.
+    pub fn deliveries(&self) -> impl Iterator<Item = (&ChatId, &[Delivery])> {
+        self.sent.keys().filter_map(|id| Some((id, self.deliveries_of(id)?)))
     }
 
     pub fn crashed(&mut self, _node: usize) {
@@ -157,7 +181,9 @@ impl Metrics {
 
     /// (chat, node) pairs still missing among `live` nodes.
     pub fn missing(&self, live: &[usize]) -> usize {
-        live.iter().map(|&n| self.sent.keys().filter(|id| !self.has(n, id)).count()).sum()
+        // Each id looked up once, not once per node.
+        let bits: Vec<Option<usize>> = self.sent.keys().map(|id| self.index.get(id).map(|&b| b as usize)).collect();
+        live.iter().map(|&n| bits.iter().filter(|b| !b.is_some_and(|b| self.has_bit(n, b))).count()).sum()
     }
 }
 

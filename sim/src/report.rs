@@ -81,7 +81,7 @@ impl Report {
         let mut ldhs = Vec::new();
         let mut curves = Vec::new();
         for id in m.sent.keys() {
-            let Some(ds) = m.deliveries.get(id) else { continue };
+            let Some(ds) = m.deliveries_of(id) else { continue };
             let mut times: Vec<f64> = ds.iter().map(|d| d.after_ms()).collect();
             latencies.extend(times.iter().copied());
             if let Some(last) = ds.iter().max_by_key(|d| d.after) {
@@ -94,7 +94,7 @@ impl Report {
         latencies.sort_by(f64::total_cmp);
         let wall_s = wall.as_secs_f64();
         let mut h = DefaultHasher::new();
-        for (id, ds) in &m.deliveries {
+        for (id, ds) in m.deliveries() {
             id.hash(&mut h);
             for d in ds {
                 (d.after, d.hops).hash(&mut h);

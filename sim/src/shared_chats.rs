@@ -3,17 +3,18 @@
 //! Each node still decodes and verifies what it receives; only the copy it keeps is shared.
 
 use std::collections::hash_map::Entry;
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use p2p_chat_core::{Chat, ChatId, ChatInterner};
+use p2p_chat_core::{Chat, ChatInterner};
+
+use crate::id_hash::IdMap;
 
 #[derive(Clone, Default)]
-pub struct SharedChats(Arc<Mutex<HashMap<ChatId, Arc<Chat>>>>);
+pub struct SharedChats(Arc<Mutex<IdMap<Arc<Chat>>>>);
 
 impl ChatInterner for SharedChats {
     fn intern(&mut self, chat: Arc<Chat>) -> Arc<Chat> {
-        // Lookups only, never iteration: the hasher's randomness cannot reach the run's outcome.
+        // Lookups only, never iteration: the hash cannot reach the run's outcome.
         let mut chats = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         match chats.entry(chat.id) {
             // A different chat under a known id (a forgery that verified under the cheap scheme's

@@ -37,6 +37,8 @@ pub const T0_MS: u64 = 1_800_000_000_000;
 const PORT: u16 = 7000;
 /// Retransmission timeout added to a "lost" piece (Linux's minimum RTO).
 const RTO: Duration = Duration::from_millis(200);
+/// Events a queue bucket keeps room for however few last came through it (see `Queue::refill`).
+const MIN_BUCKET_ROOM: usize = 32;
 
 pub fn addr(i: usize) -> SocketAddr {
     SocketAddr::from(([10, (i >> 16) as u8, (i >> 8) as u8, i as u8], PORT))
@@ -171,8 +173,11 @@ impl Queue {
             }
         }
         // Keep room for about as many as came through, not for the largest crowd ever (all the
-        // nodes' starts, say): 64 buckets each keeping its peak cost kilobytes a node.
-        from.shrink_to(2 * n);
+        // nodes' starts, say): 64 buckets each keeping its peak cost kilobytes a node. But not
+        // less than a few dozen, a couple of kilobytes in all: nearly every refill moves a
+        // handful, and shrinking below that only made the next pushes grow the bucket again
+        // (a reallocation every other event).
+        from.shrink_to((2 * n).max(MIN_BUCKET_ROOM));
         self.buckets[b] = from;
         true
     }
