@@ -23,8 +23,9 @@ impl Delivery {
         Delivery { after: units, hops }
     }
 
-    pub fn after_ms(&self) -> f64 {
-        (self.after as u64 * Self::UNIT_US) as f64 / 1000.0
+    /// Milliseconds of `after` units; 0 for none.
+    pub fn ms(after: Option<u32>) -> f64 {
+        after.map_or(0.0, |a| (a as u64 * Self::UNIT_US) as f64 / 1000.0)
     }
 }
 
@@ -161,10 +162,7 @@ impl Metrics {
     }
 }
 
-/// The `q` quantile (0..=1) of sorted values.
-pub fn quantile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+/// Where the `q` quantile (0..=1) of `len` sorted values is; `None` when there are none.
+pub fn quantile_rank(len: usize, q: f64) -> Option<usize> {
+    (len > 0).then(|| ((len - 1) as f64 * q).round() as usize)
 }
