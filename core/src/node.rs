@@ -304,8 +304,8 @@ enum Phase {
 struct Peer {
     id: PeerId,
     public_key: PublicKey,
-    username: String,
-    since: Time,
+    /// Never grows: a `String`'s capacity would be a word for nothing.
+    username: Box<str>,
 }
 
 /// One connection. A node holds a dozen or so, each boxed (see `Node::conns`), and a simulator
@@ -318,12 +318,16 @@ struct Conn {
     /// Set once the handshake is done; every frame in and out passes through it.
     session: Option<Session>,
     decoder: FrameDecoder,
-    opened: Time,
+    /// When the connection opened (dial answered or accepted) until it is up, then when it came
+    /// up: the handshake timeout needs the one, the peer summary the other.
+    since: Time,
     last_recv: Time,
     score: i32,
     listen: Listen,
-    /// The nonce of the ping sent at `last_ping`, until its pong comes back.
-    ping: Option<u64>,
+    /// The nonce of the ping sent at `last_ping`, while `ping_out` (its pong not back yet). Not
+    /// an `Option<u64>`, which is twice the size, the flag being kept beside the other small ones.
+    ping: u64,
+    ping_out: bool,
     last_ping: Time,
     /// The last round-trip time in microseconds, [`NO_RTT`] until one is measured.
     rtt_us: u32,
@@ -549,7 +553,7 @@ impl Node {
             Input::Connected(conn) => {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     if matches!(c.phase, Phase::Dialing) {
-                        c.opened = now;
+                        c.since = now;
                         c.last_recv = now;
                         self.start_handshake(conn);
                     }
@@ -632,11 +636,12 @@ impl Node {
                 phase: Phase::Dialing,
                 session: None,
                 decoder: FrameDecoder::new(self.config.max_frame_bytes),
-                opened: now,
+                since: now,
                 last_recv: now,
                 score: 0,
                 listen: if direction == Direction::Outbound { Listen::Dialed } else { Listen::Unknown },
-                ping: None,
+                ping: 0,
+                ping_out: false,
                 last_ping: now,
                 rtt_us: NO_RTT,
                 chat_tokens: Tokens::full(self.config.chat_rate.1, now),
@@ -699,7 +704,8 @@ impl Node {
                 self.stats.grafts_sent += 1;
                 self.send(g, &Message::Graft { ids: Vec::new() });
             }
-            self.emit(Event::PeerDown { conn, peer: p.id, username: p.username, reason: reason.to_owned() });
+            let username = p.username.into_string();
+            self.emit(Event::PeerDown { conn, peer: p.id, username, reason: reason.to_owned() });
         }
     }
 
@@ -713,13 +719,13 @@ impl Node {
             conn,
             peer: p.id,
             public_key: p.public_key,
-            username: p.username.clone(),
+            username: p.username.to_string(),
             addr: c.addr,
             listen_addr: c.listen_addr(),
             direction: c.direction,
             score: c.score,
             rtt: c.rtt(),
-            since: p.since,
+            since: c.since,
         })
     }
 
@@ -946,10 +952,10 @@ impl Node {
             Message::Ping { nonce } => self.send(conn, &Message::Pong { nonce }),
             Message::Pong { nonce } => {
                 if let Some(c) = self.conns.get_mut(&conn) {
-                    if c.ping == Some(nonce) {
+                    if c.ping_out && c.ping == nonce {
                         let rtt = now.since(c.last_ping).as_micros();
                         c.rtt_us = rtt.min(u128::from(NO_RTT - 1)) as u32;
-                        c.ping = None;
+                        c.ping_out = false;
                     }
                 }
             }
@@ -1038,7 +1044,8 @@ impl Node {
             }
         }
         let Some(c) = self.conns.get_mut(&conn) else { return };
-        c.phase = Phase::Up(Peer { id: peer, public_key: hello.public_key, username: hello.username, since: now });
+        c.phase = Phase::Up(Peer { id: peer, public_key: hello.public_key, username: hello.username.into_boxed_str() });
+        c.since = now;
         if let Some(a) = listen_addr {
             self.book.add(a, Source::Inbound, now);
             self.book.on_connected(&a, peer, now);
@@ -1084,7 +1091,7 @@ impl Node {
             .iter()
             .filter(|(id, c)| **id != newcomer && c.direction == Direction::Inbound)
             .filter_map(|(id, c)| match &c.phase {
-                Phase::Up(p) => Some((p.since, *id, net_group(c.addr.ip()))),
+                Phase::Up(_) => Some((c.since, *id, net_group(c.addr.ip()))),
                 _ => None,
             })
             .collect();
@@ -1386,7 +1393,7 @@ impl Node {
         let mut to_ping = Vec::new();
         for (id, c) in &self.conns {
             match c.phase {
-                Phase::Dialing | Phase::Handshaking(_) if now.since(c.opened) > self.config.handshake_timeout => {
+                Phase::Dialing | Phase::Handshaking(_) if now.since(c.since) > self.config.handshake_timeout => {
                     to_close.push((*id, "handshake timed out"))
                 }
                 Phase::Up(_) if now.since(c.last_recv) > self.config.stale_after => {
@@ -1411,7 +1418,8 @@ impl Node {
         for id in to_ping {
             let nonce = self.rng.u64();
             if let Some(c) = self.conns.get_mut(&id) {
-                c.ping = Some(nonce);
+                c.ping = nonce;
+                c.ping_out = true;
                 c.last_ping = now;
             }
             self.send(id, &Message::Ping { nonce });
