@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::chat::{Body, Chat, ChatId, ChatInterner, MAX_TEXT_BYTES};
-use crate::conn_map::ConnMap;
+use crate::conn_map::{ConnMap, ConnTable};
 use crate::dedup::{Dedup, Verdict};
 use crate::gossip::{Gossip, Requested};
 use crate::handshake::{Handshake, HandshakeError, Progress, StaticIdentity};
@@ -308,7 +308,7 @@ struct Peer {
     username: Box<str>,
 }
 
-/// One connection. A node holds a dozen or so, each boxed (see `Node::conns`), and a simulator
+/// One connection. A node holds a dozen or so (see `Node::conns`), and a simulator
 /// holds thousands of nodes: fields that are the same for every connection of a node (rate
 /// limits) stay in `Config`, and fields that can be derived from others are.
 struct Conn {
@@ -371,9 +371,9 @@ pub struct Node {
     me: PeerId,
     identity: StaticIdentity,
     rng: Rng,
-    /// Boxed: a B-tree leaf has room for 11 entries whether they are used or not, so inline
-    /// connections would cost eleven `Conn`s per leaf, even for a node with one connection.
-    conns: BTreeMap<ConnId, Box<Conn>>,
+    /// Boxed: measured, connections held in place in one block that is reallocated as they come
+    /// and go cost more resident memory (freed blocks of every size) than a box each.
+    conns: ConnTable<Box<Conn>>,
     next_conn: u64,
     book: AddressBook,
     banned: BTreeMap<PeerId, Time>,
@@ -433,7 +433,7 @@ impl Node {
             me,
             identity,
             rng,
-            conns: BTreeMap::new(),
+            conns: ConnTable::default(),
             next_conn: 0,
             book,
             banned: BTreeMap::new(),
@@ -1391,7 +1391,7 @@ impl Node {
         // Liveness: handshakes and dials that take too long, silent peers, pings.
         let mut to_close = Vec::new();
         let mut to_ping = Vec::new();
-        for (id, c) in &self.conns {
+        for (id, c) in self.conns.iter() {
             match c.phase {
                 Phase::Dialing | Phase::Handshaking(_) if now.since(c.since) > self.config.handshake_timeout => {
                     to_close.push((*id, "handshake timed out"))
