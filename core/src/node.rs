@@ -493,7 +493,7 @@ impl Node {
 
     /// Recent chats held for repair, oldest first.
     pub fn recent_chats(&self) -> impl Iterator<Item = &Arc<Chat>> {
-        self.dedup.iter().map(|s| &s.chat)
+        self.dedup.iter()
     }
 
     /// Chats held for repair and catch-up.
