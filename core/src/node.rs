@@ -301,8 +301,9 @@ enum Phase {
     Up(Peer),
 }
 
+/// The peer id is not kept: it is the hash of the public key, needed only when a peer leaves or is
+/// named, and a dozen connections in every node of a simulator would hold 32 bytes each for it.
 struct Peer {
-    id: PeerId,
     public_key: PublicKey,
     /// Never grows: a `String`'s capacity would be a word for nothing.
     username: Box<str>,
@@ -705,7 +706,8 @@ impl Node {
                 self.send(g, &Message::Graft { ids: Vec::new() });
             }
             let username = p.username.into_string();
-            self.emit(Event::PeerDown { conn, peer: p.id, username, reason: reason.to_owned() });
+            let peer = p.public_key.peer_id();
+            self.emit(Event::PeerDown { conn, peer, username, reason: reason.to_owned() });
         }
     }
 
@@ -717,7 +719,7 @@ impl Node {
         let Phase::Up(p) = &c.phase else { return None };
         Some(PeerSummary {
             conn,
-            peer: p.id,
+            peer: p.public_key.peer_id(),
             public_key: p.public_key,
             username: p.username.to_string(),
             addr: c.addr,
@@ -744,7 +746,7 @@ impl Node {
             self.book.ban(&a, until);
         }
         if let Phase::Up(p) = &c.phase {
-            self.banned.insert(p.id, until);
+            self.banned.insert(p.public_key.peer_id(), until);
         }
         let msg =
             format!("banned peer {} ({}) for {}s: {detail}", conn_name(c), c.addr, self.config.ban_duration.as_secs());
@@ -1019,7 +1021,8 @@ impl Node {
         // one dialed by the smaller PeerId, which both sides compute alike. Same dialer: the dialer
         // keeps the older one and the other side lets it decide.
         let dup = self.conns.iter().find_map(|(id, c)| match &c.phase {
-            Phase::Up(p) if p.id == peer => Some((*id, c.direction)),
+            // The same key is the same peer id.
+            Phase::Up(p) if p.public_key == hello.public_key => Some((*id, c.direction)),
             _ => None,
         });
         let Some(c) = self.conns.get_mut(&conn) else { return };
@@ -1044,7 +1047,7 @@ impl Node {
             }
         }
         let Some(c) = self.conns.get_mut(&conn) else { return };
-        c.phase = Phase::Up(Peer { id: peer, public_key: hello.public_key, username: hello.username.into_boxed_str() });
+        c.phase = Phase::Up(Peer { public_key: hello.public_key, username: hello.username.into_boxed_str() });
         c.since = now;
         if let Some(a) = listen_addr {
             self.book.add(a, Source::Inbound, now);
@@ -1454,7 +1457,7 @@ impl Node {
                 .conns
                 .values()
                 .filter_map(|c| match &c.phase {
-                    Phase::Up(u) => Some(u.id),
+                    Phase::Up(u) => Some(u.public_key.peer_id()),
                     _ => None,
                 })
                 .collect();
@@ -1549,7 +1552,7 @@ fn net_group(ip: IpAddr) -> u64 {
 
 fn conn_name(c: &Conn) -> String {
     match &c.phase {
-        Phase::Up(p) => format!("{}#{}", p.username, p.id.short()),
+        Phase::Up(p) => format!("{}#{}", p.username, p.public_key.peer_id().short()),
         _ => "(handshaking)".into(),
     }
 }
