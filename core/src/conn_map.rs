@@ -90,6 +90,88 @@ impl<V> ConnMap<V> {
     }
 }
 
+/// The node's connections: a `Vec` sorted by connection, with room for exactly as many as there
+/// are. A node adds or drops a connection a few times a minute and looks one up on every input, so
+/// a reallocation per change is cheap, while a `BTreeMap` kept half-empty B-tree nodes (a leaf has
+/// room for eleven). Same iteration order as a `BTreeMap`.
+#[derive(Debug)]
+pub(crate) struct ConnTable<V> {
+    entries: Vec<(ConnId, V)>,
+}
+
+impl<V> Default for ConnTable<V> {
+    fn default() -> Self {
+        ConnTable { entries: Vec::new() }
+    }
+}
+
+impl<V> ConnTable<V> {
+    fn find(&self, conn: &ConnId) -> Result<usize, usize> {
+        // Ids grow with time: the newest connections, at the back, are looked up most.
+        self.entries.binary_search_by_key(conn, |e| e.0)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub(crate) fn contains_key(&self, conn: &ConnId) -> bool {
+        self.find(conn).is_ok()
+    }
+
+    pub(crate) fn get(&self, conn: &ConnId) -> Option<&V> {
+        self.find(conn).ok().map(|at| &self.entries[at].1)
+    }
+
+    pub(crate) fn get_mut(&mut self, conn: &ConnId) -> Option<&mut V> {
+        let at = self.find(conn).ok()?;
+        Some(&mut self.entries[at].1)
+    }
+
+    /// Adds `conn` (replacing its value if present, which is returned).
+    pub(crate) fn insert(&mut self, conn: ConnId, v: V) -> Option<V> {
+        match self.find(&conn) {
+            Ok(at) => Some(std::mem::replace(&mut self.entries[at].1, v)),
+            Err(at) => {
+                self.entries.reserve_exact(1);
+                self.entries.insert(at, (conn, v));
+                None
+            }
+        }
+    }
+
+    pub(crate) fn remove(&mut self, conn: &ConnId) -> Option<V> {
+        let at = self.find(conn).ok()?;
+        let (_, v) = self.entries.remove(at);
+        self.entries.shrink_to_fit();
+        Some(v)
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&ConnId, &V)> {
+        self.entries.iter().map(|(k, v)| (k, v))
+    }
+
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &ConnId> {
+        self.entries.iter().map(|(k, _)| k)
+    }
+
+    pub(crate) fn values(&self) -> impl Iterator<Item = &V> {
+        self.entries.iter().map(|(_, v)| v)
+    }
+}
+
+impl<V> std::ops::Index<&ConnId> for ConnTable<V> {
+    type Output = V;
+
+    fn index(&self, conn: &ConnId) -> &V {
+        self.get(conn).expect("no such connection")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,5 +192,18 @@ mod tests {
         m.entry(ConnId(7));
         m.pop_first();
         assert_eq!(m.entries.capacity(), 0);
+    }
+
+    #[test]
+    fn table_is_sorted_and_holds_no_spare_room() {
+        let mut t: ConnTable<u8> = ConnTable::default();
+        for c in [4, 2, 9, 2] {
+            t.insert(ConnId(c), c as u8);
+        }
+        assert_eq!(t.keys().map(|c| c.0).collect::<Vec<_>>(), [2, 4, 9]);
+        assert_eq!((t.len(), t.entries.capacity()), (3, 3));
+        assert_eq!((t.remove(&ConnId(4)), t.remove(&ConnId(4))), (Some(4), None));
+        assert_eq!((t[&ConnId(9)], t.entries.capacity()), (9, 2));
+        assert!(t.contains_key(&ConnId(2)) && t.get(&ConnId(3)).is_none());
     }
 }

@@ -29,10 +29,11 @@
 //! - With `repair` off, the node behaves as the seed described: push to `fanout` random neighbours
 //!   while the TTL lasts, nothing else. It exists to measure what repair buys.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::chat::ChatId;
+use crate::conn_map::ConnTable;
 use crate::node::ConnId;
 use crate::random::Rng;
 use crate::time::Time;
@@ -86,8 +87,9 @@ pub struct Gossip {
     /// Plumtree on; off gives the seed's random push.
     tree: bool,
     /// Eager links, with how useful each has been (moving average of "brought a chat first").
-    eager: BTreeMap<ConnId, f32>,
-    lazy: BTreeSet<ConnId>,
+    /// Sorted vectors rather than B-trees: a few links each, in every node of a simulator.
+    eager: ConnTable<f32>,
+    lazy: ConnTable<()>,
     missing: BTreeMap<ChatId, Missing>,
 }
 
@@ -108,8 +110,8 @@ impl Gossip {
             lazy_wait,
             want_timeout,
             tree,
-            eager: BTreeMap::new(),
-            lazy: BTreeSet::new(),
+            eager: ConnTable::default(),
+            lazy: ConnTable::default(),
             missing: BTreeMap::new(),
         }
     }
@@ -124,7 +126,7 @@ impl Gossip {
             self.eager.insert(conn, USEFUL_START);
             true
         } else {
-            self.lazy.insert(conn);
+            self.lazy.insert(conn, ());
             false
         }
     }
@@ -139,7 +141,7 @@ impl Gossip {
         self.missing.retain(|_, m| !m.announcers.is_empty());
         self.shed_missing();
         if self.tree && self.eager.is_empty() && !self.lazy.is_empty() {
-            let pick = *self.lazy.iter().nth(rng.below(self.lazy.len()))?;
+            let pick = *self.lazy.keys().nth(rng.below(self.lazy.len()))?;
             self.graft(pick);
             return Some(pick);
         }
@@ -149,7 +151,7 @@ impl Gossip {
     /// The neighbour sent `Prune`: the link becomes lazy.
     pub fn prune(&mut self, conn: ConnId) {
         if self.tree && self.eager.remove(&conn).is_some() {
-            self.lazy.insert(conn);
+            self.lazy.insert(conn, ());
         }
     }
 
@@ -174,7 +176,7 @@ impl Gossip {
 
     /// The neighbour sent `Graft` (or we grafted it).
     pub fn graft(&mut self, conn: ConnId) {
-        if self.lazy.remove(&conn) || !self.eager.contains_key(&conn) {
+        if self.lazy.remove(&conn).is_some() || !self.eager.contains_key(&conn) {
             self.eager.insert(conn, USEFUL_START);
         }
     }
@@ -205,14 +207,14 @@ impl Gossip {
         if !self.tree {
             let mut all = Vec::with_capacity(self.eager.len() + self.lazy.len());
             others(&mut self.eager.keys(), &mut all);
-            others(&mut self.lazy.iter(), &mut all);
+            others(&mut self.lazy.keys(), &mut all);
             let n = if ttl > 0 { self.fanout } else { 0 };
             let n = rng.choose_k(&mut all, n).len();
             all.truncate(n);
             return Targets { eager: all, lazy: Vec::new() };
         }
         let mut lazy = Vec::with_capacity(self.lazy.len() + if ttl > 0 { 0 } else { self.eager.len() });
-        others(&mut self.lazy.iter(), &mut lazy);
+        others(&mut self.lazy.keys(), &mut lazy);
         let mut eager = Vec::new();
         if ttl > 0 {
             eager.reserve_exact(self.eager.len());

@@ -83,7 +83,7 @@ fn binding_message(static_key: &[u8]) -> Vec<u8> {
 }
 
 /// Noise with the caller's primitives and the node's seeded RNG, so a handshake replays exactly.
-fn builder<'a>(keys: &dyn Keys, rng: &mut Rng) -> snow::Builder<'a> {
+pub(crate) fn builder<'a>(keys: &dyn Keys, rng: &mut Rng) -> snow::Builder<'a> {
     let params = NOISE_PARAMS.parse().expect("valid Noise parameters");
     let resolver = Seeded { rng: rng.bytes(), inner: keys.transport_crypto() };
     snow::Builder::with_resolver(params, Box::new(resolver))
@@ -249,11 +249,11 @@ impl Handshake {
                 let hello = self.check(keys, &payload)?;
                 let mine = self.hello.clone();
                 let send = self.write(&mine)?;
-                self.finish(hello, send)
+                self.finish(keys, hello, send)
             }
             Step::AcceptorAwaitsLast => {
                 let hello = self.check(keys, &payload)?;
-                self.finish(hello, Vec::new())
+                self.finish(keys, hello, Vec::new())
             }
         }
     }
@@ -295,11 +295,29 @@ impl Handshake {
         Ok(hello)
     }
 
-    fn finish(&mut self, hello: Hello, send: Vec<u8>) -> Result<Progress, HandshakeError> {
-        let noise = self.noise.take().expect("finished once");
-        let transport = noise.into_transport_mode().map_err(noise_error)?;
+    /// Splits the handshake into the session's two keys, as Noise's `Split()` does (see `session`
+    /// for why the transport phase is not snow's own).
+    fn finish(&mut self, keys: &dyn Keys, hello: Hello, send: Vec<u8>) -> Result<Progress, HandshakeError> {
+        let mut noise = self.noise.take().expect("finished once");
+        if !noise.is_handshake_finished() {
+            return Err(noise_error(snow::Error::State(snow::error::StateProblem::HandshakeNotFinished)));
+        }
+        let (initiator_key, responder_key) = noise.dangerously_get_raw_split();
+        let (send_key, recv_key) =
+            if noise.is_initiator() { (initiator_key, responder_key) } else { (responder_key, initiator_key) };
+        let params: snow::params::NoiseParams = NOISE_PARAMS.parse().expect("valid Noise parameters");
+        let resolver = keys.transport_crypto();
+        let cipher = |key: &[u8; 32]| {
+            let mut c =
+                resolver.resolve_cipher(&params.cipher).ok_or(snow::Error::Init(snow::error::InitStage::GetCipherImpl));
+            if let Ok(c) = c.as_mut() {
+                c.set(key);
+            }
+            c.map_err(noise_error)
+        };
+        let session = Session::new(cipher(&send_key)?, cipher(&recv_key)?);
         let leftover = std::mem::take(&mut self.buf);
-        Ok(Progress::Done(Box::new(Done { hello, session: Session::new(transport), send, leftover })))
+        Ok(Progress::Done(Box::new(Done { hello, session, send, leftover })))
     }
 }
 

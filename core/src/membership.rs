@@ -11,10 +11,11 @@
 //! - A peer's score starts at 0, falls on bad behaviour (see [`Penalty`]), rises slowly with useful
 //!   chats; at [`BAN_SCORE`] the connection is closed and the address banned for a while.
 //!
-//! The book is sized for a simulator running a hundred thousand nodes: an IPv4 address costs 16
+//! The book is sized for a simulator running a hundred thousand nodes: an IPv4 address costs 12
 //! bytes (address, failures, flags, next attempt) in a vector sorted by address, so lookups are a
 //! binary search and iteration is in address order, the same on every run. The rare extras (the
-//! peer id an address answered with, a ban) live in small side tables, flagged in the entry.
+//! peer id an address answered with, a ban, a next attempt too far off) live in small side tables,
+//! flagged in the entry.
 
 use core::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::time::Duration;
@@ -64,6 +65,12 @@ const REACHED: u8 = 1 << 3;
 const IS_SELF: u8 = 1 << 4;
 const HAS_PEER: u8 = 1 << 5;
 const BANNED: u8 = 1 << 6;
+/// The next attempt is too far from the book's epoch for a slot: it is in the `far` side table.
+const FAR: u8 = 1 << 7;
+
+/// Past this much time since the epoch, the next update moves the epoch up to now, so that the
+/// next attempts set from now on (now, or now plus a backoff) fit a slot's 32 bits.
+const REBASE_AFTER_US: u64 = 1 << 31;
 
 /// An IPv4 address and port as six big-endian bytes, so byte order is address order.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -94,13 +101,16 @@ impl Key for SocketAddrV6 {
     }
 }
 
-/// One stored entry: 16 bytes for an IPv4 address.
+/// One stored entry: 12 bytes for an IPv4 address.
 #[derive(Clone, Copy)]
 struct Slot<K> {
     key: K,
     failures: u8,
     flags: u8,
-    next_attempt: Time,
+    /// The next attempt, in microseconds after the book's epoch; 0 also stands for any time before
+    /// it. Every epoch was once "now", so a time before it is past, and "past" is all a dial
+    /// decision asks of it: exact for every decision, in 4 bytes instead of a `Time`'s 8.
+    next: u32,
 }
 
 impl<K: Key> Slot<K> {
@@ -115,16 +125,6 @@ impl<K: Key> Slot<K> {
     fn has(&self, flag: u8) -> bool {
         self.flags & flag != 0
     }
-
-    fn entry(&self) -> Entry {
-        Entry {
-            source: self.source(),
-            failures: self.failures,
-            next_attempt: self.next_attempt,
-            reached: self.has(REACHED),
-            is_self: self.has(IS_SELF),
-        }
-    }
 }
 
 /// The entries of one address family, sorted by address, with their side tables.
@@ -134,11 +134,58 @@ struct Table<K> {
     peers: Vec<(K, PeerId)>,
     /// Until when each flagged address is banned, sorted by address.
     bans: Vec<(K, Time)>,
+    /// The next attempt of each `FAR` address (over an hour off: only with a huge backoff).
+    far: Vec<(K, Time)>,
 }
 
 impl<K: Key> Table<K> {
     fn new() -> Table<K> {
-        Table { slots: Vec::new(), peers: Vec::new(), bans: Vec::new() }
+        Table { slots: Vec::new(), peers: Vec::new(), bans: Vec::new(), far: Vec::new() }
+    }
+
+    fn entry(&self, s: &Slot<K>, epoch: Time) -> Entry {
+        Entry {
+            source: s.source(),
+            failures: s.failures,
+            next_attempt: self.next_attempt(s, epoch),
+            reached: s.has(REACHED),
+            is_self: s.has(IS_SELF),
+        }
+    }
+
+    fn next_attempt(&self, s: &Slot<K>, epoch: Time) -> Time {
+        if s.has(FAR) {
+            let i = self.far.binary_search_by(|(a, _)| a.cmp(&s.key)).expect("a far entry has its time");
+            return self.far[i].1;
+        }
+        Time::from_micros(epoch.as_micros() + u64::from(s.next))
+    }
+
+    /// Sets the next attempt of the slot at `i`.
+    fn set_next_attempt(&mut self, i: usize, t: Time, epoch: Time) {
+        let s = &mut self.slots[i];
+        let k = s.key;
+        if s.has(FAR) {
+            s.flags &= !FAR;
+            side_remove(&mut self.far, k);
+        }
+        match u32::try_from(t.as_micros().saturating_sub(epoch.as_micros())) {
+            Ok(d) => self.slots[i].next = d,
+            Err(_) => {
+                self.slots[i].flags |= FAR;
+                self.slots[i].next = 0;
+                side_set(&mut self.far, k, t);
+            }
+        }
+    }
+
+    /// Re-expresses every next attempt from `old` as from `new` (later): those before `new` become
+    /// 0, which they may, being past.
+    fn rebase(&mut self, old: Time, new: Time) {
+        let shift = new.as_micros() - old.as_micros();
+        for s in self.slots.iter_mut().filter(|s| !s.has(FAR)) {
+            s.next = u32::try_from(u64::from(s.next).saturating_sub(shift)).expect("only gets smaller");
+        }
     }
 
     fn find(&self, k: K) -> Result<usize, usize> {
@@ -149,12 +196,6 @@ impl<K: Key> Table<K> {
         self.find(k).ok().map(|i| &mut self.slots[i])
     }
 
-    fn remove(&mut self, k: K) {
-        if let Ok(i) = self.find(k) {
-            self.remove_at(i);
-        }
-    }
-
     fn remove_at(&mut self, i: usize) {
         let s = self.slots.remove(i);
         let k = s.key;
@@ -163,6 +204,9 @@ impl<K: Key> Table<K> {
         }
         if s.has(BANNED) {
             side_remove(&mut self.bans, k);
+        }
+        if s.has(FAR) {
+            side_remove(&mut self.far, k);
         }
     }
 
@@ -185,7 +229,12 @@ impl<K: Key> Table<K> {
 fn side_set<K: Ord, V>(side: &mut Vec<(K, V)>, k: K, v: V) {
     match side.binary_search_by(|(a, _)| a.cmp(&k)) {
         Ok(i) => side[i].1 = v,
-        Err(i) => side.insert(i, (k, v)),
+        Err(i) => {
+            // Grows by one: a few dozen peer ids of 38 bytes each in every node, added one
+            // connection at a time, where doubling left a quarter of the room unused.
+            side.reserve_exact(1);
+            side.insert(i, (k, v));
+        }
     }
 }
 
@@ -230,6 +279,8 @@ macro_rules! with_table {
 pub struct AddressBook {
     /// IPv4 entries, then IPv6 ones: together in `SocketAddr` order.
     tables: (Table<V4>, Table<SocketAddrV6>),
+    /// What slots' next attempts count from (see `Slot::next`).
+    epoch: Time,
     cap: usize,
     backoff_base: Duration,
     backoff_max: Duration,
@@ -237,7 +288,7 @@ pub struct AddressBook {
 
 impl AddressBook {
     pub fn new(cap: usize, backoff_base: Duration, backoff_max: Duration) -> AddressBook {
-        AddressBook { tables: (Table::new(), Table::new()), cap, backoff_base, backoff_max }
+        AddressBook { tables: (Table::new(), Table::new()), epoch: Time::ZERO, cap, backoff_base, backoff_max }
     }
 
     pub fn len(&self) -> usize {
@@ -249,7 +300,7 @@ impl AddressBook {
     }
 
     pub fn get(&self, addr: &SocketAddr) -> Option<Entry> {
-        with_table!(self.tables, *addr, |t, k| t.find(k).ok().map(|i| t.slots[i].entry()))
+        with_table!(self.tables, *addr, |t, k| t.find(k).ok().map(|i| t.entry(&t.slots[i], self.epoch)))
     }
 
     /// The peer id the address answered with when last reached.
@@ -264,8 +315,9 @@ impl AddressBook {
 
     /// Every entry, in address order.
     pub fn iter(&self) -> impl Iterator<Item = (SocketAddr, Entry)> + '_ {
-        let v4 = self.tables.0.slots.iter().map(|s| (s.key.addr(), s.entry()));
-        let v6 = self.tables.1.slots.iter().map(|s| (s.key.addr(), s.entry()));
+        let (t4, t6, epoch) = (&self.tables.0, &self.tables.1, self.epoch);
+        let v4 = t4.slots.iter().map(move |s| (s.key.addr(), t4.entry(s, epoch)));
+        let v6 = t6.slots.iter().map(move |s| (s.key.addr(), t6.entry(s, epoch)));
         v4.chain(v6)
     }
 
@@ -275,6 +327,7 @@ impl AddressBook {
         if addr.port() == 0 || addr.ip().is_unspecified() || addr.ip().is_multicast() {
             return false;
         }
+        self.advance_epoch(now);
         let known = with_table!(mut self.tables, addr, |t, k| match t.get_mut(k) {
             Some(s) => {
                 s.set_source(s.source().min(source));
@@ -285,11 +338,22 @@ impl AddressBook {
         if known || (self.len() >= self.cap && !self.evict_one(source)) {
             return false;
         }
+        let epoch = self.epoch;
         with_table!(mut self.tables, addr, |t, k| {
             let i = t.find(k).unwrap_err();
-            t.slots.insert(i, Slot { key: k, failures: 0, flags: source as u8, next_attempt: now });
+            t.slots.insert(i, Slot { key: k, failures: 0, flags: source as u8, next: 0 });
+            t.set_next_attempt(i, now, epoch);
         });
         true
+    }
+
+    /// Moves the epoch up to `now` once it is far behind (see [`REBASE_AFTER_US`]).
+    fn advance_epoch(&mut self, now: Time) {
+        if now.as_micros().saturating_sub(self.epoch.as_micros()) > REBASE_AFTER_US {
+            self.tables.0.rebase(self.epoch, now);
+            self.tables.1.rebase(self.epoch, now);
+            self.epoch = now;
+        }
     }
 
     /// Makes room by dropping the least useful exchange-learned entry (never reached, most
@@ -361,13 +425,14 @@ impl AddressBook {
             best.insert(at, (key.0, key.1, addr));
         };
         let (v4, v6) = &self.tables;
+        let epoch = self.epoch;
         for s in &v4.slots {
-            if !s.has(IS_SELF) && s.next_attempt <= now && !v4.banned_at(s, now) {
+            if !s.has(IS_SELF) && v4.next_attempt(s, epoch) <= now && !v4.banned_at(s, now) {
                 consider(s.failures, s.key.addr(), v4.peer(s));
             }
         }
         for s in &v6.slots {
-            if !s.has(IS_SELF) && s.next_attempt <= now && !v6.banned_at(s, now) {
+            if !s.has(IS_SELF) && v6.next_attempt(s, epoch) <= now && !v6.banned_at(s, now) {
                 consider(s.failures, s.key.addr(), v6.peer(s));
             }
         }
@@ -376,17 +441,21 @@ impl AddressBook {
 
     /// A dial is in flight: do not pick the address again until it resolves.
     pub fn on_dial(&mut self, addr: &SocketAddr, now: Time) {
-        let until = now + self.backoff_max;
-        with_table!(mut self.tables, *addr, |t, k| if let Some(s) = t.get_mut(k) {
-            s.next_attempt = until;
+        self.advance_epoch(now);
+        let (until, epoch) = (now + self.backoff_max, self.epoch);
+        with_table!(mut self.tables, *addr, |t, k| if let Ok(i) = t.find(k) {
+            t.set_next_attempt(i, until, epoch);
         })
     }
 
     pub fn on_connected(&mut self, addr: &SocketAddr, peer: PeerId, now: Time) {
-        with_table!(mut self.tables, *addr, |t, k| if let Some(s) = t.get_mut(k) {
+        self.advance_epoch(now);
+        let epoch = self.epoch;
+        with_table!(mut self.tables, *addr, |t, k| if let Ok(i) = t.find(k) {
+            let s = &mut t.slots[i];
             s.failures = 0;
             s.flags |= REACHED | HAS_PEER;
-            s.next_attempt = now;
+            t.set_next_attempt(i, now, epoch);
             side_set(&mut t.peers, k, peer);
         })
     }
@@ -400,18 +469,20 @@ impl AddressBook {
     /// A dial failed or an established connection dropped: back off, and forget addresses that
     /// never worked. Returns the time of the next attempt, if the address is kept.
     pub fn on_failure(&mut self, addr: &SocketAddr, now: Time, rng: &mut Rng) -> Option<Time> {
-        let (base, max) = (self.backoff_base, self.backoff_max);
+        self.advance_epoch(now);
+        let (base, max, epoch) = (self.backoff_base, self.backoff_max, self.epoch);
         with_table!(mut self.tables, *addr, |t, k| {
-            let s = t.get_mut(k)?;
+            let i = t.find(k).ok()?;
+            let s = &mut t.slots[i];
             s.failures = s.failures.saturating_add(1);
             if s.source() >= Source::Exchange && !s.has(REACHED) && s.failures >= FORGET_AFTER_FAILURES {
-                t.remove(k);
+                t.remove_at(i);
                 return None;
             }
             let exp = base.saturating_mul(1u32 << (s.failures - 1).min(16));
             let wait = exp.min(max).mul_f64(0.5 + rng.unit());
-            s.next_attempt = now + wait;
-            Some(s.next_attempt)
+            t.set_next_attempt(i, now + wait, epoch);
+            Some(now + wait)
         })
     }
 
@@ -585,7 +656,7 @@ mod tests {
 
     #[test]
     fn entries_are_small() {
-        assert_eq!(core::mem::size_of::<Slot<V4>>(), 16);
+        assert_eq!(core::mem::size_of::<Slot<V4>>(), 12);
     }
 
     #[test]
@@ -622,10 +693,46 @@ mod tests {
         });
         assert_eq!(seen.get(), Some(peer));
         // Forgotten with its side entries: re-added, it starts afresh.
-        with_table!(mut b.tables, addr(1), |t, k| t.remove(k));
+        with_table!(mut b.tables, addr(1), |t, k| if let Ok(i) = t.find(k) {
+            t.remove_at(i)
+        });
         assert!(b.add(addr(1), Source::Exchange, Time::ZERO));
         assert_eq!((b.peer_id(&addr(1)), b.banned_until(&addr(1))), (None, None));
         assert!(b.tables.0.peers.is_empty() && b.tables.0.bans.is_empty());
+    }
+
+    /// Next attempts are exact however far off (a side table past a slot's reach) and however
+    /// long the book lives (the epoch moves up); one long past reads as past.
+    #[test]
+    fn next_attempts_survive_long_backoffs_and_long_runs() {
+        let hour = Duration::from_secs(3600);
+        let mut b = AddressBook::new(16, Duration::from_secs(1), 5 * hour);
+        let mut rng = Rng::new(1);
+        let t0 = Time::from_millis(1_800_000_000_000);
+        let ready = |b: &AddressBook, now: Time| {
+            let mut rng = Rng::new(2);
+            let mut c = b.dial_candidates(now, 16, &mut rng, |_, _| false);
+            c.sort();
+            c
+        };
+        b.add(addr(1), Source::Bootstrap, t0);
+        b.add(addr(2), Source::Bootstrap, t0);
+        b.on_dial(&addr(2), t0);
+        assert_eq!(b.get(&addr(2)).unwrap().next_attempt, t0 + 5 * hour);
+        assert_eq!(b.tables.0.far.len(), 1);
+        assert_eq!(ready(&b, t0 + 5 * hour - Duration::from_micros(1)), vec![addr(1)]);
+        assert_eq!(ready(&b, t0 + 5 * hour), vec![addr(1), addr(2)]);
+        // Two hours on the epoch moves; what was set before is exact or past, as it was.
+        let t1 = t0 + 2 * hour;
+        let next = b.on_failure(&addr(1), t1, &mut rng).unwrap();
+        assert_eq!(b.epoch, t1);
+        assert_eq!(b.get(&addr(1)).unwrap().next_attempt, next);
+        assert_eq!(b.get(&addr(2)).unwrap().next_attempt, t0 + 5 * hour);
+        b.add(addr(3), Source::Bootstrap, t1);
+        b.on_connected(&addr(2), PeerId([7; 32]), t1);
+        assert!(b.tables.0.far.is_empty());
+        assert_eq!(ready(&b, t1), vec![addr(2), addr(3)]);
+        assert_eq!(ready(&b, next), vec![addr(1), addr(2), addr(3)]);
     }
 
     #[test]

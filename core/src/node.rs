@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::chat::{Body, Chat, ChatId, ChatInterner, MAX_TEXT_BYTES};
-use crate::conn_map::ConnMap;
+use crate::conn_map::{ConnMap, ConnTable};
 use crate::dedup::{Dedup, Verdict};
 use crate::gossip::{Gossip, Requested};
 use crate::handshake::{Handshake, HandshakeError, Progress, StaticIdentity};
@@ -312,14 +312,15 @@ enum Phase {
     Up(Peer),
 }
 
+/// The peer id is not kept: it is the hash of the public key, needed only when a peer leaves or is
+/// named, and a dozen connections in every node of a simulator would hold 32 bytes each for it.
 struct Peer {
-    id: PeerId,
     public_key: PublicKey,
-    username: String,
-    since: Time,
+    /// Never grows: a `String`'s capacity would be a word for nothing.
+    username: Box<str>,
 }
 
-/// One connection. A node holds a dozen or so, each boxed (see `Node::conns`), and a simulator
+/// One connection. A node holds a dozen or so (see `Node::conns`), and a simulator
 /// holds thousands of nodes: fields that are the same for every connection of a node (rate
 /// limits) stay in `Config`, and fields that can be derived from others are.
 struct Conn {
@@ -329,12 +330,16 @@ struct Conn {
     /// Set once the handshake is done; every frame in and out passes through it.
     session: Option<Session>,
     decoder: FrameDecoder,
-    opened: Time,
+    /// When the connection opened (dial answered or accepted) until it is up, then when it came
+    /// up: the handshake timeout needs the one, the peer summary the other.
+    since: Time,
     last_recv: Time,
     score: i32,
     listen: Listen,
-    /// The nonce of the ping sent at `last_ping`, until its pong comes back.
-    ping: Option<u64>,
+    /// The nonce of the ping sent at `last_ping`, while `ping_out` (its pong not back yet). Not
+    /// an `Option<u64>`, which is twice the size, the flag being kept beside the other small ones.
+    ping: u64,
+    ping_out: bool,
     last_ping: Time,
     /// The last round-trip time in microseconds, [`NO_RTT`] until one is measured.
     rtt_us: u32,
@@ -378,9 +383,9 @@ pub struct Node {
     me: PeerId,
     identity: StaticIdentity,
     rng: Rng,
-    /// Boxed: a B-tree leaf has room for 11 entries whether they are used or not, so inline
-    /// connections would cost eleven `Conn`s per leaf, even for a node with one connection.
-    conns: BTreeMap<ConnId, Box<Conn>>,
+    /// Boxed: measured, connections held in place in one block that is reallocated as they come
+    /// and go cost more resident memory (freed blocks of every size) than a box each.
+    conns: ConnTable<Box<Conn>>,
     next_conn: u64,
     book: AddressBook,
     banned: BTreeMap<PeerId, Time>,
@@ -446,7 +451,7 @@ impl Node {
             me,
             identity,
             rng,
-            conns: BTreeMap::new(),
+            conns: ConnTable::default(),
             next_conn: 0,
             book,
             banned: BTreeMap::new(),
@@ -506,7 +511,7 @@ impl Node {
 
     /// Recent chats held for repair, oldest first.
     pub fn recent_chats(&self) -> impl Iterator<Item = &Arc<Chat>> {
-        self.dedup.iter().map(|s| &s.chat)
+        self.dedup.iter()
     }
 
     /// Chats held for repair and catch-up.
@@ -544,7 +549,7 @@ impl Node {
         // Counted, and the first candidate found, in one pass with nothing collected: this runs
         // for every connection accepted.
         let (mut handshaking, mut oldest) = (0, None);
-        for (id, c) in &self.conns {
+        for (id, c) in self.conns.iter() {
             if let (Direction::Inbound, Phase::Handshaking(hs)) = (c.direction, &c.phase) {
                 handshaking += 1;
                 let this = (hs.progressed(), *id);
@@ -567,7 +572,7 @@ impl Node {
             Input::Connected(conn) => {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     if matches!(c.phase, Phase::Dialing) {
-                        c.opened = now;
+                        c.since = now;
                         c.last_recv = now;
                         self.start_handshake(conn);
                     }
@@ -649,11 +654,12 @@ impl Node {
                 phase: Phase::Dialing,
                 session: None,
                 decoder: FrameDecoder::new(self.config.max_frame_bytes),
-                opened: now,
+                since: now,
                 last_recv: now,
                 score: 0,
                 listen: if direction == Direction::Outbound { Listen::Dialed } else { Listen::Unknown },
-                ping: None,
+                ping: 0,
+                ping_out: false,
                 last_ping: now,
                 rtt_us: NO_RTT,
                 chat_tokens: Tokens::full(self.config.chat_rate.1, now),
@@ -715,7 +721,9 @@ impl Node {
                 self.stats.grafts_sent += 1;
                 self.send(g, &Message::Graft { ids: Vec::new() });
             }
-            self.emit(Event::PeerDown { conn, peer: p.id, username: p.username, reason: reason.to_owned() });
+            let username = p.username.into_string();
+            let peer = p.public_key.peer_id();
+            self.emit(Event::PeerDown { conn, peer, username, reason: reason.to_owned() });
         }
     }
 
@@ -729,15 +737,15 @@ impl Node {
         let Phase::Up(p) = &c.phase else { return None };
         Some(PeerSummary {
             conn,
-            peer: p.id,
+            peer: p.public_key.peer_id(),
             public_key: p.public_key,
-            username: p.username.clone(),
+            username: p.username.to_string(),
             addr: c.addr,
             listen_addr: c.listen_addr(),
             direction: c.direction,
             score: c.score,
             rtt: c.rtt(),
-            since: p.since,
+            since: c.since,
         })
     }
 
@@ -756,7 +764,7 @@ impl Node {
             self.book.ban(&a, until);
         }
         if let Phase::Up(p) = &c.phase {
-            self.banned.insert(p.id, until);
+            self.banned.insert(p.public_key.peer_id(), until);
         }
         let msg =
             format!("banned peer {} ({}) for {}s: {detail}", conn_name(c), c.addr, self.config.ban_duration.as_secs());
@@ -1005,10 +1013,10 @@ impl Node {
             Message::Ping { nonce } => self.send(conn, &Message::Pong { nonce }),
             Message::Pong { nonce } => {
                 if let Some(c) = self.conns.get_mut(&conn) {
-                    if c.ping == Some(nonce) {
+                    if c.ping_out && c.ping == nonce {
                         let rtt = now.since(c.last_ping).as_micros();
                         c.rtt_us = rtt.min(u128::from(NO_RTT - 1)) as u32;
-                        c.ping = None;
+                        c.ping_out = false;
                     }
                 }
             }
@@ -1072,7 +1080,8 @@ impl Node {
         // one dialed by the smaller PeerId, which both sides compute alike. Same dialer: the dialer
         // keeps the older one and the other side lets it decide.
         let dup = self.conns.iter().find_map(|(id, c)| match &c.phase {
-            Phase::Up(p) if p.id == peer => Some((*id, c.direction)),
+            // The same key is the same peer id.
+            Phase::Up(p) if p.public_key == hello.public_key => Some((*id, c.direction)),
             _ => None,
         });
         let Some(c) = self.conns.get_mut(&conn) else { return };
@@ -1097,7 +1106,8 @@ impl Node {
             }
         }
         let Some(c) = self.conns.get_mut(&conn) else { return };
-        c.phase = Phase::Up(Peer { id: peer, public_key: hello.public_key, username: hello.username, since: now });
+        c.phase = Phase::Up(Peer { public_key: hello.public_key, username: hello.username.into_boxed_str() });
+        c.since = now;
         if let Some(a) = listen_addr {
             self.book.add(a, Source::Inbound, now);
             self.book.on_connected(&a, peer, now);
@@ -1147,7 +1157,7 @@ impl Node {
             .iter()
             .filter(|(id, c)| **id != newcomer && c.direction == Direction::Inbound)
             .filter_map(|(id, c)| match &c.phase {
-                Phase::Up(p) => Some((p.since, *id, net_group(c.addr.ip()))),
+                Phase::Up(_) => Some((c.since, *id, net_group(c.addr.ip()))),
                 _ => None,
             })
             .collect();
@@ -1447,9 +1457,9 @@ impl Node {
         // Liveness: handshakes and dials that take too long, silent peers, pings.
         let mut to_close = Vec::new();
         let mut to_ping = Vec::new();
-        for (id, c) in &self.conns {
+        for (id, c) in self.conns.iter() {
             match c.phase {
-                Phase::Dialing | Phase::Handshaking(_) if now.since(c.opened) > self.config.handshake_timeout => {
+                Phase::Dialing | Phase::Handshaking(_) if now.since(c.since) > self.config.handshake_timeout => {
                     to_close.push((*id, "handshake timed out"))
                 }
                 Phase::Up(_) if now.since(c.last_recv) > self.config.stale_after => {
@@ -1474,7 +1484,8 @@ impl Node {
         for id in to_ping {
             let nonce = self.rng.u64();
             if let Some(c) = self.conns.get_mut(&id) {
-                c.ping = Some(nonce);
+                c.ping = nonce;
+                c.ping_out = true;
                 c.last_ping = now;
             }
             self.send(id, &Message::Ping { nonce });
@@ -1510,7 +1521,7 @@ impl Node {
                 busy_addrs.push(c.addr);
                 busy_addrs.extend(c.listen_addr());
                 if let Phase::Up(u) = &c.phase {
-                    up_peers.push(u.id);
+                    up_peers.push(u.public_key.peer_id());
                 }
             }
             busy_addrs.sort_unstable();
@@ -1616,7 +1627,7 @@ fn net_group(ip: IpAddr) -> u64 {
 
 fn conn_name(c: &Conn) -> String {
     match &c.phase {
-        Phase::Up(p) => format!("{}#{}", p.username, p.id.short()),
+        Phase::Up(p) => format!("{}#{}", p.username, p.public_key.peer_id().short()),
         _ => "(handshaking)".into(),
     }
 }

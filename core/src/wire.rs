@@ -584,12 +584,15 @@ pub fn decode_hello(bytes: &[u8]) -> Result<Hello, WireError> {
 pub struct FrameDecoder {
     buf: Vec<u8>,
     start: usize,
-    max_frame_bytes: usize,
+    /// A frame's length is a `u32`, so a larger limit is no limit: kept in four bytes, as every
+    /// connection holds one.
+    max_frame_bytes: u32,
     failed: bool,
 }
 
 impl FrameDecoder {
     pub fn new(max_frame_bytes: usize) -> FrameDecoder {
+        let max_frame_bytes = u32::try_from(max_frame_bytes).unwrap_or(u32::MAX);
         FrameDecoder { buf: Vec::new(), start: 0, max_frame_bytes, failed: false }
     }
 
@@ -657,10 +660,12 @@ impl FrameDecoder {
         if self.failed || avail.len() < HEADER_BYTES {
             return None;
         }
-        let len = u32::from_be_bytes([avail[0], avail[1], avail[2], avail[3]]) as usize;
+        let len = u32::from_be_bytes([avail[0], avail[1], avail[2], avail[3]]);
         if len > self.max_frame_bytes {
-            return Some(Err(self.fail(WireError::TooLarge { len, max: self.max_frame_bytes })));
+            let (len, max) = (len as usize, self.max_frame_bytes as usize);
+            return Some(Err(self.fail(WireError::TooLarge { len, max })));
         }
+        let len = len as usize;
         if avail.len() < HEADER_BYTES + len {
             return None;
         }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::metrics::{quantile, Totals};
+use crate::metrics::{quantile_rank, Delivery, Totals};
 use crate::world::{World, T0_MS};
 use crate::Params;
 use p2p_chat_core::Time;
@@ -49,9 +49,10 @@ pub struct Report {
     /// Hash of everything the run decided, for `--check-determinism`.
     #[serde(skip)]
     pub fingerprint: u64,
-    /// Per chat: share of live nodes that had it, against ms since it was sent.
+    /// Per chat, its delivery times in order (units of `Delivery::after`): the plot's curves,
+    /// kept in four bytes a delivery because a run of many thousands of nodes holds millions.
     #[serde(skip)]
-    pub curves: Vec<Vec<(f64, f64)>>,
+    pub curves: Vec<Vec<u32>>,
 }
 
 /// Peak resident memory of this process, from /proc (0 where there is none).
@@ -77,21 +78,22 @@ impl Report {
         let window = Totals { chat_frames_in: totals.chat_frames_in - m.at_fault_start.chat_frames_in, ..totals };
         let rmr =
             if m.window_deliveries > 0 { window.chat_frames_in as f64 / m.window_deliveries as f64 - 1.0 } else { 0.0 };
-        let mut latencies = Vec::new();
+        // Built while every node is still alive, at the run's peak of memory: each delivery time
+        // is held once, as it is stored, and the latency quantiles are selected from these sorted
+        // lists rather than from another copy of them all.
         let mut ldhs = Vec::new();
         let mut curves = Vec::new();
         for id in m.sent.keys() {
             let Some(ds) = m.deliveries_of(id) else { continue };
-            let mut times: Vec<f64> = ds.iter().map(|d| d.after_ms()).collect();
-            latencies.extend(times.iter().copied());
             if let Some(last) = ds.iter().max_by_key(|d| d.after) {
                 ldhs.push(last.hops);
             }
-            times.sort_by(f64::total_cmp);
-            let n = w.node_count() as f64;
-            curves.push(times.iter().enumerate().map(|(k, t)| (*t, (k + 2) as f64 / n)).collect());
+            let mut times: Vec<u32> = ds.iter().map(|d| d.after).collect();
+            times.sort_unstable();
+            curves.push(times);
         }
-        latencies.sort_by(f64::total_cmp);
+        let deliveries: usize = curves.iter().map(Vec::len).sum();
+        let latency = |q: f64| Delivery::ms(nth_smallest(&curves, quantile_rank(deliveries, q)));
         let wall_s = wall.as_secs_f64();
         let mut h = DefaultHasher::new();
         for (id, ds) in m.deliveries() {
@@ -123,9 +125,9 @@ impl Report {
             rmr,
             ldh: if ldhs.is_empty() { 0.0 } else { ldhs.iter().map(|&h| h as f64).sum::<f64>() / ldhs.len() as f64 },
             ldh_max: ldhs.iter().copied().max().unwrap_or(0),
-            latency_ms_p50: quantile(&latencies, 0.5),
-            latency_ms_p99: quantile(&latencies, 0.99),
-            latency_ms_max: latencies.last().copied().unwrap_or(0.0),
+            latency_ms_p50: latency(0.5),
+            latency_ms_p99: latency(0.99),
+            latency_ms_max: latency(1.0),
             msgs_per_node: totals.frames_out as f64 / p.nodes as f64,
             bytes_per_node: totals.bytes_out as f64 / p.nodes as f64,
             full_peer_set_s: m.full_peer_set_at.map(|t| t.since(Time::from_millis(T0_MS)).as_secs_f64()),
@@ -220,7 +222,8 @@ impl Report {
     /// Delivery over time: one faint line per chat, share of nodes that have it against ms.
     pub fn svg(&self) -> String {
         let (w, h, pad) = (800.0, 480.0, 50.0);
-        let max_ms = self.curves.iter().flatten().map(|p| p.0).fold(1.0, f64::max);
+        let n = self.nodes as f64;
+        let max_ms = self.curves.iter().flatten().map(|&t| Delivery::ms(Some(t))).fold(1.0, f64::max);
         let x = |ms: f64| pad + ms / max_ms * (w - 2.0 * pad);
         let y = |share: f64| h - pad - share.min(1.0) * (h - 2.0 * pad);
         let mut out = format!(
@@ -243,7 +246,11 @@ impl Report {
             out += &format!("<text x=\"{:.0}\" y=\"{}\">{ms:.0} ms</text>\n", x(ms) - 15.0, h - pad + 18.0);
         }
         for c in self.curves.iter().take(200) {
-            let pts: Vec<String> = c.iter().map(|(ms, s)| format!("{:.1},{:.1}", x(*ms), y(*s))).collect();
+            let pts: Vec<String> = c
+                .iter()
+                .enumerate()
+                .map(|(k, &t)| format!("{:.1},{:.1}", x(Delivery::ms(Some(t))), y((k + 2) as f64 / n)))
+                .collect();
             out += &format!(
                 "<polyline fill=\"none\" stroke=\"steelblue\" stroke-opacity=\"0.4\" points=\"{}\"/>\n",
                 pts.join(" ")
@@ -251,4 +258,22 @@ impl Report {
         }
         out + "</svg>\n"
     }
+}
+
+/// The `rank`-th smallest (from 0) of the values in `sorted` lists, each in order; `None` when
+/// there are none. Bisects on the value, counting in every list: no merged copy is made.
+fn nth_smallest(sorted: &[Vec<u32>], rank: Option<usize>) -> Option<u32> {
+    let rank = rank?;
+    let (mut lo, mut hi) = (0u32, u32::MAX);
+    // The answer is the least `v` with more than `rank` values at or below it.
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let at_or_below: usize = sorted.iter().map(|l| l.partition_point(|&t| t <= mid)).sum();
+        if at_or_below > rank {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    Some(lo)
 }

@@ -54,18 +54,33 @@ fn index_of(a: SocketAddr) -> Option<usize> {
     }
 }
 
+/// A node's `ConnId` in four bytes (a node opens far fewer than 2^32 connections in a run): the
+/// queue and the links hold millions of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Cid(u32);
+
+impl Cid {
+    fn of(c: ConnId) -> Cid {
+        Cid(u32::try_from(c.0).expect("fewer than 2^32 connections a node"))
+    }
+
+    fn id(self) -> ConnId {
+        ConnId(self.0.into())
+    }
+}
+
 /// A scheduled event. Nodes are `u32` indices and payloads live in `World::bufs`, so an event is
-/// small and plain: the queue moves these around on every push and pop. `Bytes` is the transmit
-/// `bufs[buf]`, read by the peer in pieces that end at `cuts` and at the buffer's end.
+/// small and plain (20 bytes): the queue moves these around on every push and pop. `Bytes` is the
+/// transmit `bufs[buf]`, read by the peer in pieces (see `Bufs`).
 #[derive(Debug, Clone, Copy)]
 enum Ev {
     Start(u32),
     Wake(u32, u32),
-    Accept { to: u32, from: u32, from_inc: u32, dialer_conn: ConnId },
-    Connected { node: u32, inc: u32, conn: ConnId },
-    DialFailed { node: u32, inc: u32, conn: ConnId },
-    Bytes { node: u32, inc: u32, conn: ConnId, buf: u32, cuts: [u32; 2] },
-    Closed { node: u32, inc: u32, conn: ConnId },
+    Accept { to: u32, from: u32, from_inc: u32, dialer_conn: Cid },
+    Connected { node: u32, inc: u32, conn: Cid },
+    DialFailed { node: u32, inc: u32, conn: Cid },
+    Bytes { node: u32, inc: u32, conn: Cid, buf: u32 },
+    Closed { node: u32, inc: u32, conn: Cid },
     SendChat(u32),
     Forge(u32),
     Crash(u32),
@@ -205,29 +220,30 @@ impl Queue {
     }
 }
 
-/// Transmitted buffers in flight. A slot is reused once its transmit has been delivered (or
-/// dropped, when the receiving end is gone).
+/// Transmitted buffers in flight, each with where the peer's reads of it end (besides its end):
+/// kept here rather than in the event, which they would make a third larger. A slot is reused once
+/// its transmit has been delivered (or dropped, when the receiving end is gone).
 #[derive(Default)]
 struct Bufs {
-    slots: Vec<Vec<u8>>,
+    slots: Vec<(Vec<u8>, [u32; 2])>,
     free: Vec<u32>,
 }
 
 impl Bufs {
-    fn add(&mut self, bytes: Vec<u8>) -> u32 {
+    fn add(&mut self, bytes: Vec<u8>, cuts: [u32; 2]) -> u32 {
         match self.free.pop() {
             Some(i) => {
-                self.slots[i as usize] = bytes;
+                self.slots[i as usize] = (bytes, cuts);
                 i
             }
             None => {
-                self.slots.push(bytes);
+                self.slots.push((bytes, cuts));
                 (self.slots.len() - 1) as u32
             }
         }
     }
 
-    fn take(&mut self, i: u32) -> Vec<u8> {
+    fn take(&mut self, i: u32) -> (Vec<u8>, [u32; 2]) {
         self.free.push(i);
         std::mem::take(&mut self.slots[i as usize])
     }
@@ -246,7 +262,7 @@ struct Slot {
 struct Link {
     peer: u32,
     peer_inc: u32,
-    peer_conn: ConnId,
+    peer_conn: Cid,
     /// Base latency in microseconds (at most a minute).
     base_us: u32,
     /// Nothing sent later on this direction arrives before this.
@@ -266,7 +282,7 @@ pub struct World {
     seq: u64,
     /// Per node, the open connections of its current incarnation (a crash removes them all),
     /// sorted by `ConnId`: iterating nodes then this gives a fixed order.
-    links: Vec<Vec<(ConnId, Link)>>,
+    links: Vec<Vec<(Cid, Link)>>,
     bufs: Bufs,
     rng: Rng,
     pub now: Time,
@@ -353,29 +369,34 @@ impl World {
     }
 
     /// Where `(n, inc, conn)`'s link is in `links[n]`, if it is open.
-    fn find(&self, n: usize, inc: u32, conn: ConnId) -> Option<usize> {
+    fn find(&self, n: usize, inc: u32, conn: Cid) -> Option<usize> {
         if self.slots[n].inc != inc {
             return None;
         }
         self.links[n].binary_search_by_key(&conn, |(c, _)| *c).ok()
     }
 
-    fn link_mut(&mut self, n: usize, inc: u32, conn: ConnId) -> Option<&mut Link> {
+    fn link_mut(&mut self, n: usize, inc: u32, conn: Cid) -> Option<&mut Link> {
         let k = self.find(n, inc, conn)?;
         Some(&mut self.links[n][k].1)
     }
 
-    fn remove_link(&mut self, n: usize, inc: u32, conn: ConnId) -> Option<Link> {
+    fn remove_link(&mut self, n: usize, inc: u32, conn: Cid) -> Option<Link> {
         let k = self.find(n, inc, conn)?;
         Some(self.links[n].remove(k).1)
     }
 
     /// Only ever for a node's current incarnation (`accept` checks both ends are alive).
-    fn insert_link(&mut self, n: usize, conn: ConnId, l: Link) {
+    fn insert_link(&mut self, n: usize, conn: Cid, l: Link) {
         let v = &mut self.links[n];
         match v.binary_search_by_key(&conn, |(c, _)| *c) {
             Ok(k) => v[k].1 = l,
-            Err(k) => v.insert(k, (conn, l)),
+            Err(k) => {
+                // A node's links change a few times a minute: room for just these beats doubling
+                // in every node.
+                v.reserve_exact(1);
+                v.insert(k, (conn, l));
+            }
         }
     }
 
@@ -461,23 +482,23 @@ impl World {
             Ev::Connected { node, inc, conn } => {
                 let node = node as usize;
                 if self.slots[node].inc == inc {
-                    self.input(node, Input::Connected(conn));
+                    self.input(node, Input::Connected(conn.id()));
                 }
             }
             Ev::DialFailed { node, inc, conn } => {
                 let node = node as usize;
                 if self.slots[node].inc == inc {
-                    self.input(node, Input::DialFailed(conn));
+                    self.input(node, Input::DialFailed(conn.id()));
                 }
             }
-            Ev::Bytes { node, inc, conn, buf, cuts } => {
+            Ev::Bytes { node, inc, conn, buf } => {
                 let node = node as usize;
-                let bytes = self.bufs.take(buf);
+                let (bytes, cuts) = self.bufs.take(buf);
                 let mut start = 0;
                 for end in [cuts[0] as usize, cuts[1] as usize, bytes.len()] {
                     // A node may close the connection on any piece (a bad frame, say).
                     if end > start && self.find(node, inc, conn).is_some() {
-                        self.input(node, Input::Received(conn, &bytes[start..end]));
+                        self.input(node, Input::Received(conn.id(), &bytes[start..end]));
                         start = end;
                     }
                 }
@@ -485,7 +506,7 @@ impl World {
             Ev::Closed { node, inc, conn } => {
                 let node = node as usize;
                 if self.remove_link(node, inc, conn).is_some() {
-                    self.input(node, Input::Closed(conn));
+                    self.input(node, Input::Closed(conn.id()));
                 }
             }
             Ev::SendChat(i) => {
@@ -502,7 +523,7 @@ impl World {
                     return;
                 }
                 self.partitioned = true;
-                let mut cross: Vec<(usize, u32, ConnId)> = Vec::new();
+                let mut cross: Vec<(usize, u32, Cid)> = Vec::new();
                 for (n, links) in self.links.iter().enumerate() {
                     let (inc, group) = (self.slots[n].inc, self.slots[n].group);
                     for (c, l) in links {
@@ -545,13 +566,13 @@ impl World {
         }
     }
 
-    fn accept(&mut self, to: usize, from: usize, from_inc: u32, dialer_conn: ConnId) {
+    fn accept(&mut self, to: usize, from: usize, from_inc: u32, dialer_conn: Cid) {
         let now = self.now;
         let cut = self.partitioned && self.slots[to].group != self.slots[from].group;
         let remote = SocketAddr::from(([10, (from >> 16) as u8, (from >> 8) as u8, from as u8], 40_000));
         let dialer_alive = self.slots[from].inc == from_inc;
         let accepted = match self.slots[to].node.as_mut() {
-            Some(n) if !cut && dialer_alive => n.accept(now, remote),
+            Some(n) if !cut && dialer_alive => n.accept(now, remote).map(Cid::of),
             _ => None,
         };
         let base = self.latency();
@@ -589,7 +610,7 @@ impl World {
     }
 
     /// Both ends of a connection see it closed (after the link's latency); nothing more is sent.
-    fn reset(&mut self, n: usize, inc: u32, conn: ConnId) {
+    fn reset(&mut self, n: usize, inc: u32, conn: Cid) {
         let Some(l) = self.link_mut(n, inc, conn) else { return };
         if l.clock == Time::MAX {
             return;
@@ -630,7 +651,7 @@ impl World {
         chat.body = Body::Text("forged".into());
         self.metrics.forged.insert(id);
         let bytes = wire::encode(&Message::Chat { ttl: 3, hops: 1, chat: Arc::new(chat) });
-        if self.find(i, inc, conn).is_some() {
+        if self.find(i, inc, Cid::of(conn)).is_some() {
             self.input(i, Input::Received(conn, &bytes));
         }
     }
@@ -648,15 +669,15 @@ impl World {
                     match index_of(addr).filter(|&j| j < self.slots.len()) {
                         Some(j) => self.push(
                             now + lat,
-                            Ev::Accept { to: j as u32, from: i as u32, from_inc: inc, dialer_conn: conn },
+                            Ev::Accept { to: j as u32, from: i as u32, from_inc: inc, dialer_conn: Cid::of(conn) },
                         ),
-                        None => self.push(now + lat, Ev::DialFailed { node: i as u32, inc, conn }),
+                        None => self.push(now + lat, Ev::DialFailed { node: i as u32, inc, conn: Cid::of(conn) }),
                     }
                 }
                 Output::Close { conn } => {
                     let inc = self.slots[i].inc;
                     // A reset link already told the peer.
-                    if let Some(l) = self.remove_link(i, inc, conn).filter(|l| l.clock != Time::MAX) {
+                    if let Some(l) = self.remove_link(i, inc, Cid::of(conn)).filter(|l| l.clock != Time::MAX) {
                         let at = (now + l.base()).max(l.clock);
                         self.push(at, Ev::Closed { node: l.peer, inc: l.peer_inc, conn: l.peer_conn });
                     }
@@ -687,7 +708,7 @@ impl World {
     }
 
     fn transmit(&mut self, i: usize, conn: ConnId, bytes: Vec<u8>) {
-        let inc = self.slots[i].inc;
+        let (inc, conn) = (self.slots[i].inc, Cid::of(conn));
         let Some(k) = self.find(i, inc, conn) else { return };
         let l = self.links[i][k].1;
         if l.clock == Time::MAX {
@@ -719,8 +740,8 @@ impl World {
             at = at + RTO + l.base() * 2;
         }
         let clock = l.clock.max(at);
-        let buf = self.bufs.add(bytes);
-        self.push(clock, Ev::Bytes { node: l.peer, inc: l.peer_inc, conn: l.peer_conn, buf, cuts });
+        let buf = self.bufs.add(bytes, cuts);
+        self.push(clock, Ev::Bytes { node: l.peer, inc: l.peer_inc, conn: l.peer_conn, buf });
         self.links[i][k].1.clock = clock;
     }
 
