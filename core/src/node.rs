@@ -501,7 +501,7 @@ impl Node {
     }
 
     pub fn peers(&self) -> Vec<PeerSummary> {
-        self.conns.iter().filter_map(|(id, c)| self.summary(*id, c)).collect()
+        self.conns.iter().filter_map(|(id, c)| self.summary(*id, c, None)).collect()
     }
 
     /// Addresses of peers reached at some point: what the CLI persists to reconnect after restart.
@@ -733,11 +733,13 @@ impl Node {
         up
     }
 
-    fn summary(&self, conn: ConnId, c: &Conn) -> Option<PeerSummary> {
+    /// `peer`: the peer id, when the caller has it already (a SHA-256 of the key, 2% of the
+    /// simulator's instructions when computed twice per handshake).
+    fn summary(&self, conn: ConnId, c: &Conn, peer: Option<PeerId>) -> Option<PeerSummary> {
         let Phase::Up(p) = &c.phase else { return None };
         Some(PeerSummary {
             conn,
-            peer: p.public_key.peer_id(),
+            peer: peer.unwrap_or_else(|| p.public_key.peer_id()),
             public_key: p.public_key,
             username: p.username.to_string(),
             addr: c.addr,
@@ -1117,7 +1119,7 @@ impl Node {
             self.stats.prunes_sent += 1;
             self.send(conn, &Message::Prune);
         }
-        if let Some(s) = self.summary(conn, &self.conns[&conn]) {
+        if let Some(s) = self.summary(conn, &self.conns[&conn], Some(peer)) {
             self.emit(Event::PeerUp(s));
         }
         // A new neighbour is asked for addresses while we know few: what lets a newcomer spread
@@ -1516,18 +1518,31 @@ impl Node {
             // Filled at their final size (collecting from a flatten or a filter grows the
             // buffer a few times over).
             let mut busy_addrs = Vec::with_capacity(2 * self.conns.len());
-            let mut up_peers = Vec::with_capacity(self.conns.len());
             for c in self.conns.values() {
                 busy_addrs.push(c.addr);
                 busy_addrs.extend(c.listen_addr());
-                if let Phase::Up(u) = &c.phase {
-                    up_peers.push(u.public_key.peer_id());
-                }
             }
             busy_addrs.sort_unstable();
-            up_peers.sort_unstable();
+            // The connected peers' ids (a SHA-256 each) only once a candidate with a known peer
+            // gets past the address check: most rounds need none.
+            let conns = &self.conns;
+            let mut up_peers: Option<Vec<PeerId>> = None;
             let busy = |a: &SocketAddr, peer: Option<&PeerId>| {
-                busy_addrs.binary_search(a).is_ok() || peer.is_some_and(|p| up_peers.binary_search(p).is_ok())
+                if busy_addrs.binary_search(a).is_ok() {
+                    return true;
+                }
+                let Some(p) = peer else { return false };
+                let up = up_peers.get_or_insert_with(|| {
+                    let mut up = Vec::with_capacity(conns.len());
+                    for c in conns.values() {
+                        if let Phase::Up(u) = &c.phase {
+                            up.push(u.public_key.peer_id());
+                        }
+                    }
+                    up.sort_unstable();
+                    up
+                });
+                up.binary_search(p).is_ok()
             };
             for addr in self.book.dial_candidates(now, n, &mut self.rng, busy) {
                 let (per_minute, burst) = self.config.dials_per_minute;
