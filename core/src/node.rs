@@ -214,7 +214,9 @@ pub enum Output {
 pub enum Event {
     /// A chat accepted for the first time: shown to the user exactly once.
     Chat(Delivery),
-    PeerUp(PeerSummary),
+    /// Boxed: the summary is 190 bytes, and every `Output` (a frame to send, nearly always) was
+    /// as large as this rare variant, moved through the output queue and `poll_output`.
+    PeerUp(Box<PeerSummary>),
     PeerDown {
         conn: ConnId,
         peer: PeerId,
@@ -1120,7 +1122,7 @@ impl Node {
             self.send(conn, &Message::Prune);
         }
         if let Some(s) = self.summary(conn, &self.conns[&conn], Some(peer)) {
-            self.emit(Event::PeerUp(s));
+            self.emit(Event::PeerUp(Box::new(s)));
         }
         // A new neighbour is asked for addresses while we know few: what lets a newcomer spread
         // out from the bootstrap nodes at once. One answer holds 32, so a couple of neighbours
