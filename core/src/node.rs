@@ -214,7 +214,9 @@ pub enum Output {
 pub enum Event {
     /// A chat accepted for the first time: shown to the user exactly once.
     Chat(Delivery),
-    PeerUp(PeerSummary),
+    /// Boxed: the summary is 190 bytes, and every `Output` (a frame to send, nearly always) was
+    /// as large as this rare variant, moved through the output queue and `poll_output`.
+    PeerUp(Box<PeerSummary>),
     PeerDown {
         conn: ConnId,
         peer: PeerId,
@@ -422,6 +424,8 @@ const RTT_REFRESH: u32 = 6;
 
 /// Reads up to this size are opened into a buffer on the stack (see `on_records`).
 const SMALL_READ_BYTES: usize = 1024;
+/// Most reads (a chat, an announcement, a want) fit in this much.
+const TINY_READ_BYTES: usize = 256;
 
 /// Below this many known addresses, every new neighbour is asked for more.
 const HUNGRY_BOOK: usize = 64;
@@ -501,7 +505,7 @@ impl Node {
     }
 
     pub fn peers(&self) -> Vec<PeerSummary> {
-        self.conns.iter().filter_map(|(id, c)| self.summary(*id, c)).collect()
+        self.conns.iter().filter_map(|(id, c)| self.summary(*id, c, None)).collect()
     }
 
     /// Addresses of peers reached at some point: what the CLI persists to reconnect after restart.
@@ -733,11 +737,13 @@ impl Node {
         up
     }
 
-    fn summary(&self, conn: ConnId, c: &Conn) -> Option<PeerSummary> {
+    /// `peer`: the peer id, when the caller has it already (a SHA-256 of the key, 2% of the
+    /// simulator's instructions when computed twice per handshake).
+    fn summary(&self, conn: ConnId, c: &Conn, peer: Option<PeerId>) -> Option<PeerSummary> {
         let Phase::Up(p) = &c.phase else { return None };
         Some(PeerSummary {
             conn,
-            peer: p.public_key.peer_id(),
+            peer: peer.unwrap_or_else(|| p.public_key.peer_id()),
             public_key: p.public_key,
             username: p.username.to_string(),
             addr: c.addr,
@@ -794,9 +800,16 @@ impl Node {
         // for everything that could open now; most reads are small enough for the stack, so they
         // cost no allocation at all.
         let room = session.buffered() + bytes.len();
-        let mut small = [0u8; SMALL_READ_BYTES];
+        // Two sizes on the stack: the buffer is zeroed first, and zeroing a kilobyte for a read
+        // of a hundred bytes was 1% of the simulator's instructions.
+        let mut tiny;
+        let mut small;
         let mut large = Vec::new();
-        let plain = if room <= SMALL_READ_BYTES {
+        let plain = if room <= TINY_READ_BYTES {
+            tiny = [0u8; TINY_READ_BYTES];
+            &mut tiny[..room]
+        } else if room <= SMALL_READ_BYTES {
+            small = [0u8; SMALL_READ_BYTES];
             &mut small[..room]
         } else {
             large.resize(room, 0);
@@ -1117,8 +1130,8 @@ impl Node {
             self.stats.prunes_sent += 1;
             self.send(conn, &Message::Prune);
         }
-        if let Some(s) = self.summary(conn, &self.conns[&conn]) {
-            self.emit(Event::PeerUp(s));
+        if let Some(s) = self.summary(conn, &self.conns[&conn], Some(peer)) {
+            self.emit(Event::PeerUp(Box::new(s)));
         }
         // A new neighbour is asked for addresses while we know few: what lets a newcomer spread
         // out from the bootstrap nodes at once. One answer holds 32, so a couple of neighbours
@@ -1516,18 +1529,31 @@ impl Node {
             // Filled at their final size (collecting from a flatten or a filter grows the
             // buffer a few times over).
             let mut busy_addrs = Vec::with_capacity(2 * self.conns.len());
-            let mut up_peers = Vec::with_capacity(self.conns.len());
             for c in self.conns.values() {
                 busy_addrs.push(c.addr);
                 busy_addrs.extend(c.listen_addr());
-                if let Phase::Up(u) = &c.phase {
-                    up_peers.push(u.public_key.peer_id());
-                }
             }
             busy_addrs.sort_unstable();
-            up_peers.sort_unstable();
+            // The connected peers' ids (a SHA-256 each) only once a candidate with a known peer
+            // gets past the address check: most rounds need none.
+            let conns = &self.conns;
+            let mut up_peers: Option<Vec<PeerId>> = None;
             let busy = |a: &SocketAddr, peer: Option<&PeerId>| {
-                busy_addrs.binary_search(a).is_ok() || peer.is_some_and(|p| up_peers.binary_search(p).is_ok())
+                if busy_addrs.binary_search(a).is_ok() {
+                    return true;
+                }
+                let Some(p) = peer else { return false };
+                let up = up_peers.get_or_insert_with(|| {
+                    let mut up = Vec::with_capacity(conns.len());
+                    for c in conns.values() {
+                        if let Phase::Up(u) = &c.phase {
+                            up.push(u.public_key.peer_id());
+                        }
+                    }
+                    up.sort_unstable();
+                    up
+                });
+                up.binary_search(p).is_ok()
             };
             for addr in self.book.dial_candidates(now, n, &mut self.rng, busy) {
                 let (per_minute, burst) = self.config.dials_per_minute;

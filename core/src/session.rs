@@ -28,6 +28,8 @@ const MAX_EARLY_RESERVE: usize = 16 * 1024;
 /// Largest plaintext `seal_in_place` seals through a copy on the stack; most writes (a chat, an
 /// id list, a sync round) are far smaller. Larger ones are sealed into a new buffer.
 const STACK_SEAL_BYTES: usize = 1024;
+/// Most frames (a chat, an announcement, a want) fit in this much.
+const TINY_SEAL_BYTES: usize = 256;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SessionError {
@@ -113,14 +115,24 @@ impl Session {
             *buf = out;
             return Ok(());
         }
-        let mut plain = [0u8; STACK_SEAL_BYTES];
-        plain[..len].copy_from_slice(&buf[HEADER_BYTES..]);
+        // Two sizes on the stack: zeroing a kilobyte for a frame of a hundred bytes was most of
+        // the cost of the copy.
+        let mut tiny;
+        let mut small;
+        let plain = if len <= TINY_SEAL_BYTES {
+            tiny = [0u8; TINY_SEAL_BYTES];
+            &mut tiny[..len]
+        } else {
+            small = [0u8; STACK_SEAL_BYTES];
+            &mut small[..len]
+        };
+        plain.copy_from_slice(&buf[HEADER_BYTES..]);
         buf.resize(HEADER_BYTES + len + TAG_BYTES, 0);
         let Some(nonce) = self.send.next_nonce() else {
             buf.truncate(HEADER_BYTES + len);
             return Err(SessionError::Exhausted);
         };
-        let n = self.send.cipher.encrypt(nonce, &[], &plain[..len], &mut buf[HEADER_BYTES..]);
+        let n = self.send.cipher.encrypt(nonce, &[], plain, &mut buf[HEADER_BYTES..]);
         buf.truncate(HEADER_BYTES + n);
         buf[..HEADER_BYTES].copy_from_slice(&(n as u32).to_be_bytes());
         Ok(())
@@ -257,7 +269,18 @@ mod tests {
         let (mut a, mut b) = pair();
         let (mut c, mut d) = pair();
         let mut plain = Vec::new();
-        for len in [0, 1, 100, STACK_SEAL_BYTES, STACK_SEAL_BYTES + 1, MAX_PLAINTEXT, MAX_PLAINTEXT + 1, 200_000] {
+        for len in [
+            0,
+            1,
+            100,
+            TINY_SEAL_BYTES,
+            TINY_SEAL_BYTES + 1,
+            STACK_SEAL_BYTES,
+            STACK_SEAL_BYTES + 1,
+            MAX_PLAINTEXT,
+            MAX_PLAINTEXT + 1,
+            200_000,
+        ] {
             let msg: Vec<u8> = (0..len).map(|i| (i * 13) as u8).collect();
             let mut sealed = Vec::new();
             a.seal(&msg, &mut sealed).unwrap();
