@@ -5,7 +5,7 @@
 //! was missed, `membership` decides whom to dial and whom to drop. The run-loop contract is in the
 //! crate docs.
 
-use core::net::{IpAddr, Ipv4Addr, SocketAddr};
+use core::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
@@ -326,7 +326,8 @@ struct Peer {
 /// holds thousands of nodes: fields that are the same for every connection of a node (rate
 /// limits) stay in `Config`, and fields that can be derived from others are.
 struct Conn {
-    addr: SocketAddr,
+    /// Read through `addr()`.
+    addr: ConnAddr,
     direction: Direction,
     phase: Phase,
     /// Set once the handshake is done; every frame in and out passes through it.
@@ -365,12 +366,42 @@ enum Listen {
 /// `Conn::rtt_us` before the first pong. Longer round trips (71 minutes) are kept as one less.
 const NO_RTT: u32 = u32::MAX;
 
+/// A connection's remote address in 16 bytes rather than a `SocketAddr`'s 32: an IPv6 one (with
+/// its flow info and scope, kept exactly) is boxed. In a simulator every node holds a dozen or so
+/// connections, all IPv4; sixteen bytes less brings a boxed `Conn` into a smaller size class of
+/// the allocator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum ConnAddr {
+    V4(Ipv4Addr, u16),
+    V6(Box<SocketAddrV6>),
+}
+
+impl ConnAddr {
+    fn new(addr: SocketAddr) -> ConnAddr {
+        match addr {
+            SocketAddr::V4(a) => ConnAddr::V4(*a.ip(), a.port()),
+            SocketAddr::V6(a) => ConnAddr::V6(Box::new(a)),
+        }
+    }
+
+    fn get(&self) -> SocketAddr {
+        match self {
+            ConnAddr::V4(ip, port) => SocketAddr::V4(SocketAddrV4::new(*ip, *port)),
+            ConnAddr::V6(a) => SocketAddr::V6(**a),
+        }
+    }
+}
+
 impl Conn {
+    fn addr(&self) -> SocketAddr {
+        self.addr.get()
+    }
+
     fn listen_addr(&self) -> Option<SocketAddr> {
         match self.listen {
             Listen::Unknown => None,
-            Listen::Dialed => Some(self.addr),
-            Listen::Port(port) => Some(SocketAddr::new(self.addr.ip(), port)),
+            Listen::Dialed => Some(self.addr()),
+            Listen::Port(port) => Some(SocketAddr::new(self.addr().ip(), port)),
         }
     }
 
@@ -380,7 +411,7 @@ impl Conn {
 }
 
 pub struct Node {
-    config: Config,
+    config: Settings,
     keys: Box<dyn Keys>,
     me: PeerId,
     identity: StaticIdentity,
@@ -432,6 +463,66 @@ const HUNGRY_BOOK: usize = 64;
 /// Most dials in flight at once.
 const MAX_PENDING_DIALS: usize = 4;
 
+/// What a node reads of its [`Config`] after `Node::new`, the same fields under the same names:
+/// the bootstrap list, the address book's and the recent chats' limits and the gossip parameters
+/// are handed to their parts when the node is made, and keeping them twice cost a few hundred
+/// bytes in every node of a simulator.
+struct Settings {
+    username: String,
+    listen_port: u16,
+    ttl: u8,
+    repair: bool,
+    announce_presence: bool,
+    max_peers: usize,
+    max_handshaking: usize,
+    max_conns_per_ip: usize,
+    target_peers: usize,
+    max_frame_bytes: usize,
+    tick: Duration,
+    sync_interval: Duration,
+    ping_interval: Duration,
+    stale_after: Duration,
+    handshake_timeout: Duration,
+    exchange_interval: Duration,
+    explore_interval: Duration,
+    announce_interval: Duration,
+    ihave_delay: Duration,
+    ban_duration: Duration,
+    chat_rate: (f64, f64),
+    control_rate: (f64, f64),
+    dials_per_minute: (f64, f64),
+}
+
+impl Settings {
+    fn new(c: Config) -> Settings {
+        Settings {
+            username: c.username,
+            listen_port: c.listen_port,
+            ttl: c.ttl,
+            repair: c.repair,
+            announce_presence: c.announce_presence,
+            max_peers: c.max_peers,
+            max_handshaking: c.max_handshaking,
+            max_conns_per_ip: c.max_conns_per_ip,
+            target_peers: c.target_peers,
+            max_frame_bytes: c.max_frame_bytes,
+            tick: c.tick,
+            sync_interval: c.sync_interval,
+            ping_interval: c.ping_interval,
+            stale_after: c.stale_after,
+            handshake_timeout: c.handshake_timeout,
+            exchange_interval: c.exchange_interval,
+            explore_interval: c.explore_interval,
+            announce_interval: c.announce_interval,
+            ihave_delay: c.ihave_delay,
+            ban_duration: c.ban_duration,
+            chat_rate: c.chat_rate,
+            control_rate: c.control_rate,
+            dials_per_minute: c.dials_per_minute,
+        }
+    }
+}
+
 impl Node {
     /// A node at time `now`; `seed` drives every random choice it makes.
     pub fn new(config: Config, keys: Box<dyn Keys>, seed: u64, now: Time) -> Node {
@@ -473,7 +564,7 @@ impl Node {
             joined: false,
             leaving: false,
             stats: Stats::default(),
-            config,
+            config: Settings::new(config),
         }
     }
 
@@ -488,10 +579,6 @@ impl Node {
 
     pub fn public_key(&self) -> PublicKey {
         self.keys.public_key()
-    }
-
-    pub fn config(&self) -> &Config {
-        &self.config
     }
 
     pub fn stats(&self) -> &Stats {
@@ -546,7 +633,7 @@ impl Node {
     /// refuses it (full, or leaving): the caller then closes the socket.
     pub fn accept(&mut self, now: Time, remote: SocketAddr) -> Option<ConnId> {
         // A full node still accepts, to refer the newcomer elsewhere (see `establish`).
-        let same_ip = self.conns.values().filter(|c| c.addr.ip() == remote.ip()).count();
+        let same_ip = self.conns.values().filter(|c| c.addr().ip() == remote.ip()).count();
         if self.leaving || same_ip >= self.config.max_conns_per_ip {
             return None;
         }
@@ -585,8 +672,8 @@ impl Node {
             Input::DialFailed(conn) => {
                 if let Some(c) = self.conns.remove(&conn) {
                     self.tx.remove(conn);
-                    let retry_at = self.book.on_failure(&c.addr, now, &mut self.rng);
-                    self.emit(Event::DialFailed { addr: c.addr, retry_at });
+                    let retry_at = self.book.on_failure(&c.addr(), now, &mut self.rng);
+                    self.emit(Event::DialFailed { addr: c.addr(), retry_at });
                 }
             }
             Input::Received(conn, bytes) => self.on_bytes(now, conn, bytes),
@@ -653,7 +740,7 @@ impl Node {
         self.conns.insert(
             conn,
             Box::new(Conn {
-                addr,
+                addr: ConnAddr::new(addr),
                 direction,
                 phase: Phase::Dialing,
                 session: None,
@@ -718,7 +805,7 @@ impl Node {
         let was_up = matches!(c.phase, Phase::Up(_));
         if c.direction == Direction::Outbound && (backoff || by_peer || !was_up) {
             // An outbound peer that went away is retried after a backoff: automatic reconnection.
-            self.book.on_failure(&c.addr, now, &mut self.rng);
+            self.book.on_failure(&c.addr(), now, &mut self.rng);
         }
         if let Phase::Up(p) = c.phase {
             if let Some(g) = self.gossip.on_peer_down(conn, &mut self.rng) {
@@ -746,7 +833,7 @@ impl Node {
             peer: peer.unwrap_or_else(|| p.public_key.peer_id()),
             public_key: p.public_key,
             username: p.username.to_string(),
-            addr: c.addr,
+            addr: c.addr(),
             listen_addr: c.listen_addr(),
             direction: c.direction,
             score: c.score,
@@ -760,7 +847,7 @@ impl Node {
         c.score -= why.points();
         if c.score > BAN_SCORE {
             if why != Penalty::Flood {
-                let msg = format!("peer {} ({}): {detail}", conn_name(c), c.addr);
+                let msg = format!("peer {} ({}): {detail}", conn_name(c), c.addr());
                 self.emit(Event::Warning(msg));
             }
             return;
@@ -772,8 +859,12 @@ impl Node {
         if let Phase::Up(p) = &c.phase {
             self.banned.insert(p.public_key.peer_id(), until);
         }
-        let msg =
-            format!("banned peer {} ({}) for {}s: {detail}", conn_name(c), c.addr, self.config.ban_duration.as_secs());
+        let msg = format!(
+            "banned peer {} ({}) for {}s: {detail}",
+            conn_name(c),
+            c.addr(),
+            self.config.ban_duration.as_secs()
+        );
         self.stats.peers_banned += 1;
         self.emit(Event::Warning(msg));
         self.close(now, conn, "banned for misbehaviour", false);
@@ -838,7 +929,7 @@ impl Node {
             },
             Err(e) => {
                 self.stats.bad_frames += 1;
-                let msg = format!("closing connection to {} ({}): {e}", conn_name(c), c.addr);
+                let msg = format!("closing connection to {} ({}): {e}", conn_name(c), c.addr());
                 self.emit(Event::Warning(msg));
                 self.close(now, conn, &e.to_string(), true);
             }
@@ -863,7 +954,7 @@ impl Node {
                 }
             }
             Err(e) => {
-                let (listen_addr, addr) = (c.listen_addr(), c.addr);
+                let (listen_addr, addr) = (c.listen_addr(), c.addr());
                 if e == HandshakeError::SelfConnection {
                     if let Some(a) = listen_addr {
                         self.book.mark_self(&a);
@@ -920,7 +1011,7 @@ impl Node {
     fn on_fatal_frame(&mut self, now: Time, conn: ConnId, e: WireError) {
         if let Some(c) = self.conns.get(&conn) {
             self.stats.bad_frames += 1;
-            let msg = format!("closing connection to {} ({}): {e}", conn_name(c), c.addr);
+            let msg = format!("closing connection to {} ({}): {e}", conn_name(c), c.addr());
             self.emit(Event::Warning(msg));
             self.close(now, conn, &e.to_string(), true);
         }
@@ -1059,7 +1150,7 @@ impl Node {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     if listen_port != 0 {
                         c.listen = Listen::Port(listen_port);
-                        let a = SocketAddr::new(c.addr.ip(), listen_port);
+                        let a = SocketAddr::new(c.addr().ip(), listen_port);
                         self.book.add(a, Source::Inbound, now);
                         self.book.touch(&a);
                     }
@@ -1170,7 +1261,7 @@ impl Node {
             .iter()
             .filter(|(id, c)| **id != newcomer && c.direction == Direction::Inbound)
             .filter_map(|(id, c)| match &c.phase {
-                Phase::Up(_) => Some((c.since, *id, net_group(c.addr.ip()))),
+                Phase::Up(_) => Some((c.since, *id, net_group(c.addr().ip()))),
                 _ => None,
             })
             .collect();
@@ -1218,7 +1309,7 @@ impl Node {
             }
             Command::Connect(addr) => {
                 self.book.add(addr, Source::Manual, now);
-                let busy = self.conns.values().any(|c| c.listen_addr() == Some(addr) || c.addr == addr);
+                let busy = self.conns.values().any(|c| c.listen_addr() == Some(addr) || c.addr() == addr);
                 if !busy && !self.leaving {
                     self.dial(now, addr);
                 }
@@ -1530,7 +1621,7 @@ impl Node {
             // buffer a few times over).
             let mut busy_addrs = Vec::with_capacity(2 * self.conns.len());
             for c in self.conns.values() {
-                busy_addrs.push(c.addr);
+                busy_addrs.push(c.addr());
                 busy_addrs.extend(c.listen_addr());
             }
             busy_addrs.sort_unstable();
