@@ -411,7 +411,7 @@ impl Conn {
 }
 
 pub struct Node {
-    config: Settings,
+    config: Config,
     keys: Box<dyn Keys>,
     me: PeerId,
     identity: StaticIdentity,
@@ -463,66 +463,6 @@ const HUNGRY_BOOK: usize = 64;
 /// Most dials in flight at once.
 const MAX_PENDING_DIALS: usize = 4;
 
-/// What a node reads of its [`Config`] after `Node::new`, the same fields under the same names:
-/// the bootstrap list, the address book's and the recent chats' limits and the gossip parameters
-/// are handed to their parts when the node is made, and keeping them twice cost a few hundred
-/// bytes in every node of a simulator.
-struct Settings {
-    username: String,
-    listen_port: u16,
-    ttl: u8,
-    repair: bool,
-    announce_presence: bool,
-    max_peers: usize,
-    max_handshaking: usize,
-    max_conns_per_ip: usize,
-    target_peers: usize,
-    max_frame_bytes: usize,
-    tick: Duration,
-    sync_interval: Duration,
-    ping_interval: Duration,
-    stale_after: Duration,
-    handshake_timeout: Duration,
-    exchange_interval: Duration,
-    explore_interval: Duration,
-    announce_interval: Duration,
-    ihave_delay: Duration,
-    ban_duration: Duration,
-    chat_rate: (f64, f64),
-    control_rate: (f64, f64),
-    dials_per_minute: (f64, f64),
-}
-
-impl Settings {
-    fn new(c: Config) -> Settings {
-        Settings {
-            username: c.username,
-            listen_port: c.listen_port,
-            ttl: c.ttl,
-            repair: c.repair,
-            announce_presence: c.announce_presence,
-            max_peers: c.max_peers,
-            max_handshaking: c.max_handshaking,
-            max_conns_per_ip: c.max_conns_per_ip,
-            target_peers: c.target_peers,
-            max_frame_bytes: c.max_frame_bytes,
-            tick: c.tick,
-            sync_interval: c.sync_interval,
-            ping_interval: c.ping_interval,
-            stale_after: c.stale_after,
-            handshake_timeout: c.handshake_timeout,
-            exchange_interval: c.exchange_interval,
-            explore_interval: c.explore_interval,
-            announce_interval: c.announce_interval,
-            ihave_delay: c.ihave_delay,
-            ban_duration: c.ban_duration,
-            chat_rate: c.chat_rate,
-            control_rate: c.control_rate,
-            dials_per_minute: c.dials_per_minute,
-        }
-    }
-}
-
 impl Node {
     /// A node at time `now`; `seed` drives every random choice it makes.
     pub fn new(config: Config, keys: Box<dyn Keys>, seed: u64, now: Time) -> Node {
@@ -564,7 +504,7 @@ impl Node {
             joined: false,
             leaving: false,
             stats: Stats::default(),
-            config: Settings::new(config),
+            config,
         }
     }
 
@@ -579,6 +519,10 @@ impl Node {
 
     pub fn public_key(&self) -> PublicKey {
         self.keys.public_key()
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
     }
 
     pub fn stats(&self) -> &Stats {
