@@ -1,4 +1,7 @@
-//! A small map keyed by connection, for the node's per-input queues.
+//! Small maps keyed by connection, both a `Vec` sorted by connection: `ConnMap` for the node's
+//! per-input queues (filled and drained on nearly every input, so it keeps a little room while in
+//! use and none once empty) and `ConnTable` for its connections and gossip links (long-lived and
+//! looked up on every input, so sized exactly). The two room policies are why there are two types.
 
 use crate::node::ConnId;
 
@@ -107,7 +110,6 @@ impl<V> Default for ConnTable<V> {
 
 impl<V> ConnTable<V> {
     fn find(&self, conn: &ConnId) -> Result<usize, usize> {
-        // Ids grow with time: the newest connections, at the back, are looked up most.
         self.entries.binary_search_by_key(conn, |e| e.0)
     }
 
