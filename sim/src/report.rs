@@ -38,6 +38,8 @@ pub struct Report {
     pub latency_ms_max: f64,
     pub msgs_per_node: f64,
     pub bytes_per_node: f64,
+    /// Established connections a live node has at the end (the overlay's mean degree).
+    pub peers_per_node: f64,
     pub full_peer_set_s: Option<f64>,
     pub converged: bool,
     pub converge_s_after_heal: Option<f64>,
@@ -72,8 +74,10 @@ impl Report {
         let expected = m.sent.len() * live.len();
         let missing = m.missing(&live);
         let mut totals = m.retired;
+        let mut peers = 0;
         for (_, n) in w.live() {
             totals.add(n.stats());
+            peers += n.peer_count();
         }
         let window = Totals { chat_frames_in: totals.chat_frames_in - m.at_fault_start.chat_frames_in, ..totals };
         let rmr =
@@ -130,6 +134,7 @@ impl Report {
             latency_ms_max: latency(1.0),
             msgs_per_node: totals.frames_out as f64 / p.nodes as f64,
             bytes_per_node: totals.bytes_out as f64 / p.nodes as f64,
+            peers_per_node: peers as f64 / live.len().max(1) as f64,
             full_peer_set_s: m.full_peer_set_at.map(|t| t.since(Time::from_millis(T0_MS)).as_secs_f64()),
             converged: converged_at.is_some(),
             converge_s_after_heal: converged_at.map(|t| t.since(w.heal_at).as_secs_f64()),
@@ -204,6 +209,7 @@ impl Report {
                 self.latency_ms_p50, self.latency_ms_p99, self.latency_ms_max
             ),
             format!("  sent per node        {:.0} frames, {:.0} bytes", self.msgs_per_node, self.bytes_per_node),
+            format!("  peers per node       {:.1}", self.peers_per_node),
             format!("  full peer sets after {}", opt(self.full_peer_set_s)),
             format!("  events               {} ({:.0}/s)", self.events, self.events_per_s),
             format!(
