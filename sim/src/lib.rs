@@ -81,7 +81,7 @@ impl Params {
             repair: true,
             joins: true,
             forgeries: 1,
-            target_peers: 8,
+            target_peers: p2p_chat_core::Config::default().target_peers,
             max_peers: p2p_chat_core::Config::default().max_peers,
             bootstrap: 3,
             join_s: 5.0,
