@@ -4,6 +4,7 @@
 
 mod args;
 mod bench;
+mod huge_pages;
 mod keyfile;
 mod session;
 mod store;
@@ -44,7 +45,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let listen = (a.listen_port != 0).then(|| SocketAddr::from(([0, 0, 0, 0], a.listen_port)));
             session::run(a.node, listen, vec![peer])
         }
-        Cmd::Simulate(a) => p2p_chat_sim::run_simulate(&a),
+        Cmd::Simulate(a) => {
+            huge_pages::reexec_with_huge_pages();
+            p2p_chat_sim::run_simulate(&a)
+        }
         Cmd::Bench(a) => bench::run(&a),
     }
 }

@@ -1,0 +1,30 @@
+//! Transparent huge pages for the simulator's heap.
+//!
+//! A large simulation holds gigabytes of small per-node allocations and every event lands on a
+//! random node, so much of its time went to TLB misses; with 2 MiB pages instead of 4 KiB ones
+//! far fewer. glibc's malloc asks the kernel for them only when its `glibc.malloc.hugetlb=1`
+//! tunable is set, and tunables are read once, at startup: so `simulate` executes itself again,
+//! once, with it set. Elsewhere (another libc, another system) this does nothing.
+
+/// Replaces the process with itself under `glibc.malloc.hugetlb=1`, unless the environment already
+/// sets glibc tunables (a second pass, or a user's own choice). Returns only if it did not.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub fn reexec_with_huge_pages() {
+    use std::os::unix::process::CommandExt;
+
+    const TUNABLES: &str = "GLIBC_TUNABLES";
+    if std::env::var_os(TUNABLES).is_some() {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else { return };
+    let mut args = std::env::args_os();
+    let mut cmd = std::process::Command::new(exe);
+    if let Some(arg0) = args.next() {
+        cmd.arg0(arg0);
+    }
+    let err = cmd.args(args).env(TUNABLES, "glibc.malloc.hugetlb=1").exec();
+    tracing::debug!("running without huge pages: could not execute again: {err}");
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn reexec_with_huge_pages() {}
