@@ -16,7 +16,7 @@
 //! on its first frame header, after at most [`MAX_HANDSHAKE_FRAME`] bytes, with a reason that
 //! names what it sent. After the handshake, a [`Session`] carries the frames.
 
-use snow::params::{CipherChoice, DHChoice, HashChoice};
+use snow::params::{CipherChoice, DHChoice, HashChoice, NoiseParams};
 use snow::resolvers::{BoxedCryptoResolver, CryptoResolver};
 use snow::types::{Cipher, Dh, Hash, Random};
 
@@ -26,6 +26,8 @@ use crate::session::Session;
 use crate::wire::{self, Hello, PROTOCOL_VERSION};
 
 const NOISE_PARAMS: &str = "Noise_XX_25519_ChaChaPoly_BLAKE2s";
+/// The cipher named in [`NOISE_PARAMS`], which the session keys are for (a test checks they agree).
+const SESSION_CIPHER: CipherChoice = CipherChoice::ChaChaPoly;
 /// Mixed into the handshake hash: both sides must agree they run this protocol.
 const PROLOGUE: &[u8] = b"p2p-chat/noise/v2";
 /// What the identity key signs: this, then the Noise static public key.
@@ -66,15 +68,19 @@ fn noise_error(e: snow::Error) -> HandshakeError {
 pub struct StaticIdentity {
     private: Vec<u8>,
     binding: Signature,
+    /// [`NOISE_PARAMS`], parsed once per run too: parsing it for every handshake was 0.7% of the
+    /// simulator's instructions.
+    params: NoiseParams,
 }
 
 impl StaticIdentity {
     pub fn new(keys: &dyn Keys, rng: &mut Rng) -> StaticIdentity {
-        let builder = builder(keys, rng);
+        let params: NoiseParams = NOISE_PARAMS.parse().expect("valid Noise parameters");
+        let builder = builder(keys, &params, rng);
         // Fails only if the resolver lacks X25519, which `Keys::transport_crypto` must provide.
         let pair = builder.generate_keypair().expect("the transport crypto provides X25519");
         let binding = keys.sign(&binding_message(&pair.public));
-        StaticIdentity { private: pair.private, binding }
+        StaticIdentity { private: pair.private, binding, params }
     }
 }
 
@@ -83,10 +89,9 @@ fn binding_message(static_key: &[u8]) -> Vec<u8> {
 }
 
 /// Noise with the caller's primitives and the node's seeded RNG, so a handshake replays exactly.
-pub(crate) fn builder<'a>(keys: &dyn Keys, rng: &mut Rng) -> snow::Builder<'a> {
-    let params = NOISE_PARAMS.parse().expect("valid Noise parameters");
+pub(crate) fn builder<'a>(keys: &dyn Keys, params: &NoiseParams, rng: &mut Rng) -> snow::Builder<'a> {
     let resolver = Seeded { rng: rng.bytes(), inner: keys.transport_crypto() };
-    snow::Builder::with_resolver(params, Box::new(resolver))
+    snow::Builder::with_resolver(params.clone(), Box::new(resolver))
 }
 
 struct Seeded {
@@ -189,7 +194,7 @@ impl Handshake {
         listen_port: u16,
         initiator: bool,
     ) -> Handshake {
-        let b = builder(keys, rng)
+        let b = builder(keys, &me.params, rng)
             .local_private_key(&me.private)
             .and_then(|b| b.prologue(PROLOGUE))
             .expect("a fresh builder takes a key and a prologue");
@@ -305,11 +310,10 @@ impl Handshake {
         let (initiator_key, responder_key) = noise.dangerously_get_raw_split();
         let (send_key, recv_key) =
             if noise.is_initiator() { (initiator_key, responder_key) } else { (responder_key, initiator_key) };
-        let params: snow::params::NoiseParams = NOISE_PARAMS.parse().expect("valid Noise parameters");
         let resolver = keys.transport_crypto();
         let cipher = |key: &[u8; 32]| {
             let mut c =
-                resolver.resolve_cipher(&params.cipher).ok_or(snow::Error::Init(snow::error::InitStage::GetCipherImpl));
+                resolver.resolve_cipher(&SESSION_CIPHER).ok_or(snow::Error::Init(snow::error::InitStage::GetCipherImpl));
             if let Ok(c) = c.as_mut() {
                 c.set(key);
             }
@@ -450,6 +454,11 @@ mod tests {
         let mut h = Handshake::accept(&b.keys, &b.me, &mut rng, "bob", 2);
         assert!(matches!(h.handle(&b.keys, &[0xff; 3]), Ok(Progress::Continue(_))));
         assert!(matches!(h.handle(&b.keys, &[0xff; 3]), Err(HandshakeError::NotP2pChat(_))));
+    }
+
+    #[test]
+    fn the_session_cipher_is_the_handshake_s() {
+        assert_eq!(NOISE_PARAMS.parse::<NoiseParams>().unwrap().cipher, SESSION_CIPHER);
     }
 
     #[test]
