@@ -1143,7 +1143,7 @@ impl Node {
             let keep_new = if other_dir == direction { false } else { dialer_of(direction) < dialer_of(other_dir) };
             if let Some(a) = listen_addr {
                 self.book.add(a, Source::Inbound, now);
-                self.book.on_connected(&a, peer, now);
+                self.book.on_connected(&a, hello.public_key, now);
             }
             if keep_new {
                 self.close(now, other, "duplicate connection", false);
@@ -1158,7 +1158,7 @@ impl Node {
         c.since = now;
         if let Some(a) = listen_addr {
             self.book.add(a, Source::Inbound, now);
-            self.book.on_connected(&a, peer, now);
+            self.book.on_connected(&a, hello.public_key, now);
         }
         let extra = self.peer_count() > self.config.target_peers;
         if !self.gossip.on_peer_up(conn, extra) && self.config.repair {
@@ -1569,11 +1569,11 @@ impl Node {
                 busy_addrs.extend(c.listen_addr());
             }
             busy_addrs.sort_unstable();
-            // The connected peers' ids (a SHA-256 each) only once a candidate with a known peer
-            // gets past the address check: most rounds need none.
+            // The connected peers' keys only once a candidate with a known peer gets past the
+            // address check: most rounds need none.
             let conns = &self.conns;
-            let mut up_peers: Option<Vec<PeerId>> = None;
-            let busy = |a: &SocketAddr, peer: Option<&PeerId>| {
+            let mut up_peers: Option<Vec<PublicKey>> = None;
+            let busy = |a: &SocketAddr, peer: Option<&PublicKey>| {
                 if busy_addrs.binary_search(a).is_ok() {
                     return true;
                 }
@@ -1582,7 +1582,7 @@ impl Node {
                     let mut up = Vec::with_capacity(conns.len());
                     for c in conns.values() {
                         if let Phase::Up(u) = &c.phase {
-                            up.push(u.public_key.peer_id());
+                            up.push(u.public_key);
                         }
                     }
                     up.sort_unstable();
