@@ -136,7 +136,7 @@ enum Step {
 pub struct Handshake {
     noise: Option<snow::HandshakeState>,
     step: Step,
-    /// Our `Hello`, sent as the payload of our message that carries `s`.
+    /// Our `Hello`, sent as the payload of our message that carries `s` (taken then: it goes once).
     hello: Vec<u8>,
     /// At most one partial handshake frame.
     buf: Vec<u8>,
@@ -242,7 +242,7 @@ impl Handshake {
                 if !self.buf.is_empty() {
                     return Err(HandshakeError::OutOfTurn);
                 }
-                let hello = self.hello.clone();
+                let hello = std::mem::take(&mut self.hello);
                 let send = self.write(&hello)?;
                 self.step = Step::AcceptorAwaitsLast;
                 Ok(Progress::Continue(send))
@@ -252,7 +252,7 @@ impl Handshake {
                     return Err(HandshakeError::OutOfTurn);
                 }
                 let hello = self.check(keys, &payload)?;
-                let mine = self.hello.clone();
+                let mine = std::mem::take(&mut self.hello);
                 let send = self.write(&mine)?;
                 self.finish(keys, hello, send)
             }
@@ -293,8 +293,8 @@ impl Handshake {
         if hello.username.len() > crate::chat::MAX_USERNAME_BYTES {
             return Err(HandshakeError::UsernameTooLong(crate::chat::MAX_USERNAME_BYTES));
         }
-        let remote_static = self.noise().get_remote_static().ok_or(HandshakeError::BadBinding)?.to_vec();
-        if !keys.verify(&hello.public_key, &binding_message(&remote_static), &hello.binding) {
+        let signed = binding_message(self.noise().get_remote_static().ok_or(HandshakeError::BadBinding)?);
+        if !keys.verify(&hello.public_key, &signed, &hello.binding) {
             return Err(HandshakeError::BadBinding);
         }
         Ok(hello)
