@@ -503,12 +503,13 @@ impl AddressBook {
     }
 
     /// Addresses to share in a `PeerResponse`: ones we have reached, at most `n`, random (a
-    /// reservoir sample, so nothing but the answer is allocated).
+    /// reservoir sample, so nothing but the answer is allocated, and that once: a book that
+    /// answers usually fills it).
     pub fn sample_for_exchange(&self, n: usize, rng: &mut Rng, now: Time) -> Vec<SocketAddr> {
-        let mut out = Vec::new();
         if n == 0 {
-            return out;
+            return Vec::new();
         }
+        let mut out = Vec::with_capacity(n.min(self.len()));
         let mut seen = 0usize;
         let mut offer = |a: SocketAddr| {
             if out.len() < n {
