@@ -1390,18 +1390,18 @@ impl Node {
     ) {
         let batched = |c: ConnId| self.ihave.contains(c);
         let targets = self.gossip.targets(&mut self.rng, from, ttl, holders, batched);
-        if !targets.eager.is_empty() {
+        if !targets.eager().is_empty() {
             // Every eager neighbour gets the same bytes: encode once.
             let frame =
                 wire::encode(&Message::Chat { ttl: ttl.saturating_sub(1), hops: next_hops, chat: chat.clone() });
-            for conn in targets.eager {
+            for &conn in targets.eager() {
                 self.send_encoded(conn, &frame);
                 if from.is_some() {
                     self.stats.chats_relayed += 1;
                 }
             }
         }
-        for conn in targets.lazy {
+        for &conn in targets.lazy() {
             self.ihave.entry(conn).push(chat.id);
             self.ihave_due.get_or_insert(now + self.config.ihave_delay);
         }
