@@ -395,7 +395,8 @@ impl AddressBook {
     /// Addresses worth dialing now, at most `n`: those that failed least first, random among
     /// equals. (Preferring addresses that worked before would keep a newcomer redialing full
     /// bootstrap nodes instead of the peers they referred it to.) `skip` sees each address ready
-    /// to dial and the identity key it last answered with.
+    /// to dial, in address order (the node's check relies on it), and the identity key it last
+    /// answered with.
     ///
     /// One pass, keeping only the best `n`: each ready address gets a random draw, and the `n`
     /// smallest (failures, draw) win, which is a uniform random order among equals.
@@ -656,6 +657,22 @@ mod tests {
         b.on_dial(&addr(3), now);
         assert_eq!(b.dial_candidates(now, 10, &mut rng, |_, _| false), vec![addr(4)]);
         assert!(b.dial_candidates(now, 10, &mut rng, |a, _| *a == addr(4)).is_empty());
+    }
+
+    #[test]
+    fn candidates_are_offered_in_address_order() {
+        let mut b = AddressBook::new(16, Duration::from_millis(500), Duration::from_secs(60));
+        let mut rng = Rng::new(3);
+        let v6 = SocketAddr::from(([0, 0, 0, 0, 0, 0, 0, 1], 1));
+        for a in [addr(7), v6, addr(2), addr(300), addr(5)] {
+            b.add(a, Source::Exchange, Time::ZERO);
+        }
+        let mut seen = Vec::new();
+        let _ = b.dial_candidates(Time::ZERO, 2, &mut rng, |a, _| {
+            seen.push(*a);
+            false
+        });
+        assert_eq!(seen, vec![addr(2), addr(5), addr(7), addr(300), v6]);
     }
 
     #[test]

@@ -1573,8 +1573,14 @@ impl Node {
             // address check: most rounds need none.
             let conns = &self.conns;
             let mut up_peers: Option<Vec<PublicKey>> = None;
+            // The book offers candidates in address order, so one walk along the sorted list
+            // answers them all, where a binary search each was a third of the dial round.
+            let mut busy_rest = &busy_addrs[..];
             let busy = |a: &SocketAddr, peer: Option<&PublicKey>| {
-                if busy_addrs.binary_search(a).is_ok() {
+                while busy_rest.first().is_some_and(|b| b < a) {
+                    busy_rest = &busy_rest[1..];
+                }
+                if busy_rest.first() == Some(a) {
                     return true;
                 }
                 let Some(p) = peer else { return false };
