@@ -312,8 +312,9 @@ impl Handshake {
             if noise.is_initiator() { (initiator_key, responder_key) } else { (responder_key, initiator_key) };
         let resolver = keys.transport_crypto();
         let cipher = |key: &[u8; 32]| {
-            let mut c =
-                resolver.resolve_cipher(&SESSION_CIPHER).ok_or(snow::Error::Init(snow::error::InitStage::GetCipherImpl));
+            let mut c = resolver
+                .resolve_cipher(&SESSION_CIPHER)
+                .ok_or(snow::Error::Init(snow::error::InitStage::GetCipherImpl));
             if let Ok(c) = c.as_mut() {
                 c.set(key);
             }
