@@ -303,8 +303,8 @@ mod tests {
         let keys = Ed25519Keys::from_seed(1);
         let mut rng = Rng::new(1);
         let (ki, kr) = ([1u8; 32], [2u8; 32]);
-        let mut i = builder(&keys, &params, &mut rng).local_private_key(&ki).unwrap().build_initiator().unwrap();
-        let mut r = builder(&keys, &params, &mut rng).local_private_key(&kr).unwrap().build_responder().unwrap();
+        let mut i = builder(&keys, &mut rng).local_private_key(&ki).unwrap().build_initiator().unwrap();
+        let mut r = builder(&keys, &mut rng).local_private_key(&kr).unwrap().build_responder().unwrap();
         let (mut buf, mut msg) = ([0u8; 1024], [0u8; 1024]);
         for turn in 0..3 {
             let (from, to) = if turn % 2 == 0 { (&mut i, &mut r) } else { (&mut r, &mut i) };
