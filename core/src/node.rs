@@ -1148,7 +1148,7 @@ impl Node {
             let keep_new = if other_dir == direction { false } else { dialer_of(direction) < dialer_of(other_dir) };
             if let Some(a) = listen_addr {
                 self.book.add(a, Source::Inbound, now);
-                self.book.on_connected(&a, peer, now);
+                self.book.on_connected(&a, hello.public_key, now);
             }
             if keep_new {
                 self.close(now, other, "duplicate connection", false);
@@ -1163,7 +1163,7 @@ impl Node {
         c.since = now;
         if let Some(a) = listen_addr {
             self.book.add(a, Source::Inbound, now);
-            self.book.on_connected(&a, peer, now);
+            self.book.on_connected(&a, hello.public_key, now);
         }
         let extra = self.peer_count() > self.config.target_peers;
         if !self.gossip.on_peer_up(conn, extra) && self.config.repair {
@@ -1395,18 +1395,18 @@ impl Node {
     ) {
         let batched = |c: ConnId| self.ihave.contains(c);
         let targets = self.gossip.targets(&mut self.rng, from, ttl, holders, batched);
-        if !targets.eager.is_empty() {
+        if !targets.eager().is_empty() {
             // Every eager neighbour gets the same bytes: encode once.
             let frame =
                 wire::encode(&Message::Chat { ttl: ttl.saturating_sub(1), hops: next_hops, chat: chat.clone() });
-            for conn in targets.eager {
+            for &conn in targets.eager() {
                 self.send_encoded(conn, &frame);
                 if from.is_some() {
                     self.stats.chats_relayed += 1;
                 }
             }
         }
-        for conn in targets.lazy {
+        for &conn in targets.lazy() {
             self.ihave.entry(conn).push(chat.id);
             self.ihave_due.get_or_insert(now + self.config.ihave_delay);
         }
@@ -1574,12 +1574,18 @@ impl Node {
                 busy_addrs.extend(c.listen_addr());
             }
             busy_addrs.sort_unstable();
-            // The connected peers' ids (a SHA-256 each) only once a candidate with a known peer
-            // gets past the address check: most rounds need none.
+            // The connected peers' keys only once a candidate with a known peer gets past the
+            // address check: most rounds need none.
             let conns = &self.conns;
-            let mut up_peers: Option<Vec<PeerId>> = None;
-            let busy = |a: &SocketAddr, peer: Option<&PeerId>| {
-                if busy_addrs.binary_search(a).is_ok() {
+            let mut up_peers: Option<Vec<PublicKey>> = None;
+            // The book offers candidates in address order, so one walk along the sorted list
+            // answers them all, where a binary search each was a third of the dial round.
+            let mut busy_rest = &busy_addrs[..];
+            let busy = |a: &SocketAddr, peer: Option<&PublicKey>| {
+                while busy_rest.first().is_some_and(|b| b < a) {
+                    busy_rest = &busy_rest[1..];
+                }
+                if busy_rest.first() == Some(a) {
                     return true;
                 }
                 let Some(p) = peer else { return false };
@@ -1587,7 +1593,7 @@ impl Node {
                     let mut up = Vec::with_capacity(conns.len());
                     for c in conns.values() {
                         if let Phase::Up(u) = &c.phase {
-                            up.push(u.public_key.peer_id());
+                            up.push(u.public_key);
                         }
                     }
                     up.sort_unstable();

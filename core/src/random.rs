@@ -54,6 +54,10 @@ impl Rng {
     }
 
     /// ChaCha with 8 rounds: block `counter` of the stream.
+    ///
+    /// Kept out of line: one word in sixteen needs it, and inlined into `word` its sixteen live
+    /// words made every call save and restore registers, which cost more than the block itself.
+    #[inline(never)]
     fn refill(&mut self) {
         let k = &self.key;
         let input = [
