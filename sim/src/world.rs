@@ -259,17 +259,10 @@ impl Bufs {
     }
 }
 
-/// What the world keeps of a node besides the `Node` itself: what nearly every event reads before
-/// and after the node handles it (is this incarnation still the live one, which link, is a wake
-/// already scheduled). Kept apart from the `Node`s, 48 bytes a node in one dense table, because a
-/// `Node` is over a kilobyte and at 100,000 nodes each event lands on a random one: fields kept
-/// beside it were a cache miss apiece, and the links' own table one more.
 struct Slot {
-    /// The open connections of the current incarnation (a crash removes them all), sorted by
-    /// `ConnId`: iterating nodes then this gives a fixed order.
-    links: Vec<(Cid, Link)>,
-    wake_at: Option<Time>,
+    node: Option<Node>,
     inc: u32,
+    wake_at: Option<Time>,
     group: u8,
     /// Scheduled to crash during the fault phase (never chooses to send).
     crashes: bool,
@@ -294,11 +287,12 @@ impl Link {
 
 pub struct World {
     p: Params,
-    /// Per node, its `Node` while it runs.
-    nodes: Vec<Option<Node>>,
     slots: Vec<Slot>,
     queue: Queue,
     seq: u64,
+    /// Per node, the open connections of its current incarnation (a crash removes them all),
+    /// sorted by `ConnId`: iterating nodes then this gives a fixed order.
+    links: Vec<Vec<(Cid, Link)>>,
     bufs: Bufs,
     rng: Rng,
     pub now: Time,
@@ -324,7 +318,7 @@ impl World {
         let crashing: Vec<usize> =
             order.into_iter().filter(|&i| i >= p.bootstrap || n <= p.bootstrap).take(crash_n).collect();
         let mut slots: Vec<Slot> =
-            (0..n).map(|_| Slot { links: Vec::new(), wake_at: None, inc: 0, group: 0, crashes: false }).collect();
+            (0..n).map(|_| Slot { node: None, inc: 0, wake_at: None, group: 0, crashes: false }).collect();
         for &i in &crashing {
             slots[i].crashes = true;
         }
@@ -339,10 +333,10 @@ impl World {
         let mut w = World {
             metrics: Metrics::new(n),
             p,
-            nodes: (0..n).map(|_| None).collect(),
             slots,
             queue: Queue::new(t0.as_micros()),
             seq: 0,
+            links: vec![Vec::new(); n],
             bufs: Bufs::default(),
             rng,
             now: t0,
@@ -384,27 +378,27 @@ impl World {
         self.queue.push(at, self.seq, ev);
     }
 
-    /// Where `(n, inc, conn)`'s link is in `slots[n].links`, if it is open.
+    /// Where `(n, inc, conn)`'s link is in `links[n]`, if it is open.
     fn find(&self, n: usize, inc: u32, conn: Cid) -> Option<usize> {
         if self.slots[n].inc != inc {
             return None;
         }
-        self.slots[n].links.binary_search_by_key(&conn, |(c, _)| *c).ok()
+        self.links[n].binary_search_by_key(&conn, |(c, _)| *c).ok()
     }
 
     fn link_mut(&mut self, n: usize, inc: u32, conn: Cid) -> Option<&mut Link> {
         let k = self.find(n, inc, conn)?;
-        Some(&mut self.slots[n].links[k].1)
+        Some(&mut self.links[n][k].1)
     }
 
     fn remove_link(&mut self, n: usize, inc: u32, conn: Cid) -> Option<Link> {
         let k = self.find(n, inc, conn)?;
-        Some(self.slots[n].links.remove(k).1)
+        Some(self.links[n].remove(k).1)
     }
 
     /// Only ever for a node's current incarnation (`accept` checks both ends are alive).
     fn insert_link(&mut self, n: usize, conn: Cid, l: Link) {
-        let v = &mut self.slots[n].links;
+        let v = &mut self.links[n];
         match v.binary_search_by_key(&conn, |(c, _)| *c) {
             Ok(k) => v[k].1 = l,
             Err(k) => {
@@ -448,7 +442,7 @@ impl World {
     }
 
     pub fn live(&self) -> impl Iterator<Item = (usize, &Node)> {
-        self.nodes.iter().enumerate().filter_map(|(i, n)| n.as_ref().map(|n| (i, n)))
+        self.slots.iter().enumerate().filter_map(|(i, s)| s.node.as_ref().map(|n| (i, n)))
     }
 
     /// Runs events up to `until`, calling `progress` about once per virtual second.
@@ -479,7 +473,7 @@ impl World {
                     self.p.seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ ((self.slots[i].inc as u64) << 48);
                 let mut node = Node::new(self.config(i), self.keys(i), seed, now);
                 node.share_chats(Box::new(self.chats.clone()));
-                self.nodes[i] = Some(node);
+                self.slots[i].node = Some(node);
                 self.slots[i].wake_at = None;
                 self.metrics.restarted(i);
                 self.after_input(i);
@@ -540,9 +534,9 @@ impl World {
                 }
                 self.partitioned = true;
                 let mut cross: Vec<(usize, u32, Cid)> = Vec::new();
-                for (n, s) in self.slots.iter().enumerate() {
-                    let (inc, group) = (s.inc, s.group);
-                    for (c, l) in &s.links {
+                for (n, links) in self.links.iter().enumerate() {
+                    let (inc, group) = (self.slots[n].inc, self.slots[n].group);
+                    for (c, l) in links {
                         if group != self.slots[l.peer as usize].group {
                             cross.push((n, inc, *c));
                         }
@@ -556,7 +550,7 @@ impl World {
                 self.partitioned = false;
                 self.lossy = false;
                 for i in 0..self.slots.len() {
-                    if self.nodes[i].is_none() {
+                    if self.slots[i].node.is_none() {
                         self.slots[i].inc += 1;
                         self.push(now, Ev::Start(i as u32));
                     }
@@ -576,7 +570,7 @@ impl World {
 
     fn input(&mut self, i: usize, input: Input<'_>) {
         let now = self.now;
-        if let Some(n) = self.nodes[i].as_mut() {
+        if let Some(n) = self.slots[i].node.as_mut() {
             n.handle_input(now, input);
             self.after_input(i);
         }
@@ -587,7 +581,7 @@ impl World {
         let cut = self.partitioned && self.slots[to].group != self.slots[from].group;
         let remote = SocketAddr::from(([10, (from >> 16) as u8, (from >> 8) as u8, from as u8], 40_000));
         let dialer_alive = self.slots[from].inc == from_inc;
-        let accepted = match self.nodes[to].as_mut() {
+        let accepted = match self.slots[to].node.as_mut() {
             Some(n) if !cut && dialer_alive => n.accept(now, remote).map(Cid::of),
             _ => None,
         };
@@ -642,23 +636,23 @@ impl World {
     }
 
     fn crash(&mut self, i: usize) {
-        let Some(node) = self.nodes[i].take() else { return };
+        let Some(node) = self.slots[i].node.take() else { return };
         self.metrics.retire(node.stats());
         // In `ConnId` order; the emptied Vec keeps its capacity for the restart.
-        let mut mine = std::mem::take(&mut self.slots[i].links);
+        let mut mine = std::mem::take(&mut self.links[i]);
         for &(_, l) in &mine {
             let at = self.now + l.base();
             self.push(at, Ev::Closed { node: l.peer, inc: l.peer_inc, conn: l.peer_conn });
         }
         mine.clear();
-        self.slots[i].links = mine;
+        self.links[i] = mine;
         self.slots[i].inc += 1;
         self.metrics.crashed(i);
     }
 
     /// A malicious neighbour injects a chat it altered after signing: it must never be delivered.
     fn forge(&mut self, i: usize) {
-        let Some(node) = self.nodes[i].as_ref() else { return };
+        let Some(node) = self.slots[i].node.as_ref() else { return };
         let Some(conn) = node.peers().first().map(|p| p.conn) else { return };
         let inc = self.slots[i].inc;
         let victim = self.keys((i + 1) % self.p.nodes);
@@ -675,7 +669,7 @@ impl World {
     fn after_input(&mut self, i: usize) {
         let now = self.now;
         loop {
-            let Some(node) = self.nodes[i].as_mut() else { return };
+            let Some(node) = self.slots[i].node.as_mut() else { return };
             let Some(out) = node.poll_output() else { break };
             match out {
                 Output::Transmit { conn, bytes } => self.transmit(i, conn, bytes),
@@ -702,7 +696,7 @@ impl World {
             }
         }
         let s = &mut self.slots[i];
-        if let Some((t, _)) = self.nodes[i].as_ref().and_then(|n| n.poll_timeout()) {
+        if let Some((t, _)) = s.node.as_ref().and_then(|n| n.poll_timeout()) {
             if s.wake_at != Some(t) {
                 s.wake_at = Some(t);
                 let inc = s.inc;
@@ -726,7 +720,7 @@ impl World {
     fn transmit(&mut self, i: usize, conn: ConnId, bytes: Vec<u8>) {
         let (inc, conn) = (self.slots[i].inc, Cid::of(conn));
         let Some(k) = self.find(i, inc, conn) else { return };
-        let l = self.slots[i].links[k].1;
+        let l = self.links[i][k].1;
         if l.clock == Time::MAX {
             return; // being reset
         }
@@ -758,7 +752,7 @@ impl World {
         let clock = l.clock.max(at);
         let buf = self.bufs.add(bytes, cuts);
         self.push(clock, Ev::Bytes { node: l.peer, inc: l.peer_inc, conn: l.peer_conn, buf });
-        self.slots[i].links[k].1.clock = clock;
+        self.links[i][k].1.clock = clock;
     }
 
     pub fn node_count(&self) -> usize {
@@ -766,6 +760,6 @@ impl World {
     }
 
     pub fn is_live(&self, i: usize) -> bool {
-        self.nodes[i].is_some()
+        self.slots[i].node.is_some()
     }
 }
