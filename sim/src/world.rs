@@ -134,7 +134,7 @@ impl Ord for Entry {
 struct Queue {
     last: u64,
     current: std::collections::VecDeque<Timed>,
-    buckets: Vec<Vec<Timed>>,
+    buckets: [Vec<Timed>; 65],
     /// The earliest time in each bucket (`u64::MAX` in an empty one), kept up as events come in so
     /// that a refill reads its bucket once: finding the earliest first was a second pass over a
     /// bucket that can hold thousands of events, more than the L1 cache, which missed as often as
@@ -150,7 +150,7 @@ impl Queue {
         Queue {
             last,
             current: Default::default(),
-            buckets: (0..=64).map(|_| Vec::new()).collect(),
+            buckets: std::array::from_fn(|_| Vec::new()),
             earliest: [u64::MAX; 65],
             nonempty: 0,
             past: BinaryHeap::new(),
