@@ -38,11 +38,18 @@ fn hash(round: u64, a: &[u8], b: &[u8]) -> u64 {
     h.finish()
 }
 
-/// One pass of the keyed hash over the message, spread over the 64 bytes: a chat is checked by
-/// every node that receives it, and 64 bits of the message are all a stand-in needs to catch an
-/// alteration, so hashing it once per 8 bytes of signature would be wasted.
+/// One pass of the stand-in hash over the key and the message, spread over the 64 bytes: a chat is
+/// checked by every node that receives it, and 64 bits of the message are all a stand-in needs to
+/// catch an alteration, so hashing it once per 8 bytes of signature would be wasted. `CheapHash`
+/// rather than `hash`: SipHash cost four times as much per byte, on every chat every node receives.
 fn mac(public: &PublicKey, msg: &[u8]) -> Signature {
-    let h = hash(0, &public.0, msg);
+    let mut hasher = CheapHash::default();
+    hasher.input(&public.0);
+    hasher.input(msg);
+    let mut digest = [0u8; 32];
+    hasher.result(&mut digest);
+    // The digest's last word is the one that depends on every lane.
+    let h = u64::from_le_bytes(digest[24..].try_into().expect("8 bytes"));
     let mut sig = [0u8; 64];
     for (i, chunk) in sig.chunks_mut(8).enumerate() {
         chunk.copy_from_slice(&spread(h.wrapping_add(MIX.wrapping_mul(i as u64))).to_le_bytes());
@@ -146,15 +153,13 @@ impl CheapHash {
         let lane = &mut self.lanes[(self.len / 8 % 4) as usize];
         *lane = (*lane ^ word).wrapping_mul(MIX).rotate_left(29);
     }
+}
 
-    fn push_byte(&mut self, b: u8) {
-        self.pending |= u64::from(b) << (8 * (self.len % 8));
-        if self.len % 8 == 7 {
-            let word = std::mem::take(&mut self.pending);
-            self.mix(word);
-        }
-        self.len += 1;
-    }
+/// Up to 8 bytes as a little-endian word.
+fn le_word(bytes: &[u8]) -> u64 {
+    let mut word = [0u8; 8];
+    word[..bytes.len()].copy_from_slice(bytes);
+    u64::from_le_bytes(word)
 }
 
 impl Hash for CheapHash {
@@ -171,12 +176,20 @@ impl Hash for CheapHash {
         *self = CheapHash::default();
     }
     fn input(&mut self, mut data: &[u8]) {
-        // Complete a word left partial by the last call, then take whole words.
-        let head = data.len().min((self.len.wrapping_neg() % 8) as usize);
-        for &b in &data[..head] {
-            self.push_byte(b);
+        // Complete a word left partial by the last call, then take whole words, then keep the rest
+        // for the next call. A handshake hashes many short pieces (keys, a length, a tag byte), so
+        // the partial words are taken whole rather than byte by byte.
+        let filled = (self.len % 8) as usize;
+        if filled > 0 {
+            let take = data.len().min(8 - filled);
+            self.pending |= le_word(&data[..take]) << (8 * filled);
+            data = &data[take..];
+            if filled + take == 8 {
+                let word = std::mem::take(&mut self.pending);
+                self.mix(word);
+            }
+            self.len += take as u64;
         }
-        data = &data[head..];
         // Every handshake hashes a few kilobytes (HMAC pads, keys): the lane is carried along
         // rather than derived from `len` at every word.
         let mut words = data.chunks_exact(8);
@@ -186,10 +199,12 @@ impl Hash for CheapHash {
             self.lanes[lane] = (self.lanes[lane] ^ word).wrapping_mul(MIX).rotate_left(29);
             lane = (lane + 1) % 4;
         }
-        self.len += (data.len() - words.remainder().len()) as u64;
-        for &b in words.remainder() {
-            self.push_byte(b);
-        }
+        let rest = words.remainder();
+        self.len += (data.len() - rest.len()) as u64;
+        // Nothing is pending unless all of `data` went into completing the partial word, when
+        // `rest` is empty.
+        self.pending |= le_word(rest);
+        self.len += rest.len() as u64;
     }
     fn result(&mut self, out: &mut [u8]) {
         let (pending, len) = (self.pending, self.len);
@@ -200,6 +215,33 @@ impl Hash for CheapHash {
             chunk.copy_from_slice(&(acc ^ (acc >> 31)).to_le_bytes());
         }
         self.reset();
+    }
+    /// Snow's HKDF is two or three HMACs, each hashing two 64-byte pads besides its input: a dozen
+    /// passes of the hash per key derivation, a few key derivations per handshake. A stand-in needs
+    /// only outputs that differ from each other and from those of any other input, which one pass
+    /// over the chaining key and the input key material, spread once per output, gives.
+    fn hkdf(
+        &mut self,
+        chaining_key: &[u8],
+        input_key_material: &[u8],
+        outputs: usize,
+        out1: &mut [u8],
+        out2: &mut [u8],
+        out3: &mut [u8],
+    ) {
+        self.reset();
+        self.input(&(chaining_key.len() as u64).to_le_bytes());
+        self.input(chaining_key);
+        self.input(input_key_material);
+        let mut digest = [0u8; 32];
+        self.result(&mut digest);
+        for (n, out) in [out1, out2, out3].into_iter().take(outputs).enumerate() {
+            let salt = MIX.wrapping_mul(n as u64 + 1);
+            for (o, d) in out[..32].chunks_mut(8).zip(digest.chunks(8)) {
+                let word = u64::from_le_bytes(d.try_into().expect("chunks of 8"));
+                o.copy_from_slice(&spread(word ^ salt).to_le_bytes());
+            }
+        }
     }
 }
 
@@ -261,5 +303,20 @@ mod tests {
         assert_ne!(whole, digest(&[&altered]));
         assert_ne!(whole, digest(&[&data[..99]]));
         assert_eq!(whole, digest(&[&data]), "result resets the state");
+    }
+
+    #[test]
+    fn cheap_hkdf_outputs_differ() {
+        let derive = |ck: &[u8], ikm: &[u8]| {
+            let mut out = [[0u8; 64]; 3];
+            let [a, b, c] = &mut out;
+            CheapHash::default().hkdf(ck, ikm, 3, a, b, c);
+            out
+        };
+        let out = derive(&[1; 32], b"key material");
+        assert_ne!(out[0], out[1]);
+        assert_ne!(out[1], out[2]);
+        assert_ne!(out, derive(&[1; 32], b"key materiaL"));
+        assert_ne!(out, derive(&[2; 32], b"key material"));
     }
 }
