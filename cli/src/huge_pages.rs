@@ -4,7 +4,9 @@
 //! random node, so much of its time went to TLB misses; with 2 MiB pages instead of 4 KiB ones
 //! far fewer. glibc's malloc asks the kernel for them only when its `glibc.malloc.hugetlb=1`
 //! tunable is set, and tunables are read once, at startup: so `simulate` executes itself again,
-//! once, with it set. Elsewhere (another libc, another system) this does nothing.
+//! once, with it set. Elsewhere (another libc, another system) this does nothing. A profiler that
+//! follows only the process it started (valgrind, for one) needs `GLIBC_TUNABLES` set to
+//! something, `glibc.malloc.hugetlb=0` say, or it sees only the first, short-lived process.
 
 /// Replaces the process with itself under `glibc.malloc.hugetlb=1`, unless the environment already
 /// sets glibc tunables (a second pass, or a user's own choice). Returns only if it did not.
