@@ -16,7 +16,7 @@ use crate::dedup::{Dedup, Verdict};
 use crate::gossip::{Gossip, Requested};
 use crate::handshake::{Handshake, HandshakeError, Progress, StaticIdentity};
 use crate::identity::{Keys, PeerId, PublicKey};
-use crate::membership::{AddressBook, Penalty, Source, BAN_SCORE, MAX_SCORE};
+use crate::membership::{AddressBook, KeyTag, Penalty, Source, BAN_SCORE, MAX_SCORE};
 use crate::random::Rng;
 use crate::rate::Tokens;
 use crate::session::{self, Session};
@@ -1577,11 +1577,11 @@ impl Node {
             // The connected peers' keys only once a candidate with a known peer gets past the
             // address check: most rounds need none.
             let conns = &self.conns;
-            let mut up_peers: Option<Vec<PublicKey>> = None;
+            let mut up_peers: Option<Vec<KeyTag>> = None;
             // The book offers candidates in address order, so one walk along the sorted list
             // answers them all, where a binary search each was a third of the dial round.
             let mut busy_rest = &busy_addrs[..];
-            let busy = |a: &SocketAddr, peer: Option<&PublicKey>| {
+            let busy = |a: &SocketAddr, peer: Option<KeyTag>| {
                 while busy_rest.first().is_some_and(|b| b < a) {
                     busy_rest = &busy_rest[1..];
                 }
@@ -1593,13 +1593,13 @@ impl Node {
                     let mut up = Vec::with_capacity(conns.len());
                     for c in conns.values() {
                         if let Phase::Up(u) = &c.phase {
-                            up.push(u.public_key);
+                            up.push(KeyTag::of(&u.public_key));
                         }
                     }
                     up.sort_unstable();
                     up
                 });
-                up.binary_search(p).is_ok()
+                up.binary_search(&p).is_ok()
             };
             for addr in self.book.dial_candidates(now, n, &mut self.rng, busy) {
                 let (per_minute, burst) = self.config.dials_per_minute;
