@@ -14,8 +14,8 @@
 //! The book is sized for a simulator running a hundred thousand nodes: an IPv4 address costs 12
 //! bytes (address, failures, flags, next attempt) in a vector sorted by address, so lookups are a
 //! binary search and iteration is in address order, the same on every run. The rare extras (the
-//! identity key an address answered with, a ban, a next attempt too far off) live in small side
-//! tables, flagged in the entry.
+//! first 8 bytes of the identity key an address answered with, a ban, a next attempt too far off)
+//! live in small side tables, flagged in the entry.
 
 use core::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::time::Duration;
