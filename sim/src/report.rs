@@ -1,14 +1,19 @@
 //! A run's figures, and how they are shown: a table, one JSON object, an SVG plot.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::metrics::{quantile_rank, Delivery, Totals};
+use crate::metrics::{ms, quantile_rank, Times, Totals};
 use crate::world::{World, T0_MS};
 use crate::Params;
 use p2p_chat_core::Time;
+
+/// Chats the plot draws, a line each: more only thicken the blur.
+const PLOTTED: usize = 200;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -51,10 +56,9 @@ pub struct Report {
     /// Hash of everything the run decided, for `--check-determinism`.
     #[serde(skip)]
     pub fingerprint: u64,
-    /// Per chat, its delivery times in order (units of `Delivery::after`): the plot's curves,
-    /// kept in four bytes a delivery because a run of many thousands of nodes holds millions.
+    /// The delivery times of the first `PLOTTED` chats delivered anywhere: the plot's curves.
     #[serde(skip)]
-    pub curves: Vec<Vec<u32>>,
+    pub curves: Vec<Times>,
 }
 
 /// Peak resident memory of this process, from /proc (0 where there is none).
@@ -82,30 +86,25 @@ impl Report {
         let window = Totals { chat_frames_in: totals.chat_frames_in - m.at_fault_start.chat_frames_in, ..totals };
         let rmr =
             if m.window_deliveries > 0 { window.chat_frames_in as f64 / m.window_deliveries as f64 - 1.0 } else { 0.0 };
-        // Built while every node is still alive, at the run's peak of memory: each delivery time
-        // is held once, as it is stored, and the latency quantiles are selected from these sorted
-        // lists rather than from another copy of them all.
+        // Built while every node is still alive, at the run's peak of memory: the delivery times
+        // are read where they are kept, coded, and the latency quantiles found by merging them,
+        // not from a sorted copy of them all.
         let mut ldhs = Vec::new();
+        let mut all = Vec::new();
         let mut curves = Vec::new();
-        for id in m.sent.keys() {
-            let Some(ds) = m.deliveries_of(id) else { continue };
-            if let Some(last) = ds.iter().max_by_key(|d| d.after) {
-                ldhs.push(last.hops);
-            }
-            let mut times: Vec<u32> = ds.iter().map(|d| d.after).collect();
-            times.sort_unstable();
-            curves.push(times);
-        }
-        let deliveries: usize = curves.iter().map(Vec::len).sum();
-        let latency = |q: f64| Delivery::ms(nth_smallest(&curves, quantile_rank(deliveries, q)));
-        let wall_s = wall.as_secs_f64();
         let mut h = DefaultHasher::new();
-        for (id, ds) in m.deliveries() {
-            id.hash(&mut h);
-            for d in ds {
-                (d.after, d.hops).hash(&mut h);
+        for (id, d) in m.deliveries() {
+            ldhs.push(d.farthest_hops);
+            all.push(d.times);
+            if curves.len() < PLOTTED {
+                curves.push(d.times.clone());
             }
+            id.hash(&mut h);
+            d.hash.hash(&mut h);
         }
+        let deliveries: usize = all.iter().map(|t| t.len()).sum();
+        let [p50, p99, max] = nth_smallest(&all, [0.5, 0.99, 1.0].map(|q| quantile_rank(deliveries, q)));
+        let wall_s = wall.as_secs_f64();
         (w.events, totals.frames_out, totals.bytes_out, missing, m.duplicates).hash(&mut h);
         let rss = rss_kib();
         Report {
@@ -129,9 +128,9 @@ impl Report {
             rmr,
             ldh: if ldhs.is_empty() { 0.0 } else { ldhs.iter().map(|&h| h as f64).sum::<f64>() / ldhs.len() as f64 },
             ldh_max: ldhs.iter().copied().max().unwrap_or(0),
-            latency_ms_p50: latency(0.5),
-            latency_ms_p99: latency(0.99),
-            latency_ms_max: latency(1.0),
+            latency_ms_p50: ms(p50),
+            latency_ms_p99: ms(p99),
+            latency_ms_max: ms(max),
             msgs_per_node: totals.frames_out as f64 / p.nodes as f64,
             bytes_per_node: totals.bytes_out as f64 / p.nodes as f64,
             peers_per_node: peers as f64 / live.len().max(1) as f64,
@@ -229,7 +228,8 @@ impl Report {
     pub fn svg(&self) -> String {
         let (w, h, pad) = (800.0, 480.0, 50.0);
         let n = self.nodes as f64;
-        let max_ms = self.curves.iter().flatten().map(|&t| Delivery::ms(Some(t))).fold(1.0, f64::max);
+        // The latest delivery of any chat, plotted or not (at least 1 ms).
+        let max_ms = self.latency_ms_max.max(1.0);
         let x = |ms: f64| pad + ms / max_ms * (w - 2.0 * pad);
         let y = |share: f64| h - pad - share.min(1.0) * (h - 2.0 * pad);
         let mut out = format!(
@@ -251,11 +251,11 @@ impl Report {
             let ms = max_ms * share;
             out += &format!("<text x=\"{:.0}\" y=\"{}\">{ms:.0} ms</text>\n", x(ms) - 15.0, h - pad + 18.0);
         }
-        for c in self.curves.iter().take(200) {
+        for c in &self.curves {
             let pts: Vec<String> = c
                 .iter()
                 .enumerate()
-                .map(|(k, &t)| format!("{:.1},{:.1}", x(Delivery::ms(Some(t))), y((k + 2) as f64 / n)))
+                .map(|(k, t)| format!("{:.1},{:.1}", x(ms(Some(t))), y((k + 2) as f64 / n)))
                 .collect();
             out += &format!(
                 "<polyline fill=\"none\" stroke=\"steelblue\" stroke-opacity=\"0.4\" points=\"{}\"/>\n",
@@ -266,20 +266,24 @@ impl Report {
     }
 }
 
-/// The `rank`-th smallest (from 0) of the values in `sorted` lists, each in order; `None` when
-/// there are none. Bisects on the value, counting in every list: no merged copy is made.
-fn nth_smallest(sorted: &[Vec<u32>], rank: Option<usize>) -> Option<u32> {
-    let rank = rank?;
-    let (mut lo, mut hi) = (0u32, u32::MAX);
-    // The answer is the least `v` with more than `rank` values at or below it.
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        let at_or_below: usize = sorted.iter().map(|l| l.partition_point(|&t| t <= mid)).sum();
-        if at_or_below > rank {
-            hi = mid;
-        } else {
-            lo = mid + 1;
+/// The `ranks`-th smallest (from 0) of the values in `lists` together; `None` for a rank beyond
+/// them or none. Merges the lists, each in order, without a merged copy.
+fn nth_smallest<const K: usize>(lists: &[&Times], ranks: [Option<usize>; K]) -> [Option<u32>; K] {
+    let mut found = [None; K];
+    let Some(last) = ranks.iter().flatten().copied().max() else { return found };
+    let mut iters: Vec<_> = lists.iter().map(|t| t.iter()).collect();
+    let mut heads: BinaryHeap<Reverse<(u32, usize)>> =
+        iters.iter_mut().enumerate().filter_map(|(i, it)| Some(Reverse((it.next()?, i)))).collect();
+    for rank in 0..=last {
+        let Some(Reverse((v, i))) = heads.pop() else { break };
+        for (f, r) in found.iter_mut().zip(&ranks) {
+            if *r == Some(rank) {
+                *f = Some(v);
+            }
+        }
+        if let Some(next) = iters[i].next() {
+            heads.push(Reverse((next, i)));
         }
     }
-    Some(lo)
+    found
 }
