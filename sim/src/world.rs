@@ -69,18 +69,22 @@ impl Cid {
     }
 }
 
+/// A node's incarnation: it is restarted at most once a run (crashed in the fault phase, started
+/// again at the heal), so two bytes are plenty, and they make an event 16 bytes rather than 20.
+type Inc = u16;
+
 /// A scheduled event. Nodes are `u32` indices and payloads live in `World::bufs`, so an event is
-/// small and plain (20 bytes): the queue moves these around on every push and pop. `Bytes` is the
+/// small and plain (16 bytes): the queue moves these around on every push and pop. `Bytes` is the
 /// transmit `bufs[buf]`, read by the peer in pieces (see `Bufs`).
 #[derive(Debug, Clone, Copy)]
 enum Ev {
     Start(u32),
-    Wake(u32, u32),
-    Accept { to: u32, from: u32, from_inc: u32, dialer_conn: Cid },
-    Connected { node: u32, inc: u32, conn: Cid },
-    DialFailed { node: u32, inc: u32, conn: Cid },
-    Bytes { node: u32, inc: u32, conn: Cid, buf: u32 },
-    Closed { node: u32, inc: u32, conn: Cid },
+    Wake(u32, Inc),
+    Accept { to: u32, from: u32, from_inc: Inc, dialer_conn: Cid },
+    Connected { node: u32, inc: Inc, conn: Cid },
+    DialFailed { node: u32, inc: Inc, conn: Cid },
+    Bytes { node: u32, inc: Inc, conn: Cid, buf: u32 },
+    Closed { node: u32, inc: Inc, conn: Cid },
     SendChat(u32),
     Forge(u32),
     Crash(u32),
@@ -106,6 +110,9 @@ struct Timed {
     at: u64,
     ev: Ev,
 }
+
+// The queue holds tens of events a node at its peak: each byte here is kilobytes at scale.
+const _: () = assert!(std::mem::size_of::<Timed>() == 24);
 impl PartialEq for Entry {
     fn eq(&self, o: &Self) -> bool {
         self.key == o.key
@@ -133,7 +140,8 @@ impl Ord for Entry {
 /// before those in the buckets.
 struct Queue {
     last: u64,
-    current: std::collections::VecDeque<Timed>,
+    /// The events at `last`, without it.
+    current: std::collections::VecDeque<Ev>,
     buckets: [Vec<Timed>; 65],
     /// The earliest time in each bucket (`u64::MAX` in an empty one), kept up as events come in so
     /// that a refill reads its bucket once: finding the earliest first was a second pass over a
@@ -163,7 +171,7 @@ impl Queue {
         if at < self.last {
             self.past.push(Reverse(Entry { key: ((at as u128) << 64) | seq as u128, ev }));
         } else if at == self.last {
-            self.current.push_back(Timed { at, ev });
+            self.current.push_back(ev);
         } else {
             self.push_bucket(Timed { at, ev });
         }
@@ -192,7 +200,7 @@ impl Queue {
         self.last = std::mem::replace(&mut self.earliest[b], u64::MAX);
         for e in from.drain(..) {
             if e.at == self.last {
-                self.current.push_back(e);
+                self.current.push_back(e.ev);
             } else {
                 self.push_bucket(e);
             }
@@ -212,7 +220,7 @@ impl Queue {
             return Some(e.at());
         }
         if self.refill() {
-            self.current.front().map(|e| Time::from_micros(e.at))
+            Some(Time::from_micros(self.last))
         } else {
             None
         }
@@ -223,7 +231,7 @@ impl Queue {
             return Some((e.at(), e.ev));
         }
         if self.refill() {
-            self.current.pop_front().map(|e| (Time::from_micros(e.at), e.ev))
+            self.current.pop_front().map(|ev| (Time::from_micros(self.last), ev))
         } else {
             None
         }
@@ -267,7 +275,7 @@ struct Slot {
     /// The open connections of the current incarnation (a crash removes them all), sorted by
     /// `ConnId`: iterating nodes then this gives a fixed order.
     links: Vec<(Cid, Link)>,
-    inc: u32,
+    inc: Inc,
     wake_at: Option<Time>,
     group: u8,
     /// Scheduled to crash during the fault phase (never chooses to send).
@@ -277,7 +285,7 @@ struct Slot {
 #[derive(Clone, Copy)]
 struct Link {
     peer: u32,
-    peer_inc: u32,
+    peer_inc: Inc,
     peer_conn: Cid,
     /// Base latency in microseconds (at most a minute).
     base_us: u32,
@@ -382,19 +390,19 @@ impl World {
     }
 
     /// Where `(n, inc, conn)`'s link is in `slots[n].links`, if it is open.
-    fn find(&self, n: usize, inc: u32, conn: Cid) -> Option<usize> {
+    fn find(&self, n: usize, inc: Inc, conn: Cid) -> Option<usize> {
         if self.slots[n].inc != inc {
             return None;
         }
         self.slots[n].links.binary_search_by_key(&conn, |(c, _)| *c).ok()
     }
 
-    fn link_mut(&mut self, n: usize, inc: u32, conn: Cid) -> Option<&mut Link> {
+    fn link_mut(&mut self, n: usize, inc: Inc, conn: Cid) -> Option<&mut Link> {
         let k = self.find(n, inc, conn)?;
         Some(&mut self.slots[n].links[k].1)
     }
 
-    fn remove_link(&mut self, n: usize, inc: u32, conn: Cid) -> Option<Link> {
+    fn remove_link(&mut self, n: usize, inc: Inc, conn: Cid) -> Option<Link> {
         let k = self.find(n, inc, conn)?;
         Some(self.slots[n].links.remove(k).1)
     }
@@ -536,7 +544,7 @@ impl World {
                     return;
                 }
                 self.partitioned = true;
-                let mut cross: Vec<(usize, u32, Cid)> = Vec::new();
+                let mut cross: Vec<(usize, Inc, Cid)> = Vec::new();
                 for (n, s) in self.slots.iter().enumerate() {
                     let (inc, group) = (s.inc, s.group);
                     for (c, l) in &s.links {
@@ -579,7 +587,7 @@ impl World {
         }
     }
 
-    fn accept(&mut self, to: usize, from: usize, from_inc: u32, dialer_conn: Cid) {
+    fn accept(&mut self, to: usize, from: usize, from_inc: Inc, dialer_conn: Cid) {
         let now = self.now;
         let cut = self.partitioned && self.slots[to].group != self.slots[from].group;
         let remote = SocketAddr::from(([10, (from >> 16) as u8, (from >> 8) as u8, from as u8], 40_000));
@@ -623,7 +631,7 @@ impl World {
     }
 
     /// Both ends of a connection see it closed (after the link's latency); nothing more is sent.
-    fn reset(&mut self, n: usize, inc: u32, conn: Cid) {
+    fn reset(&mut self, n: usize, inc: Inc, conn: Cid) {
         let Some(l) = self.link_mut(n, inc, conn) else { return };
         if l.clock == Time::MAX {
             return;
