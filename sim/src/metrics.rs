@@ -1,9 +1,7 @@
 //! What a run measured: the standard figures of the gossip literature, and the checks that make a
 //! run pass (every chat everywhere, exactly once, nothing forged).
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, BTreeSet};
-use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
 use p2p_chat_core::{ChatId, Time};
@@ -43,7 +41,7 @@ pub struct Times {
 }
 
 impl Times {
-    fn push(&mut self, t: u32) {
+    pub fn push(&mut self, t: u32) {
         let Some(gap) = t.checked_sub(self.last) else {
             self.late.push(t);
             return;
@@ -54,7 +52,9 @@ impl Times {
         let code = ((v ^ (1 << z)) << 1) | 1;
         let at = self.len_bits + z;
         self.len_bits = at + z + 1;
-        self.bits.resize(self.len_bits.div_ceil(64) as usize, 0);
+        while (self.bits.len() as u64) * 64 < self.len_bits {
+            self.bits.push(0);
+        }
         let (word, off) = ((at / 64) as usize, at % 64);
         self.bits[word] |= code << off;
         if off + z + 1 > 64 {
@@ -82,8 +82,20 @@ impl Times {
 
     /// The times in order.
     pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        let mut late = self.late.clone();
+        late.sort_unstable();
+        Merge { a: self.coded().peekable(), b: late.into_iter().peekable() }
+    }
+
+    /// The times in no particular order, to count them.
+    pub fn unordered(&self) -> impl Iterator<Item = u32> + '_ {
+        self.coded().chain(self.late.iter().copied())
+    }
+
+    /// The coded times, in order.
+    fn coded(&self) -> impl Iterator<Item = u32> + '_ {
         let (mut at, mut prev) = (0u64, 0u32);
-        let coded = std::iter::from_fn(move || {
+        std::iter::from_fn(move || {
             if at >= self.len_bits {
                 return None;
             }
@@ -92,10 +104,7 @@ impl Times {
             at += 2 * z + 1;
             prev = (prev as u64 + ((1 << z) | low) - 1) as u32;
             Some(prev)
-        });
-        let mut late = self.late.clone();
-        late.sort_unstable();
-        Merge { a: coded.peekable(), b: late.into_iter().peekable() }
+        })
     }
 }
 
@@ -168,13 +177,14 @@ struct Send {
     times: Times,
     /// Time and hops of the latest delivery (the last recorded among equally late ones): LDH.
     farthest: Option<(u32, u8)>,
-    /// Every delivery's time and hops, in the order recorded, for the run's fingerprint.
-    hash: DefaultHasher,
+    /// Every delivery's time and hops, in the order recorded, mixed for the run's fingerprint
+    /// (which only tells two runs apart: no need for SipHash on every delivery).
+    hash: u64,
 }
 
 impl Send {
     fn new(at: Time) -> Send {
-        Send { at, times: Times::default(), farthest: None, hash: DefaultHasher::new() }
+        Send { at, times: Times::default(), farthest: None, hash: 0 }
     }
 }
 
@@ -284,7 +294,8 @@ impl Metrics {
             if send.farthest.is_none_or(|(t, _)| after >= t) {
                 send.farthest = Some((after, hops));
             }
-            (after, hops).hash(&mut send.hash);
+            let d = ((after as u64) << 8) | hops as u64;
+            send.hash = (send.hash.rotate_left(23) ^ d).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         }
     }
 
@@ -292,7 +303,7 @@ impl Metrics {
     fn delivered_of(&self, id: &ChatId) -> Option<Delivered<'_>> {
         let send = self.sends.get(*self.index.get(id)? as usize)?.as_ref()?;
         let (_, farthest_hops) = send.farthest?;
-        Some(Delivered { times: &send.times, farthest_hops, hash: send.hash.finish() })
+        Some(Delivered { times: &send.times, farthest_hops, hash: send.hash })
     }
 
     /// The chats sent in the run that were delivered anywhere, in id order, with their deliveries.

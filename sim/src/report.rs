@@ -1,7 +1,5 @@
 //! A run's figures, and how they are shown: a table, one JSON object, an SVG plot.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::Duration;
 
@@ -266,24 +264,68 @@ impl Report {
     }
 }
 
-/// The `ranks`-th smallest (from 0) of the values in `lists` together; `None` for a rank beyond
-/// them or none. Merges the lists, each in order, without a merged copy.
+/// The `ranks`-th smallest (from 0) of the times in `lists` together; `None` for a rank beyond
+/// them or none. Counts rather than sorts or merges: the times by their high 16 bits, then those
+/// in the slices that hold a rank by their low 16 bits. Two passes over the coded times, no copy.
 fn nth_smallest<const K: usize>(lists: &[&Times], ranks: [Option<usize>; K]) -> [Option<u32>; K] {
-    let mut found = [None; K];
-    let Some(last) = ranks.iter().flatten().copied().max() else { return found };
-    let mut iters: Vec<_> = lists.iter().map(|t| t.iter()).collect();
-    let mut heads: BinaryHeap<Reverse<(u32, usize)>> =
-        iters.iter_mut().enumerate().filter_map(|(i, it)| Some(Reverse((it.next()?, i)))).collect();
-    for rank in 0..=last {
-        let Some(Reverse((v, i))) = heads.pop() else { break };
-        for (f, r) in found.iter_mut().zip(&ranks) {
-            if *r == Some(rank) {
-                *f = Some(v);
+    let all = || lists.iter().flat_map(|l| l.unordered());
+    // Where `rank` falls in `counts`: the index, and the rank among those counted there.
+    let locate = |counts: &[usize], mut rank: usize| {
+        for (i, &c) in counts.iter().enumerate() {
+            if rank < c {
+                return Some((i as u32, rank));
             }
+            rank -= c;
         }
-        if let Some(next) = iters[i].next() {
-            heads.push(Reverse((next, i)));
+        None
+    };
+    let mut high = vec![0usize; 1 << 16];
+    for t in all() {
+        high[(t >> 16) as usize] += 1;
+    }
+    let at: [Option<(u32, usize)>; K] = ranks.map(|r| locate(&high, r?));
+    // The slices the ranks fall in, each counted by its low bits.
+    let mut slices: Vec<(u32, Vec<usize>)> = Vec::new();
+    for &(h, _) in at.iter().flatten() {
+        if !slices.iter().any(|(s, _)| *s == h) {
+            slices.push((h, vec![0; 1 << 16]));
         }
     }
-    found
+    for t in all() {
+        if let Some((_, low)) = slices.iter_mut().find(|(h, _)| *h == t >> 16) {
+            low[(t & 0xffff) as usize] += 1;
+        }
+    }
+    at.map(|a| {
+        let (h, rank) = a?;
+        let (_, low) = slices.iter().find(|(s, _)| *s == h)?;
+        let (l, _) = locate(low, rank)?;
+        Some((h << 16) | l)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nth_smallest_is_the_sorted_rank() {
+        let lists: [&[u32]; 3] = [&[5, 5, 70_000, 9, 1 << 20], &[], &[0, 65_535, 65_536, 65_536, 3, u32::MAX]];
+        let times: Vec<Times> = lists
+            .iter()
+            .map(|l| {
+                let mut t = Times::default();
+                l.iter().for_each(|&v| t.push(v));
+                t
+            })
+            .collect();
+        let mut sorted: Vec<u32> = lists.concat();
+        sorted.sort_unstable();
+        let refs: Vec<&Times> = times.iter().collect();
+        for (rank, &v) in sorted.iter().enumerate() {
+            assert_eq!(nth_smallest(&refs, [Some(rank), None]), [Some(v), None]);
+        }
+        assert_eq!(nth_smallest(&refs, [Some(sorted.len())]), [None]);
+        assert_eq!(nth_smallest(&[], [quantile_rank(0, 0.5)]), [None]);
+    }
 }
