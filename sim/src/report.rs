@@ -265,43 +265,46 @@ impl Report {
 }
 
 /// The `ranks`-th smallest (from 0) of the times in `lists` together; `None` for a rank beyond
-/// them or none. Counts rather than sorts or merges: the times by their high 16 bits, then those
-/// in the slices that hold a rank by their low 16 bits. Two passes over the coded times, no copy.
+/// them or none. Counts rather than sorts or merges, a few bits at a time from the top: the
+/// times by their first `DIGITS[0]` bits, then, among those starting as a rank's answer does, by
+/// the next bits, and so on. A pass over the coded times a digit, no copy of them, and count
+/// tables of a few thousand entries (32 KB), not the 65,536 of two 16-bit digits, which at a few
+/// thousand nodes outweighed the times themselves.
 fn nth_smallest<const K: usize>(lists: &[&Times], ranks: [Option<usize>; K]) -> [Option<u32>; K] {
-    let all = || lists.iter().flat_map(|l| l.unordered());
-    // Where `rank` falls in `counts`: the index, and the rank among those counted there.
-    let locate = |counts: &[usize], mut rank: usize| {
-        for (i, &c) in counts.iter().enumerate() {
-            if rank < c {
-                return Some((i as u32, rank));
+    const DIGITS: [u32; 3] = [12, 10, 10];
+    // Per rank: the answer's leading digits found so far, and its rank among the times starting so.
+    let mut at: [Option<(u64, usize)>; K] = ranks.map(|r| Some((0, r?)));
+    let mut done = 0;
+    for bits in DIGITS {
+        done += bits;
+        let shift = 32 - done;
+        // A count table for each prefix a rank is under.
+        let mut tables: Vec<(u64, Vec<usize>)> = Vec::new();
+        for &(prefix, _) in at.iter().flatten() {
+            if !tables.iter().any(|(p, _)| *p == prefix) {
+                tables.push((prefix, vec![0; 1 << bits]));
             }
-            rank -= c;
         }
-        None
-    };
-    let mut high = vec![0usize; 1 << 16];
-    for t in all() {
-        high[(t >> 16) as usize] += 1;
-    }
-    let at: [Option<(u32, usize)>; K] = ranks.map(|r| locate(&high, r?));
-    // The slices the ranks fall in, each counted by its low bits.
-    let mut slices: Vec<(u32, Vec<usize>)> = Vec::new();
-    for &(h, _) in at.iter().flatten() {
-        if !slices.iter().any(|(s, _)| *s == h) {
-            slices.push((h, vec![0; 1 << 16]));
+        for t in lists.iter().flat_map(|l| l.unordered()) {
+            let t = t as u64;
+            if let Some((_, counts)) = tables.iter_mut().find(|(p, _)| *p == t >> (shift + bits)) {
+                counts[((t >> shift) & ((1 << bits) - 1)) as usize] += 1;
+            }
+        }
+        for a in &mut at {
+            *a = a.and_then(|(prefix, mut rank)| {
+                let (_, counts) = tables.iter().find(|(p, _)| *p == prefix)?;
+                for (digit, &c) in counts.iter().enumerate() {
+                    if rank < c {
+                        return Some(((prefix << bits) | digit as u64, rank));
+                    }
+                    rank -= c;
+                }
+                None
+            });
         }
     }
-    for t in all() {
-        if let Some((_, low)) = slices.iter_mut().find(|(h, _)| *h == t >> 16) {
-            low[(t & 0xffff) as usize] += 1;
-        }
-    }
-    at.map(|a| {
-        let (h, rank) = a?;
-        let (_, low) = slices.iter().find(|(s, _)| *s == h)?;
-        let (l, _) = locate(low, rank)?;
-        Some((h << 16) | l)
-    })
+    at.map(|a| a.map(|(v, _)| v as u32))
 }
 
 #[cfg(test)]
