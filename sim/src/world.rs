@@ -274,7 +274,7 @@ struct Slot {
     node: Option<Node>,
     /// The open connections of the current incarnation (a crash removes them all), sorted by
     /// `ConnId`: iterating nodes then this gives a fixed order.
-    links: Vec<(Cid, Link)>,
+    links: Vec<Link>,
     inc: Inc,
     wake_at: Option<Time>,
     group: u8,
@@ -282,20 +282,39 @@ struct Slot {
     crashes: bool,
 }
 
+/// One end of a connection: 24 bytes, as a node keeps over a dozen of them.
 #[derive(Clone, Copy)]
 struct Link {
-    peer: u32,
-    peer_inc: Inc,
-    peer_conn: Cid,
-    /// Base latency in microseconds (at most a minute).
-    base_us: u32,
     /// Nothing sent later on this direction arrives before this.
     clock: Time,
+    conn: Cid,
+    peer: u32,
+    peer_conn: Cid,
+    /// The base latency in microseconds (at most a minute, under 2^26) in the low `BASE_BITS`
+    /// bits, the peer's incarnation (at most 2) above: apart, they made the link 32 bytes.
+    base_and_peer_inc: u32,
 }
 
+const _: () = assert!(std::mem::size_of::<Link>() == 24);
+
 impl Link {
+    const BASE_BITS: u32 = 26;
+
+    fn new(conn: Cid, peer: u32, peer_inc: Inc, peer_conn: Cid, base_us: u32, clock: Time) -> Link {
+        assert!(base_us >> Self::BASE_BITS == 0 && u32::from(peer_inc) >> (32 - Self::BASE_BITS) == 0);
+        Link { clock, conn, peer, peer_conn, base_and_peer_inc: base_us | u32::from(peer_inc) << Self::BASE_BITS }
+    }
+
+    fn base_us(&self) -> u32 {
+        self.base_and_peer_inc & ((1 << Self::BASE_BITS) - 1)
+    }
+
     fn base(&self) -> Duration {
-        Duration::from_micros(self.base_us as u64)
+        Duration::from_micros(self.base_us() as u64)
+    }
+
+    fn peer_inc(&self) -> Inc {
+        (self.base_and_peer_inc >> Self::BASE_BITS) as Inc
     }
 }
 
@@ -394,29 +413,29 @@ impl World {
         if self.slots[n].inc != inc {
             return None;
         }
-        self.slots[n].links.binary_search_by_key(&conn, |(c, _)| *c).ok()
+        self.slots[n].links.binary_search_by_key(&conn, |l| l.conn).ok()
     }
 
     fn link_mut(&mut self, n: usize, inc: Inc, conn: Cid) -> Option<&mut Link> {
         let k = self.find(n, inc, conn)?;
-        Some(&mut self.slots[n].links[k].1)
+        Some(&mut self.slots[n].links[k])
     }
 
     fn remove_link(&mut self, n: usize, inc: Inc, conn: Cid) -> Option<Link> {
         let k = self.find(n, inc, conn)?;
-        Some(self.slots[n].links.remove(k).1)
+        Some(self.slots[n].links.remove(k))
     }
 
     /// Only ever for a node's current incarnation (`accept` checks both ends are alive).
-    fn insert_link(&mut self, n: usize, conn: Cid, l: Link) {
+    fn insert_link(&mut self, n: usize, l: Link) {
         let v = &mut self.slots[n].links;
-        match v.binary_search_by_key(&conn, |(c, _)| *c) {
-            Ok(k) => v[k].1 = l,
+        match v.binary_search_by_key(&l.conn, |l| l.conn) {
+            Ok(k) => v[k] = l,
             Err(k) => {
                 // A node's links change a few times a minute: room for just these beats doubling
                 // in every node.
                 v.reserve_exact(1);
-                v.insert(k, (conn, l));
+                v.insert(k, l);
             }
         }
     }
@@ -547,9 +566,9 @@ impl World {
                 let mut cross: Vec<(usize, Inc, Cid)> = Vec::new();
                 for (n, s) in self.slots.iter().enumerate() {
                     let (inc, group) = (s.inc, s.group);
-                    for (c, l) in &s.links {
+                    for l in &s.links {
                         if group != self.slots[l.peer as usize].group {
-                            cross.push((n, inc, *c));
+                            cross.push((n, inc, l.conn));
                         }
                     }
                 }
@@ -602,22 +621,8 @@ impl World {
                 let to_inc = self.slots[to].inc;
                 let connected_at = now + base;
                 let base_us = base.as_micros() as u32;
-                self.insert_link(
-                    to,
-                    conn,
-                    Link {
-                        peer: from as u32,
-                        peer_inc: from_inc,
-                        peer_conn: dialer_conn,
-                        base_us,
-                        clock: connected_at,
-                    },
-                );
-                self.insert_link(
-                    from,
-                    dialer_conn,
-                    Link { peer: to as u32, peer_inc: to_inc, peer_conn: conn, base_us, clock: now },
-                );
+                self.insert_link(to, Link::new(conn, from as u32, from_inc, dialer_conn, base_us, connected_at));
+                self.insert_link(from, Link::new(dialer_conn, to as u32, to_inc, conn, base_us, now));
                 self.push(connected_at, Ev::Connected { node: from as u32, inc: from_inc, conn: dialer_conn });
                 self.after_input(to);
             }
@@ -638,12 +643,12 @@ impl World {
         }
         l.clock = Time::MAX;
         let l = *l;
-        if let Some(p) = self.link_mut(l.peer as usize, l.peer_inc, l.peer_conn) {
+        if let Some(p) = self.link_mut(l.peer as usize, l.peer_inc(), l.peer_conn) {
             p.clock = Time::MAX;
         }
         let at = self.now + l.base();
         self.push(at, Ev::Closed { node: n as u32, inc, conn });
-        self.push(at, Ev::Closed { node: l.peer, inc: l.peer_inc, conn: l.peer_conn });
+        self.push(at, Ev::Closed { node: l.peer, inc: l.peer_inc(), conn: l.peer_conn });
     }
 
     fn crash(&mut self, i: usize) {
@@ -651,9 +656,9 @@ impl World {
         self.metrics.retire(node.stats());
         // In `ConnId` order; the emptied Vec keeps its capacity for the restart.
         let mut mine = std::mem::take(&mut self.slots[i].links);
-        for &(_, l) in &mine {
+        for l in &mine {
             let at = self.now + l.base();
-            self.push(at, Ev::Closed { node: l.peer, inc: l.peer_inc, conn: l.peer_conn });
+            self.push(at, Ev::Closed { node: l.peer, inc: l.peer_inc(), conn: l.peer_conn });
         }
         mine.clear();
         self.slots[i].links = mine;
@@ -700,7 +705,7 @@ impl World {
                     // A reset link already told the peer.
                     if let Some(l) = self.remove_link(i, inc, Cid::of(conn)).filter(|l| l.clock != Time::MAX) {
                         let at = (now + l.base()).max(l.clock);
-                        self.push(at, Ev::Closed { node: l.peer, inc: l.peer_inc, conn: l.peer_conn });
+                        self.push(at, Ev::Closed { node: l.peer, inc: l.peer_inc(), conn: l.peer_conn });
                     }
                 }
                 Output::Event(e) => self.record(i, e),
@@ -731,7 +736,7 @@ impl World {
     fn transmit(&mut self, i: usize, conn: ConnId, bytes: Vec<u8>) {
         let (inc, conn) = (self.slots[i].inc, Cid::of(conn));
         let Some(k) = self.find(i, inc, conn) else { return };
-        let l = self.slots[i].links[k].1;
+        let l = self.slots[i].links[k];
         if l.clock == Time::MAX {
             return; // being reset
         }
@@ -752,7 +757,7 @@ impl World {
                 cuts.swap(0, 1);
             }
         }
-        let jitter = Duration::from_micros(self.rng.below(l.base_us as usize / 10 + 1) as u64);
+        let jitter = Duration::from_micros(self.rng.below(l.base_us() as usize / 10 + 1) as u64);
         let mut at = self.now + l.base() + jitter;
         if self.lossy && self.rng.unit() < self.p.loss {
             if self.rng.unit() < 0.02 {
@@ -762,8 +767,8 @@ impl World {
         }
         let clock = l.clock.max(at);
         let buf = self.bufs.add(bytes, cuts);
-        self.push(clock, Ev::Bytes { node: l.peer, inc: l.peer_inc, conn: l.peer_conn, buf });
-        self.slots[i].links[k].1.clock = clock;
+        self.push(clock, Ev::Bytes { node: l.peer, inc: l.peer_inc(), conn: l.peer_conn, buf });
+        self.slots[i].links[k].clock = clock;
     }
 
     pub fn node_count(&self) -> usize {
