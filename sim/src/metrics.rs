@@ -53,6 +53,11 @@ impl Times {
         let at = self.len_bits + z;
         self.len_bits = at + z + 1;
         while (self.bits.len() as u64) * 64 < self.len_bits {
+            // Grown by a quarter, not doubled: the codes are most of what a chat keeps, and all
+            // of them are held at the run's peak, when doubling left a third of the room unused.
+            if self.bits.len() == self.bits.capacity() {
+                self.bits.reserve_exact((self.bits.len() / 4).max(4));
+            }
             self.bits.push(0);
         }
         let (word, off) = ((at / 64) as usize, at % 64);
