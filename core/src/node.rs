@@ -17,6 +17,7 @@ use crate::gossip::{Gossip, Requested};
 use crate::handshake::{Handshake, HandshakeError, Progress, StaticIdentity};
 use crate::identity::{Keys, PeerId, PublicKey};
 use crate::membership::{AddressBook, KeyTag, Penalty, Source, BAN_SCORE, MAX_SCORE};
+use crate::name::Name;
 use crate::random::Rng;
 use crate::rate::Tokens;
 use crate::session::{self, Session};
@@ -323,8 +324,9 @@ enum Phase {
 /// named, and a dozen connections in every node of a simulator would hold 32 bytes each for it.
 struct Peer {
     public_key: PublicKey,
-    /// Never grows: a `String`'s capacity would be a word for nothing.
-    username: Box<str>,
+    /// Inline when short (see [`Name`]): most are, and a `Box<str>` was a heap chunk per
+    /// connection besides its 16 bytes.
+    username: Name,
 }
 
 /// One connection. A node holds a dozen or so (see `Node::conns`), and a simulator
@@ -761,7 +763,7 @@ impl Node {
                 self.stats.grafts_sent += 1;
                 self.send(g, &Message::Graft { ids: Vec::new() });
             }
-            let username = p.username.into_string();
+            let username = p.username.as_str().to_owned();
             let peer = p.public_key.peer_id();
             self.emit(Event::PeerDown { conn, peer, username, reason: reason.to_owned() });
         }
@@ -781,7 +783,7 @@ impl Node {
             conn,
             peer: peer.unwrap_or_else(|| p.public_key.peer_id()),
             public_key: p.public_key,
-            username: p.username.to_string(),
+            username: p.username.as_str().to_owned(),
             addr: c.addr(),
             listen_addr: c.listen_addr(),
             direction: c.direction,
@@ -1159,7 +1161,7 @@ impl Node {
             }
         }
         let Some(c) = self.conns.get_mut(&conn) else { return };
-        c.phase = Phase::Up(Peer { public_key: hello.public_key, username: hello.username.into_boxed_str() });
+        c.phase = Phase::Up(Peer { public_key: hello.public_key, username: Name::new(&hello.username) });
         c.since = now;
         if let Some(a) = listen_addr {
             self.book.add(a, Source::Inbound, now);
