@@ -418,7 +418,12 @@ impl Conn {
 }
 
 pub struct Node {
-    config: Config,
+    /// Shared by every node that was given the same tuning (see [`Node::with_shared_config`]):
+    /// a simulator runs thousands of nodes that differ only in name, and a copy each was 432
+    /// bytes a node, plus its name's and bootstrap list's heap.
+    config: Arc<Config>,
+    /// This node's own name, which `config.username` need not be.
+    username: Name,
     keys: Box<dyn Keys>,
     me: PeerId,
     identity: StaticIdentity,
@@ -473,11 +478,39 @@ const MAX_PENDING_DIALS: usize = 4;
 impl Node {
     /// A node at time `now`; `seed` drives every random choice it makes.
     pub fn new(config: Config, keys: Box<dyn Keys>, seed: u64, now: Time) -> Node {
+        let username = Name::new(&config.username);
+        let config = Arc::new(config);
+        Node::build(Arc::clone(&config), username, &config.bootstrap, keys, seed, now)
+    }
+
+    /// A node like [`Node::new`]'s, but with tuning shared with other nodes: for running many
+    /// nodes in one process (the simulator), where each keeping its own `Config` would cost
+    /// memory for nothing. `username` and `bootstrap` are this node's; the shared config's
+    /// `username` and `bootstrap` are not used, and are what [`Node::config`] shows.
+    pub fn with_shared_config(
+        config: Arc<Config>,
+        username: &str,
+        bootstrap: &[SocketAddr],
+        keys: Box<dyn Keys>,
+        seed: u64,
+        now: Time,
+    ) -> Node {
+        Node::build(config, Name::new(username), bootstrap, keys, seed, now)
+    }
+
+    fn build(
+        config: Arc<Config>,
+        username: Name,
+        bootstrap: &[SocketAddr],
+        keys: Box<dyn Keys>,
+        seed: u64,
+        now: Time,
+    ) -> Node {
         let me = keys.public_key().peer_id();
         let mut rng = Rng::new(seed);
         let identity = StaticIdentity::new(&*keys, &mut rng);
         let mut book = AddressBook::new(config.address_book_cap, config.backoff_base, config.backoff_max);
-        for addr in &config.bootstrap {
+        for addr in bootstrap {
             book.add(*addr, Source::Bootstrap, now);
         }
         Node {
@@ -511,6 +544,7 @@ impl Node {
             joined: false,
             leaving: false,
             stats: Stats::default(),
+            username,
             config,
         }
     }
@@ -528,8 +562,15 @@ impl Node {
         self.keys.public_key()
     }
 
+    /// The tuning. For a node made by [`Node::with_shared_config`], its `username` and
+    /// `bootstrap` are the shared config's, not this node's: see [`Node::username`].
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The name this node goes by in handshakes and on its chats.
+    pub fn username(&self) -> &str {
+        self.username.as_str()
     }
 
     pub fn stats(&self) -> &Stats {
@@ -719,7 +760,7 @@ impl Node {
     fn start_handshake(&mut self, conn: ConnId) {
         let Some(c) = self.conns.get_mut(&conn) else { return };
         let (keys, me, rng) = (&*self.keys, &self.identity, &mut self.rng);
-        let (name, port) = (&self.config.username, self.config.listen_port);
+        let (name, port) = (self.username.as_str(), self.config.listen_port);
         if c.direction == Direction::Outbound {
             let (hs, first) = Handshake::dial(keys, me, rng, name, port);
             c.phase = Phase::Handshaking(Box::new(hs));
@@ -1292,7 +1333,7 @@ impl Node {
     fn originate(&mut self, now: Time, body: Body) {
         let id = ChatId::new_v7(now.as_millis(), &self.rng.bytes());
         let leave = body == Body::Leave;
-        let chat = Arc::new(Chat::new(&*self.keys, id, &self.config.username, body));
+        let chat = Arc::new(Chat::new(&*self.keys, id, self.username.as_str(), body));
         self.dedup.insert(chat.clone(), 0);
         self.stats.chats_sent += 1;
         self.emit(Event::Chat(Delivery { chat: chat.clone(), hops: 0, origin: Origin::Local }));
