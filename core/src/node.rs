@@ -425,7 +425,6 @@ pub struct Node {
     /// This node's own name, which `config.username` need not be.
     username: Name,
     keys: Box<dyn Keys>,
-    me: PeerId,
     identity: StaticIdentity,
     rng: Rng,
     /// Boxed: measured, connections held in place in one block that is reallocated as they come
@@ -506,7 +505,6 @@ impl Node {
         seed: u64,
         now: Time,
     ) -> Node {
-        let me = keys.public_key().peer_id();
         let mut rng = Rng::new(seed);
         let identity = StaticIdentity::new(&*keys, &mut rng);
         let mut book = AddressBook::new(config.address_book_cap, config.backoff_base, config.backoff_max);
@@ -523,7 +521,6 @@ impl Node {
                 config.repair,
             ),
             keys,
-            me,
             identity,
             rng,
             conns: ConnTable::default(),
@@ -554,8 +551,10 @@ impl Node {
         self.interner = Some(interner);
     }
 
+    /// Computed (a hash of the key) rather than kept: it is asked for rarely, and a simulator
+    /// would hold 32 bytes in every node for it.
     pub fn peer_id(&self) -> PeerId {
-        self.me
+        self.keys.public_key().peer_id()
     }
 
     pub fn public_key(&self) -> PublicKey {
@@ -1187,7 +1186,8 @@ impl Node {
         let direction = c.direction;
         let listen_addr = c.listen_addr();
         if let Some((other, other_dir)) = dup {
-            let dialer_of = |d: Direction| if d == Direction::Outbound { self.me } else { peer };
+            let me = self.peer_id();
+            let dialer_of = |d: Direction| if d == Direction::Outbound { me } else { peer };
             let keep_new = if other_dir == direction { false } else { dialer_of(direction) < dialer_of(other_dir) };
             if let Some(a) = listen_addr {
                 self.book.add(a, Source::Inbound, now);
