@@ -23,9 +23,7 @@ use crate::rate::Tokens;
 use crate::session::{self, Session};
 use crate::sync::{self, Summary};
 use crate::time::Time;
-use crate::wire::{
-    self, FrameDecoder, Message, WireError, MAX_ADDRS_PER_FRAME, MAX_IDS_PER_FRAME, MAX_RANGES_PER_FRAME,
-};
+use crate::wire::{self, Frames, Message, WireError, MAX_ADDRS_PER_FRAME, MAX_IDS_PER_FRAME, MAX_RANGES_PER_FRAME};
 
 /// A connection, named by the node. Runtimes map it to their socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -333,19 +331,19 @@ struct Peer {
 /// holds thousands of nodes: fields that are the same for every connection of a node (rate
 /// limits) stay in `Config`, and fields that can be derived from others are.
 struct Conn {
-    /// Read through `addr()`.
+    /// Read through `addr()`, `direction()` and `listen_addr()`.
     addr: ConnAddr,
-    direction: Direction,
     phase: Phase,
     /// Set once the handshake is done; every frame in and out passes through it.
     session: Option<Session>,
-    decoder: FrameDecoder,
+    /// Its limit is `Config::max_frame_bytes`.
+    decoder: Frames,
     /// When the connection opened (dial answered or accepted) until it is up, then when it came
     /// up: the handshake timeout needs the one, the peer summary the other.
     since: Time,
     last_recv: Time,
-    score: i32,
-    listen: Listen,
+    /// Between `BAN_SCORE` less the largest penalty and `MAX_SCORE`: two bytes hold it.
+    score: i16,
     /// The nonce of the ping sent at `last_ping`, while `ping_out` (its pong not back yet). Not
     /// an `Option<u64>`, which is twice the size, the flag being kept beside the other small ones.
     ping: u64,
@@ -373,28 +371,51 @@ enum Listen {
 /// `Conn::rtt_us` before the first pong. Longer round trips (71 minutes) are kept as one less.
 const NO_RTT: u32 = u32::MAX;
 
-/// A connection's remote address in 16 bytes rather than a `SocketAddr`'s 32: an IPv6 one (with
-/// its flow info and scope, kept exactly) is boxed. In a simulator every node holds a dozen or so
-/// connections, all IPv4; sixteen bytes less brings a boxed `Conn` into a smaller size class of
+/// A connection's far end, in 16 bytes: its address, which side dialed, and where the peer
+/// accepts connections. A `SocketAddr` alone is 32: an IPv6 address (with its flow info and
+/// scope, kept exactly) is boxed, and the direction and listen port fill what an IPv4 one leaves
+/// of the 16 (and the box's padding). In a simulator every node holds a dozen or so
+/// connections, all IPv4: every 16 bytes less brings a boxed `Conn` into a smaller size class of
 /// the allocator.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum ConnAddr {
-    V4(Ipv4Addr, u16),
-    V6(Box<SocketAddrV6>),
+    V4 { ip: Ipv4Addr, port: u16, direction: Direction, listen: Listen },
+    V6 { addr: Box<SocketAddrV6>, direction: Direction, listen: Listen },
 }
 
 impl ConnAddr {
-    fn new(addr: SocketAddr) -> ConnAddr {
+    /// A connection we dialed listens where we dialed it; of one that dialed us we know nothing
+    /// yet.
+    fn new(addr: SocketAddr, direction: Direction) -> ConnAddr {
+        let listen = if direction == Direction::Outbound { Listen::Dialed } else { Listen::Unknown };
         match addr {
-            SocketAddr::V4(a) => ConnAddr::V4(*a.ip(), a.port()),
-            SocketAddr::V6(a) => ConnAddr::V6(Box::new(a)),
+            SocketAddr::V4(a) => ConnAddr::V4 { ip: *a.ip(), port: a.port(), direction, listen },
+            SocketAddr::V6(a) => ConnAddr::V6 { addr: Box::new(a), direction, listen },
         }
     }
 
     fn get(&self) -> SocketAddr {
         match self {
-            ConnAddr::V4(ip, port) => SocketAddr::V4(SocketAddrV4::new(*ip, *port)),
-            ConnAddr::V6(a) => SocketAddr::V6(**a),
+            ConnAddr::V4 { ip, port, .. } => SocketAddr::V4(SocketAddrV4::new(*ip, *port)),
+            ConnAddr::V6 { addr, .. } => SocketAddr::V6(**addr),
+        }
+    }
+
+    fn direction(&self) -> Direction {
+        match self {
+            ConnAddr::V4 { direction, .. } | ConnAddr::V6 { direction, .. } => *direction,
+        }
+    }
+
+    fn listen(&self) -> Listen {
+        match self {
+            ConnAddr::V4 { listen, .. } | ConnAddr::V6 { listen, .. } => *listen,
+        }
+    }
+
+    fn set_listen(&mut self, to: Listen) {
+        match self {
+            ConnAddr::V4 { listen, .. } | ConnAddr::V6 { listen, .. } => *listen = to,
         }
     }
 }
@@ -404,8 +425,12 @@ impl Conn {
         self.addr.get()
     }
 
+    fn direction(&self) -> Direction {
+        self.addr.direction()
+    }
+
     fn listen_addr(&self) -> Option<SocketAddr> {
-        match self.listen {
+        match self.addr.listen() {
             Listen::Unknown => None,
             Listen::Dialed => Some(self.addr()),
             Listen::Port(port) => Some(SocketAddr::new(self.addr().ip(), port)),
@@ -632,7 +657,7 @@ impl Node {
         // for every connection accepted.
         let (mut handshaking, mut oldest) = (0, None);
         for (id, c) in self.conns.iter() {
-            if let (Direction::Inbound, Phase::Handshaking(hs)) = (c.direction, &c.phase) {
+            if let (Direction::Inbound, Phase::Handshaking(hs)) = (c.direction(), &c.phase) {
                 handshaking += 1;
                 let this = (hs.progressed(), *id);
                 oldest = Some(oldest.map_or(this, |o: (bool, ConnId)| o.min(this)));
@@ -731,15 +756,13 @@ impl Node {
         self.conns.insert(
             conn,
             Box::new(Conn {
-                addr: ConnAddr::new(addr),
-                direction,
+                addr: ConnAddr::new(addr, direction),
                 phase: Phase::Dialing,
                 session: None,
-                decoder: FrameDecoder::new(self.config.max_frame_bytes),
+                decoder: Frames::default(),
                 since: now,
                 last_recv: now,
                 score: 0,
-                listen: if direction == Direction::Outbound { Listen::Dialed } else { Listen::Unknown },
                 ping: 0,
                 ping_out: false,
                 last_ping: now,
@@ -760,7 +783,7 @@ impl Node {
         let Some(c) = self.conns.get_mut(&conn) else { return };
         let (keys, me, rng) = (&*self.keys, &self.identity, &mut self.rng);
         let (name, port) = (self.username.as_str(), self.config.listen_port);
-        if c.direction == Direction::Outbound {
+        if c.direction() == Direction::Outbound {
             let (hs, first) = Handshake::dial(keys, me, rng, name, port);
             c.phase = Phase::Handshaking(Box::new(hs));
             self.transmit_raw(conn, first);
@@ -794,7 +817,7 @@ impl Node {
             self.out.push_back(Output::Close { conn });
         }
         let was_up = matches!(c.phase, Phase::Up(_));
-        if c.direction == Direction::Outbound && (backoff || by_peer || !was_up) {
+        if c.direction() == Direction::Outbound && (backoff || by_peer || !was_up) {
             // An outbound peer that went away is retried after a backoff: automatic reconnection.
             self.book.on_failure(&c.addr(), now, &mut self.rng);
         }
@@ -826,8 +849,8 @@ impl Node {
             username: p.username.as_str().to_owned(),
             addr: c.addr(),
             listen_addr: c.listen_addr(),
-            direction: c.direction,
-            score: c.score,
+            direction: c.direction(),
+            score: c.score.into(),
             rtt: c.rtt(),
             since: c.since,
         })
@@ -835,8 +858,9 @@ impl Node {
 
     fn penalize(&mut self, now: Time, conn: ConnId, why: Penalty, detail: &str) {
         let Some(c) = self.conns.get_mut(&conn) else { return };
-        c.score -= why.points();
-        if c.score > BAN_SCORE {
+        // Exact: the score is above `BAN_SCORE` here, and the largest penalty small.
+        c.score = c.score.saturating_sub(i16::try_from(why.points()).unwrap_or(i16::MAX));
+        if i32::from(c.score) > BAN_SCORE {
             if why != Penalty::Flood {
                 let msg = format!("peer {} ({}): {detail}", conn_name(c), c.addr());
                 self.emit(Event::Warning(msg));
@@ -876,6 +900,7 @@ impl Node {
 
     /// Bytes of an established connection: records to open, then frames to act on.
     fn on_records(&mut self, now: Time, conn: ConnId, bytes: &[u8]) {
+        let max_frame = wire::limit(self.config.max_frame_bytes);
         let Some(c) = self.conns.get_mut(&conn) else { return };
         let Some(session) = c.session.as_mut() else { return };
         // Not kept between reads: an idle node holds no scratch buffer (see `poll_output`). Sized
@@ -903,7 +928,7 @@ impl Node {
         let mut first = None;
         let mut more = Vec::new();
         if let Ok(n) = opened {
-            c.decoder.decode_each(&plain[..n], |frame| match first {
+            c.decoder.decode_each(&plain[..n], max_frame, |frame| match first {
                 None => first = Some(frame),
                 Some(_) => more.push(frame),
             });
@@ -1140,7 +1165,7 @@ impl Node {
             Message::Announce { listen_port } => {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     if listen_port != 0 {
-                        c.listen = Listen::Port(listen_port);
+                        c.addr.set_listen(Listen::Port(listen_port));
                         let a = SocketAddr::new(c.addr().ip(), listen_port);
                         self.book.add(a, Source::Inbound, now);
                         self.book.touch(&a);
@@ -1176,14 +1201,14 @@ impl Node {
         // keeps the older one and the other side lets it decide.
         let dup = self.conns.iter().find_map(|(id, c)| match &c.phase {
             // The same key is the same peer id.
-            Phase::Up(p) if p.public_key == hello.public_key => Some((*id, c.direction)),
+            Phase::Up(p) if p.public_key == hello.public_key => Some((*id, c.direction())),
             _ => None,
         });
         let Some(c) = self.conns.get_mut(&conn) else { return };
-        if c.direction == Direction::Inbound && hello.listen_port != 0 {
-            c.listen = Listen::Port(hello.listen_port);
+        if c.direction() == Direction::Inbound && hello.listen_port != 0 {
+            c.addr.set_listen(Listen::Port(hello.listen_port));
         }
-        let direction = c.direction;
+        let direction = c.direction();
         let listen_addr = c.listen_addr();
         if let Some((other, other_dir)) = dup {
             let me = self.peer_id();
@@ -1224,7 +1249,7 @@ impl Node {
         if self.book.len() < HUNGRY_BOOK {
             self.request_peers(conn);
         }
-        if self.config.repair && self.conns[&conn].direction == Direction::Outbound {
+        if self.config.repair && self.conns[&conn].direction() == Direction::Outbound {
             // Catch up at once with every new neighbour, rather than at the next periodic round.
             // A round settles both sides' differences, so the dialer alone opens it: when both
             // did, every new link cost two rounds (a third of all sync frames).
@@ -1245,13 +1270,13 @@ impl Node {
     ///   most inbound connections, where many connections from few places accumulate, and is
     ///   chosen at random within it.
     fn make_room(&mut self, now: Time, newcomer: ConnId) {
-        if self.conns.get(&newcomer).is_none_or(|c| c.direction != Direction::Inbound) {
+        if self.conns.get(&newcomer).is_none_or(|c| c.direction() != Direction::Inbound) {
             return;
         }
         let mut inbound: Vec<(Time, ConnId, u64)> = self
             .conns
             .iter()
-            .filter(|(id, c)| **id != newcomer && c.direction == Direction::Inbound)
+            .filter(|(id, c)| **id != newcomer && c.direction() == Direction::Inbound)
             .filter_map(|(id, c)| match &c.phase {
                 Phase::Up(_) => Some((c.since, *id, net_group(c.addr().ip()))),
                 _ => None,
@@ -1399,7 +1424,7 @@ impl Node {
         }
         self.stats.chats_received += 1;
         if let Some(c) = from.and_then(|f| self.conns.get_mut(&f)) {
-            c.score = (c.score + 1).min(MAX_SCORE);
+            c.score = (c.score + 1).min(MAX_SCORE as i16);
         }
         // Pushed chats and grafted ones are live and spread on; anything else came by
         // anti-entropy: history that the neighbours get by their own syncs.
@@ -1595,7 +1620,7 @@ impl Node {
             .conns
             .values()
             .filter(|c| !matches!(c.phase, Phase::Up(_)))
-            .filter(|c| c.direction == Direction::Outbound)
+            .filter(|c| c.direction() == Direction::Outbound)
             .count();
         let want = self.config.target_peers.min(self.config.max_peers).saturating_sub(self.conns.len());
         let mut n = want.min(MAX_PENDING_DIALS.saturating_sub(pending));
