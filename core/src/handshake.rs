@@ -77,7 +77,9 @@ fn noise_error(e: snow::Error) -> HandshakeError {
 /// This node's Noise static key and the identity's signature over it: made once per run, since a
 /// signature per connection would cost a signing for nothing.
 pub struct StaticIdentity {
-    private: Vec<u8>,
+    /// An X25519 private key, kept in place: every node holds one, and as the `Vec` snow gives
+    /// it was 24 bytes plus a heap chunk of 48.
+    private: [u8; 32],
     binding: Signature,
 }
 
@@ -86,8 +88,9 @@ impl StaticIdentity {
         let builder = builder(keys, rng);
         // Fails only if the resolver lacks X25519, which `Keys::transport_crypto` must provide.
         let pair = builder.generate_keypair().expect("the transport crypto provides X25519");
+        let private = pair.private.as_slice().try_into().expect("an X25519 private key is 32 bytes");
         let binding = keys.sign(&binding_message(&pair.public));
-        StaticIdentity { private: pair.private, binding }
+        StaticIdentity { private, binding }
     }
 }
 

@@ -59,6 +59,7 @@ pub mod gossip;
 pub mod handshake;
 pub mod identity;
 pub mod membership;
+mod name;
 pub mod node;
 pub mod random;
 pub mod rate;

@@ -294,6 +294,9 @@ macro_rules! with_table {
     };
 }
 
+/// How many entries a table of the book grows by (see `AddressBook::add`).
+const GROW_SLOTS: usize = 32;
+
 pub struct AddressBook {
     /// IPv4 entries, then IPv6 ones: together in `SocketAddr` order.
     tables: (Table<V4>, Table<SocketAddrV6>),
@@ -357,8 +360,15 @@ impl AddressBook {
             return false;
         }
         let epoch = self.epoch;
+        // Grows by at most `GROW_SLOTS` at a time, never past the cap: doubling left up to half
+        // of every node's book unused (a book of 140 addresses held room for 256). Each insert
+        // moves the entries after it anyway, so a copy every `GROW_SLOTS` inserts costs little.
+        let room = self.cap.saturating_sub(self.len()).clamp(1, GROW_SLOTS);
         with_table!(mut self.tables, addr, |t, k| {
             let i = t.find(k).unwrap_err();
+            if t.slots.len() == t.slots.capacity() {
+                t.slots.reserve_exact(room);
+            }
             t.slots.insert(i, Slot { key: k, failures: 0, flags: source as u8, next: 0 });
             t.set_next_attempt(i, now, epoch);
         });

@@ -17,14 +17,13 @@ use crate::gossip::{Gossip, Requested};
 use crate::handshake::{Handshake, HandshakeError, Progress, StaticIdentity};
 use crate::identity::{Keys, PeerId, PublicKey};
 use crate::membership::{AddressBook, KeyTag, Penalty, Source, BAN_SCORE, MAX_SCORE};
+use crate::name::Name;
 use crate::random::Rng;
 use crate::rate::Tokens;
 use crate::session::{self, Session};
 use crate::sync::{self, Summary};
 use crate::time::Time;
-use crate::wire::{
-    self, FrameDecoder, Message, WireError, MAX_ADDRS_PER_FRAME, MAX_IDS_PER_FRAME, MAX_RANGES_PER_FRAME,
-};
+use crate::wire::{self, Frames, Message, WireError, MAX_ADDRS_PER_FRAME, MAX_IDS_PER_FRAME, MAX_RANGES_PER_FRAME};
 
 /// A connection, named by the node. Runtimes map it to their socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -323,27 +322,28 @@ enum Phase {
 /// named, and a dozen connections in every node of a simulator would hold 32 bytes each for it.
 struct Peer {
     public_key: PublicKey,
-    /// Never grows: a `String`'s capacity would be a word for nothing.
-    username: Box<str>,
+    /// Inline when short (see [`Name`]): most are, and a `Box<str>` was a heap chunk per
+    /// connection besides its 16 bytes.
+    username: Name,
 }
 
 /// One connection. A node holds a dozen or so (see `Node::conns`), and a simulator
 /// holds thousands of nodes: fields that are the same for every connection of a node (rate
 /// limits) stay in `Config`, and fields that can be derived from others are.
 struct Conn {
-    /// Read through `addr()`.
+    /// Read through `addr()`, `direction()` and `listen_addr()`.
     addr: ConnAddr,
-    direction: Direction,
     phase: Phase,
     /// Set once the handshake is done; every frame in and out passes through it.
     session: Option<Session>,
-    decoder: FrameDecoder,
+    /// Its limit is `Config::max_frame_bytes`.
+    decoder: Frames,
     /// When the connection opened (dial answered or accepted) until it is up, then when it came
     /// up: the handshake timeout needs the one, the peer summary the other.
     since: Time,
     last_recv: Time,
-    score: i32,
-    listen: Listen,
+    /// Between `BAN_SCORE` less the largest penalty and `MAX_SCORE`: two bytes hold it.
+    score: i16,
     /// The nonce of the ping sent at `last_ping`, while `ping_out` (its pong not back yet). Not
     /// an `Option<u64>`, which is twice the size, the flag being kept beside the other small ones.
     ping: u64,
@@ -371,28 +371,51 @@ enum Listen {
 /// `Conn::rtt_us` before the first pong. Longer round trips (71 minutes) are kept as one less.
 const NO_RTT: u32 = u32::MAX;
 
-/// A connection's remote address in 16 bytes rather than a `SocketAddr`'s 32: an IPv6 one (with
-/// its flow info and scope, kept exactly) is boxed. In a simulator every node holds a dozen or so
-/// connections, all IPv4; sixteen bytes less brings a boxed `Conn` into a smaller size class of
+/// A connection's far end, in 16 bytes: its address, which side dialed, and where the peer
+/// accepts connections. A `SocketAddr` alone is 32: an IPv6 address (with its flow info and
+/// scope, kept exactly) is boxed, and the direction and listen port fill what an IPv4 one leaves
+/// of the 16 (and the box's padding). In a simulator every node holds a dozen or so
+/// connections, all IPv4: every 16 bytes less brings a boxed `Conn` into a smaller size class of
 /// the allocator.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum ConnAddr {
-    V4(Ipv4Addr, u16),
-    V6(Box<SocketAddrV6>),
+    V4 { ip: Ipv4Addr, port: u16, direction: Direction, listen: Listen },
+    V6 { addr: Box<SocketAddrV6>, direction: Direction, listen: Listen },
 }
 
 impl ConnAddr {
-    fn new(addr: SocketAddr) -> ConnAddr {
+    /// A connection we dialed listens where we dialed it; of one that dialed us we know nothing
+    /// yet.
+    fn new(addr: SocketAddr, direction: Direction) -> ConnAddr {
+        let listen = if direction == Direction::Outbound { Listen::Dialed } else { Listen::Unknown };
         match addr {
-            SocketAddr::V4(a) => ConnAddr::V4(*a.ip(), a.port()),
-            SocketAddr::V6(a) => ConnAddr::V6(Box::new(a)),
+            SocketAddr::V4(a) => ConnAddr::V4 { ip: *a.ip(), port: a.port(), direction, listen },
+            SocketAddr::V6(a) => ConnAddr::V6 { addr: Box::new(a), direction, listen },
         }
     }
 
     fn get(&self) -> SocketAddr {
         match self {
-            ConnAddr::V4(ip, port) => SocketAddr::V4(SocketAddrV4::new(*ip, *port)),
-            ConnAddr::V6(a) => SocketAddr::V6(**a),
+            ConnAddr::V4 { ip, port, .. } => SocketAddr::V4(SocketAddrV4::new(*ip, *port)),
+            ConnAddr::V6 { addr, .. } => SocketAddr::V6(**addr),
+        }
+    }
+
+    fn direction(&self) -> Direction {
+        match self {
+            ConnAddr::V4 { direction, .. } | ConnAddr::V6 { direction, .. } => *direction,
+        }
+    }
+
+    fn listen(&self) -> Listen {
+        match self {
+            ConnAddr::V4 { listen, .. } | ConnAddr::V6 { listen, .. } => *listen,
+        }
+    }
+
+    fn set_listen(&mut self, to: Listen) {
+        match self {
+            ConnAddr::V4 { listen, .. } | ConnAddr::V6 { listen, .. } => *listen = to,
         }
     }
 }
@@ -402,8 +425,12 @@ impl Conn {
         self.addr.get()
     }
 
+    fn direction(&self) -> Direction {
+        self.addr.direction()
+    }
+
     fn listen_addr(&self) -> Option<SocketAddr> {
-        match self.listen {
+        match self.addr.listen() {
             Listen::Unknown => None,
             Listen::Dialed => Some(self.addr()),
             Listen::Port(port) => Some(SocketAddr::new(self.addr().ip(), port)),
@@ -416,9 +443,13 @@ impl Conn {
 }
 
 pub struct Node {
-    config: Config,
+    /// Shared by every node that was given the same tuning (see [`Node::with_shared_config`]):
+    /// a simulator runs thousands of nodes that differ only in name, and a copy each was 432
+    /// bytes a node, plus its name's and bootstrap list's heap.
+    config: Arc<Config>,
+    /// This node's own name, which `config.username` need not be.
+    username: Name,
     keys: Box<dyn Keys>,
-    me: PeerId,
     identity: StaticIdentity,
     rng: Rng,
     /// Boxed: measured, connections held in place in one block that is reallocated as they come
@@ -471,11 +502,38 @@ const MAX_PENDING_DIALS: usize = 4;
 impl Node {
     /// A node at time `now`; `seed` drives every random choice it makes.
     pub fn new(config: Config, keys: Box<dyn Keys>, seed: u64, now: Time) -> Node {
-        let me = keys.public_key().peer_id();
+        let username = Name::new(&config.username);
+        let config = Arc::new(config);
+        Node::build(Arc::clone(&config), username, &config.bootstrap, keys, seed, now)
+    }
+
+    /// A node like [`Node::new`]'s, but with tuning shared with other nodes: for running many
+    /// nodes in one process (the simulator), where each keeping its own `Config` would cost
+    /// memory for nothing. `username` and `bootstrap` are this node's; the shared config's
+    /// `username` and `bootstrap` are not used, and are what [`Node::config`] shows.
+    pub fn with_shared_config(
+        config: Arc<Config>,
+        username: &str,
+        bootstrap: &[SocketAddr],
+        keys: Box<dyn Keys>,
+        seed: u64,
+        now: Time,
+    ) -> Node {
+        Node::build(config, Name::new(username), bootstrap, keys, seed, now)
+    }
+
+    fn build(
+        config: Arc<Config>,
+        username: Name,
+        bootstrap: &[SocketAddr],
+        keys: Box<dyn Keys>,
+        seed: u64,
+        now: Time,
+    ) -> Node {
         let mut rng = Rng::new(seed);
         let identity = StaticIdentity::new(&*keys, &mut rng);
         let mut book = AddressBook::new(config.address_book_cap, config.backoff_base, config.backoff_max);
-        for addr in &config.bootstrap {
+        for addr in bootstrap {
             book.add(*addr, Source::Bootstrap, now);
         }
         Node {
@@ -488,7 +546,6 @@ impl Node {
                 config.repair,
             ),
             keys,
-            me,
             identity,
             rng,
             conns: ConnTable::default(),
@@ -509,6 +566,7 @@ impl Node {
             joined: false,
             leaving: false,
             stats: Stats::default(),
+            username,
             config,
         }
     }
@@ -518,16 +576,25 @@ impl Node {
         self.interner = Some(interner);
     }
 
+    /// Computed (a hash of the key) rather than kept: it is asked for rarely, and a simulator
+    /// would hold 32 bytes in every node for it.
     pub fn peer_id(&self) -> PeerId {
-        self.me
+        self.keys.public_key().peer_id()
     }
 
     pub fn public_key(&self) -> PublicKey {
         self.keys.public_key()
     }
 
+    /// The tuning. For a node made by [`Node::with_shared_config`], its `username` and
+    /// `bootstrap` are the shared config's, not this node's: see [`Node::username`].
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The name this node goes by in handshakes and on its chats.
+    pub fn username(&self) -> &str {
+        self.username.as_str()
     }
 
     pub fn stats(&self) -> &Stats {
@@ -590,7 +657,7 @@ impl Node {
         // for every connection accepted.
         let (mut handshaking, mut oldest) = (0, None);
         for (id, c) in self.conns.iter() {
-            if let (Direction::Inbound, Phase::Handshaking(hs)) = (c.direction, &c.phase) {
+            if let (Direction::Inbound, Phase::Handshaking(hs)) = (c.direction(), &c.phase) {
                 handshaking += 1;
                 let this = (hs.progressed(), *id);
                 oldest = Some(oldest.map_or(this, |o: (bool, ConnId)| o.min(this)));
@@ -689,15 +756,13 @@ impl Node {
         self.conns.insert(
             conn,
             Box::new(Conn {
-                addr: ConnAddr::new(addr),
-                direction,
+                addr: ConnAddr::new(addr, direction),
                 phase: Phase::Dialing,
                 session: None,
-                decoder: FrameDecoder::new(self.config.max_frame_bytes),
+                decoder: Frames::default(),
                 since: now,
                 last_recv: now,
                 score: 0,
-                listen: if direction == Direction::Outbound { Listen::Dialed } else { Listen::Unknown },
                 ping: 0,
                 ping_out: false,
                 last_ping: now,
@@ -717,8 +782,8 @@ impl Node {
     fn start_handshake(&mut self, conn: ConnId) {
         let Some(c) = self.conns.get_mut(&conn) else { return };
         let (keys, me, rng) = (&*self.keys, &self.identity, &mut self.rng);
-        let (name, port) = (&self.config.username, self.config.listen_port);
-        if c.direction == Direction::Outbound {
+        let (name, port) = (self.username.as_str(), self.config.listen_port);
+        if c.direction() == Direction::Outbound {
             let (hs, first) = Handshake::dial(keys, me, rng, name, port);
             c.phase = Phase::Handshaking(Box::new(hs));
             self.transmit_raw(conn, first);
@@ -752,7 +817,7 @@ impl Node {
             self.out.push_back(Output::Close { conn });
         }
         let was_up = matches!(c.phase, Phase::Up(_));
-        if c.direction == Direction::Outbound && (backoff || by_peer || !was_up) {
+        if c.direction() == Direction::Outbound && (backoff || by_peer || !was_up) {
             // An outbound peer that went away is retried after a backoff: automatic reconnection.
             self.book.on_failure(&c.addr(), now, &mut self.rng);
         }
@@ -761,7 +826,7 @@ impl Node {
                 self.stats.grafts_sent += 1;
                 self.send(g, &Message::Graft { ids: Vec::new() });
             }
-            let username = p.username.into_string();
+            let username = p.username.as_str().to_owned();
             let peer = p.public_key.peer_id();
             self.emit(Event::PeerDown { conn, peer, username, reason: reason.to_owned() });
         }
@@ -781,11 +846,11 @@ impl Node {
             conn,
             peer: peer.unwrap_or_else(|| p.public_key.peer_id()),
             public_key: p.public_key,
-            username: p.username.to_string(),
+            username: p.username.as_str().to_owned(),
             addr: c.addr(),
             listen_addr: c.listen_addr(),
-            direction: c.direction,
-            score: c.score,
+            direction: c.direction(),
+            score: c.score.into(),
             rtt: c.rtt(),
             since: c.since,
         })
@@ -793,8 +858,9 @@ impl Node {
 
     fn penalize(&mut self, now: Time, conn: ConnId, why: Penalty, detail: &str) {
         let Some(c) = self.conns.get_mut(&conn) else { return };
-        c.score -= why.points();
-        if c.score > BAN_SCORE {
+        // Exact: the score is above `BAN_SCORE` here, and the largest penalty small.
+        c.score = c.score.saturating_sub(i16::try_from(why.points()).unwrap_or(i16::MAX));
+        if i32::from(c.score) > BAN_SCORE {
             if why != Penalty::Flood {
                 let msg = format!("peer {} ({}): {detail}", conn_name(c), c.addr());
                 self.emit(Event::Warning(msg));
@@ -834,6 +900,7 @@ impl Node {
 
     /// Bytes of an established connection: records to open, then frames to act on.
     fn on_records(&mut self, now: Time, conn: ConnId, bytes: &[u8]) {
+        let max_frame = wire::limit(self.config.max_frame_bytes);
         let Some(c) = self.conns.get_mut(&conn) else { return };
         let Some(session) = c.session.as_mut() else { return };
         // Not kept between reads: an idle node holds no scratch buffer (see `poll_output`). Sized
@@ -861,7 +928,7 @@ impl Node {
         let mut first = None;
         let mut more = Vec::new();
         if let Ok(n) = opened {
-            c.decoder.decode_each(&plain[..n], |frame| match first {
+            c.decoder.decode_each(&plain[..n], max_frame, |frame| match first {
                 None => first = Some(frame),
                 Some(_) => more.push(frame),
             });
@@ -1098,7 +1165,7 @@ impl Node {
             Message::Announce { listen_port } => {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     if listen_port != 0 {
-                        c.listen = Listen::Port(listen_port);
+                        c.addr.set_listen(Listen::Port(listen_port));
                         let a = SocketAddr::new(c.addr().ip(), listen_port);
                         self.book.add(a, Source::Inbound, now);
                         self.book.touch(&a);
@@ -1134,17 +1201,18 @@ impl Node {
         // keeps the older one and the other side lets it decide.
         let dup = self.conns.iter().find_map(|(id, c)| match &c.phase {
             // The same key is the same peer id.
-            Phase::Up(p) if p.public_key == hello.public_key => Some((*id, c.direction)),
+            Phase::Up(p) if p.public_key == hello.public_key => Some((*id, c.direction())),
             _ => None,
         });
         let Some(c) = self.conns.get_mut(&conn) else { return };
-        if c.direction == Direction::Inbound && hello.listen_port != 0 {
-            c.listen = Listen::Port(hello.listen_port);
+        if c.direction() == Direction::Inbound && hello.listen_port != 0 {
+            c.addr.set_listen(Listen::Port(hello.listen_port));
         }
-        let direction = c.direction;
+        let direction = c.direction();
         let listen_addr = c.listen_addr();
         if let Some((other, other_dir)) = dup {
-            let dialer_of = |d: Direction| if d == Direction::Outbound { self.me } else { peer };
+            let me = self.peer_id();
+            let dialer_of = |d: Direction| if d == Direction::Outbound { me } else { peer };
             let keep_new = if other_dir == direction { false } else { dialer_of(direction) < dialer_of(other_dir) };
             if let Some(a) = listen_addr {
                 self.book.add(a, Source::Inbound, now);
@@ -1159,7 +1227,7 @@ impl Node {
             }
         }
         let Some(c) = self.conns.get_mut(&conn) else { return };
-        c.phase = Phase::Up(Peer { public_key: hello.public_key, username: hello.username.into_boxed_str() });
+        c.phase = Phase::Up(Peer { public_key: hello.public_key, username: Name::new(&hello.username) });
         c.since = now;
         if let Some(a) = listen_addr {
             self.book.add(a, Source::Inbound, now);
@@ -1181,7 +1249,7 @@ impl Node {
         if self.book.len() < HUNGRY_BOOK {
             self.request_peers(conn);
         }
-        if self.config.repair && self.conns[&conn].direction == Direction::Outbound {
+        if self.config.repair && self.conns[&conn].direction() == Direction::Outbound {
             // Catch up at once with every new neighbour, rather than at the next periodic round.
             // A round settles both sides' differences, so the dialer alone opens it: when both
             // did, every new link cost two rounds (a third of all sync frames).
@@ -1202,13 +1270,13 @@ impl Node {
     ///   most inbound connections, where many connections from few places accumulate, and is
     ///   chosen at random within it.
     fn make_room(&mut self, now: Time, newcomer: ConnId) {
-        if self.conns.get(&newcomer).is_none_or(|c| c.direction != Direction::Inbound) {
+        if self.conns.get(&newcomer).is_none_or(|c| c.direction() != Direction::Inbound) {
             return;
         }
         let mut inbound: Vec<(Time, ConnId, u64)> = self
             .conns
             .iter()
-            .filter(|(id, c)| **id != newcomer && c.direction == Direction::Inbound)
+            .filter(|(id, c)| **id != newcomer && c.direction() == Direction::Inbound)
             .filter_map(|(id, c)| match &c.phase {
                 Phase::Up(_) => Some((c.since, *id, net_group(c.addr().ip()))),
                 _ => None,
@@ -1290,7 +1358,7 @@ impl Node {
     fn originate(&mut self, now: Time, body: Body) {
         let id = ChatId::new_v7(now.as_millis(), &self.rng.bytes());
         let leave = body == Body::Leave;
-        let chat = Arc::new(Chat::new(&*self.keys, id, &self.config.username, body));
+        let chat = Arc::new(Chat::new(&*self.keys, id, self.username.as_str(), body));
         self.dedup.insert(chat.clone(), 0);
         self.stats.chats_sent += 1;
         self.emit(Event::Chat(Delivery { chat: chat.clone(), hops: 0, origin: Origin::Local }));
@@ -1356,7 +1424,7 @@ impl Node {
         }
         self.stats.chats_received += 1;
         if let Some(c) = from.and_then(|f| self.conns.get_mut(&f)) {
-            c.score = (c.score + 1).min(MAX_SCORE);
+            c.score = (c.score + 1).min(MAX_SCORE as i16);
         }
         // Pushed chats and grafted ones are live and spread on; anything else came by
         // anti-entropy: history that the neighbours get by their own syncs.
@@ -1552,7 +1620,7 @@ impl Node {
             .conns
             .values()
             .filter(|c| !matches!(c.phase, Phase::Up(_)))
-            .filter(|c| c.direction == Direction::Outbound)
+            .filter(|c| c.direction() == Direction::Outbound)
             .count();
         let want = self.config.target_peers.min(self.config.max_peers).saturating_sub(self.conns.len());
         let mut n = want.min(MAX_PENDING_DIALS.saturating_sub(pending));

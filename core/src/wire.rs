@@ -582,39 +582,19 @@ pub fn decode_hello(bytes: &[u8]) -> Result<Hello, WireError> {
 /// Memory: at most one partial frame (bounded by `max_frame_bytes`) plus the last chunk pushed.
 #[derive(Debug)]
 pub struct FrameDecoder {
-    buf: Vec<u8>,
-    start: usize,
-    /// A frame's length is a `u32`, so a larger limit is no limit: kept in four bytes, as every
-    /// connection holds one.
+    frames: Frames,
+    /// A frame's length is a `u32`, so a larger limit is no limit.
     max_frame_bytes: u32,
-    failed: bool,
 }
 
 impl FrameDecoder {
     pub fn new(max_frame_bytes: usize) -> FrameDecoder {
-        let max_frame_bytes = u32::try_from(max_frame_bytes).unwrap_or(u32::MAX);
-        FrameDecoder { buf: Vec::new(), start: 0, max_frame_bytes, failed: false }
+        FrameDecoder { frames: Frames::default(), max_frame_bytes: limit(max_frame_bytes) }
     }
 
     /// Adds received bytes. Ignored after a fatal error.
     pub fn push(&mut self, bytes: &[u8]) {
-        if self.failed {
-            return;
-        }
-        if self.start == self.buf.len() {
-            // Everything so far was decoded: an idle connection should not keep the largest burst
-            // it ever received.
-            if self.buf.capacity() > IDLE_BUF_BYTES {
-                self.buf = Vec::new();
-            } else {
-                self.buf.clear();
-            }
-            self.start = 0;
-        } else if self.start > self.buf.len() / 2 {
-            self.buf.drain(..self.start);
-            self.start = 0;
-        }
-        self.buf.extend_from_slice(bytes);
+        self.frames.push(bytes);
     }
 
     /// Decodes every whole frame of what was buffered followed by `bytes`, in order, into `out`
@@ -628,41 +608,112 @@ impl FrameDecoder {
 
     /// `decode`, handing each frame to `each` as it is read: a caller that mostly gets one frame
     /// per read need not build a list for it.
-    pub fn decode_each(&mut self, bytes: &[u8], mut each: impl FnMut(Result<Message, WireError>)) {
-        if self.failed {
+    pub fn decode_each(&mut self, bytes: &[u8], each: impl FnMut(Result<Message, WireError>)) {
+        self.frames.decode_each(bytes, self.max_frame_bytes, each);
+    }
+
+    /// Bytes held that do not yet make a whole frame.
+    pub fn buffered(&self) -> usize {
+        self.frames.buffered()
+    }
+
+    /// The next whole message, `None` when more bytes are needed. After a fatal error it returns
+    /// `None` forever and holds no bytes.
+    pub fn next_frame(&mut self) -> Option<Result<Message, WireError>> {
+        self.frames.next_frame(self.max_frame_bytes)
+    }
+}
+
+/// A frame size limit in the four bytes a frame's length takes.
+pub(crate) fn limit(max_frame_bytes: usize) -> u32 {
+    u32::try_from(max_frame_bytes).unwrap_or(u32::MAX)
+}
+
+/// A [`FrameDecoder`] without its limit, which is given at each call instead: what a node's
+/// connections hold, as they all share one limit (`Config::max_frame_bytes`).
+///
+/// One word: between frames (nearly always, as records carry whole frames) it holds nothing,
+/// the partial frame, its read position and the failed flag being boxed together. Every
+/// connection of a simulator's hundred thousand nodes holds one, where a `Vec`, a position, the
+/// limit and the flag took five words.
+#[derive(Debug, Default)]
+pub(crate) struct Frames {
+    pending: Option<Box<Pending>>,
+}
+
+/// Bytes pushed that are not decoded yet, `buf[start..]`; or, once `failed`, none ever again.
+#[derive(Debug, Default)]
+struct Pending {
+    buf: Vec<u8>,
+    start: usize,
+    failed: bool,
+}
+
+impl Frames {
+    fn failed(&self) -> bool {
+        self.pending.as_ref().is_some_and(|p| p.failed)
+    }
+
+    /// Adds received bytes. Ignored after a fatal error.
+    fn push(&mut self, bytes: &[u8]) {
+        let p = self.pending.get_or_insert_with(Box::default);
+        if p.failed {
+            return;
+        }
+        if p.start == p.buf.len() {
+            // Everything so far was decoded: an idle connection should not keep the largest burst
+            // it ever received.
+            if p.buf.capacity() > IDLE_BUF_BYTES {
+                p.buf = Vec::new();
+            } else {
+                p.buf.clear();
+            }
+            p.start = 0;
+        } else if p.start > p.buf.len() / 2 {
+            p.buf.drain(..p.start);
+            p.start = 0;
+        }
+        p.buf.extend_from_slice(bytes);
+    }
+
+    /// [`FrameDecoder::decode_each`] with the limit `max`.
+    pub(crate) fn decode_each(&mut self, bytes: &[u8], max: u32, mut each: impl FnMut(Result<Message, WireError>)) {
+        if self.failed() {
             return;
         }
         if self.buffered() > 0 {
             self.push(bytes);
-            while let Some(frame) = self.next_frame() {
+            while let Some(frame) = self.next_frame(max) {
                 each(frame);
             }
         } else {
             let mut rest = bytes;
-            while let Some(frame) = self.frame_at(&mut rest) {
+            while let Some(frame) = self.frame_at(max, &mut rest) {
                 each(frame);
             }
-            if self.failed {
+            if self.failed() {
                 return;
             }
-            self.buf.clear();
-            self.start = 0;
-            self.buf.extend_from_slice(rest);
+            if !rest.is_empty() {
+                let p = self.pending.get_or_insert_with(Box::default);
+                p.buf.clear();
+                p.start = 0;
+                p.buf.extend_from_slice(rest);
+            }
         }
-        if self.buffered() == 0 {
-            self.buf = Vec::new();
-            self.start = 0;
+        if self.buffered() == 0 && !self.failed() {
+            self.pending = None;
         }
     }
 
     /// Takes the first whole frame off `avail`, if there is one.
-    fn frame_at(&mut self, avail: &mut &[u8]) -> Option<Result<Message, WireError>> {
-        if self.failed || avail.len() < HEADER_BYTES {
+    fn frame_at(&mut self, max: u32, avail: &mut &[u8]) -> Option<Result<Message, WireError>> {
+        if self.failed() || avail.len() < HEADER_BYTES {
             return None;
         }
         let len = u32::from_be_bytes([avail[0], avail[1], avail[2], avail[3]]);
-        if len > self.max_frame_bytes {
-            let (len, max) = (len as usize, self.max_frame_bytes as usize);
+        if len > max {
+            let (len, max) = (len as usize, max as usize);
             return Some(Err(self.fail(WireError::TooLarge { len, max })));
         }
         let len = len as usize;
@@ -677,34 +728,38 @@ impl FrameDecoder {
         }
     }
 
-    /// Bytes held that do not yet make a whole frame.
-    pub fn buffered(&self) -> usize {
-        self.buf.len() - self.start
+    fn buffered(&self) -> usize {
+        self.pending.as_ref().map_or(0, |p| p.buf.len() - p.start)
     }
 
-    /// The next whole message, `None` when more bytes are needed. After a fatal error it returns
-    /// `None` forever and holds no memory.
-    pub fn next_frame(&mut self) -> Option<Result<Message, WireError>> {
-        if self.failed {
+    fn next_frame(&mut self, max: u32) -> Option<Result<Message, WireError>> {
+        let mut p = self.pending.take()?;
+        if p.failed {
+            self.pending = Some(p);
             return None;
         }
-        let buf = std::mem::take(&mut self.buf);
-        let mut avail = &buf[self.start..];
+        let mut avail = &p.buf[p.start..];
         let before = avail.len();
-        let frame = self.frame_at(&mut avail);
+        let frame = self.frame_at(max, &mut avail);
         let taken = before - avail.len();
-        if !self.failed {
-            self.buf = buf;
-            self.start += taken;
+        if !self.failed() {
+            p.start += taken;
+            self.pending = Some(p);
         }
         frame
     }
 
+    /// Drops what is buffered and refuses everything from now on. The flag is kept in the box
+    /// (a few bytes, after an error that ends the connection) so that the decoder stays one word.
     fn fail(&mut self, e: WireError) -> WireError {
-        self.failed = true;
-        self.buf = Vec::new();
-        self.start = 0;
+        self.pending = Some(Box::new(Pending { buf: Vec::new(), start: 0, failed: true }));
         e
+    }
+
+    /// Whether the decoder holds a buffer for bytes (tests: an idle one should not).
+    #[cfg(test)]
+    fn holds_buffer(&self) -> bool {
+        self.pending.as_ref().is_some_and(|p| !p.failed)
     }
 }
 
@@ -859,7 +914,7 @@ mod tests {
                     via_push.push(f);
                 }
                 b.decode(&rest[..n], &mut via_decode);
-                if b.buffered() == 0 && b.buf.capacity() != 0 {
+                if b.buffered() == 0 && b.frames.holds_buffer() {
                     return false;
                 }
                 rest = &rest[n..];

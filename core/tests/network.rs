@@ -507,3 +507,34 @@ fn making_room_spares_tree_links_and_takes_from_the_most_crowded_group() {
         assert!(up.contains(&ab), "seed {seed}");
     }
 }
+
+/// A node made with a shared config goes by its own name and dials its own bootstrap list, not
+/// the shared config's.
+#[test]
+fn a_node_with_a_shared_config_uses_its_own_name_and_bootstrap() {
+    let shared = Arc::new(Config {
+        username: "not me".into(),
+        bootstrap: vec!["10.0.0.9:7000".parse().unwrap()],
+        announce_presence: false,
+        ..Config::default()
+    });
+    let mine = "10.0.0.1:7000".parse().unwrap();
+    // Longer than a name kept inline, and one that is.
+    for name in ["a name longer than sixteen bytes", "alice"] {
+        let keys = Box::new(Ed25519Keys::from_seed(1));
+        let mut node = Node::with_shared_config(shared.clone(), name, &[mine], keys, 7, Time::ZERO);
+        assert_eq!(node.username(), name);
+        node.handle_input(Time::ZERO, Input::Timeout);
+        node.handle_input(Time::ZERO, Input::Command(Command::Chat("hi".into())));
+        let (mut dialed, mut sent) = (Vec::new(), Vec::new());
+        while let Some(out) = node.poll_output() {
+            match out {
+                Output::Dial { addr, .. } => dialed.push(addr),
+                Output::Event(Event::Chat(d)) => sent.push(d.chat.username.clone()),
+                _ => {}
+            }
+        }
+        assert_eq!(dialed, [mine]);
+        assert_eq!(sent, [name]);
+    }
+}

@@ -331,6 +331,8 @@ pub struct World {
     pub metrics: Metrics,
     /// The one copy of each chat that every node keeps.
     chats: SharedChats,
+    /// Every node's tuning, shared (see `World::config`).
+    config: Arc<Config>,
     pub events: u64,
     /// End of the fault phase: heal, restart, stop losing.
     pub heal_at: Time,
@@ -361,6 +363,7 @@ impl World {
         let join = Duration::from_secs_f64(p.join_s);
         let fault_start = t0 + join + Duration::from_secs_f64(p.settle_s);
         let heal_at = fault_start + Duration::from_secs_f64(p.fault_s);
+        let config = World::config(&p);
         let mut w = World {
             metrics: Metrics::new(n),
             p,
@@ -373,6 +376,7 @@ impl World {
             partitioned: false,
             lossy: false,
             chats: SharedChats::default(),
+            config,
             events: 0,
             heal_at,
         };
@@ -440,7 +444,22 @@ impl World {
         }
     }
 
-    fn config(&self, i: usize) -> Config {
+    /// The tuning every node runs with: built once and shared, as the nodes differ only in name
+    /// and bootstrap list (see `bootstrap`).
+    fn config(p: &Params) -> Arc<Config> {
+        Arc::new(Config {
+            listen_port: PORT,
+            fanout: p.fanout,
+            ttl: p.ttl,
+            repair: p.repair,
+            announce_presence: p.joins,
+            target_peers: p.target_peers.min(p.nodes.saturating_sub(1)).max(1),
+            max_peers: p.max_peers,
+            ..Config::default()
+        })
+    }
+
+    fn bootstrap(&self, i: usize) -> Vec<SocketAddr> {
         // Each node is told of three bootstrap nodes (all of them when there are only three).
         let mut wellknown: Vec<usize> = (0..self.p.nodes.min(self.p.bootstrap.max(1))).filter(|&b| b != i).collect();
         if wellknown.len() > 3 {
@@ -448,19 +467,7 @@ impl World {
             rng.choose_k(&mut wellknown, 3);
             wellknown.truncate(3);
         }
-        let bootstrap = wellknown.into_iter().map(addr).collect();
-        Config {
-            username: format!("n{i}"),
-            listen_port: PORT,
-            bootstrap,
-            fanout: self.p.fanout,
-            ttl: self.p.ttl,
-            repair: self.p.repair,
-            announce_presence: self.p.joins,
-            target_peers: self.p.target_peers.min(self.p.nodes.saturating_sub(1)).max(1),
-            max_peers: self.p.max_peers,
-            ..Config::default()
-        }
+        wellknown.into_iter().map(addr).collect()
     }
 
     fn keys(&self, i: usize) -> Box<dyn Keys> {
@@ -501,7 +508,9 @@ impl World {
                 let i = i as usize;
                 let seed =
                     self.p.seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ ((self.slots[i].inc as u64) << 48);
-                let mut node = Node::new(self.config(i), self.keys(i), seed, now);
+                let (name, bootstrap) = (format!("n{i}"), self.bootstrap(i));
+                let mut node =
+                    Node::with_shared_config(self.config.clone(), &name, &bootstrap, self.keys(i), seed, now);
                 node.share_chats(Box::new(self.chats.clone()));
                 self.slots[i].node = Some(node);
                 self.slots[i].wake_at = None;
