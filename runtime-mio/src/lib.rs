@@ -167,6 +167,9 @@ struct Sock {
     connecting: bool,
     /// The node closed it: drop once `out` is flushed.
     closing: bool,
+    /// A write failed: nothing more is written, and the node hears of it once what the peer sent
+    /// before is read (see `Loop::drain`).
+    failed: bool,
     wants_write: bool,
 }
 
@@ -390,9 +393,34 @@ impl Loop {
             if self.closed.is_empty() {
                 return;
             }
-            let now = self.clock.now();
             for conn in std::mem::take(&mut self.closed) {
+                // A write fails once the peer has gone, maybe before its last bytes (its `Leave`)
+                // were read: under load, answering its earlier bytes was enough to lose them.
+                self.read_remaining(conn);
+                self.remove(conn);
+                let now = self.clock.now();
                 self.node.handle_input(now, Input::Closed(conn));
+            }
+        }
+    }
+
+    /// Hands the node what is still in a broken socket: bounded, so a peer cannot keep the loop
+    /// here, and without draining outputs in between (`drain`, the caller, does that after).
+    fn read_remaining(&mut self, conn: ConnId) {
+        let mut buf = [0u8; 16 * 1024];
+        let mut budget = READ_BUF_BYTES;
+        while budget > 0 {
+            let Some(s) = self.socks.get_mut(&conn) else { return };
+            match s.stream.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    budget = budget.saturating_sub(n);
+                    let now = self.clock.now();
+                    self.node.handle_input(now, Input::Received(conn, &buf[..n]));
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // Nothing more buffered, or the error that broke it.
+                Err(_) => return,
             }
         }
     }
@@ -404,7 +432,7 @@ impl Loop {
     }
 
     fn transmit(&mut self, conn: ConnId, bytes: Vec<u8>) {
-        let Some(s) = self.socks.get_mut(&conn) else { return };
+        let Some(s) = self.socks.get_mut(&conn).filter(|s| !s.failed) else { return };
         if s.out.is_empty() {
             s.out = bytes;
             s.sent = 0;
@@ -426,14 +454,18 @@ impl Loop {
     /// close once everything is out.
     fn write(&mut self, conn: ConnId) {
         let Some(s) = self.socks.get_mut(&conn) else { return };
-        if s.connecting {
+        if s.connecting || s.failed {
             return;
         }
         if let Err(e) = s.flush() {
-            let closing = s.closing;
             tracing::debug!("{conn:?}: write failed: {e}");
-            self.remove(conn);
-            if !closing {
+            if s.closing {
+                self.remove(conn);
+            } else {
+                // Kept until `drain` has read what the peer sent before it went.
+                s.failed = true;
+                s.out = Vec::new();
+                s.sent = 0;
                 self.closed.push(conn);
             }
             return;
@@ -488,5 +520,5 @@ impl Loop {
 }
 
 fn sock(stream: TcpStream, connecting: bool) -> Sock {
-    Sock { stream, out: Vec::new(), sent: 0, connecting, closing: false, wants_write: false }
+    Sock { stream, out: Vec::new(), sent: 0, connecting, closing: false, failed: false, wants_write: false }
 }

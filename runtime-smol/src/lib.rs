@@ -274,13 +274,7 @@ async fn read_loop(conn: ConnId, mut stream: TcpStream, inbox: Sender<Inbox>) {
     }
 }
 
-async fn write_loop(
-    conn: ConnId,
-    mut stream: TcpStream,
-    frames: Receiver<Vec<u8>>,
-    pending: Arc<AtomicUsize>,
-    inbox: Sender<Inbox>,
-) {
+async fn write_loop(conn: ConnId, mut stream: TcpStream, frames: Receiver<Vec<u8>>, pending: Arc<AtomicUsize>) {
     while let Ok(mut batch) = frames.recv().await {
         while batch.len() < WRITE_BATCH_BYTES {
             match frames.try_recv() {
@@ -289,9 +283,13 @@ async fn write_loop(
             }
         }
         if let Err(e) = stream.write_all(&batch).await {
+            // Not reported from here: the peer may have gone after saying its last words (a
+            // `Leave`) that the read loop has not read yet, and a `Closed` from this loop could
+            // overtake them. A write fails only on a broken connection, so the read loop reads
+            // what is left, then fails or ends too and reports it (and a node closes a silent
+            // link after `stale_after` anyway).
             tracing::debug!("{conn:?}: write failed: {e}");
             pending.store(0, Ordering::Relaxed);
-            let _ = inbox.send(Inbox::Closed(conn)).await;
             return;
         }
         pending.fetch_sub(batch.len(), Ordering::Relaxed);
@@ -332,7 +330,7 @@ impl Driver<'_> {
         let (out, frames) = channel::unbounded();
         let pending = Arc::new(AtomicUsize::new(0));
         let reader = self.ex.spawn(read_loop(conn, stream.clone(), self.inbox.clone()));
-        let writer = self.ex.spawn(write_loop(conn, stream, frames, pending.clone(), self.inbox.clone()));
+        let writer = self.ex.spawn(write_loop(conn, stream, frames, pending.clone()));
         self.conns.insert(conn, Conn { out, pending, _reader: reader, writer });
     }
 
