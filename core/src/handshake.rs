@@ -227,26 +227,38 @@ impl Handshake {
 
     /// Feeds bytes received before the handshake finished.
     pub fn handle(&mut self, keys: &dyn Keys, bytes: &[u8]) -> Result<Progress, HandshakeError> {
-        self.buf.extend_from_slice(bytes);
-        if self.buf.len() < HEADER_BYTES {
+        // A handshake message nearly always arrives whole, with nothing before it: it is read
+        // where it lies, and only a partial frame or what follows one is copied.
+        let mut held = std::mem::take(&mut self.buf);
+        let data: &[u8] = if held.is_empty() {
+            bytes
+        } else {
+            held.extend_from_slice(bytes);
+            &held
+        };
+        if data.len() < HEADER_BYTES {
+            self.buf = data.to_vec();
             return Ok(Progress::Continue(Vec::new()));
         }
-        let len = u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]) as usize;
+        let len = u32::from_be_bytes([data[0], data[1], data[2], data[3]]) as usize;
         if !(VERSION_BYTES..=MAX_HANDSHAKE_FRAME).contains(&len) {
-            return Err(HandshakeError::NotP2pChat(describe(&self.buf)));
+            return Err(HandshakeError::NotP2pChat(describe(data)));
         }
-        if self.buf.len() >= HEADER_BYTES + VERSION_BYTES {
-            let theirs = u16::from_be_bytes([self.buf[4], self.buf[5]]);
+        if data.len() >= HEADER_BYTES + VERSION_BYTES {
+            let theirs = u16::from_be_bytes([data[4], data[5]]);
             if theirs != PROTOCOL_VERSION {
                 return Err(HandshakeError::Version { theirs, ours: PROTOCOL_VERSION });
             }
         }
-        if self.buf.len() < HEADER_BYTES + len {
+        if data.len() < HEADER_BYTES + len {
+            self.buf = data.to_vec();
             return Ok(Progress::Continue(Vec::new()));
         }
-        let rest = self.buf.split_off(HEADER_BYTES + len);
-        let frame = std::mem::replace(&mut self.buf, rest);
-        let payload = self.read(&frame[HEADER_BYTES + VERSION_BYTES..])?;
+        let (frame, rest) = data.split_at(HEADER_BYTES + len);
+        // On the stack: the payload is at most a frame, and is only looked at before returning.
+        let mut payload = [0u8; MAX_HANDSHAKE_FRAME];
+        let payload = self.read(&frame[HEADER_BYTES + VERSION_BYTES..], &mut payload)?;
+        self.buf = rest.to_vec();
         match self.step {
             Step::AcceptorAwaitsFirst => {
                 if !self.buf.is_empty() {
@@ -261,13 +273,13 @@ impl Handshake {
                 if !self.buf.is_empty() {
                     return Err(HandshakeError::OutOfTurn);
                 }
-                let hello = self.check(keys, &payload)?;
+                let hello = self.check(keys, payload)?;
                 let mine = std::mem::take(&mut self.hello);
                 let send = self.write(&mine)?;
                 self.finish(keys, hello, send)
             }
             Step::AcceptorAwaitsLast => {
-                let hello = self.check(keys, &payload)?;
+                let hello = self.check(keys, payload)?;
                 self.finish(keys, hello, Vec::new())
             }
         }
@@ -277,21 +289,21 @@ impl Handshake {
         self.noise.as_mut().expect("the handshake state lives until `finish`")
     }
 
-    fn read(&mut self, msg: &[u8]) -> Result<Vec<u8>, HandshakeError> {
-        let mut payload = vec![0; msg.len()];
-        let n = self.noise().read_message(msg, &mut payload).map_err(noise_error)?;
-        payload.truncate(n);
-        Ok(payload)
+    /// The payload of the peer's handshake message `msg`, decrypted into `out`.
+    fn read<'o>(&mut self, msg: &[u8], out: &'o mut [u8]) -> Result<&'o [u8], HandshakeError> {
+        let n = self.noise().read_message(msg, out).map_err(noise_error)?;
+        Ok(&out[..n])
     }
 
-    /// Our next handshake message, framed.
+    /// Our next handshake message, framed. Written on the stack and copied out at its size: a
+    /// buffer of the largest frame, allocated and zeroed for each message and then sent, cost
+    /// an allocation of a kilobyte per message, held until the peer read it.
     fn write(&mut self, payload: &[u8]) -> Result<Vec<u8>, HandshakeError> {
-        let mut out = vec![0; HEADER_BYTES + VERSION_BYTES + MAX_HANDSHAKE_FRAME];
+        let mut out = [0u8; HEADER_BYTES + VERSION_BYTES + MAX_HANDSHAKE_FRAME];
         let n = self.noise().write_message(payload, &mut out[HEADER_BYTES + VERSION_BYTES..]).map_err(noise_error)?;
-        out.truncate(HEADER_BYTES + VERSION_BYTES + n);
         out[..HEADER_BYTES].copy_from_slice(&((VERSION_BYTES + n) as u32).to_be_bytes());
         out[HEADER_BYTES..HEADER_BYTES + VERSION_BYTES].copy_from_slice(&PROTOCOL_VERSION.to_be_bytes());
-        Ok(out)
+        Ok(out[..HEADER_BYTES + VERSION_BYTES + n].to_vec())
     }
 
     /// The peer's `Hello`, if its identity key signed the static key this handshake proved.
