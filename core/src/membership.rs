@@ -73,8 +73,22 @@ const FAR: u8 = 1 << 7;
 const REBASE_AFTER_US: u64 = 1 << 31;
 
 /// An IPv4 address and port as six big-endian bytes, so byte order is address order.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 struct V4([u8; 6]);
+
+/// Byte order, compared as one number: every lookup in the book is a binary search over these,
+/// and comparing the six bytes one by one was most of the cost of adding an address.
+impl Ord for V4 {
+    fn cmp(&self, other: &V4) -> core::cmp::Ordering {
+        self.number().cmp(&other.number())
+    }
+}
+
+impl PartialOrd for V4 {
+    fn partial_cmp(&self, other: &V4) -> Option<core::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 trait Key: Copy + Ord {
     fn addr(self) -> SocketAddr;
@@ -88,6 +102,12 @@ impl Key for V4 {
 }
 
 impl V4 {
+    /// The six bytes as a big-endian number, which orders as the bytes do.
+    fn number(self) -> u64 {
+        let [a, b, c, d, p0, p1] = self.0;
+        u64::from_be_bytes([0, 0, a, b, c, d, p0, p1])
+    }
+
     fn new(a: SocketAddrV4) -> V4 {
         let [a0, a1, a2, a3] = a.ip().octets();
         let [p0, p1] = a.port().to_be_bytes();
@@ -349,15 +369,22 @@ impl AddressBook {
             return false;
         }
         self.advance_epoch(now);
-        let known = with_table!(mut self.tables, addr, |t, k| match t.get_mut(k) {
-            Some(s) => {
+        // Where it goes, from the one search that also finds it if known.
+        let free = with_table!(mut self.tables, addr, |t, k| match t.find(k) {
+            Ok(i) => {
+                let s = &mut t.slots[i];
                 s.set_source(s.source().min(source));
-                true
+                None
             }
-            None => false,
+            Err(i) => Some(i),
         });
-        if known || (self.len() >= self.cap && !self.evict_one(source)) {
-            return false;
+        let Some(mut at) = free else { return false };
+        if self.len() >= self.cap {
+            if !self.evict_one(source) {
+                return false;
+            }
+            // The evicted entry may have been before it.
+            at = with_table!(self.tables, addr, |t, k| t.find(k).unwrap_err());
         }
         let epoch = self.epoch;
         // Grows by at most `GROW_SLOTS` at a time, never past the cap: doubling left up to half
@@ -365,12 +392,11 @@ impl AddressBook {
         // moves the entries after it anyway, so a copy every `GROW_SLOTS` inserts costs little.
         let room = self.cap.saturating_sub(self.len()).clamp(1, GROW_SLOTS);
         with_table!(mut self.tables, addr, |t, k| {
-            let i = t.find(k).unwrap_err();
             if t.slots.len() == t.slots.capacity() {
                 t.slots.reserve_exact(room);
             }
-            t.slots.insert(i, Slot { key: k, failures: 0, flags: source as u8, next: 0 });
-            t.set_next_attempt(i, now, epoch);
+            t.slots.insert(at, Slot { key: k, failures: 0, flags: source as u8, next: 0 });
+            t.set_next_attempt(at, now, epoch);
         });
         true
     }
