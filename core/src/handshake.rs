@@ -43,6 +43,8 @@ fn noise_params() -> NoiseParams {
 const PROLOGUE: &[u8] = b"p2p-chat/noise/v2";
 /// What the identity key signs: this, then the Noise static public key.
 const BINDING_DOMAIN: &[u8] = b"p2p-chat/noise-static-key/v2";
+/// The length of that static key with the Diffie-Hellman of [`NOISE_PARAMS`].
+const X25519_KEY_BYTES: usize = 32;
 
 const HEADER_BYTES: usize = 4;
 const VERSION_BYTES: usize = 2;
@@ -315,8 +317,19 @@ impl Handshake {
         if hello.username.len() > crate::chat::MAX_USERNAME_BYTES {
             return Err(HandshakeError::UsernameTooLong(crate::chat::MAX_USERNAME_BYTES));
         }
-        let signed = binding_message(self.noise().get_remote_static().ok_or(HandshakeError::BadBinding)?);
-        if !keys.verify(&hello.public_key, &signed, &hello.binding) {
+        let remote = self.noise().get_remote_static().ok_or(HandshakeError::BadBinding)?;
+        // Made on the stack for the X25519 key every handshake has: this runs once per connection.
+        let mut stack = [0u8; BINDING_DOMAIN.len() + X25519_KEY_BYTES];
+        let heap;
+        let signed: &[u8] = if remote.len() == X25519_KEY_BYTES {
+            stack[..BINDING_DOMAIN.len()].copy_from_slice(BINDING_DOMAIN);
+            stack[BINDING_DOMAIN.len()..].copy_from_slice(remote);
+            &stack
+        } else {
+            heap = binding_message(remote);
+            &heap
+        };
+        if !keys.verify(&hello.public_key, signed, &hello.binding) {
             return Err(HandshakeError::BadBinding);
         }
         Ok(hello)
