@@ -434,6 +434,34 @@ mod tests {
         assert_eq!(plain, b"hello bob");
     }
 
+    /// Messages cut anywhere, one byte at a time, finish as whole ones do; bytes that follow the
+    /// last message are the session's.
+    #[test]
+    fn messages_fed_byte_by_byte_and_trailing_records() {
+        let (mut a, mut b) = (side(1), side(2));
+        let (mut ha, m1) = Handshake::dial(&a.keys, &a.me, &mut a.rng, "alice", 1);
+        let mut hb = Handshake::accept(&b.keys, &b.me, &mut b.rng, "bob", 2);
+        let feed = |h: &mut Handshake, keys: &Ed25519Keys, msg: &[u8]| {
+            let (last, head) = msg.split_last().unwrap();
+            for byte in head {
+                match h.handle(keys, std::slice::from_ref(byte)) {
+                    Ok(Progress::Continue(m)) => assert!(m.is_empty()),
+                    other => panic!("finished or failed before the message was whole: {other:?}"),
+                }
+            }
+            h.handle(keys, std::slice::from_ref(last)).unwrap()
+        };
+        let Progress::Continue(m2) = feed(&mut hb, &b.keys, &m1) else { panic!("acceptor answers") };
+        let Progress::Done(da) = feed(&mut ha, &a.keys, &m2) else { panic!("dialer finishes") };
+        let mut da = *da;
+        let mut record = Vec::new();
+        da.session.seal(b"first", &mut record).unwrap();
+        let m3 = [da.send.as_slice(), &record].concat();
+        let Ok(Progress::Done(db)) = hb.handle(&b.keys, &m3) else { panic!("acceptor finishes") };
+        assert_eq!(db.hello.username, "alice");
+        assert_eq!(db.leftover, record);
+    }
+
     #[test]
     fn identities_never_cross_the_wire_in_clear() {
         let (mut a, mut b) = (side(1), side(2));
