@@ -86,6 +86,12 @@ pub trait ChatInterner: Send {
     /// `chat` was just verified and accepted: the copy to keep, equal to it (an unequal chat that
     /// claims the same id must come back as itself).
     fn intern(&mut self, chat: Arc<Chat>) -> Arc<Chat>;
+
+    /// The copy kept of the chat `id`, if any: a frame that carries that very chat is then read
+    /// as it, without building another copy only to drop it.
+    fn get(&self, _id: &ChatId) -> Option<Arc<Chat>> {
+        None
+    }
 }
 
 /// Longest username, in bytes, that a node accepts.

@@ -927,8 +927,16 @@ impl Node {
         // only from a second frame on (for `preverify`'s batch), so most reads allocate none.
         let mut first = None;
         let mut more = Vec::new();
+        // A chat frame is read as the copy already kept of its chat where there is one: the
+        // interner's, which has nearly every chat of a simulation, or else our own, which a
+        // duplicate finds.
+        let (interner, dedup) = (&self.interner, &self.dedup);
+        let known = |id: &ChatId| match interner {
+            Some(i) => i.get(id),
+            None => dedup.get(id).map(|s| s.chat),
+        };
         if let Ok(n) = opened {
-            c.decoder.decode_each(&plain[..n], max_frame, |frame| match first {
+            c.decoder.decode_each_with(&plain[..n], max_frame, &known, |frame| match first {
                 None => first = Some(frame),
                 Some(_) => more.push(frame),
             });

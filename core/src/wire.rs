@@ -213,6 +213,22 @@ pub fn encode(msg: &Message) -> Vec<u8> {
 
 /// Decodes one payload (what follows the length prefix).
 pub fn decode_payload(payload: &[u8]) -> Result<Message, WireError> {
+    decode_payload_with(payload, &no_known_chats)
+}
+
+/// What `known` is when the caller keeps no chats.
+fn no_known_chats(_: &ChatId) -> Option<Arc<Chat>> {
+    None
+}
+
+/// `decode_payload`, with a chat the frame carries taken from `known` (a copy the caller keeps of
+/// the chat of that id) when it is that very chat, byte for byte: nearly every chat frame a node
+/// receives carries a chat it, or the process, has already, and building it again cost three
+/// allocations (the chat and its two strings) and their frees.
+pub(crate) fn decode_payload_with(
+    payload: &[u8],
+    known: &impl Fn(&ChatId) -> Option<Arc<Chat>>,
+) -> Result<Message, WireError> {
     if payload.len() < VERSION_BYTES {
         return Err(WireError::Malformed("payload shorter than the version field".into()));
     }
@@ -221,7 +237,7 @@ pub fn decode_payload(payload: &[u8]) -> Result<Message, WireError> {
         return Err(WireError::Version { theirs, ours: PROTOCOL_VERSION });
     }
     let body = &payload[VERSION_BYTES..];
-    if let Some(msg) = decode_direct(body) {
+    if let Some(msg) = decode_direct(body, known) {
         return Ok(msg);
     }
     match bincode::serde::decode_from_slice::<Message, _>(body, config()) {
@@ -404,8 +420,9 @@ fn put_len(out: &mut Vec<u8>, n: usize) {
     }
 }
 
-/// Reads `body` if it is a well-formed message in a form `encode_direct` writes.
-fn decode_direct(body: &[u8]) -> Option<Message> {
+/// Reads `body` if it is a well-formed message in a form `encode_direct` writes; a chat in it is
+/// `known`'s copy if that is equal.
+fn decode_direct(body: &[u8], known: &impl Fn(&ChatId) -> Option<Arc<Chat>>) -> Option<Message> {
     let mut r = Reader(body);
     let msg = match r.byte()? {
         tag @ (IHAVE | IWANT | GRAFT) => {
@@ -418,11 +435,11 @@ fn decode_direct(body: &[u8]) -> Option<Message> {
         }
         CHAT => {
             let (ttl, hops) = (r.byte()?, r.byte()?);
-            Message::Chat { ttl, hops, chat: Arc::new(r.chat()?) }
+            Message::Chat { ttl, hops, chat: r.chat(known)? }
         }
         REPLY => {
             let hops = r.byte()?;
-            Message::Reply { hops, chat: Arc::new(r.chat()?) }
+            Message::Reply { hops, chat: r.chat(known)? }
         }
         SYNC if body.len() <= DIRECT_LIST_MAX_BYTES => {
             let n = r.len()?;
@@ -528,18 +545,43 @@ impl<'a> Reader<'a> {
         std::str::from_utf8(self.bytes(n)?).ok().map(str::to_owned)
     }
 
-    fn chat(&mut self) -> Option<Chat> {
+    /// A string's bytes, not yet checked to be UTF-8.
+    fn raw_string(&mut self) -> Option<&'a [u8]> {
+        let n = self.len()?;
+        self.bytes(n)
+    }
+
+    /// A chat: `known`'s copy of its id if that is the same chat, else a new one.
+    fn chat(&mut self, known: &impl Fn(&ChatId) -> Option<Arc<Chat>>) -> Option<Arc<Chat>> {
         let id = ChatId(self.array()?);
         let author = PublicKey(self.array()?);
-        let username = self.string()?;
-        let body = match self.byte()? {
-            TEXT => Body::Text(self.string()?),
-            JOIN => Body::Join,
-            LEAVE => Body::Leave,
+        let username = self.raw_string()?;
+        let text = match self.byte()? {
+            TEXT => Ok(self.raw_string()?),
+            JOIN => Err(Body::Join),
+            LEAVE => Err(Body::Leave),
             _ => return None,
         };
         let signature = Signature(self.array()?);
-        Some(Chat { id, author, username, body, signature })
+        if let Some(kept) = known(&id) {
+            let same_body = match (&kept.body, &text) {
+                (Body::Text(k), Ok(t)) => k.as_bytes() == *t,
+                (k, Err(b)) => k == b,
+                _ => false,
+            };
+            // Equal bytes are valid UTF-8, as the copy's strings are.
+            if same_body && kept.author == author && kept.signature == signature && kept.username.as_bytes() == username
+            {
+                return Some(kept);
+            }
+        }
+        let utf8 = |b: &[u8]| std::str::from_utf8(b).ok().map(str::to_owned);
+        let username = utf8(username)?;
+        let body = match text {
+            Ok(t) => Body::Text(utf8(t)?),
+            Err(b) => b,
+        };
+        Some(Arc::new(Chat { id, author, username, body, signature }))
     }
 }
 
@@ -677,18 +719,29 @@ impl Frames {
     }
 
     /// [`FrameDecoder::decode_each`] with the limit `max`.
-    pub(crate) fn decode_each(&mut self, bytes: &[u8], max: u32, mut each: impl FnMut(Result<Message, WireError>)) {
+    pub(crate) fn decode_each(&mut self, bytes: &[u8], max: u32, each: impl FnMut(Result<Message, WireError>)) {
+        self.decode_each_with(bytes, max, &no_known_chats, each);
+    }
+
+    /// `decode_each`, reading chats as `decode_payload_with` does.
+    pub(crate) fn decode_each_with(
+        &mut self,
+        bytes: &[u8],
+        max: u32,
+        known: &impl Fn(&ChatId) -> Option<Arc<Chat>>,
+        mut each: impl FnMut(Result<Message, WireError>),
+    ) {
         if self.failed() {
             return;
         }
         if self.buffered() > 0 {
             self.push(bytes);
-            while let Some(frame) = self.next_frame(max) {
+            while let Some(frame) = self.next_frame_with(max, known) {
                 each(frame);
             }
         } else {
             let mut rest = bytes;
-            while let Some(frame) = self.frame_at(max, &mut rest) {
+            while let Some(frame) = self.frame_at(max, &mut rest, known) {
                 each(frame);
             }
             if self.failed() {
@@ -707,7 +760,12 @@ impl Frames {
     }
 
     /// Takes the first whole frame off `avail`, if there is one.
-    fn frame_at(&mut self, max: u32, avail: &mut &[u8]) -> Option<Result<Message, WireError>> {
+    fn frame_at(
+        &mut self,
+        max: u32,
+        avail: &mut &[u8],
+        known: &impl Fn(&ChatId) -> Option<Arc<Chat>>,
+    ) -> Option<Result<Message, WireError>> {
         if self.failed() || avail.len() < HEADER_BYTES {
             return None;
         }
@@ -722,7 +780,7 @@ impl Frames {
         }
         let payload = &avail[HEADER_BYTES..HEADER_BYTES + len];
         *avail = &avail[HEADER_BYTES + len..];
-        match decode_payload(payload) {
+        match decode_payload_with(payload, known) {
             Err(e) if e.is_fatal() => Some(Err(self.fail(e))),
             other => Some(other),
         }
@@ -733,6 +791,14 @@ impl Frames {
     }
 
     fn next_frame(&mut self, max: u32) -> Option<Result<Message, WireError>> {
+        self.next_frame_with(max, &no_known_chats)
+    }
+
+    fn next_frame_with(
+        &mut self,
+        max: u32,
+        known: &impl Fn(&ChatId) -> Option<Arc<Chat>>,
+    ) -> Option<Result<Message, WireError>> {
         let mut p = self.pending.take()?;
         if p.failed {
             self.pending = Some(p);
@@ -740,7 +806,7 @@ impl Frames {
         }
         let mut avail = &p.buf[p.start..];
         let before = avail.len();
-        let frame = self.frame_at(max, &mut avail);
+        let frame = self.frame_at(max, &mut avail, known);
         let taken = before - avail.len();
         if !self.failed() {
             p.start += taken;
@@ -1027,7 +1093,7 @@ mod tests {
         }
         let mut non_shortest = vec![IHAVE, 251, 1, 0];
         non_shortest.extend_from_slice(&[9; 16]);
-        assert_eq!(decode_direct(&non_shortest), None);
+        assert_eq!(decode_direct(&non_shortest, &no_known_chats), None);
     }
 
     /// Every message, whichever path codes it, gets bincode's bytes; and any mangling of those
@@ -1094,7 +1160,7 @@ mod tests {
             let body = framed_body(&msg);
             assert_eq!(body, bincode_body(&msg), "{msg:?}");
             assert_eq!(decode_body(&body), Ok(msg.clone()));
-            assert_eq!(decode_direct(&body), Some(msg));
+            assert_eq!(decode_direct(&body, &no_known_chats), Some(msg));
         }
         for body in [
             vec![PING, 252, 5, 0, 0, 0],
@@ -1111,7 +1177,7 @@ mod tests {
         let mut non_shortest = vec![SYNC, 1];
         non_shortest.extend_from_slice(&[0; 32]);
         non_shortest.extend_from_slice(&[FINGERPRINT, 252, 3, 0, 0, 0, 0]);
-        assert_eq!(decode_direct(&non_shortest), None);
+        assert_eq!(decode_direct(&non_shortest, &no_known_chats), None);
         assert!(matches!(decode_body(&non_shortest), Ok(Message::Sync { .. })));
         // Past the shortcut's size, bincode reads it (and its limit decides).
         let many: Vec<ChatId> = (0..1000).map(ChatId::from_u128).collect();
@@ -1191,6 +1257,36 @@ mod tests {
                     assert_eq!(back, Ok(msg));
                 }
             }
+        }
+    }
+
+    /// A chat frame is read as the kept copy only when it carries that very chat; a chat that
+    /// differs in any field, under the same id, is read as itself.
+    #[test]
+    fn known_chats_are_reused_only_when_equal() {
+        let keys = Ed25519Keys::from_seed(1);
+        let id = ChatId::new_v7(5, &[3; 10]);
+        let kept = Arc::new(Chat::new(&keys, id, "alice", Body::Text("hi".into())));
+        let known = |i: &ChatId| (*i == id).then(|| kept.clone());
+        let variants = [
+            Chat::new(&keys, id, "alice", Body::Text("hI".into())),
+            Chat::new(&keys, id, "alicE", Body::Text("hi".into())),
+            Chat::new(&keys, id, "alice", Body::Join),
+            Chat::new(&Ed25519Keys::from_seed(2), id, "alice", Body::Text("hi".into())),
+            Chat { signature: Signature([7; 64]), ..(*kept).clone() },
+        ];
+        let read = |chat: Arc<Chat>| {
+            let framed = encode(&Message::Reply { hops: 1, chat });
+            match decode_payload_with(&framed[HEADER_BYTES..], &known) {
+                Ok(Message::Reply { chat, .. }) => chat,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert!(Arc::ptr_eq(&read(Arc::new((*kept).clone())), &kept));
+        for v in variants {
+            let back = read(Arc::new(v.clone()));
+            assert!(!Arc::ptr_eq(&back, &kept));
+            assert_eq!(*back, v);
         }
     }
 }
