@@ -465,7 +465,10 @@ pub struct Node {
     /// `session::HEADER_BYTES` of room, so that it is sealed in place and handed out as the
     /// transmit itself (see `Session::seal_in_place`).
     tx: ConnMap<Vec<u8>>,
-    ihave: ConnMap<Vec<ChatId>>,
+    /// Ids to announce, with the neighbour each goes to, in the order they were queued: one list
+    /// for all neighbours, so that a batch costs one allocation instead of one per neighbour (and
+    /// the map's own); a few dozen at most, so scans are cheap.
+    ihave: Vec<(ConnId, ChatId)>,
     /// When the batched `ihave` goes out.
     ihave_due: Option<Time>,
     interner: Option<Box<dyn ChatInterner>>,
@@ -488,6 +491,9 @@ const RECENT: Duration = Duration::from_secs(60);
 
 /// A busy link is still pinged every this many ping intervals, to keep its round-trip time fresh.
 const RTT_REFRESH: u32 = 6;
+
+/// Announcements a node's batch makes room for when it gets its first.
+const IHAVE_FIRST_ROOM: usize = 8;
 
 /// Reads up to this size are opened into a buffer on the stack (see `on_records`).
 const SMALL_READ_BYTES: usize = 1024;
@@ -554,7 +560,7 @@ impl Node {
             banned: BTreeMap::new(),
             out: VecDeque::new(),
             tx: ConnMap::default(),
-            ihave: ConnMap::default(),
+            ihave: Vec::new(),
             ihave_due: None,
             interner: None,
             dial_bucket: Tokens::full(config.dials_per_minute.1, now),
@@ -806,7 +812,11 @@ impl Node {
 
     fn drop_conn(&mut self, now: Time, conn: ConnId, reason: &str, backoff: bool, by_peer: bool) {
         let Some(mut c) = self.conns.remove(&conn) else { return };
-        self.ihave.remove(conn);
+        self.ihave.retain(|(c, _)| *c != conn);
+        if self.ihave.is_empty() {
+            // As everywhere: an idle node holds no buffer.
+            self.ihave = Vec::new();
+        }
         let pending = self.tx.remove(conn);
         if !by_peer {
             if let (Some(mut bytes), Some(session)) = (pending, c.session.as_mut()) {
@@ -1469,7 +1479,7 @@ impl Node {
         ttl: u8,
         next_hops: u8,
     ) {
-        let batched = |c: ConnId| self.ihave.contains(c);
+        let batched = |c: ConnId| self.ihave.iter().any(|(b, _)| *b == c);
         let targets = self.gossip.targets(&mut self.rng, from, ttl, holders, batched);
         if !targets.eager().is_empty() {
             // Every eager neighbour gets the same bytes: encode once.
@@ -1482,8 +1492,12 @@ impl Node {
                 }
             }
         }
+        if self.ihave.is_empty() && !targets.lazy().is_empty() {
+            // Room for a couple of chats' announcements: most batches hold no more.
+            self.ihave.reserve_exact(IHAVE_FIRST_ROOM);
+        }
         for &conn in targets.lazy() {
-            self.ihave.entry(conn).push(chat.id);
+            self.ihave.push((conn, chat.id));
             self.ihave_due.get_or_insert(now + self.config.ihave_delay);
         }
     }
@@ -1531,25 +1545,28 @@ impl Node {
     /// nothing. Two lazy neighbours that get a chat at about the same time would otherwise each
     /// announce it to the other.
     fn known_by(&mut self, conn: ConnId, id: &ChatId) {
-        let Some(ids) = self.ihave.get_mut(conn) else { return };
-        ids.retain(|i| i != id);
-        if ids.is_empty() {
-            self.ihave.remove(conn);
-            if self.ihave.is_empty() {
-                self.ihave_due = None;
-            }
+        if !self.ihave.iter().any(|(c, _)| *c == conn) {
+            return;
+        }
+        self.ihave.retain(|(c, i)| !(*c == conn && i == id));
+        // The batch timer stops when the last announcement goes this way (not when a closed
+        // connection took it: that timer fires on an empty batch, as it always has).
+        if self.ihave.is_empty() {
+            self.ihave = Vec::new();
+            self.ihave_due = None;
         }
     }
 
     fn flush_ihave(&mut self) {
         self.ihave_due = None;
-        for (conn, mut ids) in self.ihave.take() {
-            // Nearly always one frame: the list goes out as it is instead of copied chunk by chunk.
-            while !ids.is_empty() {
-                let rest = ids.split_off(ids.len().min(MAX_IDS_PER_FRAME));
-                self.stats.ihave_ids_sent += ids.len() as u64;
-                self.send(conn, &Message::IHave { ids });
-                ids = rest;
+        let mut batch = std::mem::take(&mut self.ihave);
+        // By neighbour, each one's ids in the order they were queued.
+        batch.sort_by_key(|(c, _)| *c);
+        for group in batch.chunk_by(|a, b| a.0 == b.0) {
+            let conn = group[0].0;
+            for frame in group.chunks(MAX_IDS_PER_FRAME) {
+                self.stats.ihave_ids_sent += frame.len() as u64;
+                self.send_ihave(conn, frame);
             }
         }
     }
@@ -1736,6 +1753,21 @@ impl Node {
             Err(e) => {
                 let err: WireError = e;
                 self.out.push_back(Output::Event(Event::Warning(format!("could not send {}: {err}", msg.kind()))));
+            }
+        }
+    }
+
+    /// `send` of an `IHave` of the ids of `batch`, without building its list.
+    fn send_ihave(&mut self, conn: ConnId, batch: &[(ConnId, ChatId)]) {
+        let buf = tx_buf(&mut self.tx, conn, wire::ihave_frame_size(batch.len()));
+        let before = buf.len();
+        match wire::encode_ihave_into(batch.iter().map(|(_, id)| id), buf, self.config.max_frame_bytes) {
+            Ok(()) => {
+                self.stats.frames_out += 1;
+                self.stats.bytes_out += (buf.len() - before) as u64;
+            }
+            Err(e) => {
+                self.out.push_back(Output::Event(Event::Warning(format!("could not send IHave: {e}"))));
             }
         }
     }

@@ -168,6 +168,37 @@ pub fn encode_into(msg: &Message, out: &mut Vec<u8>, max_frame_bytes: usize) -> 
     Ok(())
 }
 
+/// `frame_size_hint` of an `IHave` of `n` ids.
+pub(crate) fn ihave_frame_size(n: usize) -> usize {
+    HEADER_BYTES + VERSION_BYTES + 4 + 16 * n
+}
+
+/// Appends the frame of `Message::IHave { ids }`, exactly as `encode_into` would, for a caller
+/// that holds the ids but not in a list of their own (at most `MAX_IDS_PER_FRAME`).
+pub(crate) fn encode_ihave_into<'a>(
+    ids: impl ExactSizeIterator<Item = &'a ChatId>,
+    out: &mut Vec<u8>,
+    max_frame_bytes: usize,
+) -> Result<(), WireError> {
+    debug_assert!(ids.len() <= MAX_IDS_PER_FRAME);
+    let start = out.len();
+    out.reserve(ihave_frame_size(ids.len()));
+    out.extend_from_slice(&[0; HEADER_BYTES]);
+    out.extend_from_slice(&PROTOCOL_VERSION.to_be_bytes());
+    out.push(IHAVE);
+    put_len(out, ids.len());
+    for id in ids {
+        out.extend_from_slice(&id.0);
+    }
+    let len = out.len() - start - HEADER_BYTES;
+    if len > max_frame_bytes {
+        out.truncate(start);
+        return Err(WireError::TooLarge { len, max: max_frame_bytes });
+    }
+    out[start..start + HEADER_BYTES].copy_from_slice(&(len as u32).to_be_bytes());
+    Ok(())
+}
+
 /// About the size of `msg`'s frame, a little over rather than under. Only sizes a buffer.
 pub fn frame_size_hint(msg: &Message) -> usize {
     HEADER_BYTES + VERSION_BYTES + size_hint(msg)
@@ -1287,6 +1318,22 @@ mod tests {
             let back = read(Arc::new(v.clone()));
             assert!(!Arc::ptr_eq(&back, &kept));
             assert_eq!(*back, v);
+        }
+    }
+
+    #[test]
+    fn ihave_without_a_list_is_the_ihave_frame() {
+        for n in [0, 1, 7, 250, 251, MAX_IDS_PER_FRAME] {
+            let ids: Vec<ChatId> = (0..n as u128).map(ChatId::from_u128).collect();
+            let msg = Message::IHave { ids: ids.clone() };
+            let mut out = vec![9];
+            encode_ihave_into(ids.iter(), &mut out, usize::MAX).unwrap();
+            assert_eq!(out[1..], encode(&msg));
+            assert_eq!(ihave_frame_size(n), frame_size_hint(&msg));
+            let mut small = vec![9];
+            let err = encode_into(&msg, &mut small, 3).unwrap_err();
+            assert_eq!(encode_ihave_into(ids.iter(), &mut small, 3), Err(err));
+            assert_eq!(small, [9]);
         }
     }
 }
