@@ -23,7 +23,9 @@ use crate::rate::Tokens;
 use crate::session::{self, Session};
 use crate::sync::{self, Summary};
 use crate::time::Time;
-use crate::wire::{self, Frames, Message, WireError, MAX_ADDRS_PER_FRAME, MAX_IDS_PER_FRAME, MAX_RANGES_PER_FRAME};
+use crate::wire::{
+    self, Frame, Frames, Message, WireError, MAX_ADDRS_PER_FRAME, MAX_IDS_PER_FRAME, MAX_RANGES_PER_FRAME,
+};
 
 /// A connection, named by the node. Runtimes map it to their socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -954,7 +956,7 @@ impl Node {
         match opened {
             Ok(_) => match first {
                 None => {}
-                Some(Err(e)) if more.is_empty() && e.is_fatal() => self.on_fatal_frame(now, conn, e),
+                Some(Frame::Message(Err(e))) if more.is_empty() && e.is_fatal() => self.on_fatal_frame(now, conn, e),
                 Some(frame) if more.is_empty() => self.on_frame(now, conn, frame, None),
                 Some(frame) => {
                     more.insert(0, frame);
@@ -1011,9 +1013,12 @@ impl Node {
 
     /// Acts on the frames decoded from one read. Everything that arrived is decoded first, so
     /// the new chats among it can be verified in one batch; then each frame is acted on in order.
-    fn on_frames(&mut self, now: Time, conn: ConnId, mut frames: Vec<Result<Message, WireError>>) {
+    fn on_frames(&mut self, now: Time, conn: ConnId, mut frames: Vec<Frame<'_>>) {
         let fatal = match frames.last() {
-            Some(Err(e)) if e.is_fatal() => frames.pop().and_then(Result::err),
+            Some(Frame::Message(Err(e))) if e.is_fatal() => match frames.pop() {
+                Some(Frame::Message(Err(e))) => Some(e),
+                _ => unreachable!("matched above"),
+            },
             _ => None,
         };
         let verdicts = self.preverify(now, &frames);
@@ -1028,13 +1033,19 @@ impl Node {
         }
     }
 
-    fn on_frame(&mut self, now: Time, conn: ConnId, frame: Result<Message, WireError>, verified: Option<bool>) {
+    fn on_frame(&mut self, now: Time, conn: ConnId, frame: Frame<'_>, verified: Option<bool>) {
         match frame {
-            Ok(msg) => {
+            Frame::Message(Ok(msg)) => {
                 self.stats.frames_in += 1;
                 self.on_message(now, conn, msg, verified);
             }
-            Err(e) => {
+            Frame::IHave(ids) => {
+                self.stats.frames_in += 1;
+                if self.admit(now, conn, false) {
+                    self.on_ihave(now, conn, ids.len(), ids.iter());
+                }
+            }
+            Frame::Message(Err(e)) => {
                 self.stats.bad_frames += 1;
                 self.penalize(now, conn, Penalty::BadFrame, &e.to_string());
             }
@@ -1053,9 +1064,9 @@ impl Node {
 
     /// Batch-verifies the signatures of the chats among `frames` that would be accepted if valid.
     /// Returns, per frame, the verdict where one was computed (empty if none was).
-    fn preverify(&self, now: Time, frames: &[Result<Message, WireError>]) -> Vec<Option<bool>> {
-        let candidate = |f: &Result<Message, WireError>| match f {
-            Ok(Message::Chat { chat, .. } | Message::Reply { chat, .. })
+    fn preverify(&self, now: Time, frames: &[Frame<'_>]) -> Vec<Option<bool>> {
+        let candidate = |f: &Frame<'_>| match f {
+            Frame::Message(Ok(Message::Chat { chat, .. } | Message::Reply { chat, .. }))
                 if chat.is_well_formed() && self.dedup.check(&chat.id, now) == Verdict::New =>
             {
                 Some(())
@@ -1073,7 +1084,7 @@ impl Node {
             .enumerate()
             .filter(|(_, f)| candidate(f).is_some())
             .filter_map(|(i, f)| match f {
-                Ok(Message::Chat { chat, .. } | Message::Reply { chat, .. }) => Some((i, chat)),
+                Frame::Message(Ok(Message::Chat { chat, .. } | Message::Reply { chat, .. })) => Some((i, chat)),
                 _ => None,
             })
             .collect();
@@ -1086,10 +1097,10 @@ impl Node {
         verdicts
     }
 
-    /// `verified`: the chat's signature verdict if `preverify` computed it.
-    fn on_message(&mut self, now: Time, conn: ConnId, msg: Message, verified: Option<bool>) {
-        let Some(c) = self.conns.get_mut(&conn) else { return };
-        let is_chat = matches!(msg, Message::Chat { .. } | Message::Reply { .. });
+    /// Whether a frame from `conn` may be acted on: the connection is still there and within its
+    /// rate (for chats or for everything else); over it, it is penalised.
+    fn admit(&mut self, now: Time, conn: ConnId, is_chat: bool) -> bool {
+        let Some(c) = self.conns.get_mut(&conn) else { return false };
         let allowed = if is_chat {
             c.chat_tokens.take(now, self.config.chat_rate)
         } else {
@@ -1097,6 +1108,29 @@ impl Node {
         };
         if !allowed {
             self.penalize(now, conn, Penalty::Flood, "over the rate limit");
+        }
+        allowed
+    }
+
+    /// An `IHave` of `count` ids.
+    fn on_ihave(&mut self, now: Time, conn: ConnId, count: usize, ids: impl Iterator<Item = ChatId>) {
+        if count > MAX_IDS_PER_FRAME {
+            return self.penalize(now, conn, Penalty::ProtocolViolation, "IHave too long");
+        }
+        if !self.config.repair {
+            return;
+        }
+        for id in ids {
+            self.known_by(conn, &id);
+            if self.dedup.check(&id, now) == Verdict::New {
+                self.gossip.on_ihave(id, conn, now);
+            }
+        }
+    }
+
+    /// `verified`: the chat's signature verdict if `preverify` computed it.
+    fn on_message(&mut self, now: Time, conn: ConnId, msg: Message, verified: Option<bool>) {
+        if !self.admit(now, conn, matches!(msg, Message::Chat { .. } | Message::Reply { .. })) {
             return;
         }
         match msg {
@@ -1118,20 +1152,7 @@ impl Node {
                 self.gossip.graft(conn);
                 self.reply_with(conn, &ids);
             }
-            Message::IHave { ids } => {
-                if ids.len() > MAX_IDS_PER_FRAME {
-                    return self.penalize(now, conn, Penalty::ProtocolViolation, "IHave too long");
-                }
-                if !self.config.repair {
-                    return;
-                }
-                for id in ids {
-                    self.known_by(conn, &id);
-                    if self.dedup.check(&id, now) == Verdict::New {
-                        self.gossip.on_ihave(id, conn, now);
-                    }
-                }
-            }
+            Message::IHave { ids } => self.on_ihave(now, conn, ids.len(), ids.into_iter()),
             Message::IWant { ids } => {
                 if ids.len() > MAX_IDS_PER_FRAME {
                     return self.penalize(now, conn, Penalty::ProtocolViolation, "IWant too long");

@@ -521,6 +521,46 @@ fn decode_direct(body: &[u8], known: &impl Fn(&ChatId) -> Option<Arc<Chat>>) -> 
     r.0.is_empty().then_some(msg)
 }
 
+/// A frame read by [`Frames::decode_each_with`]. `IHave` is the most frequent frame of all, and
+/// its ids are only looked at once each: left in the bytes they arrived in, they need no list
+/// (an allocation and a free per frame). Only frames read where they lie are left so; one
+/// buffered across reads comes as a `Message`.
+#[derive(Debug)]
+pub(crate) enum Frame<'a> {
+    Message(Result<Message, WireError>),
+    IHave(Ids<'a>),
+}
+
+/// The ids of an `IHave`, as they are on the wire: 16 bytes each.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Ids<'a>(&'a [u8]);
+
+impl<'a> Ids<'a> {
+    pub(crate) fn len(&self) -> usize {
+        self.0.len() / size_of::<ChatId>()
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = ChatId> + 'a {
+        self.0.chunks_exact(size_of::<ChatId>()).map(|id| ChatId(id.try_into().expect("16 bytes")))
+    }
+}
+
+/// The ids of `payload` if it is an `IHave` that `decode_direct` reads (which then reads it as
+/// exactly these ids); `None` for anything else.
+fn ihave_in_place(payload: &[u8]) -> Option<Ids<'_>> {
+    let (version, body) = payload.split_at_checked(VERSION_BYTES)?;
+    if version != PROTOCOL_VERSION.to_be_bytes() {
+        return None;
+    }
+    let mut r = Reader(body);
+    if r.byte()? != IHAVE {
+        return None;
+    }
+    let n = r.len()?;
+    let ids = r.bytes(n.checked_mul(size_of::<ChatId>())?)?;
+    r.0.is_empty().then_some(Ids(ids))
+}
+
 /// What is left of a payload being read by `decode_direct`.
 struct Reader<'a>(&'a [u8]);
 
@@ -750,17 +790,23 @@ impl Frames {
     }
 
     /// [`FrameDecoder::decode_each`] with the limit `max`.
-    pub(crate) fn decode_each(&mut self, bytes: &[u8], max: u32, each: impl FnMut(Result<Message, WireError>)) {
-        self.decode_each_with(bytes, max, &no_known_chats, each);
+    pub(crate) fn decode_each(&mut self, bytes: &[u8], max: u32, mut each: impl FnMut(Result<Message, WireError>)) {
+        self.decode_each_with(bytes, max, &no_known_chats, |frame| {
+            each(match frame {
+                Frame::Message(m) => m,
+                Frame::IHave(ids) => Ok(Message::IHave { ids: ids.iter().collect() }),
+            })
+        });
     }
 
-    /// `decode_each`, reading chats as `decode_payload_with` does.
-    pub(crate) fn decode_each_with(
+    /// `decode_each`, reading chats as `decode_payload_with` does, and leaving an `IHave` read
+    /// where it lies in `bytes` (see [`Frame`]).
+    pub(crate) fn decode_each_with<'b>(
         &mut self,
-        bytes: &[u8],
+        bytes: &'b [u8],
         max: u32,
         known: &impl Fn(&ChatId) -> Option<Arc<Chat>>,
-        mut each: impl FnMut(Result<Message, WireError>),
+        mut each: impl FnMut(Frame<'b>),
     ) {
         if self.failed() {
             return;
@@ -768,12 +814,18 @@ impl Frames {
         if self.buffered() > 0 {
             self.push(bytes);
             while let Some(frame) = self.next_frame_with(max, known) {
-                each(frame);
+                each(Frame::Message(frame));
             }
         } else {
             let mut rest = bytes;
-            while let Some(frame) = self.frame_at(max, &mut rest, known) {
-                each(frame);
+            while let Some(payload) = self.payload_at(max, &mut rest) {
+                each(match payload {
+                    Err(e) => Frame::Message(Err(e)),
+                    Ok(p) => match ihave_in_place(p) {
+                        Some(ids) => Frame::IHave(ids),
+                        None => Frame::Message(self.decode(p, known)),
+                    },
+                });
             }
             if self.failed() {
                 return;
@@ -797,6 +849,23 @@ impl Frames {
         avail: &mut &[u8],
         known: &impl Fn(&ChatId) -> Option<Arc<Chat>>,
     ) -> Option<Result<Message, WireError>> {
+        Some(match self.payload_at(max, avail)? {
+            Ok(payload) => self.decode(payload, known),
+            Err(e) => Err(e),
+        })
+    }
+
+    /// Decodes a frame's payload; a fatal error ends the stream.
+    fn decode(&mut self, payload: &[u8], known: &impl Fn(&ChatId) -> Option<Arc<Chat>>) -> Result<Message, WireError> {
+        match decode_payload_with(payload, known) {
+            Err(e) if e.is_fatal() => Err(self.fail(e)),
+            other => other,
+        }
+    }
+
+    /// Takes the payload of the first whole frame off `avail`, if there is one: an error if its
+    /// length is over the limit (fatal: the stream has failed).
+    fn payload_at<'b>(&mut self, max: u32, avail: &mut &'b [u8]) -> Option<Result<&'b [u8], WireError>> {
         if self.failed() || avail.len() < HEADER_BYTES {
             return None;
         }
@@ -811,10 +880,7 @@ impl Frames {
         }
         let payload = &avail[HEADER_BYTES..HEADER_BYTES + len];
         *avail = &avail[HEADER_BYTES + len..];
-        match decode_payload_with(payload, known) {
-            Err(e) if e.is_fatal() => Some(Err(self.fail(e))),
-            other => Some(other),
-        }
+        Some(Ok(payload))
     }
 
     fn buffered(&self) -> usize {
@@ -1335,5 +1401,31 @@ mod tests {
             assert_eq!(encode_ihave_into(ids.iter(), &mut small, 3), Err(err));
             assert_eq!(small, [9]);
         }
+    }
+
+    /// An `IHave` left in place holds the ids `decode_payload` reads; anything else is not one.
+    #[test]
+    fn ihave_in_place_is_what_decode_reads() {
+        for n in [0, 1, 250, 251, 1500] {
+            let ids: Vec<ChatId> = (0..n as u128).map(ChatId::from_u128).collect();
+            let framed = encode(&Message::IHave { ids: ids.clone() });
+            let payload = &framed[HEADER_BYTES..];
+            assert_eq!(ihave_in_place(payload).map(|i| (i.len(), i.iter().collect::<Vec<_>>())), Some((n, ids)));
+            assert!(ihave_in_place(&payload[..payload.len() - 1]).is_none());
+            let mut longer = payload.to_vec();
+            longer.push(0);
+            assert!(ihave_in_place(&longer).is_none());
+            let mut other_version = payload.to_vec();
+            other_version[1] ^= 1;
+            assert!(ihave_in_place(&other_version).is_none());
+        }
+        for msg in [Message::IWant { ids: vec![ChatId::MAX] }, Message::Graft { ids: vec![] }, Message::Prune] {
+            assert!(ihave_in_place(&encode(&msg)[HEADER_BYTES..]).is_none());
+        }
+        // Not the shortest length form: bincode's business, not this path's.
+        let mut odd = PROTOCOL_VERSION.to_be_bytes().to_vec();
+        odd.extend_from_slice(&[IHAVE, VARINT_U16, 1, 0]);
+        odd.extend_from_slice(&[0; 16]);
+        assert!(ihave_in_place(&odd).is_none());
     }
 }
