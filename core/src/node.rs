@@ -1503,11 +1503,18 @@ impl Node {
         let batched = |c: ConnId| self.ihave.iter().any(|(b, _)| *b == c);
         let targets = self.gossip.targets(&mut self.rng, from, ttl, holders, batched);
         if !targets.eager().is_empty() {
-            // Every eager neighbour gets the same bytes: encode once.
-            let frame =
-                wire::encode(&Message::Chat { ttl: ttl.saturating_sub(1), hops: next_hops, chat: chat.clone() });
+            // Encoded into each neighbour's queue: a chat frame is a few copies of its fields,
+            // cheaper for the two or so eager neighbours than a buffer of its own to copy from.
+            let msg = Message::Chat { ttl: ttl.saturating_sub(1), hops: next_hops, chat: chat.clone() };
+            let mut frame_len = wire::frame_size_hint(&msg);
             for &conn in targets.eager() {
-                self.send_encoded(conn, &frame);
+                let buf = tx_buf(&mut self.tx, conn, frame_len);
+                let before = buf.len();
+                // No limit: a chat is within any sane one by construction (`Chat::is_well_formed`).
+                wire::encode_into(&msg, buf, usize::MAX).expect("encoding a message into memory cannot fail");
+                frame_len = buf.len() - before;
+                self.stats.frames_out += 1;
+                self.stats.bytes_out += frame_len as u64;
                 if from.is_some() {
                     self.stats.chats_relayed += 1;
                 }
@@ -1791,13 +1798,6 @@ impl Node {
                 self.out.push_back(Output::Event(Event::Warning(format!("could not send IHave: {e}"))));
             }
         }
-    }
-
-    /// Queues a frame already encoded by `wire`.
-    fn send_encoded(&mut self, conn: ConnId, frame: &[u8]) {
-        tx_buf(&mut self.tx, conn, frame.len()).extend_from_slice(frame);
-        self.stats.frames_out += 1;
-        self.stats.bytes_out += frame.len() as u64;
     }
 
     fn emit(&mut self, e: Event) {
