@@ -86,6 +86,12 @@ pub trait ChatInterner: Send {
     /// `chat` was just verified and accepted: the copy to keep, equal to it (an unequal chat that
     /// claims the same id must come back as itself).
     fn intern(&mut self, chat: Arc<Chat>) -> Arc<Chat>;
+
+    /// The copy kept of the chat `id`, if any: a frame that carries that very chat is then read
+    /// as it, without building another copy only to drop it.
+    fn get(&self, _id: &ChatId) -> Option<Arc<Chat>> {
+        None
+    }
 }
 
 /// Longest username, in bytes, that a node accepts.
@@ -118,7 +124,19 @@ impl Chat {
     }
 
     pub fn verify(&self, keys: &dyn Keys) -> bool {
-        keys.verify(&self.author, &self.signed_bytes(), &self.signature)
+        // Every chat a node accepts is verified, and nearly all are short: their signed bytes are
+        // put together on the stack instead of in an allocation.
+        const ON_STACK: usize = 256;
+        let mut buf = [0u8; ON_STACK];
+        let mut at = 0;
+        if signed_len(&self.username, &self.body) > ON_STACK {
+            return keys.verify(&self.author, &self.signed_bytes(), &self.signature);
+        }
+        write_signed(self.id, &self.author, &self.username, &self.body, |b| {
+            buf[at..at + b.len()].copy_from_slice(b);
+            at += b.len();
+        });
+        keys.verify(&self.author, &buf[..at], &self.signature)
     }
 
     /// Size limits; checked before the (expensive) signature.
@@ -132,23 +150,37 @@ impl Chat {
 }
 
 fn signed_bytes(id: ChatId, author: &PublicKey, username: &str, body: &Body) -> Vec<u8> {
-    let mut out = Vec::with_capacity(CHAT_DOMAIN.len() + 16 + 32 + 16 + username.len() + 64);
-    out.extend_from_slice(CHAT_DOMAIN);
-    out.extend_from_slice(&id.0);
-    out.extend_from_slice(&author.0);
+    let mut out = Vec::with_capacity(signed_len(username, body));
+    write_signed(id, author, username, body, |b| out.extend_from_slice(b));
+    out
+}
+
+/// The length of what `write_signed` writes.
+fn signed_len(username: &str, body: &Body) -> usize {
+    let body = match body {
+        Body::Text(t) => 1 + 4 + t.len(),
+        Body::Join | Body::Leave => 1,
+    };
+    CHAT_DOMAIN.len() + 16 + 32 + 4 + username.len() + body
+}
+
+/// The bytes the author signs, piece by piece, to `put`.
+fn write_signed(id: ChatId, author: &PublicKey, username: &str, body: &Body, mut put: impl FnMut(&[u8])) {
+    put(CHAT_DOMAIN);
+    put(&id.0);
+    put(&author.0);
     // Length prefixes keep (username, text) pairs unambiguous.
-    out.extend_from_slice(&(username.len() as u32).to_be_bytes());
-    out.extend_from_slice(username.as_bytes());
+    put(&(username.len() as u32).to_be_bytes());
+    put(username.as_bytes());
     match body {
         Body::Text(t) => {
-            out.push(0);
-            out.extend_from_slice(&(t.len() as u32).to_be_bytes());
-            out.extend_from_slice(t.as_bytes());
+            put(&[0]);
+            put(&(t.len() as u32).to_be_bytes());
+            put(t.as_bytes());
         }
-        Body::Join => out.push(1),
-        Body::Leave => out.push(2),
+        Body::Join => put(&[1]),
+        Body::Leave => put(&[2]),
     }
-    out
 }
 
 #[cfg(test)]
@@ -164,6 +196,16 @@ mod tests {
         assert_eq!(a.timestamp_ms(), 1_700_000_000_000);
         assert!(ChatId::lower_bound(1_700_000_000_000) <= a);
         assert!(ChatId::lower_bound(1_700_000_000_001) > a);
+    }
+
+    #[test]
+    fn signed_len_is_the_signed_length() {
+        let k = Ed25519Keys::from_seed(1);
+        for body in [Body::Text("x".repeat(300)), Body::Text(String::new()), Body::Join, Body::Leave] {
+            let c = Chat::new(&k, ChatId::new_v7(5, &[1; 10]), "alice", body);
+            assert_eq!(c.signed_bytes().len(), signed_len(&c.username, &c.body));
+            assert!(c.verify(&k));
+        }
     }
 
     #[test]

@@ -29,14 +29,17 @@ impl<V> ConnMap<V> {
         self.entries.binary_search_by_key(&conn, |e| e.0)
     }
 
+    #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
+    #[cfg(test)]
     pub(crate) fn contains(&self, conn: ConnId) -> bool {
         self.find(conn).is_ok()
     }
 
+    #[cfg(test)]
     pub(crate) fn get_mut(&mut self, conn: ConnId) -> Option<&mut V> {
         let at = self.find(conn).ok()?;
         Some(&mut self.entries[at].1)
@@ -82,6 +85,7 @@ impl<V> ConnMap<V> {
     }
 
     /// Empties the map, handing over its entries in connection order.
+    #[cfg(test)]
     pub(crate) fn take(&mut self) -> Vec<(ConnId, V)> {
         std::mem::take(&mut self.entries)
     }

@@ -52,21 +52,77 @@ pub const PRUNE_BELOW: f32 = 0.25;
 const USEFUL_START: f32 = 0.5;
 
 /// Where a chat goes: pushed whole to the eager neighbours, announced to the lazy ones. One list,
-/// the eager first: it is made for every chat accepted, and one allocation costs half of two.
-#[derive(Debug, Default, PartialEq, Eq)]
+/// the eager first: it is made for every chat accepted, so up to `INLINE_TARGETS` neighbours it
+/// is held in place, with no allocation at all.
+#[derive(Debug)]
 pub struct Targets {
-    conns: Vec<ConnId>,
+    conns: ConnList,
     /// How many of `conns` are eager.
     eager: usize,
 }
 
 impl Targets {
     pub fn eager(&self) -> &[ConnId] {
-        &self.conns[..self.eager]
+        &self.conns.as_slice()[..self.eager]
     }
 
     pub fn lazy(&self) -> &[ConnId] {
-        &self.conns[self.eager..]
+        &self.conns.as_slice()[self.eager..]
+    }
+}
+
+/// Neighbours a `Targets` holds without allocating: more than most nodes have (`max_peers` is 50
+/// by default, a simulated node has a dozen or so).
+const INLINE_TARGETS: usize = 32;
+
+/// A list of connections, in place while it is short. Large, but only ever a temporary on the
+/// stack: boxing the inline variant would bring back the allocation it is there to avoid.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+enum ConnList {
+    Inline { conns: [ConnId; INLINE_TARGETS], len: usize },
+    Heap(Vec<ConnId>),
+}
+
+impl ConnList {
+    fn with_capacity(n: usize) -> ConnList {
+        if n <= INLINE_TARGETS {
+            ConnList::Inline { conns: [ConnId(0); INLINE_TARGETS], len: 0 }
+        } else {
+            ConnList::Heap(Vec::with_capacity(n))
+        }
+    }
+
+    /// Room was made for every push (see `with_capacity`).
+    fn push(&mut self, c: ConnId) {
+        match self {
+            ConnList::Inline { conns, len } => {
+                conns[*len] = c;
+                *len += 1;
+            }
+            ConnList::Heap(v) => v.push(c),
+        }
+    }
+
+    fn truncate(&mut self, n: usize) {
+        match self {
+            ConnList::Inline { len, .. } => *len = (*len).min(n),
+            ConnList::Heap(v) => v.truncate(n),
+        }
+    }
+
+    fn as_slice(&self) -> &[ConnId] {
+        match self {
+            ConnList::Inline { conns, len } => &conns[..*len],
+            ConnList::Heap(v) => v,
+        }
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [ConnId] {
+        match self {
+            ConnList::Inline { conns, len } => &mut conns[..*len],
+            ConnList::Heap(v) => v,
+        }
     }
 }
 
@@ -214,29 +270,33 @@ impl Gossip {
     ) -> Targets {
         // Runs for every chat accepted: the list is allocated once, at its final size, and the
         // chosen ones are kept in place (`choose_k` moves them to the front) rather than copied.
-        let others = |set: &mut dyn Iterator<Item = &ConnId>, into: &mut Vec<ConnId>| {
-            into.extend(set.copied().filter(|c| Some(*c) != from && !holders.contains(c)))
+        let others = |set: &mut dyn Iterator<Item = &ConnId>, into: &mut ConnList| {
+            for &c in set {
+                if Some(c) != from && !holders.contains(&c) {
+                    into.push(c);
+                }
+            }
         };
         if !self.tree {
-            let mut all = Vec::with_capacity(self.eager.len() + self.lazy.len());
+            let mut all = ConnList::with_capacity(self.eager.len() + self.lazy.len());
             others(&mut self.eager.keys(), &mut all);
             others(&mut self.lazy.keys(), &mut all);
             let n = if ttl > 0 { self.fanout } else { 0 };
-            let n = rng.choose_k(&mut all, n).len();
+            let n = rng.choose_k(all.as_mut_slice(), n).len();
             all.truncate(n);
-            return Targets { eager: all.len(), conns: all };
+            return Targets { eager: n, conns: all };
         }
-        let mut conns = Vec::with_capacity(self.eager.len() + self.lazy.len());
+        let mut conns = ConnList::with_capacity(self.eager.len() + self.lazy.len());
         if ttl > 0 {
             others(&mut self.eager.keys(), &mut conns);
         }
-        let eager = conns.len();
+        let eager = conns.as_slice().len();
         others(&mut self.lazy.keys(), &mut conns);
         if ttl == 0 {
             // TTL spent: the eager neighbours only hear of it, and graft if they need it.
             others(&mut self.eager.keys(), &mut conns);
         }
-        let lazy = &mut conns[eager..];
+        let lazy = &mut conns.as_mut_slice()[eager..];
         if lazy.len() > self.lazy_fanout {
             // Those with a batch waiting move to the front, each group keeping its order: what a
             // stable sort on `!batched` gives, with `batched` asked once per neighbour instead of
@@ -398,6 +458,26 @@ mod tests {
             let t = g.targets(&mut rng, None, 5, &[ConnId(1), ConnId(8)], |c| c == ConnId(8));
             assert_eq!(t.eager(), [ConnId(0), ConnId(2)], "a holder gets nothing pushed");
             assert!(!t.lazy().contains(&ConnId(8)) && t.lazy().len() == 2, "nor announced");
+        }
+    }
+
+    /// Beyond what a `Targets` holds in place, the same rules.
+    #[test]
+    fn many_neighbours_are_chosen_alike() {
+        for tree in [true, false] {
+            let g = with_peers(tree, INLINE_TARGETS as u64 + 10);
+            let mut rng = Rng::new(4);
+            let t = g.targets(&mut rng, Some(ConnId(1)), 5, &[ConnId(2)], |c| c.0 % 5 == 0);
+            let all: Vec<ConnId> = t.eager().iter().chain(t.lazy()).copied().collect();
+            let mut distinct = sorted(all.clone());
+            distinct.dedup();
+            assert_eq!(distinct.len(), all.len());
+            assert!(!all.contains(&ConnId(1)) && !all.contains(&ConnId(2)));
+            // Eager 0..3 (less the sender and the holder), two lazy ones with batches waiting;
+            // without the tree, three of them all.
+            let expected = if tree { (1, 2) } else { (3, 0) };
+            assert_eq!((t.eager().len(), t.lazy().len()), expected);
+            assert!(!tree || t.lazy().iter().all(|c| c.0 % 5 == 0));
         }
     }
 

@@ -23,7 +23,9 @@ use crate::rate::Tokens;
 use crate::session::{self, Session};
 use crate::sync::{self, Summary};
 use crate::time::Time;
-use crate::wire::{self, Frames, Message, WireError, MAX_ADDRS_PER_FRAME, MAX_IDS_PER_FRAME, MAX_RANGES_PER_FRAME};
+use crate::wire::{
+    self, Frame, Frames, Message, WireError, MAX_ADDRS_PER_FRAME, MAX_IDS_PER_FRAME, MAX_RANGES_PER_FRAME,
+};
 
 /// A connection, named by the node. Runtimes map it to their socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -465,7 +467,10 @@ pub struct Node {
     /// `session::HEADER_BYTES` of room, so that it is sealed in place and handed out as the
     /// transmit itself (see `Session::seal_in_place`).
     tx: ConnMap<Vec<u8>>,
-    ihave: ConnMap<Vec<ChatId>>,
+    /// Ids to announce, with the neighbour each goes to, in the order they were queued: one list
+    /// for all neighbours, so that a batch costs one allocation instead of one per neighbour (and
+    /// the map's own); a few dozen at most, so scans are cheap.
+    ihave: Vec<(ConnId, ChatId)>,
     /// When the batched `ihave` goes out.
     ihave_due: Option<Time>,
     interner: Option<Box<dyn ChatInterner>>,
@@ -488,6 +493,9 @@ const RECENT: Duration = Duration::from_secs(60);
 
 /// A busy link is still pinged every this many ping intervals, to keep its round-trip time fresh.
 const RTT_REFRESH: u32 = 6;
+
+/// Announcements a node's batch makes room for when it gets its first.
+const IHAVE_FIRST_ROOM: usize = 8;
 
 /// Reads up to this size are opened into a buffer on the stack (see `on_records`).
 const SMALL_READ_BYTES: usize = 1024;
@@ -554,7 +562,7 @@ impl Node {
             banned: BTreeMap::new(),
             out: VecDeque::new(),
             tx: ConnMap::default(),
-            ihave: ConnMap::default(),
+            ihave: Vec::new(),
             ihave_due: None,
             interner: None,
             dial_bucket: Tokens::full(config.dials_per_minute.1, now),
@@ -806,7 +814,11 @@ impl Node {
 
     fn drop_conn(&mut self, now: Time, conn: ConnId, reason: &str, backoff: bool, by_peer: bool) {
         let Some(mut c) = self.conns.remove(&conn) else { return };
-        self.ihave.remove(conn);
+        self.ihave.retain(|(c, _)| *c != conn);
+        if self.ihave.is_empty() {
+            // As everywhere: an idle node holds no buffer.
+            self.ihave = Vec::new();
+        }
         let pending = self.tx.remove(conn);
         if !by_peer {
             if let (Some(mut bytes), Some(session)) = (pending, c.session.as_mut()) {
@@ -927,8 +939,16 @@ impl Node {
         // only from a second frame on (for `preverify`'s batch), so most reads allocate none.
         let mut first = None;
         let mut more = Vec::new();
+        // A chat frame is read as the copy already kept of its chat where there is one: the
+        // interner's, which has nearly every chat of a simulation, or else our own, which a
+        // duplicate finds.
+        let (interner, dedup) = (&self.interner, &self.dedup);
+        let known = |id: &ChatId| match interner {
+            Some(i) => i.get(id),
+            None => dedup.get(id).map(|s| s.chat),
+        };
         if let Ok(n) = opened {
-            c.decoder.decode_each(&plain[..n], max_frame, |frame| match first {
+            c.decoder.decode_each_with(&plain[..n], max_frame, &known, |frame| match first {
                 None => first = Some(frame),
                 Some(_) => more.push(frame),
             });
@@ -936,7 +956,7 @@ impl Node {
         match opened {
             Ok(_) => match first {
                 None => {}
-                Some(Err(e)) if more.is_empty() && e.is_fatal() => self.on_fatal_frame(now, conn, e),
+                Some(Frame::Message(Err(e))) if more.is_empty() && e.is_fatal() => self.on_fatal_frame(now, conn, e),
                 Some(frame) if more.is_empty() => self.on_frame(now, conn, frame, None),
                 Some(frame) => {
                     more.insert(0, frame);
@@ -993,9 +1013,12 @@ impl Node {
 
     /// Acts on the frames decoded from one read. Everything that arrived is decoded first, so
     /// the new chats among it can be verified in one batch; then each frame is acted on in order.
-    fn on_frames(&mut self, now: Time, conn: ConnId, mut frames: Vec<Result<Message, WireError>>) {
+    fn on_frames(&mut self, now: Time, conn: ConnId, mut frames: Vec<Frame<'_>>) {
         let fatal = match frames.last() {
-            Some(Err(e)) if e.is_fatal() => frames.pop().and_then(Result::err),
+            Some(Frame::Message(Err(e))) if e.is_fatal() => match frames.pop() {
+                Some(Frame::Message(Err(e))) => Some(e),
+                _ => unreachable!("matched above"),
+            },
             _ => None,
         };
         let verdicts = self.preverify(now, &frames);
@@ -1010,13 +1033,19 @@ impl Node {
         }
     }
 
-    fn on_frame(&mut self, now: Time, conn: ConnId, frame: Result<Message, WireError>, verified: Option<bool>) {
+    fn on_frame(&mut self, now: Time, conn: ConnId, frame: Frame<'_>, verified: Option<bool>) {
         match frame {
-            Ok(msg) => {
+            Frame::Message(Ok(msg)) => {
                 self.stats.frames_in += 1;
                 self.on_message(now, conn, msg, verified);
             }
-            Err(e) => {
+            Frame::IHave(ids) => {
+                self.stats.frames_in += 1;
+                if self.admit(now, conn, false) {
+                    self.on_ihave(now, conn, ids.len(), ids.iter());
+                }
+            }
+            Frame::Message(Err(e)) => {
                 self.stats.bad_frames += 1;
                 self.penalize(now, conn, Penalty::BadFrame, &e.to_string());
             }
@@ -1035,9 +1064,9 @@ impl Node {
 
     /// Batch-verifies the signatures of the chats among `frames` that would be accepted if valid.
     /// Returns, per frame, the verdict where one was computed (empty if none was).
-    fn preverify(&self, now: Time, frames: &[Result<Message, WireError>]) -> Vec<Option<bool>> {
-        let candidate = |f: &Result<Message, WireError>| match f {
-            Ok(Message::Chat { chat, .. } | Message::Reply { chat, .. })
+    fn preverify(&self, now: Time, frames: &[Frame<'_>]) -> Vec<Option<bool>> {
+        let candidate = |f: &Frame<'_>| match f {
+            Frame::Message(Ok(Message::Chat { chat, .. } | Message::Reply { chat, .. }))
                 if chat.is_well_formed() && self.dedup.check(&chat.id, now) == Verdict::New =>
             {
                 Some(())
@@ -1055,7 +1084,7 @@ impl Node {
             .enumerate()
             .filter(|(_, f)| candidate(f).is_some())
             .filter_map(|(i, f)| match f {
-                Ok(Message::Chat { chat, .. } | Message::Reply { chat, .. }) => Some((i, chat)),
+                Frame::Message(Ok(Message::Chat { chat, .. } | Message::Reply { chat, .. })) => Some((i, chat)),
                 _ => None,
             })
             .collect();
@@ -1068,10 +1097,10 @@ impl Node {
         verdicts
     }
 
-    /// `verified`: the chat's signature verdict if `preverify` computed it.
-    fn on_message(&mut self, now: Time, conn: ConnId, msg: Message, verified: Option<bool>) {
-        let Some(c) = self.conns.get_mut(&conn) else { return };
-        let is_chat = matches!(msg, Message::Chat { .. } | Message::Reply { .. });
+    /// Whether a frame from `conn` may be acted on: the connection is still there and within its
+    /// rate (for chats or for everything else); over it, it is penalised.
+    fn admit(&mut self, now: Time, conn: ConnId, is_chat: bool) -> bool {
+        let Some(c) = self.conns.get_mut(&conn) else { return false };
         let allowed = if is_chat {
             c.chat_tokens.take(now, self.config.chat_rate)
         } else {
@@ -1079,6 +1108,29 @@ impl Node {
         };
         if !allowed {
             self.penalize(now, conn, Penalty::Flood, "over the rate limit");
+        }
+        allowed
+    }
+
+    /// An `IHave` of `count` ids.
+    fn on_ihave(&mut self, now: Time, conn: ConnId, count: usize, ids: impl Iterator<Item = ChatId>) {
+        if count > MAX_IDS_PER_FRAME {
+            return self.penalize(now, conn, Penalty::ProtocolViolation, "IHave too long");
+        }
+        if !self.config.repair {
+            return;
+        }
+        for id in ids {
+            self.known_by(conn, &id);
+            if self.dedup.check(&id, now) == Verdict::New {
+                self.gossip.on_ihave(id, conn, now);
+            }
+        }
+    }
+
+    /// `verified`: the chat's signature verdict if `preverify` computed it.
+    fn on_message(&mut self, now: Time, conn: ConnId, msg: Message, verified: Option<bool>) {
+        if !self.admit(now, conn, matches!(msg, Message::Chat { .. } | Message::Reply { .. })) {
             return;
         }
         match msg {
@@ -1100,20 +1152,7 @@ impl Node {
                 self.gossip.graft(conn);
                 self.reply_with(conn, &ids);
             }
-            Message::IHave { ids } => {
-                if ids.len() > MAX_IDS_PER_FRAME {
-                    return self.penalize(now, conn, Penalty::ProtocolViolation, "IHave too long");
-                }
-                if !self.config.repair {
-                    return;
-                }
-                for id in ids {
-                    self.known_by(conn, &id);
-                    if self.dedup.check(&id, now) == Verdict::New {
-                        self.gossip.on_ihave(id, conn, now);
-                    }
-                }
-            }
+            Message::IHave { ids } => self.on_ihave(now, conn, ids.len(), ids.into_iter()),
             Message::IWant { ids } => {
                 if ids.len() > MAX_IDS_PER_FRAME {
                     return self.penalize(now, conn, Penalty::ProtocolViolation, "IWant too long");
@@ -1461,21 +1500,32 @@ impl Node {
         ttl: u8,
         next_hops: u8,
     ) {
-        let batched = |c: ConnId| self.ihave.contains(c);
+        let batched = |c: ConnId| self.ihave.iter().any(|(b, _)| *b == c);
         let targets = self.gossip.targets(&mut self.rng, from, ttl, holders, batched);
         if !targets.eager().is_empty() {
-            // Every eager neighbour gets the same bytes: encode once.
-            let frame =
-                wire::encode(&Message::Chat { ttl: ttl.saturating_sub(1), hops: next_hops, chat: chat.clone() });
+            // Encoded into each neighbour's queue: a chat frame is a few copies of its fields,
+            // cheaper for the two or so eager neighbours than a buffer of its own to copy from.
+            let msg = Message::Chat { ttl: ttl.saturating_sub(1), hops: next_hops, chat: chat.clone() };
+            let mut frame_len = wire::frame_size_hint(&msg);
             for &conn in targets.eager() {
-                self.send_encoded(conn, &frame);
+                let buf = tx_buf(&mut self.tx, conn, frame_len);
+                let before = buf.len();
+                // No limit: a chat is within any sane one by construction (`Chat::is_well_formed`).
+                wire::encode_into(&msg, buf, usize::MAX).expect("encoding a message into memory cannot fail");
+                frame_len = buf.len() - before;
+                self.stats.frames_out += 1;
+                self.stats.bytes_out += frame_len as u64;
                 if from.is_some() {
                     self.stats.chats_relayed += 1;
                 }
             }
         }
+        if self.ihave.is_empty() && !targets.lazy().is_empty() {
+            // Room for a couple of chats' announcements: most batches hold no more.
+            self.ihave.reserve_exact(IHAVE_FIRST_ROOM);
+        }
         for &conn in targets.lazy() {
-            self.ihave.entry(conn).push(chat.id);
+            self.ihave.push((conn, chat.id));
             self.ihave_due.get_or_insert(now + self.config.ihave_delay);
         }
     }
@@ -1523,25 +1573,28 @@ impl Node {
     /// nothing. Two lazy neighbours that get a chat at about the same time would otherwise each
     /// announce it to the other.
     fn known_by(&mut self, conn: ConnId, id: &ChatId) {
-        let Some(ids) = self.ihave.get_mut(conn) else { return };
-        ids.retain(|i| i != id);
-        if ids.is_empty() {
-            self.ihave.remove(conn);
-            if self.ihave.is_empty() {
-                self.ihave_due = None;
-            }
+        if !self.ihave.iter().any(|(c, _)| *c == conn) {
+            return;
+        }
+        self.ihave.retain(|(c, i)| !(*c == conn && i == id));
+        // The batch timer stops when the last announcement goes this way (not when a closed
+        // connection took it: that timer fires on an empty batch, as it always has).
+        if self.ihave.is_empty() {
+            self.ihave = Vec::new();
+            self.ihave_due = None;
         }
     }
 
     fn flush_ihave(&mut self) {
         self.ihave_due = None;
-        for (conn, mut ids) in self.ihave.take() {
-            // Nearly always one frame: the list goes out as it is instead of copied chunk by chunk.
-            while !ids.is_empty() {
-                let rest = ids.split_off(ids.len().min(MAX_IDS_PER_FRAME));
-                self.stats.ihave_ids_sent += ids.len() as u64;
-                self.send(conn, &Message::IHave { ids });
-                ids = rest;
+        let mut batch = std::mem::take(&mut self.ihave);
+        // By neighbour, each one's ids in the order they were queued.
+        batch.sort_by_key(|(c, _)| *c);
+        for group in batch.chunk_by(|a, b| a.0 == b.0) {
+            let conn = group[0].0;
+            for frame in group.chunks(MAX_IDS_PER_FRAME) {
+                self.stats.ihave_ids_sent += frame.len() as u64;
+                self.send_ihave(conn, frame);
             }
         }
     }
@@ -1732,11 +1785,19 @@ impl Node {
         }
     }
 
-    /// Queues a frame already encoded by `wire`.
-    fn send_encoded(&mut self, conn: ConnId, frame: &[u8]) {
-        tx_buf(&mut self.tx, conn, frame.len()).extend_from_slice(frame);
-        self.stats.frames_out += 1;
-        self.stats.bytes_out += frame.len() as u64;
+    /// `send` of an `IHave` of the ids of `batch`, without building its list.
+    fn send_ihave(&mut self, conn: ConnId, batch: &[(ConnId, ChatId)]) {
+        let buf = tx_buf(&mut self.tx, conn, wire::ihave_frame_size(batch.len()));
+        let before = buf.len();
+        match wire::encode_ihave_into(batch.iter().map(|(_, id)| id), buf, self.config.max_frame_bytes) {
+            Ok(()) => {
+                self.stats.frames_out += 1;
+                self.stats.bytes_out += (buf.len() - before) as u64;
+            }
+            Err(e) => {
+                self.out.push_back(Output::Event(Event::Warning(format!("could not send IHave: {e}"))));
+            }
+        }
     }
 
     fn emit(&mut self, e: Event) {

@@ -168,6 +168,37 @@ pub fn encode_into(msg: &Message, out: &mut Vec<u8>, max_frame_bytes: usize) -> 
     Ok(())
 }
 
+/// `frame_size_hint` of an `IHave` of `n` ids.
+pub(crate) fn ihave_frame_size(n: usize) -> usize {
+    HEADER_BYTES + VERSION_BYTES + 4 + 16 * n
+}
+
+/// Appends the frame of `Message::IHave { ids }`, exactly as `encode_into` would, for a caller
+/// that holds the ids but not in a list of their own (at most `MAX_IDS_PER_FRAME`).
+pub(crate) fn encode_ihave_into<'a>(
+    ids: impl ExactSizeIterator<Item = &'a ChatId>,
+    out: &mut Vec<u8>,
+    max_frame_bytes: usize,
+) -> Result<(), WireError> {
+    debug_assert!(ids.len() <= MAX_IDS_PER_FRAME);
+    let start = out.len();
+    out.reserve(ihave_frame_size(ids.len()));
+    out.extend_from_slice(&[0; HEADER_BYTES]);
+    out.extend_from_slice(&PROTOCOL_VERSION.to_be_bytes());
+    out.push(IHAVE);
+    put_len(out, ids.len());
+    for id in ids {
+        out.extend_from_slice(&id.0);
+    }
+    let len = out.len() - start - HEADER_BYTES;
+    if len > max_frame_bytes {
+        out.truncate(start);
+        return Err(WireError::TooLarge { len, max: max_frame_bytes });
+    }
+    out[start..start + HEADER_BYTES].copy_from_slice(&(len as u32).to_be_bytes());
+    Ok(())
+}
+
 /// About the size of `msg`'s frame, a little over rather than under. Only sizes a buffer.
 pub fn frame_size_hint(msg: &Message) -> usize {
     HEADER_BYTES + VERSION_BYTES + size_hint(msg)
@@ -213,6 +244,22 @@ pub fn encode(msg: &Message) -> Vec<u8> {
 
 /// Decodes one payload (what follows the length prefix).
 pub fn decode_payload(payload: &[u8]) -> Result<Message, WireError> {
+    decode_payload_with(payload, &no_known_chats)
+}
+
+/// What `known` is when the caller keeps no chats.
+fn no_known_chats(_: &ChatId) -> Option<Arc<Chat>> {
+    None
+}
+
+/// `decode_payload`, with a chat the frame carries taken from `known` (a copy the caller keeps of
+/// the chat of that id) when it is that very chat, byte for byte: nearly every chat frame a node
+/// receives carries a chat it, or the process, has already, and building it again cost three
+/// allocations (the chat and its two strings) and their frees.
+pub(crate) fn decode_payload_with(
+    payload: &[u8],
+    known: &impl Fn(&ChatId) -> Option<Arc<Chat>>,
+) -> Result<Message, WireError> {
     if payload.len() < VERSION_BYTES {
         return Err(WireError::Malformed("payload shorter than the version field".into()));
     }
@@ -221,7 +268,7 @@ pub fn decode_payload(payload: &[u8]) -> Result<Message, WireError> {
         return Err(WireError::Version { theirs, ours: PROTOCOL_VERSION });
     }
     let body = &payload[VERSION_BYTES..];
-    if let Some(msg) = decode_direct(body) {
+    if let Some(msg) = decode_direct(body, known) {
         return Ok(msg);
     }
     match bincode::serde::decode_from_slice::<Message, _>(body, config()) {
@@ -404,8 +451,9 @@ fn put_len(out: &mut Vec<u8>, n: usize) {
     }
 }
 
-/// Reads `body` if it is a well-formed message in a form `encode_direct` writes.
-fn decode_direct(body: &[u8]) -> Option<Message> {
+/// Reads `body` if it is a well-formed message in a form `encode_direct` writes; a chat in it is
+/// `known`'s copy if that is equal.
+fn decode_direct(body: &[u8], known: &impl Fn(&ChatId) -> Option<Arc<Chat>>) -> Option<Message> {
     let mut r = Reader(body);
     let msg = match r.byte()? {
         tag @ (IHAVE | IWANT | GRAFT) => {
@@ -418,11 +466,11 @@ fn decode_direct(body: &[u8]) -> Option<Message> {
         }
         CHAT => {
             let (ttl, hops) = (r.byte()?, r.byte()?);
-            Message::Chat { ttl, hops, chat: Arc::new(r.chat()?) }
+            Message::Chat { ttl, hops, chat: r.chat(known)? }
         }
         REPLY => {
             let hops = r.byte()?;
-            Message::Reply { hops, chat: Arc::new(r.chat()?) }
+            Message::Reply { hops, chat: r.chat(known)? }
         }
         SYNC if body.len() <= DIRECT_LIST_MAX_BYTES => {
             let n = r.len()?;
@@ -471,6 +519,46 @@ fn decode_direct(body: &[u8]) -> Option<Message> {
         _ => return None,
     };
     r.0.is_empty().then_some(msg)
+}
+
+/// A frame read by [`Frames::decode_each_with`]. `IHave` is the most frequent frame of all, and
+/// its ids are only looked at once each: left in the bytes they arrived in, they need no list
+/// (an allocation and a free per frame). Only frames read where they lie are left so; one
+/// buffered across reads comes as a `Message`.
+#[derive(Debug)]
+pub(crate) enum Frame<'a> {
+    Message(Result<Message, WireError>),
+    IHave(Ids<'a>),
+}
+
+/// The ids of an `IHave`, as they are on the wire: 16 bytes each.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Ids<'a>(&'a [u8]);
+
+impl<'a> Ids<'a> {
+    pub(crate) fn len(&self) -> usize {
+        self.0.len() / size_of::<ChatId>()
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = ChatId> + 'a {
+        self.0.chunks_exact(size_of::<ChatId>()).map(|id| ChatId(id.try_into().expect("16 bytes")))
+    }
+}
+
+/// The ids of `payload` if it is an `IHave` that `decode_direct` reads (which then reads it as
+/// exactly these ids); `None` for anything else.
+fn ihave_in_place(payload: &[u8]) -> Option<Ids<'_>> {
+    let (version, body) = payload.split_at_checked(VERSION_BYTES)?;
+    if version != PROTOCOL_VERSION.to_be_bytes() {
+        return None;
+    }
+    let mut r = Reader(body);
+    if r.byte()? != IHAVE {
+        return None;
+    }
+    let n = r.len()?;
+    let ids = r.bytes(n.checked_mul(size_of::<ChatId>())?)?;
+    r.0.is_empty().then_some(Ids(ids))
 }
 
 /// What is left of a payload being read by `decode_direct`.
@@ -528,18 +616,43 @@ impl<'a> Reader<'a> {
         std::str::from_utf8(self.bytes(n)?).ok().map(str::to_owned)
     }
 
-    fn chat(&mut self) -> Option<Chat> {
+    /// A string's bytes, not yet checked to be UTF-8.
+    fn raw_string(&mut self) -> Option<&'a [u8]> {
+        let n = self.len()?;
+        self.bytes(n)
+    }
+
+    /// A chat: `known`'s copy of its id if that is the same chat, else a new one.
+    fn chat(&mut self, known: &impl Fn(&ChatId) -> Option<Arc<Chat>>) -> Option<Arc<Chat>> {
         let id = ChatId(self.array()?);
         let author = PublicKey(self.array()?);
-        let username = self.string()?;
-        let body = match self.byte()? {
-            TEXT => Body::Text(self.string()?),
-            JOIN => Body::Join,
-            LEAVE => Body::Leave,
+        let username = self.raw_string()?;
+        let text = match self.byte()? {
+            TEXT => Ok(self.raw_string()?),
+            JOIN => Err(Body::Join),
+            LEAVE => Err(Body::Leave),
             _ => return None,
         };
         let signature = Signature(self.array()?);
-        Some(Chat { id, author, username, body, signature })
+        if let Some(kept) = known(&id) {
+            let same_body = match (&kept.body, &text) {
+                (Body::Text(k), Ok(t)) => k.as_bytes() == *t,
+                (k, Err(b)) => k == b,
+                _ => false,
+            };
+            // Equal bytes are valid UTF-8, as the copy's strings are.
+            if same_body && kept.author == author && kept.signature == signature && kept.username.as_bytes() == username
+            {
+                return Some(kept);
+            }
+        }
+        let utf8 = |b: &[u8]| std::str::from_utf8(b).ok().map(str::to_owned);
+        let username = utf8(username)?;
+        let body = match text {
+            Ok(t) => Body::Text(utf8(t)?),
+            Err(b) => b,
+        };
+        Some(Arc::new(Chat { id, author, username, body, signature }))
     }
 }
 
@@ -678,18 +791,41 @@ impl Frames {
 
     /// [`FrameDecoder::decode_each`] with the limit `max`.
     pub(crate) fn decode_each(&mut self, bytes: &[u8], max: u32, mut each: impl FnMut(Result<Message, WireError>)) {
+        self.decode_each_with(bytes, max, &no_known_chats, |frame| {
+            each(match frame {
+                Frame::Message(m) => m,
+                Frame::IHave(ids) => Ok(Message::IHave { ids: ids.iter().collect() }),
+            })
+        });
+    }
+
+    /// `decode_each`, reading chats as `decode_payload_with` does, and leaving an `IHave` read
+    /// where it lies in `bytes` (see [`Frame`]).
+    pub(crate) fn decode_each_with<'b>(
+        &mut self,
+        bytes: &'b [u8],
+        max: u32,
+        known: &impl Fn(&ChatId) -> Option<Arc<Chat>>,
+        mut each: impl FnMut(Frame<'b>),
+    ) {
         if self.failed() {
             return;
         }
         if self.buffered() > 0 {
             self.push(bytes);
-            while let Some(frame) = self.next_frame(max) {
-                each(frame);
+            while let Some(frame) = self.next_frame_with(max, known) {
+                each(Frame::Message(frame));
             }
         } else {
             let mut rest = bytes;
-            while let Some(frame) = self.frame_at(max, &mut rest) {
-                each(frame);
+            while let Some(payload) = self.payload_at(max, &mut rest) {
+                each(match payload {
+                    Err(e) => Frame::Message(Err(e)),
+                    Ok(p) => match ihave_in_place(p) {
+                        Some(ids) => Frame::IHave(ids),
+                        None => Frame::Message(self.decode(p, known)),
+                    },
+                });
             }
             if self.failed() {
                 return;
@@ -707,7 +843,29 @@ impl Frames {
     }
 
     /// Takes the first whole frame off `avail`, if there is one.
-    fn frame_at(&mut self, max: u32, avail: &mut &[u8]) -> Option<Result<Message, WireError>> {
+    fn frame_at(
+        &mut self,
+        max: u32,
+        avail: &mut &[u8],
+        known: &impl Fn(&ChatId) -> Option<Arc<Chat>>,
+    ) -> Option<Result<Message, WireError>> {
+        Some(match self.payload_at(max, avail)? {
+            Ok(payload) => self.decode(payload, known),
+            Err(e) => Err(e),
+        })
+    }
+
+    /// Decodes a frame's payload; a fatal error ends the stream.
+    fn decode(&mut self, payload: &[u8], known: &impl Fn(&ChatId) -> Option<Arc<Chat>>) -> Result<Message, WireError> {
+        match decode_payload_with(payload, known) {
+            Err(e) if e.is_fatal() => Err(self.fail(e)),
+            other => other,
+        }
+    }
+
+    /// Takes the payload of the first whole frame off `avail`, if there is one: an error if its
+    /// length is over the limit (fatal: the stream has failed).
+    fn payload_at<'b>(&mut self, max: u32, avail: &mut &'b [u8]) -> Option<Result<&'b [u8], WireError>> {
         if self.failed() || avail.len() < HEADER_BYTES {
             return None;
         }
@@ -722,10 +880,7 @@ impl Frames {
         }
         let payload = &avail[HEADER_BYTES..HEADER_BYTES + len];
         *avail = &avail[HEADER_BYTES + len..];
-        match decode_payload(payload) {
-            Err(e) if e.is_fatal() => Some(Err(self.fail(e))),
-            other => Some(other),
-        }
+        Some(Ok(payload))
     }
 
     fn buffered(&self) -> usize {
@@ -733,6 +888,14 @@ impl Frames {
     }
 
     fn next_frame(&mut self, max: u32) -> Option<Result<Message, WireError>> {
+        self.next_frame_with(max, &no_known_chats)
+    }
+
+    fn next_frame_with(
+        &mut self,
+        max: u32,
+        known: &impl Fn(&ChatId) -> Option<Arc<Chat>>,
+    ) -> Option<Result<Message, WireError>> {
         let mut p = self.pending.take()?;
         if p.failed {
             self.pending = Some(p);
@@ -740,7 +903,7 @@ impl Frames {
         }
         let mut avail = &p.buf[p.start..];
         let before = avail.len();
-        let frame = self.frame_at(max, &mut avail);
+        let frame = self.frame_at(max, &mut avail, known);
         let taken = before - avail.len();
         if !self.failed() {
             p.start += taken;
@@ -1027,7 +1190,7 @@ mod tests {
         }
         let mut non_shortest = vec![IHAVE, 251, 1, 0];
         non_shortest.extend_from_slice(&[9; 16]);
-        assert_eq!(decode_direct(&non_shortest), None);
+        assert_eq!(decode_direct(&non_shortest, &no_known_chats), None);
     }
 
     /// Every message, whichever path codes it, gets bincode's bytes; and any mangling of those
@@ -1094,7 +1257,7 @@ mod tests {
             let body = framed_body(&msg);
             assert_eq!(body, bincode_body(&msg), "{msg:?}");
             assert_eq!(decode_body(&body), Ok(msg.clone()));
-            assert_eq!(decode_direct(&body), Some(msg));
+            assert_eq!(decode_direct(&body, &no_known_chats), Some(msg));
         }
         for body in [
             vec![PING, 252, 5, 0, 0, 0],
@@ -1111,7 +1274,7 @@ mod tests {
         let mut non_shortest = vec![SYNC, 1];
         non_shortest.extend_from_slice(&[0; 32]);
         non_shortest.extend_from_slice(&[FINGERPRINT, 252, 3, 0, 0, 0, 0]);
-        assert_eq!(decode_direct(&non_shortest), None);
+        assert_eq!(decode_direct(&non_shortest, &no_known_chats), None);
         assert!(matches!(decode_body(&non_shortest), Ok(Message::Sync { .. })));
         // Past the shortcut's size, bincode reads it (and its limit decides).
         let many: Vec<ChatId> = (0..1000).map(ChatId::from_u128).collect();
@@ -1192,5 +1355,77 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A chat frame is read as the kept copy only when it carries that very chat; a chat that
+    /// differs in any field, under the same id, is read as itself.
+    #[test]
+    fn known_chats_are_reused_only_when_equal() {
+        let keys = Ed25519Keys::from_seed(1);
+        let id = ChatId::new_v7(5, &[3; 10]);
+        let kept = Arc::new(Chat::new(&keys, id, "alice", Body::Text("hi".into())));
+        let known = |i: &ChatId| (*i == id).then(|| kept.clone());
+        let variants = [
+            Chat::new(&keys, id, "alice", Body::Text("hI".into())),
+            Chat::new(&keys, id, "alicE", Body::Text("hi".into())),
+            Chat::new(&keys, id, "alice", Body::Join),
+            Chat::new(&Ed25519Keys::from_seed(2), id, "alice", Body::Text("hi".into())),
+            Chat { signature: Signature([7; 64]), ..(*kept).clone() },
+        ];
+        let read = |chat: Arc<Chat>| {
+            let framed = encode(&Message::Reply { hops: 1, chat });
+            match decode_payload_with(&framed[HEADER_BYTES..], &known) {
+                Ok(Message::Reply { chat, .. }) => chat,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert!(Arc::ptr_eq(&read(Arc::new((*kept).clone())), &kept));
+        for v in variants {
+            let back = read(Arc::new(v.clone()));
+            assert!(!Arc::ptr_eq(&back, &kept));
+            assert_eq!(*back, v);
+        }
+    }
+
+    #[test]
+    fn ihave_without_a_list_is_the_ihave_frame() {
+        for n in [0, 1, 7, 250, 251, MAX_IDS_PER_FRAME] {
+            let ids: Vec<ChatId> = (0..n as u128).map(ChatId::from_u128).collect();
+            let msg = Message::IHave { ids: ids.clone() };
+            let mut out = vec![9];
+            encode_ihave_into(ids.iter(), &mut out, usize::MAX).unwrap();
+            assert_eq!(out[1..], encode(&msg));
+            assert_eq!(ihave_frame_size(n), frame_size_hint(&msg));
+            let mut small = vec![9];
+            let err = encode_into(&msg, &mut small, 3).unwrap_err();
+            assert_eq!(encode_ihave_into(ids.iter(), &mut small, 3), Err(err));
+            assert_eq!(small, [9]);
+        }
+    }
+
+    /// An `IHave` left in place holds the ids `decode_payload` reads; anything else is not one.
+    #[test]
+    fn ihave_in_place_is_what_decode_reads() {
+        for n in [0, 1, 250, 251, 1500] {
+            let ids: Vec<ChatId> = (0..n as u128).map(ChatId::from_u128).collect();
+            let framed = encode(&Message::IHave { ids: ids.clone() });
+            let payload = &framed[HEADER_BYTES..];
+            assert_eq!(ihave_in_place(payload).map(|i| (i.len(), i.iter().collect::<Vec<_>>())), Some((n, ids)));
+            assert!(ihave_in_place(&payload[..payload.len() - 1]).is_none());
+            let mut longer = payload.to_vec();
+            longer.push(0);
+            assert!(ihave_in_place(&longer).is_none());
+            let mut other_version = payload.to_vec();
+            other_version[1] ^= 1;
+            assert!(ihave_in_place(&other_version).is_none());
+        }
+        for msg in [Message::IWant { ids: vec![ChatId::MAX] }, Message::Graft { ids: vec![] }, Message::Prune] {
+            assert!(ihave_in_place(&encode(&msg)[HEADER_BYTES..]).is_none());
+        }
+        // Not the shortest length form: bincode's business, not this path's.
+        let mut odd = PROTOCOL_VERSION.to_be_bytes().to_vec();
+        odd.extend_from_slice(&[IHAVE, VARINT_U16, 1, 0]);
+        odd.extend_from_slice(&[0; 16]);
+        assert!(ihave_in_place(&odd).is_none());
     }
 }
