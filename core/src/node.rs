@@ -5,6 +5,8 @@
 //! was missed, `membership` decides whom to dial and whom to drop. The run-loop contract is in the
 //! crate docs.
 
+mod prefetch;
+
 use core::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
