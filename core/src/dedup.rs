@@ -198,6 +198,18 @@ impl IdSet for Dedup {
     }
 }
 
+impl Dedup {
+    /// Cache hint (see [`crate::hint`]) for the tables a chat or an announcement is looked up in.
+    pub(crate) fn prefetch(&self) {
+        let (a, b) = self.chats.as_slices();
+        crate::hint::value(a);
+        crate::hint::value(b);
+        let (a, b) = self.hops.as_slices();
+        crate::hint::value(a);
+        crate::hint::value(b);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -402,6 +402,18 @@ impl Gossip {
     }
 }
 
+impl Gossip {
+    /// Cache hint (see [`crate::hint`]) for the neighbour tables a chat is forwarded by.
+    pub(crate) fn prefetch(&self) {
+        for (first, _) in self.eager.iter().take(1) {
+            crate::hint::lines((first as *const ConnId).cast(), self.eager.len() * size_of::<(ConnId, f32)>());
+        }
+        for (first, _) in self.lazy.iter().take(1) {
+            crate::hint::lines((first as *const ConnId).cast(), self.lazy.len() * size_of::<(ConnId, ())>());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

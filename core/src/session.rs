@@ -231,6 +231,18 @@ fn open_records(
     }
 }
 
+impl Session {
+    /// Cache hint (see [`crate::hint`]) for the boxed state an incoming record reads past the
+    /// session itself: both ciphers (the reply is sealed with the other) and a held partial record.
+    pub(crate) fn prefetch(&self) {
+        crate::hint::value(&*self.send.cipher);
+        crate::hint::value(&*self.recv.cipher);
+        if let Some(inbox) = &self.inbox {
+            crate::hint::value(&**inbox);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

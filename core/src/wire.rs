@@ -926,6 +926,15 @@ impl Frames {
     }
 }
 
+impl Frames {
+    /// Cache hint (see [`crate::hint`]) for a held partial frame, which the next bytes extend.
+    pub(crate) fn prefetch(&self) {
+        if let Some(pending) = &self.pending {
+            crate::hint::value(&**pending);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use p2p_chat_core::hint::value;
 use p2p_chat_core::{ChatId, Time};
 
 use crate::id_hash::IdMap;
@@ -250,6 +251,13 @@ impl Metrics {
         match &mut self.sends[bit] {
             Some(send) => send.at = at,
             slot => *slot = Some(Send::new(at)),
+        }
+    }
+
+    /// Cache hint for the bits a delivery to `node` reads and sets.
+    pub fn prefetch(&self, node: usize) {
+        if let Some(row) = self.have.get(node * self.words..(node + 1) * self.words) {
+            value(row);
         }
     }
 

@@ -4,39 +4,37 @@
 //! changes no state and no result: a node behaves the same whether or not it was given one.
 
 use super::{Conn, ConnId, Node};
-
-/// Starts loading the cache lines of `len` bytes from `p`, if the target has a hint for it.
-#[inline]
-fn lines(p: *const u8, len: usize) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let mut off = 0;
-        while off < len {
-            // SAFETY: `_mm_prefetch` needs SSE, which every x86_64 processor has, and it reads
-            // nothing a program can see and never faults, whatever the address (so `wrapping_add`:
-            // nothing here claims the range is valid).
-            unsafe {
-                core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.wrapping_add(off).cast())
-            };
-            off += 64;
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (p, len);
-}
+use crate::hint::{lines, value};
 
 impl Node {
-    /// Hints the tables an input first reads through this node (its connection table). Reads
-    /// only the node itself, so it pays once the node's own lines are cached.
+    /// Hints the tables an input reads through this node: its connection table, the chats it
+    /// holds, its gossip neighbours and its output queues. Reads only the node itself, so it pays
+    /// once the node's own lines are cached.
     pub fn prefetch_tables(&self) {
         if let Some((first, _)) = self.conns.iter().next() {
             lines((first as *const ConnId).cast(), self.conns.len() * size_of::<(ConnId, Box<Conn>)>());
         }
+        self.dedup.prefetch();
+        self.gossip.prefetch();
+        let (a, b) = self.out.as_slices();
+        value(a);
+        value(b);
+        value(&self.ihave[..]);
     }
 
     /// Hints the state of connection `conn`: reads the connection table (see `prefetch_tables`).
     pub fn prefetch_conn(&self, conn: ConnId) {
         let Some(c) = self.conns.get(&conn) else { return };
         lines((&**c as *const Conn).cast(), size_of::<Conn>());
+    }
+
+    /// Hints what connection `conn` points to: its ciphers and held partial input. Reads the
+    /// connection (see `prefetch_conn`).
+    pub fn prefetch_session(&self, conn: ConnId) {
+        let Some(c) = self.conns.get(&conn) else { return };
+        if let Some(s) = &c.session {
+            s.prefetch();
+        }
+        c.decoder.prefetch();
     }
 }
