@@ -151,14 +151,25 @@ pub fn encode_into(msg: &Message, out: &mut Vec<u8>, max_frame_bytes: usize) -> 
     // bincode writes field by field (byte by byte for ids, keys and signatures): room made up
     // front spares the buffer its doublings from a few bytes.
     out.reserve(HEADER_BYTES + VERSION_BYTES + size_hint(msg));
-    out.extend_from_slice(&[0; HEADER_BYTES]);
-    out.extend_from_slice(&PROTOCOL_VERSION.to_be_bytes());
+    start_frame(out);
     if !encode_direct(msg, out) {
         if let Err(e) = bincode::serde::encode_into_std_write(msg, out, config()) {
             out.truncate(start);
             return Err(WireError::Malformed(e.to_string()));
         }
     }
+    finish_frame(out, start, max_frame_bytes)
+}
+
+/// Room for the length prefix, then the version: the start of every frame `out` gets.
+fn start_frame(out: &mut Vec<u8>) {
+    out.extend_from_slice(&[0; HEADER_BYTES]);
+    out.extend_from_slice(&PROTOCOL_VERSION.to_be_bytes());
+}
+
+/// Writes the length prefix of the frame begun at `start`, or takes the frame back out if it is
+/// over `max_frame_bytes`.
+fn finish_frame(out: &mut Vec<u8>, start: usize, max_frame_bytes: usize) -> Result<(), WireError> {
     let len = out.len() - start - HEADER_BYTES;
     if len > max_frame_bytes {
         out.truncate(start);
@@ -183,20 +194,13 @@ pub(crate) fn encode_ihave_into<'a>(
     debug_assert!(ids.len() <= MAX_IDS_PER_FRAME);
     let start = out.len();
     out.reserve(ihave_frame_size(ids.len()));
-    out.extend_from_slice(&[0; HEADER_BYTES]);
-    out.extend_from_slice(&PROTOCOL_VERSION.to_be_bytes());
+    start_frame(out);
     out.push(IHAVE);
     put_len(out, ids.len());
     for id in ids {
         out.extend_from_slice(&id.0);
     }
-    let len = out.len() - start - HEADER_BYTES;
-    if len > max_frame_bytes {
-        out.truncate(start);
-        return Err(WireError::TooLarge { len, max: max_frame_bytes });
-    }
-    out[start..start + HEADER_BYTES].copy_from_slice(&(len as u32).to_be_bytes());
-    Ok(())
+    finish_frame(out, start, max_frame_bytes)
 }
 
 /// About the size of `msg`'s frame, a little over rather than under. Only sizes a buffer.
