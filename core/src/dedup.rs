@@ -199,14 +199,20 @@ impl IdSet for Dedup {
 }
 
 impl Dedup {
-    /// Cache hint (see [`crate::hint`]) for the tables a chat or an announcement is looked up in.
+    /// Cache hint (see [`crate::hint`]) for the tables a chat or an announcement is looked up in:
+    /// only their newest `HINTED` entries, where `find` starts and nearly always ends (a new chat
+    /// is among the newest), so the hint stays a few lines however many chats are kept.
     pub(crate) fn prefetch(&self) {
-        let (a, b) = self.chats.as_slices();
-        crate::hint::value(a);
-        crate::hint::value(b);
-        let (a, b) = self.hops.as_slices();
-        crate::hint::value(a);
-        crate::hint::value(b);
+        const HINTED: usize = 64;
+        fn newest<T>(d: &VecDeque<T>) {
+            let (a, b) = d.as_slices();
+            let in_b = b.len().min(HINTED);
+            crate::hint::value(&b[b.len() - in_b..]);
+            let in_a = a.len().min(HINTED - in_b);
+            crate::hint::value(&a[a.len() - in_a..]);
+        }
+        newest(&self.chats);
+        newest(&self.hops);
     }
 }
 
