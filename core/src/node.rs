@@ -795,10 +795,10 @@ impl Node {
         let (name, port) = (self.username.as_str(), self.config.listen_port);
         if c.direction() == Direction::Outbound {
             let (hs, first) = Handshake::dial(keys, me, rng, name, port);
-            c.phase = Phase::Handshaking(Box::new(hs));
+            c.phase = Phase::Handshaking(hs);
             self.transmit_raw(conn, first);
         } else {
-            c.phase = Phase::Handshaking(Box::new(Handshake::accept(keys, me, rng, name, port)));
+            c.phase = Phase::Handshaking(Handshake::accept(keys, me, rng, name, port));
         }
     }
 
