@@ -267,7 +267,11 @@ impl Handshake {
             }
         }
         if data.len() < HEADER_BYTES + len {
-            self.buf = data.to_vec();
+            // Room for the whole frame at once: a frame that arrives in pieces (over a third of
+            // them in the simulator) was copied at its first piece's size and grown by its next.
+            let mut partial = Vec::with_capacity(HEADER_BYTES + len);
+            partial.extend_from_slice(data);
+            self.buf = partial;
             return Ok(Progress::Continue(Vec::new()));
         }
         let (frame, rest) = data.split_at(HEADER_BYTES + len);
