@@ -45,6 +45,8 @@ const PROLOGUE: &[u8] = b"p2p-chat/noise/v2";
 const BINDING_DOMAIN: &[u8] = b"p2p-chat/noise-static-key/v2";
 /// The length of that static key with the Diffie-Hellman of [`NOISE_PARAMS`].
 const X25519_KEY_BYTES: usize = 32;
+/// The tag the cipher of [`NOISE_PARAMS`] adds to what it encrypts.
+const TAG_BYTES: usize = 16;
 
 const HEADER_BYTES: usize = 4;
 const VERSION_BYTES: usize = 2;
@@ -180,13 +182,16 @@ pub struct Done {
 
 impl Handshake {
     /// The dialer's side, and the bytes that open the connection.
+    ///
+    /// Boxed here, where it is made: snow's state is about 900 bytes, and each move of a
+    /// handshake returned by value (into a tuple, then into the node's box) copied all of it.
     pub fn dial(
         keys: &dyn Keys,
         me: &StaticIdentity,
         rng: &mut Rng,
         username: &str,
         listen_port: u16,
-    ) -> (Handshake, Vec<u8>) {
+    ) -> (Box<Handshake>, Vec<u8>) {
         let mut hs = Handshake::new(keys, me, rng, username, listen_port, true);
         let first = hs.write(&[]).expect("the first handshake message cannot fail");
         hs.step = Step::DialerAwaitsReply;
@@ -194,7 +199,13 @@ impl Handshake {
     }
 
     /// The acceptor's side: it speaks second.
-    pub fn accept(keys: &dyn Keys, me: &StaticIdentity, rng: &mut Rng, username: &str, listen_port: u16) -> Handshake {
+    pub fn accept(
+        keys: &dyn Keys,
+        me: &StaticIdentity,
+        rng: &mut Rng,
+        username: &str,
+        listen_port: u16,
+    ) -> Box<Handshake> {
         Handshake::new(keys, me, rng, username, listen_port, false)
     }
 
@@ -205,20 +216,23 @@ impl Handshake {
         username: &str,
         listen_port: u16,
         initiator: bool,
-    ) -> Handshake {
+    ) -> Box<Handshake> {
         let b = builder(keys, rng)
             .local_private_key(&me.private)
             .and_then(|b| b.prologue(PROLOGUE))
             .expect("a fresh builder takes a key and a prologue");
-        let noise = if initiator { b.build_initiator() } else { b.build_responder() };
         let hello =
             Hello { public_key: keys.public_key(), binding: me.binding, username: username.to_owned(), listen_port };
-        Handshake {
-            noise: Some(noise.expect("parameters the resolver supports")),
+        let mut hs = Box::new(Handshake {
+            noise: None,
             step: Step::AcceptorAwaitsFirst,
             hello: wire::encode_hello(&hello),
             buf: Vec::new(),
-        }
+        });
+        // Built, then moved once, into the box.
+        let noise = if initiator { b.build_initiator() } else { b.build_responder() };
+        hs.noise = Some(noise.expect("parameters the resolver supports"));
+        hs
     }
 
     /// Whether the peer has sent a valid first message: an honest dialer does at once, a
@@ -253,7 +267,11 @@ impl Handshake {
             }
         }
         if data.len() < HEADER_BYTES + len {
-            self.buf = data.to_vec();
+            // Room for the whole frame at once: a frame that arrives in pieces (over a third of
+            // them in the simulator) was copied at its first piece's size and grown by its next.
+            let mut partial = Vec::with_capacity(HEADER_BYTES + len);
+            partial.extend_from_slice(data);
+            self.buf = partial;
             return Ok(Progress::Continue(Vec::new()));
         }
         let (frame, rest) = data.split_at(HEADER_BYTES + len);
@@ -297,15 +315,24 @@ impl Handshake {
         Ok(&out[..n])
     }
 
-    /// Our next handshake message, framed. Written on the stack and copied out at its size: a
-    /// buffer of the largest frame, allocated and zeroed for each message and then sent, cost
-    /// an allocation of a kilobyte per message, held until the peer read it.
+    /// Our next handshake message, framed. Written into a buffer sized for the largest message
+    /// the pattern has with this payload, not for the largest frame: a kilobyte buffer per
+    /// message, allocated and sent, was held until the peer read it, and one on the stack had
+    /// to be zeroed and then copied out at its size.
+    // `vec![0; n]` would be a `calloc`, which glibc serves without its per-thread cache: about
+    // three times the cost of the `malloc` and small fill written here.
+    #[allow(clippy::slow_vector_initialization)]
     fn write(&mut self, payload: &[u8]) -> Result<Vec<u8>, HandshakeError> {
-        let mut out = [0u8; HEADER_BYTES + VERSION_BYTES + MAX_HANDSHAKE_FRAME];
+        // `<- e, ee, s, es`: an ephemeral key, a static key and its tag, the payload and its tag.
+        // A message larger than the frame limit fails in snow, as it did with a buffer of it.
+        let room = (2 * X25519_KEY_BYTES + 2 * TAG_BYTES + payload.len()).min(MAX_HANDSHAKE_FRAME);
+        let mut out = Vec::with_capacity(HEADER_BYTES + VERSION_BYTES + room);
+        out.resize(HEADER_BYTES + VERSION_BYTES + room, 0);
         let n = self.noise().write_message(payload, &mut out[HEADER_BYTES + VERSION_BYTES..]).map_err(noise_error)?;
+        out.truncate(HEADER_BYTES + VERSION_BYTES + n);
         out[..HEADER_BYTES].copy_from_slice(&((VERSION_BYTES + n) as u32).to_be_bytes());
         out[HEADER_BYTES..HEADER_BYTES + VERSION_BYTES].copy_from_slice(&PROTOCOL_VERSION.to_be_bytes());
-        Ok(out[..HEADER_BYTES + VERSION_BYTES + n].to_vec())
+        Ok(out)
     }
 
     /// The peer's `Hello`, if its identity key signed the static key this handshake proved.
@@ -338,13 +365,15 @@ impl Handshake {
     /// Splits the handshake into the session's two keys, as Noise's `Split()` does (see `session`
     /// for why the transport phase is not snow's own).
     fn finish(&mut self, keys: &dyn Keys, hello: Hello, send: Vec<u8>) -> Result<Progress, HandshakeError> {
-        let mut noise = self.noise.take().expect("finished once");
+        let noise = self.noise();
         if !noise.is_handshake_finished() {
             return Err(noise_error(snow::Error::State(snow::error::StateProblem::HandshakeNotFinished)));
         }
         let (initiator_key, responder_key) = noise.dangerously_get_raw_split();
         let (send_key, recv_key) =
             if noise.is_initiator() { (initiator_key, responder_key) } else { (responder_key, initiator_key) };
+        // Dropped where it lies: taken out of the `Option` first, all of it was copied.
+        self.noise = None;
         let resolver = keys.transport_crypto();
         let cipher = |key: &[u8; 32]| {
             let mut c = resolver

@@ -659,25 +659,27 @@ impl Node {
     /// refuses it (full, or leaving): the caller then closes the socket.
     pub fn accept(&mut self, now: Time, remote: SocketAddr) -> Option<ConnId> {
         // A full node still accepts, to refer the newcomer elsewhere (see `establish`).
-        let same_ip = self.conns.values().filter(|c| c.addr().ip() == remote.ip()).count();
+        // Both counts in one pass with nothing collected: this runs for every connection accepted,
+        // and each connection looked at is a cache line of its own in a large simulation.
+        let (mut same_ip, mut handshaking) = (0, 0);
+        for c in self.conns.values() {
+            same_ip += usize::from(c.addr().ip() == remote.ip());
+            handshaking +=
+                usize::from(matches!((c.direction(), &c.phase), (Direction::Inbound, Phase::Handshaking(_))));
+        }
         if self.leaving || same_ip >= self.config.max_conns_per_ip {
             return None;
         }
-        // Counted, and the first candidate found, in one pass with nothing collected: this runs
-        // for every connection accepted.
-        let (mut handshaking, mut oldest) = (0, None);
-        for (id, c) in self.conns.iter() {
-            if let (Direction::Inbound, Phase::Handshaking(hs)) = (c.direction(), &c.phase) {
-                handshaking += 1;
-                let this = (hs.progressed(), *id);
-                oldest = Some(oldest.map_or(this, |o: (bool, ConnId)| o.min(this)));
-            }
-        }
         if handshaking >= self.config.max_handshaking.max(1) {
+            // Rare, so the handshakes themselves (each behind a pointer) are only read here.
+            let oldest = self.conns.iter().filter_map(|(id, c)| match (c.direction(), &c.phase) {
+                (Direction::Inbound, Phase::Handshaking(hs)) => Some((hs.progressed(), *id)),
+                _ => None,
+            });
             // The oldest that has not even sent its first message goes first (ids grow with time),
             // so a crowd of honest dialers, whose handshakes advance at once, is not cut off by a
             // burst of newcomers or by connections that never speak.
-            let (_, victim) = oldest.expect("at least one");
+            let (_, victim) = oldest.min().expect("at least one");
             self.close(now, victim, "handshake slots full", false);
         }
         let conn = self.new_conn(now, remote, Direction::Inbound, true);
@@ -795,10 +797,10 @@ impl Node {
         let (name, port) = (self.username.as_str(), self.config.listen_port);
         if c.direction() == Direction::Outbound {
             let (hs, first) = Handshake::dial(keys, me, rng, name, port);
-            c.phase = Phase::Handshaking(Box::new(hs));
+            c.phase = Phase::Handshaking(hs);
             self.transmit_raw(conn, first);
         } else {
-            c.phase = Phase::Handshaking(Box::new(Handshake::accept(keys, me, rng, name, port)));
+            c.phase = Phase::Handshaking(Handshake::accept(keys, me, rng, name, port));
         }
     }
 
