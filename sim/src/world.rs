@@ -285,18 +285,26 @@ impl Bufs {
 
 /// A node and what the world keeps beside it. Nearly every event reads `inc` and `links` before
 /// the node runs and `wake_at` after: kept in the slot, next to the node's own fields, rather than
-/// in tables of their own, which at 100,000 nodes cost a cache miss apiece.
+/// in tables of their own, which at 100,000 nodes cost a cache miss apiece. In this order
+/// (`repr(C)`), so that they and the node's hot fields (`Node::HOT_BYTES`) are one run of memory,
+/// the first `SLOT_HOT_BYTES` of the slot: what `World::prefetch` hints.
+#[repr(C)]
 struct Slot {
-    node: Option<Node>,
     /// The open connections of the current incarnation (a crash removes them all), sorted by
     /// `ConnId`: iterating nodes then this gives a fixed order.
     links: Vec<Link>,
-    inc: Inc,
     wake_at: Option<Time>,
+    inc: Inc,
     group: u8,
     /// Scheduled to crash during the fault phase (never chooses to send).
     crashes: bool,
+    node: Option<Node>,
 }
+
+/// The bytes of a slot that nearly every event touches. `Option<Node>` is the size of a `Node`,
+/// so the node starts where the option does.
+const SLOT_HOT_BYTES: usize = std::mem::offset_of!(Slot, node) + Node::HOT_BYTES;
+const _: () = assert!(size_of::<Option<Node>>() == size_of::<Node>());
 
 /// One end of a connection: 24 bytes, as a node keeps over a dozen of them.
 #[derive(Clone, Copy)]
@@ -525,9 +533,7 @@ impl World {
         if let Some(&ev) = self.queue.ahead(PREFETCH_SLOT_AHEAD) {
             let (node, other, buf) = ev.reads();
             for i in node.into_iter().chain(other) {
-                // An event touches lines all over the slot (the compiler lays out the node's
-                // fields): hinting only the first line cost 4-6 s more at 30,000 nodes.
-                lines((&self.slots[i as usize] as *const Slot).cast(), size_of::<Slot>());
+                lines((&self.slots[i as usize] as *const Slot).cast(), SLOT_HOT_BYTES);
             }
             if let Some(b) = buf {
                 lines((&self.bufs.slots[b as usize] as *const (Vec<u8>, [u32; 2])).cast(), 1);
