@@ -203,7 +203,7 @@ impl Dedup {
     /// only their newest `HINTED` entries, where `find` starts and nearly always ends (a new chat
     /// is among the newest), so the hint stays a few lines however many chats are kept.
     pub(crate) fn prefetch(&self) {
-        const HINTED: usize = 64;
+        const HINTED: usize = 16;
         fn newest<T>(d: &VecDeque<T>) {
             let (a, b) = d.as_slices();
             let in_b = b.len().min(HINTED);

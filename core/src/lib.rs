@@ -68,15 +68,24 @@ pub mod hint {
     pub fn lines(p: *const u8, len: usize) {
         #[cfg(target_arch = "x86_64")]
         {
-            let mut off = 0;
-            while off < len {
+            let hint = |off: usize| {
                 // SAFETY: `_mm_prefetch` needs SSE, which every x86_64 processor has, and it reads
                 // nothing a program can see and never faults, whatever the address (so
                 // `wrapping_add`: nothing here claims the range is valid).
                 unsafe {
                     core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.wrapping_add(off).cast())
-                };
+                }
+            };
+            let mut off = 0;
+            while off < len {
+                hint(off);
                 off += 64;
+            }
+            // A range that does not start on a line can end in the line after the last one hinted
+            // above. Hinting its last byte costs less than finding where lines start, and nothing
+            // when that line was hinted already.
+            if len > 0 {
+                hint(len - 1);
             }
         }
         #[cfg(not(target_arch = "x86_64"))]

@@ -106,7 +106,10 @@ const _: () = assert!(std::mem::size_of::<Timed>() == 24);
 /// then its connection: each stage reads lines the one before hinted. Measured at 30,000 nodes,
 /// where an event takes about 2 us: 16, 8, 2 did worse, 4, 2, 1 no better. The connection's
 /// boxed state (ciphers, a held partial frame) is one more stage, so the connection moved to 2.
+/// The links and the transmit's bytes have a stage of their own, before the node's tables: all
+/// in one stage were some 18 lines at once, more than the core tracks, and the hints waited.
 const PREFETCH_SLOT_AHEAD: usize = 8;
+const PREFETCH_LINKS_AHEAD: usize = 6;
 const PREFETCH_TABLES_AHEAD: usize = 4;
 const PREFETCH_CONN_AHEAD: usize = 2;
 const PREFETCH_SESSION_AHEAD: usize = 1;
@@ -285,18 +288,26 @@ impl Bufs {
 
 /// A node and what the world keeps beside it. Nearly every event reads `inc` and `links` before
 /// the node runs and `wake_at` after: kept in the slot, next to the node's own fields, rather than
-/// in tables of their own, which at 100,000 nodes cost a cache miss apiece.
+/// in tables of their own, which at 100,000 nodes cost a cache miss apiece. In this order
+/// (`repr(C)`), so that they and the node's hot fields (`Node::HOT_BYTES`) are one run of memory,
+/// the first `SLOT_HOT_BYTES` of the slot: what `World::prefetch` hints.
+#[repr(C)]
 struct Slot {
-    node: Option<Node>,
     /// The open connections of the current incarnation (a crash removes them all), sorted by
     /// `ConnId`: iterating nodes then this gives a fixed order.
     links: Vec<Link>,
-    inc: Inc,
     wake_at: Option<Time>,
+    inc: Inc,
     group: u8,
     /// Scheduled to crash during the fault phase (never chooses to send).
     crashes: bool,
+    node: Option<Node>,
 }
+
+/// The bytes of a slot that nearly every event touches. `Option<Node>` is the size of a `Node`,
+/// so the node starts where the option does.
+const SLOT_HOT_BYTES: usize = std::mem::offset_of!(Slot, node) + Node::HOT_BYTES;
+const _: () = assert!(size_of::<Option<Node>>() == size_of::<Node>());
 
 /// One end of a connection: 24 bytes, as a node keeps over a dozen of them.
 #[derive(Clone, Copy)]
@@ -516,18 +527,17 @@ impl World {
     }
 
     /// Hints the memory of the events coming up, in stages, each once the lines it reads have had
-    /// time to arrive: the slot (and a transmit's entry in `bufs`) a few events ahead, then the
-    /// links, the node's tables (connections, chats, gossip neighbours, queues) and the transmit's
-    /// bytes, then the connection itself, then what it points to (its ciphers, a partial frame).
+    /// time to arrive: the slot's hot part (and a transmit's entry in `bufs`) a few events ahead,
+    /// then the links and the transmit's bytes, then the node's tables (connections, chats, gossip
+    /// neighbours, queues), then the connection itself, then what it points to (its ciphers, a
+    /// partial frame).
     /// At 100,000 nodes nearly every event's node is in no cache, and its loads stalled one after
     /// the other; hinted, they overlap the events before it (-15% user CPU at 30,000 nodes).
     fn prefetch(&self) {
         if let Some(&ev) = self.queue.ahead(PREFETCH_SLOT_AHEAD) {
             let (node, other, buf) = ev.reads();
             for i in node.into_iter().chain(other) {
-                // An event touches lines all over the slot (the compiler lays out the node's
-                // fields): hinting only the first line cost 4-6 s more at 30,000 nodes.
-                lines((&self.slots[i as usize] as *const Slot).cast(), size_of::<Slot>());
+                lines((&self.slots[i as usize] as *const Slot).cast(), SLOT_HOT_BYTES);
             }
             if let Some(b) = buf {
                 lines((&self.bufs.slots[b as usize] as *const (Vec<u8>, [u32; 2])).cast(), 1);
@@ -537,19 +547,21 @@ impl World {
                 }
             }
         }
-        if let Some(&ev) = self.queue.ahead(PREFETCH_TABLES_AHEAD) {
+        if let Some(&ev) = self.queue.ahead(PREFETCH_LINKS_AHEAD) {
             let (node, _, buf) = ev.reads();
             if let Some(i) = node {
                 let s = &self.slots[i as usize];
                 lines(s.links.as_ptr().cast(), s.links.len() * size_of::<Link>());
-                if let Some(n) = &s.node {
-                    n.prefetch_tables();
-                }
             }
             if let Some(b) = buf {
                 let bytes = &self.bufs.slots[b as usize].0;
                 // The reads open and copy all of it; a rare large transmit is not hinted whole.
                 lines(bytes.as_ptr(), bytes.len().min(1024));
+            }
+        }
+        if let Some(&ev) = self.queue.ahead(PREFETCH_TABLES_AHEAD) {
+            if let Some(n) = ev.reads().0.and_then(|i| self.slots[i as usize].node.as_ref()) {
+                n.prefetch_tables();
             }
         }
         if let Some(&ev) = self.queue.ahead(PREFETCH_CONN_AHEAD) {

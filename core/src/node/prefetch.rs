@@ -3,10 +3,16 @@
 //! memory loads overlap the inputs in between instead of stalling the one that needs them. A hint
 //! changes no state and no result: a node behaves the same whether or not it was given one.
 
-use super::{Conn, ConnId, Node};
+use super::{Conn, ConnId, Node, Stats};
 use crate::hint::{lines, value};
 
 impl Node {
+    /// The bytes at the start of a `Node` that nearly every input reads or writes: a driver that
+    /// hints a node's memory ahead of its inputs need hint no more of it (the rest is cold,
+    /// touched by connection changes, timers and commands). Up to the cold counters at the end of
+    /// `stats`, the last of the hot fields.
+    pub const HOT_BYTES: usize = std::mem::offset_of!(Node, stats) + std::mem::offset_of!(Stats, grafts_sent);
+
     /// Hints the tables an input reads through this node: its connection table, the chats it
     /// holds, its gossip neighbours and its output queues. Reads only the node itself, so it pays
     /// once the node's own lines are cached.
