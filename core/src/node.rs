@@ -1524,7 +1524,7 @@ impl Node {
             let msg = Message::Chat { ttl: ttl.saturating_sub(1), hops: next_hops, chat: chat.clone() };
             let mut frame_len = wire::frame_size_hint(&msg);
             for &conn in targets.eager() {
-                let buf = tx_buf(&mut self.tx, conn, frame_len);
+                let buf = tx_buf(&mut self.tx, &self.conns, conn, frame_len);
                 let before = buf.len();
                 // No limit: a chat is within any sane one by construction (`Chat::is_well_formed`).
                 wire::encode_into(&msg, buf, usize::MAX).expect("encoding a message into memory cannot fail");
@@ -1644,7 +1644,12 @@ impl Node {
         self.dedup.expire(now);
         self.banned.retain(|_, t| *t > now);
 
-        // Liveness: handshakes and dials that take too long, silent peers, pings.
+        // Liveness: handshakes and dials that take too long, silent peers, pings. Each connection
+        // is a block of its own, in no cache in a large simulation: hinted all at once first, their
+        // loads overlap instead of stalling the loop one by one.
+        for c in self.conns.values() {
+            crate::hint::value(&**c);
+        }
         let mut to_close = Vec::new();
         let mut to_ping = Vec::new();
         for (id, c) in self.conns.iter() {
@@ -1787,7 +1792,7 @@ impl Node {
     // ----- output -----
 
     fn send(&mut self, conn: ConnId, msg: &Message) {
-        let buf = tx_buf(&mut self.tx, conn, wire::frame_size_hint(msg));
+        let buf = tx_buf(&mut self.tx, &self.conns, conn, wire::frame_size_hint(msg));
         let before = buf.len();
         match wire::encode_into(msg, buf, self.config.max_frame_bytes) {
             Ok(()) => {
@@ -1803,7 +1808,7 @@ impl Node {
 
     /// `send` of an `IHave` of the ids of `batch`, without building its list.
     fn send_ihave(&mut self, conn: ConnId, batch: &[(ConnId, ChatId)]) {
-        let buf = tx_buf(&mut self.tx, conn, wire::ihave_frame_size(batch.len()));
+        let buf = tx_buf(&mut self.tx, &self.conns, conn, wire::ihave_frame_size(batch.len()));
         let before = buf.len();
         match wire::encode_ihave_into(batch.iter().map(|(_, id)| id), buf, self.config.max_frame_bytes) {
             Ok(()) => {
@@ -1823,9 +1828,21 @@ impl Node {
 
 /// `conn`'s queue in `tx`, made with room for the record around a first frame of about `frame`
 /// bytes.
-fn tx_buf(tx: &mut ConnMap<Vec<u8>>, conn: ConnId, frame: usize) -> &mut Vec<u8> {
+fn tx_buf<'a>(
+    tx: &'a mut ConnMap<Vec<u8>>,
+    conns: &ConnTable<Box<Conn>>,
+    conn: ConnId,
+    frame: usize,
+) -> &'a mut Vec<u8> {
     let buf = tx.entry(conn);
     if buf.is_empty() {
+        // `poll_output` seals the queue through the connection's session: most queues go to
+        // other neighbours than the input came from (a chat on to the eager ones, a batch of
+        // announcements), whose state a large simulation finds in no cache. Hinted now, their
+        // loads overlap each other and the rest of the input instead of stalling one by one.
+        if let Some(c) = conns.get(&conn) {
+            crate::hint::value(&**c);
+        }
         buf.reserve_exact(session::HEADER_BYTES + frame + session::TAG_BYTES);
         buf.extend_from_slice(&[0; session::HEADER_BYTES]);
     }
