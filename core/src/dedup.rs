@@ -45,9 +45,12 @@ pub struct Dedup {
     /// the 16 of a padded `Stored`, in every node of a simulator.
     hops: VecDeque<u8>,
     floor: Option<ChatId>,
-    retention: Duration,
+    /// `retention` and `max_skew` in microseconds, as `Time + Duration` would saturate them:
+    /// every id checked (several per chat frame) compares against both, and converting a
+    /// `Duration` there each time was most of the cost of the check.
+    retention_us: u64,
     max_chats: usize,
-    max_skew: Duration,
+    max_skew_us: u64,
 }
 
 impl Dedup {
@@ -56,9 +59,9 @@ impl Dedup {
             chats: VecDeque::new(),
             hops: VecDeque::new(),
             floor: None,
-            retention,
+            retention_us: micros(retention),
             max_chats: max_chats.max(1),
-            max_skew,
+            max_skew_us: micros(max_skew),
         }
     }
 
@@ -66,10 +69,10 @@ impl Dedup {
     /// only then `insert` it, so a forged chat cannot claim the id of a real one.
     pub fn check(&self, id: &ChatId, now: Time) -> Verdict {
         let ts = id.timestamp_ms();
-        if ts > (now + self.max_skew).as_millis() {
+        if ts > Time::from_micros(now.as_micros().saturating_add(self.max_skew_us)).as_millis() {
             return Verdict::TooNew;
         }
-        if ts < (now - self.retention).as_millis() || self.floor.is_some_and(|f| *id <= f) {
+        if ts < self.oldest_ms(now) || self.floor.is_some_and(|f| *id <= f) {
             return Verdict::TooOld;
         }
         if self.contains(id) {
@@ -77,6 +80,11 @@ impl Dedup {
         } else {
             Verdict::New
         }
+    }
+
+    /// The oldest timestamp (ms) still within the retention window at `now`.
+    fn oldest_ms(&self, now: Time) -> u64 {
+        Time::from_micros(now.as_micros().saturating_sub(self.retention_us)).as_millis()
     }
 
     /// Records a chat (already checked `New` and verified). Evicts the oldest beyond `max_chats`.
@@ -163,7 +171,7 @@ impl Dedup {
 
     /// The oldest id this node would still accept: where sync ranges start.
     pub fn lower_bound(&self, now: Time) -> ChatId {
-        let by_time = ChatId::lower_bound((now - self.retention).as_millis());
+        let by_time = ChatId::lower_bound(self.oldest_ms(now));
         match self.floor {
             Some(f) => by_time.max(ChatId::from_u128(f.as_u128().saturating_add(1))),
             None => by_time,
@@ -173,7 +181,7 @@ impl Dedup {
     /// Forgets chats older than the retention window, and gives back room that was left unused
     /// after a burst.
     pub fn expire(&mut self, now: Time) {
-        let gone = self.first_from(&ChatId::lower_bound((now - self.retention).as_millis()));
+        let gone = self.first_from(&ChatId::lower_bound(self.oldest_ms(now)));
         if gone > 0 {
             self.floor = self.floor.max(Some(self.chats[gone - 1].id));
             self.chats.drain(..gone);
@@ -214,6 +222,11 @@ impl Dedup {
         newest(&self.chats);
         newest(&self.hops);
     }
+}
+
+/// `d` in microseconds, saturating as `Time`'s arithmetic does.
+fn micros(d: Duration) -> u64 {
+    d.as_micros().min(u128::from(u64::MAX)) as u64
 }
 
 #[cfg(test)]
