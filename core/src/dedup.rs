@@ -30,6 +30,10 @@ pub enum Verdict {
     TooNew,
 }
 
+/// Where a chat not yet held goes in a `Dedup`, as of the `check_slot` that found it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Slot(usize);
+
 /// A recent chat and how many hops it took to reach this node (served on with repairs, so the
 /// simulator can measure the last delivery hop).
 #[derive(Clone, Debug)]
@@ -68,17 +72,25 @@ impl Dedup {
     /// Classifies an id without recording it. Callers verify the signature of a `New` chat and
     /// only then `insert` it, so a forged chat cannot claim the id of a real one.
     pub fn check(&self, id: &ChatId, now: Time) -> Verdict {
+        match self.check_slot(id, now) {
+            Ok(_) => Verdict::New,
+            Err(v) => v,
+        }
+    }
+
+    /// `check`, with where a `New` id goes (for `insert_at`); any other verdict is the error.
+    /// A chat accepted is searched for once instead of twice.
+    pub fn check_slot(&self, id: &ChatId, now: Time) -> Result<Slot, Verdict> {
         let ts = id.timestamp_ms();
         if ts > Time::from_micros(now.as_micros().saturating_add(self.max_skew_us)).as_millis() {
-            return Verdict::TooNew;
+            return Err(Verdict::TooNew);
         }
         if ts < self.oldest_ms(now) || self.floor.is_some_and(|f| *id <= f) {
-            return Verdict::TooOld;
+            return Err(Verdict::TooOld);
         }
-        if self.contains(id) {
-            Verdict::Duplicate
-        } else {
-            Verdict::New
+        match self.find(id) {
+            Ok(_) => Err(Verdict::Duplicate),
+            Err(at) => Ok(Slot(at)),
         }
     }
 
@@ -93,12 +105,22 @@ impl Dedup {
             Ok(i) => {
                 self.chats[i] = chat;
                 self.hops[i] = hops;
+                self.evict_over_max();
             }
-            Err(i) => {
-                self.chats.insert(i, chat);
-                self.hops.insert(i, hops);
-            }
+            Err(i) => self.insert_at(Slot(i), chat, hops),
         }
+    }
+
+    /// Records a chat at the `slot` that `check_slot` gave for its id, with the set unchanged
+    /// since. Evicts the oldest beyond `max_chats`.
+    pub fn insert_at(&mut self, slot: Slot, chat: Arc<Chat>, hops: u8) {
+        debug_assert_eq!(self.find(&chat.id), Err(slot.0), "a stale slot");
+        self.chats.insert(slot.0, chat);
+        self.hops.insert(slot.0, hops);
+        self.evict_over_max();
+    }
+
+    fn evict_over_max(&mut self) {
         while self.chats.len() > self.max_chats {
             self.hops.pop_front();
             if let Some(chat) = self.chats.pop_front() {
