@@ -1124,8 +1124,13 @@ impl Node {
         if !self.config.repair {
             return;
         }
+        // Whether any announcement to `conn` waits, asked once per frame rather than per id:
+        // nothing below queues one.
+        let queued_for = self.ihave.iter().any(|(c, _)| *c == conn);
         for id in ids {
-            self.known_by(conn, &id);
+            if queued_for {
+                self.known_by(conn, &id);
+            }
             if self.dedup.check(&id, now) == Verdict::New {
                 self.gossip.on_ihave(id, conn, now);
             }
