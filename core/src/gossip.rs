@@ -97,15 +97,16 @@ impl ConnList {
     /// them (see `with_capacity`). Generic rather than through `dyn Iterator`: it runs for every
     /// neighbour of every chat accepted, and a call per item was a third of `targets`.
     fn extend_except<'s>(&mut self, set: impl Iterator<Item = &'s ConnId>, from: Option<ConnId>, holders: &[ConnId]) {
-        let wanted = set.copied().filter(|c| Some(*c) != from && !holders.contains(c));
+        let mut wanted = set.copied().filter(|c| Some(*c) != from && !holders.contains(c));
         match self {
             ConnList::Inline { conns, len } => {
                 // Filled through the free slots, with no bounds check per item.
                 let start = *len;
-                for (slot, c) in conns[start..].iter_mut().zip(wanted) {
+                for (slot, c) in conns[start..].iter_mut().zip(wanted.by_ref()) {
                     *slot = c;
                     *len += 1;
                 }
+                debug_assert!(wanted.next().is_none(), "more neighbours than room was made for");
             }
             ConnList::Heap(v) => v.extend(wanted),
         }
