@@ -30,6 +30,10 @@ pub enum Verdict {
     TooNew,
 }
 
+/// Where a chat not yet held goes in a `Dedup`, as of the `check_slot` that found it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Slot(usize);
+
 /// A recent chat and how many hops it took to reach this node (served on with repairs, so the
 /// simulator can measure the last delivery hop).
 #[derive(Clone, Debug)]
@@ -45,9 +49,12 @@ pub struct Dedup {
     /// the 16 of a padded `Stored`, in every node of a simulator.
     hops: VecDeque<u8>,
     floor: Option<ChatId>,
-    retention: Duration,
+    /// `retention` and `max_skew` in microseconds, as `Time + Duration` would saturate them:
+    /// every id checked (several per chat frame) compares against both, and converting a
+    /// `Duration` there each time was most of the cost of the check.
+    retention_us: u64,
     max_chats: usize,
-    max_skew: Duration,
+    max_skew_us: u64,
 }
 
 impl Dedup {
@@ -56,27 +63,40 @@ impl Dedup {
             chats: VecDeque::new(),
             hops: VecDeque::new(),
             floor: None,
-            retention,
+            retention_us: micros(retention),
             max_chats: max_chats.max(1),
-            max_skew,
+            max_skew_us: micros(max_skew),
         }
     }
 
     /// Classifies an id without recording it. Callers verify the signature of a `New` chat and
     /// only then `insert` it, so a forged chat cannot claim the id of a real one.
     pub fn check(&self, id: &ChatId, now: Time) -> Verdict {
+        match self.check_slot(id, now) {
+            Ok(_) => Verdict::New,
+            Err(v) => v,
+        }
+    }
+
+    /// `check`, with where a `New` id goes (for `insert_at`); any other verdict is the error.
+    /// A chat accepted is searched for once instead of twice.
+    pub fn check_slot(&self, id: &ChatId, now: Time) -> Result<Slot, Verdict> {
         let ts = id.timestamp_ms();
-        if ts > (now + self.max_skew).as_millis() {
-            return Verdict::TooNew;
+        if ts > Time::from_micros(now.as_micros().saturating_add(self.max_skew_us)).as_millis() {
+            return Err(Verdict::TooNew);
         }
-        if ts < (now - self.retention).as_millis() || self.floor.is_some_and(|f| *id <= f) {
-            return Verdict::TooOld;
+        if ts < self.oldest_ms(now) || self.floor.is_some_and(|f| *id <= f) {
+            return Err(Verdict::TooOld);
         }
-        if self.contains(id) {
-            Verdict::Duplicate
-        } else {
-            Verdict::New
+        match self.find(id) {
+            Ok(_) => Err(Verdict::Duplicate),
+            Err(at) => Ok(Slot(at)),
         }
+    }
+
+    /// The oldest timestamp (ms) still within the retention window at `now`.
+    fn oldest_ms(&self, now: Time) -> u64 {
+        Time::from_micros(now.as_micros().saturating_sub(self.retention_us)).as_millis()
     }
 
     /// Records a chat (already checked `New` and verified). Evicts the oldest beyond `max_chats`.
@@ -85,12 +105,22 @@ impl Dedup {
             Ok(i) => {
                 self.chats[i] = chat;
                 self.hops[i] = hops;
+                self.evict_over_max();
             }
-            Err(i) => {
-                self.chats.insert(i, chat);
-                self.hops.insert(i, hops);
-            }
+            Err(i) => self.insert_at(Slot(i), chat, hops),
         }
+    }
+
+    /// Records a chat at the `slot` that `check_slot` gave for its id, with the set unchanged
+    /// since. Evicts the oldest beyond `max_chats`.
+    pub fn insert_at(&mut self, slot: Slot, chat: Arc<Chat>, hops: u8) {
+        debug_assert_eq!(self.find(&chat.id), Err(slot.0), "a stale slot");
+        self.chats.insert(slot.0, chat);
+        self.hops.insert(slot.0, hops);
+        self.evict_over_max();
+    }
+
+    fn evict_over_max(&mut self) {
         while self.chats.len() > self.max_chats {
             self.hops.pop_front();
             if let Some(chat) = self.chats.pop_front() {
@@ -163,7 +193,7 @@ impl Dedup {
 
     /// The oldest id this node would still accept: where sync ranges start.
     pub fn lower_bound(&self, now: Time) -> ChatId {
-        let by_time = ChatId::lower_bound((now - self.retention).as_millis());
+        let by_time = ChatId::lower_bound(self.oldest_ms(now));
         match self.floor {
             Some(f) => by_time.max(ChatId::from_u128(f.as_u128().saturating_add(1))),
             None => by_time,
@@ -173,7 +203,7 @@ impl Dedup {
     /// Forgets chats older than the retention window, and gives back room that was left unused
     /// after a burst.
     pub fn expire(&mut self, now: Time) {
-        let gone = self.first_from(&ChatId::lower_bound((now - self.retention).as_millis()));
+        let gone = self.first_from(&ChatId::lower_bound(self.oldest_ms(now)));
         if gone > 0 {
             self.floor = self.floor.max(Some(self.chats[gone - 1].id));
             self.chats.drain(..gone);
@@ -214,6 +244,11 @@ impl Dedup {
         newest(&self.chats);
         newest(&self.hops);
     }
+}
+
+/// `d` in microseconds, saturating as `Time`'s arithmetic does.
+fn micros(d: Duration) -> u64 {
+    d.as_micros().min(u128::from(u64::MAX)) as u64
 }
 
 #[cfg(test)]

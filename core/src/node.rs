@@ -1136,8 +1136,13 @@ impl Node {
         if !self.config.repair {
             return;
         }
+        // Whether any announcement to `conn` waits, asked once per frame rather than per id:
+        // nothing below queues one.
+        let queued_for = self.ihave.iter().any(|(c, _)| *c == conn);
         for id in ids {
-            self.known_by(conn, &id);
+            if queued_for {
+                self.known_by(conn, &id);
+            }
             if self.dedup.check(&id, now) == Verdict::New {
                 self.gossip.on_ihave(id, conn, now);
             }
@@ -1437,9 +1442,9 @@ impl Node {
         hops: u8,
         verified: Option<bool>,
     ) {
-        match self.dedup.check(&chat.id, now) {
-            Verdict::New => {}
-            Verdict::Duplicate => {
+        let slot = match self.dedup.check_slot(&chat.id, now) {
+            Ok(slot) => slot,
+            Err(Verdict::Duplicate) => {
                 self.stats.duplicates += 1;
                 if let Some(conn) = from {
                     self.known_by(conn, &chat.id);
@@ -1453,12 +1458,13 @@ impl Node {
                 }
                 return;
             }
-            Verdict::TooOld | Verdict::TooNew => {
-                // Not necessarily malice (clock skew, a slow catch-up): refuse without penalty.
+            // Too old or too new (`New` is never the error). Not necessarily malice (clock skew, a
+            // slow catch-up): refuse without penalty.
+            Err(_) => {
                 self.stats.chats_refused += 1;
                 return;
             }
-        }
+        };
         if !chat.is_well_formed() || !verified.unwrap_or_else(|| chat.verify(&*self.keys)) {
             self.stats.chats_refused += 1;
             if let Some(conn) = from {
@@ -1470,10 +1476,10 @@ impl Node {
             Some(i) => i.intern(chat),
             None => chat,
         };
-        self.dedup.insert(chat.clone(), hops);
+        // Nothing between the check and here touches `dedup`, so the slot still holds.
+        self.dedup.insert_at(slot, chat.clone(), hops);
         // Whoever announced it holds it: the forwarding rule skips them.
-        let holders = self.gossip.announcers(&chat.id).to_vec();
-        let requested = self.gossip.on_received(&chat.id);
+        let (requested, holders) = self.gossip.take_received(&chat.id);
         if let (Some(conn), Some(_)) = (from, ttl) {
             self.gossip.on_first(conn);
         }
