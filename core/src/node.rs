@@ -465,7 +465,7 @@ pub struct Node {
     /// a simulator runs thousands of nodes that differ only in name, and a copy each was 432
     /// bytes a node, plus its name's and bootstrap list's heap.
     config: Arc<Config>,
-    interner: Option<Box<dyn ChatInterner>>,
+    interner: Option<Arc<dyn ChatInterner>>,
     out: VecDeque<Output>,
     /// Frames queued per connection, sealed by `poll_output`. Each buffer starts with
     /// `session::HEADER_BYTES` of room, so that it is sealed in place and handed out as the
@@ -594,7 +594,7 @@ impl Node {
     }
 
     /// Keeps accepted chats as the interner's copies (see [`ChatInterner`]).
-    pub fn share_chats(&mut self, interner: Box<dyn ChatInterner>) {
+    pub fn share_chats(&mut self, interner: Arc<dyn ChatInterner>) {
         self.interner = Some(interner);
     }
 
@@ -1472,7 +1472,7 @@ impl Node {
             }
             return;
         }
-        let chat = match self.interner.as_mut() {
+        let chat = match &self.interner {
             Some(i) => i.intern(chat),
             None => chat,
         };

@@ -9,11 +9,13 @@ use p2p_chat_core::{Chat, ChatId, ChatInterner};
 
 use crate::id_hash::IdMap;
 
-#[derive(Clone, Default)]
-pub struct SharedChats(Arc<Mutex<IdMap<Arc<Chat>>>>);
+/// Shared by the nodes as one `Arc<SharedChats>`, so that the pointer each node holds leads to the
+/// same few hot lines.
+#[derive(Default)]
+pub struct SharedChats(Mutex<IdMap<Arc<Chat>>>);
 
 impl ChatInterner for SharedChats {
-    fn intern(&mut self, chat: Arc<Chat>) -> Arc<Chat> {
+    fn intern(&self, chat: Arc<Chat>) -> Arc<Chat> {
         // Lookups only, never iteration: the hash cannot reach the run's outcome.
         let mut chats = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         match chats.entry(chat.id) {

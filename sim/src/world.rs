@@ -356,7 +356,7 @@ pub struct World {
     lossy: bool,
     pub metrics: Metrics,
     /// The one copy of each chat that every node keeps.
-    chats: SharedChats,
+    chats: Arc<SharedChats>,
     /// Every node's tuning, shared (see `World::config`).
     config: Arc<Config>,
     pub events: u64,
@@ -400,7 +400,7 @@ impl World {
             now: t0,
             partitioned: false,
             lossy: false,
-            chats: SharedChats::default(),
+            chats: Arc::default(),
             config,
             events: 0,
             heal_at,
@@ -604,7 +604,7 @@ impl World {
                 let (name, bootstrap) = (format!("n{i}"), self.bootstrap(i));
                 let mut node =
                     Node::with_shared_config(self.config.clone(), &name, &bootstrap, self.keys(i), seed, now);
-                node.share_chats(Box::new(self.chats.clone()));
+                node.share_chats(self.chats.clone());
                 self.slots[i].node = Some(node);
                 self.slots[i].wake_at = None;
                 self.metrics.restarted(i);
