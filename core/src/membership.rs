@@ -209,8 +209,22 @@ impl<K: Key> Table<K> {
         Time::from_micros(epoch.as_micros() + u64::from(s.next))
     }
 
-    /// Sets the next attempt of the slot at `i`.
+    /// Sets the next attempt of the slot at `i`. The usual case, a slot not `FAR` given a time
+    /// within its reach, is a store here; only the rest goes through the side table.
+    #[inline(always)]
     fn set_next_attempt(&mut self, i: usize, t: Time, epoch: Time) {
+        let s = &mut self.slots[i];
+        if !s.has(FAR) {
+            if let Ok(d) = u32::try_from(t.as_micros().saturating_sub(epoch.as_micros())) {
+                s.next = d;
+                return;
+            }
+        }
+        self.set_next_attempt_far(i, t, epoch);
+    }
+
+    #[inline(never)]
+    fn set_next_attempt_far(&mut self, i: usize, t: Time, epoch: Time) {
         let s = &mut self.slots[i];
         let k = s.key;
         if s.has(FAR) {
@@ -272,6 +286,67 @@ impl<K: Key> Table<K> {
     fn ban_until(&self, k: K) -> Option<Time> {
         self.bans.binary_search_by(|(a, _)| a.cmp(&k)).ok().map(|i| self.bans[i].1)
     }
+
+    /// `AddressBook::dial_candidates` over this table: offers each ready address to `skip` and
+    /// keeps the best `n` (failures, draw) in `best`, sorted. An entry with more failures than the
+    /// worst of a full `best` is passed over before its address is built or its peer looked up.
+    fn dial_pass(
+        &self,
+        epoch: Time,
+        now: Time,
+        n: usize,
+        best: &mut Vec<(u8, u64, SocketAddr)>,
+        rng: &mut Rng,
+        skip: &mut impl FnMut(&SocketAddr, Option<KeyTag>) -> bool,
+    ) {
+        for s in &self.slots {
+            if s.has(IS_SELF) || !self.due(s, epoch, now) || self.banned_at(s, now) {
+                continue;
+            }
+            let failures = s.failures;
+            if best.len() == n && failures > best[n - 1].0 {
+                continue;
+            }
+            let addr = s.key.addr();
+            if skip(&addr, self.peer(s)) {
+                continue;
+            }
+            let key = (failures, rng.u64());
+            if best.len() == n {
+                if key >= (best[n - 1].0, best[n - 1].1) {
+                    continue;
+                }
+                best.pop();
+            }
+            let at = best.partition_point(|b| (b.0, b.1) < key);
+            best.insert(at, (key.0, key.1, addr));
+        }
+    }
+
+    /// `AddressBook::sample_for_exchange` over this table, `seen` counting the addresses offered
+    /// so far: the first `n` fill `out`, each later one takes a random place or none, one draw
+    /// each. The address is only built where it is kept.
+    fn sample_pass(&self, n: usize, rng: &mut Rng, now: Time, out: &mut Vec<SocketAddr>, seen: &mut usize) {
+        let good = |s: &Slot<K>| s.flags & (REACHED | IS_SELF) == REACHED && !self.banned_at(s, now);
+        let mut slots = self.slots.iter();
+        while out.len() < n {
+            let Some(s) = slots.next() else { return };
+            if good(s) {
+                out.push(s.key.addr());
+                *seen += 1;
+            }
+        }
+        // `out` is full: `j < n` is `j < out.len()`.
+        for s in slots {
+            if good(s) {
+                let j = rng.below(*seen + 1);
+                if let Some(o) = out.get_mut(j) {
+                    *o = s.key.addr();
+                }
+                *seen += 1;
+            }
+        }
+    }
 }
 
 fn side_set<K: Ord, V>(side: &mut Vec<(K, V)>, k: K, v: V) {
@@ -290,6 +365,25 @@ fn side_remove<K: Ord, V>(side: &mut Vec<(K, V)>, k: K) {
     if let Ok(i) = side.binary_search_by(|(a, _)| a.cmp(&k)) {
         side.remove(i);
     }
+}
+
+/// The slot `AddressBook::evict_one` would drop from `slots`, the last of equals, and its score: 0
+/// if none may go (a source below `floor`), else 1 + (never reached) * 256 + failures. A plain
+/// number kept with a compare and two moves, as every slot of a full book is scored for every
+/// address it is offered.
+fn worst_slot<K>(slots: &[Slot<K>], floor: u8) -> (u32, usize) {
+    let mut worst = (0u32, 0usize);
+    for (i, s) in slots.iter().enumerate() {
+        let score = if s.flags & SOURCE_MASK >= floor {
+            1 + ((u32::from(s.flags & REACHED == 0) << 8) | u32::from(s.failures))
+        } else {
+            0
+        };
+        if score != 0 && score >= worst.0 {
+            worst = (score, i);
+        }
+    }
+    worst
 }
 
 /// Runs `$body` with `$t` bound to the table for `$addr`'s family and `$k` to its key there.
@@ -401,12 +495,15 @@ impl AddressBook {
         // of every node's book unused (a book of 140 addresses held room for 256). Each insert
         // moves the entries after it anyway, so a copy every `GROW_SLOTS` inserts costs little.
         let room = self.cap.saturating_sub(self.len()).clamp(1, GROW_SLOTS);
+        // The next attempt is now, which the epoch just advanced to within a slot's reach of: a
+        // new slot never needs the `far` table.
+        let next =
+            u32::try_from(now.as_micros().saturating_sub(epoch.as_micros())).expect("advance_epoch keeps now near");
         with_table!(mut self.tables, addr, |t, k| {
             if t.slots.len() == t.slots.capacity() {
                 t.slots.reserve_exact(room);
             }
-            t.slots.insert(at, Slot { key: k, failures: 0, flags: source as u8, next: 0 });
-            t.set_next_attempt(at, now, epoch);
+            t.slots.insert(at, Slot { key: k, failures: 0, flags: source as u8, next });
         });
         true
     }
@@ -426,31 +523,17 @@ impl AddressBook {
     /// the packed slots directly rather than decoding each entry.
     fn evict_one(&mut self, incoming: Source) -> bool {
         let floor = incoming.max(Source::Exchange) as u8;
-        let score = |flags: u8, failures: u8| -> Option<u16> {
-            ((flags & SOURCE_MASK) >= floor).then(|| (u16::from(flags & REACHED == 0) << 8) | u16::from(failures))
-        };
-        // (score, in the IPv6 table, index there); `>=` keeps the last of equals.
-        let mut worst: Option<(u16, bool, usize)> = None;
-        let v4 = self.tables.0.slots.iter().map(|s| (false, s.flags, s.failures));
-        let v6 = self.tables.1.slots.iter().map(|s| (true, s.flags, s.failures));
-        for (i, (is_v6, flags, failures)) in v4.enumerate().chain(v6.enumerate()) {
-            if let Some(sc) = score(flags, failures) {
-                if worst.is_none_or(|(w, _, _)| sc >= w) {
-                    worst = Some((sc, is_v6, i));
-                }
-            }
+        // IPv6 entries come after IPv4 ones: the last of equals is theirs if there is one.
+        let (w4, i4) = worst_slot(&self.tables.0.slots, floor);
+        let (w6, i6) = worst_slot(&self.tables.1.slots, floor);
+        if w6 != 0 && w6 >= w4 {
+            self.tables.1.remove_at(i6);
+        } else if w4 != 0 {
+            self.tables.0.remove_at(i4);
+        } else {
+            return false;
         }
-        match worst {
-            Some((_, false, i)) => {
-                self.tables.0.remove_at(i);
-                true
-            }
-            Some((_, true, i)) => {
-                self.tables.1.remove_at(i);
-                true
-            }
-            None => false,
-        }
+        true
     }
 
     /// Addresses worth dialing now, at most `n`: those that failed least first, random among
@@ -472,35 +555,9 @@ impl AddressBook {
             return Vec::new();
         }
         let mut best: Vec<(u8, u64, SocketAddr)> = Vec::with_capacity(n.min(self.len()));
-        let mut consider = |failures: u8, addr: SocketAddr, peer: Option<KeyTag>| {
-            if best.len() == n && failures > best[n - 1].0 {
-                return;
-            }
-            if skip(&addr, peer) {
-                return;
-            }
-            let key = (failures, rng.u64());
-            if best.len() == n {
-                if key >= (best[n - 1].0, best[n - 1].1) {
-                    return;
-                }
-                best.pop();
-            }
-            let at = best.partition_point(|b| (b.0, b.1) < key);
-            best.insert(at, (key.0, key.1, addr));
-        };
-        let (v4, v6) = &self.tables;
-        let epoch = self.epoch;
-        for s in &v4.slots {
-            if !s.has(IS_SELF) && v4.due(s, epoch, now) && !v4.banned_at(s, now) {
-                consider(s.failures, s.key.addr(), v4.peer(s));
-            }
-        }
-        for s in &v6.slots {
-            if !s.has(IS_SELF) && v6.due(s, epoch, now) && !v6.banned_at(s, now) {
-                consider(s.failures, s.key.addr(), v6.peer(s));
-            }
-        }
+        let (v4, v6, epoch) = (&self.tables.0, &self.tables.1, self.epoch);
+        v4.dial_pass(epoch, now, n, &mut best, rng, &mut skip);
+        v6.dial_pass(epoch, now, n, &mut best, rng, &mut skip);
         best.into_iter().map(|(_, _, a)| a).collect()
     }
 
@@ -573,25 +630,8 @@ impl AddressBook {
         }
         let mut out = Vec::with_capacity(n.min(self.len()));
         let mut seen = 0usize;
-        let mut offer = |a: SocketAddr| {
-            if out.len() < n {
-                out.push(a);
-            } else {
-                let j = rng.below(seen + 1);
-                if j < n {
-                    out[j] = a;
-                }
-            }
-            seen += 1;
-        };
-        let (v4, v6) = &self.tables;
-        let good = |f: u8| f & (REACHED | IS_SELF) == REACHED;
-        for s in v4.slots.iter().filter(|s| good(s.flags) && !v4.banned_at(s, now)) {
-            offer(s.key.addr());
-        }
-        for s in v6.slots.iter().filter(|s| good(s.flags) && !v6.banned_at(s, now)) {
-            offer(s.key.addr());
-        }
+        self.tables.0.sample_pass(n, rng, now, &mut out, &mut seen);
+        self.tables.1.sample_pass(n, rng, now, &mut out, &mut seen);
         out
     }
 }
