@@ -95,20 +95,25 @@ impl ConnList {
 
     /// Appends the connections of `set` except `from` and `holders`; room was made for all of
     /// them (see `with_capacity`). Generic rather than through `dyn Iterator`: it runs for every
-    /// neighbour of every chat accepted, and a call per item was a third of `targets`.
+    /// neighbour of every chat accepted, and a call per item was a third of `targets`. A plain
+    /// loop keeping the length in a local, rather than the free slots zipped with the filter and
+    /// the length bumped through its reference: 8% fewer instructions here (500 nodes).
     fn extend_except<'s>(&mut self, set: impl Iterator<Item = &'s ConnId>, from: Option<ConnId>, holders: &[ConnId]) {
-        let mut wanted = set.copied().filter(|c| Some(*c) != from && !holders.contains(c));
+        let wanted = |c: &ConnId| Some(*c) != from && !holders.contains(c);
         match self {
             ConnList::Inline { conns, len } => {
-                // Filled through the free slots, with no bounds check per item.
-                let start = *len;
-                for (slot, c) in conns[start..].iter_mut().zip(wanted.by_ref()) {
-                    *slot = c;
-                    *len += 1;
+                let mut n = *len;
+                for c in set.filter(|c| wanted(c)) {
+                    let Some(slot) = conns.get_mut(n) else {
+                        debug_assert!(false, "more neighbours than room was made for");
+                        break;
+                    };
+                    *slot = *c;
+                    n += 1;
                 }
-                debug_assert!(wanted.next().is_none(), "more neighbours than room was made for");
+                *len = n;
             }
-            ConnList::Heap(v) => v.extend(wanted),
+            ConnList::Heap(v) => v.extend(set.copied().filter(|c| wanted(c))),
         }
     }
 

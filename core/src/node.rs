@@ -1832,8 +1832,7 @@ impl Node {
     }
 }
 
-/// `conn`'s queue in `tx`, made with room for the record around a first frame of about `frame`
-/// bytes.
+/// `conn`'s queue in `tx`, with room for a frame of about `frame` bytes and the record around it.
 fn tx_buf<'a>(
     tx: &'a mut ConnMap<Vec<u8>>,
     conns: &ConnTable<Box<Conn>>,
@@ -1851,6 +1850,10 @@ fn tx_buf<'a>(
         }
         buf.reserve_exact(session::HEADER_BYTES + frame + session::TAG_BYTES);
         buf.extend_from_slice(&[0; session::HEADER_BYTES]);
+    } else {
+        // A frame after the first (a few in a hundred queues): room for the tag too, or sealing
+        // grows the buffer a second time.
+        buf.reserve(frame + session::TAG_BYTES);
     }
     buf
 }
