@@ -495,17 +495,13 @@ impl AddressBook {
         // of every node's book unused (a book of 140 addresses held room for 256). Each insert
         // moves the entries after it anyway, so a copy every `GROW_SLOTS` inserts costs little.
         let room = self.cap.saturating_sub(self.len()).clamp(1, GROW_SLOTS);
-        // The next attempt is now, which `advance_epoch` has just put within a slot's reach: a new
-        // slot is stored with it, without `set_next_attempt`'s look at the `far` table.
-        let next = u32::try_from(now.as_micros().saturating_sub(epoch.as_micros()));
         with_table!(mut self.tables, addr, |t, k| {
             if t.slots.len() == t.slots.capacity() {
                 t.slots.reserve_exact(room);
             }
-            t.slots.insert(at, Slot { key: k, failures: 0, flags: source as u8, next: next.unwrap_or(0) });
-            if next.is_err() {
-                t.set_next_attempt(at, now, epoch);
-            }
+            t.slots.insert(at, Slot { key: k, failures: 0, flags: source as u8, next: 0 });
+            // Now is within a slot's reach of the epoch `advance_epoch` just moved: the inline store.
+            t.set_next_attempt(at, now, epoch);
         });
         true
     }
