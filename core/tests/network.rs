@@ -384,46 +384,60 @@ fn the_eager_tree_keeps_redundancy_low() {
     assert!(push > 1.0, "plain push RMR {push:.2}");
 }
 
-/// When the handshake slots are full, a newcomer displaces the oldest connection that has not sent
-/// its first message, not an honest dialer whose handshake is under way (a crowd of joiners at a
-/// bootstrap node would otherwise evict each other: 3,000 simulated nodes never all found peers).
+/// When the handshake slots are full, a newcomer displaces a connection that has had time to send
+/// its first message and has not, never an honest dialer whose handshake is under way, nor one
+/// that has only just connected: that newcomer is refused (a crowd of joiners at a bootstrap node
+/// would otherwise evict each other's handshakes before any could finish).
 #[test]
 fn full_handshake_slots_evict_the_silent_before_the_progressing() {
     use p2p_chat_core::handshake::{Handshake, StaticIdentity};
-    let now = Time::from_millis(net::T0_MS);
+    let t0 = Time::from_millis(net::T0_MS);
     let mut a =
-        Node::new(Config { max_handshaking: 2, ..Config::default() }, Box::new(Ed25519Keys::from_seed(1)), 1, now);
-    let honest = a.accept(now, net::addr(2)).unwrap();
+        Node::new(Config { max_handshaking: 2, ..Config::default() }, Box::new(Ed25519Keys::from_seed(1)), 1, t0);
+    let honest = a.accept(t0, net::addr(2)).unwrap();
     let keys = Ed25519Keys::from_seed(2);
     let mut rng = p2p_chat_core::random::Rng::new(2);
     let me = StaticIdentity::new(&keys, &mut rng);
     let (_hs, first) = Handshake::dial(&keys, &me, &mut rng, "honest", 0);
-    a.handle_input(now, Input::Received(honest, &first));
-    let silent = a.accept(now, net::addr(3)).unwrap();
+    a.handle_input(t0, Input::Received(honest, &first));
+    let silent = a.accept(t0, net::addr(3)).unwrap();
     while a.poll_output().is_some() {}
-    let _newcomer = a.accept(now, net::addr(4)).unwrap();
-    let closed: Vec<_> = std::iter::from_fn(|| a.poll_output())
-        .filter_map(|o| if let Output::Close { conn } = o { Some(conn) } else { None })
-        .collect();
-    assert_eq!(closed, vec![silent], "honest is {honest:?}");
+    let closes = |a: &mut Node| -> Vec<_> {
+        std::iter::from_fn(|| a.poll_output())
+            .filter_map(|o| if let Output::Close { conn } = o { Some(conn) } else { None })
+            .collect()
+    };
+    // Both in the slots are young: the newcomer is refused.
+    let soon = t0 + Duration::from_millis(300);
+    assert_eq!(a.accept(soon, net::addr(4)), None);
+    assert!(closes(&mut a).is_empty());
+    // A second on, the one that never spoke goes; the honest dialer stays.
+    let later = t0 + Duration::from_millis(1100);
+    assert!(a.accept(later, net::addr(5)).is_some());
+    assert_eq!(closes(&mut a), vec![silent], "honest is {honest:?}");
 }
 
-/// Connections that never finish their handshake cannot lock an honest peer out, and one address
-/// cannot take every slot.
+/// Connections that never finish their handshake cannot lock an honest peer out for long, and
+/// one address cannot take every slot.
 #[test]
 fn half_open_connections_do_not_lock_out_honest_peers() {
-    let now = Time::from_millis(net::T0_MS);
+    let t0 = Time::from_millis(net::T0_MS);
     let cfg = Config { max_handshaking: 8, max_conns_per_ip: 1000, ..Config::default() };
-    let mut a = Node::new(cfg, Box::new(Ed25519Keys::from_seed(1)), 1, now);
-    for i in 0..1000u32 {
-        let attacker = std::net::SocketAddr::from(([10, 9, (i >> 8) as u8, i as u8], 5000));
-        a.accept(now, attacker).expect("the newest half-open connection takes the oldest one's slot");
-    }
+    let mut a = Node::new(cfg, Box::new(Ed25519Keys::from_seed(1)), 1, t0);
+    let admitted = (0..1000u32)
+        .filter(|i| {
+            let attacker = std::net::SocketAddr::from(([10, 9, (i >> 8) as u8, *i as u8], 5000));
+            a.accept(t0, attacker).is_some()
+        })
+        .count();
     while a.poll_output().is_some() {}
+    // The slots filled at once; the rest were refused, displacing no one.
+    assert_eq!(admitted, 8);
+    let now = t0 + Duration::from_secs(1);
     let mut b = Node::new(Config::default(), Box::new(Ed25519Keys::from_seed(2)), 2, now);
     b.handle_input(now, Input::Command(Command::Connect(net::addr(1))));
     let Some(Output::Dial { conn: ba, .. }) = b.poll_output() else { panic!("dial expected") };
-    let ab = a.accept(now, net::addr(2)).expect("an honest peer still gets in");
+    let ab = a.accept(now, net::addr(2)).expect("an honest peer gets in once the silent have had their second");
     b.handle_input(now, Input::Connected(ba));
     for _ in 0..4 {
         pump(&mut a, ab, &mut b, ba, now);
@@ -432,11 +446,11 @@ fn half_open_connections_do_not_lock_out_honest_peers() {
     assert_eq!(a.peers().len(), 1);
 
     let mut c =
-        Node::new(Config { max_conns_per_ip: 2, ..Config::default() }, Box::new(Ed25519Keys::from_seed(3)), 3, now);
+        Node::new(Config { max_conns_per_ip: 2, ..Config::default() }, Box::new(Ed25519Keys::from_seed(3)), 3, t0);
     let ip = |p| std::net::SocketAddr::from(([10, 7, 7, 7], p));
-    assert!(c.accept(now, ip(1)).is_some());
-    assert!(c.accept(now, ip(2)).is_some());
-    assert!(c.accept(now, ip(3)).is_none());
+    assert!(c.accept(t0, ip(1)).is_some());
+    assert!(c.accept(t0, ip(2)).is_some());
+    assert!(c.accept(t0, ip(3)).is_none());
 }
 
 /// Node `a` (with `cfg`) that has dialed and connected to one peer: returns it and that link.
