@@ -5,14 +5,14 @@
 
 use crate::node::ConnId;
 
+/// Entries a map makes room for when it gets its first.
+const FIRST_ROOM: usize = 8;
+
 /// A map from connection to value, kept as a `Vec` sorted by connection. The node fills one of
 /// these on nearly every input and drains it before the next: with a few dozen connections at
 /// most, a binary search over one contiguous buffer beats a B-tree's node walks and allocations,
 /// and an empty map holds no memory at all (a `BTreeMap` keeps its root leaf). Iteration is in
 /// connection order, as a `BTreeMap`'s is, so what goes out and in which order does not change.
-/// Entries a map makes room for when it gets its first.
-const FIRST_ROOM: usize = 8;
-
 #[derive(Debug)]
 pub(crate) struct ConnMap<V> {
     entries: Vec<(ConnId, V)>,

@@ -626,12 +626,12 @@ impl Node {
         &self.stats
     }
 
-    /// Established neighbours, in connection order.
     /// How many peers are connected (handshake done): `peers().len()` without building them.
     pub fn peer_count(&self) -> usize {
         self.conns.values().filter(|c| matches!(c.phase, Phase::Up(_))).count()
     }
 
+    /// Established neighbours, in connection order.
     pub fn peers(&self) -> Vec<PeerSummary> {
         self.conns.iter().filter_map(|(id, c)| self.summary(*id, c, None)).collect()
     }
