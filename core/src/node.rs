@@ -519,6 +519,11 @@ const SMALL_READ_BYTES: usize = 1024;
 /// Most reads (a chat, an announcement, a want) fit in this much.
 const TINY_READ_BYTES: usize = 256;
 
+/// Inbound peers with the shortest measured round trips that a full node keeps when it makes room
+/// for a newcomer (see `Node::make_room`). Bitcoin Core keeps 8 of 125 inbound slots for the
+/// fastest; 4 of our 50.
+const PROTECTED_FASTEST: usize = 4;
+
 /// Below this many known addresses, every new neighbour is asked for more.
 const HUNGRY_BOOK: usize = 64;
 /// Most dials in flight at once.
@@ -1357,19 +1362,25 @@ impl Node {
     /// - outbound peers (this node chose them) and the older half of the inbound ones (by
     ///   connection time) are never closed, so the node cannot be eclipsed this way;
     /// - nor are links of the gossip tree: they carry chats now, and a newcomer has earned nothing;
+    /// - nor the [`PROTECTED_FASTEST`] of the rest with the shortest measured round trip (Bitcoin
+    ///   Core keeps 8 of its 125 inbound slots so): an attacker can connect from many networks, but
+    ///   not from near every node it wants to churn;
     /// - among the rest, the victim comes from the network group (IPv4 /16, IPv6 /32) holding the
     ///   most inbound connections, where many connections from few places accumulate, and is
     ///   chosen at random within it.
+    ///
+    /// Each rule spares at most all but one of the candidates it is given, so a newcomer always
+    /// gets in.
     fn make_room(&mut self, now: Time, newcomer: ConnId) {
         if self.conns.get(&newcomer).is_none_or(|c| c.direction() != Direction::Inbound) {
             return;
         }
-        let mut inbound: Vec<(Time, ConnId, u64)> = self
+        let mut inbound: Vec<(Time, ConnId, u64, u32)> = self
             .conns
             .iter()
             .filter(|(id, c)| **id != newcomer && c.direction() == Direction::Inbound)
             .filter_map(|(id, c)| match &c.phase {
-                Phase::Up(_) => Some((c.since, *id, net_group(c.addr().ip()))),
+                Phase::Up(_) => Some((c.since, *id, net_group(c.addr().ip()), c.rtt_us)),
                 _ => None,
             })
             .collect();
@@ -1377,18 +1388,29 @@ impl Node {
             return;
         }
         inbound.sort_unstable();
-        let in_group = |g: u64| inbound.iter().filter(|(_, _, h)| *h == g).count();
+        let in_group = |g: u64| inbound.iter().filter(|(_, _, h, _)| *h == g).count();
         let newer = &inbound[inbound.len() / 2..];
-        let mut candidates: Vec<(ConnId, u64)> =
-            newer.iter().filter(|(_, id, _)| !self.gossip.is_eager(*id)).map(|(_, id, g)| (*id, *g)).collect();
+        let mut candidates: Vec<(ConnId, u64, u32)> = newer
+            .iter()
+            .filter(|(_, id, _, _)| !self.gossip.is_eager(*id))
+            .map(|(_, id, g, rtt)| (*id, *g, *rtt))
+            .collect();
         if candidates.is_empty() {
             // A node whose newer inbound peers all carry the tree (a tiny `max_peers`): a newcomer
             // still gets in.
-            candidates = newer.iter().map(|(_, id, g)| (*id, *g)).collect();
+            candidates = newer.iter().map(|(_, id, g, rtt)| (*id, *g, *rtt)).collect();
         }
-        let crowded = candidates.iter().map(|(_, g)| in_group(*g)).max().unwrap_or(0);
-        candidates.retain(|(_, g)| in_group(*g) == crowded);
-        let (victim, _) = candidates[self.rng.below(candidates.len())];
+        // Stable: among equal round trips (unmeasured ones), the older first, as before.
+        candidates.sort_by_key(|(_, _, rtt)| *rtt);
+        let fastest = candidates
+            .iter()
+            .take(PROTECTED_FASTEST.min(candidates.len() - 1))
+            .take_while(|(_, _, rtt)| *rtt != NO_RTT)
+            .count();
+        candidates.drain(..fastest);
+        let crowded = candidates.iter().map(|(_, g, _)| in_group(*g)).max().unwrap_or(0);
+        candidates.retain(|(_, g, _)| in_group(*g) == crowded);
+        let (victim, _, _) = candidates[self.rng.below(candidates.len())];
         self.close(now, victim, "full: made room for a newcomer", false);
     }
 

@@ -476,6 +476,48 @@ fn connect_inbound(a: &mut Node, i: u64, group: u8, at: Time) -> net::Mallory {
     m
 }
 
+/// A full node making room for a newcomer spares the newer inbound peers with the shortest
+/// measured round trips: an attacker who connects from many networks to churn a node's slots
+/// cannot also be close to it.
+#[test]
+fn making_room_spares_the_fastest_newer_inbound_peers() {
+    let t0 = Time::from_millis(net::T0_MS);
+    let cfg = Config { max_peers: 5, target_peers: 1, ..Config::default() };
+    for seed in 0..8u64 {
+        let (mut a, _ab) = with_one_outbound_peer(cfg.clone(), seed, t0);
+        // The older half (0, 1) is spared anyway; of the newer half, 2 answers pings in 5 ms, 3 in
+        // 200 ms.
+        let mut inbound: Vec<net::Mallory> =
+            (0..4u64).map(|i| connect_inbound(&mut a, i, 8, t0 + Duration::from_secs(i + 1))).collect();
+        let rtt = |i: usize| Duration::from_millis([100, 100, 5, 200][i]);
+        // Quiet for over `ping_interval`: every link is pinged at the next tick.
+        let ping_at = t0 + Duration::from_secs(16);
+        a.handle_input(ping_at, Input::Timeout);
+        let outs: Vec<Output> = std::iter::from_fn(|| a.poll_output()).collect();
+        let mut pongs = Vec::new();
+        for o in outs {
+            let Output::Transmit { conn, bytes } = o else { continue };
+            let Some(i) = inbound.iter().position(|m| m.conn == conn) else { continue };
+            for msg in inbound[i].open(&bytes) {
+                if let Message::Ping { nonce } = msg {
+                    pongs.push((rtt(i), i, nonce));
+                }
+            }
+        }
+        pongs.sort();
+        assert_eq!(pongs.len(), 4, "seed {seed}: every inbound link pinged");
+        for (rtt, i, nonce) in pongs {
+            inbound[i].send(&mut a, ping_at + rtt, &wire::encode(&Message::Pong { nonce }));
+        }
+        while a.poll_output().is_some() {}
+        let at = ping_at + Duration::from_secs(1);
+        connect_inbound(&mut a, 4, 8, at);
+        let up: Vec<p2p_chat_core::ConnId> = a.peers().iter().map(|p| p.conn).collect();
+        assert!(up.contains(&inbound[2].conn), "seed {seed}: the fast newer peer was spared: {up:?}");
+        assert!(!up.contains(&inbound[3].conn), "seed {seed}: the slow newer peer made room: {up:?}");
+    }
+}
+
 /// A full node takes a newcomer that dialed it by closing one of its newer inbound peers: never a
 /// peer it dialed itself, never one of the longer-standing half of its inbound peers. (Without it,
 /// late joiners were referred from full node to full node: the simulator found nodes that made 179
