@@ -676,7 +676,8 @@ impl Node {
     }
 
     /// A peer connected to us. Returns the id to report its bytes under, or `None` if the node
-    /// refuses it (full, or leaving): the caller then closes the socket.
+    /// refuses it (too many connections from its address, every handshake slot taken by a dialer
+    /// that has only just connected, or leaving): the caller then closes the socket.
     pub fn accept(&mut self, now: Time, remote: SocketAddr) -> Option<ConnId> {
         // A full node still accepts, to refer the newcomer elsewhere (see `establish`).
         // Both counts in one pass with nothing collected: this runs for every connection accepted,
@@ -713,8 +714,8 @@ impl Node {
     /// handshake was displaced before its first message came back, and 97% of the nodes still had
     /// no peer after eight seconds. Refused, a dialer backs off and tries again, so a crowd is
     /// served at the rate the slots complete handshakes. An attacker must open 64 connections a
-    /// second to keep the slots from honest dialers, from at least two addresses
-    /// (`max_conns_per_ip` is 32), and gains nothing it keeps: each goes after a second.
+    /// second to keep the slots from honest dialers, from at least two addresses (by default:
+    /// `max_conns_per_ip` is 32), and gains nothing it keeps: each goes after a second.
     fn handshake_victim(&self, now: Time) -> Option<ConnId> {
         let grace = self.config.handshake_timeout / 5;
         // Rare, so the handshakes themselves (each behind a pointer) are only read here. Ids grow
