@@ -524,6 +524,10 @@ const TINY_READ_BYTES: usize = 256;
 /// fastest; 4 of our 50.
 const PROTECTED_FASTEST: usize = 4;
 
+/// A network group whose silent handshakes fill more than this part of the slots gives one up to
+/// a newcomer from elsewhere (see `Node::handshake_victim`): an eighth, 8 of the default 64.
+const GROUP_HANDSHAKE_SHARE: usize = 8;
+
 /// Below this many known addresses, every new neighbour is asked for more.
 const HUNGRY_BOOK: usize = 64;
 /// Most dials in flight at once.
@@ -692,7 +696,7 @@ impl Node {
             return None;
         }
         if handshaking >= self.config.max_handshaking.max(1) {
-            match self.handshake_victim(now) {
+            match self.handshake_victim(now, remote) {
                 Some(victim) => self.close(now, victim, "handshake slots full", false),
                 None => return None,
             }
@@ -701,38 +705,48 @@ impl Node {
         Some(conn)
     }
 
-    /// Whom a newcomer displaces when the inbound handshake slots are full: `None` to refuse the
-    /// newcomer itself.
+    /// Whom a newcomer from `remote` displaces when the inbound handshake slots are full: `None`
+    /// to refuse the newcomer itself. In this order:
+    /// - a handshake older than a fifth of `handshake_timeout` (a second by default, several round
+    ///   trips on any sane link) whose dialer has not sent its first message (an honest dialer
+    ///   sends it at once; a connection that never will, slowloris, never does), the oldest first;
+    /// - if the newcomer is from another network group (IPv4 /16, IPv6 /32), a silent handshake of
+    ///   the group holding the most of them, if that is more than [`GROUP_HANDSHAKE_SHARE`] of the
+    ///   slots: many half-open connections from few networks are an attack, not a crowd;
+    /// - a handshake older than that grace whose dialer spoke but has not finished, the oldest.
     ///
-    /// Only a handshake older than a fifth of `handshake_timeout` (a second by default, several
-    /// round trips on any sane link) is displaced, one whose dialer has not sent its first message
-    /// first (an honest dialer sends it at once; a connection that never will, slowloris, never
-    /// does), the oldest of them first. While every handshake is younger than that, the newcomer
-    /// is refused: the slots hold dialers that have barely had time to speak. Displacing the
-    /// oldest silent one at once, as before, collapsed under a crowd: 10,000 simulated nodes
-    /// joining through three bootstrap nodes arrived faster than 64 a round trip, so every
-    /// handshake was displaced before its first message came back, and 97% of the nodes still had
-    /// no peer after eight seconds. Refused, a dialer backs off and tries again, so a crowd is
-    /// served at the rate the slots complete handshakes. An attacker must open 64 connections a
-    /// second to keep the slots from honest dialers, from at least two addresses (by default:
-    /// `max_conns_per_ip` is 32), and gains nothing it keeps: each goes after a second.
-    fn handshake_victim(&self, now: Time) -> Option<ConnId> {
+    /// While none of these exists, the newcomer is refused: the slots hold dialers that have barely
+    /// had time to speak. Displacing the oldest silent one at once, as before, collapsed under a
+    /// crowd: 10,000 simulated nodes joining through three bootstrap nodes arrived faster than 64 a
+    /// round trip, so every handshake was displaced before its first message came back, and 97%
+    /// of the nodes still had no peer after eight seconds. Refused, a dialer backs off and tries
+    /// again, so a crowd is served at the rate the slots complete handshakes. To keep every slot
+    /// from honest dialers, an attacker must open 64 connections a second from at least eight
+    /// network groups (by default), and keeps none of them for more than a second.
+    fn handshake_victim(&self, now: Time, remote: SocketAddr) -> Option<ConnId> {
         let grace = self.config.handshake_timeout / 5;
         // Rare, so the handshakes themselves (each behind a pointer) are only read here. Ids grow
         // with time: the first found of each kind is the oldest.
         let mut oldest_progressed = None;
+        let mut young_silent: Vec<(u64, ConnId)> = Vec::new();
         for (id, c) in self.conns.iter() {
-            if let (Direction::Inbound, Phase::Handshaking(hs)) = (c.direction(), &c.phase) {
-                if now.since(c.since) < grace {
-                    continue;
-                }
-                if !hs.progressed() {
-                    return Some(*id);
-                }
-                oldest_progressed = oldest_progressed.or(Some(*id));
+            let (Direction::Inbound, Phase::Handshaking(hs)) = (c.direction(), &c.phase) else { continue };
+            match (now.since(c.since) >= grace, hs.progressed()) {
+                (true, false) => return Some(*id),
+                (true, true) => oldest_progressed = oldest_progressed.or(Some(*id)),
+                (false, false) => young_silent.push((net_group(c.addr().ip()), *id)),
+                (false, true) => {}
             }
         }
-        oldest_progressed
+        let mine = net_group(remote.ip());
+        let share = (self.config.max_handshaking / GROUP_HANDSHAKE_SHARE).max(1);
+        let in_group = |g: u64| young_silent.iter().filter(|(h, _)| *h == g).count();
+        let crowded = young_silent
+            .iter()
+            .map(|(g, id)| (in_group(*g), std::cmp::Reverse(*id), *g))
+            .max()
+            .filter(|(n, _, g)| *n > share && *g != mine);
+        crowded.map(|(_, std::cmp::Reverse(id), _)| id).or(oldest_progressed)
     }
 
     pub fn handle_input(&mut self, now: Time, input: Input<'_>) {

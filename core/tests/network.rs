@@ -417,6 +417,39 @@ fn full_handshake_slots_evict_the_silent_before_the_progressing() {
     assert_eq!(closes(&mut a), vec![silent], "honest is {honest:?}");
 }
 
+/// Half-open connections from few networks are an attack, not a crowd: a newcomer from another
+/// network group displaces one of them at once, one from the same group waits its turn, and a
+/// crowd spread over many groups is queued (newcomers refused), not displaced.
+#[test]
+fn a_network_group_flooding_the_handshake_slots_gives_way_to_others() {
+    let t0 = Time::from_millis(net::T0_MS);
+    // A group may hold 2 of the 16 slots before newcomers from elsewhere displace its handshakes.
+    let cfg = Config { max_handshaking: 16, max_conns_per_ip: 1000, ..Config::default() };
+    let closes = |a: &mut Node| -> Vec<_> {
+        std::iter::from_fn(|| a.poll_output())
+            .filter_map(|o| if let Output::Close { conn } = o { Some(conn) } else { None })
+            .collect()
+    };
+    let mut a = Node::new(cfg.clone(), Box::new(Ed25519Keys::from_seed(1)), 1, t0);
+    let flood: Vec<_> = (0..16u8)
+        .map(|i| a.accept(t0, std::net::SocketAddr::from(([10, 9, 0, i], 5000))).expect("a free slot"))
+        .collect();
+    while a.poll_output().is_some() {}
+    let soon = t0 + Duration::from_millis(10);
+    assert_eq!(a.accept(soon, std::net::SocketAddr::from(([10, 9, 1, 1], 5000))), None, "same group: refused");
+    assert!(closes(&mut a).is_empty());
+    assert!(a.accept(soon, net::addr(2)).is_some(), "another group gets in at once");
+    assert_eq!(closes(&mut a), vec![flood[0]], "the flood's oldest made room");
+
+    let mut b = Node::new(cfg, Box::new(Ed25519Keys::from_seed(1)), 1, t0);
+    for g in 0..16u8 {
+        assert!(b.accept(t0, std::net::SocketAddr::from(([10, 20 + g, 0, 1], 5000))).is_some());
+    }
+    while b.poll_output().is_some() {}
+    assert_eq!(b.accept(soon, std::net::SocketAddr::from(([10, 50, 0, 1], 5000))), None, "a spread crowd queues");
+    assert!(closes(&mut b).is_empty());
+}
+
 /// Connections that never finish their handshake cannot lock an honest peer out for long, and
 /// one address cannot take every slot.
 #[test]
