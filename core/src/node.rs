@@ -50,10 +50,11 @@ pub struct Config {
     /// Most established connections, inbound and outbound together.
     pub max_peers: usize,
     /// Most inbound connections still in their handshake. When full, a newcomer displaces one that
-    /// has had a fifth of `handshake_timeout` to speak and has not (see `Node::accept`), so
-    /// connections that never finish (slowloris) cannot lock honest peers out; while there is
-    /// none, the newcomer is refused, so a crowd of honest dialers at a bootstrap node does not
-    /// evict every handshake before it completes.
+    /// has had a fifth of `handshake_timeout` to speak and has not, or a silent one of a network
+    /// group holding more than an eighth of the slots, so connections that never finish
+    /// (slowloris) cannot lock honest peers out; while there is none, the newcomer is refused, so
+    /// a crowd of honest dialers at a bootstrap node does not evict every handshake before it
+    /// completes (see `Node::accept`).
     pub max_handshaking: usize,
     /// Most connections from one IP address.
     pub max_conns_per_ip: usize,
@@ -524,8 +525,9 @@ const TINY_READ_BYTES: usize = 256;
 /// fastest; 4 of our 50.
 const PROTECTED_FASTEST: usize = 4;
 
-/// A network group whose silent handshakes fill more than this part of the slots gives one up to
-/// a newcomer from elsewhere (see `Node::handshake_victim`): an eighth, 8 of the default 64.
+/// A network group whose silent handshakes fill more than one part in this many of the handshake
+/// slots gives one up to a newcomer from elsewhere (see `Node::handshake_victim`): more than 8 of
+/// the default 64.
 const GROUP_HANDSHAKE_SHARE: usize = 8;
 
 /// Below this many known addresses, every new neighbour is asked for more.
@@ -710,9 +712,10 @@ impl Node {
     /// - a handshake older than a fifth of `handshake_timeout` (a second by default, several round
     ///   trips on any sane link) whose dialer has not sent its first message (an honest dialer
     ///   sends it at once; a connection that never will, slowloris, never does), the oldest first;
-    /// - if the newcomer is from another network group (IPv4 /16, IPv6 /32), a silent handshake of
-    ///   the group holding the most of them, if that is more than [`GROUP_HANDSHAKE_SHARE`] of the
-    ///   slots: many half-open connections from few networks are an attack, not a crowd;
+    /// - if the newcomer is from another network group (IPv4 /16, IPv6 /32), the oldest silent
+    ///   handshake of the group holding the most of them, if those are more than
+    ///   `max_handshaking / GROUP_HANDSHAKE_SHARE` (8 of 64 by default): many half-open
+    ///   connections from few networks are an attack, not a crowd;
     /// - a handshake older than that grace whose dialer spoke but has not finished, the oldest.
     ///
     /// While none of these exists, the newcomer is refused: the slots hold dialers that have barely
