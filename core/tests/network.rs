@@ -384,6 +384,13 @@ fn the_eager_tree_keeps_redundancy_low() {
     assert!(push > 1.0, "plain push RMR {push:.2}");
 }
 
+/// The connections `a` closes in what it has to say now (everything else it says is dropped).
+fn closes(a: &mut Node) -> Vec<p2p_chat_core::ConnId> {
+    std::iter::from_fn(|| a.poll_output())
+        .filter_map(|o| if let Output::Close { conn } = o { Some(conn) } else { None })
+        .collect()
+}
+
 /// When the handshake slots are full, a newcomer displaces a connection that has had time to send
 /// its first message and has not, never an honest dialer whose handshake is under way, nor one
 /// that has only just connected: that newcomer is refused (a crowd of joiners at a bootstrap node
@@ -402,11 +409,6 @@ fn full_handshake_slots_evict_the_silent_before_the_progressing() {
     a.handle_input(t0, Input::Received(honest, &first));
     let silent = a.accept(t0, net::addr(3)).unwrap();
     while a.poll_output().is_some() {}
-    let closes = |a: &mut Node| -> Vec<_> {
-        std::iter::from_fn(|| a.poll_output())
-            .filter_map(|o| if let Output::Close { conn } = o { Some(conn) } else { None })
-            .collect()
-    };
     // Both in the slots are young: the newcomer is refused.
     let soon = t0 + Duration::from_millis(300);
     assert_eq!(a.accept(soon, net::addr(4)), None);
@@ -425,11 +427,6 @@ fn a_network_group_flooding_the_handshake_slots_gives_way_to_others() {
     let t0 = Time::from_millis(net::T0_MS);
     // A group may hold 2 of the 16 slots before newcomers from elsewhere displace its handshakes.
     let cfg = Config { max_handshaking: 16, max_conns_per_ip: 1000, ..Config::default() };
-    let closes = |a: &mut Node| -> Vec<_> {
-        std::iter::from_fn(|| a.poll_output())
-            .filter_map(|o| if let Output::Close { conn } = o { Some(conn) } else { None })
-            .collect()
-    };
     let mut a = Node::new(cfg.clone(), Box::new(Ed25519Keys::from_seed(1)), 1, t0);
     let flood: Vec<_> = (0..16u8)
         .map(|i| a.accept(t0, std::net::SocketAddr::from(([10, 9, 0, i], 5000))).expect("a free slot"))
