@@ -448,6 +448,21 @@ impl Conn {
     fn rtt(&self) -> Option<Duration> {
         (self.rtt_us != NO_RTT).then(|| Duration::from_micros(self.rtt_us.into()))
     }
+
+    /// The earliest time `Node::maintain` could find this connection timed out, gone silent or due
+    /// a ping, if nothing more arrives on it. Input only moves it later (`last_recv`), except the
+    /// handshake's end, which `establish` reports.
+    fn liveness_due(&self, config: &Config) -> Time {
+        match self.phase {
+            Phase::Up(_) => {
+                let quiet = self.last_recv + config.ping_interval;
+                let refresh = self.last_ping + config.ping_interval * RTT_REFRESH;
+                let ping = (self.last_ping + config.ping_interval).max(quiet.min(refresh));
+                ping.min(self.last_recv + config.stale_after)
+            }
+            Phase::Dialing | Phase::Handshaking(_) => self.since + config.handshake_timeout,
+        }
+    }
 }
 
 /// The fields are in two groups (`repr(C)` keeps them in this order): first those that nearly
@@ -501,6 +516,11 @@ pub struct Node {
     next_exchange: Time,
     next_explore: Time,
     next_announce: Time,
+    /// No connection needs a look from `maintain`'s liveness pass before this (see
+    /// `Conn::liveness_due`): pings go out every 10 s and silence is judged over 20, so most
+    /// ticks would walk every connection, each a cache miss in a large simulation, to find
+    /// nothing to do. Early is harmless; it is never late.
+    next_liveness: Time,
 }
 
 /// A chat fetched by sync is shown as caught up (`Origin::Repair`) only if at least this old.
@@ -599,6 +619,7 @@ impl Node {
             next_exchange: now,
             next_explore: now + config.explore_interval,
             next_announce: now + config.announce_interval,
+            next_liveness: Time::MAX,
             joined: false,
             leaving: false,
             stats: Stats::default(),
@@ -850,6 +871,7 @@ impl Node {
                 asked_peers: false,
             }),
         );
+        self.next_liveness = self.next_liveness.min(now + self.config.handshake_timeout);
         if handshake_now {
             self.start_handshake(conn);
         }
@@ -1343,6 +1365,7 @@ impl Node {
         let Some(c) = self.conns.get_mut(&conn) else { return };
         c.phase = Phase::Up(Peer { public_key: hello.public_key, username: Name::new(&hello.username) });
         c.since = now;
+        self.next_liveness = self.next_liveness.min(c.liveness_due(&self.config));
         if let Some(a) = listen_addr {
             self.book.add(a, Source::Inbound, now);
             self.book.on_connected(&a, hello.public_key, now);
@@ -1721,9 +1744,85 @@ impl Node {
         self.dedup.expire(now);
         self.banned.retain(|_, t| *t > now);
 
-        // Liveness: handshakes and dials that take too long, silent peers, pings. Each connection
-        // is a block of its own, in no cache in a large simulation: hinted all at once first, their
-        // loads overlap instead of stalling the loop one by one.
+        if now >= self.next_liveness {
+            self.check_liveness(now);
+        }
+        if self.leaving {
+            return;
+        }
+
+        // Dial until the target is met. Pending dials are counted only when they matter: each
+        // connection looked at is a cache miss in a large simulation.
+        let want = self.config.target_peers.min(self.config.max_peers).saturating_sub(self.conns.len());
+        // Exploration: a node content with its peers never dials again, so two groups that
+        // each filled their members' peer sets during a partition would stay apart after it heals.
+        let soft_cap = (2 * self.config.target_peers).min(self.config.max_peers);
+        let explore = now >= self.next_explore && self.conns.len() < soft_cap;
+        let pending = if want > 0 || explore {
+            self.conns
+                .values()
+                .filter(|c| !matches!(c.phase, Phase::Up(_)))
+                .filter(|c| c.direction() == Direction::Outbound)
+                .count()
+        } else {
+            0
+        };
+        let mut n = want.min(MAX_PENDING_DIALS.saturating_sub(pending));
+        if n == 0 && explore && pending == 0 {
+            n = 1;
+            self.next_explore = now + self.config.explore_interval.mul_f64(0.5 + self.rng.unit());
+        }
+        if n > 0 {
+            self.dial_more(now, n);
+        }
+
+        // What follows needs the established peers: found only on a tick that uses them.
+        let announce = !self.joined && self.config.announce_presence;
+        let sync = self.config.repair && now >= self.next_sync;
+        if !(announce || sync || now >= self.next_exchange || now >= self.next_announce) {
+            return;
+        }
+        let up = self.up_conns();
+        if up.is_empty() {
+            return;
+        }
+        // Announced at a tick rather than at the first handshake: a first neighbour that was
+        // full and only referred us elsewhere is gone by now, and would have taken it along.
+        if announce {
+            self.joined = true;
+            self.originate(now, Body::Join);
+        }
+        // Peer exchange: often while short of peers, rarely once content.
+        if now >= self.next_exchange {
+            let conn = up[self.rng.below(up.len())];
+            self.request_peers(conn);
+            let short = self.conns.len() < self.config.target_peers;
+            let wait = if short { self.config.exchange_interval / 6 } else { self.config.exchange_interval };
+            self.next_exchange = now + wait;
+        }
+        if now >= self.next_announce {
+            // Our neighbours' addresses stay in the book (one may have been evicted for a
+            // learned address since). Each peer told its listen port in its hello, so nothing
+            // needs sending for this: `Announce` frames are still understood, no longer sent.
+            let addrs: Vec<SocketAddr> = up.iter().filter_map(|c| self.conns.get(c)?.listen_addr()).collect();
+            for a in addrs {
+                self.book.add(a, Source::Inbound, now);
+                self.book.touch(&a);
+            }
+            self.next_announce = now + self.config.announce_interval;
+        }
+        if self.config.repair && now >= self.next_sync {
+            let conn = up[self.rng.below(up.len())];
+            self.start_sync(now, conn);
+            // Jitter keeps neighbours from syncing in lockstep.
+            self.next_sync = now + self.config.sync_interval.mul_f64(0.75 + self.rng.unit() / 2.0);
+        }
+    }
+
+    /// Closes handshakes and dials that took too long and peers gone silent, and pings quiet
+    /// ones. Each connection is a block of its own, in no cache in a large simulation: hinted all
+    /// at once first, their loads overlap instead of stalling the loop one by one.
+    fn check_liveness(&mut self, now: Time) {
         for c in self.conns.values() {
             crate::hint::value(&**c);
         }
@@ -1762,107 +1861,54 @@ impl Node {
             }
             self.send(id, &Message::Ping { nonce });
         }
-        if self.leaving {
-            return;
-        }
+        self.next_liveness = self.conns.values().map(|c| c.liveness_due(&self.config)).min().unwrap_or(Time::MAX);
+    }
 
-        // Dial until the target is met.
-        let pending = self
-            .conns
-            .values()
-            .filter(|c| !matches!(c.phase, Phase::Up(_)))
-            .filter(|c| c.direction() == Direction::Outbound)
-            .count();
-        let want = self.config.target_peers.min(self.config.max_peers).saturating_sub(self.conns.len());
-        let mut n = want.min(MAX_PENDING_DIALS.saturating_sub(pending));
-        // Exploration: a node content with its peers never dials again, so two groups that
-        // each filled their members' peer sets during a partition would stay apart after it heals.
-        let soft_cap = (2 * self.config.target_peers).min(self.config.max_peers);
-        if n == 0 && now >= self.next_explore && self.conns.len() < soft_cap && pending == 0 {
-            n = 1;
-            self.next_explore = now + self.config.explore_interval.mul_f64(0.5 + self.rng.unit());
+    /// Dials up to `n` addresses from the book that are not connected already.
+    fn dial_more(&mut self, now: Time, n: usize) {
+        // Every candidate in the book is checked against these: sorted once here, instead of
+        // a walk over all connections per candidate.
+        // Filled at their final size (collecting from a flatten or a filter grows the
+        // buffer a few times over).
+        let mut busy_addrs = Vec::with_capacity(2 * self.conns.len());
+        for c in self.conns.values() {
+            busy_addrs.push(c.addr());
+            busy_addrs.extend(c.listen_addr());
         }
-        if n > 0 {
-            // Every candidate in the book is checked against these: sorted once here, instead of
-            // a walk over all connections per candidate.
-            // Filled at their final size (collecting from a flatten or a filter grows the
-            // buffer a few times over).
-            let mut busy_addrs = Vec::with_capacity(2 * self.conns.len());
-            for c in self.conns.values() {
-                busy_addrs.push(c.addr());
-                busy_addrs.extend(c.listen_addr());
+        busy_addrs.sort_unstable();
+        // The connected peers' keys only once a candidate with a known peer gets past the
+        // address check: most rounds need none.
+        let conns = &self.conns;
+        let mut up_peers: Option<Vec<KeyTag>> = None;
+        // The book offers candidates in address order, so one walk along the sorted list
+        // answers them all, where a binary search each was a third of the dial round.
+        let mut busy_rest = &busy_addrs[..];
+        let busy = |a: &SocketAddr, peer: Option<KeyTag>| {
+            while busy_rest.first().is_some_and(|b| b < a) {
+                busy_rest = &busy_rest[1..];
             }
-            busy_addrs.sort_unstable();
-            // The connected peers' keys only once a candidate with a known peer gets past the
-            // address check: most rounds need none.
-            let conns = &self.conns;
-            let mut up_peers: Option<Vec<KeyTag>> = None;
-            // The book offers candidates in address order, so one walk along the sorted list
-            // answers them all, where a binary search each was a third of the dial round.
-            let mut busy_rest = &busy_addrs[..];
-            let busy = |a: &SocketAddr, peer: Option<KeyTag>| {
-                while busy_rest.first().is_some_and(|b| b < a) {
-                    busy_rest = &busy_rest[1..];
-                }
-                if busy_rest.first() == Some(a) {
-                    return true;
-                }
-                let Some(p) = peer else { return false };
-                let up = up_peers.get_or_insert_with(|| {
-                    let mut up = Vec::with_capacity(conns.len());
-                    for c in conns.values() {
-                        if let Phase::Up(u) = &c.phase {
-                            up.push(KeyTag::of(&u.public_key));
-                        }
+            if busy_rest.first() == Some(a) {
+                return true;
+            }
+            let Some(p) = peer else { return false };
+            let up = up_peers.get_or_insert_with(|| {
+                let mut up = Vec::with_capacity(conns.len());
+                for c in conns.values() {
+                    if let Phase::Up(u) = &c.phase {
+                        up.push(KeyTag::of(&u.public_key));
                     }
-                    up.sort_unstable();
-                    up
-                });
-                up.binary_search(&p).is_ok()
-            };
-            for addr in self.book.dial_candidates(now, n, &mut self.rng, busy) {
-                let (per_minute, burst) = self.config.dials_per_minute;
-                if !self.dial_bucket.take(now, (per_minute / 60.0, burst)) {
-                    break;
                 }
-                self.dial(now, addr);
+                up.sort_unstable();
+                up
+            });
+            up.binary_search(&p).is_ok()
+        };
+        for addr in self.book.dial_candidates(now, n, &mut self.rng, busy) {
+            let (per_minute, burst) = self.config.dials_per_minute;
+            if !self.dial_bucket.take(now, (per_minute / 60.0, burst)) {
+                break;
             }
-        }
-
-        let up = self.up_conns();
-        if up.is_empty() {
-            return;
-        }
-        // Announced at a tick rather than at the first handshake: a first neighbour that was
-        // full and only referred us elsewhere is gone by now, and would have taken it along.
-        if !self.joined && self.config.announce_presence {
-            self.joined = true;
-            self.originate(now, Body::Join);
-        }
-        // Peer exchange: often while short of peers, rarely once content.
-        if now >= self.next_exchange {
-            let conn = up[self.rng.below(up.len())];
-            self.request_peers(conn);
-            let short = self.conns.len() < self.config.target_peers;
-            let wait = if short { self.config.exchange_interval / 6 } else { self.config.exchange_interval };
-            self.next_exchange = now + wait;
-        }
-        if now >= self.next_announce {
-            // Our neighbours' addresses stay in the book (one may have been evicted for a
-            // learned address since). Each peer told its listen port in its hello, so nothing
-            // needs sending for this: `Announce` frames are still understood, no longer sent.
-            let addrs: Vec<SocketAddr> = up.iter().filter_map(|c| self.conns.get(c)?.listen_addr()).collect();
-            for a in addrs {
-                self.book.add(a, Source::Inbound, now);
-                self.book.touch(&a);
-            }
-            self.next_announce = now + self.config.announce_interval;
-        }
-        if self.config.repair && now >= self.next_sync {
-            let conn = up[self.rng.below(up.len())];
-            self.start_sync(now, conn);
-            // Jitter keeps neighbours from syncing in lockstep.
-            self.next_sync = now + self.config.sync_interval.mul_f64(0.75 + self.rng.unit() / 2.0);
+            self.dial(now, addr);
         }
     }
 

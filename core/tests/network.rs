@@ -506,6 +506,51 @@ fn connect_inbound(a: &mut Node, i: u64, group: u8, at: Time) -> net::Mallory {
     m
 }
 
+/// A node looks over its connections only when one is due (a ping, a timeout), not at every
+/// tick; a peer that comes up between two such looks is still pinged, and dropped when it goes
+/// silent, at the first tick after its time.
+#[test]
+fn a_peer_that_came_up_between_liveness_passes_is_pinged_and_dropped_on_time() {
+    let t0 = Time::from_millis(net::T0_MS);
+    let secs = Duration::from_secs;
+    // Pings due sooner than a handshake times out: only the peer's coming up makes them due.
+    let cfg = Config {
+        ping_interval: secs(2),
+        stale_after: secs(4),
+        handshake_timeout: secs(5),
+        target_peers: 1,
+        ..Config::default()
+    };
+    let (mut a, _) = with_one_outbound_peer(cfg, 1, t0);
+    let mut m = None;
+    let (mut pinged, mut closed) = (Vec::new(), Vec::new());
+    for tenth in 10..=130u64 {
+        let now = t0 + Duration::from_millis(100 * tenth);
+        if tenth == 55 {
+            m = Some(connect_inbound(&mut a, 1, 8, now));
+        }
+        if tenth % 10 != 0 {
+            continue;
+        }
+        a.handle_input(now, Input::Timeout);
+        while let Some(o) = a.poll_output() {
+            let Some(m) = m.as_mut() else { continue };
+            match o {
+                Output::Transmit { conn, bytes } if conn == m.conn => {
+                    if m.open(&bytes).iter().any(|msg| matches!(msg, Message::Ping { .. })) {
+                        pinged.push(tenth / 10);
+                    }
+                }
+                Output::Close { conn } if conn == m.conn => closed.push(tenth / 10),
+                _ => {}
+            }
+        }
+    }
+    // Up at 5.5 s: quiet for 2 s at 7.5 (pinged at the 8 s tick), silent for 4 s at 9.5 (closed at
+    // the 10 s tick).
+    assert_eq!((pinged, closed), (vec![8], vec![10]));
+}
+
 /// A full node making room for a newcomer spares the newer inbound peers with the shortest
 /// measured round trips: an attacker who connects from many networks to churn a node's slots
 /// cannot also be close to it.
