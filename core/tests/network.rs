@@ -536,10 +536,10 @@ fn a_peer_that_came_up_between_liveness_passes_is_pinged_and_dropped_on_time() {
         while let Some(o) = a.poll_output() {
             let Some(m) = m.as_mut() else { continue };
             match o {
-                Output::Transmit { conn, bytes } if conn == m.conn => {
-                    if m.open(&bytes).iter().any(|msg| matches!(msg, Message::Ping { .. })) {
-                        pinged.push(tenth / 10);
-                    }
+                Output::Transmit { conn, bytes }
+                    if conn == m.conn && m.open(&bytes).iter().any(|msg| matches!(msg, Message::Ping { .. })) =>
+                {
+                    pinged.push(tenth / 10)
                 }
                 Output::Close { conn } if conn == m.conn => closed.push(tenth / 10),
                 _ => {}
