@@ -428,6 +428,12 @@ impl ConnAddr {
     }
 }
 
+/// What the liveness pass does with a connection (see `Conn::liveness`).
+enum Liveness {
+    Close(&'static str),
+    Ping,
+}
+
 impl Conn {
     fn addr(&self) -> SocketAddr {
         self.addr.get()
@@ -449,8 +455,31 @@ impl Conn {
         (self.rtt_us != NO_RTT).then(|| Duration::from_micros(self.rtt_us.into()))
     }
 
-    /// The earliest time `Node::maintain` could find this connection timed out, gone silent or due
-    /// a ping, if nothing more arrives on it. Input only moves it later (`last_recv`), except the
+    /// What the liveness pass does with this connection at `now`: close it (a handshake or dial
+    /// that took too long, a peer gone silent), ping it, or nothing. `liveness_due` says when this
+    /// could first be other than nothing: the two state one rule, so they stay side by side.
+    fn liveness(&self, now: Time, config: &Config) -> Option<Liveness> {
+        match self.phase {
+            Phase::Dialing | Phase::Handshaking(_) if now.since(self.since) > config.handshake_timeout => {
+                Some(Liveness::Close("handshake timed out"))
+            }
+            Phase::Up(_) if now.since(self.last_recv) > config.stale_after => Some(Liveness::Close("peer went silent")),
+            // A peer that spoke lately is alive: only quiet links are pinged (most of a busy
+            // node's links carry something every few seconds), and every link now and then to
+            // keep its round-trip time fresh.
+            Phase::Up(_)
+                if now.since(self.last_ping) >= config.ping_interval
+                    && (now.since(self.last_recv) >= config.ping_interval
+                        || now.since(self.last_ping) >= config.ping_interval * RTT_REFRESH) =>
+            {
+                Some(Liveness::Ping)
+            }
+            _ => None,
+        }
+    }
+
+    /// The earliest time `liveness` could find this connection timed out, gone silent or due a
+    /// ping, if nothing more arrives on it. Input only moves it later (`last_recv`), except the
     /// handshake's end, which `establish` reports.
     fn liveness_due(&self, config: &Config) -> Time {
         match self.phase {
@@ -1836,24 +1865,10 @@ impl Node {
         let mut to_close = Vec::new();
         let mut to_ping = Vec::new();
         for (id, c) in self.conns.iter() {
-            match c.phase {
-                Phase::Dialing | Phase::Handshaking(_) if now.since(c.since) > self.config.handshake_timeout => {
-                    to_close.push((*id, "handshake timed out"))
-                }
-                Phase::Up(_) if now.since(c.last_recv) > self.config.stale_after => {
-                    to_close.push((*id, "peer went silent"))
-                }
-                // A peer that spoke lately is alive: only quiet links are pinged (most of a busy
-                // node's links carry something every few seconds), and every link now and then
-                // to keep its round-trip time fresh.
-                Phase::Up(_)
-                    if now.since(c.last_ping) >= self.config.ping_interval
-                        && (now.since(c.last_recv) >= self.config.ping_interval
-                            || now.since(c.last_ping) >= self.config.ping_interval * RTT_REFRESH) =>
-                {
-                    to_ping.push(*id)
-                }
-                _ => {}
+            match c.liveness(now, &self.config) {
+                Some(Liveness::Close(why)) => to_close.push((*id, why)),
+                Some(Liveness::Ping) => to_ping.push(*id),
+                None => {}
             }
         }
         for (id, why) in to_close {

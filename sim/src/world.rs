@@ -658,10 +658,13 @@ impl World {
             Ev::Wake(i, inc) => {
                 let i = i as usize;
                 let s = &mut self.slots[i];
-                if s.inc == inc && s.wake_at == Some(now) {
+                if s.inc != inc {
+                    return;
+                }
+                if s.wake_at == Some(now) {
                     s.wake_at = None;
                     self.input(i, Input::Timeout);
-                } else if s.inc == inc && s.spare_wake == now {
+                } else if s.spare_wake == now {
                     s.spare_wake = Time::MAX;
                 }
             }
