@@ -212,3 +212,38 @@ fn simulate_reports_a_converged_run_as_json() {
         assert!(text.contains(key), "{key} missing from {text}");
     }
 }
+
+/// `--plot` draws one curve a chat: the share of nodes holding it against virtual time.
+#[test]
+fn simulate_plots_delivery_over_time() {
+    let dir = temp_dir("plot");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("delivery.svg");
+    let out = run(&["simulate", "--nodes", "40", "--messages", "6", "--seed", "5", "--plot", path.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("plot written to"), "{text}");
+    let svg = std::fs::read_to_string(&path).unwrap();
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{svg}");
+    assert_eq!(svg.matches("<polyline").count(), 6, "one curve a chat: {svg}");
+    // Every curve climbs to every other node: 39 deliveries, the last at 100% of the 40.
+    for line in svg.lines().filter(|l| l.starts_with("<polyline")) {
+        let points = line.split("points=\"").nth(1).unwrap().trim_end_matches("\"/>");
+        assert_eq!(points.split(' ').count(), 39, "{line}");
+        let last_y: f64 = points.rsplit(' ').next().unwrap().split(',').nth(1).unwrap().parse().unwrap();
+        assert!((last_y - 50.0).abs() < 0.01, "the curve ends at 100%: {line}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A plot that cannot be written fails before the run, not after it.
+#[test]
+fn simulate_refuses_an_unwritable_plot_at_once() {
+    let dir = temp_dir("noplot");
+    let path = dir.join("missing-dir").join("delivery.svg");
+    let out = run(&["simulate", "--nodes", "40", "--messages", "6", "--seed", "5", "--plot", path.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot write the plot to") && err.contains("missing-dir"), "{err}");
+    assert!(out.stdout.is_empty(), "no report for a run that was not made: {}", String::from_utf8_lossy(&out.stdout));
+}

@@ -300,6 +300,15 @@ pub fn run_simulate(args: &SimulateArgs) -> anyhow::Result<()> {
     if !phase(args.join_s, true) || !phase(args.settle_s, true) {
         bail!("--join-s and --settle-s must be between 0 and 86400");
     }
+    // Opened before the run, so that a path that cannot be written fails at once, not after
+    // minutes of simulation whose report would then be thrown away.
+    let plot = match &args.plot {
+        Some(path) => Some((
+            path,
+            std::fs::File::create(path).with_context(|| format!("cannot write the plot to {}", path.display()))?,
+        )),
+        None => None,
+    };
     let params = args.params(seed);
     let show_progress = !args.json && std::io::stderr().is_terminal();
     let mut last = Instant::now();
@@ -329,8 +338,10 @@ pub fn run_simulate(args: &SimulateArgs) -> anyhow::Result<()> {
     } else {
         print_stdout(&report.table(args.check_determinism))?;
     }
-    if let Some(path) = &args.plot {
-        std::fs::write(path, report.svg()).with_context(|| format!("cannot write the plot to {}", path.display()))?;
+    if let Some((path, mut file)) = plot {
+        file.write_all(report.svg().as_bytes())
+            .and_then(|()| file.sync_all())
+            .with_context(|| format!("cannot write the plot to {}", path.display()))?;
         if !args.json {
             print_stdout(&format!("plot written to {}", path.display()))?;
         }
