@@ -598,7 +598,8 @@ impl Node {
     /// A node like [`Node::new`]'s, but with tuning shared with other nodes: for running many
     /// nodes in one process (the simulator), where each keeping its own `Config` would cost
     /// memory for nothing. `username` and `bootstrap` are this node's; the shared config's
-    /// `username` and `bootstrap` are not used, and are what [`Node::config`] shows.
+    /// `username` and `bootstrap` are not used. (There is no accessor for the config: for such a
+    /// node it would show the shared name, not the node's; see [`Node::username`].)
     pub fn with_shared_config(
         config: Arc<Config>,
         username: &str,
@@ -674,12 +675,6 @@ impl Node {
 
     pub fn public_key(&self) -> PublicKey {
         self.keys.public_key()
-    }
-
-    /// The tuning. For a node made by [`Node::with_shared_config`], its `username` and
-    /// `bootstrap` are the shared config's, not this node's: see [`Node::username`].
-    pub fn config(&self) -> &Config {
-        &self.config
     }
 
     /// The name this node goes by in handshakes and on its chats.
