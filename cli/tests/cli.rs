@@ -219,6 +219,8 @@ fn simulate_plots_delivery_over_time() {
     let dir = temp_dir("plot");
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("delivery.svg");
+    // An earlier, longer file is replaced whole, with nothing of it left at the end.
+    std::fs::write(&path, "x".repeat(1 << 20)).unwrap();
     let out = run(&["simulate", "--nodes", "40", "--messages", "6", "--seed", "5", "--plot", path.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));

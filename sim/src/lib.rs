@@ -301,11 +301,17 @@ pub fn run_simulate(args: &SimulateArgs) -> anyhow::Result<()> {
         bail!("--join-s and --settle-s must be between 0 and 86400");
     }
     // Opened before the run, so that a path that cannot be written fails at once, not after
-    // minutes of simulation whose report would then be thrown away.
+    // minutes of simulation whose report would then be thrown away. Not truncated until the plot
+    // is written: an interrupted run leaves an earlier plot as it was.
     let plot = match &args.plot {
         Some(path) => Some((
             path,
-            std::fs::File::create(path).with_context(|| format!("cannot write the plot to {}", path.display()))?,
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)
+                .with_context(|| format!("cannot write the plot to {}", path.display()))?,
         )),
         None => None,
     };
@@ -339,7 +345,8 @@ pub fn run_simulate(args: &SimulateArgs) -> anyhow::Result<()> {
         print_stdout(&report.table(args.check_determinism))?;
     }
     if let Some((path, mut file)) = plot {
-        file.write_all(report.svg().as_bytes())
+        file.set_len(0)
+            .and_then(|()| file.write_all(report.svg().as_bytes()))
             .and_then(|()| file.sync_all())
             .with_context(|| format!("cannot write the plot to {}", path.display()))?;
         if !args.json {
