@@ -303,6 +303,7 @@ pub fn run_simulate(args: &SimulateArgs) -> anyhow::Result<()> {
     // Opened before the run, so that a path that cannot be written fails at once, not after
     // minutes of simulation whose report would then be thrown away. Not truncated until the plot
     // is written: an interrupted run leaves an earlier plot as it was.
+    let cannot = |path: &std::path::Path| format!("cannot write the plot to {}", path.display());
     let plot = match &args.plot {
         Some(path) => Some((
             path,
@@ -311,7 +312,7 @@ pub fn run_simulate(args: &SimulateArgs) -> anyhow::Result<()> {
                 .create(true)
                 .truncate(false)
                 .open(path)
-                .with_context(|| format!("cannot write the plot to {}", path.display()))?,
+                .with_context(|| cannot(path))?,
         )),
         None => None,
     };
@@ -348,7 +349,7 @@ pub fn run_simulate(args: &SimulateArgs) -> anyhow::Result<()> {
         file.set_len(0)
             .and_then(|()| file.write_all(report.svg().as_bytes()))
             .and_then(|()| file.sync_all())
-            .with_context(|| format!("cannot write the plot to {}", path.display()))?;
+            .with_context(|| cannot(path))?;
         if !args.json {
             print_stdout(&format!("plot written to {}", path.display()))?;
         }
