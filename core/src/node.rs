@@ -22,8 +22,9 @@ use crate::membership::{AddressBook, KeyTag, Penalty, Source, BAN_SCORE, MAX_SCO
 use crate::name::Name;
 use crate::random::Rng;
 use crate::rate::Tokens;
+use crate::serve::{Credit, Refusal, ServeLimits, Served, ID_WALK_COST};
 use crate::session::{self, Session};
-use crate::sync::{self, Summary};
+use crate::sync::{self, IdSet, Summary};
 use crate::time::Time;
 use crate::wire::{
     self, Frame, Frames, Message, WireError, MAX_ADDRS_PER_FRAME, MAX_IDS_PER_FRAME, MAX_RANGES_PER_FRAME,
@@ -130,6 +131,9 @@ pub struct Config {
     /// poured in by peer exchange (bogus or unreachable) cannot make it dial without bound. Dials
     /// the user asks for are not counted.
     pub dials_per_minute: (f64, f64),
+    /// What each peer's requests may cost this node, and how much may wait for a peer (see
+    /// [`crate::serve`]).
+    pub serve: ServeLimits,
 }
 
 impl Default for Config {
@@ -169,6 +173,7 @@ impl Default for Config {
             chat_rate: (20_000.0, 40_000.0),
             control_rate: (2_000.0, 4_000.0),
             dials_per_minute: (60.0, 16.0),
+            serve: ServeLimits::default(),
         }
     }
 }
@@ -184,6 +189,11 @@ pub enum Input<'a> {
     Received(ConnId, &'a [u8]),
     /// The connection was closed or reset by the other side (or failed).
     Closed(ConnId),
+    /// The runtime holds this many bytes of the connection's transmits not yet written: reported
+    /// whenever it changes. The node stops answering a peer that has too much waiting, asks the
+    /// runtime to stop reading it (see [`Node::wants_read`]), and drops it past
+    /// [`ServeLimits::max_backlog`].
+    Backlog(ConnId, usize),
     /// The user asked for something.
     Command(Command),
     /// The time given by [`Node::poll_timeout`] has come.
@@ -307,6 +317,15 @@ pub struct Stats {
     pub grafts_sent: u64,
     pub dials: u64,
     pub peers_banned: u64,
+    /// Bytes of answers to requests (replies, sync, addresses, pongs), as charged to the asking
+    /// peers' credit (see [`crate::serve`]).
+    pub answer_bytes: u64,
+    /// Requests not answered, or answered in part, because the peer's credit did not cover them.
+    pub answers_refused: u64,
+    /// Requests not answered because too much already waited to be written to the peer.
+    pub answers_deferred: u64,
+    /// Chats asked for again after they had been sent to the same peer, and not sent again.
+    pub repeats_ignored: u64,
 }
 
 /// What the next timeout is for ("say why you wake").
@@ -363,6 +382,12 @@ struct Conn {
     chat_tokens: Tokens,
     control_tokens: Tokens,
     asked_peers: bool,
+    /// What answering this peer may still cost (see [`crate::serve`]).
+    credit: Credit,
+    /// Bytes the runtime has not written yet (`Input::Backlog`).
+    unsent: u32,
+    /// Chats sent in answer to its requests: made at its first answered request.
+    served: Option<Box<Served>>,
 }
 
 /// Where the peer of a connection accepts connections. Always at the connection's own IP, so only
@@ -822,6 +847,7 @@ impl Node {
             }
             Input::Received(conn, bytes) => self.on_bytes(now, conn, bytes),
             Input::Closed(conn) => self.drop_conn(now, conn, "connection closed by peer", false, true),
+            Input::Backlog(conn, bytes) => self.on_backlog(now, conn, bytes),
             Input::Command(cmd) => self.on_command(now, cmd),
             Input::Timeout => self.on_timeout(now),
         }
@@ -898,6 +924,9 @@ impl Node {
                 chat_tokens: Tokens::full(self.config.chat_rate.1, now),
                 control_tokens: Tokens::full(self.config.control_rate.1, now),
                 asked_peers: false,
+                credit: Credit::full(&self.config.serve),
+                unsent: 0,
+                served: None,
             }),
         );
         self.next_liveness = self.next_liveness.min(now + self.config.handshake_timeout);
@@ -995,7 +1024,7 @@ impl Node {
         // Exact: the score is above `BAN_SCORE` here, and the largest penalty small.
         c.score = c.score.saturating_sub(i16::try_from(why.points()).unwrap_or(i16::MAX));
         if i32::from(c.score) > BAN_SCORE {
-            if why != Penalty::Flood {
+            if !why.is_quiet() {
                 let msg = format!("peer {} ({}): {detail}", conn_name(c), c.addr());
                 self.emit(Event::Warning(msg));
             }
@@ -1025,6 +1054,7 @@ impl Node {
         let Some(c) = self.conns.get_mut(&conn) else { return };
         self.stats.bytes_in += bytes.len() as u64;
         c.last_recv = now;
+        c.credit.earn(bytes.len(), &self.config.serve);
         match c.phase {
             Phase::Dialing => {}
             Phase::Handshaking(_) => self.on_handshake_bytes(now, conn, bytes),
@@ -1277,14 +1307,14 @@ impl Node {
                     return self.penalize(now, conn, Penalty::ProtocolViolation, "Graft too long");
                 }
                 self.gossip.graft(conn);
-                self.reply_with(conn, &ids);
+                self.answer_wants(now, conn, &ids);
             }
             Message::IHave { ids } => self.on_ihave(now, conn, ids.len(), ids.into_iter()),
             Message::IWant { ids } => {
                 if ids.len() > MAX_IDS_PER_FRAME {
                     return self.penalize(now, conn, Penalty::ProtocolViolation, "IWant too long");
                 }
-                self.reply_with(conn, &ids);
+                self.answer_wants(now, conn, &ids);
             }
             Message::Sync { ranges } => {
                 let too_big = ranges.len() > MAX_RANGES_PER_FRAME
@@ -1296,7 +1326,7 @@ impl Node {
                     self.on_sync(now, conn, &ranges);
                 }
             }
-            Message::Ping { nonce } => self.send(conn, &Message::Pong { nonce }),
+            Message::Ping { nonce } => self.answer(now, conn, &Message::Pong { nonce }),
             Message::Pong { nonce } => {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     if c.ping_out && c.ping == nonce {
@@ -1312,7 +1342,7 @@ impl Node {
                     .into_iter()
                     .filter(|a| Some(*a) != self.conns.get(&conn).and_then(|c| c.listen_addr()))
                     .collect();
-                self.send(conn, &Message::PeerResponse { addrs });
+                self.answer(now, conn, &Message::PeerResponse { addrs });
             }
             Message::PeerResponse { addrs } => {
                 let asked = self.conns.get_mut(&conn).is_some_and(|c| std::mem::take(&mut c.asked_peers));
@@ -1677,14 +1707,111 @@ impl Node {
         }
     }
 
-    /// Answers a request with the chats we still hold.
-    fn reply_with(&mut self, conn: ConnId, ids: &[ChatId]) {
-        for id in ids {
-            if let Some(s) = self.dedup.get(id) {
-                let m = Message::Reply { hops: s.hops.saturating_add(1), chat: s.chat.clone() };
-                self.send(conn, &m);
+    /// Answers an `IWant` or a `Graft` with the chats of `ids` still held, as far as `conn`'s
+    /// credit and queue allow (see [`crate::serve`]). Chats sent to it before are not sent again;
+    /// asking for many of them costs score, as does asking beyond the credit.
+    fn answer_wants(&mut self, now: Time, conn: ConnId, ids: &[ChatId]) {
+        let sent = self.send_chats(now, conn, ids, usize::MAX);
+        if sent.repeats > 0 {
+            let flood =
+                self.conns.get_mut(&conn).and_then(|c| c.served.as_mut()).is_some_and(|s| !s.repeat(sent.repeats, now));
+            if flood {
+                self.penalize(now, conn, Penalty::Greedy, "asked again for chats already sent to it");
             }
         }
+        if let Some(why) = sent.refused {
+            self.refuse(now, conn, why);
+        }
+    }
+
+    /// Sends `conn` the chats of `ids` it was not sent before, in order, as `Reply` frames, until
+    /// `round_bytes` of them, its credit or its queue runs out. Ids not held are passed over.
+    fn send_chats(&mut self, now: Time, conn: ConnId, ids: &[ChatId], round_bytes: usize) -> SentChats {
+        let mut out = SentChats { done: 0, repeats: 0, refused: None };
+        let oldest = self.dedup.lower_bound(now);
+        let cap = self.config.max_chats;
+        let mut round = 0usize;
+        for id in ids {
+            let Some(c) = self.conns.get(&conn) else { break };
+            if c.served.as_ref().is_some_and(|s| s.was_sent(id)) {
+                out.repeats += 1;
+                self.stats.repeats_ignored += 1;
+                out.done += 1;
+                continue;
+            }
+            let Some(stored) = self.dedup.get(id) else {
+                out.done += 1;
+                continue;
+            };
+            let msg = Message::Reply { hops: stored.hops.saturating_add(1), chat: stored.chat };
+            let cost = wire::frame_size_hint(&msg);
+            if round > 0 && round + cost > round_bytes {
+                break;
+            }
+            if let Err(why) = self.afford(conn, cost) {
+                out.refused = Some(why);
+                break;
+            }
+            round += cost;
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.served.get_or_insert_with(|| Box::new(Served::new(now))).remember(*id, oldest, cap);
+            }
+            self.send(conn, &msg);
+            out.done += 1;
+        }
+        out
+    }
+
+    /// Sends an answer (a pong, addresses) if `conn`'s credit and queue allow it.
+    fn answer(&mut self, now: Time, conn: ConnId, msg: &Message) {
+        match self.afford(conn, wire::frame_size_hint(msg)) {
+            Ok(()) => self.send(conn, msg),
+            Err(why) => self.refuse(now, conn, why),
+        }
+    }
+
+    /// Charges `cost` to `conn`'s credit, unless too much waits for it already (checked first:
+    /// a slow link is not charged) or its credit does not cover it.
+    fn afford(&mut self, conn: ConnId, cost: usize) -> Result<(), Refusal> {
+        let queued = self.tx.get(conn).map_or(0, Vec::len);
+        let Some(c) = self.conns.get_mut(&conn) else { return Err(Refusal::Backlogged) };
+        if queued + c.unsent as usize >= self.config.serve.answer_watermark {
+            return Err(Refusal::Backlogged);
+        }
+        if !c.credit.spend(cost) {
+            return Err(Refusal::OverBudget);
+        }
+        self.stats.answer_bytes += cost as u64;
+        Ok(())
+    }
+
+    fn refuse(&mut self, now: Time, conn: ConnId, why: Refusal) {
+        match why {
+            Refusal::Backlogged => self.stats.answers_deferred += 1,
+            Refusal::OverBudget => {
+                self.stats.answers_refused += 1;
+                self.penalize(now, conn, Penalty::Greedy, "asked for more than its credit covers");
+            }
+        }
+    }
+
+    /// The runtime reports what it has not written to `conn` yet.
+    fn on_backlog(&mut self, now: Time, conn: ConnId, bytes: usize) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        c.unsent = u32::try_from(bytes).unwrap_or(u32::MAX);
+        if bytes > self.config.serve.max_backlog {
+            let msg = format!("peer {} ({}) too slow: {bytes} bytes unsent", conn_name(c), c.addr());
+            self.emit(Event::Warning(msg));
+            self.close(now, conn, "too slow to read what it was sent", false);
+        }
+    }
+
+    /// Whether the runtime should read from `conn` now. While more than
+    /// [`ServeLimits::read_pause`] bytes wait to be written to it, no: what it sends would only ask
+    /// for more. Call again after reporting a smaller [`Input::Backlog`].
+    pub fn wants_read(&self, conn: ConnId) -> bool {
+        let queued = self.tx.get(conn).map_or(0, Vec::len);
+        self.conns.get(&conn).is_none_or(|c| queued + (c.unsent as usize) < self.config.serve.read_pause)
     }
 
     fn send_chat(&mut self, conn: ConnId, chat: &Arc<Chat>, ttl: u8, hops: u8) {
@@ -1699,9 +1826,36 @@ impl Node {
         self.send(conn, &Message::Sync { ranges });
     }
 
+    /// Answers a reconciliation round, bounded before the work: each range is charged for the
+    /// ids answering it walks (counted first, by two searches) and is answered only if `conn`'s
+    /// credit covers it. At most `ServeLimits::round_bytes` of chats are pushed; the rest of each
+    /// listed range goes back as a fingerprint, and the peer's answer asks for the next portion.
     fn on_sync(&mut self, now: Time, conn: ConnId, ranges: &[sync::SyncRange]) {
-        let reply = sync::respond(&self.dedup, ranges);
-        self.reply_with(conn, &reply.push);
+        let mut answered = 0;
+        for r in ranges {
+            let listed = match &r.summary {
+                Summary::Ids(v) => v.len(),
+                Summary::Fingerprint { .. } => 0,
+            };
+            let walk = if r.lower < r.upper { 3 * self.dedup.count_in(r.lower, r.upper) } else { 0 };
+            if let Err(why) = self.afford(conn, (walk + listed) * ID_WALK_COST) {
+                self.refuse(now, conn, why);
+                break;
+            }
+            answered += 1;
+        }
+        if answered == 0 || !self.conns.contains_key(&conn) {
+            return;
+        }
+        let reply = sync::respond(&self.dedup, &ranges[..answered]);
+        let sent = self.send_chats(now, conn, &reply.push, self.config.serve.round_bytes);
+        let mut back = reply.ranges.clone();
+        match sent.refused {
+            Some(why) => self.refuse(now, conn, why),
+            None if sent.done < reply.push.len() => back.extend(sync::continue_from(&self.dedup, &reply, sent.done)),
+            None => {}
+        }
+        back.truncate(MAX_RANGES_PER_FRAME);
         let want: Vec<ChatId> = reply.want.into_iter().filter(|id| self.dedup.check(id, now) == Verdict::New).collect();
         for id in &want {
             self.gossip.on_asked(*id, conn, now);
@@ -1710,9 +1864,15 @@ impl Node {
             self.stats.iwant_ids_sent += want.len() as u64;
             self.send(conn, &Message::IWant { ids: want });
         }
-        if !reply.ranges.is_empty() {
-            self.stats.sync_frames_sent += 1;
-            self.send(conn, &Message::Sync { ranges: reply.ranges });
+        if !back.is_empty() {
+            let msg = Message::Sync { ranges: back };
+            match self.afford(conn, wire::frame_size_hint(&msg)) {
+                Ok(()) => {
+                    self.stats.sync_frames_sent += 1;
+                    self.send(conn, &msg);
+                }
+                Err(why) => self.refuse(now, conn, why),
+            }
         }
     }
 
@@ -1990,6 +2150,16 @@ fn tx_buf<'a>(
         buf.reserve(frame + session::TAG_BYTES);
     }
     buf
+}
+
+/// What `Node::send_chats` did with a list of ids.
+struct SentChats {
+    /// How many of the ids were dealt with (sent, not held, or sent before), from the first.
+    done: usize,
+    /// Of which sent to the same peer before.
+    repeats: usize,
+    /// Why it stopped before the end, if not for the round's bound.
+    refused: Option<Refusal>,
 }
 
 /// The network an address belongs to, as Bitcoin Core groups peers: the /16 of an IPv4 address,
