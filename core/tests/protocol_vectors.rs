@@ -242,7 +242,8 @@ fn chat_vector(chat: &Arc<Chat>) -> ChatVector {
 fn messages() -> Vec<(Message, serde_json::Value)> {
     let c = chats();
     let ids: Vec<ChatId> = c.iter().map(|c| c.id).collect();
-    let hash = ids.iter().fold(0u128, |h, id| h.wrapping_add(id.as_u128()));
+    // The fingerprint of `[ids[1], MAX)`, which holds the last two.
+    let hash = ids[1..].iter().fold(0u128, |h, id| h.wrapping_add(id.as_u128()));
     let lower = ChatId::lower_bound(UNIX_MS);
     let v4 = SocketAddr::from(([192, 0, 2, 1], 7000));
     let v6: SocketAddr = "[2001:db8::1]:7001".parse().unwrap();
@@ -386,7 +387,15 @@ fn vectors() -> Vectors {
     }
 }
 
+fn updating() -> bool {
+    std::env::var_os("UPDATE_VECTORS").is_some_and(|v| v == "1")
+}
+
+/// The file's vectors; while it is being rewritten, the new ones.
 fn read_file() -> Vectors {
+    if updating() {
+        return vectors();
+    }
     let text = std::fs::read_to_string(VECTORS).unwrap_or_else(|e| panic!("{VECTORS}: {e}"));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{VECTORS}: {e}"))
 }
@@ -394,7 +403,7 @@ fn read_file() -> Vectors {
 #[test]
 fn vectors_are_what_the_code_makes() {
     let made = serde_json::to_string_pretty(&vectors()).unwrap() + "\n";
-    if std::env::var_os("UPDATE_VECTORS").is_some_and(|v| v == "1") {
+    if updating() {
         std::fs::write(VECTORS, &made).unwrap_or_else(|e| panic!("{VECTORS}: {e}"));
         return;
     }
