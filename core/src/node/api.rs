@@ -162,14 +162,3 @@ pub struct Stats {
     /// Chats asked for again after they had been sent to the same peer, and not sent again.
     pub repeats_ignored: u64,
 }
-
-/// What the next timeout is for ("say why you wake").
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Timer {
-    /// Periodic maintenance: dialing, pings, peer exchange, anti-entropy, expiry.
-    Tick,
-    /// A lazily announced chat is due to be requested.
-    Want,
-    /// Batched lazy announcements are due to go out.
-    IHave,
-}

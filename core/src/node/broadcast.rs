@@ -54,6 +54,7 @@ impl Node {
         let leave = body == Body::Leave;
         let chat = Arc::new(Chat::new(&*self.keys, id, self.username.as_str(), body));
         self.dedup.insert(chat.clone(), 0);
+        self.arm_expire(&chat.id);
         self.stats.chats_sent += 1;
         self.emit(Event::Chat(Delivery { chat: chat.clone(), hops: 0, origin: Origin::Local }));
         if leave {
@@ -112,6 +113,7 @@ impl Node {
         };
         // Nothing between the check and here touches `dedup`, so the slot still holds.
         self.dedup.insert_at(slot, chat.clone(), hops);
+        self.arm_expire(&chat.id);
         // Whoever announced it holds it: the forwarding rule skips them.
         let (requested, holders) = self.gossip.take_received(&chat.id);
         if let (Some(conn), Some(_)) = (from, ttl) {
@@ -182,7 +184,7 @@ impl Node {
         }
         for &conn in targets.lazy() {
             self.ihave.push((conn, chat.id));
-            self.ihave_due.get_or_insert(now + self.config.ihave_delay);
+            self.timers.set_if_unset(Timer::IHave, now + self.config.ihave_delay);
         }
     }
 
@@ -202,12 +204,12 @@ impl Node {
         // connection took it: that timer fires on an empty batch, as it always has).
         if self.ihave.is_empty() {
             self.ihave = Vec::new();
-            self.ihave_due = None;
+            self.timers.clear(Timer::IHave);
         }
     }
 
     pub(super) fn flush_ihave(&mut self) {
-        self.ihave_due = None;
+        self.timers.clear(Timer::IHave);
         let mut batch = std::mem::take(&mut self.ihave);
         // By neighbour, each one's ids in the order they were queued.
         batch.sort_by_key(|(c, _)| *c);

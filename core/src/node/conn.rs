@@ -149,10 +149,12 @@ impl Conn {
     /// could first be other than nothing: the two state one rule, so they stay side by side.
     pub(super) fn liveness(&self, now: Time, config: &Config) -> Option<Liveness> {
         match self.phase {
-            Phase::Dialing | Phase::Handshaking(_) if now.since(self.since) > config.handshake_timeout => {
+            Phase::Dialing | Phase::Handshaking(_) if now.since(self.since) >= config.handshake_timeout => {
                 Some(Liveness::Close("handshake timed out"))
             }
-            Phase::Up(_) if now.since(self.last_recv) > config.stale_after => Some(Liveness::Close("peer went silent")),
+            Phase::Up(_) if now.since(self.last_recv) >= config.stale_after => {
+                Some(Liveness::Close("peer went silent"))
+            }
             // A peer that spoke lately is alive: only quiet links are pinged (most of a busy
             // node's links carry something every few seconds), and every link now and then to
             // keep its round-trip time fresh.

@@ -9,6 +9,7 @@ impl Node {
     /// refuses it (too many connections from its address, every handshake slot taken by a dialer
     /// that has only just connected, or leaving): the caller then closes the socket.
     pub fn accept(&mut self, now: Time, remote: SocketAddr) -> Option<ConnId> {
+        self.check_clock(now);
         // A full node still accepts, to refer the newcomer elsewhere (see `establish`).
         // Both counts in one pass with nothing collected: this runs for every connection accepted,
         // and each connection looked at is a cache line of its own in a large simulation.
@@ -107,7 +108,7 @@ impl Node {
                 served: None,
             }),
         );
-        self.next_liveness = self.next_liveness.min(now + self.config.handshake_timeout);
+        self.timers.set_min(Timer::Liveness, now + self.config.handshake_timeout);
         if handshake_now {
             self.start_handshake(conn);
         }
@@ -158,6 +159,7 @@ impl Node {
         }
         let was_up = matches!(c.phase, Phase::Up(_));
         self.up_peers -= usize::from(was_up);
+        self.arm_dial(now);
         if c.direction() == Direction::Outbound && (backoff || by_peer || !was_up) {
             // An outbound peer that went away is retried after a backoff: automatic reconnection.
             self.book.on_failure(&c.addr(), now, &mut self.rng);
@@ -283,7 +285,9 @@ impl Node {
         c.phase = Phase::Up(Peer { public_key: hello.public_key, username: Name::new(&hello.username) });
         self.up_peers += 1;
         c.since = now;
-        self.next_liveness = self.next_liveness.min(c.liveness_due(&self.config));
+        let due = c.liveness_due(&self.config);
+        self.timers.set_min(Timer::Liveness, due);
+        self.arm_peer_timers(now);
         if let Some(a) = listen_addr {
             self.book.add(a, Source::Inbound, now);
             self.book.on_connected(&a, hello.public_key, now);
@@ -408,7 +412,10 @@ impl Node {
             }
             self.send(id, &Message::Ping { nonce });
         }
-        self.next_liveness = self.conns.values().map(|c| c.liveness_due(&self.config)).min().unwrap_or(Time::MAX);
+        match self.conns.values().map(|c| c.liveness_due(&self.config)).min() {
+            Some(due) => self.timers.set(Timer::Liveness, due),
+            None => self.timers.clear(Timer::Liveness),
+        }
     }
 
     /// Dials up to `n` addresses from the book that are not connected already.

@@ -16,11 +16,13 @@ mod prefetch;
 mod repair;
 mod timers;
 
-pub use api::{Command, ConnId, Delivery, Direction, Event, Input, Origin, Output, PeerSummary, Stats, Timer};
+pub use api::{Command, ConnId, Delivery, Direction, Event, Input, Origin, Output, PeerSummary, Stats};
 pub use config::Config;
 use conn::{Conn, ConnAddr, Listen, Liveness, Peer, Phase, NO_RTT};
 use lifecycle::conn_name;
 use output::tx_buf;
+pub use timers::Timer;
+use timers::Timers;
 
 use core::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::collections::{BTreeMap, VecDeque};
@@ -54,9 +56,11 @@ use crate::wire::{
 #[repr(C)]
 pub struct Node {
     // ----- hot: read or written by nearly every input -----
-    /// When the batched `ihave` goes out. First: its tag is the niche of `Option<Node>`, which a
-    /// driver reads before every input.
-    ihave_due: Option<Time>,
+    /// Every deadline but the gossip's wants (see `timers`): read after every input.
+    timers: Timers,
+    /// The latest `now` given, to check that time never goes backwards.
+    #[cfg(debug_assertions)]
+    last_now: Time,
     /// Boxed: measured, connections held in place in one block that is reallocated as they come
     /// and go cost more resident memory (freed blocks of every size) than a box each.
     conns: ConnTable<Box<Conn>>,
@@ -74,7 +78,6 @@ pub struct Node {
     /// for all neighbours, so that a batch costs one allocation instead of one per neighbour (and
     /// the map's own); a few dozen at most, so scans are cheap.
     ihave: Vec<(ConnId, ChatId)>,
-    next_tick: Time,
     keys: Box<dyn Keys>,
     joined: bool,
     leaving: bool,
@@ -95,15 +98,6 @@ pub struct Node {
     book: AddressBook,
     banned: BTreeMap<PeerId, Time>,
     dial_bucket: Tokens,
-    next_sync: Time,
-    next_exchange: Time,
-    next_explore: Time,
-    next_announce: Time,
-    /// No connection needs a look from `maintain`'s liveness pass before this (see
-    /// `Conn::liveness_due`): pings go out every 10 s and silence is judged over 20, so most
-    /// ticks would walk every connection, each a cache miss in a large simulation, to find
-    /// nothing to do. Early is harmless; it is never late.
-    next_liveness: Time,
 }
 
 /// A chat fetched by sync is shown as caught up (`Origin::Repair`) only if at least this old.
@@ -196,15 +190,16 @@ impl Node {
             out: VecDeque::new(),
             tx: ConnMap::default(),
             ihave: Vec::new(),
-            ihave_due: None,
             interner: None,
             dial_bucket: Tokens::full(config.dials_per_minute.1, now),
-            next_tick: now,
-            next_sync: now + config.sync_interval,
-            next_exchange: now,
-            next_explore: now + config.explore_interval,
-            next_announce: now + config.announce_interval,
-            next_liveness: Time::MAX,
+            #[cfg(debug_assertions)]
+            last_now: now,
+            timers: {
+                let mut t = Timers::new();
+                t.set(Timer::Dial, now);
+                t.set(Timer::Explore, now + config.explore_interval);
+                t
+            },
             joined: false,
             leaving: false,
             stats: Stats::default(),
@@ -275,6 +270,7 @@ impl Node {
         let mut taken = 0;
         for chat in chats {
             if self.dedup.check(&chat.id, now) == Verdict::New && chat.is_well_formed() && chat.verify(&*self.keys) {
+                self.arm_expire(&chat.id);
                 self.dedup.insert(Arc::new(chat), 0);
                 taken += 1;
             }
@@ -283,6 +279,7 @@ impl Node {
     }
 
     pub fn handle_input(&mut self, now: Time, input: Input<'_>) {
+        self.check_clock(now);
         match input {
             Input::Connected(conn) => {
                 if let Some(c) = self.conns.get_mut(&conn) {
@@ -297,6 +294,7 @@ impl Node {
                 if let Some(c) = self.conns.remove(&conn) {
                     self.tx.remove(conn);
                     let retry_at = self.book.on_failure(&c.addr(), now, &mut self.rng);
+                    self.arm_dial(now);
                     self.emit(Event::DialFailed { addr: c.addr(), retry_at });
                 }
             }
@@ -306,6 +304,16 @@ impl Node {
             Input::Command(cmd) => self.on_command(now, cmd),
             Input::Timeout => self.on_timeout(now),
         }
+    }
+
+    /// Time never goes backwards (the run-loop contract); checked in debug builds.
+    pub(super) fn check_clock(&mut self, now: Time) {
+        #[cfg(debug_assertions)]
+        {
+            debug_assert!(now >= self.last_now, "time went backwards: {now} after {}", self.last_now);
+            self.last_now = now;
+        }
+        let _ = now;
     }
 
     /// The next thing to do. Call until `None` after every input.
@@ -348,12 +356,10 @@ impl Node {
         if self.is_closed() {
             return None;
         }
-        let mut next = (self.next_tick, Timer::Tick);
-        for due in [self.gossip.next_deadline().map(|t| (t, Timer::Want)), self.ihave_due.map(|t| (t, Timer::IHave))] {
-            if let Some(d) = due.filter(|d| d.0 < next.0) {
-                next = d;
-            }
+        let want = self.gossip.next_deadline().map(|t| (t, Timer::Want));
+        match (want, self.timers.next()) {
+            (Some(w), Some(t)) => Some(if w.0 <= t.0 { w } else { t }),
+            (w, t) => w.or(t),
         }
-        Some(next)
     }
 }
