@@ -1,0 +1,140 @@
+//! Drawing one frame: the scrollback pane, the status bar, the input line.
+//!
+//! ```text
+//! [10:02:11] bob#5cf79897: hi
+//! ...                                   <- scrollback (PageUp/PageDown, wheel)
+//! ─── 3 new below · End to jump ───     <- only while scrolled up and lines arrived
+//!  alice#3d785535 │ 2 peers │ room: everyone │ listening on 0.0.0.0:8080 │ 5/4,096 B
+//! > hello wor█                          <- input, wraps, grows up to a third of the screen
+//! ```
+
+use ratatui::layout::{Constraint, Layout, Position, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+use ratatui::Frame;
+
+use super::input::Input;
+use super::scrollback::Scrollback;
+use super::wrap::{cursor_at, wrap};
+use crate::ui::Kind;
+
+/// What the status bar shows, refreshed from the node about twice a second.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Status {
+    /// `name#1234abcd`.
+    pub me: String,
+    pub peers: usize,
+    /// The room being shown. There is one room today; the bar keeps its place for a room list.
+    pub room: String,
+    /// Whether others can reach this node: "reachable ADDR" once a peer has dialed in,
+    /// "listening ADDR" before, "outgoing only" when not listening.
+    pub reach: String,
+}
+
+const PROMPT: &str = "> ";
+
+fn kind_style(kind: Kind) -> Style {
+    match kind {
+        Kind::Chat | Kind::Info => Style::default(),
+        Kind::Own => Style::default().add_modifier(Modifier::BOLD),
+        Kind::Joined => Style::default().fg(Color::Green),
+        Kind::Left => Style::default().fg(Color::Yellow),
+        Kind::Network => Style::default().fg(Color::Blue),
+        Kind::Warning => Style::default().fg(Color::Red),
+        Kind::Missed => Style::default().add_modifier(Modifier::DIM),
+    }
+}
+
+/// Thousands separated by commas: 4096 -> "4,096".
+pub fn thousands(n: usize) -> String {
+    let digits: Vec<char> = n.to_string().chars().collect();
+    digits.rchunks(3).rev().map(|c| c.iter().collect::<String>()).collect::<Vec<_>>().join(",")
+}
+
+/// The byte count of the line under the cursor against the chat limit.
+fn counter(input: &Input) -> String {
+    let text = input.text();
+    let start = text[..input.cursor()].rfind('\n').map_or(0, |i| i + 1);
+    let end = text[input.cursor()..].find('\n').map_or(text.len(), |i| input.cursor() + i);
+    let bytes = end - start;
+    let max = p2p_chat_core::chat::MAX_TEXT_BYTES;
+    let lines = text.split('\n').filter(|l| !l.trim().is_empty()).count();
+    let mut s = format!("{}/{} B", thousands(bytes), thousands(max));
+    if bytes > max {
+        s += &format!(" (sent as {} chats)", bytes.div_ceil(max));
+    }
+    if lines > 1 {
+        s += &format!(" · {lines} lines");
+    }
+    s
+}
+
+pub fn draw(f: &mut Frame, scroll: &mut Scrollback, input: &Input, status: &Status) {
+    let area = f.area();
+    let cols = area.width as usize;
+    let text_cols = cols.saturating_sub(PROMPT.len()).max(2);
+    let input_rows = wrap(input.text(), text_cols);
+    let (cur_row, cur_col) = cursor_at(input.text(), input.cursor(), text_cols);
+    let rows_needed = input_rows.len().max(cur_row + 1);
+    let input_h = rows_needed.min((area.height as usize / 3).max(1)) as u16;
+    let [pane, bar, edit] =
+        Layout::vertical([Constraint::Min(0), Constraint::Length(1), Constraint::Length(input_h)]).areas(area);
+
+    draw_pane(f, pane, scroll);
+
+    let peers = if status.peers == 1 { "1 peer".to_owned() } else { format!("{} peers", status.peers) };
+    let left = format!(" {} │ {peers} │ room: {} │ {}", status.me, status.room, status.reach);
+    let right = format!(" {} ", counter(input));
+    let bar_style = Style::default().add_modifier(Modifier::REVERSED);
+    // The count stays in view on a narrow screen; the left part is cut instead.
+    let [bar_left, bar_right] =
+        Layout::horizontal([Constraint::Min(0), Constraint::Length(super::wrap::width(&right) as u16)]).areas(bar);
+    f.render_widget(Paragraph::new(Line::from(left)).style(bar_style), bar_left);
+    f.render_widget(Paragraph::new(Line::from(right)).style(bar_style), bar_right);
+
+    // Keep the cursor's row in view when the input is taller than its area.
+    let first = (cur_row + 1).saturating_sub(input_h as usize);
+    let lines: Vec<Line> = input_rows
+        .into_iter()
+        .enumerate()
+        .skip(first)
+        .take(input_h as usize)
+        .map(|(i, row)| Line::from(vec![Span::raw(if i == 0 { PROMPT } else { "  " }), Span::raw(row)]))
+        .collect();
+    f.render_widget(Paragraph::new(lines), edit);
+    f.set_cursor_position(Position::new(edit.x + (PROMPT.len() + cur_col) as u16, edit.y + (cur_row - first) as u16));
+}
+
+fn draw_pane(f: &mut Frame, pane: Rect, scroll: &mut Scrollback) {
+    if pane.height == 0 {
+        return;
+    }
+    let rows = scroll.visible(pane.width as usize, pane.height as usize);
+    // Bottom-aligned: a short scrollback sits just above the status bar, as in a chat.
+    let pad = pane.height as usize - rows.len();
+    let mut lines: Vec<Line> = std::iter::repeat_n(Line::from(""), pad).collect();
+    lines.extend(rows.into_iter().map(|(kind, text)| Line::styled(text, kind_style(kind))));
+    if scroll.scrolled() {
+        let marker = match scroll.unseen() {
+            0 => "─── scrolled up · End or PageDown to return ───".to_owned(),
+            n => format!("─── {n} new below · End or PageDown to read ───"),
+        };
+        if let Some(last) = lines.last_mut() {
+            *last = Line::styled(marker, Style::default().add_modifier(Modifier::REVERSED | Modifier::BOLD));
+        }
+    }
+    f.render_widget(Paragraph::new(lines), pane);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_read_like_the_documents() {
+        assert_eq!(thousands(4096), "4,096");
+        assert_eq!(thousands(12), "12");
+        assert_eq!(thousands(1_000_000), "1,000,000");
+    }
+}
