@@ -304,6 +304,28 @@ fn simulate_plots_delivery_over_time() {
         let last_y: f64 = points.rsplit(' ').next().unwrap().split(',').nth(1).unwrap().parse().unwrap();
         assert!((last_y - 50.0).abs() < 0.01, "the curve ends at 100%: {line}");
     }
+    assert!(svg.contains("faults: none") && !svg.contains(">heal<"), "a clean run says so: {svg}");
+    assert!(svg.contains("virtual time since the fault phase began (s)") && svg.contains("one chat (6 of 6 drawn)"));
+
+    // A faulty run names its faults, shades the fault phase and marks the heal.
+    let out = run(&[
+        "simulate",
+        "--nodes",
+        "40",
+        "--messages",
+        "6",
+        "--seed",
+        "5",
+        "--loss",
+        "0.05",
+        "--partition",
+        "--plot",
+        path.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let svg = std::fs::read_to_string(&path).unwrap();
+    assert!(svg.contains("faults: loss 5%, partition"), "{svg}");
+    assert!(svg.contains(">heal<") && svg.contains(">fault phase<"), "{svg}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
