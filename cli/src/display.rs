@@ -159,15 +159,17 @@ impl Display {
             Event::PeerUp(p) => {
                 st.connected += 1;
                 self.name_check(st, &p.username, p.peer);
-                let back = self.shared.unreachable.lock().ok().and_then(|mut m| m.remove(&p.addr));
+                // Dialed by us (its address) or dialing in (the address it listens on).
+                let back = self.shared.unreachable.lock().ok().and_then(|mut m| {
+                    let by_listen = p.listen_addr.and_then(|a| m.remove(&a).map(|_| a));
+                    m.remove(&p.addr).map(|_| p.addr).or(by_listen)
+                });
                 if let Some((kind, line)) = self.style.event_line(e, When::Now) {
                     self.say(kind, line);
                 }
-                if back.is_some() {
-                    self.say(
-                        Kind::Network,
-                        self.style.note(Kind::Network, &format!("--- {} is reachable again", p.addr)),
-                    );
+                if let Some(addr) = back {
+                    let text = format!("--- {addr} is reachable again");
+                    self.say(Kind::Network, self.style.note(Kind::Network, &text));
                 }
                 if st.queued > 0 {
                     let n = std::mem::take(&mut st.queued);

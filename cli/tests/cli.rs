@@ -240,6 +240,10 @@ fn an_unreachable_peer_is_retried_with_backoff() {
         assert!(std::time::Instant::now() < end, "no third try listed:\n{}", a.seen.join("\n"));
     }
     assert_eq!(a.count("could not reach"), 1, "said once:\n{}", a.seen.join("\n"));
+    // A node appears on that port: the next try reaches it, and that is said once too.
+    let mut b = Proc::start("b", &["listen", "-p", &port.to_string(), "-u", "back"]);
+    a.wait_for(&format!("--- 127.0.0.1:{port} is reachable again"));
+    b.wait_for("connected to");
     a.quit();
 }
 
