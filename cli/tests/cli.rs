@@ -193,6 +193,21 @@ fn a_database_in_use_names_the_other_program() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Two keys under one name are pointed out, with both ids.
+#[test]
+fn two_keys_using_one_name_are_pointed_out() {
+    let mut a = Proc::start("a", &["listen", "-p", "0", "-u", "alice"]);
+    let port = a.port();
+    let me = a.who();
+    let mut b = Proc::start("b", &["connect", "-a", &format!("127.0.0.1:{port}"), "-u", "alice"]);
+    let other = b.who();
+    let line = a.wait_for("2 keys use the name alice");
+    assert!(line.contains(&me) && line.contains(&other), "{line}");
+    b.wait_for("2 keys use the name alice");
+    b.quit();
+    a.quit();
+}
+
 /// `--bind 127.0.0.1` listens on the loopback interface only.
 #[test]
 fn bind_chooses_the_listening_address() {

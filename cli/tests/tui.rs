@@ -185,3 +185,19 @@ fn emoji_and_right_to_left_text_keep_the_layout() {
     assert!(status.contains("1 peer"), "{screen}");
     assert!(screen.trim_end().ends_with("\n>"), "a clean input line: {screen}");
 }
+
+#[test]
+fn a_paste_of_hundreds_of_lines_arrives_whole_and_in_order() {
+    let Some((mut t, mut bob, alice)) = alice_and_bob("bigpaste", 80, 24) else { return };
+    let lines: Vec<String> = (1..=300).map(|i| format!("pasted line {i:03} of 300")).collect();
+    t.paste(&lines.join("\n"), true);
+    t.wait_for("300 lines");
+    t.keys(&["Enter"]);
+    bob.wait_for(&from(&alice, "pasted line 300 of 300"));
+    let got: Vec<&String> = bob.seen.iter().filter(|l| l.contains(": pasted line ")).collect();
+    assert_eq!(got.len(), 300, "every line, once");
+    for (l, want) in got.iter().zip(&lines) {
+        assert!(l.ends_with(&from(&alice, want)), "in order: {l} / {want}");
+    }
+    t.wait_for(&from(&alice, "pasted line 300 of 300"));
+}
