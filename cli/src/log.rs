@@ -2,16 +2,18 @@
 //! owns the terminal, into the view as warning lines, so they neither garble the screen nor
 //! vanish.
 
-use std::sync::OnceLock;
+use std::sync::Mutex;
 
 use crate::display::Printer;
 use crate::ui::{Kind, Out};
 
-static VIEW: OnceLock<Printer> = OnceLock::new();
+static VIEW: Mutex<Option<Printer>> = Mutex::new(None);
 
-/// From now on, log lines are shown through `printer`.
-pub fn show_in(printer: Printer) {
-    let _ = VIEW.set(printer);
+/// From now on, log lines are shown through `printer`, or on standard error for `None`.
+pub fn show_in(printer: Option<Printer>) {
+    if let Ok(mut v) = VIEW.lock() {
+        *v = printer;
+    }
 }
 
 /// One log record being written; it is passed on whole when dropped.
@@ -41,7 +43,8 @@ impl Drop for Writer {
         if self.buf.is_empty() {
             return;
         }
-        match VIEW.get() {
+        let view = VIEW.lock().ok().and_then(|v| v.clone());
+        match view {
             Some(p) => {
                 let text = String::from_utf8_lossy(&self.buf);
                 for line in text.lines() {

@@ -9,6 +9,7 @@ mod huge_pages;
 mod keyfile;
 mod log;
 mod session;
+mod signals;
 mod store;
 mod tui;
 mod ui;

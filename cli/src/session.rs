@@ -104,7 +104,7 @@ pub fn run(node: NodeArgs, listen: Option<SocketAddr>, connect: Vec<SocketAddr>)
         })
     };
     if full_screen {
-        crate::log::show_in(printer.clone());
+        crate::log::show_in(Some(printer.clone()));
     }
     let info = |text: String| printer(Out::Line(Kind::Info, text));
     let listening = match handle.local_addr() {
@@ -160,6 +160,7 @@ pub fn run(node: NodeArgs, listen: Option<SocketAddr>, connect: Vec<SocketAddr>)
         identity,
         me: format!("{}#{}", crate::ui::clean(&node.username), me.peer_id().short()),
     };
+    crate::signals::leave_on_signals(handle.clone(), store.clone())?;
     let result = if full_screen {
         crate::tui::run(&mut ctx, &out_rx)
     } else {
@@ -180,6 +181,7 @@ pub fn run(node: NodeArgs, listen: Option<SocketAddr>, connect: Vec<SocketAddr>)
         }
         result
     };
+    crate::log::show_in(None);
     // Leave, flush, then let the display thread show and store the last events.
     handle.shutdown();
     if let Some(s) = &store {

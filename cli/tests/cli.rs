@@ -193,6 +193,23 @@ fn a_database_in_use_names_the_other_program() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Ctrl-C in line mode (SIGINT), or SIGTERM, still announces the leave and exits cleanly.
+#[test]
+fn a_signal_leaves_as_quit_does() {
+    let mut a = Proc::start("a", &["listen", "-p", "0", "-u", "stayer"]);
+    let port = a.port().to_string();
+    for (name, signal, code) in [("interrupted", libc::SIGINT, 0), ("terminated", libc::SIGTERM, 128 + libc::SIGTERM)] {
+        let mut b = Proc::start(name, &["connect", "-a", &format!("127.0.0.1:{port}"), "-u", name]);
+        let who = b.who();
+        a.wait_for(&format!("*** {who} joined"));
+        unsafe { libc::kill(b.child.id() as i32, signal) };
+        let status = wait_exit(&mut b.child);
+        assert_eq!(status.code(), Some(code), "{name}");
+        a.wait_for(&format!("*** {who} left"));
+    }
+    a.quit();
+}
+
 /// Two keys under one name are pointed out, with both ids.
 #[test]
 fn two_keys_using_one_name_are_pointed_out() {

@@ -136,6 +136,13 @@ fn ctrl_d_on_an_empty_line_leaves() {
 }
 
 #[test]
+fn closing_the_terminal_still_announces_the_leave() {
+    let Some((t, mut bob, alice)) = alice_and_bob("hangup", 80, 24) else { return };
+    t.hang_up();
+    bob.wait_for(&format!("*** {alice} left"));
+}
+
+#[test]
 fn a_resize_lays_the_screen_out_again() {
     let Some((t, mut bob, alice)) = alice_and_bob("resize", 80, 24) else { return };
     t.resize(40, 12);

@@ -19,6 +19,7 @@ mod view;
 pub mod wrap;
 
 use std::io::Stdout;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
@@ -43,12 +44,16 @@ const STATUS_EVERY: Duration = Duration::from_millis(500);
 /// Rows one mouse-wheel step scrolls.
 const WHEEL_ROWS: usize = 3;
 
+/// Whether the view holds the terminal, so that `restore` does nothing in line mode.
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+
 /// Restores the terminal however the view ends, panics included.
 struct Guard;
 
 impl Guard {
     fn enter() -> Result<Guard> {
         terminal::enable_raw_mode().context("cannot set up the terminal")?;
+        ACTIVE.store(true, Ordering::SeqCst);
         let guard = Guard;
         crossterm::execute!(std::io::stdout(), EnterAlternateScreen, EnableBracketedPaste, EnableMouseCapture)
             .context("cannot set up the terminal")?;
@@ -61,7 +66,12 @@ impl Guard {
     }
 }
 
-fn restore() {
+/// Gives the terminal back as it was: main screen, cooked mode, no mouse or paste reporting.
+/// Does nothing unless the view holds the terminal.
+pub fn restore() {
+    if !ACTIVE.swap(false, Ordering::SeqCst) {
+        return;
+    }
     let _ = crossterm::execute!(std::io::stdout(), DisableMouseCapture, DisableBracketedPaste, LeaveAlternateScreen);
     let _ = terminal::disable_raw_mode();
 }

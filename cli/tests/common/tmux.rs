@@ -74,6 +74,11 @@ impl Tmux {
         self.ok(&args);
     }
 
+    /// Closes the terminal: the program gets SIGHUP.
+    pub fn hang_up(&self) {
+        self.ok(&["kill-pane", "-t", "main"]);
+    }
+
     pub fn resize(&self, cols: u16, rows: u16) {
         self.ok(&["resize-window", "-t", "main", "-x", &cols.to_string(), "-y", &rows.to_string()]);
     }
