@@ -221,22 +221,27 @@ fn is_bidi_control(c: char) -> bool {
 pub const HELP: &str = "\
 commands:
   /help          show this help
-  /peers         list connected peers (id, username, address, direction, score, latency)
-                 and the addresses that could not be reached
+  /peers         list connected peers (id, username, address, direction,
+                 score, latency) and the addresses that could not be reached
   /history [N]   show the last N chats (default 20)
   /stats         show network statistics
   /id            show your peer id and public key
   /clear         clear the screen
   /quit          announce that you leave, and exit
-anything else is sent as a chat. A chat holds at most 4,096 bytes (the full-screen view sends a
-longer line as several chats; line mode refuses it); a username is 1 to 64 bytes, without '#'.
+anything else is sent as a chat.
+limits: a chat holds at most 4,096 bytes (the full-screen view sends a longer
+line as several chats; line mode refuses it); a username is 1 to 64 bytes,
+without '#'.
 full-screen keys:
-  Enter             send (each line of a paste is its own chat)
-  Up / Down         earlier lines you sent
-  PageUp / PageDown scroll (the mouse wheel too); End on an empty line or Ctrl-End: newest
-  Ctrl-A / Ctrl-E   start / end of line;  Ctrl-U / Ctrl-K delete to start / end;  Ctrl-W a word
-  Ctrl-C            clear the line; on an empty line, twice to leave
-  Ctrl-D            leave (on an empty line)";
+  Enter              send (each line of a paste is its own chat)
+  Up / Down          lines you sent before
+  PageUp / PageDown  scroll back and forth (the mouse wheel too)
+  End                back to the newest line (on an empty line; or Ctrl-End)
+  Ctrl-A / Ctrl-E    start / end of the line
+  Ctrl-U / Ctrl-K    delete to the start / to the end of the line
+  Ctrl-W             delete the word before the cursor
+  Ctrl-C             clear the line; on an empty line, twice to leave
+  Ctrl-D             leave (on an empty line)";
 
 #[cfg(test)]
 mod tests {

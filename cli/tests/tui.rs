@@ -108,6 +108,25 @@ fn new_chats_do_not_move_a_view_scrolled_back() {
     assert!(!screen.contains("new below"), "{screen}");
 }
 
+/// SGR mouse reports, as a terminal sends them for the wheel at column 10, row 5.
+const WHEEL_UP: &str = "\x1b[<64;10;5M";
+const WHEEL_DOWN: &str = "\x1b[<65;10;5M";
+
+#[test]
+fn the_mouse_wheel_scrolls() {
+    let Some((mut t, mut bob, _alice)) = alice_and_bob("wheel", 80, 16) else { return };
+    t.keys(&["/help", "Enter"]);
+    t.wait_for("Ctrl-D");
+    t.paste(&WHEEL_UP.repeat(2), false);
+    t.wait_for("scrolled up");
+    bob.say("said while alice scrolls");
+    t.wait_for("1 new below");
+    // Two steps back, and one more for the row that arrived meanwhile.
+    t.paste(&WHEEL_DOWN.repeat(3), false);
+    let screen = t.wait_for("said while alice scrolls");
+    assert!(!screen.contains("new below") && !screen.contains("scrolled up"), "{screen}");
+}
+
 #[test]
 fn ctrl_c_clears_the_typed_line_and_twice_leaves() {
     let Some((t, mut bob, alice)) = alice_and_bob("ctrlc", 80, 24) else { return };
@@ -162,7 +181,8 @@ fn a_resize_lays_the_screen_out_again() {
 
 #[test]
 fn a_line_over_the_limit_is_sent_whole_as_several_chats() {
-    let Some((mut t, mut bob, alice)) = alice_and_bob("long", 80, 24) else { return };
+    // Tall and wide enough to hold the note and both chats (26 rows) on one screen.
+    let Some((mut t, mut bob, alice)) = alice_and_bob("long", 200, 50) else { return };
     let line = "0123456789".repeat(500);
     t.paste(&line, true);
     t.wait_for("5,000/4,096 B");
