@@ -241,8 +241,6 @@ fn send(app: &mut App, session: &mut dyn Session) {
                     parts.len()
                 ),
             );
-        }
-        if parts.len() > 1 {
             parts.into_iter().for_each(|p| session.chat(p));
         } else if !session.line(&line) {
             app.quit = true;

@@ -130,6 +130,50 @@ fn draw_pane(f: &mut Frame, pane: Rect, scroll: &mut Scrollback) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ratatui::backend::TestBackend;
+    use ratatui::Terminal;
+
+    /// The screen as text; the cell after a wide character (which it covers) is left out.
+    fn rows(term: &Terminal<TestBackend>) -> Vec<String> {
+        let buf = term.backend().buffer();
+        (0..buf.area.height)
+            .map(|y| {
+                let mut row = String::new();
+                let mut x = 0;
+                while x < buf.area.width {
+                    let sym = buf[(x, y)].symbol();
+                    row += sym;
+                    x += super::super::wrap::width(sym).max(1) as u16;
+                }
+                row.trim_end().to_owned()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_frame_has_the_pane_the_bar_and_the_input() {
+        let mut term = Terminal::new(TestBackend::new(40, 6)).unwrap();
+        let mut scroll = Scrollback::default();
+        for i in 0..6 {
+            scroll.push(Kind::Chat, format!("line {i}"));
+        }
+        let mut input = Input::default();
+        input.insert("héllo 漢字");
+        let status =
+            Status { me: "al#1234abcd".into(), peers: 1, room: "everyone".into(), reach: "outgoing only".into() };
+        term.draw(|f| draw(f, &mut scroll, &input, &status)).unwrap();
+        let r = rows(&term);
+        assert_eq!(&r[..4], ["line 2", "line 3", "line 4", "line 5"]);
+        assert!(r[4].starts_with(" al#1234abcd │ 1 peer") && r[4].ends_with("13/4,096 B"), "{r:?}");
+        assert_eq!(r[5], "> héllo 漢字");
+
+        scroll.scroll_up(2);
+        scroll.push(Kind::Chat, "arrived".into());
+        term.draw(|f| draw(f, &mut scroll, &input, &status)).unwrap();
+        let r = rows(&term);
+        assert_eq!(&r[..3], ["line 0", "line 1", "line 2"], "the view holds still");
+        assert!(r[3].contains("1 new below"), "{r:?}");
+    }
 
     #[test]
     fn counts_read_like_the_documents() {
