@@ -93,7 +93,19 @@ struct State {
 
 impl Display {
     fn say(&self, kind: Kind, text: String) {
-        (self.printer)(Out::Line(kind, text));
+        (self.printer)(Out::Line(kind, text, None));
+    }
+
+    /// An event's line, with its sender marked for the full-screen view's colors.
+    fn say_event(&self, e: &Event, when: When) {
+        let Some((kind, text)) = self.style.event_line(e, when) else { return };
+        let who = match e {
+            Event::Chat(d) => Style::find_who(&text, &d.chat.username, &d.chat.author_id()),
+            Event::PeerUp(p) => Style::find_who(&text, &p.username, &p.peer),
+            Event::PeerDown { username, peer, .. } => Style::find_who(&text, username, peer),
+            _ => None,
+        };
+        (self.printer)(Out::Line(kind, text, who));
     }
 
     /// Runs until the node's event channel closes.
@@ -150,9 +162,7 @@ impl Display {
                 }
                 drop(map);
                 if first || gave_up {
-                    if let Some((kind, line)) = self.style.event_line(e, When::Now) {
-                        self.say(kind, line);
-                    }
+                    self.say_event(e, When::Now);
                 }
                 return;
             }
@@ -164,9 +174,7 @@ impl Display {
                     let by_listen = p.listen_addr.and_then(|a| m.remove(&a).map(|_| a));
                     m.remove(&p.addr).map(|_| p.addr).or(by_listen)
                 });
-                if let Some((kind, line)) = self.style.event_line(e, When::Now) {
-                    self.say(kind, line);
-                }
+                self.say_event(e, When::Now);
                 if let Some(addr) = back {
                     let text = format!("--- {addr} is reachable again");
                     self.say(Kind::Network, self.style.note(Kind::Network, &text));
@@ -188,9 +196,7 @@ impl Display {
             Event::Chat(d) => self.clock.when(d),
             _ => When::Now,
         };
-        if let Some((kind, line)) = self.style.event_line(e, when) {
-            self.say(kind, line);
-        }
+        self.say_event(e, when);
         if let Event::Chat(d) = e {
             if d.origin == Origin::Local && matches!(d.chat.body, Body::Text(_)) && st.connected == 0 {
                 st.queued += 1;

@@ -48,7 +48,7 @@ impl Drop for Writer {
             Some(p) => {
                 let text = String::from_utf8_lossy(&self.buf);
                 for line in text.lines() {
-                    p(Out::Line(Kind::Warning, crate::ui::clean(&strip_colors(line))));
+                    p(Out::Line(Kind::Warning, crate::ui::clean(&strip_colors(line)), None));
                 }
             }
             None => {

@@ -97,7 +97,7 @@ pub fn run(node: NodeArgs, listen: Option<SocketAddr>, connect: Vec<SocketAddr>)
             // Written, not println!: a closed stdout (`listen | head`) must not kill the node.
             let mut out = std::io::stdout().lock();
             let _ = match o {
-                Out::Line(_, text) => writeln!(out, "{text}"),
+                Out::Line(_, text, _) => writeln!(out, "{text}"),
                 Out::Clear => write!(out, "\x1b[2J\x1b[H"),
             };
             let _ = out.flush();
@@ -106,7 +106,7 @@ pub fn run(node: NodeArgs, listen: Option<SocketAddr>, connect: Vec<SocketAddr>)
     if full_screen {
         crate::log::show_in(Some(printer.clone()));
     }
-    let info = |text: String| printer(Out::Line(Kind::Info, text));
+    let info = |text: String| printer(Out::Line(Kind::Info, text, None));
     let listening = match handle.local_addr() {
         Some(a) => format!("listening on {a}"),
         None => "not listening".into(),
@@ -241,7 +241,7 @@ impl crate::tui::Session for Ctx {
 
 impl Ctx {
     fn say(&self, text: String) {
-        (self.printer)(Out::Line(Kind::Info, text));
+        (self.printer)(Out::Line(Kind::Info, text, None));
     }
 
     /// Handles one input line; `false` means quit.

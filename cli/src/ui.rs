@@ -29,8 +29,16 @@ pub enum Kind {
 /// One thing for the screen: a line, or `/clear`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Out {
-    Line(Kind, String),
+    /// A line of text; `Who` marks a sender's `name#id` in it, for the full-screen view's colors.
+    Line(Kind, String, Option<Who>),
     Clear,
+}
+
+/// Where a sender's `name#id` sits in a line (a byte range), and its color slot in the palette.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Who {
+    pub at: std::ops::Range<usize>,
+    pub slot: usize,
 }
 
 /// When a chat was said, as far as this identity is concerned.
@@ -76,8 +84,14 @@ impl Style {
 
     /// `username#1f2e3d4c`, in the sender's stable color.
     pub fn who(&self, username: &str, id: &PeerId) -> String {
-        let code = PALETTE[id.0[0] as usize % PALETTE.len()];
+        let code = PALETTE[palette_slot(id)];
         self.paint(code, &format!("{}#{}", clean(username), id.short()))
+    }
+
+    /// Where `who(username, id)` first appears in `line`, shown without colors.
+    pub fn find_who(line: &str, username: &str, id: &PeerId) -> Option<Who> {
+        let token = format!("{}#{}", clean(username), id.short());
+        line.find(&token).map(|start| Who { at: start..start + token.len(), slot: palette_slot(id) })
     }
 
     pub fn chat_line(&self, d: &Delivery, when: When) -> String {
@@ -184,6 +198,13 @@ impl Style {
         .join("\n")
     }
 }
+
+/// A sender's color: the same for one id everywhere, one of `PALETTE_SIZE`.
+pub fn palette_slot(id: &PeerId) -> usize {
+    id.0[0] as usize % PALETTE_SIZE
+}
+
+pub const PALETTE_SIZE: usize = PALETTE.len();
 
 fn direction(p: &PeerSummary) -> &'static str {
     match p.direction {

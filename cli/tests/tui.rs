@@ -43,6 +43,16 @@ fn keys_arriving_in_one_burst_are_all_handled() {
     bob.wait_for(&from(&alice, "burst two"));
     let screen = t.wait_for(&from(&alice, "burst two"));
     assert!(screen.trim_end().ends_with("\n>"), "nothing left in the input line: {screen}");
+    // Each sender's name#id in its own color, as in line mode.
+    let colored = t.screen_with_colors();
+    let colored_names = colored
+        .match_indices(&alice)
+        .filter(|(i, _)| {
+            // What follows the last escape before the name is exactly a foreground color code.
+            colored[..*i].rsplit("\x1b[").next().is_some_and(|code| code.starts_with("38;5;") && code.ends_with('m'))
+        })
+        .count();
+    assert!(colored_names >= 2, "{colored:?}");
 }
 
 #[test]

@@ -122,9 +122,9 @@ pub fn run(session: &mut dyn Session, out: &Receiver<Out>) -> Result<()> {
         let mut network = false;
         for o in out.try_iter() {
             match o {
-                Out::Line(kind, text) => {
+                Out::Line(kind, text, who) => {
                     network |= kind == Kind::Network;
-                    app.scroll.push(kind, text);
+                    app.scroll.push(kind, text, who);
                 }
                 Out::Clear => app.scroll.clear(),
             }
@@ -190,7 +190,7 @@ fn key(app: &mut App, session: &mut dyn Session, k: KeyEvent) {
                 app.quit = true;
             } else {
                 app.ctrl_c = true;
-                app.scroll.push(Kind::Info, "(Ctrl-C again, Ctrl-D or /quit to leave)".into());
+                app.scroll.push(Kind::Info, "(Ctrl-C again, Ctrl-D or /quit to leave)".into(), None);
             }
         }
         KeyCode::Char('d') if ctrl => {
@@ -240,6 +240,7 @@ fn send(app: &mut App, session: &mut dyn Session) {
                     view::thousands(p2p_chat_core::chat::MAX_TEXT_BYTES),
                     parts.len()
                 ),
+                None,
             );
             parts.into_iter().for_each(|p| session.chat(p));
         } else if !session.line(&line) {

@@ -15,7 +15,7 @@ use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
 use super::input::Input;
-use super::scrollback::Scrollback;
+use super::scrollback::{Row, Scrollback};
 use super::wrap::{cursor_at, wrap};
 use crate::ui::Kind;
 
@@ -106,6 +106,27 @@ pub fn draw(f: &mut Frame, scroll: &mut Scrollback, input: &Input, status: &Stat
     f.set_cursor_position(Position::new(edit.x + (PROMPT.len() + cur_col) as u16, edit.y + (cur_row - first) as u16));
 }
 
+/// Sender colors, as line mode's: bright, readable on dark and light backgrounds.
+const PALETTE: [Color; crate::ui::PALETTE_SIZE] =
+    [Color::LightRed, Color::LightGreen, Color::LightYellow, Color::LightBlue, Color::LightMagenta, Color::LightCyan];
+
+/// A row in its kind's style, with the sender's `name#id` in the sender's color.
+fn styled_row(row: Row) -> Line<'static> {
+    let base = kind_style(row.kind);
+    match row.who {
+        Some(w) if row.text.get(w.at.clone()).is_some() => {
+            let (before, rest) = row.text.split_at(w.at.start);
+            let (name, after) = rest.split_at(w.at.len());
+            Line::from(vec![
+                Span::styled(before.to_owned(), base),
+                Span::styled(name.to_owned(), base.fg(PALETTE[w.slot % PALETTE.len()])),
+                Span::styled(after.to_owned(), base),
+            ])
+        }
+        _ => Line::styled(row.text, base),
+    }
+}
+
 fn draw_pane(f: &mut Frame, pane: Rect, scroll: &mut Scrollback) {
     if pane.height == 0 {
         return;
@@ -114,7 +135,7 @@ fn draw_pane(f: &mut Frame, pane: Rect, scroll: &mut Scrollback) {
     // Bottom-aligned: a short scrollback sits just above the status bar, as in a chat.
     let pad = pane.height as usize - rows.len();
     let mut lines: Vec<Line> = std::iter::repeat_n(Line::from(""), pad).collect();
-    lines.extend(rows.into_iter().map(|(kind, text)| Line::styled(text, kind_style(kind))));
+    lines.extend(rows.into_iter().map(styled_row));
     if scroll.scrolled() {
         let marker = match scroll.unseen() {
             0 => "─── scrolled up · End or PageDown to return ───".to_owned(),
@@ -155,7 +176,7 @@ mod tests {
         let mut term = Terminal::new(TestBackend::new(40, 6)).unwrap();
         let mut scroll = Scrollback::default();
         for i in 0..6 {
-            scroll.push(Kind::Chat, format!("line {i}"));
+            scroll.push(Kind::Chat, format!("line {i}"), None);
         }
         let mut input = Input::default();
         input.insert("héllo 漢字");
@@ -168,7 +189,7 @@ mod tests {
         assert_eq!(r[5], "> héllo 漢字");
 
         scroll.scroll_up(2);
-        scroll.push(Kind::Chat, "arrived".into());
+        scroll.push(Kind::Chat, "arrived".into(), None);
         term.draw(|f| draw(f, &mut scroll, &input, &status)).unwrap();
         let r = rows(&term);
         assert_eq!(&r[..3], ["line 0", "line 1", "line 2"], "the view holds still");

@@ -88,6 +88,11 @@ impl Tmux {
         self.ok(&["capture-pane", "-p", "-t", "main"])
     }
 
+    /// The screen with its color escape sequences.
+    pub fn screen_with_colors(&self) -> String {
+        self.ok(&["capture-pane", "-e", "-p", "-t", "main"])
+    }
+
     /// Waits until the screen satisfies `ok`, and returns it.
     pub fn wait_screen(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
         let end = Instant::now() + DEADLINE;
