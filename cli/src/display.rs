@@ -53,12 +53,19 @@ pub struct Clock {
     pub first_online_ms: Option<u64>,
 }
 
+/// A chat pushed live is taken as said before the run only if signed this much before it began, so
+/// a sender whose clock runs a little behind ours does not have its news marked as missed.
+pub const LIVE_SKEW_MS: u64 = 2_000;
+
 impl Clock {
     pub fn when(&self, d: &Delivery) -> When {
         let ts = d.chat.timestamp_ms();
-        if d.origin == Origin::Local {
-            When::Now
-        } else if ts >= self.started_ms {
+        let before_run = match d.origin {
+            Origin::Local => false,
+            Origin::Live => ts.saturating_add(LIVE_SKEW_MS) < self.started_ms,
+            Origin::Repair => ts < self.started_ms,
+        };
+        if !before_run {
             if d.origin == Origin::Repair {
                 When::Late
             } else {
@@ -243,7 +250,10 @@ mod tests {
         assert_eq!(clock.when(&delivery(11_000, Origin::Live)), When::Now);
         assert_eq!(clock.when(&delivery(11_000, Origin::Repair)), When::Late);
         // Missed while offline, even if only a moment old and so delivered as live.
-        assert_eq!(clock.when(&delivery(9_000, Origin::Live)), When::WhileAway);
+        assert_eq!(clock.when(&delivery(7_000, Origin::Live)), When::WhileAway);
+        // A live chat signed a moment before the run began: a sender's clock behind ours.
+        assert_eq!(clock.when(&delivery(9_000, Origin::Live)), When::Now);
+        assert_eq!(clock.when(&delivery(9_000, Origin::Repair)), When::WhileAway);
         assert_eq!(clock.when(&delivery(6_000, Origin::Repair)), When::WhileAway);
         assert_eq!(clock.when(&delivery(4_000, Origin::Repair)), When::Earlier);
         let first_run = Clock { started_ms: 10_000, first_online_ms: None };
