@@ -52,7 +52,8 @@ pub struct ConnectArgs {
 
 #[derive(Args, Debug)]
 pub struct NodeArgs {
-    /// Your username (shown with the first 8 hex digits of your key, e.g. alice#1f2e3d4c)
+    /// Your username: 1 to 64 bytes, no '#' (shown with the first 8 hex digits of your key, e.g.
+    /// alice#1f2e3d4c)
     #[arg(short, long, default_value = "Anonymous")]
     pub username: String,
     /// Bootstrap node address (host:port); repeat for several
