@@ -1,9 +1,10 @@
 //! One chat session: start the node on the chosen runtime, show what happens, obey the user.
 //!
-//! Three threads: the runtime's (network), the display thread (`display`: stores each delivered
-//! chat, then shows it), and this one, which reads the user's lines: through the full-screen view
-//! (`tui`) on a terminal, or line by line from standard input with `--plain` or when standard
-//! input is not a terminal. Both show the same lines, formatted by `ui`.
+//! Threads: the runtime's (network), the display thread (`display`: stores each delivered chat,
+//! then shows it), one that waits for a signal to leave cleanly (`signals`), and this one, which
+//! reads the user's lines: through the full-screen view (`tui`) on a terminal, or line by line from
+//! standard input with `--plain` or when standard input is not a terminal. Both show the same
+//! lines, formatted by `ui`.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
