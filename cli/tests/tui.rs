@@ -238,3 +238,15 @@ fn a_paste_of_hundreds_of_lines_arrives_whole_and_in_order() {
     }
     t.wait_for(&from(&alice, "pasted line 300 of 300"));
 }
+
+#[test]
+fn editing_keys_and_history_work_on_the_real_terminal() {
+    let Some((t, mut bob, alice)) = alice_and_bob("editing", 80, 24) else { return };
+    t.type_text("helo wrld");
+    t.keys(&["Left", "Left", "Left", "o", "Home", "Right", "Right", "Right", "l", "Enter"]);
+    bob.wait_for(&from(&alice, "hello world"));
+    t.keys(&["Up"]);
+    t.wait_screen("the sent line back in the input", |s| s.trim_end().ends_with("> hello world"));
+    t.keys(&["C-w", "there", "Enter"]);
+    bob.wait_for(&from(&alice, "hello there"));
+}
