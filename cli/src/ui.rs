@@ -182,7 +182,10 @@ impl Style {
         [
             format!("peers connected    {peers}"),
             format!("chats sent         {}", s.chats_sent),
-            format!("chats received     {} ({} caught up after being away)", s.chats_received, s.chats_repaired),
+            format!(
+                "chats received     {} ({} of them caught up by sync, 5 s or more late)",
+                s.chats_received, s.chats_repaired
+            ),
             format!("chats relayed      {}", s.chats_relayed),
             format!("duplicates dropped {}", s.duplicates),
             format!("chats refused      {} (bad signature, size or time)", s.chats_refused),
