@@ -252,7 +252,7 @@ fn send(app: &mut App, session: &mut dyn Session) {
 
 /// A chat line cut into pieces of at most the chat limit, between characters. Commands are not
 /// cut.
-fn split_chat(line: &str) -> Vec<&str> {
+pub(crate) fn split_chat(line: &str) -> Vec<&str> {
     let max = p2p_chat_core::chat::MAX_TEXT_BYTES;
     if line.starts_with('/') || line.len() <= max {
         return vec![line];

@@ -52,8 +52,8 @@ pub fn thousands(n: usize) -> String {
     digits.rchunks(3).rev().map(|c| c.iter().collect::<String>()).collect::<Vec<_>>().join(",")
 }
 
-/// The byte count of the line under the cursor against the chat limit.
-fn counter(input: &Input) -> String {
+/// The byte count of the line under the cursor against the chat limit, and whether it is over.
+fn counter(input: &Input) -> (String, bool) {
     let text = input.text();
     let start = text[..input.cursor()].rfind('\n').map_or(0, |i| i + 1);
     let end = text[input.cursor()..].find('\n').map_or(text.len(), |i| input.cursor() + i);
@@ -62,12 +62,12 @@ fn counter(input: &Input) -> String {
     let lines = text.split('\n').filter(|l| !l.trim().is_empty()).count();
     let mut s = format!("{}/{} B", thousands(bytes), thousands(max));
     if bytes > max {
-        s += &format!(" (sent as {} chats)", bytes.div_ceil(max));
+        s += &format!(" (sent as {} chats)", super::split_chat(&text[start..end]).len());
     }
     if lines > 1 {
         s += &format!(" · {lines} lines");
     }
-    s
+    (s, bytes > max)
 }
 
 pub fn draw(f: &mut Frame, scroll: &mut Scrollback, input: &Input, status: &Status) {
@@ -85,13 +85,15 @@ pub fn draw(f: &mut Frame, scroll: &mut Scrollback, input: &Input, status: &Stat
 
     let peers = if status.peers == 1 { "1 peer".to_owned() } else { format!("{} peers", status.peers) };
     let left = format!(" {} │ {peers} │ room: {} │ {}", status.me, status.room, status.reach);
-    let right = format!(" {} ", counter(input));
+    let (count, over) = counter(input);
+    let right = format!(" {count} ");
     let bar_style = Style::default().add_modifier(Modifier::REVERSED);
     // The count stays in view on a narrow screen; the left part is cut instead.
     let [bar_left, bar_right] =
         Layout::horizontal([Constraint::Min(0), Constraint::Length(super::wrap::width(&right) as u16)]).areas(bar);
     f.render_widget(Paragraph::new(Line::from(left)).style(bar_style), bar_left);
-    f.render_widget(Paragraph::new(Line::from(right)).style(bar_style), bar_right);
+    let count_style = if over { bar_style.fg(Color::Red) } else { bar_style };
+    f.render_widget(Paragraph::new(Line::from(right)).style(count_style), bar_right);
 
     // Keep the cursor's row in view when the input is taller than its area.
     let first = (cur_row + 1).saturating_sub(input_h as usize);
