@@ -171,6 +171,37 @@ fn closing_the_terminal_still_announces_the_leave() {
     bob.wait_for(&format!("*** {alice} left"));
 }
 
+/// SIGTERM while the view holds the terminal: the terminal is given back in its usual mode.
+#[test]
+fn a_terminated_view_gives_the_terminal_back() {
+    if !tmux::available() {
+        eprintln!("skipping: tmux is not installed (.ci/run installs it)");
+        return;
+    }
+    let dir = common::temp_dir("stty");
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("stty");
+    let bin = env!("CARGO_BIN_EXE_p2p-chat");
+    let script = format!("'{bin}' listen -p 0 -u alice; stty -a > '{}'; sleep 60", out.display());
+    let t = Tmux::start_shell("stty", &script, 80, 24);
+    t.wait_for(" alice#");
+    let shell = t.pane_pid();
+    let children = std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children")).unwrap();
+    let chat: i32 = children.split_whitespace().next().expect("p2p-chat runs under the shell").parse().unwrap();
+    unsafe { libc::kill(chat, libc::SIGTERM) };
+    let end = std::time::Instant::now() + common::DEADLINE;
+    let modes = loop {
+        match std::fs::read_to_string(&out) {
+            Ok(m) if m.contains("icanon") => break m,
+            _ => assert!(std::time::Instant::now() < end, "no stty output; screen:\n{}", t.screen()),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let words: Vec<&str> = modes.split_whitespace().collect();
+    assert!(words.contains(&"icanon") && words.contains(&"echo"), "raw mode left on: {modes}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn a_resize_lays_the_screen_out_again() {
     let Some((t, mut bob, alice)) = alice_and_bob("resize", 80, 24) else { return };

@@ -19,14 +19,28 @@ pub fn available() -> bool {
 }
 
 impl Tmux {
+    /// A shell command in a `cols` x `rows` terminal.
+    pub fn start_shell(name: &str, script: &str, cols: u16, rows: u16) -> Tmux {
+        Tmux::start_cmd(name, &["sh".to_owned(), "-c".to_owned(), script.to_owned()], cols, rows)
+    }
+
+    /// The process id of the program the pane started.
+    pub fn pane_pid(&self) -> u32 {
+        self.ok(&["display-message", "-p", "-t", "main", "#{pane_pid}"]).trim().parse().expect("a pid")
+    }
+
     /// `p2p-chat ARGS` full-screen in a `cols` x `rows` terminal.
     pub fn start(name: &str, args: &[&str], cols: u16, rows: u16) -> Tmux {
+        let mut cmd = vec![env!("CARGO_BIN_EXE_p2p-chat").to_owned()];
+        cmd.extend(args.iter().map(|a| a.to_string()));
+        Tmux::start_cmd(name, &cmd, cols, rows)
+    }
+
+    fn start_cmd(name: &str, cmd: &[String], cols: u16, rows: u16) -> Tmux {
         let socket = format!("p2p-chat-test-{}-{name}", std::process::id());
         let dir = super::temp_dir(&format!("tmux-{name}"));
         std::fs::create_dir_all(&dir).unwrap();
         let t = Tmux { socket, dir, pastes: 0 };
-        let mut cmd = vec![env!("CARGO_BIN_EXE_p2p-chat").to_owned()];
-        cmd.extend(args.iter().map(|a| a.to_string()));
         let (cols, rows) = (cols.to_string(), rows.to_string());
         let mut new = vec!["-f", "/dev/null", "new-session", "-d", "-s", "main", "-x", &cols, "-y", &rows];
         new.extend(cmd.iter().map(String::as_str));
