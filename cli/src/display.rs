@@ -224,7 +224,7 @@ impl Display {
                     &format!(
                         "!!! {} keys use the name {}: {} (the part after # tells them apart)",
                         ids.len(),
-                        crate::ui::clean(name),
+                        crate::ui::clean_name(name),
                         all.join(", ")
                     ),
                 ),

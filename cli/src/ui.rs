@@ -85,12 +85,12 @@ impl Style {
     /// `username#1f2e3d4c`, in the sender's stable color.
     pub fn who(&self, username: &str, id: &PeerId) -> String {
         let code = PALETTE[palette_slot(id)];
-        self.paint(code, &format!("{}#{}", clean(username), id.short()))
+        self.paint(code, &format!("{}#{}", clean_name(username), id.short()))
     }
 
     /// Where `who(username, id)` first appears in `line`, shown without colors.
     pub fn find_who(line: &str, username: &str, id: &PeerId) -> Option<Who> {
-        let token = format!("{}#{}", clean(username), id.short());
+        let token = format!("{}#{}", clean_name(username), id.short());
         line.find(&token).map(|start| Who { at: start..start + token.len(), slot: palette_slot(id) })
     }
 
@@ -169,7 +169,7 @@ impl Style {
         let mut out = format!("{} peer(s):\n", peers.len());
         out += &format!("  {:<26} {:<22} {:<9} {:>6} {:>10}\n", "peer", "address", "direction", "score", "latency");
         for p in peers {
-            let who = format!("{}#{}", clean(&p.username), p.peer.short());
+            let who = format!("{}#{}", clean_name(&p.username), p.peer.short());
             let rtt = p.rtt.map(|d| format!("{:.2}ms", d.as_secs_f64() * 1000.0)).unwrap_or_else(|| "-".into());
             out +=
                 &format!("  {:<26} {:<22} {:<9} {:>6} {:>10}\n", who, p.addr.to_string(), direction(p), p.score, rtt);
@@ -238,6 +238,12 @@ pub fn clean(s: &str) -> String {
     s.chars().map(|c| if c.is_control() || is_bidi_control(c) { '\u{fffd}' } else { c }).collect()
 }
 
+/// A username as shown: `clean`, and a `#` (which this program refuses in names, but another
+/// client could send) shown as U+FFFD, so no name can end in what looks like another user's id.
+pub fn clean_name(s: &str) -> String {
+    clean(s).replace('#', "\u{fffd}")
+}
+
 fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
@@ -288,6 +294,12 @@ mod tests {
         let line = Style { color: false }.history_line(&chat);
         assert!(line.contains(&format!("alice#{}", mallory.public_key().peer_id().short())), "{line}");
         assert!(!line.contains(&alice.public_key().peer_id().short()), "{line}");
+    }
+
+    #[test]
+    fn a_name_cannot_imitate_an_id_suffix() {
+        let s = Style { color: false };
+        assert_eq!(s.who("alice#3d785535", &PeerId([7; 32])), "alice\u{fffd}3d785535#07070707");
     }
 
     #[test]
