@@ -2,6 +2,9 @@
 //! code blocks of README.md, QUICKREF.md and TUTORIAL.md must parse (checked by running it with
 //! `--help` appended, which clap answers only after accepting every flag and value before it).
 //!
+//! TUTORIAL.md must show every subcommand, and its `p2p-chat --help` session must be what the
+//! program prints.
+//!
 //! In a `console` block (TUTORIAL.md's sessions, commands shown with their output) only lines with
 //! a shell prompt (`$ p2p-chat ...`) are commands; in any other block every line is.
 
@@ -67,10 +70,32 @@ fn every_documented_command_parses() {
 #[test]
 fn the_tutorial_shows_each_subcommand() {
     let commands = command_lines("TUTORIAL.md");
-    for sub in ["listen", "connect", "simulate"] {
+    for sub in ["listen", "connect", "simulate", "bench"] {
         assert!(
             commands.iter().any(|args| args.first().map(String::as_str) == Some(sub)),
             "TUTORIAL.md shows no `p2p-chat {sub}` command"
         );
     }
+}
+
+/// The `p2p-chat --help` session in TUTORIAL.md is what the program prints: a new subcommand must
+/// appear there too.
+#[test]
+fn the_tutorial_shows_the_help_the_program_prints() {
+    let text = std::fs::read_to_string(format!("{}/../TUTORIAL.md", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let shown: Vec<&str> = text
+        .lines()
+        .skip_while(|line| line.trim() != "$ p2p-chat --help")
+        .skip(1)
+        .take_while(|line| !line.trim_start().starts_with("```"))
+        .collect();
+    assert!(!shown.is_empty(), "TUTORIAL.md shows no `p2p-chat --help` session");
+    let out = Command::new(env!("CARGO_BIN_EXE_p2p-chat")).arg("--help").stdin(Stdio::null()).output().unwrap();
+    assert!(out.status.success());
+    let printed = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        shown.join("\n").trim_end(),
+        printed.trim_end(),
+        "TUTORIAL.md's `p2p-chat --help` is not what the program prints"
+    );
 }

@@ -39,6 +39,11 @@ impl<V> ConnMap<V> {
         self.find(conn).is_ok()
     }
 
+    pub(crate) fn get(&self, conn: ConnId) -> Option<&V> {
+        let at = self.find(conn).ok()?;
+        Some(&self.entries[at].1)
+    }
+
     #[cfg(test)]
     pub(crate) fn get_mut(&mut self, conn: ConnId) -> Option<&mut V> {
         let at = self.find(conn).ok()?;

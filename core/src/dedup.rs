@@ -226,6 +226,10 @@ impl IdSet for Dedup {
     fn has(&self, id: &ChatId) -> bool {
         self.contains(id)
     }
+
+    fn count_in(&self, lower: ChatId, upper: ChatId) -> usize {
+        self.first_from(&upper).saturating_sub(self.first_from(&lower))
+    }
 }
 
 impl Dedup {

@@ -96,6 +96,16 @@ impl StaticIdentity {
         let binding = keys.sign(&binding_message(&pair.public));
         StaticIdentity { private, binding }
     }
+
+    /// The identity of a given X25519 private key, for a node that keeps its static key (and for
+    /// the test vectors of docs/PROTOCOL.md, which fix every key).
+    pub fn from_private_key(keys: &dyn Keys, private: [u8; 32]) -> StaticIdentity {
+        let mut dh =
+            keys.transport_crypto().resolve_dh(&DHChoice::Curve25519).expect("the transport crypto provides X25519");
+        dh.set(&private);
+        let binding = keys.sign(&binding_message(dh.pubkey()));
+        StaticIdentity { private, binding }
+    }
 }
 
 fn binding_message(static_key: &[u8]) -> Vec<u8> {
@@ -192,7 +202,7 @@ impl Handshake {
         username: &str,
         listen_port: u16,
     ) -> (Box<Handshake>, Vec<u8>) {
-        let mut hs = Handshake::new(keys, me, rng, username, listen_port, true);
+        let mut hs = Handshake::new(keys, me, rng, username, listen_port, true, None);
         let first = hs.write(&[]).expect("the first handshake message cannot fail");
         hs.step = Step::DialerAwaitsReply;
         (hs, first)
@@ -206,7 +216,31 @@ impl Handshake {
         username: &str,
         listen_port: u16,
     ) -> Box<Handshake> {
-        Handshake::new(keys, me, rng, username, listen_port, false)
+        Handshake::new(keys, me, rng, username, listen_port, false, None)
+    }
+
+    /// [`dial`](Self::dial) (`dialer`) or [`accept`](Self::accept) with the ephemeral key fixed
+    /// instead of drawn from an RNG, and the bytes that open the connection (none for the
+    /// acceptor). Only for the test vectors of docs/PROTOCOL.md, which need every key of a
+    /// handshake fixed: an ephemeral key used twice gives up the forward secrecy it is for, so no
+    /// node calls this.
+    #[doc(hidden)]
+    pub fn with_fixed_ephemeral_for_test_vectors(
+        keys: &dyn Keys,
+        me: &StaticIdentity,
+        username: &str,
+        listen_port: u16,
+        dialer: bool,
+        ephemeral: &[u8; 32],
+    ) -> (Box<Handshake>, Vec<u8>) {
+        let mut rng = Rng::new(0);
+        let mut hs = Handshake::new(keys, me, &mut rng, username, listen_port, dialer, Some(ephemeral));
+        if !dialer {
+            return (hs, Vec::new());
+        }
+        let first = hs.write(&[]).expect("the first handshake message cannot fail");
+        hs.step = Step::DialerAwaitsReply;
+        (hs, first)
     }
 
     fn new(
@@ -216,11 +250,15 @@ impl Handshake {
         username: &str,
         listen_port: u16,
         initiator: bool,
+        ephemeral: Option<&[u8; 32]>,
     ) -> Box<Handshake> {
-        let b = builder(keys, rng)
+        let mut b = builder(keys, rng)
             .local_private_key(&me.private)
             .and_then(|b| b.prologue(PROLOGUE))
             .expect("a fresh builder takes a key and a prologue");
+        if let Some(e) = ephemeral {
+            b = b.fixed_ephemeral_key_for_testing_only(e);
+        }
         let hello =
             Hello { public_key: keys.public_key(), binding: me.binding, username: username.to_owned(), listen_port };
         let mut hs = Box::new(Handshake {
@@ -547,6 +585,14 @@ mod tests {
         let mut h = Handshake::accept(&b.keys, &b.me, &mut rng, "bob", 2);
         assert!(matches!(h.handle(&b.keys, &[0xff; 3]), Ok(Progress::Continue(_))));
         assert!(matches!(h.handle(&b.keys, &[0xff; 3]), Err(HandshakeError::NotP2pChat(_))));
+    }
+
+    /// A static identity made from its private key is the one made with it.
+    #[test]
+    fn an_identity_from_its_private_key_is_the_same() {
+        let a = side(1);
+        let again = StaticIdentity::from_private_key(&a.keys, a.me.private);
+        assert_eq!((again.private, again.binding), (a.me.private, a.me.binding));
     }
 
     #[test]

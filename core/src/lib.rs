@@ -48,6 +48,7 @@
 //! - [`gossip`]: the forwarding rule and lazy repair.
 //! - [`sync`]: anti-entropy by range-based set reconciliation.
 //! - [`membership`]: address book, backoff, bans, scores, rate limits.
+//! - [`serve`]: what answering a peer costs, and when the node stops answering.
 //! - [`node`]: the state machine tying them together.
 //! - [`app`]: the interface runtimes offer to applications (no I/O here either).
 
@@ -104,8 +105,11 @@ mod name;
 pub mod node;
 pub mod random;
 pub mod rate;
+pub mod serve;
 pub mod session;
 pub mod sync;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod time;
 pub mod wire;
 

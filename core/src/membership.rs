@@ -645,6 +645,9 @@ pub enum Penalty {
     ProtocolViolation,
     /// More traffic than the rate limit allows.
     Flood,
+    /// Requests whose answers cost more than the peer's credit, or that ask again for chats
+    /// already sent to it (see `serve`).
+    Greedy,
 }
 
 impl Penalty {
@@ -654,7 +657,13 @@ impl Penalty {
             Penalty::BadChat => 20,
             Penalty::ProtocolViolation => 10,
             Penalty::Flood => 2,
+            Penalty::Greedy => 5,
         }
+    }
+
+    /// Penalties that come in floods are not each reported to the user; the ban is.
+    pub fn is_quiet(self) -> bool {
+        matches!(self, Penalty::Flood | Penalty::Greedy)
     }
 }
 

@@ -10,9 +10,12 @@
 //! Two nodes already in step exchange one fingerprint (about 50 bytes) per round, however long
 //! their history. Messages carry explicit bounds, so a reply needs no state on either side.
 //!
-//! Deviation from the paper: when a reply would exceed [`MAX_RANGES_PER_FRAME`] ranges or
-//! [`MAX_PUSH`] chats, the excess is dropped rather than queued; the next round resumes it. This
-//! keeps every reply bounded at the cost of a few more rounds for a node far behind.
+//! Deviations from the paper: when a reply would exceed [`MAX_RANGES_PER_FRAME`] ranges, the excess
+//! is dropped rather than queued, and the next round resumes it. Chats are pushed in bounded
+//! portions: the node answering decides how many of [`Reply::push`] it sends (by its per-round
+//! bound and the peer's credit, see `serve`), and answers the rest of each listed range with a
+//! fingerprint of it ([`continue_from`]), which the peer's answer turns into the next portion.
+//! Every reply stays bounded, and a node far behind is served in as many rounds as it takes.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -27,8 +30,6 @@ use crate::wire::{MAX_IDS_PER_FRAME, MAX_RANGES_PER_FRAME};
 pub const SPLIT: usize = 8;
 /// A range with at most this many ids is listed instead of split.
 pub const LIST_AT_MOST: usize = 32;
-/// Most chats pushed in answer to one sync frame.
-pub const MAX_PUSH: usize = 512;
 
 /// The half-open id range `[lower, upper)` and what the sender knows of it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,8 +52,11 @@ pub enum Summary {
 pub struct Reply {
     /// Ranges to send back (empty: nothing more to say).
     pub ranges: Vec<SyncRange>,
-    /// Chats we have and the peer lacks.
+    /// Chats we have and the peer lacks, ascending within each listed range.
     pub push: Vec<ChatId>,
+    /// Where each listed range's pushes start in `push`, and the range's upper bound: what
+    /// [`continue_from`] needs to resume a range cut short.
+    pub push_ranges: Vec<(usize, ChatId)>,
     /// Chats the peer has and we lack.
     pub want: Vec<ChatId>,
 }
@@ -62,6 +66,11 @@ pub trait IdSet {
     /// The ids in `[lower, upper)`, ascending.
     fn ids_in(&self, lower: ChatId, upper: ChatId) -> impl Iterator<Item = ChatId> + '_;
     fn has(&self, id: &ChatId) -> bool;
+
+    /// How many ids `[lower, upper)` holds: what answering a range will walk, known before walking.
+    fn count_in(&self, lower: ChatId, upper: ChatId) -> usize {
+        self.ids_in(lower, upper).count()
+    }
 }
 
 impl<V> IdSet for BTreeMap<ChatId, V> {
@@ -120,15 +129,31 @@ pub fn respond(set: &impl IdSet, incoming: &[SyncRange]) -> Reply {
                 let (lower, upper) = (r.lower.as_u128(), r.upper.as_u128());
                 let theirs = &sorted[sorted.partition_point(|id| id.as_u128() < lower)..];
                 let theirs = &theirs[..theirs.partition_point(|id| id.as_u128() < upper)];
+                reply.push_ranges.push((reply.push.len(), r.upper));
                 merge(set.ids_in(r.lower, r.upper), theirs, &mut reply);
             }
         }
     }
     reply.ranges.truncate(MAX_RANGES_PER_FRAME);
-    reply.push.truncate(MAX_PUSH);
     reply.want.dedup();
     reply.want.truncate(MAX_IDS_PER_FRAME);
     reply
+}
+
+/// The ranges to send back when the pushes of a reply stop before `push[cut]`: the rest of each
+/// listed range with pushes left, as a fingerprint. The peer lacks those chats, so its fingerprint
+/// differs and its answer asks for the next portion.
+pub fn continue_from(set: &impl IdSet, reply: &Reply, cut: usize) -> Vec<SyncRange> {
+    let mut out = Vec::new();
+    for (i, &(start, upper)) in reply.push_ranges.iter().enumerate() {
+        let end = reply.push_ranges.get(i + 1).map_or(reply.push.len(), |r| r.0);
+        let from = start.max(cut);
+        if from < end {
+            let lower = reply.push[from];
+            out.push(SyncRange { lower, upper, summary: fingerprint(set, lower, upper) });
+        }
+    }
+    out
 }
 
 /// Settles a listed range in one walk of both sorted lists: `mine`, the ids we hold in the range,
@@ -189,6 +214,61 @@ mod tests {
         (rounds, bytes)
     }
 
+    /// Like `reconcile`, but each side pushes at most `cap` chats per answer and sends the rest
+    /// of its listed ranges back as fingerprints (`continue_from`), as the node does when a round's
+    /// bound or the peer's credit cuts the answer.
+    fn reconcile_capped(a: &mut BTreeMap<ChatId, ()>, b: &mut BTreeMap<ChatId, ()>, cap: usize) -> usize {
+        let mut msg = initiate(a, ChatId::MIN);
+        let mut from_a = true;
+        let mut rounds = 0;
+        while !msg.is_empty() {
+            rounds += 1;
+            assert!(rounds < 10_000, "reconciliation did not terminate");
+            let (me, other) = if from_a { (&mut *b, &mut *a) } else { (&mut *a, &mut *b) };
+            let reply = respond(me, &msg);
+            let sent = cap.min(reply.push.len());
+            for id in &reply.push[..sent] {
+                other.insert(*id, ());
+            }
+            let mut back = reply.ranges.clone();
+            if sent < reply.push.len() {
+                back.extend(continue_from(me, &reply, sent));
+            }
+            for id in reply.want {
+                me.insert(id, ());
+            }
+            msg = back;
+            from_a = !from_a;
+        }
+        rounds
+    }
+
+    /// However small the portion each answer may push, two sets still end equal, in one session.
+    #[test]
+    fn answers_cut_short_resume_until_equal() {
+        fn prop(xs: Vec<(u16, u8)>, ys: Vec<(u16, u8)>, cap: u8) -> TestResult {
+            let mut a: BTreeMap<ChatId, ()> = xs.iter().map(|&(t, r)| (id(t as u64, r), ())).collect();
+            let mut b: BTreeMap<ChatId, ()> = ys.iter().map(|&(t, r)| (id(t as u64, r), ())).collect();
+            let union: BTreeMap<ChatId, ()> = a.iter().chain(b.iter()).map(|(k, _)| (*k, ())).collect();
+            for _ in 0..20 {
+                reconcile_capped(&mut a, &mut b, 1 + cap as usize % 8);
+                if a == union && b == union {
+                    return TestResult::passed();
+                }
+            }
+            TestResult::error(format!("not reconciled: {} {} {}", a.len(), b.len(), union.len()))
+        }
+        QuickCheck::new().tests(300).quickcheck(prop as fn(Vec<(u16, u8)>, Vec<(u16, u8)>, u8) -> TestResult);
+    }
+
+    #[test]
+    fn a_new_node_is_served_in_bounded_portions() {
+        let mut a: BTreeMap<ChatId, ()> = BTreeMap::new();
+        let mut b: BTreeMap<ChatId, ()> = (0..2_000).map(|i| (id(i, (i % 251) as u8), ())).collect();
+        let rounds = reconcile_capped(&mut a, &mut b, 100);
+        assert_eq!(a.len(), 2_000, "after {rounds} rounds");
+    }
+
     #[test]
     fn in_step_sets_cost_one_small_frame() {
         let set: BTreeMap<ChatId, ()> = (0..10_000).map(|i| (id(i, (i % 251) as u8), ())).collect();
@@ -246,7 +326,9 @@ mod tests {
                 return TestResult::discard();
             }
             let r = SyncRange { lower, upper, summary: Summary::Ids(theirs) };
-            TestResult::from_bool(respond(&set, std::slice::from_ref(&r)) == by_search(&set, &r))
+            let mut got = respond(&set, std::slice::from_ref(&r));
+            got.push_ranges.clear();
+            TestResult::from_bool(got == by_search(&set, &r))
         }
         QuickCheck::new().tests(1000).quickcheck(prop as fn(Vec<(u8, u8)>, Vec<(u8, u8)>, (u8, u8)) -> TestResult);
     }

@@ -5,13 +5,14 @@
 //! Every protocol decision is the core's. Commands from other threads arrive over a channel and wake
 //! the loop through a `mio::Waker`.
 //!
-//! Memory per connection is bounded: outbound bytes wait in one buffer of at most
-//! [`MAX_PENDING_OUT_BYTES`]; a peer too slow to drain it is disconnected rather than buffered
-//! forever.
+//! Memory per connection is bounded by the core: the loop reports each connection's unwritten
+//! bytes (`Input::Backlog`), stops reading a peer while the node says so (`Node::wants_read`), and
+//! closes whatever the node closes. Reading is fair: each readable connection gets one read of at
+//! most [`READ_BUF_BYTES`] in turn, so one fast sender cannot keep the loop to itself.
 
 mod clock;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -26,12 +27,14 @@ use p2p_chat_core::{Command, ConnId, Event, Input, Node, Output, PeerSummary, St
 
 pub use clock::Clock;
 
-/// Outbound bytes a connection may have waiting before its peer counts as too slow.
-pub const MAX_PENDING_OUT_BYTES: usize = 8 * 1024 * 1024;
 /// How long `shutdown` waits for `Leave` and pending bytes to go out.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
-/// Size of the one read buffer shared by every connection.
+/// Size of the one read buffer shared by every connection: the most one connection is read at
+/// its turn.
 const READ_BUF_BYTES: usize = 64 * 1024;
+/// How long a connection the node closed may take to flush what was sent to it before it is
+/// dropped anyway (a peer that does not read would keep it open for ever).
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
 /// How long a query from another thread waits for the loop before using the last snapshot.
 const QUERY_TIMEOUT: Duration = Duration::from_millis(500);
 
@@ -94,6 +97,7 @@ impl Runtime for MioRuntime {
             poll,
             listener,
             socks: HashMap::new(),
+            ready: VecDeque::new(),
             ctl: ctl_rx,
             on_event: start.on_event,
             snapshot: snapshot.clone(),
@@ -165,8 +169,12 @@ struct Sock {
     out: Vec<u8>,
     sent: usize,
     connecting: bool,
-    /// The node closed it: drop once `out` is flushed.
-    closing: bool,
+    /// The node closed it: drop once `out` is flushed, or at this time.
+    closing: Option<Instant>,
+    /// Readable, and in `Loop::ready` to be read at its turn.
+    queued: bool,
+    /// The backlog last reported to the node.
+    reported: usize,
     /// A write failed: nothing more is written, and the node hears of it once what the peer sent
     /// before is read (see `Loop::drain`).
     failed: bool,
@@ -211,6 +219,8 @@ struct Loop {
     snapshot: Arc<Mutex<NodeState>>,
     /// Connections that broke while outputs were being handled, reported to the node after.
     closed: Vec<ConnId>,
+    /// Readable connections, each read once at its turn (see `read_ready`).
+    ready: VecDeque<ConnId>,
     shutdown_by: Option<Instant>,
 }
 
@@ -221,6 +231,8 @@ impl Loop {
         self.drain();
         loop {
             let timeout = self.node.poll_timeout().map(|(at, _)| at.since(self.clock.now()));
+            // Connections still readable are read at once, after any new events.
+            let timeout = if self.ready.is_empty() { timeout } else { Some(Duration::ZERO) };
             let timeout = match self.shutdown_by {
                 Some(by) => Some(timeout.unwrap_or(SHUTDOWN_GRACE).min(by.saturating_duration_since(Instant::now()))),
                 None => timeout,
@@ -241,11 +253,13 @@ impl Loop {
                             self.on_writable(conn);
                         }
                         if ev.is_readable() || ev.is_read_closed() {
-                            self.on_readable(conn, &mut buf);
+                            self.mark_ready(conn);
                         }
                     }
                 }
             }
+            self.read_ready(&mut buf);
+            self.drop_lingering();
             let now = self.clock.now();
             if self.node.poll_timeout().is_some_and(|(at, _)| at <= now) {
                 self.node.handle_input(now, Input::Timeout);
@@ -334,32 +348,69 @@ impl Loop {
             return;
         }
         self.write(conn);
-        self.after_io();
+        self.drain();
     }
 
-    fn on_readable(&mut self, conn: ConnId, buf: &mut [u8]) {
-        loop {
-            let Some(s) = self.socks.get_mut(&conn) else { return };
-            if s.connecting {
-                return;
+    /// Queues `conn` to be read at its turn (mio reports readiness once per edge: the loop must
+    /// come back to a socket it did not read to the end).
+    fn mark_ready(&mut self, conn: ConnId) {
+        if let Some(s) = self.socks.get_mut(&conn) {
+            if !s.queued {
+                s.queued = true;
+                self.ready.push_back(conn);
             }
-            match s.stream.read(buf) {
-                Ok(0) => return self.broken(conn, "closed by peer"),
+        }
+    }
+
+    /// Gives each connection that was readable one read, in turn. One that may have more stays
+    /// in the queue for the next pass; one the node does not want read now waits until its
+    /// backlog drains (see `write`).
+    fn read_ready(&mut self, buf: &mut [u8]) {
+        for _ in 0..self.ready.len() {
+            let Some(conn) = self.ready.pop_front() else { return };
+            let Some(s) = self.socks.get_mut(&conn) else { continue };
+            s.queued = false;
+            if s.connecting || !self.node.wants_read(conn) {
+                continue;
+            }
+            let more = match s.stream.read(buf) {
+                Ok(0) => {
+                    self.broken(conn, "closed by peer");
+                    false
+                }
                 Ok(n) => {
                     let now = self.clock.now();
                     self.node.handle_input(now, Input::Received(conn, &buf[..n]));
                     self.drain();
+                    true
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return self.broken(conn, &e.to_string()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => true,
+                Err(e) => {
+                    self.broken(conn, &e.to_string());
+                    false
+                }
+            };
+            if more {
+                self.mark_ready(conn);
             }
+        }
+    }
+
+    /// Drops connections the node closed whose peer has not taken what was left for it in time.
+    fn drop_lingering(&mut self) {
+        let now = Instant::now();
+        let late: Vec<ConnId> =
+            self.socks.iter().filter(|(_, s)| s.closing.is_some_and(|by| by <= now)).map(|(c, _)| *c).collect();
+        for conn in late {
+            tracing::debug!("{conn:?}: dropped with unsent bytes after closing");
+            self.remove(conn);
         }
     }
 
     fn broken(&mut self, conn: ConnId, why: &str) {
         tracing::debug!("{conn:?}: {why}");
-        let closing = self.socks.get(&conn).is_some_and(|s| s.closing);
+        let closing = self.socks.get(&conn).is_some_and(|s| s.closing.is_some());
         self.remove(conn);
         if !closing {
             let now = self.clock.now();
@@ -383,7 +434,7 @@ impl Loop {
                     Output::Dial { conn, addr } => self.dial(conn, addr),
                     Output::Close { conn } => {
                         if let Some(s) = self.socks.get_mut(&conn) {
-                            s.closing = true;
+                            s.closing = Some(Instant::now() + CLOSE_LINGER);
                         }
                         self.write(conn);
                     }
@@ -425,12 +476,6 @@ impl Loop {
         }
     }
 
-    fn after_io(&mut self) {
-        if !self.closed.is_empty() {
-            self.drain();
-        }
-    }
-
     fn transmit(&mut self, conn: ConnId, bytes: Vec<u8>) {
         let Some(s) = self.socks.get_mut(&conn).filter(|s| !s.failed) else { return };
         if s.out.is_empty() {
@@ -439,13 +484,9 @@ impl Loop {
         } else {
             s.out.extend_from_slice(&bytes);
         }
-        if s.pending() > MAX_PENDING_OUT_BYTES {
-            tracing::warn!("{conn:?}: peer too slow ({} bytes waiting), disconnecting", s.pending());
-            self.remove(conn);
-            self.closed.push(conn);
-            return;
-        }
-        if !s.connecting {
+        if s.connecting {
+            self.report_backlog(conn);
+        } else {
             self.write(conn);
         }
     }
@@ -459,7 +500,7 @@ impl Loop {
         }
         if let Err(e) = s.flush() {
             tracing::debug!("{conn:?}: write failed: {e}");
-            if s.closing {
+            if s.closing.is_some() {
                 self.remove(conn);
             } else {
                 // Kept until `drain` has read what the peer sent before it went.
@@ -470,7 +511,7 @@ impl Loop {
             }
             return;
         }
-        if s.closing && s.pending() == 0 {
+        if s.closing.is_some() && s.pending() == 0 {
             let _ = s.stream.shutdown(std::net::Shutdown::Both);
             self.remove(conn);
             return;
@@ -480,6 +521,25 @@ impl Loop {
             s.wants_write = wants_write;
             let interest = if wants_write { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
             let _ = self.poll.registry().reregister(&mut s.stream, token(conn), interest);
+        }
+        self.report_backlog(conn);
+    }
+
+    /// Tells the node what waits to be written to `conn`, when that changed. The node may close
+    /// the connection for it (the caller drains outputs, as after any input), and once it drains
+    /// a connection whose reading was paused is read again.
+    fn report_backlog(&mut self, conn: ConnId) {
+        let Some(s) = self.socks.get_mut(&conn) else { return };
+        let pending = s.pending();
+        if pending == s.reported || s.closing.is_some() {
+            return;
+        }
+        s.reported = pending;
+        let paused = !self.node.wants_read(conn);
+        let now = self.clock.now();
+        self.node.handle_input(now, Input::Backlog(conn, pending));
+        if paused && self.node.wants_read(conn) {
+            self.mark_ready(conn);
         }
     }
 
@@ -520,5 +580,15 @@ impl Loop {
 }
 
 fn sock(stream: TcpStream, connecting: bool) -> Sock {
-    Sock { stream, out: Vec::new(), sent: 0, connecting, closing: false, failed: false, wants_write: false }
+    Sock {
+        stream,
+        out: Vec::new(),
+        sent: 0,
+        connecting,
+        closing: None,
+        queued: false,
+        reported: 0,
+        failed: false,
+        wants_write: false,
+    }
 }

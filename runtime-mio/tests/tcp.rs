@@ -35,6 +35,16 @@ fn a_node_under_attack_still_serves_honest_peers() {
 }
 
 #[test]
-fn a_peer_that_never_reads_is_shed() {
-    suite::a_peer_that_never_reads_is_shed::<R>();
+fn requests_are_not_amplified() {
+    suite::attack::requests_are_not_amplified::<R>();
+}
+
+#[test]
+fn one_read_cannot_make_the_node_build_more_than_its_cap() {
+    suite::attack::one_read_cannot_make_the_node_build_more_than_its_cap::<R>();
+}
+
+#[test]
+fn peers_that_never_read_hold_little() {
+    suite::attack::peers_that_never_read_hold_little::<R>();
 }

@@ -3,8 +3,9 @@
 //! One task owns the node and waits on whichever comes first: a command, something from a
 //! connection task (accepted, connected, bytes, closed), or the node's next deadline. Each connection
 //! has a reader task and a writer task; the writer coalesces queued frames into large writes. As in
-//! the mio runtime, every protocol decision is the core's, and a peer that lets more than
-//! [`MAX_PENDING_OUT_BYTES`] pile up unsent is disconnected.
+//! the mio runtime, every protocol decision is the core's: the driver reports each connection's
+//! unwritten bytes (`Input::Backlog`), pauses a connection's reader while the node says so
+//! (`Node::wants_read`), and closes what the node closes.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -21,14 +22,15 @@ use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::net::{TcpListener, TcpStream};
 use smol::{LocalExecutor, Task, Timer};
 
-/// Outbound bytes a connection may have waiting before its peer counts as too slow.
-pub const MAX_PENDING_OUT_BYTES: usize = 8 * 1024 * 1024;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 const READ_BUF_BYTES: usize = 64 * 1024;
 /// Largest single write the writer assembles from queued frames.
 const WRITE_BATCH_BYTES: usize = 256 * 1024;
 /// Messages from connection tasks waiting for the node; readers pause when it is full.
 const INBOX_CAPACITY: usize = 1024;
+/// How long a connection the node closed may take to flush what was sent to it before its writer
+/// is dropped anyway (a peer that does not read would keep it for ever).
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
 /// How long a query from another thread waits for the loop before using the last snapshot.
 const QUERY_TIMEOUT: Duration = Duration::from_millis(500);
 
@@ -47,6 +49,8 @@ enum Inbox {
     Connected(ConnId, TcpStream),
     DialFailed(ConnId),
     Bytes(ConnId, Vec<u8>),
+    /// The writer wrote a batch: the backlog shrank.
+    Written(ConnId),
     Closed(ConnId),
 }
 
@@ -147,6 +151,11 @@ struct Conn {
     /// Frames for the writer task; dropping it lets the writer finish and close.
     out: Sender<Vec<u8>>,
     pending: Arc<AtomicUsize>,
+    /// The backlog last reported to the node.
+    reported: usize,
+    /// Set while the node does not want this connection read; the reader waits on `resume`.
+    paused: Arc<std::sync::atomic::AtomicBool>,
+    resume: Sender<()>,
     _reader: Task<()>,
     writer: Task<()>,
 }
@@ -162,8 +171,8 @@ struct Driver<'a> {
     node: Node,
     clock: Clock,
     conns: HashMap<ConnId, Conn>,
-    /// Connections closed by the node whose writers are still flushing.
-    draining: Vec<(Arc<AtomicUsize>, Task<()>)>,
+    /// Connections closed by the node whose writers are still flushing, until when they may.
+    draining: Vec<(Arc<AtomicUsize>, Task<()>, Instant)>,
     inbox: Sender<Inbox>,
     on_event: Box<dyn FnMut(Event) + Send>,
 }
@@ -228,8 +237,9 @@ async fn drive(
             }
         }
         d.drain();
+        let linger_now = Instant::now();
+        d.draining.retain(|(pending, _, by)| pending.load(Ordering::Relaxed) > 0 && *by > linger_now);
         if let Some(by) = shutdown_by {
-            d.draining.retain(|(pending, _)| pending.load(Ordering::Relaxed) > 0);
             if (d.node.is_closed() && d.draining.is_empty()) || Instant::now() >= by {
                 if let Ok(mut s) = snapshot.lock() {
                     *s = NodeState::of(&d.node);
@@ -257,9 +267,20 @@ async fn accept_loop(listener: TcpListener, inbox: Sender<Inbox>) {
     }
 }
 
-async fn read_loop(conn: ConnId, mut stream: TcpStream, inbox: Sender<Inbox>) {
+async fn read_loop(
+    conn: ConnId,
+    mut stream: TcpStream,
+    inbox: Sender<Inbox>,
+    paused: Arc<std::sync::atomic::AtomicBool>,
+    resume: Receiver<()>,
+) {
     let mut buf = vec![0u8; READ_BUF_BYTES];
     loop {
+        while paused.load(Ordering::Relaxed) {
+            if resume.recv().await.is_err() {
+                return;
+            }
+        }
         match stream.read(&mut buf).await {
             Ok(0) | Err(_) => {
                 let _ = inbox.send(Inbox::Closed(conn)).await;
@@ -274,7 +295,13 @@ async fn read_loop(conn: ConnId, mut stream: TcpStream, inbox: Sender<Inbox>) {
     }
 }
 
-async fn write_loop(conn: ConnId, mut stream: TcpStream, frames: Receiver<Vec<u8>>, pending: Arc<AtomicUsize>) {
+async fn write_loop(
+    conn: ConnId,
+    mut stream: TcpStream,
+    frames: Receiver<Vec<u8>>,
+    pending: Arc<AtomicUsize>,
+    inbox: Sender<Inbox>,
+) {
     while let Ok(mut batch) = frames.recv().await {
         while batch.len() < WRITE_BATCH_BYTES {
             match frames.try_recv() {
@@ -292,7 +319,16 @@ async fn write_loop(conn: ConnId, mut stream: TcpStream, frames: Receiver<Vec<u8
             pending.store(0, Ordering::Relaxed);
             return;
         }
-        pending.fetch_sub(batch.len(), Ordering::Relaxed);
+        let left = pending.fetch_sub(batch.len(), Ordering::Relaxed) - batch.len();
+        // The node hears that the backlog shrank; once it is gone it must hear (a paused reader
+        // waits for it), before that a full inbox may skip one.
+        if left == 0 {
+            if inbox.send(Inbox::Written(conn)).await.is_err() {
+                return;
+            }
+        } else if inbox.try_send(Inbox::Written(conn)).is_err() && inbox.is_closed() {
+            return;
+        }
     }
     // The node closed the connection and everything queued is written.
     let _ = stream.flush().await;
@@ -317,6 +353,7 @@ impl Driver<'_> {
                     self.node.handle_input(now, Input::Received(conn, &bytes));
                 }
             }
+            Inbox::Written(conn) => self.report_backlog(now, conn),
             Inbox::Closed(conn) => {
                 if self.conns.remove(&conn).is_some() {
                     self.node.handle_input(now, Input::Closed(conn));
@@ -329,9 +366,27 @@ impl Driver<'_> {
         let _ = stream.set_nodelay(true);
         let (out, frames) = channel::unbounded();
         let pending = Arc::new(AtomicUsize::new(0));
-        let reader = self.ex.spawn(read_loop(conn, stream.clone(), self.inbox.clone()));
-        let writer = self.ex.spawn(write_loop(conn, stream, frames, pending.clone()));
-        self.conns.insert(conn, Conn { out, pending, _reader: reader, writer });
+        let paused = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (resume, resumed) = channel::bounded(1);
+        let reader = self.ex.spawn(read_loop(conn, stream.clone(), self.inbox.clone(), paused.clone(), resumed));
+        let writer = self.ex.spawn(write_loop(conn, stream, frames, pending.clone(), self.inbox.clone()));
+        self.conns.insert(conn, Conn { out, pending, reported: 0, paused, resume, _reader: reader, writer });
+    }
+
+    /// Tells the node what waits to be written to `conn`, when that changed, and pauses or
+    /// resumes its reader as the node wants.
+    fn report_backlog(&mut self, now: Time, conn: ConnId) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let pending = c.pending.load(Ordering::Relaxed);
+        if pending != c.reported {
+            c.reported = pending;
+            self.node.handle_input(now, Input::Backlog(conn, pending));
+        }
+        let Some(c) = self.conns.get(&conn) else { return };
+        let pause = !self.node.wants_read(conn);
+        if c.paused.swap(pause, Ordering::Relaxed) && !pause {
+            let _ = c.resume.try_send(());
+        }
     }
 
     /// Handles outputs until the node has none left (the run-loop contract).
@@ -340,15 +395,10 @@ impl Driver<'_> {
             match out {
                 Output::Transmit { conn, bytes } => {
                     let Some(c) = self.conns.get(&conn) else { continue };
-                    let waiting = c.pending.fetch_add(bytes.len(), Ordering::Relaxed) + bytes.len();
-                    if waiting > MAX_PENDING_OUT_BYTES {
-                        tracing::warn!("{conn:?}: peer too slow ({waiting} bytes waiting), disconnecting");
-                        self.conns.remove(&conn);
-                        let now = self.clock.now();
-                        self.node.handle_input(now, Input::Closed(conn));
-                    } else {
-                        let _ = c.out.try_send(bytes);
-                    }
+                    c.pending.fetch_add(bytes.len(), Ordering::Relaxed);
+                    let _ = c.out.try_send(bytes);
+                    let now = self.clock.now();
+                    self.report_backlog(now, conn);
                 }
                 Output::Dial { conn, addr } => {
                     let inbox = self.inbox.clone();
@@ -369,7 +419,7 @@ impl Driver<'_> {
                     // Dropping the sender lets the writer flush what is queued, then close; the
                     // reader task is cancelled with the rest of `Conn`.
                     if let Some(c) = self.conns.remove(&conn) {
-                        self.draining.push((c.pending, c.writer));
+                        self.draining.push((c.pending, c.writer, Instant::now() + CLOSE_LINGER));
                     }
                 }
                 Output::Event(e) => (self.on_event)(e),

@@ -23,10 +23,10 @@ pub fn ms(units: Option<u32>) -> f64 {
 }
 
 /// One chat's delivery times (in units), as the sorted multiset the latency quantiles and the plot
-/// are computed from. A run of 100,000 nodes records ten million deliveries, which took five bytes
-/// apiece (time and hops) and as many again when the report sorted them: here deliveries arrive in
-/// time order, nearly all within a few units of the one before, so each is the Elias-gamma code of
-/// its gap to the previous time, one to five bits for most.
+/// are computed from. A run of 100,000 nodes records ten million deliveries, so a record apiece
+/// (five bytes, and as many again to sort them) would be most of the simulator's own memory.
+/// Deliveries arrive in time order, nearly all within a few units of the one before, so each is
+/// the Elias-gamma code of its gap to the previous time, one to five bits for most.
 #[derive(Clone, Debug, Default)]
 pub struct Times {
     /// The codes, least significant bit first: a gap `g` is `z` zeros, a one, then the `z` low
@@ -55,7 +55,8 @@ impl Times {
         self.len_bits = at + z + 1;
         while (self.bits.len() as u64) * 64 < self.len_bits {
             // Grown by a quarter, not doubled: the codes are most of what a chat keeps, and all
-            // of them are held at the run's peak, when doubling left a third of the room unused.
+            // of them are held at the run's peak, when doubling would leave a third of the room
+            // unused.
             if self.bits.len() == self.bits.capacity() {
                 self.bits.reserve_exact((self.bits.len() / 4).max(4));
             }

@@ -1,5 +1,5 @@
 //! One copy of each chat for every virtual node. Chats are immutable and signed, so the thousands of
-//! nodes of a run can keep the same `Arc` instead of a copy each (100 chats were ~19 KB per node).
+//! nodes of a run can keep the same `Arc` instead of a copy each (~19 KB a node for 100 chats).
 //! Each node still decodes and verifies what it receives; only the copy it keeps is shared.
 
 use std::collections::hash_map::Entry;

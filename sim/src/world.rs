@@ -103,11 +103,11 @@ struct Timed {
 const _: () = assert!(std::mem::size_of::<Timed>() == 24);
 
 /// How many events ahead `World::prefetch` hints an event's slot, then the tables it points to,
-/// then its connection: each stage reads lines the one before hinted. Measured at 30,000 nodes,
-/// where an event takes about 2 us: 16, 8, 2 did worse, 4, 2, 1 no better. The connection's
-/// boxed state (ciphers, a held partial frame) is one more stage, so the connection moved to 2.
-/// The links and the transmit's bytes have a stage of their own, before the node's tables: all
-/// in one stage were some 18 lines at once, more than the core tracks, and the hints waited.
+/// then its connection, then the connection's boxed state (ciphers, a held partial frame): each
+/// stage reads lines the one before hinted. Chosen at 30,000 nodes, where an event takes about
+/// 2 us (16, 8, 2 did worse; 4, 2, 1 no better). The links and the transmit's bytes have a stage
+/// of their own, before the node's tables: in one stage they would be some 18 lines at once, more
+/// than the core tracks, and the hints would wait.
 const PREFETCH_SLOT_AHEAD: usize = 8;
 const PREFETCH_LINKS_AHEAD: usize = 6;
 const PREFETCH_TABLES_AHEAD: usize = 4;
@@ -138,19 +138,19 @@ struct Queue {
     /// The events at or before `last`, in (time, sequence number) order.
     current: std::collections::VecDeque<Timed>,
     /// Each bucket is held in chunks of `CHUNK_EVENTS`: the one being filled in `tails`, the full
-    /// ones before it in `full`. A bucket in one `Vec` regrew by `realloc`, copying every event it
-    /// held each time it doubled, and a refill dropped the room again or kept it empty: far
-    /// buckets fill over a long time and drain at once. Chunks are never copied, and a drained
-    /// one goes to `spare` for the next bucket that fills one, so the queue holds little more room
-    /// than its largest crowd of events needed.
+    /// ones before it in `full`. Far buckets fill over a long time and drain at once: in one `Vec`
+    /// a bucket would be regrown by `realloc`, copying every event at each doubling, and its room
+    /// dropped or left empty after each drain. Chunks are never copied, and a drained one goes to
+    /// `spare` for the next bucket that fills one, so the queue holds little more room than its
+    /// largest crowd of events needed.
     tails: [Vec<Timed>; 65],
     full: [Vec<Vec<Timed>>; 65],
     /// Drained chunks, empty, each with room for `CHUNK_EVENTS`.
     spare: Vec<Vec<Timed>>,
     /// The earliest time in each bucket (`u64::MAX` in an empty one), kept up as events come in so
-    /// that a refill reads its bucket once: finding the earliest first was a second pass over a
-    /// bucket that can hold thousands of events, more than the L1 cache, which missed as often as
-    /// the first.
+    /// that a refill reads its bucket once: finding the earliest first would be a second pass over
+    /// a bucket that can hold thousands of events, more than the L1 cache, missing as often as the
+    /// first.
     earliest: [u64; 65],
     /// Bit `b - 1` is set when bucket `b` (1..=64) is not empty.
     nonempty: u64,
@@ -190,7 +190,7 @@ impl Queue {
     }
 
     /// Into the bucket of an event after `last`. Inlined into the refill's loop, where most events
-    /// come through (left to itself, the compiler called it there, ~2% more instructions).
+    /// come through (left to itself, the compiler calls it there, ~2% more instructions).
     #[inline(always)]
     fn push_bucket(&mut self, e: Timed) {
         let b = 64 - (e.at ^ self.last).leading_zeros() as usize;
@@ -575,8 +575,8 @@ impl World {
     /// then the links and the transmit's bytes, then the node's tables (connections, chats, gossip
     /// neighbours, queues), then the connection itself, then what it points to (its ciphers, a
     /// partial frame).
-    /// At 100,000 nodes nearly every event's node is in no cache, and its loads stalled one after
-    /// the other; hinted, they overlap the events before it (-15% user CPU at 30,000 nodes).
+    /// At 100,000 nodes nearly every event's node is in no cache, and unhinted its loads stall one
+    /// after the other; hinted, they overlap the events before it.
     fn prefetch(&self) {
         if let Some((_, ev)) = self.queue.ahead(PREFETCH_SLOT_AHEAD) {
             let (node, other, buf) = ev.reads();

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod attack;
+
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::mpsc::{channel, Receiver};
@@ -172,49 +174,6 @@ pub fn peers_snapshot_follows_promptly<R: Runtime>() {
     }
 }
 
-/// A hostile client on a real socket: completes an honest Noise handshake as `keys`, so what it
-/// sends afterwards reaches the node's protocol logic, not just its decryption.
-pub struct Hostile {
-    pub stream: std::net::TcpStream,
-    session: p2p_chat_core::session::Session,
-}
-
-impl Hostile {
-    pub fn connect(to: SocketAddr, seed: u64) -> std::io::Result<Hostile> {
-        use p2p_chat_core::handshake::{Handshake, Progress, StaticIdentity};
-        use p2p_chat_core::random::Rng;
-        let keys = Ed25519Keys::from_seed(seed);
-        let mut rng = Rng::new(seed);
-        let me = StaticIdentity::new(&keys, &mut rng);
-        let (mut hs, first) = Handshake::dial(&keys, &me, &mut rng, "flooder", 0);
-        let mut stream = std::net::TcpStream::connect(to)?;
-        stream.set_read_timeout(Some(DEADLINE))?;
-        stream.write_all(&first)?;
-        let mut buf = [0u8; 4096];
-        loop {
-            let n = std::io::Read::read(&mut stream, &mut buf)?;
-            if n == 0 {
-                return Err(std::io::ErrorKind::UnexpectedEof.into());
-            }
-            match hs.handle(&keys, &buf[..n]) {
-                Ok(Progress::Continue(_)) => continue,
-                Ok(Progress::Done(done)) => {
-                    stream.write_all(&done.send)?;
-                    return Ok(Hostile { stream, session: done.session });
-                }
-                Err(e) => return Err(std::io::Error::other(e)),
-            }
-        }
-    }
-
-    /// Seals and writes plaintext (frames); fails once the node has closed the connection.
-    pub fn send(&mut self, plaintext: &[u8]) -> std::io::Result<()> {
-        let mut sealed = Vec::new();
-        self.session.seal(plaintext, &mut sealed).map_err(std::io::Error::other)?;
-        self.stream.write_all(&sealed)
-    }
-}
-
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
@@ -248,7 +207,7 @@ pub fn a_node_under_attack_still_serves_honest_peers<R: Runtime>() {
             let mut identity = 1000;
             while !stop.load(Ordering::Relaxed) {
                 identity += 1;
-                let Ok(mut h) = Hostile::connect(addr, identity) else { continue };
+                let Ok(mut h) = attack::Hostile::connect(addr, identity) else { continue };
                 while h.send(&batch).is_ok() && !stop.load(Ordering::Relaxed) {
                     pings.fetch_add(1000, Ordering::Relaxed);
                 }
@@ -287,50 +246,4 @@ pub fn a_node_under_attack_still_serves_honest_peers<R: Runtime>() {
     let stats = a.handle.stats();
     assert!(stats.peers_banned >= 1, "{stats:?}");
     assert!(a.handle.peers().iter().any(|p| p.username == "bob"), "bob was dropped");
-}
-
-/// A peer that asks for everything and reads nothing is shed once its unsent bytes pass the
-/// runtime's cap, instead of being buffered without bound; the honest peer goes on.
-pub fn a_peer_that_never_reads_is_shed<R: Runtime>() {
-    use p2p_chat_core::wire::{encode, Message};
-    let mut a = TestNode::start_on::<R>(71, "alice", true, vec![]);
-    let b = TestNode::start_on::<R>(72, "bob", false, vec![a.addr()]);
-    a.wait_for("bob up", |e| matches!(e, Event::PeerUp(p) if p.username == "bob"));
-    let n = 2000;
-    for i in 0..n {
-        b.handle.command(Command::Chat(format!("history {i}")));
-    }
-    a.wait_for("bob's last chat", is_chat(&format!("history {}", n - 1), Origin::Live));
-    let ids: Vec<p2p_chat_core::ChatId> = a
-        .seen
-        .iter()
-        .filter_map(|e| match e {
-            Event::Chat(d) if d.chat.username == "bob" => Some(d.chat.id),
-            _ => None,
-        })
-        .collect();
-    assert!(ids.len() >= n, "alice holds {} of bob's chats", ids.len());
-
-    // Each IWant of 1,024 ids (17 KB) asks for about 300 KB of replies; 200 of them ask for far more
-    // than the runtime's 8 MiB cap plus what the kernel's socket buffers can hold.
-    let mut h = Hostile::connect(a.addr(), 73).expect("the hostile peer completes its handshake");
-    a.wait_for("the slow reader up", |e| matches!(e, Event::PeerUp(p) if p.username == "flooder"));
-    let wants: Vec<u8> =
-        ids.chunks(1024).cycle().take(200).flat_map(|c| encode(&Message::IWant { ids: c.to_vec() })).collect();
-    for piece in wants.chunks(64 * 1024) {
-        if h.send(piece).is_err() {
-            break;
-        }
-    }
-    a.wait_for("the slow reader shed", |e| matches!(e, Event::PeerDown { username, .. } if username == "flooder"));
-    // It was shed for what piled up, not for anything it said: about the 8 MiB cap went out. (The
-    // cap counts sealed bytes, the stats count frames: records add 20 bytes per 64 KiB, so when the
-    // writer never got to run, as on a machine busy with other work, the frames come to just under.)
-    let out = a.handle.stats().bytes_out;
-    assert!(out > 8 * 1024 * 1024 * 99 / 100, "only {out} bytes were produced for the slow reader");
-    assert!(!a.handle.peers().iter().any(|p| p.username == "flooder"));
-    b.handle.command(Command::Chat("after the slow reader".into()));
-    a.wait_for("honest chat after shedding", is_chat("after the slow reader", Origin::Live));
-    assert!(a.handle.peers().iter().any(|p| p.username == "bob"), "bob was dropped");
-    drop(h);
 }

@@ -1,0 +1,114 @@
+//! The messages: what two connected nodes say to each other, and the `Hello` each sends inside
+//! the handshake. Types only; how they become bytes is `codec`'s business, and the layout those
+//! bytes take is specified in docs/PROTOCOL.md.
+
+use core::net::SocketAddr;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::chat::{Chat, ChatId};
+use crate::identity::{PublicKey, Signature};
+use crate::sync::SyncRange;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    /// A chat (text, join or leave). `ttl`: how many more times it may be pushed eagerly; `hops`:
+    /// how many links it has crossed, this one included. Neither is signed: both change per hop.
+    Chat {
+        ttl: u8,
+        hops: u8,
+        chat: Arc<Chat>,
+    },
+    /// A chat sent because it was asked for (`IWant`, `Graft`) or found missing by `Sync`, not
+    /// pushed: a duplicate of it says nothing about the tree.
+    Reply {
+        hops: u8,
+        chat: Arc<Chat>,
+    },
+    /// Lazy push: "I have these chats" (ids only).
+    IHave {
+        ids: Vec<ChatId>,
+    },
+    /// "Send me these chats", after an `IHave` or a sync found them missing.
+    IWant {
+        ids: Vec<ChatId>,
+    },
+    /// Plumtree: "stop pushing full chats to me; ids are enough".
+    Prune,
+    /// Plumtree: "push full chats to me again", and send these missing ones now.
+    Graft {
+        ids: Vec<ChatId>,
+    },
+    /// One round of range-based set reconciliation (anti-entropy).
+    Sync {
+        ranges: Vec<SyncRange>,
+    },
+    Ping {
+        nonce: u64,
+    },
+    Pong {
+        nonce: u64,
+    },
+    PeerRequest,
+    PeerResponse {
+        addrs: Vec<SocketAddr>,
+    },
+    /// "I listen on this port". Honoured when received; no longer sent, since the hello carries the
+    /// port (kept so that the message numbering, and older peers, stay as they were).
+    Announce {
+        listen_port: u16,
+    },
+}
+
+/// Who a peer is, sent encrypted inside the Noise handshake (see `handshake`), never as a frame.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    pub public_key: PublicKey,
+    /// The identity key's signature over the sender's Noise static key: binds the encrypted
+    /// session to the Ed25519 identity.
+    pub binding: Signature,
+    pub username: String,
+    /// The port this node accepts connections on; 0 if it does not listen.
+    pub listen_port: u16,
+}
+
+impl Message {
+    /// Short name for logs and stats.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Chat { .. } => "Chat",
+            Message::Reply { .. } => "Reply",
+            Message::Prune => "Prune",
+            Message::Graft { .. } => "Graft",
+            Message::IHave { .. } => "IHave",
+            Message::IWant { .. } => "IWant",
+            Message::Sync { .. } => "Sync",
+            Message::Ping { .. } => "Ping",
+            Message::Pong { .. } => "Pong",
+            Message::PeerRequest => "PeerRequest",
+            Message::PeerResponse { .. } => "PeerResponse",
+            Message::Announce { .. } => "Announce",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// Fatal: the stream cannot be resynchronised; nothing of the frame was buffered.
+    #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
+    TooLarge { len: usize, max: usize },
+    /// Fatal: the peer speaks another protocol.
+    #[error("peer speaks protocol version {theirs}, this node speaks version {ours}")]
+    Version { theirs: u16, ours: u16 },
+    /// The frame was skipped; the stream stays usable.
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+}
+
+impl WireError {
+    /// Whether the connection must be closed (the decoder then refuses further input).
+    pub fn is_fatal(&self) -> bool {
+        !matches!(self, WireError::Malformed(_))
+    }
+}

@@ -1,0 +1,487 @@
+//! The test vectors of docs/PROTOCOL.md, in docs/protocol-vectors.json, checked against the code.
+//!
+//! `vectors_are_what_the_code_makes` makes every vector again from the code and fails if the file
+//! differs by a byte. When the wire changes on purpose (and the protocol version with it), rewrite
+//! the file with
+//!
+//! ```text
+//! UPDATE_VECTORS=1 cargo test -p p2p-chat-core --test protocol_vectors
+//! ```
+//!
+//! Where the specification gives a formula (the signed bytes of a chat and of the binding, the
+//! hello's layout), the bytes are also put together here from the formula, independently of the
+//! code, so the document and the code cannot drift apart either.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use p2p_chat_core::handshake::{Handshake, Progress, StaticIdentity};
+use p2p_chat_core::sync::{Summary, SyncRange};
+use p2p_chat_core::wire::{self, Hello, Message, PROTOCOL_VERSION};
+use p2p_chat_core::{Body, Chat, ChatId, Ed25519Keys, Keys, PublicKey};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use snow::params::DHChoice;
+use snow::resolvers::{CryptoResolver, DefaultResolver};
+
+const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/protocol-vectors.json");
+
+const NOISE_PROTOCOL: &str = "Noise_XX_25519_ChaChaPoly_BLAKE2s";
+const PROLOGUE: &[u8] = b"p2p-chat/noise/v2";
+const BINDING_DOMAIN: &[u8] = b"p2p-chat/noise-static-key/v2";
+const CHAT_DOMAIN: &[u8] = b"p2p-chat/chat/v1";
+/// 2026-01-01T00:00:00Z: the time of every chat id here.
+const UNIX_MS: u64 = 1_767_225_600_000;
+/// The `ttl` and `hops` of a chat as its author first pushes it, with the default `ttl` of 32.
+const FIRST_TTL: u8 = 31;
+const FIRST_HOPS: u8 = 1;
+
+#[derive(Serialize, Deserialize, PartialEq, Debug)]
+struct Vectors {
+    about: String,
+    protocol_version: u16,
+    noise_protocol: String,
+    prologue: String,
+    binding_domain: String,
+    chat_domain: String,
+    identity: Party,
+    chats: Vec<ChatVector>,
+    messages: Vec<MessageVector>,
+    handshake: HandshakeVector,
+}
+
+/// One side: its keys, its hello, and what identifies it.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Debug)]
+struct Party {
+    /// The Ed25519 secret key (RFC 8032's 32-byte seed).
+    ed25519_seed: String,
+    public_key: String,
+    peer_id: String,
+    username: String,
+    listen_port: u16,
+    noise_static_private_key: String,
+    noise_static_public_key: String,
+    noise_ephemeral_private_key: String,
+    noise_ephemeral_public_key: String,
+    /// What the identity key signs to bind the static key: the domain, then the static key.
+    binding_signed_bytes: String,
+    binding: String,
+    hello: String,
+}
+
+#[derive(Serialize, Deserialize, PartialEq, Debug)]
+struct ChatVector {
+    body: String,
+    id: String,
+    author: String,
+    username: String,
+    text: Option<String>,
+    signed_bytes: String,
+    signature: String,
+    /// The frame its author first pushes it in: `Chat { ttl: 31, hops: 1, chat }`.
+    frame: String,
+}
+
+#[derive(Serialize, Deserialize, PartialEq, Debug)]
+struct MessageVector {
+    name: String,
+    variant: u8,
+    /// The field values, bytes in hex; a chat is named by its place in `chats`.
+    fields: serde_json::Value,
+    /// The whole frame: length prefix, version, message.
+    frame: String,
+}
+
+#[derive(Serialize, Deserialize, PartialEq, Debug)]
+struct HandshakeVector {
+    dialer: Party,
+    acceptor: Party,
+    /// Each handshake message as a frame: length, version, Noise message.
+    message_1: String,
+    message_2: String,
+    message_3: String,
+    /// The first record each side sends after the handshake (nonce 0 of its direction), and the
+    /// frame it carries.
+    dialer_first_frame: String,
+    dialer_first_record: String,
+    acceptor_first_frame: String,
+    acceptor_first_record: String,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    assert!(s.len().is_multiple_of(2), "odd hex {s:?}");
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex")).collect()
+}
+
+/// 32 bytes counting up from `first`: keys anyone can type in.
+fn counting(first: u8) -> [u8; 32] {
+    std::array::from_fn(|i| first.wrapping_add(i as u8))
+}
+
+fn x25519_public(private: &[u8; 32]) -> Vec<u8> {
+    let mut dh = DefaultResolver.resolve_dh(&DHChoice::Curve25519).expect("X25519");
+    dh.set(private);
+    dh.pubkey().to_vec()
+}
+
+/// The keys of one side of the vectors.
+struct Keyring {
+    seed: [u8; 32],
+    keys: Ed25519Keys,
+    static_private: [u8; 32],
+    ephemeral_private: [u8; 32],
+    username: &'static str,
+    listen_port: u16,
+}
+
+fn alice() -> Keyring {
+    keyring(0x00, 0x40, 0x80, "alice", 7000)
+}
+
+fn bob() -> Keyring {
+    keyring(0x20, 0x60, 0xa0, "bob", 0)
+}
+
+fn keyring(seed: u8, static_key: u8, ephemeral: u8, username: &'static str, listen_port: u16) -> Keyring {
+    let seed = counting(seed);
+    Keyring {
+        seed,
+        keys: Ed25519Keys::from_secret(seed),
+        static_private: counting(static_key),
+        ephemeral_private: counting(ephemeral),
+        username,
+        listen_port,
+    }
+}
+
+/// The binding's signed bytes, from the specification's formula.
+fn binding_signed_bytes(static_public: &[u8]) -> Vec<u8> {
+    [BINDING_DOMAIN, static_public].concat()
+}
+
+/// A varint as the specification defines it (bincode 2's), for the values used here.
+fn varint(n: u64) -> Vec<u8> {
+    match n {
+        0..=250 => vec![n as u8],
+        251..=0xffff => [&[251u8][..], &(n as u16).to_le_bytes()].concat(),
+        0x1_0000..=0xffff_ffff => [&[252u8][..], &(n as u32).to_le_bytes()].concat(),
+        _ => [&[253u8][..], &n.to_le_bytes()].concat(),
+    }
+}
+
+/// The hello's bytes, from the specification's layout.
+fn hello_bytes(hello: &Hello) -> Vec<u8> {
+    let mut out = hello.public_key.0.to_vec();
+    out.extend_from_slice(&hello.binding.0);
+    out.extend(varint(hello.username.len() as u64));
+    out.extend_from_slice(hello.username.as_bytes());
+    out.extend(varint(u64::from(hello.listen_port)));
+    out
+}
+
+/// A chat's signed bytes, from the specification's formula.
+fn chat_signed_bytes(chat: &Chat) -> Vec<u8> {
+    let mut out = CHAT_DOMAIN.to_vec();
+    out.extend_from_slice(&chat.id.0);
+    out.extend_from_slice(&chat.author.0);
+    out.extend_from_slice(&(chat.username.len() as u32).to_be_bytes());
+    out.extend_from_slice(chat.username.as_bytes());
+    match &chat.body {
+        Body::Text(t) => {
+            out.push(0);
+            out.extend_from_slice(&(t.len() as u32).to_be_bytes());
+            out.extend_from_slice(t.as_bytes());
+        }
+        Body::Join => out.push(1),
+        Body::Leave => out.push(2),
+    }
+    out
+}
+
+/// One chat of each body, by alice, a millisecond apart.
+fn chats() -> Vec<Arc<Chat>> {
+    let a = alice();
+    let bodies = [Body::Text("hello, world".into()), Body::Join, Body::Leave];
+    bodies
+        .into_iter()
+        .enumerate()
+        .map(|(i, body)| {
+            let random: [u8; 10] = std::array::from_fn(|j| (0x10 * (i as u8 + 1)) + j as u8);
+            let id = ChatId::new_v7(UNIX_MS + i as u64, &random);
+            Arc::new(Chat::new(&a.keys, id, a.username, body))
+        })
+        .collect()
+}
+
+fn chat_vector(chat: &Arc<Chat>) -> ChatVector {
+    let signed = chat.signed_bytes();
+    assert_eq!(signed, chat_signed_bytes(chat), "the signed bytes are not the specification's");
+    assert!(chat.verify(&alice().keys));
+    let (body, text) = match &chat.body {
+        Body::Text(t) => ("Text", Some(t.clone())),
+        Body::Join => ("Join", None),
+        Body::Leave => ("Leave", None),
+    };
+    ChatVector {
+        body: body.into(),
+        id: hex(&chat.id.0),
+        author: hex(&chat.author.0),
+        username: chat.username.clone(),
+        text,
+        signed_bytes: hex(&signed),
+        signature: hex(&chat.signature.0),
+        frame: hex(&wire::encode(&Message::Chat { ttl: FIRST_TTL, hops: FIRST_HOPS, chat: chat.clone() })),
+    }
+}
+
+/// One message of each variant, in variant order, with the fields the vectors show for it.
+fn messages() -> Vec<(Message, serde_json::Value)> {
+    let c = chats();
+    let ids: Vec<ChatId> = c.iter().map(|c| c.id).collect();
+    // The fingerprint of `[ids[1], MAX)`, which holds the last two.
+    let hash = ids[1..].iter().fold(0u128, |h, id| h.wrapping_add(id.as_u128()));
+    let lower = ChatId::lower_bound(UNIX_MS);
+    let v4 = SocketAddr::from(([192, 0, 2, 1], 7000));
+    let v6: SocketAddr = "[2001:db8::1]:7001".parse().unwrap();
+    vec![
+        (
+            Message::Chat { ttl: FIRST_TTL, hops: FIRST_HOPS, chat: c[0].clone() },
+            json!({ "ttl": FIRST_TTL, "hops": FIRST_HOPS, "chat": "chats[0]" }),
+        ),
+        (Message::Reply { hops: 2, chat: c[1].clone() }, json!({ "hops": 2, "chat": "chats[1]" })),
+        (Message::IHave { ids: ids[..2].to_vec() }, json!({ "ids": [hex(&ids[0].0), hex(&ids[1].0)] })),
+        (Message::IWant { ids: vec![ids[0]] }, json!({ "ids": [hex(&ids[0].0)] })),
+        (Message::Prune, json!({})),
+        (Message::Graft { ids: vec![ids[2]] }, json!({ "ids": [hex(&ids[2].0)] })),
+        (
+            Message::Sync {
+                ranges: vec![
+                    SyncRange { lower, upper: ids[1], summary: Summary::Ids(vec![ids[0]]) },
+                    SyncRange { lower: ids[1], upper: ChatId::MAX, summary: Summary::Fingerprint { count: 2, hash } },
+                ],
+            },
+            json!({ "ranges": [
+                { "lower": hex(&lower.0), "upper": hex(&ids[1].0), "summary": { "Ids": [hex(&ids[0].0)] } },
+                { "lower": hex(&ids[1].0), "upper": hex(&ChatId::MAX.0),
+                  "summary": { "Fingerprint": { "count": 2, "hash": format!("{hash:032x}") } } },
+            ] }),
+        ),
+        (Message::Ping { nonce: 0x0123_4567_89ab_cdef }, json!({ "nonce": "0x0123456789abcdef" })),
+        (Message::Pong { nonce: 300 }, json!({ "nonce": 300 })),
+        (Message::PeerRequest, json!({})),
+        (Message::PeerResponse { addrs: vec![v4, v6] }, json!({ "addrs": [v4.to_string(), v6.to_string()] })),
+        (Message::Announce { listen_port: 7000 }, json!({ "listen_port": 7000 })),
+    ]
+}
+
+fn message_vectors() -> Vec<MessageVector> {
+    messages()
+        .into_iter()
+        .enumerate()
+        .map(|(variant, (msg, fields))| {
+            let frame = wire::encode(&msg);
+            assert_eq!(frame[6], variant as u8, "{} is not variant {variant}", msg.kind());
+            MessageVector { name: msg.kind().into(), variant: variant as u8, fields, frame: hex(&frame) }
+        })
+        .collect()
+}
+
+/// A whole handshake between alice (dialer) and bob (acceptor) with every key fixed, and the first
+/// record each sends after it.
+fn handshake() -> HandshakeVector {
+    let (a, b) = (alice(), bob());
+    let (ia, ib) = (
+        StaticIdentity::from_private_key(&a.keys, a.static_private),
+        StaticIdentity::from_private_key(&b.keys, b.static_private),
+    );
+    let (mut ha, m1) = Handshake::with_fixed_ephemeral_for_test_vectors(
+        &a.keys,
+        &ia,
+        a.username,
+        a.listen_port,
+        true,
+        &a.ephemeral_private,
+    );
+    let (mut hb, none) = Handshake::with_fixed_ephemeral_for_test_vectors(
+        &b.keys,
+        &ib,
+        b.username,
+        b.listen_port,
+        false,
+        &b.ephemeral_private,
+    );
+    assert!(none.is_empty());
+    let Ok(Progress::Continue(m2)) = hb.handle(&b.keys, &m1) else { panic!("bob answers alice's first message") };
+    let Ok(Progress::Done(da)) = ha.handle(&a.keys, &m2) else { panic!("alice finishes on bob's answer") };
+    let Ok(Progress::Done(db)) = hb.handle(&b.keys, &da.send) else { panic!("bob finishes on alice's last message") };
+    let (mut da, mut db) = (*da, *db);
+    let dialer_frame = wire::encode(&Message::Chat { ttl: FIRST_TTL, hops: FIRST_HOPS, chat: chats()[0].clone() });
+    let acceptor_frame = wire::encode(&Message::Ping { nonce: 1 });
+    let (mut dialer_record, mut acceptor_record) = (Vec::new(), Vec::new());
+    da.session.seal(&dialer_frame, &mut dialer_record).unwrap();
+    db.session.seal(&acceptor_frame, &mut acceptor_record).unwrap();
+    // Each side opens the other's.
+    let mut plain = Vec::new();
+    db.session.open(&dialer_record, &mut plain).unwrap();
+    assert_eq!(plain, dialer_frame);
+    plain.clear();
+    da.session.open(&acceptor_record, &mut plain).unwrap();
+    assert_eq!(plain, acceptor_frame);
+    HandshakeVector {
+        dialer: party(&a, &db.hello),
+        acceptor: party(&b, &da.hello),
+        message_1: hex(&m1),
+        message_2: hex(&m2),
+        message_3: hex(&da.send),
+        dialer_first_frame: hex(&dialer_frame),
+        dialer_first_record: hex(&dialer_record),
+        acceptor_first_frame: hex(&acceptor_frame),
+        acceptor_first_record: hex(&acceptor_record),
+    }
+}
+
+/// `k`'s side of the vectors; `hello`, its hello as the other side received it.
+fn party(k: &Keyring, hello: &Hello) -> Party {
+    let public_key = k.keys.public_key();
+    let static_public = x25519_public(&k.static_private);
+    let signed = binding_signed_bytes(&static_public);
+    assert_eq!(hello.public_key, public_key);
+    assert!(k.keys.verify(&public_key, &signed, &hello.binding), "the binding does not sign the specification's bytes");
+    let bytes = wire::encode_hello(hello);
+    assert_eq!(bytes, hello_bytes(hello), "the hello is not laid out as specified");
+    Party {
+        ed25519_seed: hex(&k.seed),
+        public_key: hex(&public_key.0),
+        peer_id: hex(&public_key.peer_id().0),
+        username: k.username.into(),
+        listen_port: k.listen_port,
+        noise_static_private_key: hex(&k.static_private),
+        noise_static_public_key: hex(&static_public),
+        noise_ephemeral_private_key: hex(&k.ephemeral_private),
+        noise_ephemeral_public_key: hex(&x25519_public(&k.ephemeral_private)),
+        binding_signed_bytes: hex(&signed),
+        binding: hex(&hello.binding.0),
+        hello: hex(&bytes),
+    }
+}
+
+fn vectors() -> Vectors {
+    let handshake = handshake();
+    Vectors {
+        about: "Test vectors of docs/PROTOCOL.md. Bytes are lowercase hex; checked against the code by \
+                core/tests/protocol_vectors.rs."
+            .into(),
+        protocol_version: PROTOCOL_VERSION,
+        noise_protocol: NOISE_PROTOCOL.into(),
+        prologue: hex(PROLOGUE),
+        binding_domain: hex(BINDING_DOMAIN),
+        chat_domain: hex(CHAT_DOMAIN),
+        identity: handshake.dialer.clone(),
+        chats: chats().iter().map(chat_vector).collect(),
+        messages: message_vectors(),
+        handshake,
+    }
+}
+
+fn updating() -> bool {
+    std::env::var_os("UPDATE_VECTORS").is_some_and(|v| v == "1")
+}
+
+/// The file's vectors; while it is being rewritten, the new ones.
+fn read_file() -> Vectors {
+    if updating() {
+        return vectors();
+    }
+    let text = std::fs::read_to_string(VECTORS).unwrap_or_else(|e| panic!("{VECTORS}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{VECTORS}: {e}"))
+}
+
+#[test]
+fn vectors_are_what_the_code_makes() {
+    let made = serde_json::to_string_pretty(&vectors()).unwrap() + "\n";
+    if updating() {
+        std::fs::write(VECTORS, &made).unwrap_or_else(|e| panic!("{VECTORS}: {e}"));
+        return;
+    }
+    let file = std::fs::read_to_string(VECTORS).unwrap_or_else(|e| panic!("{VECTORS}: {e}"));
+    if let Some((i, (want, got))) = made.lines().zip(file.lines()).enumerate().find(|(_, (m, f))| m != f) {
+        panic!(
+            "docs/protocol-vectors.json differs from what the code makes, at line {}:\n  file: {got}\n  code: {want}\n\
+             If the bytes on the wire changed on purpose, bump PROTOCOL_VERSION, update docs/PROTOCOL.md and run\n  \
+             UPDATE_VECTORS=1 cargo test -p p2p-chat-core --test protocol_vectors",
+            i + 1
+        );
+    }
+    assert_eq!(made.lines().count(), file.lines().count(), "docs/protocol-vectors.json has a different length");
+}
+
+/// Every message listed in the file decodes from its bytes to the message it describes, and
+/// every chat's signature verifies over its signed bytes.
+#[test]
+fn every_listed_message_decodes_from_its_bytes() {
+    let file = read_file();
+    let expected = messages();
+    assert_eq!(file.messages.len(), expected.len());
+    for (v, (msg, _)) in file.messages.iter().zip(&expected) {
+        let frame = unhex(&v.frame);
+        let len = u32::from_be_bytes(frame[..4].try_into().unwrap()) as usize;
+        assert_eq!(len, frame.len() - 4, "{}: the length counts what follows it", v.name);
+        assert_eq!(u16::from_be_bytes([frame[4], frame[5]]), PROTOCOL_VERSION);
+        assert_eq!(frame[6], v.variant, "{}", v.name);
+        let decoded = wire::decode_payload(&frame[4..]).unwrap_or_else(|e| panic!("{}: {e}", v.name));
+        assert_eq!(decoded.kind(), v.name);
+        assert_eq!(&decoded, msg, "{}", v.name);
+    }
+    let alice = alice();
+    for (v, chat) in file.chats.iter().zip(chats()) {
+        let frame = unhex(&v.frame);
+        let Ok(Message::Chat { ttl, hops, chat: decoded }) = wire::decode_payload(&frame[4..]) else {
+            panic!("{}: not a chat frame", v.body)
+        };
+        assert_eq!((ttl, hops), (FIRST_TTL, FIRST_HOPS));
+        assert_eq!(*decoded, *chat);
+        assert_eq!(decoded.signed_bytes(), unhex(&v.signed_bytes));
+        let author = PublicKey(unhex(&v.author).try_into().unwrap());
+        let signature = p2p_chat_core::Signature(unhex(&v.signature).try_into().unwrap());
+        assert!(alice.keys.verify(&author, &unhex(&v.signed_bytes), &signature), "{}", v.body);
+    }
+    for party in [&file.identity, &file.handshake.dialer, &file.handshake.acceptor] {
+        let hello = wire::decode_hello(&unhex(&party.hello)).unwrap();
+        assert_eq!(hex(&hello.public_key.0), party.public_key);
+        assert_eq!(hex(&hello.public_key.peer_id().0), party.peer_id);
+        assert_eq!((hello.username.as_str(), hello.listen_port), (party.username.as_str(), party.listen_port));
+        assert!(alice.keys.verify(&hello.public_key, &unhex(&party.binding_signed_bytes), &hello.binding));
+    }
+}
+
+/// The handshake's messages from the file, fed to the code with the same keys, complete it, and
+/// the first records open to their frames.
+#[test]
+fn the_listed_handshake_completes() {
+    let file = read_file().handshake;
+    let (a, b) = (alice(), bob());
+    let ib = StaticIdentity::from_private_key(&b.keys, b.static_private);
+    let (mut hb, _) = Handshake::with_fixed_ephemeral_for_test_vectors(
+        &b.keys,
+        &ib,
+        b.username,
+        b.listen_port,
+        false,
+        &b.ephemeral_private,
+    );
+    let Ok(Progress::Continue(m2)) = hb.handle(&b.keys, &unhex(&file.message_1)) else { panic!("message 1") };
+    assert_eq!(hex(&m2), file.message_2);
+    let Ok(Progress::Done(db)) = hb.handle(&b.keys, &unhex(&file.message_3)) else { panic!("message 3") };
+    let mut db = *db;
+    assert_eq!(db.hello.public_key, a.keys.public_key());
+    let mut plain = Vec::new();
+    db.session.open(&unhex(&file.dialer_first_record), &mut plain).unwrap();
+    assert_eq!(hex(&plain), file.dialer_first_frame);
+    let mut record = Vec::new();
+    db.session.seal(&unhex(&file.acceptor_first_frame), &mut record).unwrap();
+    assert_eq!(hex(&record), file.acceptor_first_record);
+}
