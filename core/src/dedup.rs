@@ -232,21 +232,22 @@ impl IdSet for Dedup {
     }
 }
 
+#[cfg(feature = "prefetch")]
 impl Dedup {
-    /// Cache hint (see [`crate::hint`]) for the tables a chat or an announcement is looked up in:
-    /// only their newest `HINTED` entries, where `find` starts and nearly always ends (a new chat
-    /// is among the newest), so the hint stays a few lines however many chats are kept.
-    pub(crate) fn prefetch(&self) {
+    /// The tables a chat or an announcement is looked up in (see [`crate::memory`]): only their
+    /// newest `HINTED` entries, where `find` starts and nearly always ends (a new chat is among the
+    /// newest), so the hint stays a few lines however many chats are kept.
+    pub(crate) fn memory(&self, f: crate::memory::Regions<'_>) {
         const HINTED: usize = 16;
-        fn newest<T>(d: &VecDeque<T>) {
+        fn newest<T>(d: &VecDeque<T>, f: crate::memory::Regions<'_>) {
             let (a, b) = d.as_slices();
             let in_b = b.len().min(HINTED);
-            crate::hint::value(&b[b.len() - in_b..]);
+            crate::memory::of(&b[b.len() - in_b..], f);
             let in_a = a.len().min(HINTED - in_b);
-            crate::hint::value(&a[a.len() - in_a..]);
+            crate::memory::of(&a[a.len() - in_a..], f);
         }
-        newest(&self.chats);
-        newest(&self.hops);
+        newest(&self.chats, f);
+        newest(&self.hops, f);
     }
 }
 

@@ -261,7 +261,8 @@ impl Loop {
             self.read_ready(&mut buf);
             self.drop_lingering();
             let now = self.clock.now();
-            if self.node.poll_timeout().is_some_and(|(at, _)| at <= now) {
+            if let Some((_, why)) = self.node.poll_timeout().filter(|(at, _)| *at <= now) {
+                tracing::trace!(?why, "timer due");
                 self.node.handle_input(now, Input::Timeout);
                 self.drain();
             }

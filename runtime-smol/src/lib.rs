@@ -231,7 +231,8 @@ async fn drive(
             Wake::Inbox(Some(msg)) => d.on_inbox(now, msg),
             Wake::Inbox(None) => {}
             Wake::Timer => {
-                if d.node.poll_timeout().is_some_and(|(at, _)| at <= now) {
+                if let Some((_, why)) = d.node.poll_timeout().filter(|(at, _)| *at <= now) {
+                    tracing::trace!(?why, "timer due");
                     d.node.handle_input(now, Input::Timeout);
                 }
             }

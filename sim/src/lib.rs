@@ -11,6 +11,7 @@
 //! the command replaying it.
 
 mod cheap_keys;
+mod hint;
 mod id_hash;
 mod metrics;
 mod plot;

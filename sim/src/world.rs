@@ -21,7 +21,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use p2p_chat_core::hint::lines;
+use crate::hint::lines;
 use p2p_chat_core::random::Rng;
 use p2p_chat_core::wire::{self, Message};
 use p2p_chat_core::{Body, Chat, ChatId, Config, ConnId, Ed25519Keys, Event, Input, Keys, Node, Origin, Output, Time};
@@ -605,20 +605,20 @@ impl World {
         }
         if let Some(ev) = self.ahead(PREFETCH_TABLES_AHEAD) {
             if let Some(n) = ev.reads().0.and_then(|i| self.slots[i as usize].node.as_ref()) {
-                n.prefetch_tables();
+                n.tables_memory(&mut lines);
             }
         }
         if let Some(ev) = self.ahead(PREFETCH_CONN_AHEAD) {
             if let (Some(i), Some(conn)) = (ev.reads().0, ev.conn()) {
                 if let Some(n) = &self.slots[i as usize].node {
-                    n.prefetch_conn(conn.id());
+                    n.conn_memory(conn.id(), &mut lines);
                 }
             }
         }
         if let Some(ev) = self.ahead(PREFETCH_SESSION_AHEAD) {
             if let (Some(i), Some(conn)) = (ev.reads().0, ev.conn()) {
                 if let Some(n) = &self.slots[i as usize].node {
-                    n.prefetch_session(conn.id());
+                    n.session_memory(conn.id(), &mut lines);
                 }
             }
         }

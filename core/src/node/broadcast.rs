@@ -166,7 +166,7 @@ impl Node {
             let msg = Message::Chat { ttl: ttl.saturating_sub(1), hops: next_hops, chat: chat.clone() };
             let mut frame_len = wire::frame_size_hint(&msg);
             for &conn in targets.eager() {
-                let buf = tx_buf(&mut self.tx, &self.conns, conn, frame_len);
+                let buf = tx_buf(&mut self.tx, conn, frame_len);
                 let before = buf.len();
                 // No limit: a chat is within any sane one by construction (`Chat::is_well_formed`).
                 wire::encode_into(&msg, buf, usize::MAX).expect("encoding a message into memory cannot fail");

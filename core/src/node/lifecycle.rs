@@ -385,12 +385,8 @@ impl Node {
     }
 
     /// Closes handshakes and dials that took too long and peers gone silent, and pings quiet
-    /// ones. Each connection is a block of its own, in no cache in a large simulation: hinted all
-    /// at once first, their loads overlap instead of stalling the loop one by one.
+    /// ones.
     pub(super) fn check_liveness(&mut self, now: Time) {
-        for c in self.conns.values() {
-            crate::hint::value(&**c);
-        }
         let mut to_close = Vec::new();
         let mut to_ping = Vec::new();
         for (id, c) in self.conns.iter() {

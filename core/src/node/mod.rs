@@ -12,6 +12,7 @@ mod conn;
 mod inbound;
 mod lifecycle;
 mod output;
+#[cfg(feature = "prefetch")]
 mod prefetch;
 mod repair;
 mod timers;
@@ -53,7 +54,7 @@ use crate::wire::{
 /// every node cold in cache and hints the hot group ahead of its inputs (`Node::HOT_BYTES`, 560
 /// bytes): in the compiler's order what a frame touches was spread over the whole node, 18 lines,
 /// all of which were hinted.
-#[repr(C)]
+#[cfg_attr(feature = "prefetch", repr(C))]
 pub struct Node {
     // ----- hot: read or written by nearly every input -----
     /// Every deadline but the gossip's wants (see `timers`): read after every input.
