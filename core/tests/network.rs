@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use net::Net;
+use p2p_chat_core::serve::ServeLimits;
 use p2p_chat_core::wire::{self, Message};
 use p2p_chat_core::{Body, Chat, ChatId, Command, Config, Ed25519Keys, Event, Input, Keys, Node, Origin, Output, Time};
 use quickcheck::{QuickCheck, TestResult};
@@ -138,6 +139,45 @@ fn a_late_joiner_catches_up_on_history() {
         .collect();
     assert!(ids.iter().all(|id| caught_up.contains(id)));
     assert_converged(&net, &ids, 5);
+}
+
+/// A node that keeps few chats (`max_chats` 8) sleeps while 300 are sent, and comes back to a busy
+/// room: 15 more arrive live the moment it reconnects, while its neighbours push it what it missed
+/// one chat per sync answer. The newest chats it holds then all postdate the ones it missed, which
+/// arrive below its floor: it shows every chat, each once.
+#[test]
+fn a_node_back_from_an_absence_longer_than_its_history_gets_every_chat() {
+    const BACK: usize = 5;
+    let seed = 11;
+    let mut net = Net::new(6, seed, |i| Config {
+        max_chats: if i == BACK { 8 } else { 1000 },
+        // Every link eager: live chats reach it the moment it is back, ahead of its catch-up.
+        fanout: 8,
+        serve: ServeLimits { round_bytes: 1, ..ServeLimits::default() },
+        ..Net::star_config(i)
+    });
+    net.run_for(Duration::from_secs(5));
+    let others = [0, 1, 2, 3, 4];
+    // More than it keeps, before it goes: it has evicted some already.
+    let mut ids = send_chats(&mut net, &others.repeat(2));
+    net.run_for(Duration::from_secs(2));
+    assert_eq!(net.nodes[BACK].as_ref().unwrap().held_chats(), 8);
+    let away = net.pause(BACK);
+    ids.extend(send_chats_every(&mut net, &others.repeat(60), Duration::from_millis(5)));
+    net.run_for(Duration::from_secs(3));
+    net.resume(BACK, away);
+    // The room goes on talking, a chat every 2 ms, while it dials again (on its next tick) and
+    // for 200 ms after.
+    let back_at = net.delivered[BACK].len();
+    let up = |net: &Net| net.delivered[BACK][back_at..].iter().any(|e| matches!(e, Event::PeerUp(_)));
+    let mut talk = others.iter().cycle();
+    while !up(&net) && ids.len() < 1000 {
+        ids.extend(send_chats_every(&mut net, &[*talk.next().unwrap()], Duration::from_millis(2)));
+    }
+    assert!(up(&net), "reconnected");
+    ids.extend(send_chats_every(&mut net, &others.repeat(20), Duration::from_millis(2)));
+    net.run_for(Duration::from_secs(20));
+    assert_converged(&net, &ids, seed);
 }
 
 #[test]

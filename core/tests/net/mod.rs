@@ -136,6 +136,29 @@ impl Net {
         }
     }
 
+    /// Takes node `i` off the network with its state, as a laptop put to sleep: its links go (its
+    /// peers see them close) and nothing reaches it until `resume`.
+    pub fn pause(&mut self, i: usize) -> Paused {
+        let conns: Vec<ConnId> = self.links.keys().filter(|(n, _)| *n == i).map(|(_, c)| *c).collect();
+        let node = self.nodes[i].take().expect("a live node");
+        for &conn in &conns {
+            self.send_on_link(i, conn, |node, conn| Ev::Closed { node, conn });
+            self.links.remove(&(i, conn));
+        }
+        Paused { node, conns }
+    }
+
+    /// Brings a paused node back: it learns that its connections closed while it slept, and dials
+    /// again as it would.
+    pub fn resume(&mut self, i: usize, paused: Paused) {
+        self.nodes[i] = Some(paused.node);
+        self.wake_at[i] = None;
+        for conn in paused.conns {
+            self.input(i, Input::Closed(conn));
+        }
+        self.after_input(i);
+    }
+
     fn after_input(&mut self, i: usize) {
         loop {
             let Some(node) = self.nodes[i].as_mut() else { return };
@@ -165,6 +188,8 @@ impl Net {
         }
         let Some(node) = self.nodes[i].as_ref() else { return };
         if let Some((t, _)) = node.poll_timeout() {
+            // A deadline already past (a node resumed after a pause) is due now, not back then.
+            let t = t.max(self.now);
             if self.wake_at[i] != Some(t) {
                 self.wake_at[i] = Some(t);
                 self.push(t, Ev::Wake(i));
@@ -279,6 +304,12 @@ impl Net {
         }
         m
     }
+}
+
+/// A node taken off the network by `Net::pause`.
+pub struct Paused {
+    pub node: Node,
+    conns: Vec<ConnId>,
 }
 
 /// A hostile peer that completes an honest handshake with a node, then writes whatever frames a
