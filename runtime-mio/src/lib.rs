@@ -65,6 +65,7 @@ struct Handle {
 
 impl Runtime for MioRuntime {
     fn start(mut start: Start) -> Result<Box<dyn NodeHandle>, StartError> {
+        start.config.validate()?;
         let poll = Poll::new().map_err(StartError::Runtime)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(StartError::Runtime)?);
         let listener = match start.listen {

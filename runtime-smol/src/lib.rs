@@ -63,6 +63,7 @@ struct Handle {
 
 impl Runtime for SmolRuntime {
     fn start(mut start: Start) -> Result<Box<dyn NodeHandle>, StartError> {
+        start.config.validate()?;
         let listener = match start.listen {
             Some(addr) => {
                 Some(std::net::TcpListener::bind(addr).map_err(|source| StartError::Listen { addr, source })?)

@@ -18,7 +18,7 @@ mod repair;
 mod timers;
 
 pub use api::{Command, ConnId, Delivery, Direction, Event, Input, Origin, Output, PeerSummary, Stats};
-pub use config::Config;
+pub use config::{Config, ConfigError};
 use conn::{Conn, ConnAddr, Listen, Liveness, Peer, Phase, NO_RTT};
 use lifecycle::conn_name;
 use output::tx_buf;
