@@ -198,7 +198,7 @@ fn attacked() -> (Node, net::Mallory, Time) {
     let now = Time::from_millis(net::T0_MS);
     let mut a =
         Node::new(Config { username: "a".into(), ..Config::default() }, Box::new(Ed25519Keys::from_seed(1)), 1, now);
-    let m = net::Mallory::connect(&mut a, Ed25519Keys::from_seed(2), net::addr(2), now);
+    let m = net::Mallory::connect(&mut a, 2, net::addr(2), now);
     assert_eq!(a.peers().len(), 1);
     while a.poll_output().is_some() {}
     (a, m, now)
@@ -287,7 +287,7 @@ fn poisoned_peer_exchange_cannot_make_a_node_dial_without_bound() {
     let cfg = Config { bootstrap: vec![good], ..Config::default() };
     let (per_min, burst) = cfg.dials_per_minute;
     let mut a = Node::new(cfg, Box::new(Ed25519Keys::from_seed(1)), 1, t0);
-    let mut m = net::Mallory::connect(&mut a, Ed25519Keys::from_seed(2), net::addr(2), t0);
+    let mut m = net::Mallory::connect(&mut a, 2, net::addr(2), t0);
     let mut dials = 0;
     let mut bootstrap_dials = 0;
     let mut poison = 0u32;
@@ -437,15 +437,11 @@ fn closes(a: &mut Node) -> Vec<p2p_chat_core::ConnId> {
 /// would otherwise evict each other's handshakes before any could finish).
 #[test]
 fn full_handshake_slots_evict_the_silent_before_the_progressing() {
-    use p2p_chat_core::handshake::{Handshake, StaticIdentity};
     let t0 = Time::from_millis(net::T0_MS);
     let mut a =
         Node::new(Config { max_handshaking: 2, ..Config::default() }, Box::new(Ed25519Keys::from_seed(1)), 1, t0);
     let honest = a.accept(t0, net::addr(2)).unwrap();
-    let keys = Ed25519Keys::from_seed(2);
-    let mut rng = p2p_chat_core::random::Rng::new(2);
-    let me = StaticIdentity::new(&keys, &mut rng);
-    let (_hs, first) = Handshake::dial(&keys, &me, &mut rng, "honest", 0);
+    let (_dialer, first) = p2p_chat_core::testing::Client::dial(2, "honest");
     a.handle_input(t0, Input::Received(honest, &first));
     let silent = a.accept(t0, net::addr(3)).unwrap();
     while a.poll_output().is_some() {}
@@ -541,7 +537,7 @@ fn with_one_outbound_peer(cfg: Config, seed: u64, t0: Time) -> (Node, p2p_chat_c
 /// Inbound peer number `i`, from 10.`group`.0.`i`, connected to `a` at `at`.
 fn connect_inbound(a: &mut Node, i: u64, group: u8, at: Time) -> net::Mallory {
     let from = std::net::SocketAddr::from(([10, group, 0, i as u8], 4000));
-    let m = net::Mallory::connect(a, Ed25519Keys::from_seed(10 + i), from, at);
+    let m = net::Mallory::connect(a, 10 + i, from, at);
     while a.poll_output().is_some() {}
     m
 }

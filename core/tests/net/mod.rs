@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use p2p_chat_core::random::Rng;
+use p2p_chat_core::testing::Client;
 use p2p_chat_core::{Config, ConnId, Ed25519Keys, Event, Input, Node, Output, Time};
 
 pub const T0_MS: u64 = 1_800_000_000_000;
@@ -313,50 +314,37 @@ pub struct Paused {
 }
 
 /// A hostile peer that completes an honest handshake with a node, then writes whatever frames a
-/// test wants, sealed in its session as a real peer would.
+/// test wants, sealed in its session as a real peer would (the core's test client).
 pub struct Mallory {
-    pub keys: Ed25519Keys,
-    pub session: p2p_chat_core::session::Session,
+    pub client: Client,
     /// The node's id for the connection from Mallory.
     pub conn: ConnId,
-    decoder: p2p_chat_core::wire::FrameDecoder,
 }
 
 impl Mallory {
-    /// Dials `node` from `from` and completes the handshake as `keys`.
-    pub fn connect(node: &mut Node, keys: Ed25519Keys, from: SocketAddr, now: Time) -> Mallory {
-        use p2p_chat_core::handshake::{Handshake, Progress, StaticIdentity};
-        let mut rng = Rng::new(666);
-        let me = StaticIdentity::new(&keys, &mut rng);
-        let (mut hs, first) = Handshake::dial(&keys, &me, &mut rng, "mallory", 0);
+    /// Dials `node` from `from` and completes the handshake as identity `seed`.
+    pub fn connect(node: &mut Node, seed: u64, from: SocketAddr, now: Time) -> Mallory {
+        let (mut client, first) = Client::dial(seed, "mallory");
         let conn = node.accept(now, from).expect("the node accepts");
         node.handle_input(now, Input::Received(conn, &first));
-        let reply = Mallory::drain(node, conn);
-        let Ok(Progress::Done(done)) = hs.handle(&keys, &reply) else { panic!("the node's handshake reply") };
-        node.handle_input(now, Input::Received(conn, &done.send));
-        let first_records = Mallory::drain(node, conn);
-        let decoder = p2p_chat_core::wire::FrameDecoder::new(p2p_chat_core::wire::DEFAULT_MAX_FRAME_BYTES);
-        let mut m = Mallory { keys, session: done.session, conn, decoder };
-        // Opened now to keep the session's nonces in step; the messages wait in the decoder.
-        let mut plain = Vec::new();
-        m.session.open(&first_records, &mut plain).expect("the node seals correctly");
-        m.decoder.push(&plain);
-        m
+        let reply = client.receive(&Mallory::drain(node, conn)).expect("the node's handshake reply");
+        assert!(client.is_up(), "the node finished the handshake");
+        node.handle_input(now, Input::Received(conn, &reply));
+        // Opened now to keep the session's nonces in step; the messages wait in the client.
+        client.receive(&Mallory::drain(node, conn)).expect("the node seals correctly");
+        Mallory { client, conn }
     }
 
     /// Sends raw plaintext bytes (frames, or garbage) through the session.
     pub fn send(&mut self, node: &mut Node, now: Time, plaintext: &[u8]) {
-        let mut sealed = Vec::new();
-        self.session.seal(plaintext, &mut sealed).unwrap();
+        let sealed = self.client.seal(plaintext).unwrap();
         node.handle_input(now, Input::Received(self.conn, &sealed));
     }
 
-    /// Opens bytes the node wrote to Mallory: the messages in them.
+    /// Opens bytes the node wrote to Mallory: the messages in them (and any not taken before).
     pub fn open(&mut self, bytes: &[u8]) -> Vec<p2p_chat_core::wire::Message> {
-        let mut plain = Vec::new();
-        self.session.open(bytes, &mut plain).expect("the node seals correctly");
-        self.decoder.push(&plain);
-        std::iter::from_fn(|| self.decoder.next_frame()).map(|f| f.expect("the node's frames decode")).collect()
+        self.client.receive(bytes).expect("the node seals correctly and its frames decode");
+        self.client.take_messages()
     }
 
     /// Everything the node wants to write to `conn` (other outputs are dropped).
