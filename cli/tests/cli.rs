@@ -3,6 +3,8 @@
 #[allow(dead_code)]
 mod common;
 
+use std::time::Duration;
+
 use common::{run, temp_dir, wait_exit, Proc};
 
 #[test]

@@ -103,6 +103,7 @@ impl Node {
                 chat_tokens: Tokens::full(self.config.chat_rate.1, now),
                 control_tokens: Tokens::full(self.config.control_rate.1, now),
                 asked_peers: false,
+                answered_peers: None,
                 credit: Credit::full(&self.config.serve),
                 unsent: 0,
                 served: None,

@@ -128,6 +128,10 @@ const PROTECTED_FASTEST: usize = 4;
 /// the default 64.
 const GROUP_HANDSHAKE_SHARE: usize = 8;
 
+/// A peer's `PeerRequest` is answered at most this often: a node that is short of peers asks every
+/// `exchange_interval / 6` (5 s by default).
+const PEER_ANSWER_INTERVAL: Duration = Duration::from_secs(4);
+
 /// Below this many known addresses, every new neighbour is asked for more.
 const HUNGRY_BOOK: usize = 64;
 /// Most dials in flight at once.
