@@ -93,7 +93,7 @@ pub mod wire;
 pub use chat::{Body, Chat, ChatId, ChatInterner};
 pub use identity::{Ed25519Keys, KeyFileError, Keys, PeerId, PublicKey, Signature};
 pub use node::{
-    Command, Config, ConfigError, ConnId, Delivery, Direction, Event, Input, Node, Origin, Output, PeerSummary, Stats,
-    Timer,
+    CloseReason, Command, Config, ConfigError, ConnId, Delivery, Direction, Event, Input, Node, Origin, Output,
+    PeerSummary, Stats, Timer,
 };
 pub use time::Time;

@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use net::Net;
 use p2p_chat_core::serve::ServeLimits;
-use p2p_chat_core::wire::{self, Message};
-use p2p_chat_core::{Body, Chat, ChatId, Command, Config, Ed25519Keys, Event, Input, Keys, Node, Origin, Output, Time};
+use p2p_chat_core::wire::{self, Message, WireError};
+use p2p_chat_core::{
+    Body, Chat, ChatId, CloseReason, Command, Config, Ed25519Keys, Event, Input, Keys, Node, Origin, Output, Time,
+};
 use quickcheck::{QuickCheck, TestResult};
 
 /// Sends one chat from each listed node, 5 ms apart; returns their ids.
@@ -285,7 +287,7 @@ fn poisoned_peer_exchange_cannot_make_a_node_dial_without_bound() {
     let t0 = Time::from_millis(net::T0_MS);
     let good = net::addr(200);
     let cfg = Config { bootstrap: vec![good], ..Config::default() };
-    let (per_min, burst) = cfg.dials_per_minute;
+    let (per_min, burst) = (cfg.dial_rate.per_sec * 60.0, cfg.dial_rate.burst);
     let mut a = Node::new(cfg, Box::new(Ed25519Keys::from_seed(1)), 1, t0);
     let mut m = net::Mallory::connect(&mut a, 2, net::addr(2), t0);
     let mut dials = 0;
@@ -367,7 +369,8 @@ fn a_peer_speaking_another_version_is_disconnected_with_a_clear_reason() {
             reason = Some(r);
         }
     }
-    assert_eq!(reason.as_deref(), Some("peer speaks protocol version 9, this node speaks version 2"));
+    assert_eq!(reason, Some(CloseReason::Frame(WireError::Version { theirs: 9, ours: 2 })));
+    assert_eq!(reason.unwrap().to_string(), "peer speaks protocol version 9, this node speaks version 2");
 }
 
 #[test]

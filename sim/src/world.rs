@@ -1344,7 +1344,7 @@ impl World {
 
     fn record(&mut self, i: usize, e: Event) {
         if let Event::PeerDown { conn, reason, .. } = &e {
-            if !self.attackers.is_empty() && reason.contains("banned") {
+            if !self.attackers.is_empty() && matches!(reason, p2p_chat_core::CloseReason::Banned) {
                 self.attacker_banned(i, *conn);
             }
             return;

@@ -50,7 +50,8 @@ pub struct Config {
     pub max_chats: usize,
     /// How far in the future a chat's timestamp may be.
     pub max_clock_skew: Duration,
-    /// Period of the maintenance timer (dialing, pings, expiry).
+    /// How often a node short of peers dials again, and how long after its first peer it announces
+    /// its arrival and first asks for addresses (see `Timer`).
     pub tick: Duration,
     pub sync_interval: Duration,
     /// A quiet link is pinged this often: half of `stale_after`, so a peer that vanished without
@@ -85,14 +86,14 @@ pub struct Config {
     /// spares (HyParView keeps a passive view of ~30), and exchange refreshes the book every
     /// `exchange_interval`; a larger book only holds more stale addresses and costs memory per node.
     pub address_book_cap: usize,
-    /// Per-peer limit on chat frames (rate per second, burst).
-    pub chat_rate: (f64, f64),
+    /// Per-peer limit on chat frames.
+    pub chat_rate: RateLimit,
     /// Per-peer limit on every other frame.
-    pub control_rate: (f64, f64),
-    /// Most dials the node makes on its own per minute, and the burst it may save up, so addresses
-    /// poured in by peer exchange (bogus or unreachable) cannot make it dial without bound. Dials
-    /// the user asks for are not counted.
-    pub dials_per_minute: (f64, f64),
+    pub control_rate: RateLimit,
+    /// Most dials the node makes on its own, and the burst it may save up, so addresses poured in
+    /// by peer exchange (bogus or unreachable) cannot make it dial without bound. Dials the user
+    /// asks for are not counted.
+    pub dial_rate: RateLimit,
     /// What each peer's requests may cost this node, and how much may wait for a peer (see
     /// [`crate::serve`]).
     pub serve: ServeLimits,
@@ -132,9 +133,9 @@ impl Default for Config {
             backoff_base: Duration::from_millis(500),
             backoff_max: Duration::from_secs(60),
             address_book_cap: 256,
-            chat_rate: (20_000.0, 40_000.0),
-            control_rate: (2_000.0, 4_000.0),
-            dials_per_minute: (60.0, 16.0),
+            chat_rate: RateLimit::new(20_000.0, 40_000.0),
+            control_rate: RateLimit::new(2_000.0, 4_000.0),
+            dial_rate: RateLimit::per_minute(60.0, 16.0),
             serve: ServeLimits::default(),
         }
     }
@@ -211,12 +212,10 @@ impl Config {
         if !(1024..=frame_max).contains(&self.max_frame_bytes) {
             return Err(ConfigError::FrameLimit { value: self.max_frame_bytes, max: frame_max });
         }
-        for (field, (rate, burst)) in [
-            ("chat_rate", self.chat_rate),
-            ("control_rate", self.control_rate),
-            ("dials_per_minute", self.dials_per_minute),
-        ] {
-            if !(rate > 0.0 && burst >= 1.0) {
+        for (field, rate) in
+            [("chat_rate", self.chat_rate), ("control_rate", self.control_rate), ("dial_rate", self.dial_rate)]
+        {
+            if !(rate.per_sec > 0.0 && rate.burst >= 1.0) {
                 return Err(ConfigError::Rate { field });
             }
         }
@@ -246,7 +245,7 @@ mod tests {
         assert_eq!(bad(|c| c.tick = Duration::ZERO), ConfigError::NoTime { field: "tick" });
         assert!(matches!(bad(|c| c.target_peers = 99), ConfigError::TargetOverMax { .. }));
         assert!(matches!(bad(|c| c.ping_interval = c.stale_after), ConfigError::PingAfterStale { .. }));
-        assert_eq!(bad(|c| c.control_rate = (0.0, 10.0)), ConfigError::Rate { field: "control_rate" });
+        assert_eq!(bad(|c| c.control_rate = RateLimit::new(0.0, 10.0)), ConfigError::Rate { field: "control_rate" });
         assert_eq!(bad(|c| c.serve.read_pause = c.serve.max_backlog + 1), ConfigError::ServeOrder);
     }
 }

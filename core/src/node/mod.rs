@@ -17,7 +17,7 @@ mod prefetch;
 mod repair;
 mod timers;
 
-pub use api::{Command, ConnId, Delivery, Direction, Event, Input, Origin, Output, PeerSummary, Stats};
+pub use api::{CloseReason, Command, ConnId, Delivery, Direction, Event, Input, Origin, Output, PeerSummary, Stats};
 pub use config::{Config, ConfigError};
 use conn::{Conn, ConnAddr, Listen, Liveness, Peer, Phase, NO_RTT};
 use lifecycle::conn_name;
@@ -36,10 +36,10 @@ use crate::dedup::{Dedup, Verdict};
 use crate::gossip::{Gossip, Requested};
 use crate::handshake::{Handshake, HandshakeError, Progress, StaticIdentity};
 use crate::identity::{Keys, PeerId, PublicKey};
-use crate::membership::{AddressBook, KeyTag, Penalty, Source, BAN_SCORE, MAX_SCORE};
+use crate::membership::{AddressBook, Bans, KeyTag, Penalty, Score, Source, Standing};
 use crate::name::Name;
 use crate::random::Rng;
-use crate::rate::Tokens;
+use crate::rate::{RateLimit, Tokens};
 use crate::serve::{Credit, Refusal, ServeLimits, Served, ID_WALK_COST};
 use crate::session::{self, Session};
 use crate::sync::{self, IdSet, Summary};
@@ -97,7 +97,7 @@ pub struct Node {
     /// every connection, a cache miss each in a large simulation, three times per handshake.
     up_peers: usize,
     book: AddressBook,
-    banned: BTreeMap<PeerId, Time>,
+    banned: Bans,
     dial_bucket: Tokens,
 }
 
@@ -191,12 +191,12 @@ impl Node {
             next_conn: 0,
             up_peers: 0,
             book,
-            banned: BTreeMap::new(),
+            banned: Bans::default(),
             out: VecDeque::new(),
             tx: ConnMap::default(),
             ihave: Vec::new(),
             interner: None,
-            dial_bucket: Tokens::full(config.dials_per_minute.1, now),
+            dial_bucket: Tokens::full(config.dial_rate.burst, now),
             #[cfg(debug_assertions)]
             last_now: now,
             timers: {
@@ -304,7 +304,7 @@ impl Node {
                 }
             }
             Input::Received(conn, bytes) => self.on_bytes(now, conn, bytes),
-            Input::Closed(conn) => self.drop_conn(now, conn, "connection closed by peer", false, true),
+            Input::Closed(conn) => self.drop_conn(now, conn, CloseReason::ByPeer, false, true),
             Input::Backlog(conn, bytes) => self.on_backlog(now, conn, bytes),
             Input::Command(cmd) => self.on_command(now, cmd),
             Input::Timeout => self.on_timeout(now),
@@ -342,7 +342,7 @@ impl Node {
             }
             // After 2^64 records: not in this universe, but never a panic.
             let when = c.last_recv;
-            self.drop_conn(when, conn, "session nonces exhausted", false, false);
+            self.drop_conn(when, conn, CloseReason::NoncesExhausted, false, false);
         }
     }
 
