@@ -88,6 +88,8 @@ pub struct NodeArgs {
     /// --persist, otherwise a fresh key for this run]
     #[arg(long)]
     pub identity: Option<PathBuf>,
+    #[command(flatten)]
+    pub web: crate::web::WebArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

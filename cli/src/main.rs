@@ -9,6 +9,7 @@ mod keyfile;
 mod session;
 mod store;
 mod ui;
+mod web;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;

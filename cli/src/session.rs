@@ -59,6 +59,8 @@ pub fn run(node: NodeArgs, listen: Option<SocketAddr>, connect: Vec<SocketAddr>)
         None => (Vec::new(), Vec::new()),
     };
     let restored = restore.len();
+    let web = crate::web::Web::prepare(&node.web, &restore)?;
+    let web_tap = web.as_ref().map(|w| w.tap());
     let max_peers = node.max_peers as usize;
     let config = Config {
         username: node.username.clone(),
@@ -81,6 +83,9 @@ pub fn run(node: NodeArgs, listen: Option<SocketAddr>, connect: Vec<SocketAddr>)
         known,
         connect,
         on_event: Box::new(move |e| {
+            if let Some(t) = &web_tap {
+                t.send(&e);
+            }
             let _ = tx.send(e);
         }),
     };
@@ -88,6 +93,7 @@ pub fn run(node: NodeArgs, listen: Option<SocketAddr>, connect: Vec<SocketAddr>)
         RuntimeKind::Mio => MioRuntime::start(start)?,
         RuntimeKind::Smol => SmolRuntime::start(start)?,
     });
+    let web = web.map(|w| w.serve(handle.clone(), &node.username, me)).transpose()?;
     let listening = match handle.local_addr() {
         Some(a) => format!("listening on {a}"),
         None => "not listening".into(),
@@ -120,11 +126,14 @@ pub fn run(node: NodeArgs, listen: Option<SocketAddr>, connect: Vec<SocketAddr>)
             s.mark_shown(&pending)?;
         }
     }
+    if let Some(w) = &web {
+        let _ = writeln!(out, "{}", w.banner());
+    }
     let _ = writeln!(out, "type /help for commands");
     let _ = out.flush();
     drop(out);
 
-    let interactive = std::io::stdin().is_terminal();
+    let interactive = std::io::stdin().is_terminal() && !node.web.headless;
     let mut editor =
         if interactive { Some(rustyline::DefaultEditor::new().context("cannot set up the terminal")?) } else { None };
     let printer: Printer = match editor.as_mut().map(|e| e.create_external_printer()) {
@@ -159,6 +168,10 @@ pub fn run(node: NodeArgs, listen: Option<SocketAddr>, connect: Vec<SocketAddr>)
         identity,
     };
     let result = match editor {
+        _ if node.web.headless => {
+            crate::web::run_headless(web.as_ref());
+            Ok(())
+        }
         Some(mut ed) => loop {
             match ed.readline("> ") {
                 Ok(line) => {

@@ -1,0 +1,473 @@
+//! What the page shows, kept once for every open tab.
+//!
+//! The hub turns each node event into an `Item` (the page's log line), keeps the last
+//! [`LOG_ITEMS`] of them, and broadcasts each to every tab. A tab that opens gets a snapshot (the
+//! log, the peers, the stats) and its subscription under one lock, so it misses nothing and sees
+//! nothing twice; one that falls more than [`BROADCAST_CAPACITY`] messages behind gets a fresh
+//! snapshot instead. Every tab therefore shows the same log, in the same order.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Instant;
+
+use p2p_chat_core::app::NodeHandle;
+use p2p_chat_core::{Body, Chat, Command, Delivery, Direction, Event, Origin, PeerId, PeerSummary, PublicKey, Stats};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+/// Log items kept for tabs that open later (and the most `/history` shows).
+pub const LOG_ITEMS: usize = 1_000;
+/// Messages a tab may fall behind before it is sent a fresh snapshot instead.
+const BROADCAST_CAPACITY: usize = 1_024;
+
+/// The node's own identity, as the page's header shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Me {
+    #[serde(flatten)]
+    who: Who,
+    key: String,
+    /// Where peers can reach this node, if it listens.
+    listening: Option<String>,
+    /// Whether `/quit` from the page stops the node (no terminal to quit it from).
+    headless: bool,
+}
+
+impl Me {
+    pub fn new(username: &str, key: &PublicKey, listening: Option<SocketAddr>, headless: bool) -> Me {
+        Me {
+            who: Who::new(username, &key.peer_id()),
+            key: key.to_string(),
+            listening: listening.map(|a| a.to_string()),
+            headless,
+        }
+    }
+}
+
+/// A user as shown: the name they chose and the id their key gives them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Who {
+    name: String,
+    id: String,
+    short: String,
+}
+
+impl Who {
+    fn new(name: &str, id: &PeerId) -> Who {
+        Who { name: name.to_owned(), id: id.to_string(), short: id.short() }
+    }
+}
+
+/// One line of the page's log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Item {
+    Chat {
+        id: String,
+        /// Signed time, unix milliseconds.
+        ts: u64,
+        from: Who,
+        /// `text`, `join` or `leave`.
+        body: &'static str,
+        text: Option<String>,
+        /// `local` (written here), `live`, `repair` (caught up after being away) or `history`
+        /// (from disk, from before this run).
+        origin: &'static str,
+        hops: u8,
+    },
+    PeerUp {
+        ts: u64,
+        peer: Who,
+        addr: String,
+        direction: &'static str,
+    },
+    PeerDown {
+        ts: u64,
+        peer: Who,
+        reason: String,
+    },
+    DialFailed {
+        ts: u64,
+        addr: String,
+        /// When the node tries again, unix milliseconds; `None`: it gave up on the address.
+        retry_at: Option<u64>,
+    },
+    Warning {
+        ts: u64,
+        text: String,
+    },
+}
+
+impl Item {
+    fn of_chat(c: &Chat, origin: &'static str, hops: u8) -> Item {
+        let (body, text) = match &c.body {
+            Body::Text(t) => ("text", Some(t.clone())),
+            Body::Join => ("join", None),
+            Body::Leave => ("leave", None),
+        };
+        Item::Chat {
+            id: c.id.to_string(),
+            ts: c.timestamp_ms(),
+            from: Who::new(&c.username, &c.author_id()),
+            body,
+            text,
+            origin,
+            hops,
+        }
+    }
+
+    /// The item for an event, or `None` for events the page does not show (as the terminal does
+    /// not show this node's own joins and leaves).
+    pub fn of_event(e: &Event, now_ms: u64) -> Option<Item> {
+        Some(match e {
+            Event::Chat(Delivery { chat, origin: Origin::Local, .. }) if !matches!(chat.body, Body::Text(_)) => {
+                return None
+            }
+            Event::Chat(d) => {
+                let origin = match d.origin {
+                    Origin::Local => "local",
+                    Origin::Live => "live",
+                    Origin::Repair => "repair",
+                };
+                Item::of_chat(&d.chat, origin, d.hops)
+            }
+            Event::PeerUp(p) => Item::PeerUp {
+                ts: now_ms,
+                peer: Who::new(&p.username, &p.peer),
+                addr: p.addr.to_string(),
+                direction: direction(p.direction),
+            },
+            Event::PeerDown { peer, username, reason, .. } => {
+                Item::PeerDown { ts: now_ms, peer: Who::new(username, peer), reason: reason.clone() }
+            }
+            Event::DialFailed { addr, retry_at } => {
+                Item::DialFailed { ts: now_ms, addr: addr.to_string(), retry_at: retry_at.map(|t| t.as_millis()) }
+            }
+            Event::Warning(w) => Item::Warning { ts: now_ms, text: w.clone() },
+        })
+    }
+
+    fn is_chat(&self) -> bool {
+        matches!(self, Item::Chat { .. })
+    }
+}
+
+fn direction(d: Direction) -> &'static str {
+    match d {
+        Direction::Inbound => "inbound",
+        Direction::Outbound => "outbound",
+    }
+}
+
+/// A connected peer, as the page's peer list shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Peer {
+    #[serde(flatten)]
+    who: Who,
+    addr: String,
+    listen_addr: Option<String>,
+    direction: &'static str,
+    score: i32,
+    rtt_ms: Option<f64>,
+}
+
+impl Peer {
+    fn of(p: &PeerSummary) -> Peer {
+        Peer {
+            who: Who::new(&p.username, &p.peer),
+            addr: p.addr.to_string(),
+            listen_addr: p.listen_addr.map(|a| a.to_string()),
+            direction: direction(p.direction),
+            score: p.score,
+            rtt_ms: p.rtt.map(|d| d.as_secs_f64() * 1000.0),
+        }
+    }
+}
+
+/// The counters `/stats` shows in the terminal.
+#[derive(Clone, Debug, Serialize)]
+pub struct WebStats {
+    peers: usize,
+    chats_sent: u64,
+    chats_received: u64,
+    chats_repaired: u64,
+    chats_relayed: u64,
+    duplicates: u64,
+    chats_refused: u64,
+    bytes_in: u64,
+    bytes_out: u64,
+    frames_in: u64,
+    frames_out: u64,
+    prunes_sent: u64,
+    grafts_sent: u64,
+    sync_frames_sent: u64,
+    chats_held: usize,
+    uptime_s: u64,
+}
+
+/// What the server sends a tab.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "t", rename_all = "kebab-case")]
+pub enum ToPage {
+    /// Everything at once: at open, and again after falling behind.
+    Hello {
+        me: Me,
+        items: Vec<Item>,
+        peers: Vec<Peer>,
+        stats: WebStats,
+    },
+    Item {
+        item: Item,
+    },
+    Peers {
+        peers: Vec<Peer>,
+    },
+    Stats {
+        stats: WebStats,
+    },
+    /// The answer to one tab's `/history`.
+    History {
+        items: Vec<Item>,
+    },
+    /// A line for one tab: the answer to a command.
+    Notice {
+        text: String,
+    },
+    /// The node has stopped.
+    Bye,
+}
+
+/// What a tab asks.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "t", rename_all = "kebab-case")]
+pub enum FromPage {
+    Chat { text: String },
+    Connect { addr: String },
+    History { n: usize },
+    Peers,
+    Stats,
+    Quit,
+}
+
+struct Log {
+    items: VecDeque<Item>,
+    /// Messages to every tab, serialized once.
+    tx: broadcast::Sender<Arc<str>>,
+    /// Events the node's callback could not hand over, already told to the page.
+    dropped_told: u64,
+}
+
+pub struct Hub {
+    me: Me,
+    log: Mutex<Log>,
+    handle: Arc<dyn NodeHandle>,
+    dropped: Arc<AtomicU64>,
+    started: Instant,
+    quit: Mutex<mpsc::Sender<()>>,
+}
+
+pub fn now_ms() -> u64 {
+    chrono::Utc::now().timestamp_millis().max(0) as u64
+}
+
+pub fn json(m: &ToPage) -> Arc<str> {
+    // Serializing these types cannot fail: every map key is a string.
+    serde_json::to_string(m).unwrap_or_default().into()
+}
+
+impl Hub {
+    pub fn new(
+        me: Me,
+        history: &[Chat],
+        handle: Arc<dyn NodeHandle>,
+        dropped: Arc<AtomicU64>,
+        started: Instant,
+        quit: mpsc::Sender<()>,
+    ) -> Hub {
+        let items = history.iter().map(|c| Item::of_chat(c, "history", 0)).collect();
+        let (tx, _) = broadcast::channel(BROADCAST_CAPACITY);
+        Hub {
+            me,
+            log: Mutex::new(Log { items, tx, dropped_told: 0 }),
+            handle,
+            dropped,
+            started,
+            quit: Mutex::new(quit),
+        }
+    }
+
+    pub fn handle(&self) -> &Arc<dyn NodeHandle> {
+        &self.handle
+    }
+
+    /// Adds the item for `e` to the log and sends it to every tab.
+    pub fn event(&self, e: &Event) {
+        let now = now_ms();
+        let Ok(mut log) = self.log.lock() else { return };
+        let dropped = self.dropped.load(Ordering::Relaxed);
+        if dropped > log.dropped_told {
+            let text = format!(
+                "{} event(s) came faster than the web page could take them and are not shown here",
+                dropped - log.dropped_told
+            );
+            log.dropped_told = dropped;
+            push(&mut log, Item::Warning { ts: now, text });
+        }
+        if let Some(item) = Item::of_event(e, now) {
+            push(&mut log, item);
+        }
+    }
+
+    /// Tells every tab that the node stopped.
+    pub fn bye(&self) {
+        if let Ok(log) = self.log.lock() {
+            let _ = log.tx.send(json(&ToPage::Bye));
+        }
+    }
+
+    pub fn broadcast(&self, m: &ToPage) {
+        if let Ok(log) = self.log.lock() {
+            if log.tx.receiver_count() > 0 {
+                let _ = log.tx.send(json(m));
+            }
+        }
+    }
+
+    pub fn tabs(&self) -> usize {
+        self.log.lock().map(|l| l.tx.receiver_count()).unwrap_or(0)
+    }
+
+    /// A snapshot of the log and a subscription to what follows it, taken together.
+    pub fn subscribe(&self) -> Option<(Vec<Item>, broadcast::Receiver<Arc<str>>)> {
+        let log = self.log.lock().ok()?;
+        Some((log.items.iter().cloned().collect(), log.tx.subscribe()))
+    }
+
+    /// The last `n` chats of the log, oldest first.
+    pub fn history(&self, n: usize) -> Vec<Item> {
+        let Ok(log) = self.log.lock() else { return Vec::new() };
+        let mut out: Vec<Item> = log.items.iter().rev().filter(|i| i.is_chat()).take(n).cloned().collect();
+        out.reverse();
+        out
+    }
+
+    /// Peers and stats, asked of the node. Blocks for as long as the node takes to answer (the
+    /// runtimes bound it to half a second): call it off the web thread's event loop.
+    pub fn query(&self) -> (Vec<Peer>, WebStats) {
+        let peers = self.handle.peers();
+        let stats = self.handle.stats();
+        let held = self.log.lock().map(|l| l.items.iter().filter(|i| i.is_chat()).count()).unwrap_or(0);
+        let web_stats = web_stats(&stats, peers.len(), held, self.started.elapsed().as_secs());
+        (peers.iter().map(Peer::of).collect(), web_stats)
+    }
+
+    pub fn hello(&self, items: Vec<Item>, peers: Vec<Peer>, stats: WebStats) -> ToPage {
+        ToPage::Hello { me: self.me.clone(), items, peers, stats }
+    }
+
+    pub fn headless(&self) -> bool {
+        self.me.headless
+    }
+
+    /// Asks the session to stop (headless nodes only: the caller checks).
+    pub fn quit(&self) {
+        if let Ok(q) = self.quit.lock() {
+            let _ = q.send(());
+        }
+    }
+
+    /// Sends a chat written on the page.
+    pub fn chat(&self, text: String) -> Result<(), String> {
+        if text.trim().is_empty() {
+            return Err("nothing to send".into());
+        }
+        if text.len() > p2p_chat_core::chat::MAX_TEXT_BYTES {
+            return Err(format!(
+                "too long: {} bytes, the most a chat can carry is {}",
+                text.len(),
+                p2p_chat_core::chat::MAX_TEXT_BYTES
+            ));
+        }
+        self.handle.command(Command::Chat(text));
+        Ok(())
+    }
+}
+
+fn push(log: &mut Log, item: Item) {
+    if log.tx.receiver_count() > 0 {
+        let _ = log.tx.send(json(&ToPage::Item { item: item.clone() }));
+    }
+    log.items.push_back(item);
+    if log.items.len() > LOG_ITEMS {
+        log.items.pop_front();
+    }
+}
+
+fn web_stats(s: &Stats, peers: usize, chats_held: usize, uptime_s: u64) -> WebStats {
+    WebStats {
+        peers,
+        chats_sent: s.chats_sent,
+        chats_received: s.chats_received,
+        chats_repaired: s.chats_repaired,
+        chats_relayed: s.chats_relayed,
+        duplicates: s.duplicates,
+        chats_refused: s.chats_refused,
+        bytes_in: s.bytes_in,
+        bytes_out: s.bytes_out,
+        frames_in: s.frames_in,
+        frames_out: s.frames_out,
+        prunes_sent: s.prunes_sent,
+        grafts_sent: s.grafts_sent,
+        sync_frames_sent: s.sync_frames_sent,
+        chats_held,
+        uptime_s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use p2p_chat_core::{ChatId, Ed25519Keys, Keys};
+
+    fn chat(text: &str) -> Arc<Chat> {
+        let k = Ed25519Keys::from_seed(4);
+        Arc::new(Chat::new(&k, ChatId::new_v7(1_800_000_000_000, &[2; 10]), "<b>bob</b>", Body::Text(text.into())))
+    }
+
+    /// Names and text go to the page as JSON strings, never as markup: what makes them text in
+    /// the page is that the page only ever sets `textContent`.
+    #[test]
+    fn a_chat_becomes_a_json_item_with_its_text_as_a_string() {
+        let c = chat("<script>alert(1)</script>");
+        let item = Item::of_event(&Event::Chat(Delivery { chat: c.clone(), hops: 2, origin: Origin::Repair }), 0);
+        let v: serde_json::Value = serde_json::from_str(&json(&ToPage::Item { item: item.unwrap() })).unwrap();
+        assert_eq!(v["t"], "item");
+        assert_eq!(v["item"]["kind"], "chat");
+        assert_eq!(v["item"]["text"], "<script>alert(1)</script>");
+        assert_eq!(v["item"]["from"]["name"], "<b>bob</b>");
+        assert_eq!(v["item"]["from"]["short"], c.author_id().short());
+        assert_eq!(v["item"]["origin"], "repair");
+        assert_eq!(v["item"]["hops"], 2);
+    }
+
+    #[test]
+    fn own_joins_and_leaves_are_not_shown() {
+        let k = Ed25519Keys::from_seed(5);
+        let join = Arc::new(Chat::new(&k, ChatId::new_v7(1, &[1; 10]), "me", Body::Join));
+        assert!(
+            Item::of_event(&Event::Chat(Delivery { chat: join.clone(), hops: 0, origin: Origin::Local }), 0).is_none()
+        );
+        assert!(Item::of_event(&Event::Chat(Delivery { chat: join, hops: 1, origin: Origin::Live }), 0).is_some());
+    }
+
+    #[test]
+    fn page_requests_parse() {
+        let m: FromPage = serde_json::from_str(r#"{"t":"chat","text":"hi"}"#).unwrap();
+        assert!(matches!(m, FromPage::Chat { text } if text == "hi"));
+        let m: FromPage = serde_json::from_str(r#"{"t":"history","n":5}"#).unwrap();
+        assert!(matches!(m, FromPage::History { n: 5 }));
+        assert!(serde_json::from_str::<FromPage>(r#"{"t":"exec","cmd":"rm"}"#).is_err());
+        let _ = Ed25519Keys::from_seed(1).public_key();
+    }
+}
