@@ -186,6 +186,13 @@ pub fn run_headless(web: Option<&Running>) {
         libc::signal(libc::SIGINT, handler as libc::sighandler_t);
         libc::signal(libc::SIGTERM, handler as libc::sighandler_t);
     }
+    {
+        use std::io::Write;
+        let how = if web.is_some() { "Ctrl-C, SIGTERM or /quit on the web page" } else { "Ctrl-C or SIGTERM" };
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "no terminal view (--headless): standard input is not read; {how} stops the node");
+        let _ = out.flush();
+    }
     // Checked a few times a second: a signal cannot wake a channel safely.
     let tick = Duration::from_millis(100);
     while !STOP.load(Ordering::SeqCst) {

@@ -1,8 +1,6 @@
 // The web interface in a real browser: headless Chromium, driven by Playwright, against real
-// `p2p-chat` processes on 127.0.0.1. Run by cli/tests/web.rs (`cargo test`), which passes:
-//   P2P_CHAT_BIN   the p2p-chat binary to test
-//   CHROMIUM       the Chromium executable
-//   SHOT_DIR       where to leave screenshots
+// `p2p-chat` processes on 127.0.0.1. Run by cli/tests/web.rs (`cargo test`), which passes
+// P2P_CHAT_BIN and CHROMIUM (see nodes.mjs) and SHOT_DIR, where the screenshots are left.
 //
 // Three nodes: alice (terminal in plain mode, with --web), bob (--web --headless, bootstrapped
 // from alice), and carol (terminal only, no web), whose name is markup to show that names are
@@ -10,80 +8,14 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import http from "node:http";
 import path from "node:path";
-import { chromium } from "playwright-core";
+import { Node, WAIT_MS, launch } from "./nodes.mjs";
 
-const BIN = process.env.P2P_CHAT_BIN;
-const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const SHOT_DIR = process.env.SHOT_DIR ?? ".";
-const WAIT_MS = 30_000;
 /** A name that no DNS knows; the browser resolves it to 127.0.0.1, as a rebinding attack would. */
 const REBOUND = "rebound.test";
 const CAROL = "<b>carol</b>";
-
-/** A `p2p-chat` process: its output lines, and a way to type into it. */
-class Node {
-  constructor(name, args) {
-    this.name = name;
-    this.lines = [];
-    this.waiters = [];
-    this.child = spawn(BIN, args, { stdio: ["pipe", "pipe", "pipe"] });
-    this.exited = new Promise((resolve) => this.child.on("exit", (code, signal) => resolve({ code, signal })));
-    for (const stream of [this.child.stdout, this.child.stderr]) {
-      let rest = "";
-      stream.setEncoding("utf8");
-      stream.on("data", (chunk) => {
-        const parts = (rest + chunk).split("\n");
-        rest = parts.pop();
-        for (const l of parts) this.line(l);
-      });
-    }
-  }
-
-  line(l) {
-    this.lines.push(l);
-    this.waiters = this.waiters.filter((w) => !(l.includes(w.needle) && (w.resolve(l), true)));
-  }
-
-  /** The first line that contains `needle`, waiting for it if need be. */
-  waitFor(needle) {
-    const seen = this.lines.find((l) => l.includes(needle));
-    if (seen) return Promise.resolve(seen);
-    return new Promise((resolve, reject) => {
-      const w = { needle, resolve };
-      this.waiters.push(w);
-      setTimeout(() => {
-        if (this.waiters.includes(w)) {
-          reject(new Error(`${this.name}: no line with ${JSON.stringify(needle)} in time; output:\n${this.lines.join("\n")}`));
-        }
-      }, WAIT_MS);
-    });
-  }
-
-  say(line) {
-    this.child.stdin.write(line + "\n");
-  }
-
-  async port() {
-    const l = await this.waitFor("listening on ");
-    return Number(/listening on [^;]*:(\d+);/.exec(l)[1]);
-  }
-
-  async url() {
-    return /open (http:\S+)/.exec(await this.waitFor("web interface: open "))[1];
-  }
-
-  async who() {
-    return /you are (\S+)/.exec(await this.waitFor("you are "))[1];
-  }
-
-  stop() {
-    this.child.stdin.end();
-    this.child.kill("SIGTERM");
-  }
-}
 
 let alice, bob, carol, browser;
 const web = {}; // name -> { url, base, port, token }
@@ -136,7 +68,6 @@ async function peerCount(page, n) {
 }
 
 before(async () => {
-  assert.ok(BIN, "P2P_CHAT_BIN names the binary");
   alice = new Node("alice", ["listen", "-p", "0", "-u", "alice", "--web", "127.0.0.1:0"]);
   const alicePort = await alice.port();
   bob = new Node("bob", ["listen", "-p", "0", "-u", "bob", "--web", "127.0.0.1:0", "--headless",
@@ -144,12 +75,7 @@ before(async () => {
   carol = new Node("carol", ["connect", "-a", `127.0.0.1:${alicePort}`, "-u", CAROL]);
   web.alice = await webOf(alice);
   web.bob = await webOf(bob);
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    // As root (CI) Chromium runs only without its sandbox. The rest keep it off the network.
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-      "--disable-component-update", "--disable-sync", `--host-resolver-rules=MAP ${REBOUND} 127.0.0.1`],
-  });
+  browser = await launch([`--host-resolver-rules=MAP ${REBOUND} 127.0.0.1`]);
   await alice.waitFor(`connected to ${await bob.who()}`);
   await alice.waitFor(`connected to ${await carol.who()}`);
 });
