@@ -78,11 +78,19 @@ impl Tap {
     }
 }
 
-/// The web interface, serving.
+/// The web interface, serving. Dropped once the node has stopped, it waits (a second at most)
+/// for the open tabs to be told so, which the process ending would otherwise cut short.
 pub struct Running {
     url: String,
     warning: Option<String>,
     quit: mpsc::Receiver<()>,
+    done: mpsc::Receiver<()>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.done.recv_timeout(Duration::from_secs(1));
+    }
 }
 
 impl Web {
@@ -136,6 +144,7 @@ impl Web {
             )
         });
         let (quit_tx, quit) = mpsc::channel();
+        let (done_tx, done) = mpsc::channel();
         let me = hub::Me::new(username, &me, handle.local_addr(), headless);
         let hub = hub::Hub::new(me, &history, handle, dropped, Instant::now(), quit_tx);
         let guard = server::Guard::new(addr, token);
@@ -148,13 +157,13 @@ impl Web {
             .name("web".into())
             .spawn(move || {
                 runtime.block_on(async move {
-                    if let Err(e) = server::run(listener, guard, hub, events).await {
+                    if let Err(e) = server::run(listener, guard, hub, events, done_tx).await {
                         tracing::warn!("the web interface stopped: {e}");
                     }
                 })
             })
             .context("cannot start the web interface's thread")?;
-        Ok(Running { url, warning, quit })
+        Ok(Running { url, warning, quit, done })
     }
 }
 

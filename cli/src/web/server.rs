@@ -37,6 +37,8 @@ const MAX_TABS: usize = 64;
 const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// How often open tabs get fresh peers and stats (latency and counters move on their own).
 const REFRESH: Duration = Duration::from_secs(2);
+/// How long the tabs get to hear that the node stopped, before the web thread says it is done.
+const BYE_GRACE: Duration = Duration::from_secs(1);
 
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
                    connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
@@ -112,17 +114,19 @@ struct Shared {
     tabs: AtomicUsize,
 }
 
-/// Serves until the process ends. `events` are the node's, from the tap.
+/// Serves until the process ends. `events` are the node's, from the tap; once they end (the node
+/// stopped) and every tab was told, or after [`BYE_GRACE`], `done` is sent.
 pub async fn run(
     listener: std::net::TcpListener,
     guard: Guard,
     hub: Hub,
     events: mpsc::Receiver<Event>,
+    done: std::sync::mpsc::Sender<()>,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let st = Arc::new(Shared { guard, hub: Arc::new(hub), tabs: AtomicUsize::new(0) });
     let peers_changed = Arc::new(Notify::new());
-    tokio::spawn(pump(events, st.hub.clone(), peers_changed.clone()));
+    tokio::spawn(pump(events, st.clone(), peers_changed.clone(), done));
     tokio::spawn(refresh(st.hub.clone(), peers_changed));
     let app = Router::new()
         .route("/ws", get(ws))
@@ -132,15 +136,26 @@ pub async fn run(
     axum::serve(listener, app).await
 }
 
-/// Moves the node's events into the hub, and says when the peer list changed.
-async fn pump(mut events: mpsc::Receiver<Event>, hub: Arc<Hub>, peers_changed: Arc<Notify>) {
+/// Moves the node's events into the hub, and says when the peer list changed. When the node
+/// stops, tells the tabs, and `done` once they have closed.
+async fn pump(
+    mut events: mpsc::Receiver<Event>,
+    st: Arc<Shared>,
+    peers_changed: Arc<Notify>,
+    done: std::sync::mpsc::Sender<()>,
+) {
     while let Some(e) = events.recv().await {
-        hub.event(&e);
+        st.hub.event(&e);
         if matches!(e, Event::PeerUp(_) | Event::PeerDown { .. }) {
             peers_changed.notify_one();
         }
     }
-    hub.bye();
+    st.hub.bye();
+    let until = tokio::time::Instant::now() + BYE_GRACE;
+    while st.tabs.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let _ = done.send(());
 }
 
 /// Sends fresh peers and stats to the open tabs: every [`REFRESH`], and when peers come and go.
@@ -260,11 +275,13 @@ async fn hello(socket: &mut WebSocket, hub: &Arc<Hub>) -> Option<tokio::sync::br
 /// One open tab: the log as it grows, and the tab's requests.
 async fn tab(mut socket: WebSocket, st: &Shared) {
     let Some(mut rx) = hello(&mut socket, &st.hub).await else { return };
+    let bye = json(&ToPage::Bye);
     loop {
         tokio::select! {
             m = rx.recv() => match m {
                 Ok(text) => {
-                    if !send(&mut socket, &text).await {
+                    if !send(&mut socket, &text).await || *text == *bye {
+                        let _ = socket.send(Message::Close(None)).await;
                         return;
                     }
                 }
