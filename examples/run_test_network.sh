@@ -3,17 +3,33 @@
 # shows which nodes received it, and stops every node it started.
 #
 #   examples/run_test_network.sh [N]
+#
+# Runs the binary cargo reports building (so $CARGO_TARGET_DIR is honoured); when a node fails,
+# what it wrote to stderr is printed before the script exits non-zero.
 set -euo pipefail
 n=${1:-10}
 cd "$(dirname "$0")/.."
-cargo build --release -q
-bin=target/release/p2p-chat
+# The binary where cargo says it put it (CARGO_TARGET_DIR or not).
+bin=$(cargo build --release -q -p p2p-chat --bin p2p-chat --message-format=json-render-diagnostics \
+  | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)
+if [ -z "$bin" ] || [ ! -x "$bin" ]; then
+  echo "cargo built no p2p-chat binary" >&2
+  exit 1
+fi
 work=$(mktemp -d)
 pids=()
 cleanup() {
-  for fd in "${fds[@]:-}"; do exec {fd}>&- 2>/dev/null || true; done
+  local status=$?
+  # Braces: a redirection on `exec` itself would apply to the rest of the script.
+  for fd in "${fds[@]:-}"; do { exec {fd}>&-; } 2>/dev/null || true; done
   for p in "${pids[@]:-}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  if [ "$status" -ne 0 ]; then
+    # What the nodes said before their files go: a node that failed to start says why here.
+    for f in "$work"/*.err; do
+      [ -s "$f" ] && { echo "$(basename "$f" .err) wrote to stderr:" >&2; sed 's/^/  /' "$f" >&2; }
+    done
+  fi
   rm -rf "$work"
 }
 fds=()
@@ -22,8 +38,9 @@ trap cleanup EXIT
 start() { # start NAME ARGS... : node reading commands from a fifo, output in $work/NAME.out
   local name=$1; shift
   mkfifo "$work/$name.in"
-  "$bin" "$@" <"$work/$name.in" >"$work/$name.out" 2>"$work/$name.err" &
+  "$bin" "$@" --plain <"$work/$name.in" >"$work/$name.out" 2>"$work/$name.err" &
   pids+=($!)
+  eval "pid_$name=$!"
   local fd
   exec {fd}>"$work/$name.in"
   fds+=("$fd")
@@ -36,13 +53,21 @@ wait_for() { # wait_for FILE TEXT
 }
 
 start node1 listen -p 0 -u node1
-wait_for "$work/node1.out" "listening on"
+wait_for "$work/node1.out" "listening on" || { echo "node1 did not start" >&2; exit 1; }
 port=$(grep -o 'listening on [0-9.:]*' "$work/node1.out" | sed 's/.*://')
 echo "node1 listens on 127.0.0.1:$port"
 for i in $(seq 2 "$n"); do
   start "node$i" listen -p 0 -u "node$i" --bootstrap "127.0.0.1:$port"
 done
-for i in $(seq 2 "$n"); do wait_for "$work/node$i.out" "connected to" || echo "node$i has not connected"; done
+for i in $(seq 2 "$n"); do
+  wait_for "$work/node$i.out" "connected to" && continue
+  pid_var="pid_node$i"
+  if ! kill -0 "${!pid_var}" 2>/dev/null; then
+    echo "node$i exited" >&2
+    exit 1 # the cleanup prints what it wrote to stderr
+  fi
+  echo "node$i has not connected"
+done
 
 text="hello from node$n at $(date +%T)"
 fd_var="fd_node$n"

@@ -1,5 +1,6 @@
 //! The command line: every flag of the original description, plus runtime, TTL and identity.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -51,7 +52,8 @@ pub struct ConnectArgs {
 
 #[derive(Args, Debug)]
 pub struct NodeArgs {
-    /// Your username (shown with the first 8 hex digits of your key, e.g. alice#1f2e3d4c)
+    /// Your username: 1 to 64 bytes, no '#' (shown with the first 8 hex digits of your key, e.g.
+    /// alice#1f2e3d4c)
     #[arg(short, long, default_value = "Anonymous")]
     pub username: String,
     /// Bootstrap node address (host:port); repeat for several
@@ -72,12 +74,21 @@ pub struct NodeArgs {
     /// Most chats kept for catch-up (the smaller of this and --retention-hours wins)
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     pub max_history: u32,
-    /// Save chat history and known peers to disk (--db-path)
+    /// Save chat history, known peers and the identity key to disk, in --db-path
     #[arg(long)]
     pub persist: bool,
-    /// Database directory for --persist (history.redb and identity.key live there)
-    #[arg(long, default_value = "./p2p-chat-db")]
-    pub db_path: PathBuf,
+    /// Database directory (history.redb and identity.key live there); giving it implies --persist
+    /// [default: ./p2p-chat-db]
+    #[arg(long)]
+    pub db_path: Option<PathBuf>,
+    /// Address to listen on; the default, 0.0.0.0, is reachable from other machines. 127.0.0.1
+    /// keeps the node to this machine
+    #[arg(long, default_value = "0.0.0.0")]
+    pub bind: IpAddr,
+    /// Line mode instead of the full-screen view: one line per event, `[HH:MM:SS] name#id: text`
+    /// for chats (the mode used when standard input is not a terminal)
+    #[arg(long)]
+    pub plain: bool,
     /// Accepted for compatibility: signatures are always verified
     #[arg(long)]
     pub verify_signatures: bool,
@@ -91,6 +102,9 @@ pub struct NodeArgs {
     #[command(flatten)]
     pub web: crate::web::WebArgs,
 }
+
+/// Where `--persist` keeps its files without `--db-path`.
+pub const DEFAULT_DB_PATH: &str = "./p2p-chat-db";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum RuntimeKind {

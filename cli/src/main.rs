@@ -4,10 +4,14 @@
 
 mod args;
 mod bench;
+mod display;
 mod huge_pages;
 mod keyfile;
+mod log;
 mod session;
+mod signals;
 mod store;
+mod tui;
 mod ui;
 mod web;
 
@@ -21,29 +25,46 @@ use args::{Cli, Cmd};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(log::Writer::new)
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
         .init();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", message(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, each said once: a cause whose text the layer above
+/// already quoted (as many `std::io::Error` wrappers do) is not repeated.
+fn message(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out += ": ";
+        }
+        out += &text;
+    }
+    out
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Cmd::Listen(a) => {
             session::check_username(&a.node.username)?;
-            let listen = SocketAddr::from(([0, 0, 0, 0], a.port));
+            let listen = SocketAddr::new(a.node.bind, a.port);
             session::run(a.node, Some(listen), Vec::new())
         }
         Cmd::Connect(a) => {
             session::check_username(&a.node.username)?;
             let peer = session::resolve(&a.address)?;
-            let listen = (a.listen_port != 0).then(|| SocketAddr::from(([0, 0, 0, 0], a.listen_port)));
+            let listen = (a.listen_port != 0).then(|| SocketAddr::new(a.node.bind, a.listen_port));
             session::run(a.node, listen, vec![peer])
         }
         Cmd::Simulate(a) => {

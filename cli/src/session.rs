@@ -1,62 +1,65 @@
 //! One chat session: start the node on the chosen runtime, show what happens, obey the user.
 //!
-//! Three threads: the runtime's (network), the display thread (stores each delivered chat, then
-//! prints it — in that order, so nothing shown can be lost), and this one (reads the user's lines).
+//! Threads: the runtime's (network), the display thread (`display`: stores each delivered chat,
+//! then shows it), one that waits for a signal to leave cleanly (`signals`), and this one, which
+//! reads the user's lines: through the full-screen view (`tui`) on a terminal, or line by line from
+//! standard input with `--plain` or when standard input is not a terminal. Both show the same
+//! lines, formatted by `ui`.
 
-use std::collections::VecDeque;
 use std::io::{BufRead, IsTerminal, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::mpsc::{channel, Receiver};
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::sync::mpsc::channel;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use p2p_chat_core::app::{NodeHandle, Runtime, Start};
-use p2p_chat_core::{Chat, Command, Config, Ed25519Keys, Event, Keys};
+use p2p_chat_core::{Chat, Command, Config, Ed25519Keys, Keys};
 use p2p_chat_runtime_mio::MioRuntime;
 use p2p_chat_runtime_smol::SmolRuntime;
 
-use crate::args::{NodeArgs, RuntimeKind};
+use crate::args::{NodeArgs, RuntimeKind, DEFAULT_DB_PATH};
+use crate::display::{Clock, Display, Printer, Shared};
 use crate::keyfile;
 use crate::store::Store;
-use crate::ui::{Style, HELP};
+use crate::tui::Status;
+use crate::ui::{Kind, Out, Style, HELP};
 
-/// Chats kept in memory for `/history` without `--persist`.
-const MEMORY_HISTORY: usize = 1_000;
-
+/// `host:port` to an address: a malformed one and a host that does not resolve are told apart.
 pub fn resolve(addr: &str) -> Result<SocketAddr> {
-    addr.to_socket_addrs()
-        .with_context(|| format!("invalid address {addr:?} (expected host:port)"))?
-        .next()
-        .with_context(|| format!("address {addr:?} resolves to nothing"))
-}
-
-/// Where output goes: stdout, or rustyline's printer so incoming chats do not garble the line
-/// being typed.
-type Printer = Arc<Mutex<Box<dyn FnMut(String) + Send>>>;
-
-fn print(p: &Printer, line: String) {
-    if let Ok(mut f) = p.lock() {
-        f(line);
+    let well_formed = addr.rsplit_once(':').filter(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+    let Some((host, _)) = well_formed else {
+        bail!("invalid address {addr:?}: expected host:port, with a port from 0 to 65535");
+    };
+    match addr.to_socket_addrs() {
+        Ok(mut found) => found.next().with_context(|| format!("cannot resolve host {host:?}: it has no address")),
+        Err(e) => bail!("cannot resolve host {host:?} in {addr:?}: {e}"),
     }
 }
 
 pub fn run(node: NodeArgs, listen: Option<SocketAddr>, connect: Vec<SocketAddr>) -> Result<()> {
-    let style = Style::detect();
-    let store = if node.persist { Some(Arc::new(Store::open(&node.db_path)?)) } else { None };
-    let identity = node.identity.clone().or_else(|| node.persist.then(|| node.db_path.join("identity.key")));
+    let full_screen =
+        !node.plain && !node.web.headless && std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    // The full-screen view colors lines itself; escape codes in its text would be shown as text.
+    let style = if full_screen { Style { color: false } } else { Style::detect() };
+    let persist = node.persist || node.db_path.is_some();
+    let db_path = node.db_path.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_DB_PATH));
+    let store = if persist { Some(Arc::new(Store::open(&db_path)?)) } else { None };
+    let identity = node.identity.clone().or_else(|| persist.then(|| db_path.join("identity.key")));
     let keys = match &identity {
         Some(path) => keyfile::load_or_create(path)?,
         None => Ed25519Keys::from_secret(keyfile::os_random()?),
     };
     let me = keys.public_key();
     let bootstrap = node.bootstrap.iter().map(|a| resolve(a)).collect::<Result<Vec<_>>>()?;
-    let (restore, known) = match &store {
+    let started_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
+    let (restore, known, first_online_ms) = match &store {
         Some(s) => {
             let known = s.peers()?.into_iter().filter_map(|(a, _)| a.parse().ok()).collect();
-            (s.recent_chats(node.max_history as usize)?, known)
+            (s.recent_chats(node.max_history as usize)?, known, Some(s.first_online_ms(started_ms)?))
         }
-        None => (Vec::new(), Vec::new()),
+        None => (Vec::new(), Vec::new(), None),
     };
     let restored = restore.len();
     let web = crate::web::Web::prepare(&node.web, &restore)?;
@@ -93,118 +96,106 @@ pub fn run(node: NodeArgs, listen: Option<SocketAddr>, connect: Vec<SocketAddr>)
         RuntimeKind::Mio => MioRuntime::start(start)?,
         RuntimeKind::Smol => SmolRuntime::start(start)?,
     });
+    let (out_tx, out_rx) = channel::<Out>();
+    let printer: Printer = if full_screen {
+        Arc::new(move |o| drop(out_tx.send(o)))
+    } else {
+        Arc::new(|o| {
+            // Written, not println!: a closed stdout (`listen | head`) must not kill the node.
+            let mut out = std::io::stdout().lock();
+            let _ = match o {
+                Out::Line(_, text, _) => writeln!(out, "{text}"),
+                Out::Clear => write!(out, "\x1b[2J\x1b[H"),
+            };
+            let _ = out.flush();
+        })
+    };
+    if full_screen {
+        crate::log::show_in(Some(printer.clone()));
+    }
+    let info = |text: String| printer(Out::Line(Kind::Info, text, None));
     let web = web.map(|w| w.serve(handle.clone(), &node.username, me)).transpose()?;
     let listening = match handle.local_addr() {
         Some(a) => format!("listening on {a}"),
         None => "not listening".into(),
     };
-    // Written, not println!: a closed stdout (`listen | head`) must not kill the node.
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(
-        out,
+    info(format!(
         "p2p-chat: you are {} ({listening}; peer id {})",
         style.who(&node.username, &me.peer_id()),
         me.peer_id()
-    );
+    ));
     if let Some(s) = &store {
-        let _ = writeln!(
-            out,
-            "history: {} ({} chats, {restored} loaded to share)",
-            node.db_path.display(),
-            s.chat_count()?
-        );
-    }
-    if let Some(s) = &store {
+        info(format!("history: {} ({} chats, {restored} loaded to share)", db_path.display(), s.chat_count()?));
         // Stored but not shown when the last run died: show them now, once.
         let pending = s.unshown()?;
         if !pending.is_empty() {
-            let _ = writeln!(out, "{} chat(s) that arrived just before the last run ended:", pending.len());
+            info(format!("{} chat(s) that arrived just before the last run ended:", pending.len()));
             for c in &pending {
-                let _ = writeln!(out, "{}", style.history_line(c));
+                info(style.history_line(c));
             }
             let pending: Vec<Arc<Chat>> = pending.into_iter().map(Arc::new).collect();
             s.mark_shown(&pending)?;
         }
     }
     if let Some(w) = &web {
-        let _ = writeln!(out, "{}", w.banner());
+        w.banner().lines().for_each(|l| info(l.to_owned()));
     }
-    let _ = writeln!(out, "type /help for commands");
-    let _ = out.flush();
-    drop(out);
+    info(if full_screen { HELLO_FULL_SCREEN.into() } else { "type /help for commands".into() });
 
-    let interactive = std::io::stdin().is_terminal() && !node.web.headless;
-    let mut editor =
-        if interactive { Some(rustyline::DefaultEditor::new().context("cannot set up the terminal")?) } else { None };
-    let printer: Printer = match editor.as_mut().map(|e| e.create_external_printer()) {
-        Some(Ok(mut p)) => Arc::new(Mutex::new(Box::new(move |line: String| {
-            let _ = rustyline::ExternalPrinter::print(&mut p, line + "\n");
-        }))),
-        _ => Arc::new(Mutex::new(Box::new(|line: String| {
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{line}");
-            let _ = out.flush();
-        }))),
-    };
-    let history = Arc::new(Mutex::new(VecDeque::new()));
+    let shared = Arc::new(Shared::default());
     let display = {
-        let (printer, store, history, handle) = (printer.clone(), store.clone(), history.clone(), handle.clone());
+        let d = Display {
+            style,
+            printer: printer.clone(),
+            store: store.clone(),
+            shared: shared.clone(),
+            handle: handle.clone(),
+            clock: Clock { started_ms, first_online_ms },
+            me: (node.username.clone(), me.peer_id()),
+        };
         std::thread::Builder::new()
             .name("display".into())
-            .spawn(move || display(events, style, printer, store, history, handle))
+            .spawn(move || d.run(events))
             .context("cannot start the display thread")?
     };
 
-    let started = Instant::now();
     let identity =
         format!("you are {}\npeer id    {}\npublic key {}", style.who(&node.username, &me.peer_id()), me.peer_id(), me);
-    let ctx = Ctx {
+    let mut ctx = Ctx {
         handle: handle.clone(),
         style,
         store: store.clone(),
-        history,
-        started,
+        shared,
+        started: Instant::now(),
         printer: printer.clone(),
         identity,
+        me: format!("{}#{}", crate::ui::clean(&node.username), me.peer_id().short()),
     };
-    let result = match editor {
-        _ if node.web.headless => {
-            crate::web::run_headless(web.as_ref());
-            Ok(())
-        }
-        Some(mut ed) => loop {
-            match ed.readline("> ") {
-                Ok(line) => {
-                    let _ = ed.add_history_entry(line.as_str());
-                    if !ctx.line(&line) {
-                        break Ok(());
-                    }
-                }
-                Err(rustyline::error::ReadlineError::Interrupted | rustyline::error::ReadlineError::Eof) => {
-                    break Ok(())
-                }
-                Err(e) => break Err(e).context("reading the terminal"),
-            }
-        },
-        None => {
-            let stdin = std::io::stdin();
-            let mut result = Ok(());
-            for line in stdin.lock().lines() {
-                match line {
-                    Ok(l) => {
-                        if !ctx.line(&l) {
-                            break;
-                        }
-                    }
-                    Err(e) => {
-                        result = Err(e).context("reading standard input");
+    crate::signals::leave_on_signals(handle.clone(), store.clone())?;
+    let result = if node.web.headless {
+        crate::web::run_headless(web.as_ref());
+        Ok(())
+    } else if full_screen {
+        crate::tui::run(&mut ctx, &out_rx)
+    } else {
+        let stdin = std::io::stdin();
+        let mut result = Ok(());
+        for line in stdin.lock().lines() {
+            match line {
+                Ok(l) => {
+                    if !ctx.line(&l) {
                         break;
                     }
                 }
+                Err(e) => {
+                    result = Err(e).context("reading standard input");
+                    break;
+                }
             }
-            result
         }
+        result
     };
+    crate::log::show_in(None);
     // Leave, flush, then let the display thread show and store the last events.
     handle.shutdown();
     if let Some(s) = &store {
@@ -216,7 +207,11 @@ pub fn run(node: NodeArgs, listen: Option<SocketAddr>, connect: Vec<SocketAddr>)
     result
 }
 
-fn save_peers(store: &Store, handle: &dyn NodeHandle) {
+/// The first line of the full-screen view.
+const HELLO_FULL_SCREEN: &str =
+    "type /help for commands · PageUp/PageDown or the wheel scroll · Ctrl-C clears the line, twice leaves";
+
+pub fn save_peers(store: &Store, handle: &dyn NodeHandle) {
     let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
     let peers: Vec<(String, u64)> = handle.known_addresses().into_iter().map(|a| (a.to_string(), now_ms)).collect();
     if let Err(e) = store.put_peers(&peers) {
@@ -224,65 +219,43 @@ fn save_peers(store: &Store, handle: &dyn NodeHandle) {
     }
 }
 
-/// The display thread: store, then show, every event, in order.
-fn display(
-    events: Receiver<Event>,
-    style: Style,
-    printer: Printer,
-    store: Option<Arc<Store>>,
-    history: Arc<Mutex<VecDeque<Arc<Chat>>>>,
-    handle: Arc<dyn NodeHandle>,
-) {
-    while let Ok(first) = events.recv() {
-        // Take everything waiting, so a burst costs one database commit.
-        let mut batch = vec![first];
-        batch.extend(events.try_iter());
-        let chats: Vec<Arc<Chat>> =
-            batch.iter().filter_map(|e| if let Event::Chat(d) = e { Some(d.chat.clone()) } else { None }).collect();
-        let shown = chats.clone();
-        if let Some(s) = &store {
-            if let Err(e) = s.put_chats(&chats) {
-                print(&printer, format!("!!! could not save history: {e}"));
-            }
-            if batch.iter().any(|e| matches!(e, Event::PeerUp(_))) {
-                save_peers(s, &*handle);
-            }
-        }
-        if let Ok(mut h) = history.lock() {
-            for c in chats {
-                h.push_back(c);
-                if h.len() > MEMORY_HISTORY {
-                    h.pop_front();
-                }
-            }
-        }
-        for e in &batch {
-            if let Some(line) = style.event_line(e) {
-                print(&printer, line);
-            }
-        }
-        if let Some(s) = &store {
-            if let Err(e) = s.mark_shown(&shown) {
-                print(&printer, format!("!!! could not save history: {e}"));
-            }
-        }
-    }
-}
-
 struct Ctx {
     handle: Arc<dyn NodeHandle>,
     style: Style,
     store: Option<Arc<Store>>,
-    history: Arc<Mutex<VecDeque<Arc<Chat>>>>,
+    shared: Arc<Shared>,
     started: Instant,
     printer: Printer,
     /// What `/id` prints.
     identity: String,
+    /// `name#1234abcd`, for the status bar.
+    me: String,
+}
+
+impl crate::tui::Session for Ctx {
+    fn line(&mut self, line: &str) -> bool {
+        Ctx::line(self, line)
+    }
+
+    fn chat(&mut self, text: &str) {
+        self.handle.command(Command::Chat(text.to_owned()));
+    }
+
+    fn status(&self) -> Status {
+        let peers = self.handle.peers();
+        let inbound = peers.iter().filter(|p| p.direction == p2p_chat_core::Direction::Inbound).count();
+        let reach = match self.handle.local_addr() {
+            Some(a) if inbound > 0 => format!("reachable {a}"),
+            Some(a) => format!("listening {a}"),
+            None => "outgoing only".into(),
+        };
+        Status { me: self.me.clone(), peers: peers.len(), room: "everyone".into(), reach }
+    }
 }
 
 impl Ctx {
     fn say(&self, text: String) {
-        print(&self.printer, text);
+        (self.printer)(Out::Line(Kind::Info, text, None));
     }
 
     /// Handles one input line; `false` means quit.
@@ -299,14 +272,26 @@ impl Ctx {
         match words.next().unwrap_or("") {
             "help" => self.say(HELP.into()),
             "quit" | "exit" => return false,
-            "peers" => self.say(self.style.peers_table(&self.handle.peers())),
+            "peers" => {
+                let mut text = self.style.peers_table(&self.handle.peers());
+                if let Ok(u) = self.shared.unreachable.lock() {
+                    for (addr, r) in u.iter() {
+                        let next = r.retry_at.map_or_else(|| "given up".to_owned(), crate::ui::retry_in);
+                        text += &format!("\n  unreachable {addr}: {} failed tries, {next}", r.tries);
+                    }
+                }
+                self.say(text)
+            }
             "stats" => {
-                let held = self.history.lock().map(|h| h.len()).unwrap_or(0);
+                let held = self.shared.history.lock().map(|h| h.len()).unwrap_or(0);
                 let peers = self.handle.peers().len();
-                self.say(self.style.stats_table(&self.handle.stats(), peers, self.started.elapsed(), held));
+                let unreachable = self.shared.unreachable.lock().map(|u| u.len()).unwrap_or(0);
+                let mut text = self.style.stats_table(&self.handle.stats(), peers, self.started.elapsed(), held);
+                text += &format!("\nunreachable        {unreachable} address(es), still tried (see /peers)");
+                self.say(text);
             }
             "id" => self.say(self.identity.clone()),
-            "clear" => self.say("\x1b[2J\x1b[H".into()),
+            "clear" => (self.printer)(Out::Clear),
             "history" => match words.next().map(str::parse::<usize>).unwrap_or(Ok(20)) {
                 Ok(n) => self.say(self.history_text(n)),
                 Err(_) => self.say("usage: /history [N]".into()),
@@ -324,6 +309,7 @@ impl Ctx {
             },
             None => {
                 let h = self
+                    .shared
                     .history
                     .lock()
                     .map(|h| h.iter().map(|c| (**c).clone()).collect::<Vec<_>>())
@@ -346,10 +332,18 @@ impl Ctx {
 
 pub fn check_username(name: &str) -> Result<()> {
     if name.is_empty() || name.len() > p2p_chat_core::chat::MAX_USERNAME_BYTES {
-        bail!("username must be 1 to {} bytes long", p2p_chat_core::chat::MAX_USERNAME_BYTES);
+        bail!(
+            "username must be 1 to {} bytes long (this one is {} bytes)",
+            p2p_chat_core::chat::MAX_USERNAME_BYTES,
+            name.len()
+        );
     }
     if name.chars().any(|c| c.is_control()) {
         bail!("username must not contain control characters");
+    }
+    if name.contains('#') {
+        // `name#1234abcd` is how a user is shown: a `#` in the name could imitate another's id.
+        bail!("username must not contain '#': it separates the name from the id (as in alice#1f2e3d4c)");
     }
     Ok(())
 }

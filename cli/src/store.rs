@@ -19,6 +19,8 @@ const CHATS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("chats");
 const PEERS: TableDefinition<&str, u64> = TableDefinition::new("peers");
 /// Keys of chats stored but not yet shown.
 const UNSHOWN: TableDefinition<&[u8], ()> = TableDefinition::new("unshown");
+/// Facts about this history: `first_online_ms`, when a node first ran on it.
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Most peers remembered; the least recently seen go first.
 pub const MAX_PEERS: usize = 1000;
 pub const FILE_NAME: &str = "history.redb";
@@ -27,8 +29,13 @@ pub const FILE_NAME: &str = "history.redb";
 pub enum StoreError {
     #[error("cannot create the database directory {path}: {source}")]
     Dir { path: PathBuf, source: std::io::Error },
-    #[error("cannot open the history database {path}: {source}")]
+    // The source is left out of the message: `{:#}` prints it once, as the cause.
+    #[error("cannot open the history database {path}")]
     Open { path: PathBuf, source: redb::DatabaseError },
+    #[error(
+        "another p2p-chat is using {dir} (its history database is locked): stop it, or give this one another --db-path"
+    )]
+    InUse { dir: PathBuf },
     #[error("history database {path}: {source}")]
     Db { path: PathBuf, source: redb::Error },
     #[error("history database {path} holds an entry that does not decode: {detail}")]
@@ -52,16 +59,37 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir { path: dir.to_owned(), source })?;
         let path = dir.join(FILE_NAME);
-        let db = Database::create(&path).map_err(|source| StoreError::Open { path: path.clone(), source })?;
+        let db = Database::create(&path).map_err(|source| match source {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse { dir: dir.to_owned() },
+            source => StoreError::Open { path: path.clone(), source },
+        })?;
         let store = Store { db, path };
         // Create both tables now, so readers never meet a missing table.
         store.write(|tx| {
             tx.open_table(CHATS)?;
             tx.open_table(PEERS)?;
             tx.open_table(UNSHOWN)?;
+            tx.open_table(META)?;
             Ok(())
         })?;
         Ok(store)
+    }
+
+    /// When a node first ran on this history (unix ms); `now_ms` is recorded on the first call.
+    pub fn first_online_ms(&self, now_ms: u64) -> Result<u64, StoreError> {
+        let mut first = now_ms;
+        self.write(|tx| {
+            let mut t = tx.open_table(META)?;
+            let stored = t.get("first_online_ms")?.map(|v| v.value());
+            match stored {
+                Some(ms) => first = ms,
+                None => {
+                    t.insert("first_online_ms", now_ms)?;
+                }
+            }
+            Ok(())
+        })?;
+        Ok(first)
     }
 
     fn err(&self, e: impl Into<redb::Error>) -> StoreError {
@@ -234,6 +262,19 @@ mod tests {
         // Storing it again (it arrives once more) does not make a shown chat unshown.
         s.put_chats(&[chat(1, "seen")]).unwrap();
         assert_eq!(s.unshown().unwrap().len(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_first_run_is_remembered_and_a_second_opener_is_named() {
+        let dir = temp_dir("meta");
+        let s = Store::open(&dir).unwrap();
+        assert_eq!(s.first_online_ms(100).unwrap(), 100);
+        assert_eq!(s.first_online_ms(200).unwrap(), 100);
+        let err = Store::open(&dir).err().expect("one process at a time");
+        assert!(err.to_string().starts_with("another p2p-chat is using"), "{err}");
+        drop(s);
+        assert_eq!(Store::open(&dir).unwrap().first_online_ms(300).unwrap(), 100);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -9,6 +9,51 @@ use std::time::Duration;
 use chrono::{Local, TimeZone};
 use p2p_chat_core::{Body, Chat, Delivery, Event, Origin, PeerId, PeerSummary, Stats};
 
+/// What a shown line is, for the full-screen view's colors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Chat,
+    /// A chat of this node's user.
+    Own,
+    Joined,
+    Left,
+    /// Connections, disconnections, reachability.
+    Network,
+    Warning,
+    /// Said before this run: backlog, or missed while away.
+    Missed,
+    /// Answers to commands, notes.
+    Info,
+}
+
+/// One thing for the screen: a line, or `/clear`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Out {
+    /// A line of text; `Who` marks a sender's `name#id` in it, for the full-screen view's colors.
+    Line(Kind, String, Option<Who>),
+    Clear,
+}
+
+/// Where a sender's `name#id` sits in a line (a byte range), and its color slot in the palette.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Who {
+    pub at: std::ops::Range<usize>,
+    pub slot: usize,
+}
+
+/// When a chat was said, as far as this identity is concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum When {
+    /// While this run was up.
+    Now,
+    /// While this run was up, but it reached this node only through catch-up, seconds later.
+    Late,
+    /// Before this run, after this identity first used this history: missed while offline.
+    WhileAway,
+    /// Before this identity was ever here (or with no history on disk): the room's backlog.
+    Earlier,
+}
+
 #[derive(Clone, Copy)]
 pub struct Style {
     pub color: bool,
@@ -39,11 +84,17 @@ impl Style {
 
     /// `username#1f2e3d4c`, in the sender's stable color.
     pub fn who(&self, username: &str, id: &PeerId) -> String {
-        let code = PALETTE[id.0[0] as usize % PALETTE.len()];
-        self.paint(code, &format!("{}#{}", clean(username), id.short()))
+        let code = PALETTE[palette_slot(id)];
+        self.paint(code, &format!("{}#{}", clean_name(username), id.short()))
     }
 
-    pub fn chat_line(&self, d: &Delivery) -> String {
+    /// Where `who(username, id)` first appears in `line`, shown without colors.
+    pub fn find_who(line: &str, username: &str, id: &PeerId) -> Option<Who> {
+        let token = format!("{}#{}", clean_name(username), id.short());
+        line.find(&token).map(|start| Who { at: start..start + token.len(), slot: palette_slot(id) })
+    }
+
+    pub fn chat_line(&self, d: &Delivery, when: When) -> String {
         let c = &d.chat;
         let who = self.who(&c.username, &c.author_id());
         let line = match &c.body {
@@ -51,45 +102,64 @@ impl Style {
             Body::Join => self.paint(GREEN, &format!("[{}] *** {who} joined", clock(c.timestamp_ms()))),
             Body::Leave => self.paint(YELLOW, &format!("[{}] *** {who} left", clock(c.timestamp_ms()))),
         };
-        if d.origin == Origin::Repair {
-            // Fetched after the fact: history the user missed, not something said just now.
-            self.paint(DIM, &format!("{line}  (while you were away)"))
-        } else {
-            line
+        match when {
+            When::Now => line,
+            When::Late => self.paint(DIM, &format!("{line}  (arrived late)")),
+            When::WhileAway => self.paint(DIM, &format!("{line}  (while you were away)")),
+            When::Earlier => self.paint(DIM, &format!("{line}  (earlier in this room)")),
         }
     }
 
     pub fn history_line(&self, c: &Chat) -> String {
-        self.chat_line(&Delivery { chat: std::sync::Arc::new(c.clone()), hops: 0, origin: Origin::Live })
+        self.chat_line(&Delivery { chat: std::sync::Arc::new(c.clone()), hops: 0, origin: Origin::Live }, When::Now)
     }
 
-    /// One line for an event, or `None` for events not shown.
-    pub fn event_line(&self, e: &Event) -> Option<String> {
+    /// The kind of line `chat_line` makes.
+    pub fn chat_kind(d: &Delivery, when: When) -> Kind {
+        match (&d.chat.body, when) {
+            (_, When::WhileAway | When::Earlier) => Kind::Missed,
+            (Body::Join, _) => Kind::Joined,
+            (Body::Leave, _) => Kind::Left,
+            (Body::Text(_), _) if d.origin == Origin::Local => Kind::Own,
+            (Body::Text(_), _) => Kind::Chat,
+        }
+    }
+
+    /// One line for an event, or `None` for events not shown. `when` is for chats.
+    pub fn event_line(&self, e: &Event, when: When) -> Option<(Kind, String)> {
         Some(match e {
             Event::Chat(d) if d.origin == Origin::Local && matches!(d.chat.body, Body::Join | Body::Leave) => {
                 return None
             }
-            Event::Chat(d) => self.chat_line(d),
-            Event::PeerUp(p) => self.paint(
-                BLUE,
-                &format!("--- connected to {} ({}, {})", self.who(&p.username, &p.peer), p.addr, direction(p)),
+            Event::Chat(d) => (Style::chat_kind(d, when), self.chat_line(d, when)),
+            Event::PeerUp(p) => (
+                Kind::Network,
+                self.paint(
+                    BLUE,
+                    &format!("--- connected to {} ({}, {})", self.who(&p.username, &p.peer), p.addr, direction(p)),
+                ),
             ),
-            Event::PeerDown { peer, username, reason, .. } => {
-                self.paint(BLUE, &format!("--- disconnected from {}: {reason}", self.who(username, peer)))
-            }
+            Event::PeerDown { peer, username, reason, .. } => (
+                Kind::Network,
+                self.paint(BLUE, &format!("--- disconnected from {}: {reason}", self.who(username, peer))),
+            ),
             Event::DialFailed { addr, retry_at } => {
-                let when = match retry_at {
-                    Some(t) => {
-                        let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
-                        let secs = t.as_millis().saturating_sub(now_ms) as f64 / 1000.0;
-                        format!("retrying in {secs:.1}s")
-                    }
+                let then = match retry_at {
+                    Some(t) => format!("retrying in the background ({}; /peers shows the tries)", retry_in(*t)),
                     None => "giving up on it".into(),
                 };
-                self.paint(YELLOW, &format!("!!! could not reach {addr}, {when}"))
+                (Kind::Network, self.paint(YELLOW, &format!("!!! could not reach {addr}, {then}")))
             }
-            Event::Warning(w) => self.paint(RED, &format!("!!! {}", clean(w))),
+            Event::Warning(w) => (Kind::Warning, self.paint(RED, &format!("!!! {}", clean(w)))),
         })
+    }
+
+    pub fn note(&self, kind: Kind, text: &str) -> String {
+        match kind {
+            Kind::Network => self.paint(BLUE, text),
+            Kind::Warning => self.paint(RED, text),
+            _ => text.to_owned(),
+        }
     }
 
     pub fn peers_table(&self, peers: &[PeerSummary]) -> String {
@@ -99,7 +169,7 @@ impl Style {
         let mut out = format!("{} peer(s):\n", peers.len());
         out += &format!("  {:<26} {:<22} {:<9} {:>6} {:>10}\n", "peer", "address", "direction", "score", "latency");
         for p in peers {
-            let who = format!("{}#{}", clean(&p.username), p.peer.short());
+            let who = format!("{}#{}", clean_name(&p.username), p.peer.short());
             let rtt = p.rtt.map(|d| format!("{:.2}ms", d.as_secs_f64() * 1000.0)).unwrap_or_else(|| "-".into());
             out +=
                 &format!("  {:<26} {:<22} {:<9} {:>6} {:>10}\n", who, p.addr.to_string(), direction(p), p.score, rtt);
@@ -112,7 +182,10 @@ impl Style {
         [
             format!("peers connected    {peers}"),
             format!("chats sent         {}", s.chats_sent),
-            format!("chats received     {} ({} caught up after being away)", s.chats_received, s.chats_repaired),
+            format!(
+                "chats received     {} ({} of them caught up by sync, 5 s or more late)",
+                s.chats_received, s.chats_repaired
+            ),
             format!("chats relayed      {}", s.chats_relayed),
             format!("duplicates dropped {}", s.duplicates),
             format!("chats refused      {} (bad signature, size or time)", s.chats_refused),
@@ -129,11 +202,24 @@ impl Style {
     }
 }
 
+/// A sender's color: the same for one id everywhere, one of `PALETTE_SIZE`.
+pub fn palette_slot(id: &PeerId) -> usize {
+    id.0[0] as usize % PALETTE_SIZE
+}
+
+pub const PALETTE_SIZE: usize = PALETTE.len();
+
 fn direction(p: &PeerSummary) -> &'static str {
     match p.direction {
         p2p_chat_core::Direction::Inbound => "inbound",
         p2p_chat_core::Direction::Outbound => "outbound",
     }
+}
+
+/// "next try in 12.3s", from the core's wall-clock `retry_at`.
+pub fn retry_in(t: p2p_chat_core::Time) -> String {
+    let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
+    format!("next try in {:.1}s", t.as_millis().saturating_sub(now_ms) as f64 / 1000.0)
 }
 
 /// Local wall-clock time of a chat.
@@ -144,21 +230,48 @@ pub fn clock(ms: u64) -> String {
     }
 }
 
-/// Text from the network with every control character (escape sequences included) replaced.
+/// Text from the network with every control character (escape sequences included) replaced, and
+/// the bidirectional embeddings, overrides and isolates too: they would make a terminal reorder
+/// the rest of the line, so a chat could disguise what follows it. Right-to-left letters and the
+/// left-to-right and right-to-left marks are kept.
 pub fn clean(s: &str) -> String {
-    s.chars().map(|c| if c.is_control() { '\u{fffd}' } else { c }).collect()
+    s.chars().map(|c| if c.is_control() || is_bidi_control(c) { '\u{fffd}' } else { c }).collect()
+}
+
+/// A username as shown: `clean`, and a `#` (which this program refuses in names, but another
+/// client could send) shown as U+FFFD, so no name can end in what looks like another user's id.
+pub fn clean_name(s: &str) -> String {
+    clean(s).replace('#', "\u{fffd}")
+}
+
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 pub const HELP: &str = "\
 commands:
   /help          show this help
-  /peers         list connected peers (id, username, address, direction, score, latency)
+  /peers         list connected peers (id, username, address, direction,
+                 score, latency) and the addresses that could not be reached
   /history [N]   show the last N chats (default 20)
   /stats         show network statistics
   /id            show your peer id and public key
   /clear         clear the screen
   /quit          announce that you leave, and exit
-anything else is sent as a chat.";
+anything else is sent as a chat.
+limits: a chat holds at most 4,096 bytes (the full-screen view sends a longer
+line as several chats; line mode refuses it); a username is 1 to 64 bytes,
+without '#'.
+full-screen keys:
+  Enter              send (each line of a paste is its own chat)
+  Up / Down          lines you sent before
+  PageUp / PageDown  scroll back and forth (the mouse wheel too)
+  End                back to the newest line (on an empty line; or Ctrl-End)
+  Ctrl-A / Ctrl-E    start / end of the line
+  Ctrl-U / Ctrl-K    delete to the start / to the end of the line
+  Ctrl-W             delete the word before the cursor
+  Ctrl-C             clear the line; on an empty line, twice to leave
+  Ctrl-D             leave (on an empty line)";
 
 #[cfg(test)]
 mod tests {
@@ -168,6 +281,7 @@ mod tests {
     fn network_text_cannot_carry_escape_sequences() {
         assert_eq!(clean("hi\x1b[2Jthere\r\n"), "hi\u{fffd}[2Jthere\u{fffd}\u{fffd}");
         assert_eq!(clean("ünïcödé ok"), "ünïcödé ok");
+        assert_eq!(clean("abc\u{202e}fed שלום"), "abc\u{fffd}fed שלום");
     }
 
     /// A chat signed by Mallory's key under the name "alice" is shown with Mallory's id: a
@@ -180,6 +294,12 @@ mod tests {
         let line = Style { color: false }.history_line(&chat);
         assert!(line.contains(&format!("alice#{}", mallory.public_key().peer_id().short())), "{line}");
         assert!(!line.contains(&alice.public_key().peer_id().short()), "{line}");
+    }
+
+    #[test]
+    fn a_name_cannot_imitate_an_id_suffix() {
+        let s = Style { color: false };
+        assert_eq!(s.who("alice#3d785535", &PeerId([7; 32])), "alice\u{fffd}3d785535#07070707");
     }
 
     #[test]

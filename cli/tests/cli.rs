@@ -160,7 +160,95 @@ fn bad_input_is_one_clear_error_line() {
 
     let unresolvable = run(&["connect", "-a", "no-such-host.invalid:1"]);
     assert_eq!(unresolvable.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&unresolvable.stderr).contains("invalid address"));
+    let err = String::from_utf8_lossy(&unresolvable.stderr);
+    assert!(err.contains("cannot resolve host \"no-such-host.invalid\""), "{err}");
+    let malformed = run(&["connect", "-a", "no-port-here"]);
+    assert!(String::from_utf8_lossy(&malformed.stderr).contains("expected host:port"));
+
+    // An OS error is said once, not once per layer that wraps it.
+    let err = String::from_utf8_lossy(&in_use.stderr);
+    assert_eq!(err.matches("os error").count(), 1, "{err}");
+
+    let bad_name = run(&["listen", "-p", "0", "-u", "alice#3d785535"]);
+    assert_eq!(bad_name.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad_name.stderr).contains("must not contain '#'"));
+    let long_name = run(&["listen", "-p", "0", "-u", &"n".repeat(65)]);
+    assert!(String::from_utf8_lossy(&long_name.stderr).contains("1 to 64 bytes long (this one is 65 bytes)"));
+}
+
+/// Two nodes on one `--db-path` (which implies `--persist`): the second is told why it cannot
+/// start, once.
+#[test]
+fn a_database_in_use_names_the_other_program() {
+    let dir = temp_dir("in-use");
+    let db = dir.to_str().unwrap();
+    let mut first = Proc::start("first", &["listen", "-p", "0", "--db-path", db]);
+    first.wait_for("history: ");
+    let second = run(&["listen", "-p", "0", "--db-path", db]);
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{err}");
+    assert!(err.contains("another p2p-chat is using") && err.contains(db), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    first.quit();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Ctrl-C in line mode (SIGINT), or SIGTERM, still announces the leave and exits cleanly.
+#[test]
+fn a_signal_leaves_as_quit_does() {
+    let mut a = Proc::start("a", &["listen", "-p", "0", "-u", "stayer"]);
+    let port = a.port().to_string();
+    for (name, signal, code) in [("interrupted", libc::SIGINT, 0), ("terminated", libc::SIGTERM, 128 + libc::SIGTERM)] {
+        let mut b = Proc::start(name, &["connect", "-a", &format!("127.0.0.1:{port}"), "-u", name]);
+        let who = b.who();
+        a.wait_for(&format!("*** {who} joined"));
+        unsafe { libc::kill(b.child.id() as i32, signal) };
+        let status = wait_exit(&mut b.child);
+        assert_eq!(status.code(), Some(code), "{name}");
+        a.wait_for(&format!("*** {who} left"));
+    }
+    a.quit();
+}
+
+/// Two keys under one name are pointed out, with both ids.
+#[test]
+fn two_keys_using_one_name_are_pointed_out() {
+    let mut a = Proc::start("a", &["listen", "-p", "0", "-u", "alice"]);
+    let port = a.port();
+    let me = a.who();
+    let mut b = Proc::start("b", &["connect", "-a", &format!("127.0.0.1:{port}"), "-u", "alice"]);
+    let other = b.who();
+    let line = a.wait_for("2 keys use the name alice");
+    assert!(line.contains(&me) && line.contains(&other), "{line}");
+    b.wait_for("2 keys use the name alice");
+    b.quit();
+    a.quit();
+}
+
+/// `--bind 127.0.0.1` listens on the loopback interface only.
+#[test]
+fn bind_chooses_the_listening_address() {
+    let mut a = Proc::start("a", &["listen", "-p", "0", "--bind", "127.0.0.1"]);
+    let line = a.wait_for("listening on");
+    assert!(line.contains("listening on 127.0.0.1:"), "{line}");
+    a.quit();
+}
+
+/// A chat written with no peer connected is said to be queued, and goes out when one connects.
+#[test]
+fn a_chat_with_no_peer_is_queued_then_sent() {
+    let mut a = Proc::start("a", &["listen", "-p", "0", "-u", "alone"]);
+    let port = a.port();
+    a.say("anyone there?");
+    a.wait_for("queued, it goes out when a peer connects");
+    // Older than the 2 s a live chat may be behind our clock and still count as news.
+    std::thread::sleep(Duration::from_millis(2_500));
+    let mut b = Proc::start("b", &["connect", "-a", &format!("127.0.0.1:{port}"), "-u", "late"]);
+    a.wait_for("queued while alone go out now");
+    let line = b.wait_for("anyone there?");
+    assert!(line.contains("(earlier in this room)"), "said before b ever ran: {line}");
+    b.quit();
+    a.quit();
 }
 
 #[test]
@@ -170,7 +258,26 @@ fn an_unreachable_peer_is_retried_with_backoff() {
     drop(closed);
     let mut a = Proc::start("a", &["connect", "-a", &format!("127.0.0.1:{port}")]);
     let line = a.wait_for("could not reach");
-    assert!(line.contains("retrying in"), "{line}");
+    assert!(line.contains("retrying in the background"), "{line}");
+    // The tries go on (0.5 s, 1 s, 2 s apart), listed by /peers, and are not said again.
+    let end = std::time::Instant::now() + common::DEADLINE;
+    let tries = |l: &String| -> u32 {
+        l.split("failed tries").next().and_then(|h| h.rsplit(' ').nth(1)).and_then(|n| n.parse().ok()).unwrap_or(0)
+    };
+    loop {
+        a.say("/peers");
+        std::thread::sleep(Duration::from_millis(300));
+        a.count("");
+        if a.seen.iter().any(|l| l.contains("unreachable 127.0.0.1:") && tries(l) >= 3) {
+            break;
+        }
+        assert!(std::time::Instant::now() < end, "no third try listed:\n{}", a.seen.join("\n"));
+    }
+    assert_eq!(a.count("could not reach"), 1, "said once:\n{}", a.seen.join("\n"));
+    // A node appears on that port: the next try reaches it, and that is said once too.
+    let mut b = Proc::start("b", &["listen", "-p", &port.to_string(), "-u", "back"]);
+    a.wait_for(&format!("--- 127.0.0.1:{port} is reachable again"));
+    b.wait_for("connected to");
     a.quit();
 }
 
@@ -235,6 +342,28 @@ fn simulate_plots_delivery_over_time() {
         let last_y: f64 = points.rsplit(' ').next().unwrap().split(',').nth(1).unwrap().parse().unwrap();
         assert!((last_y - 50.0).abs() < 0.01, "the curve ends at 100%: {line}");
     }
+    assert!(svg.contains("faults: none") && !svg.contains(">heal<"), "a clean run says so: {svg}");
+    assert!(svg.contains("virtual time since the fault phase began (s)") && svg.contains("one chat (6 of 6 drawn)"));
+
+    // A faulty run names its faults, shades the fault phase and marks the heal.
+    let out = run(&[
+        "simulate",
+        "--nodes",
+        "40",
+        "--messages",
+        "6",
+        "--seed",
+        "5",
+        "--loss",
+        "0.05",
+        "--partition",
+        "--plot",
+        path.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let svg = std::fs::read_to_string(&path).unwrap();
+    assert!(svg.contains("faults: loss 5%, partition"), "{svg}");
+    assert!(svg.contains(">heal<") && svg.contains(">fault phase<"), "{svg}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

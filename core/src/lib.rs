@@ -9,8 +9,8 @@
 //! ## The run-loop contract
 //!
 //! After **every** input (`accept`, `handle_input`), drain [`Node::poll_output`] until it returns
-//! `None`, then ask [`Node::poll_timeout`] when to wake next and feed [`Input::Timeout`] at that time.
-//! Every input carries `now`; time never goes backwards. Outputs of one connection come in the order
+//! `None`, then ask [`Node::poll_timeout`] when to wake next, and why, and feed [`Input::Timeout`]
+//! at that time. Every input carries `now`; time never goes backwards. Outputs of one connection come in the order
 //! they must be written; [`Output::Close`] comes after that connection's last `Transmit`.
 //!
 //! ```no_run
@@ -29,7 +29,8 @@
 //!             Output::Event(event) => { /* show it to the user */ }
 //!         }
 //!     }
-//!     let (wake_at, _why) = node.poll_timeout().expect("the node is running");
+//!     // `None`: nothing is due until an input arrives. `why` names the timer, for traces.
+//!     let wake_at = node.poll_timeout().map(|(at, why)| at);
 //!     // Wait for socket readiness or `wake_at`, whichever is first, then feed what happened:
 //!     // node.accept(now(), remote)                       for a new inbound connection,
 //!     // node.handle_input(now(), Input::Received(conn, &buf)) for bytes,

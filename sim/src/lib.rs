@@ -13,6 +13,7 @@
 mod cheap_keys;
 mod id_hash;
 mod metrics;
+mod plot;
 mod report;
 mod shared_chats;
 mod world;

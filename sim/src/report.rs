@@ -57,6 +57,12 @@ pub struct Report {
     /// The delivery times of the first `PLOTTED` chats delivered anywhere: the plot's curves.
     #[serde(skip)]
     pub curves: Vec<Times>,
+    /// When each plotted chat was sent, in ms after the fault phase began.
+    #[serde(skip)]
+    pub curve_sent_ms: Vec<f64>,
+    /// Length of the fault phase in ms: the faults heal at this time on the plot.
+    #[serde(skip)]
+    pub fault_ms: f64,
 }
 
 /// Peak resident memory of this process, from /proc (0 where there is none).
@@ -90,12 +96,17 @@ impl Report {
         let mut ldhs = Vec::new();
         let mut all = Vec::new();
         let mut curves = Vec::new();
+        let mut curve_sent_ms = Vec::new();
+        let fault = Duration::from_secs_f64(p.fault_s);
+        let fault_start = Time::from_millis(w.heal_at.as_millis().saturating_sub(fault.as_millis() as u64));
         let mut h = DefaultHasher::new();
         for (id, d) in m.deliveries() {
             ldhs.push(d.farthest_hops);
             all.push(d.times);
             if curves.len() < PLOTTED {
                 curves.push(d.times.clone());
+                let sent = m.sent.get(id).map_or(0.0, |&t| t.since(fault_start).as_secs_f64() * 1000.0);
+                curve_sent_ms.push(sent);
             }
             id.hash(&mut h);
             d.hash.hash(&mut h);
@@ -142,6 +153,8 @@ impl Report {
             rss_kib_per_node: rss as f64 / p.nodes as f64,
             fingerprint: h.finish(),
             curves,
+            curve_sent_ms,
+            fault_ms: p.fault_s * 1000.0,
         }
     }
 
@@ -222,45 +235,10 @@ impl Report {
         rows.join("\n")
     }
 
-    /// Delivery over time: one faint line per chat, share of nodes that have it against ms.
+    /// Delivery over time: one faint line per chat, share of nodes that have it against virtual
+    /// time since the fault phase began (see `plot`).
     pub fn svg(&self) -> String {
-        let (w, h, pad) = (800.0, 480.0, 50.0);
-        let n = self.nodes as f64;
-        // The latest delivery of any chat, plotted or not (at least 1 ms).
-        let max_ms = self.latency_ms_max.max(1.0);
-        let x = |ms: f64| pad + ms / max_ms * (w - 2.0 * pad);
-        let y = |share: f64| h - pad - share.min(1.0) * (h - 2.0 * pad);
-        let mut out = format!(
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
-             <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-             <text x=\"{pad}\" y=\"20\">p2p-chat: share of nodes holding each chat vs virtual ms since it was sent ({} nodes, seed {})</text>\n",
-            self.nodes, self.seed
-        );
-        out += &format!(
-            "<line x1=\"{pad}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/><line x1=\"{pad}\" y1=\"{pad}\" x2=\"{pad}\" y2=\"{}\" stroke=\"black\"/>\n",
-            h - pad,
-            w - pad,
-            h - pad,
-            h - pad
-        );
-        for k in 0..=4 {
-            let share = k as f64 / 4.0;
-            out += &format!("<text x=\"5\" y=\"{:.0}\">{:.0}%</text>\n", y(share) + 4.0, share * 100.0);
-            let ms = max_ms * share;
-            out += &format!("<text x=\"{:.0}\" y=\"{}\">{ms:.0} ms</text>\n", x(ms) - 15.0, h - pad + 18.0);
-        }
-        for c in &self.curves {
-            let pts: Vec<String> = c
-                .iter()
-                .enumerate()
-                .map(|(k, t)| format!("{:.1},{:.1}", x(ms(Some(t))), y((k + 2) as f64 / n)))
-                .collect();
-            out += &format!(
-                "<polyline fill=\"none\" stroke=\"steelblue\" stroke-opacity=\"0.4\" points=\"{}\"/>\n",
-                pts.join(" ")
-            );
-        }
-        out + "</svg>\n"
+        crate::plot::svg(self)
     }
 }
 

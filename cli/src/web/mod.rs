@@ -19,7 +19,7 @@ mod hub;
 mod server;
 
 use std::net::{IpAddr, SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,7 +45,7 @@ pub struct WebArgs {
     #[arg(long, requires = "web")]
     pub web_public: bool,
     /// No terminal view: standard input is not read; the node runs until Ctrl-C, SIGTERM or /quit
-    /// from the web page
+    /// on the web page
     #[arg(long)]
     pub headless: bool,
 }
@@ -179,22 +179,10 @@ impl Running {
     }
 }
 
-/// Set by SIGINT and SIGTERM while a headless node runs.
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_stop_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
-}
-
-/// Waits, instead of reading standard input, until Ctrl-C, SIGTERM or `/quit` from the page; the
-/// caller then leaves the network as after `/quit` in the terminal.
+/// Waits, instead of reading standard input, until `/quit` from the page; the caller then leaves
+/// the network as after `/quit` in the terminal. Signals (Ctrl-C, SIGTERM) end the node as they do
+/// in a terminal session (`crate::signals`).
 pub fn run_headless(web: Option<&Running>) {
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-    unsafe {
-        let handler: extern "C" fn(libc::c_int) = on_stop_signal;
-        libc::signal(libc::SIGINT, handler as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, handler as libc::sighandler_t);
-    }
     {
         use std::io::Write;
         let how = if web.is_some() { "Ctrl-C, SIGTERM or /quit on the web page" } else { "Ctrl-C or SIGTERM" };
@@ -202,16 +190,11 @@ pub fn run_headless(web: Option<&Running>) {
         let _ = writeln!(out, "no terminal view (--headless): standard input is not read; {how} stops the node");
         let _ = out.flush();
     }
-    // Checked a few times a second: a signal cannot wake a channel safely.
-    let tick = Duration::from_millis(100);
-    while !STOP.load(Ordering::SeqCst) {
-        match web {
-            Some(w) => match w.quit.recv_timeout(tick) {
-                Ok(()) => return,
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => std::thread::sleep(tick),
-            },
-            None => std::thread::sleep(tick),
-        }
+    match web {
+        // Only an error on the web thread ends the channel without a quit: then wait for a signal.
+        Some(w) if w.quit.recv().is_ok() => {}
+        _ => loop {
+            std::thread::park();
+        },
     }
 }

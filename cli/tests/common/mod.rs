@@ -1,5 +1,7 @@
 //! Running real `p2p-chat` processes for the tests: start, feed lines, wait for output.
 
+pub mod tmux;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};

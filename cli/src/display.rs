@@ -1,0 +1,262 @@
+//! The display thread: stores each delivered chat, then shows it (in that order, so nothing shown
+//! can be lost), and turns the node's events into what a person wants to read:
+//!
+//! - a peer that cannot be reached is said once, and once more when it is back; the tries go on
+//!   quietly and `/peers` lists them;
+//! - a chat written while no peer is connected is said to be queued, and the first connection
+//!   says that the queued chats go out now;
+//! - a chat said before this run is marked "(while you were away)" when this history was already
+//!   in use then, and "(earlier in this room)" when it is backlog from before this identity's first
+//!   run here (or when there is no history on disk to tell);
+//! - two keys using one username are pointed out, once per new key.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
+
+use p2p_chat_core::app::NodeHandle;
+use p2p_chat_core::{Body, Chat, Delivery, Event, Origin, PeerId, Time};
+
+use crate::store::Store;
+use crate::ui::{Kind, Out, Style, When};
+
+/// Chats kept in memory for `/history` without `--persist`.
+pub const MEMORY_HISTORY: usize = 1_000;
+/// Addresses remembered as unreachable; past this the oldest report is forgotten.
+const MAX_UNREACHABLE: usize = 1_000;
+
+/// Where shown lines go: stdout in plain mode, the full-screen view otherwise.
+pub type Printer = Arc<dyn Fn(Out) + Send + Sync>;
+
+/// A peer address that failed to answer.
+#[derive(Clone, Copy, Debug)]
+pub struct Unreachable {
+    pub tries: u32,
+    /// When the node tries again; `None`: it gave up on the address.
+    pub retry_at: Option<Time>,
+}
+
+/// What the display thread and the command handler both read.
+#[derive(Default)]
+pub struct Shared {
+    pub history: Mutex<VecDeque<Arc<Chat>>>,
+    pub unreachable: Mutex<BTreeMap<SocketAddr, Unreachable>>,
+}
+
+/// Tells when a chat was said, relative to this run and this history.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    /// When this run started (unix ms).
+    pub started_ms: u64,
+    /// When a node first ran on this history, if there is one on disk.
+    pub first_online_ms: Option<u64>,
+}
+
+/// A chat pushed live is taken as said before the run only if signed this much before it began, so
+/// a sender whose clock runs a little behind ours does not have its news marked as missed.
+pub const LIVE_SKEW_MS: u64 = 2_000;
+
+impl Clock {
+    pub fn when(&self, d: &Delivery) -> When {
+        let ts = d.chat.timestamp_ms();
+        let before_run = match d.origin {
+            Origin::Local => false,
+            Origin::Live => ts.saturating_add(LIVE_SKEW_MS) < self.started_ms,
+            Origin::Repair => ts < self.started_ms,
+        };
+        if !before_run {
+            if d.origin == Origin::Repair {
+                When::Late
+            } else {
+                When::Now
+            }
+        } else {
+            match self.first_online_ms {
+                Some(first) if ts >= first => When::WhileAway,
+                _ => When::Earlier,
+            }
+        }
+    }
+}
+
+pub struct Display {
+    pub style: Style,
+    pub printer: Printer,
+    pub store: Option<Arc<Store>>,
+    pub shared: Arc<Shared>,
+    pub handle: Arc<dyn NodeHandle>,
+    pub clock: Clock,
+    /// This node's own username and id, so a stranger using the same name is pointed out.
+    pub me: (String, PeerId),
+}
+
+struct State {
+    connected: usize,
+    /// Own chats written while no peer was connected.
+    queued: usize,
+    names: HashMap<String, BTreeSet<PeerId>>,
+}
+
+impl Display {
+    fn say(&self, kind: Kind, text: String) {
+        (self.printer)(Out::Line(kind, text, None));
+    }
+
+    /// An event's line, with its sender marked for the full-screen view's colors.
+    fn say_event(&self, e: &Event, when: When) {
+        let Some((kind, text)) = self.style.event_line(e, when) else { return };
+        let who = match e {
+            Event::Chat(d) => Style::find_who(&text, &d.chat.username, &d.chat.author_id()),
+            Event::PeerUp(p) => Style::find_who(&text, &p.username, &p.peer),
+            Event::PeerDown { username, peer, .. } => Style::find_who(&text, username, peer),
+            _ => None,
+        };
+        (self.printer)(Out::Line(kind, text, who));
+    }
+
+    /// Runs until the node's event channel closes.
+    pub fn run(self, events: Receiver<Event>) {
+        let mut st = State { connected: 0, queued: 0, names: HashMap::new() };
+        st.names.entry(self.me.0.clone()).or_default().insert(self.me.1);
+        while let Ok(first) = events.recv() {
+            // Take everything waiting, so a burst costs one database commit.
+            let mut batch = vec![first];
+            batch.extend(events.try_iter());
+            let chats: Vec<Arc<Chat>> =
+                batch.iter().filter_map(|e| if let Event::Chat(d) = e { Some(d.chat.clone()) } else { None }).collect();
+            if let Some(s) = &self.store {
+                if let Err(e) = s.put_chats(&chats) {
+                    self.say(Kind::Warning, format!("!!! could not save history: {e}"));
+                }
+                if batch.iter().any(|e| matches!(e, Event::PeerUp(_))) {
+                    crate::session::save_peers(s, &*self.handle);
+                }
+            }
+            if let Ok(mut h) = self.shared.history.lock() {
+                for c in &chats {
+                    h.push_back(c.clone());
+                    if h.len() > MEMORY_HISTORY {
+                        h.pop_front();
+                    }
+                }
+            }
+            for e in &batch {
+                self.show(&mut st, e);
+            }
+            if let Some(s) = &self.store {
+                if let Err(e) = s.mark_shown(&chats) {
+                    self.say(Kind::Warning, format!("!!! could not save history: {e}"));
+                }
+            }
+        }
+    }
+
+    fn show(&self, st: &mut State, e: &Event) {
+        match e {
+            Event::DialFailed { addr, retry_at } => {
+                let mut map = match self.shared.unreachable.lock() {
+                    Ok(m) => m,
+                    Err(_) => return,
+                };
+                let first = !map.contains_key(addr);
+                let entry = map.entry(*addr).or_insert(Unreachable { tries: 0, retry_at: *retry_at });
+                entry.tries += 1;
+                let gave_up = entry.retry_at.is_some() && retry_at.is_none();
+                entry.retry_at = *retry_at;
+                if map.len() > MAX_UNREACHABLE {
+                    map.pop_first();
+                }
+                drop(map);
+                if first || gave_up {
+                    self.say_event(e, When::Now);
+                }
+                return;
+            }
+            Event::PeerUp(p) => {
+                st.connected += 1;
+                self.name_check(st, &p.username, p.peer);
+                // Dialed by us (its address) or dialing in (the address it listens on).
+                let back = self.shared.unreachable.lock().ok().and_then(|mut m| {
+                    let by_listen = p.listen_addr.and_then(|a| m.remove(&a).map(|_| a));
+                    m.remove(&p.addr).map(|_| p.addr).or(by_listen)
+                });
+                self.say_event(e, When::Now);
+                if let Some(addr) = back {
+                    let text = format!("--- {addr} is reachable again");
+                    self.say(Kind::Network, self.style.note(Kind::Network, &text));
+                }
+                if st.queued > 0 {
+                    let n = std::mem::take(&mut st.queued);
+                    self.say(
+                        Kind::Network,
+                        self.style.note(Kind::Network, &format!("--- the {n} chat(s) queued while alone go out now")),
+                    );
+                }
+                return;
+            }
+            Event::PeerDown { .. } => st.connected = st.connected.saturating_sub(1),
+            Event::Chat(d) => self.name_check(st, &d.chat.username, d.chat.author_id()),
+            Event::Warning(_) => {}
+        }
+        let when = match e {
+            Event::Chat(d) => self.clock.when(d),
+            _ => When::Now,
+        };
+        self.say_event(e, when);
+        if let Event::Chat(d) = e {
+            if d.origin == Origin::Local && matches!(d.chat.body, Body::Text(_)) && st.connected == 0 {
+                st.queued += 1;
+                self.say(Kind::Info, "    (no peer connected: queued, it goes out when a peer connects)".into());
+            }
+        }
+    }
+
+    /// Says so when a second key uses a name already seen this run.
+    fn name_check(&self, st: &mut State, name: &str, id: PeerId) {
+        let ids = st.names.entry(name.to_owned()).or_default();
+        if ids.insert(id) && ids.len() > 1 {
+            let all: Vec<String> = ids.iter().map(|i| self.style.who(name, i)).collect();
+            self.say(
+                Kind::Warning,
+                self.style.note(
+                    Kind::Warning,
+                    &format!(
+                        "!!! {} keys use the name {}: {} (the part after # tells them apart)",
+                        ids.len(),
+                        crate::ui::clean_name(name),
+                        all.join(", ")
+                    ),
+                ),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use p2p_chat_core::{ChatId, Ed25519Keys};
+
+    fn delivery(ms: u64, origin: Origin) -> Delivery {
+        let k = Ed25519Keys::from_seed(3);
+        let chat = Chat::new(&k, ChatId::new_v7(ms, &[1; 10]), "bob", Body::Text("hi".into()));
+        Delivery { chat: Arc::new(chat), hops: 1, origin }
+    }
+
+    #[test]
+    fn chats_from_before_the_run_are_backlog_or_missed() {
+        let clock = Clock { started_ms: 10_000, first_online_ms: Some(5_000) };
+        assert_eq!(clock.when(&delivery(11_000, Origin::Live)), When::Now);
+        assert_eq!(clock.when(&delivery(11_000, Origin::Repair)), When::Late);
+        // Missed while offline, even if only a moment old and so delivered as live.
+        assert_eq!(clock.when(&delivery(7_000, Origin::Live)), When::WhileAway);
+        // A live chat signed a moment before the run began: a sender's clock behind ours.
+        assert_eq!(clock.when(&delivery(9_000, Origin::Live)), When::Now);
+        assert_eq!(clock.when(&delivery(9_000, Origin::Repair)), When::WhileAway);
+        assert_eq!(clock.when(&delivery(6_000, Origin::Repair)), When::WhileAway);
+        assert_eq!(clock.when(&delivery(4_000, Origin::Repair)), When::Earlier);
+        let first_run = Clock { started_ms: 10_000, first_online_ms: None };
+        assert_eq!(first_run.when(&delivery(9_000, Origin::Repair)), When::Earlier);
+    }
+}

@@ -1,0 +1,164 @@
+//! The node's public surface: what goes in (`Input`, `Command`), what comes out (`Output`,
+//! `Event`), and what can be asked of it (`PeerSummary`, `Stats`, `Timer`).
+
+use super::*;
+
+/// A connection, named by the node. Runtimes map it to their socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnId(pub u64);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    Inbound,
+    Outbound,
+}
+
+/// What the caller feeds in (besides [`Node::accept`]).
+#[derive(Debug)]
+pub enum Input<'a> {
+    /// An outbound connection asked for by [`Output::Dial`] is established.
+    Connected(ConnId),
+    /// An outbound connection could not be established.
+    DialFailed(ConnId),
+    /// Bytes arrived on a connection.
+    Received(ConnId, &'a [u8]),
+    /// The connection was closed or reset by the other side (or failed).
+    Closed(ConnId),
+    /// The runtime holds this many bytes of the connection's transmits not yet written: reported
+    /// whenever it changes. The node stops answering a peer that has too much waiting, asks the
+    /// runtime to stop reading it (see [`Node::wants_read`]), and drops it past
+    /// [`ServeLimits::max_backlog`].
+    Backlog(ConnId, usize),
+    /// The user asked for something.
+    Command(Command),
+    /// The time given by [`Node::poll_timeout`] has come.
+    Timeout,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Sign and send a chat.
+    Chat(String),
+    /// Dial an address now (and keep it in the address book).
+    Connect(SocketAddr),
+    /// Addresses known from an earlier run: dialed when the node needs peers.
+    AddKnown(Vec<SocketAddr>),
+    /// Announce `Leave`, then close every connection. The node refuses new connections after.
+    Leave,
+}
+
+/// What the caller must do, pulled with [`Node::poll_output`].
+#[derive(Debug)]
+pub enum Output {
+    /// Write these bytes (whole frames, possibly several) to the connection, in order.
+    Transmit {
+        conn: ConnId,
+        bytes: Vec<u8>,
+    },
+    /// Open a TCP connection; answer with `Connected` or `DialFailed`.
+    Dial {
+        conn: ConnId,
+        addr: SocketAddr,
+    },
+    /// Flush what was transmitted, then close. The node has already forgotten the connection.
+    Close {
+        conn: ConnId,
+    },
+    Event(Event),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A chat accepted for the first time: shown to the user exactly once.
+    Chat(Delivery),
+    /// Boxed: the summary is 190 bytes, and every `Output` (a frame to send, nearly always) was
+    /// as large as this rare variant, moved through the output queue and `poll_output`.
+    PeerUp(Box<PeerSummary>),
+    PeerDown {
+        conn: ConnId,
+        peer: PeerId,
+        username: String,
+        reason: String,
+    },
+    /// A dial failed; `retry_at` is when the address will be tried again, if it is kept.
+    DialFailed {
+        addr: SocketAddr,
+        retry_at: Option<Time>,
+    },
+    /// Something the user may want to know (a misbehaving peer, a refused chat).
+    Warning(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    pub chat: Arc<Chat>,
+    /// Links crossed to get here (0: our own chat).
+    pub hops: u8,
+    pub origin: Origin,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// Written by this node's user.
+    Local,
+    /// Arrived by push (eager or lazy announcement), as it spread.
+    Live,
+    /// Fetched by anti-entropy because we were missing it, and at least 5 s old: catch-up after
+    /// being away.
+    Repair,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerSummary {
+    pub conn: ConnId,
+    pub peer: PeerId,
+    pub public_key: PublicKey,
+    pub username: String,
+    /// Remote socket address of the connection.
+    pub addr: SocketAddr,
+    /// Where the peer accepts connections, if it does.
+    pub listen_addr: Option<SocketAddr>,
+    pub direction: Direction,
+    pub score: i32,
+    pub rtt: Option<Duration>,
+    pub since: Time,
+}
+
+/// Counters, for `/stats`, the simulator and benchmarks.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Chats written here.
+    pub chats_sent: u64,
+    /// Chats of others delivered here.
+    pub chats_received: u64,
+    /// Of which fetched by repair.
+    pub chats_repaired: u64,
+    /// Chat frames pushed eagerly to neighbours.
+    pub chats_relayed: u64,
+    /// Chat frames received, duplicates included (the simulator's RMR numerator).
+    pub chat_frames_in: u64,
+    pub duplicates: u64,
+    /// Refused: bad signature, oversized, too old or too new.
+    pub chats_refused: u64,
+    pub frames_in: u64,
+    pub frames_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub bad_frames: u64,
+    pub ihave_ids_sent: u64,
+    pub iwant_ids_sent: u64,
+    pub sync_frames_sent: u64,
+    pub prunes_sent: u64,
+    pub grafts_sent: u64,
+    pub dials: u64,
+    pub peers_banned: u64,
+    /// Bytes of answers to requests (replies, sync, addresses, pongs), as charged to the asking
+    /// peers' credit (see [`crate::serve`]).
+    pub answer_bytes: u64,
+    /// Requests not answered, or answered in part, because the peer's credit did not cover them.
+    pub answers_refused: u64,
+    /// Requests not answered because too much already waited to be written to the peer.
+    pub answers_deferred: u64,
+    /// Chats asked for again after they had been sent to the same peer, and not sent again.
+    pub repeats_ignored: u64,
+}
