@@ -114,7 +114,8 @@ pub fn run(node: NodeArgs, listen: Option<SocketAddr>, connect: Vec<SocketAddr>)
         crate::log::show_in(Some(printer.clone()));
     }
     let info = |text: String| printer(Out::Line(Kind::Info, text, None));
-    let web = web.map(|w| w.serve(handle.clone(), &node.username, me)).transpose()?;
+    let web_clock = Clock { started_ms, first_online_ms };
+    let web = web.map(|w| w.serve(handle.clone(), &node.username, me, web_clock)).transpose()?;
     let listening = match handle.local_addr() {
         Some(a) => format!("listening on {a}"),
         None => "not listening".into(),

@@ -17,6 +17,9 @@ use p2p_chat_core::{Body, Chat, Command, Delivery, Direction, Event, Origin, Pee
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
+use crate::display::Clock;
+use crate::ui::When;
+
 /// Log items kept for tabs that open later (and the most `/history` shows).
 pub const LOG_ITEMS: usize = 1_000;
 /// Messages a tab may fall behind before it is sent a fresh snapshot instead.
@@ -71,9 +74,13 @@ pub enum Item {
         /// `text`, `join` or `leave`.
         body: &'static str,
         text: Option<String>,
-        /// `local` (written here), `live`, `repair` (caught up after being away) or `history`
-        /// (from disk, from before this run).
+        /// `local` (written here), `live`, `repair` (fetched by catch-up) or `history` (from
+        /// disk, from before this run).
         origin: &'static str,
+        /// When it was said, as the terminal marks it: `now`, `late` (this run, but it came by
+        /// catch-up), `away` (missed while offline), `earlier` (the room's backlog); `None` for
+        /// history from disk.
+        when: Option<&'static str>,
         hops: u8,
     },
     PeerUp {
@@ -100,7 +107,7 @@ pub enum Item {
 }
 
 impl Item {
-    fn of_chat(c: &Chat, origin: &'static str, hops: u8) -> Item {
+    fn of_chat(c: &Chat, origin: &'static str, when: Option<When>, hops: u8) -> Item {
         let (body, text) = match &c.body {
             Body::Text(t) => ("text", Some(t.clone())),
             Body::Join => ("join", None),
@@ -113,13 +120,19 @@ impl Item {
             body,
             text,
             origin,
+            when: when.map(|w| match w {
+                When::Now => "now",
+                When::Late => "late",
+                When::WhileAway => "away",
+                When::Earlier => "earlier",
+            }),
             hops,
         }
     }
 
     /// The item for an event, or `None` for events the page does not show (as the terminal does
     /// not show this node's own joins and leaves).
-    pub fn of_event(e: &Event, now_ms: u64) -> Option<Item> {
+    pub fn of_event(e: &Event, now_ms: u64, clock: &Clock) -> Option<Item> {
         Some(match e {
             Event::Chat(Delivery { chat, origin: Origin::Local, .. }) if !matches!(chat.body, Body::Text(_)) => {
                 return None
@@ -130,7 +143,7 @@ impl Item {
                     Origin::Live => "live",
                     Origin::Repair => "repair",
                 };
-                Item::of_chat(&d.chat, origin, d.hops)
+                Item::of_chat(&d.chat, origin, Some(clock.when(d)), d.hops)
             }
             Event::PeerUp(p) => Item::PeerUp {
                 ts: now_ms,
@@ -260,6 +273,7 @@ struct Log {
 
 pub struct Hub {
     me: Me,
+    clock: Clock,
     log: Mutex<Log>,
     handle: Arc<dyn NodeHandle>,
     dropped: Arc<AtomicU64>,
@@ -279,16 +293,18 @@ pub fn json(m: &ToPage) -> Arc<str> {
 impl Hub {
     pub fn new(
         me: Me,
+        clock: Clock,
         history: &[Chat],
         handle: Arc<dyn NodeHandle>,
         dropped: Arc<AtomicU64>,
         started: Instant,
         quit: mpsc::Sender<()>,
     ) -> Hub {
-        let items = history.iter().map(|c| Item::of_chat(c, "history", 0)).collect();
+        let items = history.iter().map(|c| Item::of_chat(c, "history", None, 0)).collect();
         let (tx, _) = broadcast::channel(BROADCAST_CAPACITY);
         Hub {
             me,
+            clock,
             log: Mutex::new(Log { items, tx, dropped_told: 0 }),
             handle,
             dropped,
@@ -314,7 +330,7 @@ impl Hub {
             log.dropped_told = dropped;
             push(&mut log, Item::Warning { ts: now, text });
         }
-        if let Some(item) = Item::of_event(e, now) {
+        if let Some(item) = Item::of_event(e, now, &self.clock) {
             push(&mut log, item);
         }
     }
@@ -440,7 +456,9 @@ mod tests {
     #[test]
     fn a_chat_becomes_a_json_item_with_its_text_as_a_string() {
         let c = chat("<script>alert(1)</script>");
-        let item = Item::of_event(&Event::Chat(Delivery { chat: c.clone(), hops: 2, origin: Origin::Repair }), 0);
+        let clock = Clock { started_ms: 1_900_000_000_000, first_online_ms: Some(1_700_000_000_000) };
+        let item =
+            Item::of_event(&Event::Chat(Delivery { chat: c.clone(), hops: 2, origin: Origin::Repair }), 0, &clock);
         let v: serde_json::Value = serde_json::from_str(&json(&ToPage::Item { item: item.unwrap() })).unwrap();
         assert_eq!(v["t"], "item");
         assert_eq!(v["item"]["kind"], "chat");
@@ -448,6 +466,7 @@ mod tests {
         assert_eq!(v["item"]["from"]["name"], "<b>bob</b>");
         assert_eq!(v["item"]["from"]["short"], c.author_id().short());
         assert_eq!(v["item"]["origin"], "repair");
+        assert_eq!(v["item"]["when"], "away", "said before this run, after this history's first: missed");
         assert_eq!(v["item"]["hops"], 2);
     }
 
@@ -455,10 +474,11 @@ mod tests {
     fn own_joins_and_leaves_are_not_shown() {
         let k = Ed25519Keys::from_seed(5);
         let join = Arc::new(Chat::new(&k, ChatId::new_v7(1, &[1; 10]), "me", Body::Join));
-        assert!(
-            Item::of_event(&Event::Chat(Delivery { chat: join.clone(), hops: 0, origin: Origin::Local }), 0).is_none()
-        );
-        assert!(Item::of_event(&Event::Chat(Delivery { chat: join, hops: 1, origin: Origin::Live }), 0).is_some());
+        let clock = Clock { started_ms: 0, first_online_ms: None };
+        let local = Event::Chat(Delivery { chat: join.clone(), hops: 0, origin: Origin::Local });
+        assert!(Item::of_event(&local, 0, &clock).is_none());
+        let live = Event::Chat(Delivery { chat: join, hops: 1, origin: Origin::Live });
+        assert!(Item::of_event(&live, 0, &clock).is_some());
     }
 
     #[test]

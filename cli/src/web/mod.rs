@@ -127,8 +127,15 @@ impl Web {
         Tap { tx: self.tap.clone(), dropped: self.dropped.clone() }
     }
 
-    /// Starts the web thread. `username` and `me` are the node's own, for the page's header.
-    pub fn serve(self, handle: Arc<dyn NodeHandle>, username: &str, me: PublicKey) -> Result<Running> {
+    /// Starts the web thread. `username` and `me` are the node's own, for the page's header;
+    /// `clock` marks chats from before this run as the terminal does.
+    pub fn serve(
+        self,
+        handle: Arc<dyn NodeHandle>,
+        username: &str,
+        me: PublicKey,
+        clock: crate::display::Clock,
+    ) -> Result<Running> {
         let Web { listener, addr, public, token, tap, events, dropped, history, headless } = self;
         drop(tap); // only the node's callback holds a sender: its end is the web's end
         let shown = match addr.ip() {
@@ -146,7 +153,7 @@ impl Web {
         let (quit_tx, quit) = mpsc::channel();
         let (done_tx, done) = mpsc::channel();
         let me = hub::Me::new(username, &me, handle.local_addr(), headless);
-        let hub = hub::Hub::new(me, &history, handle, dropped, Instant::now(), quit_tx);
+        let hub = hub::Hub::new(me, clock, &history, handle, dropped, Instant::now(), quit_tx);
         let guard = server::Guard::new(addr, token);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_io()

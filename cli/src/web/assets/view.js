@@ -37,6 +37,13 @@ function time(ms) {
   return t;
 }
 
+/** How a chat not said live is marked, as in the terminal. */
+const MARKS = {
+  late: "(arrived late)",
+  away: "(while you were away)",
+  earlier: "(earlier in this room)",
+};
+
 /** One log line for an item from the node. */
 export function item(it) {
   switch (it.kind) {
@@ -50,7 +57,11 @@ export function item(it) {
         li.classList.add("presence");
         li.append("*** ", who(it.from), it.body === "join" ? " joined" : " left");
       }
-      if (it.origin === "repair") li.append(" ", el("span", "late", "(while you were away)"));
+      const mark = MARKS[it.when];
+      if (mark) {
+        li.classList.add("missed");
+        li.append(" ", el("span", "late", mark));
+      }
       if (it.origin === "history") li.title = "from before this run";
       return li;
     }
