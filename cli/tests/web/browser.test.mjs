@@ -8,7 +8,9 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
+import fs from "node:fs";
 import http from "node:http";
+import os from "node:os";
 import path from "node:path";
 import { Node, WAIT_MS, launch } from "./nodes.mjs";
 
@@ -300,6 +302,33 @@ test("the page is served under a strict Content-Security-Policy", async () => {
   assert.equal(cookie.sameSite, "Strict");
   assert.equal(await page.evaluate(() => document.cookie), "", "the page's script cannot read it");
   await context.close();
+});
+
+test("a node that comes back shows on its page what it missed, marked", async () => {
+  const db = fs.mkdtempSync(path.join(os.tmpdir(), "p2p-chat-web-dave-"));
+  const store = ["--persist", "--db-path", db];
+  const first = new Node("dave (first run)", ["listen", "-p", "0", "-u", "dave", "--bootstrap",
+    `127.0.0.1:${await alice.port()}`, ...store]);
+  await first.waitFor("connected to alice#");
+  first.say("/quit");
+  await first.exited;
+  carol.say("said while dave was away");
+  await alice.waitFor("said while dave was away");
+  // A chat signed less than 2 s before a node starts may be a clock's skew, and is news: wait more.
+  await new Promise((r) => setTimeout(r, 2_500));
+  // Back, with the page: it redials the peers it knew.
+  const dave = new Node("dave", ["listen", "-p", "0", "-u", "dave", ...store, "--web", "127.0.0.1:0", "--headless"]);
+  try {
+    web.dave = await webOf(dave);
+    const d = await open("dave");
+    const li = await line(d, "said while dave was away");
+    assert.equal(await li.locator(".late").textContent(), "(while you were away)");
+    await dave.waitFor("said while dave was away  (while you were away)"); // as its terminal output says
+    await d.context().close();
+  } finally {
+    dave.stop();
+    fs.rmSync(db, { recursive: true, force: true });
+  }
 });
 
 test("/quit from the page stops a headless node, which leaves the network", async () => {
