@@ -6,7 +6,7 @@
 //! nothing twice; one that falls more than [`BROADCAST_CAPACITY`] messages behind gets a fresh
 //! snapshot instead. Every tab therefore shows the same log, in the same order.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -24,6 +24,8 @@ use crate::ui::When;
 pub const LOG_ITEMS: usize = 1_000;
 /// Messages a tab may fall behind before it is sent a fresh snapshot instead.
 const BROADCAST_CAPACITY: usize = 1_024;
+/// Addresses remembered as unreachable; past this the oldest report is forgotten.
+const MAX_UNREACHABLE: usize = 1_000;
 
 /// The node's own identity, as the page's header shows it.
 #[derive(Clone, Debug, Serialize)]
@@ -94,11 +96,17 @@ pub enum Item {
         peer: Who,
         reason: String,
     },
+    /// Said once per address, and once more if the node gives up on it, as the terminal does.
     DialFailed {
         ts: u64,
         addr: String,
         /// When the node tries again, unix milliseconds; `None`: it gave up on the address.
         retry_at: Option<u64>,
+    },
+    /// An address that could not be reached is connected now.
+    Reachable {
+        ts: u64,
+        addr: String,
     },
     Warning {
         ts: u64,
@@ -269,6 +277,8 @@ struct Log {
     tx: broadcast::Sender<Arc<str>>,
     /// Events the node's callback could not hand over, already told to the page.
     dropped_told: u64,
+    /// Addresses that failed to answer, and whether the node still retries them.
+    unreachable: BTreeMap<SocketAddr, bool>,
 }
 
 pub struct Hub {
@@ -305,7 +315,7 @@ impl Hub {
         Hub {
             me,
             clock,
-            log: Mutex::new(Log { items, tx, dropped_told: 0 }),
+            log: Mutex::new(Log { items, tx, dropped_told: 0, unreachable: BTreeMap::new() }),
             handle,
             dropped,
             started,
@@ -330,8 +340,27 @@ impl Hub {
             log.dropped_told = dropped;
             push(&mut log, Item::Warning { ts: now, text });
         }
+        // A peer that cannot be reached is said once, and once more when it is given up or back.
+        let mut back = None;
+        match e {
+            Event::DialFailed { addr, retry_at } => {
+                let before = log.unreachable.insert(*addr, retry_at.is_some());
+                if log.unreachable.len() > MAX_UNREACHABLE {
+                    log.unreachable.pop_first();
+                }
+                let gave_up = before == Some(true) && retry_at.is_none();
+                if before.is_some() && !gave_up {
+                    return;
+                }
+            }
+            Event::PeerUp(p) => back = log.unreachable.remove(&p.addr).map(|_| p.addr),
+            _ => {}
+        }
         if let Some(item) = Item::of_event(e, now, &self.clock) {
             push(&mut log, item);
+        }
+        if let Some(addr) = back {
+            push(&mut log, Item::Reachable { ts: now, addr: addr.to_string() });
         }
     }
 
@@ -479,6 +508,53 @@ mod tests {
         assert!(Item::of_event(&local, 0, &clock).is_none());
         let live = Event::Chat(Delivery { chat: join, hops: 1, origin: Origin::Live });
         assert!(Item::of_event(&live, 0, &clock).is_some());
+    }
+
+    #[test]
+    fn an_unreachable_address_is_said_once_then_when_given_up() {
+        let (quit, _) = mpsc::channel();
+        let handle: Arc<dyn NodeHandle> = Arc::new(NoNode);
+        let me = Me::new("me", &Ed25519Keys::from_seed(1).public_key(), None, false);
+        let clock = Clock { started_ms: 0, first_online_ms: None };
+        let hub = Hub::new(me, clock, &[], handle, Arc::default(), Instant::now(), quit);
+        let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let retry = Some(p2p_chat_core::Time::from_millis(5));
+        for _ in 0..5 {
+            hub.event(&Event::DialFailed { addr, retry_at: retry });
+        }
+        hub.event(&Event::DialFailed { addr, retry_at: None });
+        hub.event(&Event::DialFailed { addr, retry_at: None });
+        let kinds: Vec<Option<u64>> = hub
+            .log
+            .lock()
+            .unwrap()
+            .items
+            .iter()
+            .map(|i| match i {
+                Item::DialFailed { retry_at, .. } => *retry_at,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(kinds, [Some(5), None]);
+    }
+
+    struct NoNode;
+
+    impl NodeHandle for NoNode {
+        fn local_addr(&self) -> Option<SocketAddr> {
+            None
+        }
+        fn command(&self, _: Command) {}
+        fn peers(&self) -> Vec<PeerSummary> {
+            Vec::new()
+        }
+        fn stats(&self) -> Stats {
+            Stats::default()
+        }
+        fn known_addresses(&self) -> Vec<SocketAddr> {
+            Vec::new()
+        }
+        fn shutdown(&self) {}
     }
 
     #[test]

@@ -70,11 +70,13 @@ export function item(it) {
     case "peer-down":
       return el("li", "net", time(it.ts), " --- disconnected from ", who(it.peer), `: ${it.reason}`);
     case "dial-failed": {
-      const when = it.retry_at == null
+      const then = it.retry_at == null
         ? "giving up on it"
-        : `retrying in ${Math.max(0, (it.retry_at - Date.now()) / 1000).toFixed(1)}s`;
-      return el("li", "warn", time(it.ts), ` !!! could not reach ${it.addr}, ${when}`);
+        : `retrying in the background (next try in ${Math.max(0, (it.retry_at - it.ts) / 1000).toFixed(1)}s)`;
+      return el("li", "warn", time(it.ts), ` !!! could not reach ${it.addr}, ${then}`);
     }
+    case "reachable":
+      return el("li", "net", time(it.ts), ` --- ${it.addr} is reachable again`);
     case "warning":
       return el("li", "warn", time(it.ts), ` !!! ${it.text}`);
     default:
