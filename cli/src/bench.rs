@@ -419,7 +419,7 @@ fn chain(args: &BenchArgs, kind: BenchRuntime, r: &mut Report) -> Result<()> {
         max_peers: 1,
         target_peers: 1,
         announce_presence: false,
-        chat_rate: (CHAIN_CHAT_RATE, CHAIN_CHAT_RATE),
+        chat_rate: p2p_chat_core::rate::RateLimit::new(CHAIN_CHAT_RATE, CHAIN_CHAT_RATE),
         ..Config::default()
     };
     let relay_config = Config { username: "relay".into(), max_peers: 2, target_peers: 2, ..end_config("relay") };

@@ -76,6 +76,7 @@ pub fn run(node: NodeArgs, listen: Option<SocketAddr>, connect: Vec<SocketAddr>)
         max_chats: node.max_history as usize,
         ..Config::default()
     };
+    config.validate()?;
     let (tx, events) = channel();
     let start = Start {
         config,

@@ -40,7 +40,10 @@ fn two_nodes_chat_both_ways_and_answer_commands() {
     a.wait_for("unknown command /frobnicate; type /help");
     a.say("/help");
     a.wait_for("/history [N]");
-    std::thread::sleep(Duration::from_millis(200));
+    // A barrier rather than a pause: a later chat on the same connection arrives after any
+    // duplicate of the earlier one would have.
+    a.say("marker after hello");
+    b.wait_for(&format!("{alice}: marker after hello"));
     assert_eq!(b.count("hello bob"), 1, "shown exactly once");
     let out = b.quit();
     assert!(!out.iter().any(|l| l.contains("panicked")));
@@ -70,7 +73,16 @@ fn bootstrap_network(b_runtime: &str) {
             n.wait_for(&format!(": chat number {i}"));
         }
     }
-    std::thread::sleep(Duration::from_millis(300));
+    // A barrier rather than a pause: a later chat from each node, waited for everywhere. A
+    // duplicate of an earlier chat would have been relayed along with it, ahead of these.
+    for (i, n) in nodes.iter_mut().enumerate() {
+        n.say(&format!("marker {i}"));
+    }
+    for n in nodes.iter_mut() {
+        for i in 0..4 {
+            n.wait_for(&format!(": marker {i}"));
+        }
+    }
     for n in nodes.iter_mut() {
         for i in 0..4 {
             assert_eq!(n.count(&format!(": chat number {i}")), 1, "{} saw chat {i} more than once", n.name);

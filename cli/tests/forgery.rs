@@ -12,28 +12,25 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::Proc;
-use p2p_chat_core::handshake::{Handshake, Progress, StaticIdentity};
-use p2p_chat_core::random::Rng;
+use p2p_chat_core::testing::Client;
 use p2p_chat_core::wire::{encode, Message};
 use p2p_chat_core::{Body, Chat, ChatId, Ed25519Keys, Keys};
 
-/// Completes the Noise handshake with the node at `port` as `keys`; returns the socket and session.
-fn connect(port: u16, keys: &Ed25519Keys) -> (TcpStream, p2p_chat_core::session::Session) {
-    let mut rng = Rng::new(99);
-    let me = StaticIdentity::new(keys, &mut rng);
-    let (mut hs, first) = Handshake::dial(keys, &me, &mut rng, "mallory", 0);
+/// Completes the Noise handshake with the node at `port` as identity `seed` (the core's test
+/// client); returns the socket and the client, which seals what is written next.
+fn connect(port: u16, seed: u64) -> (TcpStream, Client) {
+    let (mut client, first) = Client::dial(seed, "mallory");
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.write_all(&first).unwrap();
     let mut buf = [0u8; 4096];
-    loop {
+    while !client.is_up() {
         let n = s.read(&mut buf).unwrap();
         assert!(n > 0, "the node closed the connection during the handshake");
-        if let Progress::Done(done) = hs.handle(keys, &buf[..n]).unwrap() {
-            s.write_all(&done.send).unwrap();
-            return (s, done.session);
-        }
+        let reply = client.receive(&buf[..n]).unwrap();
+        s.write_all(&reply).unwrap();
     }
+    (s, client)
 }
 
 fn now_ms() -> u64 {
@@ -45,9 +42,10 @@ fn forged_altered_replayed_and_mistimed_chats_never_reach_the_screen() {
     let mut alice = Proc::start("alice", &["listen", "-p", "0", "-u", "alice"]);
     let port = alice.port();
     let alice_id = alice.who();
+    // The client's identity: the same keys as `Ed25519Keys::from_seed(666)`, which sign below.
     let mallory = Ed25519Keys::from_seed(666);
     let mallory_short = mallory.public_key().peer_id().short();
-    let (mut sock, mut session) = connect(port, &mallory);
+    let (mut sock, mut client) = connect(port, 666);
     alice.wait_for("connected to mallory#");
 
     let chat = |ms: u64, r: u8, name: &str, text: &str| {
@@ -69,9 +67,7 @@ fn forged_altered_replayed_and_mistimed_chats_never_reach_the_screen() {
         .into_iter()
         .flat_map(|c| encode(&Message::Chat { ttl: 3, hops: 1, chat: Arc::new(c.clone()) }))
         .collect();
-    let mut sealed = Vec::new();
-    session.seal(&frames, &mut sealed).unwrap();
-    sock.write_all(&sealed).unwrap();
+    sock.write_all(&client.seal(&frames).unwrap()).unwrap();
 
     let line = alice.wait_for("send money");
     assert!(line.contains(&format!("alice#{mallory_short}: i am alice, send money")), "{line}");
@@ -82,7 +78,12 @@ fn forged_altered_replayed_and_mistimed_chats_never_reach_the_screen() {
     bob.wait_for("connected to alice#");
     bob.say("honest bob");
     alice.wait_for(": honest bob");
-    std::thread::sleep(Duration::from_millis(300));
+    // A barrier: a later chat on Mallory's connection is shown only after everything she sent
+    // before it was handled, so a forgery or a second replay would be on screen by then.
+    let marker = chat(now_ms(), 7, "mallory", "marker after the forgeries");
+    let frame = encode(&Message::Chat { ttl: 3, hops: 1, chat: Arc::new(marker) });
+    sock.write_all(&client.seal(&frame).unwrap()).unwrap();
+    alice.wait_for("marker after the forgeries");
     for text in ["altered after signing", "harmless", "signed by someone else", "from the future", "distant past"] {
         assert_eq!(alice.count(text), 0, "{text:?} reached the screen");
     }

@@ -102,7 +102,12 @@ fn a_third_killed_mid_conversation_catch_up_after_restart() {
         }
     }
     let converged = t0.elapsed();
-    std::thread::sleep(Duration::from_millis(500));
+    // A barrier rather than a pause: a later chat, waited for everywhere, behind which any
+    // duplicate of the earlier ones would have been relayed.
+    nodes[0].say("marker after convergence");
+    for n in nodes.iter_mut() {
+        n.wait_for(": marker after convergence");
+    }
     let mut forged_or_twice = 0;
     for (i, n) in nodes.into_iter().enumerate() {
         let mut out = n.quit();

@@ -9,10 +9,8 @@ use std::sync::Arc;
 
 use divan::{black_box, Bencher};
 use p2p_chat_core::dedup::Dedup;
-use p2p_chat_core::handshake::{Handshake, Progress, StaticIdentity};
 use p2p_chat_core::identity::verify_ed25519;
-use p2p_chat_core::random::Rng;
-use p2p_chat_core::session::Session;
+use p2p_chat_core::testing::Client;
 use p2p_chat_core::wire::{self, FrameDecoder, Message};
 use p2p_chat_core::{
     Body, Chat, ChatId, Command, Config, ConnId, Ed25519Keys, Input, Keys, Node, Output, PublicKey, Signature, Time,
@@ -100,22 +98,17 @@ impl Keys for NoVerify {
 }
 
 /// A node with `peers` established neighbours (handshakes driven by hand). The first is a bare
-/// peer that dialed in, whose encrypted session the benchmark writes with; returns the node, that
-/// connection, and the peer's session.
-fn node_with_peers(keys: Box<dyn Keys>, peers: usize) -> (Node, ConnId, Session) {
+/// peer that dialed in (the core's test client), whose encrypted session the benchmark writes
+/// with; returns the node, that connection, and the peer.
+fn node_with_peers(keys: Box<dyn Keys>, peers: usize) -> (Node, ConnId, Client) {
     let now = Time::from_millis(T0_MS);
     let mut a = Node::new(Config::default(), keys, 1, now);
-    let pk = Ed25519Keys::from_seed(99);
-    let mut rng = Rng::new(99);
-    let me = StaticIdentity::new(&pk, &mut rng);
-    let (mut hs, first_msg) = Handshake::dial(&pk, &me, &mut rng, "writer", 0);
+    let (mut writer, first_msg) = Client::dial(99, "writer");
     let first = a.accept(now, std::net::SocketAddr::from(([10, 0, 1, 1], 7000))).unwrap();
     a.handle_input(now, Input::Received(first, &first_msg));
-    let reply = drain(&mut a, first);
-    let Ok(Progress::Done(done)) = hs.handle(&pk, &reply) else { panic!("handshake") };
-    a.handle_input(now, Input::Received(first, &done.send));
-    let mut session = done.session;
-    session.open(&drain(&mut a, first), &mut Vec::new()).unwrap();
+    let reply = writer.receive(&drain(&mut a, first)).expect("handshake");
+    a.handle_input(now, Input::Received(first, &reply));
+    writer.receive(&drain(&mut a, first)).unwrap();
     for p in 1..peers {
         let pk = Ed25519Keys::from_seed(100 + p as u64);
         let addr = std::net::SocketAddr::from(([10, 0, 0, p as u8 + 1], 7000));
@@ -138,19 +131,12 @@ fn node_with_peers(keys: Box<dyn Keys>, peers: usize) -> (Node, ConnId, Session)
         }
     }
     while a.poll_output().is_some() {}
-    (a, first, session)
+    (a, first, writer)
 }
 
 /// Each message sealed in its own record, in order (the session's nonces forbid replaying one).
-fn sealed(session: &mut Session, plain: &[Vec<u8>]) -> Vec<Vec<u8>> {
-    plain
-        .iter()
-        .map(|p| {
-            let mut out = Vec::new();
-            session.seal(p, &mut out).unwrap();
-            out
-        })
-        .collect()
+fn sealed(writer: &mut Client, plain: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    plain.iter().map(|p| writer.seal(p).unwrap()).collect()
 }
 
 fn drain(n: &mut Node, conn: ConnId) -> Vec<u8> {
@@ -169,8 +155,8 @@ fn node_chat(b: Bencher, keys: Box<dyn Keys>) {
     let author = Ed25519Keys::from_seed(7);
     let frames: Vec<Vec<u8>> =
         (0..40_000).map(|i| wire::encode(&Message::Chat { ttl: 5, hops: 1, chat: chat(&author, i) })).collect();
-    let (mut node, conn, mut session) = node_with_peers(keys, 8);
-    let records = sealed(&mut session, &frames);
+    let (mut node, conn, mut writer) = node_with_peers(keys, 8);
+    let records = sealed(&mut writer, &frames);
     let now = Time::from_millis(T0_MS);
     let mut i = 0;
     b.bench_local(|| {
@@ -211,8 +197,8 @@ fn node_chat_ed25519_batch_of_64(b: Bencher) {
             read
         })
         .collect();
-    let (mut node, conn, mut session) = node_with_peers(Box::new(Ed25519Keys::from_seed(1)), 8);
-    let records = sealed(&mut session, &reads);
+    let (mut node, conn, mut writer) = node_with_peers(Box::new(Ed25519Keys::from_seed(1)), 8);
+    let records = sealed(&mut writer, &reads);
     let now = Time::from_millis(T0_MS);
     let mut i = 0;
     b.counter(divan::counter::ItemsCount::new(64usize)).bench_local(|| {

@@ -35,6 +35,8 @@ pub enum StartError {
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("invalid settings: {0}")]
+    Config(#[from] crate::node::ConfigError),
 }
 
 /// A running node. Cheap to call from any thread; every call returns promptly.

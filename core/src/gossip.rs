@@ -417,14 +417,15 @@ impl Gossip {
     }
 }
 
+#[cfg(feature = "prefetch")]
 impl Gossip {
-    /// Cache hint (see [`crate::hint`]) for the neighbour tables a chat is forwarded by.
-    pub(crate) fn prefetch(&self) {
+    /// The neighbour tables a chat is forwarded by (see [`crate::memory`]).
+    pub(crate) fn memory(&self, f: crate::memory::Regions<'_>) {
         for (first, _) in self.eager.iter().take(1) {
-            crate::hint::lines((first as *const ConnId).cast(), self.eager.len() * size_of::<(ConnId, f32)>());
+            f((first as *const ConnId).cast(), self.eager.len() * size_of::<(ConnId, f32)>());
         }
         for (first, _) in self.lazy.iter().take(1) {
-            crate::hint::lines((first as *const ConnId).cast(), self.lazy.len() * size_of::<(ConnId, ())>());
+            f((first as *const ConnId).cast(), self.lazy.len() * size_of::<(ConnId, ())>());
         }
     }
 }

@@ -53,6 +53,8 @@
 //! - [`node`]: the state machine tying them together.
 //! - [`app`]: the interface runtimes offer to applications (no I/O here either).
 
+#![forbid(unsafe_code)]
+
 pub mod app;
 pub mod chat;
 mod conn_map;
@@ -60,44 +62,18 @@ pub mod dedup;
 pub mod gossip;
 pub mod handshake;
 
-/// Cache hints, for a driver that holds many nodes and knows which memory its next inputs will
-/// read (the simulator, at 100,000 nodes): asking for it a few inputs early lets the loads overlap
-/// the work in between. A hint changes no state and no result, and may do nothing at all.
-pub mod hint {
-    /// Starts loading the cache lines of the `len` bytes from `p`, if the target has a hint for
-    /// it. Reads nothing a program can see and never faults: any address will do, valid or not.
-    #[inline]
-    pub fn lines(p: *const u8, len: usize) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            let hint = |off: usize| {
-                // SAFETY: `_mm_prefetch` needs SSE, which every x86_64 processor has, and it reads
-                // nothing a program can see and never faults, whatever the address (so
-                // `wrapping_add`: nothing here claims the range is valid).
-                unsafe {
-                    core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.wrapping_add(off).cast())
-                }
-            };
-            let mut off = 0;
-            while off < len {
-                hint(off);
-                off += 64;
-            }
-            // A range that does not start on a line can end in the line after the last one hinted
-            // above. Hinting its last byte costs less than finding where lines start, and nothing
-            // when that line was hinted already.
-            if len > 0 {
-                hint(len - 1);
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = (p, len);
-    }
+/// Where a node's memory is, for a driver that holds many nodes and prefetches it ahead of their
+/// inputs (the simulator, at 100,000 nodes; feature `prefetch`). The core only names regions: it
+/// reads nothing through them, and a driver's hint changes no state and no result.
+#[cfg(feature = "prefetch")]
+pub mod memory {
+    /// What a driver is told: the start and length of a region worth having in cache.
+    pub type Regions<'a> = &'a mut dyn FnMut(*const u8, usize);
 
-    /// Hints the whole of `v`.
+    /// The region `v` occupies.
     #[inline]
-    pub fn value<T: ?Sized>(v: &T) {
-        lines((v as *const T).cast(), size_of_val(v));
+    pub fn of<T: ?Sized>(v: &T, f: Regions<'_>) {
+        f((v as *const T).cast(), size_of_val(v));
     }
 }
 pub mod identity;
@@ -117,6 +93,7 @@ pub mod wire;
 pub use chat::{Body, Chat, ChatId, ChatInterner};
 pub use identity::{Ed25519Keys, KeyFileError, Keys, PeerId, PublicKey, Signature};
 pub use node::{
-    Command, Config, ConnId, Delivery, Direction, Event, Input, Node, Origin, Output, PeerSummary, Stats, Timer,
+    CloseReason, Command, Config, ConfigError, ConnId, Delivery, Direction, Event, Input, Node, Origin, Output,
+    PeerSummary, Stats, Timer,
 };
 pub use time::Time;

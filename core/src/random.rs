@@ -59,11 +59,7 @@ impl Rng {
     /// words made every call save and restore registers, which cost more than the block itself.
     #[inline(never)]
     fn refill(&mut self) {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: SSE2 is part of the x86-64 baseline: every CPU this code runs on has it.
-        let block = unsafe { chacha8_block_sse2(&self.key, self.counter) };
-        #[cfg(not(target_arch = "x86_64"))]
-        let block = chacha8_block_scalar(&self.key, self.counter);
+        let block = chacha8_block(&self.key, self.counter);
         self.block = block;
         self.counter = self.counter.wrapping_add(1);
         self.used = 0;
@@ -130,62 +126,8 @@ fn initial_state(key: &[u32; 8], counter: u64) -> [u32; BLOCK_WORDS] {
     ]
 }
 
-/// One ChaCha8 block, row by row in SSE2 registers (part of every x86-64 CPU, so nothing to
-/// detect): the four quarter rounds of a column or diagonal round run side by side, the diagonals
-/// lined up by rotating rows. A fifth of the scalar block's instructions; the simulator draws a
-/// block every few events.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "sse2")]
-fn chacha8_block_sse2(key: &[u32; 8], counter: u64) -> [u32; BLOCK_WORDS] {
-    use core::arch::x86_64::*;
-    let input = initial_state(key, counter);
-    let row = |i: usize| {
-        let w = |j: usize| input[4 * i + j] as i32;
-        _mm_set_epi32(w(3), w(2), w(1), w(0))
-    };
-    let (a0, b0, c0, d0) = (row(0), row(1), row(2), row(3));
-    let (mut a, mut b, mut c, mut d) = (a0, b0, c0, d0);
-    macro_rules! rotl {
-        ($x:expr, $n:literal) => {
-            _mm_or_si128(_mm_slli_epi32::<$n>($x), _mm_srli_epi32::<{ 32 - $n }>($x))
-        };
-    }
-    macro_rules! quarter {
-        () => {
-            a = _mm_add_epi32(a, b);
-            d = rotl!(_mm_xor_si128(d, a), 16);
-            c = _mm_add_epi32(c, d);
-            b = rotl!(_mm_xor_si128(b, c), 12);
-            a = _mm_add_epi32(a, b);
-            d = rotl!(_mm_xor_si128(d, a), 8);
-            c = _mm_add_epi32(c, d);
-            b = rotl!(_mm_xor_si128(b, c), 7);
-        };
-    }
-    for _ in 0..4 {
-        quarter!();
-        // Lanes (1, 2, 3, 0) of b, (2, 3, 0, 1) of c, (3, 0, 1, 2) of d: each column is now a
-        // diagonal.
-        b = _mm_shuffle_epi32::<0b00_11_10_01>(b);
-        c = _mm_shuffle_epi32::<0b01_00_11_10>(c);
-        d = _mm_shuffle_epi32::<0b10_01_00_11>(d);
-        quarter!();
-        b = _mm_shuffle_epi32::<0b10_01_00_11>(b);
-        c = _mm_shuffle_epi32::<0b01_00_11_10>(c);
-        d = _mm_shuffle_epi32::<0b00_11_10_01>(d);
-    }
-    let mut out = [0u32; BLOCK_WORDS];
-    for (dst, (x, x0)) in out.chunks_exact_mut(4).zip([(a, a0), (b, b0), (c, c0), (d, d0)]) {
-        let sum = _mm_add_epi32(x, x0);
-        // SAFETY: `dst` is four `u32`s, the sixteen bytes an unaligned store writes.
-        unsafe { _mm_storeu_si128(dst.as_mut_ptr().cast(), sum) };
-    }
-    out
-}
-
-/// The portable block: the fallback off x86-64, and what the SSE2 one is checked against.
-#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
-fn chacha8_block_scalar(key: &[u32; 8], counter: u64) -> [u32; BLOCK_WORDS] {
+/// One ChaCha8 block, portable (RFC 7539's quarter round, eight rounds).
+fn chacha8_block(key: &[u32; 8], counter: u64) -> [u32; BLOCK_WORDS] {
     let input = initial_state(key, counter);
     let mut x = input;
     let quarter = |x: &mut [u32; BLOCK_WORDS], a: usize, b: usize, c: usize, d: usize| {
@@ -254,19 +196,6 @@ mod tests {
             }
         }
         assert!(std::mem::size_of::<Rng>() <= 112);
-    }
-
-    /// The SSE2 block (where there is one) is the portable one, counter carries included.
-    #[test]
-    fn block_matches_scalar() {
-        for seed in [0, 7, u64::MAX] {
-            let key = Rng::new(seed).key;
-            for counter in [0, 1, 2, u64::from(u32::MAX), u64::MAX] {
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: SSE2 is part of the x86-64 baseline.
-                assert_eq!(unsafe { chacha8_block_sse2(&key, counter) }, chacha8_block_scalar(&key, counter));
-            }
-        }
     }
 
     #[test]

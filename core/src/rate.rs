@@ -5,6 +5,24 @@
 
 use crate::time::Time;
 
+/// A token bucket's rate and burst: `per_sec` tokens a second, at most `burst` saved up.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RateLimit {
+    pub per_sec: f64,
+    pub burst: f64,
+}
+
+impl RateLimit {
+    pub const fn new(per_sec: f64, burst: f64) -> RateLimit {
+        RateLimit { per_sec, burst }
+    }
+
+    /// `per_minute` tokens a minute.
+    pub const fn per_minute(per_minute: f64, burst: f64) -> RateLimit {
+        RateLimit { per_sec: per_minute / 60.0, burst }
+    }
+}
+
 /// The state of one token bucket: tokens left and when they were counted.
 #[derive(Clone, Copy, Debug)]
 pub struct Tokens {
@@ -18,8 +36,9 @@ impl Tokens {
         Tokens { tokens: burst, last: now }
     }
 
-    /// Takes one token if there is one, refilling at `rate` per second up to `burst`.
-    pub fn take(&mut self, now: Time, (rate, burst): (f64, f64)) -> bool {
+    /// Takes one token if there is one, refilling at `limit`.
+    pub fn take(&mut self, now: Time, limit: RateLimit) -> bool {
+        let RateLimit { per_sec: rate, burst } = limit;
         let dt = now.since(self.last).as_secs_f64();
         self.last = self.last.max(now);
         self.tokens = (self.tokens + dt * rate).min(burst);
@@ -38,8 +57,8 @@ mod tests {
 
     #[test]
     fn limits_the_rate_and_the_burst() {
-        let limit = (10.0, 5.0);
-        let mut t = Tokens::full(limit.1, Time::ZERO);
+        let limit = RateLimit::new(10.0, 5.0);
+        let mut t = Tokens::full(limit.burst, Time::ZERO);
         assert_eq!((0..100).filter(|_| t.take(Time::ZERO, limit)).count(), 5);
         assert_eq!((0..100).filter(|_| t.take(Time::from_millis(1000), limit)).count(), 5);
         assert_eq!((0..100).filter(|_| t.take(Time::from_millis(1300), limit)).count(), 3);

@@ -27,7 +27,7 @@
 use std::collections::BTreeSet;
 
 use crate::chat::ChatId;
-use crate::rate::Tokens;
+use crate::rate::{RateLimit, Tokens};
 use crate::time::Time;
 
 /// Credit charged for each held id a reconciliation answer walks over (fingerprinting, listing,
@@ -108,7 +108,7 @@ impl Credit {
 
 /// Repeated requests a connection may make (ids already sent to it) before they cost score: a
 /// few a second, as crossing requests come; a flood of them is an attack.
-const REPEATS: (f64, f64) = (4.0, 64.0);
+const REPEATS: RateLimit = RateLimit::new(4.0, 64.0);
 
 /// What was sent to one connection in answer to its requests: made on its first answered request,
 /// so the many connections that never ask cost nothing.
@@ -121,7 +121,7 @@ pub struct Served {
 
 impl Served {
     pub fn new(now: Time) -> Served {
-        Served { sent: BTreeSet::new(), repeats: Tokens::full(REPEATS.1, now) }
+        Served { sent: BTreeSet::new(), repeats: Tokens::full(REPEATS.burst, now) }
     }
 
     /// Whether `id` was sent to this peer before.

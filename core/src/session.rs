@@ -231,14 +231,15 @@ fn open_records(
     }
 }
 
+#[cfg(feature = "prefetch")]
 impl Session {
-    /// Cache hint (see [`crate::hint`]) for the boxed state an incoming record reads past the
-    /// session itself: both ciphers (the reply is sealed with the other) and a held partial record.
-    pub(crate) fn prefetch(&self) {
-        crate::hint::value(&*self.send.cipher);
-        crate::hint::value(&*self.recv.cipher);
+    /// The boxed state an incoming record reads past the session itself (see [`crate::memory`]):
+    /// both ciphers (the reply is sealed with the other) and a held partial record.
+    pub(crate) fn memory(&self, f: crate::memory::Regions<'_>) {
+        crate::memory::of(&*self.send.cipher, f);
+        crate::memory::of(&*self.recv.cipher, f);
         if let Some(inbox) = &self.inbox {
-            crate::hint::value(&**inbox);
+            crate::memory::of(&**inbox, f);
         }
     }
 }

@@ -7,8 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use net::Net;
-use p2p_chat_core::wire::{self, Message};
-use p2p_chat_core::{Body, Chat, ChatId, Command, Config, Ed25519Keys, Event, Input, Keys, Node, Origin, Output, Time};
+use p2p_chat_core::serve::ServeLimits;
+use p2p_chat_core::wire::{self, Message, WireError};
+use p2p_chat_core::{
+    Body, Chat, ChatId, CloseReason, Command, Config, Ed25519Keys, Event, Input, Keys, Node, Origin, Output, Time,
+};
 use quickcheck::{QuickCheck, TestResult};
 
 /// Sends one chat from each listed node, 5 ms apart; returns their ids.
@@ -140,6 +143,45 @@ fn a_late_joiner_catches_up_on_history() {
     assert_converged(&net, &ids, 5);
 }
 
+/// A node that keeps few chats (`max_chats` 8) sleeps while 300 are sent, and comes back to a busy
+/// room: 15 more arrive live the moment it reconnects, while its neighbours push it what it missed
+/// one chat per sync answer. The newest chats it holds then all postdate the ones it missed, which
+/// arrive below its floor: it shows every chat, each once.
+#[test]
+fn a_node_back_from_an_absence_longer_than_its_history_gets_every_chat() {
+    const BACK: usize = 5;
+    let seed = 11;
+    let mut net = Net::new(6, seed, |i| Config {
+        max_chats: if i == BACK { 8 } else { 1000 },
+        // Every link eager: live chats reach it the moment it is back, ahead of its catch-up.
+        fanout: 8,
+        serve: ServeLimits { round_bytes: 1, ..ServeLimits::default() },
+        ..Net::star_config(i)
+    });
+    net.run_for(Duration::from_secs(5));
+    let others = [0, 1, 2, 3, 4];
+    // More than it keeps, before it goes: it has evicted some already.
+    let mut ids = send_chats(&mut net, &others.repeat(2));
+    net.run_for(Duration::from_secs(2));
+    assert_eq!(net.nodes[BACK].as_ref().unwrap().held_chats(), 8);
+    let away = net.pause(BACK);
+    ids.extend(send_chats_every(&mut net, &others.repeat(60), Duration::from_millis(5)));
+    net.run_for(Duration::from_secs(3));
+    net.resume(BACK, away);
+    // The room goes on talking, a chat every 2 ms, while it dials again (on its next tick) and
+    // for 200 ms after.
+    let back_at = net.delivered[BACK].len();
+    let up = |net: &Net| net.delivered[BACK][back_at..].iter().any(|e| matches!(e, Event::PeerUp(_)));
+    let mut talk = others.iter().cycle();
+    while !up(&net) && ids.len() < 1000 {
+        ids.extend(send_chats_every(&mut net, &[*talk.next().unwrap()], Duration::from_millis(2)));
+    }
+    assert!(up(&net), "reconnected");
+    ids.extend(send_chats_every(&mut net, &others.repeat(20), Duration::from_millis(2)));
+    net.run_for(Duration::from_secs(20));
+    assert_converged(&net, &ids, seed);
+}
+
 #[test]
 fn same_seed_same_run() {
     let run = || {
@@ -158,7 +200,7 @@ fn attacked() -> (Node, net::Mallory, Time) {
     let now = Time::from_millis(net::T0_MS);
     let mut a =
         Node::new(Config { username: "a".into(), ..Config::default() }, Box::new(Ed25519Keys::from_seed(1)), 1, now);
-    let m = net::Mallory::connect(&mut a, Ed25519Keys::from_seed(2), net::addr(2), now);
+    let m = net::Mallory::connect(&mut a, 2, net::addr(2), now);
     assert_eq!(a.peers().len(), 1);
     while a.poll_output().is_some() {}
     (a, m, now)
@@ -245,9 +287,9 @@ fn poisoned_peer_exchange_cannot_make_a_node_dial_without_bound() {
     let t0 = Time::from_millis(net::T0_MS);
     let good = net::addr(200);
     let cfg = Config { bootstrap: vec![good], ..Config::default() };
-    let (per_min, burst) = cfg.dials_per_minute;
+    let (per_min, burst) = (cfg.dial_rate.per_sec * 60.0, cfg.dial_rate.burst);
     let mut a = Node::new(cfg, Box::new(Ed25519Keys::from_seed(1)), 1, t0);
-    let mut m = net::Mallory::connect(&mut a, Ed25519Keys::from_seed(2), net::addr(2), t0);
+    let mut m = net::Mallory::connect(&mut a, 2, net::addr(2), t0);
     let mut dials = 0;
     let mut bootstrap_dials = 0;
     let mut poison = 0u32;
@@ -327,7 +369,8 @@ fn a_peer_speaking_another_version_is_disconnected_with_a_clear_reason() {
             reason = Some(r);
         }
     }
-    assert_eq!(reason.as_deref(), Some("peer speaks protocol version 9, this node speaks version 2"));
+    assert_eq!(reason, Some(CloseReason::Frame(WireError::Version { theirs: 9, ours: 2 })));
+    assert_eq!(reason.unwrap().to_string(), "peer speaks protocol version 9, this node speaks version 2");
 }
 
 #[test]
@@ -397,15 +440,11 @@ fn closes(a: &mut Node) -> Vec<p2p_chat_core::ConnId> {
 /// would otherwise evict each other's handshakes before any could finish).
 #[test]
 fn full_handshake_slots_evict_the_silent_before_the_progressing() {
-    use p2p_chat_core::handshake::{Handshake, StaticIdentity};
     let t0 = Time::from_millis(net::T0_MS);
     let mut a =
         Node::new(Config { max_handshaking: 2, ..Config::default() }, Box::new(Ed25519Keys::from_seed(1)), 1, t0);
     let honest = a.accept(t0, net::addr(2)).unwrap();
-    let keys = Ed25519Keys::from_seed(2);
-    let mut rng = p2p_chat_core::random::Rng::new(2);
-    let me = StaticIdentity::new(&keys, &mut rng);
-    let (_hs, first) = Handshake::dial(&keys, &me, &mut rng, "honest", 0);
+    let (_dialer, first) = p2p_chat_core::testing::Client::dial(2, "honest");
     a.handle_input(t0, Input::Received(honest, &first));
     let silent = a.accept(t0, net::addr(3)).unwrap();
     while a.poll_output().is_some() {}
@@ -501,7 +540,7 @@ fn with_one_outbound_peer(cfg: Config, seed: u64, t0: Time) -> (Node, p2p_chat_c
 /// Inbound peer number `i`, from 10.`group`.0.`i`, connected to `a` at `at`.
 fn connect_inbound(a: &mut Node, i: u64, group: u8, at: Time) -> net::Mallory {
     let from = std::net::SocketAddr::from(([10, group, 0, i as u8], 4000));
-    let m = net::Mallory::connect(a, Ed25519Keys::from_seed(10 + i), from, at);
+    let m = net::Mallory::connect(a, 10 + i, from, at);
     while a.poll_output().is_some() {}
     m
 }

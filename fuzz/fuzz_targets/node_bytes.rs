@@ -29,7 +29,7 @@ const TRANSIENT: usize = 4 * 1024 * 1024;
 
 fuzz_target!(|data: &[u8]| {
     let input = FuzzInput::parse(data);
-    let (mut node, conn, mut session) = victim_with_conn(input.flags & 1 != 0);
+    let (mut node, conn, mut peer) = victim_with_conn(input.flags & 1 != 0);
     let base = CountingAlloc::live();
     CountingAlloc::reset_peak();
 
@@ -48,10 +48,9 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
         }
-        match session.as_mut() {
-            Some(s) => {
-                let mut sealed = Vec::new();
-                s.seal(chunk, &mut sealed).expect("a fresh session seals");
+        match peer.as_mut() {
+            Some(p) => {
+                let sealed = p.seal(chunk).expect("a fresh session seals");
                 node.handle_input(now, Input::Received(conn, &sealed));
             }
             None => node.handle_input(now, Input::Received(conn, chunk)),

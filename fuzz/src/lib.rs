@@ -18,9 +18,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use p2p_chat_core::handshake::{Handshake, Progress, StaticIdentity};
-use p2p_chat_core::random::Rng;
-use p2p_chat_core::session::Session;
+use p2p_chat_core::testing::Client;
 use p2p_chat_core::{Config, ConnId, Ed25519Keys, Input, Node, Output, Time};
 
 /// A fixed wall-clock time for every node (2027-01-15), so chat ids made for the seeds are fresh.
@@ -105,9 +103,10 @@ pub fn drain(node: &mut Node, conn: Option<ConnId>) -> Vec<u8> {
 }
 
 /// A fresh victim node with one inbound connection, optionally past an honest Noise handshake with
-/// a peer holding keys `HONEST_KEY_SEED`. Then the peer's session is returned, and a target seals
-/// its bytes with it, so they reach the node's protocol logic rather than failing decryption.
-pub fn victim_with_conn(handshaken: bool) -> (Node, ConnId, Option<Session>) {
+/// a peer of identity `HONEST_KEY_SEED` (the core's test client). Then that peer is returned, and a
+/// target seals its bytes with it, so they reach the node's protocol logic rather than failing
+/// decryption.
+pub fn victim_with_conn(handshaken: bool) -> (Node, ConnId, Option<Client>) {
     let now = t0();
     let mut node = victim_node();
     drain(&mut node, None);
@@ -116,20 +115,14 @@ pub fn victim_with_conn(handshaken: bool) -> (Node, ConnId, Option<Session>) {
     if !handshaken {
         return (node, conn, None);
     }
-    let keys = Ed25519Keys::from_seed(HONEST_KEY_SEED);
-    let mut rng = Rng::new(7);
-    let me = StaticIdentity::new(&keys, &mut rng);
-    let (mut hs, first) = Handshake::dial(&keys, &me, &mut rng, "honest", 7001);
+    let (mut peer, first) = Client::dial(HONEST_KEY_SEED, "honest");
     node.handle_input(now, Input::Received(conn, &first));
-    let reply = drain(&mut node, Some(conn));
-    let Ok(Progress::Done(done)) = hs.handle(&keys, &reply) else { panic!("the victim's handshake reply") };
-    node.handle_input(now, Input::Received(conn, &done.send));
-    let records = drain(&mut node, Some(conn));
-    let mut session = done.session;
+    let reply = peer.receive(&drain(&mut node, Some(conn))).expect("the victim's handshake reply");
+    node.handle_input(now, Input::Received(conn, &reply));
     // Opened to keep the peer's receiving nonce in step with what the victim sealed.
-    session.open(&records, &mut Vec::new()).expect("the victim seals correctly");
+    peer.receive(&drain(&mut node, Some(conn))).expect("the victim seals correctly");
     assert_eq!(node.peers().len(), 1, "the honest handshake did not bring the peer up");
-    (node, conn, Some(session))
+    (node, conn, Some(peer))
 }
 
 // ----- memory accounting -----
@@ -207,8 +200,8 @@ mod tests {
 
     #[test]
     fn the_honest_session_brings_the_peer_up() {
-        let (node, _, session) = victim_with_conn(true);
-        assert!(session.is_some());
+        let (node, _, peer) = victim_with_conn(true);
+        assert!(peer.is_some());
         assert_eq!(node.peers()[0].username, "honest");
     }
 }

@@ -65,6 +65,7 @@ struct Handle {
 
 impl Runtime for MioRuntime {
     fn start(mut start: Start) -> Result<Box<dyn NodeHandle>, StartError> {
+        start.config.validate()?;
         let poll = Poll::new().map_err(StartError::Runtime)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(StartError::Runtime)?);
         let listener = match start.listen {
@@ -261,7 +262,8 @@ impl Loop {
             self.read_ready(&mut buf);
             self.drop_lingering();
             let now = self.clock.now();
-            if self.node.poll_timeout().is_some_and(|(at, _)| at <= now) {
+            if let Some((_, why)) = self.node.poll_timeout().filter(|(at, _)| *at <= now) {
+                tracing::trace!(?why, "timer due");
                 self.node.handle_input(now, Input::Timeout);
                 self.drain();
             }

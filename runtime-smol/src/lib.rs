@@ -63,6 +63,7 @@ struct Handle {
 
 impl Runtime for SmolRuntime {
     fn start(mut start: Start) -> Result<Box<dyn NodeHandle>, StartError> {
+        start.config.validate()?;
         let listener = match start.listen {
             Some(addr) => {
                 Some(std::net::TcpListener::bind(addr).map_err(|source| StartError::Listen { addr, source })?)
@@ -231,7 +232,8 @@ async fn drive(
             Wake::Inbox(Some(msg)) => d.on_inbox(now, msg),
             Wake::Inbox(None) => {}
             Wake::Timer => {
-                if d.node.poll_timeout().is_some_and(|(at, _)| at <= now) {
+                if let Some((_, why)) = d.node.poll_timeout().filter(|(at, _)| *at <= now) {
+                    tracing::trace!(?why, "timer due");
                     d.node.handle_input(now, Input::Timeout);
                 }
             }

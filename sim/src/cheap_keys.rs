@@ -6,8 +6,6 @@
 //! Ed25519 (`--real-crypto`) is needed to test re-signing attacks. It costs about 1 us instead of
 //! about 30 us per verification, which is what makes 100,000-node runs possible.
 
-use std::hash::{DefaultHasher, Hasher};
-
 use p2p_chat_core::{Keys, PublicKey, Signature};
 use snow::params::{CipherChoice, DHChoice, HashChoice};
 use snow::resolvers::{BoxedCryptoResolver, CryptoResolver};
@@ -29,13 +27,16 @@ impl CheapKeys {
 }
 
 fn hash(round: u64, a: &[u8], b: &[u8]) -> u64 {
-    // `DefaultHasher::new()` has fixed keys: deterministic within one build, which is all a
-    // simulation needs.
-    let mut h = DefaultHasher::new();
-    h.write_u64(round);
-    h.write(a);
-    h.write(b);
-    h.finish()
+    // The stand-in hash rather than `DefaultHasher`, whose algorithm is not promised to stay the
+    // same between Rust releases: a key, and with it every run, must replay from the seed alone.
+    let mut h = CheapHash::default();
+    h.input(&round.to_le_bytes());
+    h.input(&(a.len() as u64).to_le_bytes());
+    h.input(a);
+    h.input(b);
+    let mut digest = [0u8; 32];
+    h.result(&mut digest);
+    u64::from_le_bytes(digest[24..].try_into().expect("8 bytes"))
 }
 
 /// One pass of the stand-in hash over the key and the message, spread over the 64 bytes: a chat is

@@ -10,7 +10,9 @@
 //! every chat exactly once, and no forged chat anywhere. A run that does not is an error that prints
 //! the command replaying it.
 
+mod attack;
 mod cheap_keys;
+mod hint;
 mod id_hash;
 mod metrics;
 mod plot;
@@ -24,10 +26,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use p2p_chat_core::Time;
 
+pub use attack::Flood;
 pub use cheap_keys::CheapKeys;
 pub use report::Report;
 pub use shared_chats::SharedChats;
-pub use world::World;
+pub use world::{NoTrace, Trace, Tracer, World};
 
 /// Everything a run depends on.
 #[derive(Clone, Debug)]
@@ -63,6 +66,9 @@ pub struct Params {
     pub fault_s: f64,
     /// How long after healing the network has to converge.
     pub converge_s: f64,
+    /// Attacker peers flooding honest nodes with requests during the fault phase (see
+    /// `attack`). They speak the real handshake, so they need `real_crypto`.
+    pub attackers: usize,
 }
 
 impl Params {
@@ -89,7 +95,30 @@ impl Params {
             settle_s: 10.0,
             fault_s: 20.0,
             converge_s: 120.0,
+            attackers: 0,
         }
+    }
+
+    /// The flood each attacker sends: the kinds in turn, from an offset the seed chooses.
+    pub fn attack_kinds(&self) -> Vec<Flood> {
+        let mut x = self.seed ^ 0x5eed_a77a_c4e5_0000;
+        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        let offset = ((x ^ (x >> 31)) % Flood::ALL.len() as u64) as usize;
+        (0..self.attackers).map(|a| Flood::ALL[(offset + a) % Flood::ALL.len()]).collect()
+    }
+
+    /// One line saying what the attackers do, for the start of a run.
+    pub fn attack_plan(&self) -> String {
+        let kinds: Vec<String> =
+            self.attack_kinds().iter().enumerate().map(|(a, k)| format!("attacker{a} {}", k.name())).collect();
+        format!(
+            "attackers: {}, each dialing {} honest nodes, floods paced at {} frames/s after one catch-up: {}",
+            self.attackers,
+            attack::VICTIMS_EACH,
+            attack::PACED_PER_SEC,
+            kinds.join(", ")
+        )
     }
 }
 
@@ -118,6 +147,9 @@ impl Params {
             (self.real_crypto, " --real-crypto"),
             (!self.joins, " --no-joins"),
         ];
+        if self.attackers > 0 {
+            c += &format!(" --attackers {}", self.attackers);
+        }
         for (on, flag) in flags {
             if on {
                 c += flag;
@@ -131,22 +163,122 @@ impl Params {
 }
 
 /// Runs one scenario to the end of its convergence bound (or until converged).
-pub fn run(p: &Params, mut progress: impl FnMut(&World, Time)) -> Report {
+pub fn run(p: &Params, progress: impl FnMut(&World, Time)) -> Report {
+    run_traced(p, progress, &mut NoTrace).expect("nothing stops an untraced run")
+}
+
+/// `run`, showing `tracer` every event; `None` if the tracer stopped the run.
+pub fn run_traced<T: Tracer>(p: &Params, mut progress: impl FnMut(&World, Time), tracer: &mut T) -> Option<Report> {
     let wall = Instant::now();
     let mut w = World::new(p.clone());
     let end = w.heal_at + Duration::from_secs_f64(p.converge_s);
-    w.run_until(w.heal_at, |w| progress(w, end));
+    if !w.run_until_traced(w.heal_at, |w| progress(w, end), tracer) {
+        return None;
+    }
     let mut converged_at = None;
     while w.now < end {
         let next = w.now + Duration::from_millis(500);
-        w.run_until(next, |w| progress(w, end));
+        if !w.run_until_traced(next, |w| progress(w, end), tracer) {
+            return None;
+        }
         let live: Vec<usize> = (0..w.node_count()).filter(|&i| w.is_live(i)).collect();
         if w.metrics.missing(&live) == 0 {
             converged_at = Some(w.now);
             break;
         }
     }
-    Report::new(p, &w, converged_at, wall.elapsed())
+    w.check_invariants();
+    Some(Report::new(p, &w, converged_at, wall.elapsed()))
+}
+
+/// Events a traced run hands over at a time.
+const TRACE_BATCH: usize = 4096;
+
+/// The first run's side of `run_twice`: hands its events over in batches.
+struct TraceSender {
+    tx: std::sync::mpsc::SyncSender<Vec<Trace>>,
+    batch: Vec<Trace>,
+}
+
+impl Tracer for TraceSender {
+    const ON: bool = true;
+    fn step(&mut self, t: Trace) -> bool {
+        self.batch.push(t);
+        if self.batch.len() < TRACE_BATCH {
+            return true;
+        }
+        let full = std::mem::replace(&mut self.batch, Vec::with_capacity(TRACE_BATCH));
+        self.tx.send(full).is_ok()
+    }
+}
+
+/// The second run's side: compares each of its events with the first run's.
+struct TraceChecker {
+    rx: std::sync::mpsc::Receiver<Vec<Trace>>,
+    theirs: std::vec::IntoIter<Trace>,
+    /// The first pair that differed: the first run's event (none: it had ended) and ours.
+    diverged: Option<(Option<Trace>, Option<Trace>)>,
+}
+
+impl TraceChecker {
+    fn next_theirs(&mut self) -> Option<Trace> {
+        loop {
+            if let Some(t) = self.theirs.next() {
+                return Some(t);
+            }
+            self.theirs = self.rx.recv().ok()?.into_iter();
+        }
+    }
+}
+
+impl Tracer for TraceChecker {
+    const ON: bool = true;
+    fn step(&mut self, ours: Trace) -> bool {
+        let theirs = self.next_theirs();
+        if theirs == Some(ours) {
+            return true;
+        }
+        self.diverged = Some((theirs, Some(ours)));
+        false
+    }
+}
+
+/// Runs the scenario twice side by side (the first on another thread) and compares them event by
+/// event: `Err` says where they first differed. Both runs are in memory at once, so the peak RSS
+/// reported covers two.
+pub fn run_twice(p: &Params, progress: impl FnMut(&World, Time)) -> Result<Report, String> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(4);
+    std::thread::scope(|scope| {
+        let first = scope.spawn(move || {
+            let mut sender = TraceSender { tx, batch: Vec::with_capacity(TRACE_BATCH) };
+            let report = run_traced(p, |_, _| {}, &mut sender);
+            let rest = std::mem::take(&mut sender.batch);
+            if !rest.is_empty() {
+                let _ = sender.tx.send(rest);
+            }
+            report.map(|r| r.fingerprint)
+        });
+        let mut checker = TraceChecker { rx, theirs: Vec::new().into_iter(), diverged: None };
+        let second = run_traced(p, progress, &mut checker);
+        if checker.diverged.is_none() {
+            if let Some(t) = checker.next_theirs() {
+                checker.diverged = Some((Some(t), None));
+            }
+        }
+        let TraceChecker { rx, diverged, .. } = checker;
+        // The first run stops at its next batch once nobody listens.
+        drop(rx);
+        let first = first.join().expect("the first run does not panic");
+        let describe = |t: Option<Trace>| t.map_or_else(|| "(run over)".to_string(), |t| t.to_string());
+        match (diverged, second, first) {
+            (Some((theirs, ours)), _, _) => {
+                Err(format!("the two runs diverged; first run: {}; second run: {}", describe(theirs), describe(ours)))
+            }
+            (None, Some(report), Some(fingerprint)) if fingerprint == report.fingerprint => Ok(report),
+            (None, Some(_), _) => Err("the two runs had the same events but different figures".to_string()),
+            (None, None, _) => Err("the second run was stopped without a difference".to_string()),
+        }
+    })
 }
 
 fn parse_range(s: &str) -> Result<(u64, u64), String> {
@@ -231,6 +363,11 @@ pub struct SimulateArgs {
     /// Run twice and fail if the two runs differ in any way
     #[arg(long)]
     pub check_determinism: bool,
+    /// Attacker peers that complete the real handshake with a few honest nodes each and flood
+    /// them with requests during the fault phase, paced just under the control rate (implies
+    /// --real-crypto)
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1000))]
+    pub attackers: u32,
     /// Virtual seconds over which the nodes start (join)
     #[arg(long, default_value_t = 5.0)]
     pub join_s: f64,
@@ -256,7 +393,8 @@ impl SimulateArgs {
             churn: self.churn,
             crash_at_once: self.crash_at_once,
             partition: self.partition,
-            real_crypto: self.real_crypto,
+            // Attackers speak the real handshake (the core's test client has real keys only).
+            real_crypto: self.real_crypto || self.attackers > 0,
             repair: !self.no_repair,
             joins: !self.no_joins,
             join_s: self.join_s,
@@ -266,6 +404,7 @@ impl SimulateArgs {
             bootstrap: self.bootstrap as usize,
             max_peers: self.max_peers as usize,
             forgeries: self.forgeries as usize,
+            attackers: self.attackers as usize,
             ..Params::new(self.nodes as usize, seed)
         }
     }
@@ -318,9 +457,12 @@ pub fn run_simulate(args: &SimulateArgs) -> anyhow::Result<()> {
         None => None,
     };
     let params = args.params(seed);
+    if params.attackers > 0 && !args.json {
+        print_stdout(&params.attack_plan())?;
+    }
     let show_progress = !args.json && std::io::stderr().is_terminal();
     let mut last = Instant::now();
-    let report = run(&params, |w, end| {
+    let progress = |w: &World, end: Time| {
         if show_progress && last.elapsed() >= Duration::from_millis(200) {
             last = Instant::now();
             let t0 = Time::from_millis(world::T0_MS);
@@ -328,18 +470,25 @@ pub fn run_simulate(args: &SimulateArgs) -> anyhow::Result<()> {
             let bar = "#".repeat((done * 30.0) as usize);
             eprint!("\r[{bar:<30}] virtual {:.0}s, {} events ", w.now.since(t0).as_secs_f64(), w.events);
         }
-    });
+    };
+    let report = if args.check_determinism {
+        match run_twice(&params, progress) {
+            Ok(report) => report,
+            Err(why) => {
+                if show_progress {
+                    eprint!("\r{:60}\r", "");
+                }
+                bail!(
+                    "two runs with seed {seed} differed, the simulation is not deterministic: {why}; replay with: {}",
+                    args.replay(seed)
+                )
+            }
+        }
+    } else {
+        run(&params, progress)
+    };
     if show_progress {
         eprint!("\r{:60}\r", "");
-    }
-    if args.check_determinism {
-        let again = run(&params, |_, _| {});
-        if again.fingerprint != report.fingerprint {
-            bail!(
-                "two runs with seed {seed} differed: the simulation is not deterministic; replay with: {}",
-                args.replay(seed)
-            );
-        }
     }
     if args.json {
         print_stdout(&report.json(args.check_determinism))?;

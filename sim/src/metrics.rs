@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use p2p_chat_core::hint::value;
+use crate::hint::value;
 use p2p_chat_core::{ChatId, Time};
 
 use crate::id_hash::IdMap;

@@ -1,10 +1,11 @@
 //! A run's figures, and how they are shown: a table, one JSON object, an SVG plot.
 
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::attack::{self, Flood, KindFigures};
 use crate::metrics::{ms, quantile_rank, Times, Totals};
 use crate::world::{World, T0_MS};
 use crate::Params;
@@ -51,6 +52,15 @@ pub struct Report {
     pub events_per_s: f64,
     pub rss_kib: u64,
     pub rss_kib_per_node: f64,
+    /// Checks of the swarm's invariants during the run (see `World::check_invariants`), and
+    /// what they found broken.
+    pub invariant_checks: u64,
+    pub invariant_violations: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_violation: Option<String>,
+    /// What the attackers did and got (`--attackers`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attack: Option<AttackReport>,
     /// Hash of everything the run decided, for `--check-determinism`.
     #[serde(skip)]
     pub fingerprint: u64,
@@ -63,6 +73,161 @@ pub struct Report {
     /// Length of the fault phase in ms: the faults heal at this time on the plot.
     #[serde(skip)]
     pub fault_ms: f64,
+}
+
+/// What the attackers measured (see `crate::attack`).
+#[derive(Debug, Clone, Serialize)]
+pub struct AttackReport {
+    pub attackers: usize,
+    pub victims_each: usize,
+    pub paced_frames_per_s: usize,
+    /// Attacker connections that completed the handshake (reconnections included).
+    pub connections: u64,
+    /// Attacker connections banned by their victims.
+    pub bans: u64,
+    /// Attacker connections closed by their victims, bans included.
+    pub closed_by_victims: u64,
+    /// Bytes the attackers sent and received up to the end of their connections' catch-ups
+    /// (handshakes included): not counted in the amplification.
+    pub catch_up_sent_bytes: u64,
+    pub catch_up_received_bytes: u64,
+    /// Bytes the attackers sent and received after their catch-ups.
+    pub sent_bytes: u64,
+    pub received_bytes: u64,
+    /// `received_bytes / sent_bytes`.
+    pub amplification: f64,
+    /// The largest amplification of any one kind of flood.
+    pub amplification_max: f64,
+    pub kinds: Vec<KindFigures>,
+    /// Most bytes a victim wrote to one attacker in answer to one input (one read): what a
+    /// crafted read can make a node queue.
+    pub answer_per_read_bytes_max: u64,
+    /// Most bytes a victim had written to one attacker that had not arrived yet: what its
+    /// runtime would hold for a reader that drains at the link's latency.
+    pub in_flight_bytes_max: u64,
+    /// Over every live node at the end: answers refused or deferred, repeats ignored, bans.
+    pub answers_refused: u64,
+    pub answers_deferred: u64,
+    pub repeats_ignored: u64,
+    pub peers_banned: u64,
+    /// Records from a victim the attackers' client could not open (0 unless the simulator is
+    /// broken).
+    pub client_errors: u64,
+}
+
+impl AttackReport {
+    fn new(p: &Params, w: &World) -> AttackReport {
+        let t = &w.tally;
+        let ratio = |received: u64, sent: u64| if sent == 0 { 0.0 } else { received as f64 / sent as f64 };
+        let kinds_used = p.attack_kinds();
+        let kinds: Vec<KindFigures> = Flood::ALL
+            .iter()
+            .filter(|k| kinds_used.contains(k))
+            .map(|&k| {
+                let (connections, bans, sent, received) = t.per_kind[k as usize];
+                KindFigures {
+                    kind: k.name(),
+                    attackers: kinds_used.iter().filter(|&&u| u == k).count(),
+                    connections,
+                    bans,
+                    sent_bytes: sent,
+                    received_bytes: received,
+                    amplification: ratio(received, sent),
+                }
+            })
+            .collect();
+        let sent: u64 = kinds.iter().map(|k| k.sent_bytes).sum();
+        let received: u64 = kinds.iter().map(|k| k.received_bytes).sum();
+        let mut totals = p2p_chat_core::Stats::default();
+        for (_, n) in w.live() {
+            let s = n.stats();
+            totals.answers_refused += s.answers_refused;
+            totals.answers_deferred += s.answers_deferred;
+            totals.repeats_ignored += s.repeats_ignored;
+            totals.peers_banned += s.peers_banned;
+        }
+        AttackReport {
+            attackers: p.attackers,
+            victims_each: attack::VICTIMS_EACH.min(p.nodes),
+            paced_frames_per_s: attack::PACED_PER_SEC,
+            connections: t.connections,
+            bans: t.bans,
+            closed_by_victims: t.closed_by_victims,
+            catch_up_sent_bytes: t.catch_up_sent,
+            catch_up_received_bytes: t.catch_up_received,
+            sent_bytes: sent,
+            received_bytes: received,
+            amplification: ratio(received, sent),
+            amplification_max: kinds.iter().map(|k| k.amplification).fold(0.0, f64::max),
+            kinds,
+            answer_per_read_bytes_max: t.answer_per_read_bytes_max,
+            in_flight_bytes_max: t.in_flight_bytes_max,
+            answers_refused: totals.answers_refused,
+            answers_deferred: totals.answers_deferred,
+            repeats_ignored: totals.repeats_ignored,
+            peers_banned: totals.peers_banned,
+            client_errors: t.client_errors,
+        }
+    }
+
+    fn rows(&self) -> Vec<String> {
+        let mut rows = vec![
+            String::new(),
+            format!(
+                "  attackers            {} ({} victims each, {} frames/s after one catch-up)",
+                self.attackers, self.victims_each, self.paced_frames_per_s
+            ),
+            format!(
+                "  attacker conns       {} completed, {} closed by victims, {} banned",
+                self.connections, self.closed_by_victims, self.bans
+            ),
+            format!(
+                "  amplification        x{:.3} ({} B received / {} B sent after catch-up; worst kind x{:.3})",
+                self.amplification, self.received_bytes, self.sent_bytes, self.amplification_max
+            ),
+        ];
+        for k in &self.kinds {
+            rows.push(format!(
+                "    {:<18} x{:.3}  ({} attackers, {} conns, {} banned, {} B sent, {} B received)",
+                k.kind, k.amplification, k.attackers, k.connections, k.bans, k.sent_bytes, k.received_bytes
+            ));
+        }
+        rows.push(format!(
+            "  catch-ups            {} B sent, {} B received (handshakes included)",
+            self.catch_up_sent_bytes, self.catch_up_received_bytes
+        ));
+        rows.push(format!(
+            "  victims queued       at most {} B for one attacker by one read, {} B in flight to one",
+            self.answer_per_read_bytes_max, self.in_flight_bytes_max
+        ));
+        rows.push(format!(
+            "  answers              {} refused, {} deferred, {} repeats ignored, {} peers banned",
+            self.answers_refused, self.answers_deferred, self.repeats_ignored, self.peers_banned
+        ));
+        rows
+    }
+}
+
+/// The run's fingerprint hash: 64-bit FNV-1a, fixed here rather than `DefaultHasher`,
+/// whose algorithm may change between Rust releases (a fingerprint is compared across builds).
+struct Fingerprint(u64);
+
+impl Default for Fingerprint {
+    fn default() -> Fingerprint {
+        Fingerprint(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fingerprint {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 /// Peak resident memory of this process, from /proc (0 where there is none).
@@ -99,7 +264,7 @@ impl Report {
         let mut curve_sent_ms = Vec::new();
         let fault = Duration::from_secs_f64(p.fault_s);
         let fault_start = Time::from_millis(w.heal_at.as_millis().saturating_sub(fault.as_millis() as u64));
-        let mut h = DefaultHasher::new();
+        let mut h = Fingerprint::default();
         for (id, d) in m.deliveries() {
             ldhs.push(d.farthest_hops);
             all.push(d.times);
@@ -116,6 +281,11 @@ impl Report {
         let wall_s = wall.as_secs_f64();
         (w.events, totals.frames_out, totals.bytes_out, missing, m.duplicates).hash(&mut h);
         let rss = rss_kib();
+        let attack = (p.attackers > 0).then(|| AttackReport::new(p, w));
+        if let Some(a) = &attack {
+            (a.connections, a.bans, a.sent_bytes, a.received_bytes).hash(&mut h);
+        }
+        w.invariants.violations.hash(&mut h);
         Report {
             nodes: p.nodes,
             messages: m.sent.len(),
@@ -151,6 +321,10 @@ impl Report {
             events_per_s: w.events as f64 / wall_s.max(1e-9),
             rss_kib: rss,
             rss_kib_per_node: rss as f64 / p.nodes as f64,
+            invariant_checks: w.invariants.checks,
+            invariant_violations: w.invariants.violations,
+            first_violation: w.invariants.first.clone(),
+            attack,
             fingerprint: h.finish(),
             curves,
             curve_sent_ms,
@@ -165,6 +339,12 @@ impl Report {
         }
         if self.duplicates > 0 {
             return Some(format!("{} chats delivered twice to the same node", self.duplicates));
+        }
+        if let Some(a) = self.attack.as_ref().filter(|a| a.client_errors > 0) {
+            return Some(format!("{} records from victims the attackers could not open", a.client_errors));
+        }
+        if let Some(first) = &self.first_violation {
+            return Some(format!("{} invariant violations, the first {first}", self.invariant_violations));
         }
         if !self.converged {
             return Some(format!("did not converge: {} (chat, node) pairs still missing", self.missing));
@@ -221,6 +401,12 @@ impl Report {
             format!("  sent per node        {:.0} frames, {:.0} bytes", self.msgs_per_node, self.bytes_per_node),
             format!("  peers per node       {:.1}", self.peers_per_node),
             format!("  full peer sets after {}", opt(self.full_peer_set_s)),
+            format!(
+                "  invariants           {} checks, {} violations{}",
+                self.invariant_checks,
+                self.invariant_violations,
+                self.first_violation.as_ref().map(|f| format!(" (first {f})")).unwrap_or_default()
+            ),
             format!("  events               {} ({:.0}/s)", self.events, self.events_per_s),
             format!(
                 "  wall                 {:.2} s, peak RSS {} MiB ({:.1} KiB per node)",
@@ -229,6 +415,9 @@ impl Report {
                 self.rss_kib_per_node
             ),
         ];
+        if let Some(a) = &self.attack {
+            rows.extend(a.rows());
+        }
         if deterministic_checked {
             rows.push("  determinism          checked: a second run was identical".into());
         }

@@ -21,11 +21,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use p2p_chat_core::hint::lines;
+use crate::hint::lines;
 use p2p_chat_core::random::Rng;
 use p2p_chat_core::wire::{self, Message};
 use p2p_chat_core::{Body, Chat, ChatId, Config, ConnId, Ed25519Keys, Event, Input, Keys, Node, Origin, Output, Time};
 
+use crate::attack::{self, Attacker, Tally};
 use crate::cheap_keys::CheapKeys;
 use crate::metrics::Metrics;
 use crate::shared_chats::SharedChats;
@@ -58,6 +59,55 @@ fn index_of(a: SocketAddr) -> Option<usize> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Cid(u32);
 
+/// How often the swarm's invariants are checked during a run (see `World::check_invariants`).
+const INVARIANTS_EVERY: Duration = Duration::from_secs(5);
+
+/// One event as `--check-determinism` compares two runs: its number, virtual time, what it is,
+/// and for a transmit a hash of its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Trace {
+    pub index: u64,
+    pub at: Time,
+    ev: Ev,
+    bytes: Option<(usize, u64)>,
+}
+
+impl std::fmt::Display for Trace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let t0 = Time::from_millis(T0_MS);
+        write!(f, "event #{} at virtual {:.6} s: {:?}", self.index, self.at.since(t0).as_secs_f64(), self.ev)?;
+        if let Some((len, hash)) = self.bytes {
+            write!(f, " ({len} bytes, hash {hash:016x})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Sees every event of a run, in order; returning false stops the run.
+pub trait Tracer {
+    /// Whether events are traced at all: a run without a tracer compiles to none of it.
+    const ON: bool;
+    fn step(&mut self, t: Trace) -> bool;
+}
+
+/// No tracing.
+pub struct NoTrace;
+
+impl Tracer for NoTrace {
+    const ON: bool = false;
+    fn step(&mut self, _: Trace) -> bool {
+        true
+    }
+}
+
+/// A broken invariant, with when it was first seen.
+#[derive(Clone, Debug, Default)]
+pub struct Invariants {
+    pub checks: u64,
+    pub violations: u64,
+    pub first: Option<String>,
+}
+
 impl Cid {
     fn of(c: ConnId) -> Cid {
         Cid(u32::try_from(c.0).expect("fewer than 2^32 connections a node"))
@@ -75,21 +125,68 @@ type Inc = u16;
 /// A scheduled event. Nodes are `u32` indices and payloads live in `World::bufs`, so an event is
 /// small and plain (16 bytes): the queue moves these around on every push and pop. `Bytes` is the
 /// transmit `bufs[buf]`, read by the peer in pieces (see `Bufs`).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ev {
     Start(u32),
     Wake(u32, Inc),
-    Accept { to: u32, from: u32, from_inc: Inc, dialer_conn: Cid },
-    Connected { node: u32, inc: Inc, conn: Cid },
-    DialFailed { node: u32, inc: Inc, conn: Cid },
-    Bytes { node: u32, inc: Inc, conn: Cid, buf: u32 },
-    Closed { node: u32, inc: Inc, conn: Cid },
+    Accept {
+        to: u32,
+        from: u32,
+        from_inc: Inc,
+        dialer_conn: Cid,
+    },
+    Connected {
+        node: u32,
+        inc: Inc,
+        conn: Cid,
+    },
+    DialFailed {
+        node: u32,
+        inc: Inc,
+        conn: Cid,
+    },
+    Bytes {
+        node: u32,
+        inc: Inc,
+        conn: Cid,
+        buf: u32,
+    },
+    Closed {
+        node: u32,
+        inc: Inc,
+        conn: Cid,
+    },
     SendChat(u32),
     Forge(u32),
     Crash(u32),
     FaultStart,
     Heal,
     Check,
+    /// Check the swarm's invariants (see `World::check_invariants`).
+    Invariants,
+    /// Attacker `a` dials honest node `victim` (see `crate::attack`).
+    AttackerDial {
+        a: u32,
+        victim: u32,
+    },
+    AttackerConnected {
+        a: u32,
+        conn: u32,
+    },
+    /// A victim's transmit `bufs[buf]` reaches attacker `a`.
+    AttackerBytes {
+        a: u32,
+        conn: u32,
+        buf: u32,
+    },
+    AttackerClosed {
+        a: u32,
+        conn: u32,
+    },
+    /// Every attacker connection past its catch-up sends its next paced record.
+    AttackerTick(u32),
+    /// The fault phase is over: the attackers close their connections and leave.
+    AttackStop,
 }
 
 /// A queued event with its virtual time in microseconds. In a radix bucket its place stands for
@@ -397,6 +494,11 @@ pub struct World {
     pub heal_at: Time,
     /// Where `Ev::Check` starts looking for a node short of peers.
     check_from: usize,
+    /// The attacker peers (none unless `Params::attackers`). A link whose `peer` is
+    /// `slots.len() + a` goes to attacker `a`.
+    pub attackers: Vec<Attacker>,
+    pub tally: Tally,
+    pub invariants: Invariants,
 }
 
 impl World {
@@ -448,12 +550,16 @@ impl World {
             events: 0,
             heal_at,
             check_from: 0,
+            attackers: Vec::new(),
+            tally: Tally::default(),
+            invariants: Invariants::default(),
         };
         for i in 0..n {
             let at = t0 + join.mul_f64(i as f64 / n as f64);
             w.push(at, Ev::Start(i as u32));
         }
         w.push(t0, Ev::Check);
+        w.push(t0 + INVARIANTS_EVERY, Ev::Invariants);
         w.push(fault_start, Ev::FaultStart);
         let fault = Duration::from_secs_f64(w.p.fault_s);
         for i in crashing {
@@ -473,7 +579,35 @@ impl World {
             w.push(at, Ev::Forge(i as u32));
         }
         w.push(heal_at, Ev::Heal);
+        if w.p.attackers > 0 {
+            w.arm_attackers(fault_start);
+        }
         w
+    }
+
+    /// Picks each attacker's victims and schedules their dials over the first 100 ms of the fault phase.
+    fn arm_attackers(&mut self, start: Time) {
+        let n = self.p.nodes;
+        for (a, kind) in self.p.attack_kinds().into_iter().enumerate() {
+            let mut victims: Vec<u32> = (0..n as u32).collect();
+            let k = attack::VICTIMS_EACH.min(n);
+            self.rng.choose_k(&mut victims, k);
+            victims.truncate(k);
+            for &v in &victims {
+                let at = start + Duration::from_micros(self.rng.below(100_000) as u64);
+                self.push(at, Ev::AttackerDial { a: a as u32, victim: v });
+            }
+            self.attackers.push(Attacker {
+                kind,
+                victims,
+                conns: Vec::new(),
+                identities: 0,
+                next_conn: 0,
+                ids: Vec::new(),
+            });
+            self.push(start, Ev::AttackerTick(a as u32));
+        }
+        self.push(self.heal_at, Ev::AttackStop);
     }
 
     fn push(&mut self, at: Time, ev: Ev) {
@@ -551,13 +685,26 @@ impl World {
     }
 
     /// Runs events up to `until`, calling `progress` about once per virtual second.
-    pub fn run_until(&mut self, until: Time, mut progress: impl FnMut(&World)) {
+    pub fn run_until(&mut self, until: Time, progress: impl FnMut(&World)) {
+        self.run_until_traced(until, progress, &mut NoTrace);
+    }
+
+    /// `run_until`, showing `tracer` every event before it runs. False if the tracer stopped it.
+    pub fn run_until_traced<T: Tracer>(
+        &mut self,
+        until: Time,
+        mut progress: impl FnMut(&World),
+        tracer: &mut T,
+    ) -> bool {
         let mut next_progress = self.now;
         while let Some(at) = self.queue.peek_at() {
             if at > until {
                 break;
             }
             let (at, ev) = self.queue.pop().expect("peeked");
+            if T::ON && !tracer.step(self.trace(at, ev)) {
+                return false;
+            }
             self.prefetch();
             self.now = at;
             self.events += 1;
@@ -568,6 +715,98 @@ impl World {
             }
         }
         self.now = self.now.max(until);
+        true
+    }
+
+    fn trace(&self, at: Time, ev: Ev) -> Trace {
+        let bytes = match ev {
+            Ev::Bytes { buf, .. } | Ev::AttackerBytes { buf, .. } => {
+                let b = &self.bufs.slots[buf as usize].0;
+                let hash =
+                    b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &x| (h ^ u64::from(x)).wrapping_mul(0x0100_0000_01b3));
+                Some((b.len(), hash))
+            }
+            _ => None,
+        };
+        Trace { index: self.events, at, ev, bytes }
+    }
+
+    /// Checks what must hold of the whole swarm at any time, and records what does not:
+    /// - no node has more peers than `max_peers`, nor holds more chats than `max_chats`;
+    /// - a node's peer count agrees with the peers it lists, and each listed peer's connection is
+    ///   open in the network;
+    /// - neighbour relations are symmetric: when node A has had B as a peer for longer than a
+    ///   handshake and its replies can take (`grace`) and neither end has closed the connection,
+    ///   B has A as a peer on that same connection, and each knows the other by its real id.
+    ///
+    /// Eager/lazy symmetry (Plumtree's: B pushes to A eagerly exactly when A does to B, once
+    /// prunes and grafts have arrived) is not checked: the node's public API does not show
+    /// which neighbours are eager.
+    pub fn check_invariants(&mut self) {
+        let now = self.now;
+        let (max_peers, max_chats) = (self.config.max_peers, self.config.max_chats);
+        let hi = Duration::from_millis(self.p.latency_ms.1);
+        let grace = 2 * RTO + 6 * hi + Duration::from_secs(1);
+        // Compact, as a large run checks a million neighbour relations: each node's id and each
+        // established connection by the first 4 bytes of an id (a false match is a 2^-32 chance).
+        let tag = |id: p2p_chat_core::PeerId| u32::from_le_bytes(id.0[..4].try_into().expect("4 bytes"));
+        let ids: Vec<u32> = self.slots.iter().map(|s| s.node.as_ref().map_or(0, |n| tag(n.peer_id()))).collect();
+        // (node, its connection, the peer's id tag, since when in ms of virtual time), sorted: a
+        // node's peers come in connection order.
+        let mut ups: Vec<(u32, u32, u32, u32)> =
+            Vec::with_capacity(self.slots.iter().filter_map(|s| s.node.as_ref()).map(|n| n.peer_count()).sum());
+        let t0 = Time::from_millis(T0_MS);
+        let mut broken: Vec<String> = Vec::new();
+        for (i, s) in self.slots.iter().enumerate() {
+            let Some(n) = s.node.as_ref() else { continue };
+            let peers = n.peers();
+            if n.peer_count() > max_peers || n.peer_count() != peers.len() {
+                broken.push(format!("n{i} counts {} peers, lists {} (most {max_peers})", n.peer_count(), peers.len()));
+            }
+            if n.held_chats() > max_chats {
+                broken.push(format!("n{i} holds {} chats (most {max_chats})", n.held_chats()));
+            }
+            for p in peers {
+                let since_ms = p.since.since(t0).as_millis() as u32;
+                ups.push((i as u32, Cid::of(p.conn).0, tag(p.peer), since_ms));
+            }
+        }
+        for &(i, conn, peer_tag, since_ms) in &ups {
+            let (i, s) = (i as usize, &self.slots[i as usize]);
+            let Some(k) = self.find(i, s.inc, Cid(conn)) else {
+                broken.push(format!("n{i} lists a peer on connection {conn}, which is not open"));
+                continue;
+            };
+            let l = s.links[k];
+            let j = l.peer as usize;
+            let since = t0 + Duration::from_millis(since_ms.into());
+            if since + grace > now || l.clock == Time::MAX || j >= self.slots.len() {
+                continue;
+            }
+            if self.find(j, l.peer_inc(), l.peer_conn).is_none_or(|k| self.slots[j].links[k].clock == Time::MAX) {
+                continue; // closed at the other end, which this end has yet to hear
+            }
+            match ups.binary_search_by_key(&(j as u32, l.peer_conn.0), |&(n, c, _, _)| (n, c)) {
+                Err(_) => broken.push(format!(
+                    "n{i} has had n{j} as a peer for {:.1} s, n{j} does not have n{i}",
+                    now.since(since).as_secs_f64()
+                )),
+                Ok(q) if ups[q].2 != ids[i] || peer_tag != ids[j] => {
+                    broken.push(format!("n{i} and n{j} do not know each other by their ids"))
+                }
+                Ok(_) => {}
+            }
+        }
+        self.invariants.checks += 1;
+        self.violate(broken);
+    }
+
+    fn violate(&mut self, broken: Vec<String>) {
+        if let Some(first) = broken.first().filter(|_| self.invariants.first.is_none()) {
+            let t = self.now.since(Time::from_millis(T0_MS)).as_secs_f64();
+            self.invariants.first = Some(format!("at virtual {t:.3} s: {first}"));
+        }
+        self.invariants.violations += broken.len() as u64;
     }
 
     /// Hints the memory of the events coming up, in stages, each once the lines it reads have had
@@ -605,20 +844,20 @@ impl World {
         }
         if let Some(ev) = self.ahead(PREFETCH_TABLES_AHEAD) {
             if let Some(n) = ev.reads().0.and_then(|i| self.slots[i as usize].node.as_ref()) {
-                n.prefetch_tables();
+                n.tables_memory(&mut lines);
             }
         }
         if let Some(ev) = self.ahead(PREFETCH_CONN_AHEAD) {
             if let (Some(i), Some(conn)) = (ev.reads().0, ev.conn()) {
                 if let Some(n) = &self.slots[i as usize].node {
-                    n.prefetch_conn(conn.id());
+                    n.conn_memory(conn.id(), &mut lines);
                 }
             }
         }
         if let Some(ev) = self.ahead(PREFETCH_SESSION_AHEAD) {
             if let (Some(i), Some(conn)) = (ev.reads().0, ev.conn()) {
                 if let Some(n) = &self.slots[i as usize].node {
-                    n.prefetch_session(conn.id());
+                    n.session_memory(conn.id(), &mut lines);
                 }
             }
         }
@@ -719,7 +958,7 @@ impl World {
                 for (n, s) in self.slots.iter().enumerate() {
                     let (inc, group) = (s.inc, s.group);
                     for l in &s.links {
-                        if group != self.slots[l.peer as usize].group {
+                        if self.slots.get(l.peer as usize).is_some_and(|p| p.group != group) {
                             cross.push((n, inc, l.conn));
                         }
                     }
@@ -757,6 +996,39 @@ impl World {
                     self.metrics.full_peer_set_at = Some(now);
                 } else if !full {
                     self.push(now + Duration::from_millis(500), Ev::Check);
+                }
+            }
+            Ev::Invariants => {
+                self.check_invariants();
+                self.push(now + INVARIANTS_EVERY, Ev::Invariants);
+            }
+            Ev::AttackerDial { a, victim } => self.attacker_dial(a as usize, victim as usize),
+            Ev::AttackerConnected { a, conn } => {
+                let a = a as usize;
+                if let Some(k) = self.attacker_conn(a, conn) {
+                    let first = std::mem::take(&mut self.attackers[a].conns[k].first);
+                    self.attacker_send(a, k, first);
+                }
+            }
+            Ev::AttackerBytes { a, conn, buf } => self.attacker_bytes(a as usize, conn, buf),
+            Ev::AttackerClosed { a, conn } => {
+                let a = a as usize;
+                if let Some(k) = self.attacker_conn(a, conn) {
+                    let c = self.attackers[a].conns.remove(k);
+                    self.tally.closed_by_victims += 1;
+                    self.tally.close(self.attackers[a].kind, &c);
+                    // Again at once, under a fresh identity.
+                    if now < self.heal_at {
+                        self.push(now + Duration::from_millis(1), Ev::AttackerDial { a: a as u32, victim: c.victim });
+                    }
+                }
+            }
+            Ev::AttackerTick(a) => self.attacker_tick(a as usize),
+            Ev::AttackStop => {
+                for a in 0..self.attackers.len() {
+                    while !self.attackers[a].conns.is_empty() {
+                        self.attacker_close(a, 0);
+                    }
                 }
             }
         }
@@ -807,12 +1079,14 @@ impl World {
         }
         l.clock = Time::MAX;
         let l = *l;
-        if let Some(p) = self.link_mut(l.peer as usize, l.peer_inc(), l.peer_conn) {
-            p.clock = Time::MAX;
+        if (l.peer as usize) < self.slots.len() {
+            if let Some(p) = self.link_mut(l.peer as usize, l.peer_inc(), l.peer_conn) {
+                p.clock = Time::MAX;
+            }
         }
         let at = self.now + l.base();
         self.push(at, Ev::Closed { node: n as u32, inc, conn });
-        self.push(at, Ev::Closed { node: l.peer, inc: l.peer_inc(), conn: l.peer_conn });
+        self.push_closed(at, &l);
     }
 
     fn crash(&mut self, i: usize) {
@@ -822,7 +1096,7 @@ impl World {
         let mut mine = std::mem::take(&mut self.slots[i].links);
         for l in &mine {
             let at = self.now + l.base();
-            self.push(at, Ev::Closed { node: l.peer, inc: l.peer_inc(), conn: l.peer_conn });
+            self.push_closed(at, l);
         }
         mine.clear();
         self.slots[i].links = mine;
@@ -843,6 +1117,181 @@ impl World {
         let bytes = wire::encode(&Message::Chat { ttl: 3, hops: 1, chat: Arc::new(chat) });
         if self.find(i, inc, Cid::of(conn)).is_some() {
             self.input(i, Input::Received(conn, &bytes));
+        }
+    }
+
+    /// The other end of `l` sees it closed at `at`: an honest node, or an attacker.
+    fn push_closed(&mut self, at: Time, l: &Link) {
+        match (l.peer as usize).checked_sub(self.slots.len()) {
+            Some(a) => self.push(at, Ev::AttackerClosed { a: a as u32, conn: l.peer_conn.0 }),
+            None => self.push(at, Ev::Closed { node: l.peer, inc: l.peer_inc(), conn: l.peer_conn }),
+        }
+    }
+
+    /// Where attacker `a`'s connection `conn` is in its list, if it is open.
+    fn attacker_conn(&self, a: usize, conn: u32) -> Option<usize> {
+        self.attackers[a].conns.iter().position(|c| c.id == conn)
+    }
+
+    /// Attacker `a` dials `victim` under a fresh identity. A victim that is down, or refuses, is
+    /// tried again a second later.
+    fn attacker_dial(&mut self, a: usize, victim: usize) {
+        let now = self.now;
+        if now >= self.heal_at {
+            return;
+        }
+        // An address of its own per attacker (outside the honest 10.0.0.0/8), a port per identity.
+        let generation = self.attackers[a].identities;
+        self.attackers[a].identities += 1;
+        let remote = SocketAddr::from(([11, (a >> 16) as u8, (a >> 8) as u8, a as u8], 20_000 + generation as u16));
+        let base = self.latency();
+        let accepted = self.slots[victim].node.as_mut().and_then(|n| n.accept(now, remote));
+        let Some(victim_conn) = accepted.map(Cid::of) else {
+            self.push(now + base + Duration::from_secs(1), Ev::AttackerDial { a: a as u32, victim: victim as u32 });
+            return;
+        };
+        let seed = attack::identity_seed(self.p.seed, a, generation);
+        let (client, first) = p2p_chat_core::testing::Client::dial(seed, &format!("attacker{a}"));
+        let id = self.attackers[a].next_conn;
+        self.attackers[a].next_conn += 1;
+        let connected_at = now + base;
+        let base_us = base.as_micros() as u32;
+        let peer = (self.slots.len() + a) as u32;
+        self.insert_link(victim, Link::new(victim_conn, peer, 0, Cid(id), base_us, connected_at));
+        self.attackers[a].conns.push(attack::Conn {
+            id,
+            client,
+            victim: victim as u32,
+            victim_inc: self.slots[victim].inc,
+            victim_conn: victim_conn.0,
+            base_us,
+            clock: connected_at,
+            first,
+            caught_up_at: None,
+            flood_base: None,
+            in_flight: 0,
+            input_event: u64::MAX,
+            input_bytes: 0,
+        });
+        self.push(connected_at, Ev::AttackerConnected { a: a as u32, conn: id });
+        self.after_input(victim);
+    }
+
+    /// Attacker `a` writes `bytes` on its connection `k`: they reach the victim in order, whole.
+    fn attacker_send(&mut self, a: usize, k: usize, bytes: Vec<u8>) {
+        if bytes.is_empty() {
+            return;
+        }
+        let c = &self.attackers[a].conns[k];
+        let (victim, inc, conn, base_us) = (c.victim, c.victim_inc, Cid(c.victim_conn), c.base_us);
+        let jitter = Duration::from_micros(self.rng.below(base_us as usize / 10 + 1) as u64);
+        let c = &mut self.attackers[a].conns[k];
+        let at = (self.now + Duration::from_micros(base_us.into()) + jitter).max(c.clock);
+        c.clock = at;
+        let buf = self.bufs.add(bytes, [0, 0]);
+        self.push(at, Ev::Bytes { node: victim, inc, conn, buf });
+    }
+
+    /// Attacker `a` closes its connection `k` (the victim sees it after the link's latency).
+    fn attacker_close(&mut self, a: usize, k: usize) {
+        let c = self.attackers[a].conns.remove(k);
+        let at = (self.now + Duration::from_micros(c.base_us.into())).max(c.clock);
+        self.push(at, Ev::Closed { node: c.victim, inc: c.victim_inc, conn: Cid(c.victim_conn) });
+        self.tally.close(self.attackers[a].kind, &c);
+    }
+
+    /// A victim's transmit on attacker `a`'s connection `conn`, measured on its way.
+    fn transmit_to_attacker(&mut self, a: usize, conn: u32, buf: u32, len: usize, at: Time) {
+        self.push(at, Ev::AttackerBytes { a: a as u32, conn, buf });
+        let events = self.events;
+        let Some(k) = self.attacker_conn(a, conn) else { return };
+        let c = &mut self.attackers[a].conns[k];
+        c.in_flight += len as u64;
+        if c.input_event != events {
+            (c.input_event, c.input_bytes) = (events, 0);
+        }
+        c.input_bytes += len as u64;
+        let t = &mut self.tally;
+        t.in_flight_bytes_max = t.in_flight_bytes_max.max(c.in_flight);
+        t.answer_per_read_bytes_max = t.answer_per_read_bytes_max.max(c.input_bytes);
+        // What one read may make a node queue for a peer: its watermark, plus the answer that
+        // crossed it and a frame (see the core's `serve`).
+        let serve = &self.config.serve;
+        let cap = (serve.answer_watermark + serve.round_bytes + self.config.max_frame_bytes) as u64;
+        if c.input_bytes > cap && c.input_bytes - (len as u64) <= cap {
+            let (victim, queued) = (c.victim, c.input_bytes);
+            self.violate(vec![format!("n{victim} queued {queued} bytes for attacker{a} in one input (cap {cap})")]);
+        }
+    }
+
+    fn attacker_bytes(&mut self, a: usize, conn: u32, buf: u32) {
+        let (bytes, _) = self.bufs.take(buf);
+        let Some(k) = self.attacker_conn(a, conn) else { return };
+        let now = self.now;
+        let c = &mut self.attackers[a].conns[k];
+        c.in_flight = c.in_flight.saturating_sub(bytes.len() as u64);
+        let reply = match c.client.receive(&bytes) {
+            Ok(reply) => reply,
+            Err(_) => {
+                self.tally.client_errors += 1;
+                return self.attacker_close(a, k);
+            }
+        };
+        let messages = c.client.take_messages();
+        let catch_up = c.client.is_up() && c.caught_up_at.is_none();
+        self.attacker_send(a, k, reply);
+        if catch_up {
+            let c = &mut self.attackers[a].conns[k];
+            c.caught_up_at = Some(now);
+            let sealed = c.client.seal(&p2p_chat_core::testing::flood::sync_everything());
+            self.tally.connections += 1;
+            self.tally.per_kind[self.attackers[a].kind as usize].0 += 1;
+            if let Ok(sealed) = sealed {
+                self.attacker_send(a, k, sealed);
+            }
+        }
+        self.attackers[a].learn(messages);
+    }
+
+    /// Attacker `a`'s connections past their catch-up each send one tick's record of floods.
+    fn attacker_tick(&mut self, a: usize) {
+        let now = self.now;
+        if now >= self.heal_at {
+            return;
+        }
+        self.push(now + attack::TICK, Ev::AttackerTick(a as u32));
+        let ready = |c: &attack::Conn| c.caught_up_at.is_some_and(|t| now >= t + attack::CATCH_UP);
+        if !self.attackers[a].conns.iter().any(ready) {
+            return;
+        }
+        let batch = self.attackers[a].kind.batch(&self.attackers[a].asked_ids());
+        for k in 0..self.attackers[a].conns.len() {
+            let c = &mut self.attackers[a].conns[k];
+            if !ready(c) {
+                continue;
+            }
+            if c.flood_base.is_none() {
+                c.flood_base = Some((c.client.bytes_out, c.client.bytes_in));
+            }
+            if let Ok(sealed) = c.client.seal(&batch) {
+                self.attacker_send(a, k, sealed);
+            }
+        }
+    }
+
+    /// Victim `i` banned the peer on `conn`: counted if it was an attacker.
+    fn attacker_banned(&mut self, i: usize, conn: ConnId) {
+        let inc = self.slots[i].inc;
+        for at in &self.attackers {
+            if at
+                .conns
+                .iter()
+                .any(|c| c.victim as usize == i && c.victim_inc == inc && u64::from(c.victim_conn) == conn.0)
+            {
+                self.tally.bans += 1;
+                self.tally.per_kind[at.kind as usize].1 += 1;
+                return;
+            }
         }
     }
 
@@ -869,7 +1318,7 @@ impl World {
                     // A reset link already told the peer.
                     if let Some(l) = self.remove_link(i, inc, Cid::of(conn)).filter(|l| l.clock != Time::MAX) {
                         let at = (now + l.base()).max(l.clock);
-                        self.push(at, Ev::Closed { node: l.peer, inc: l.peer_inc(), conn: l.peer_conn });
+                        self.push_closed(at, &l);
                     }
                 }
                 Output::Event(e) => self.record(i, e),
@@ -894,6 +1343,12 @@ impl World {
     }
 
     fn record(&mut self, i: usize, e: Event) {
+        if let Event::PeerDown { conn, reason, .. } = &e {
+            if !self.attackers.is_empty() && matches!(reason, p2p_chat_core::CloseReason::Banned) {
+                self.attacker_banned(i, *conn);
+            }
+            return;
+        }
         if let Event::Chat(d) = e {
             if d.origin == Origin::Local {
                 if matches!(d.chat.body, Body::Text(_)) {
@@ -939,7 +1394,11 @@ impl World {
         }
         let clock = l.clock.max(at);
         let buf = self.bufs.add(bytes, cuts);
-        self.push(clock, Ev::Bytes { node: l.peer, inc: l.peer_inc(), conn: l.peer_conn, buf });
+        if l.peer as usize >= self.slots.len() {
+            self.transmit_to_attacker(l.peer as usize - self.slots.len(), l.peer_conn.0, buf, len, clock);
+        } else {
+            self.push(clock, Ev::Bytes { node: l.peer, inc: l.peer_inc(), conn: l.peer_conn, buf });
+        }
         self.slots[i].links[k].clock = clock;
     }
 
@@ -963,7 +1422,10 @@ impl Ev {
                 (Some(node), None, None)
             }
             Ev::Bytes { node, buf, .. } => (Some(node), None, Some(buf)),
-            Ev::FaultStart | Ev::Heal | Ev::Check => (None, None, None),
+            Ev::FaultStart | Ev::Heal | Ev::Check | Ev::Invariants | Ev::AttackStop => (None, None, None),
+            Ev::AttackerDial { victim, .. } => (Some(victim), None, None),
+            Ev::AttackerConnected { .. } | Ev::AttackerClosed { .. } | Ev::AttackerTick(_) => (None, None, None),
+            Ev::AttackerBytes { buf, .. } => (None, None, Some(buf)),
         }
     }
 

@@ -160,7 +160,7 @@ impl Item {
                 direction: direction(p.direction),
             },
             Event::PeerDown { peer, username, reason, .. } => {
-                Item::PeerDown { ts: now_ms, peer: Who::new(username, peer), reason: reason.clone() }
+                Item::PeerDown { ts: now_ms, peer: Who::new(username, peer), reason: reason.to_string() }
             }
             Event::DialFailed { addr, retry_at } => {
                 Item::DialFailed { ts: now_ms, addr: addr.to_string(), retry_at: retry_at.map(|t| t.as_millis()) }

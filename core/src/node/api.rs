@@ -78,7 +78,7 @@ pub enum Event {
         conn: ConnId,
         peer: PeerId,
         username: String,
-        reason: String,
+        reason: CloseReason,
     },
     /// A dial failed; `retry_at` is when the address will be tried again, if it is kept.
     DialFailed {
@@ -161,4 +161,39 @@ pub struct Stats {
     pub answers_deferred: u64,
     /// Chats asked for again after they had been sent to the same peer, and not sent again.
     pub repeats_ignored: u64,
+}
+
+/// Why a connection ended (in [`Event::PeerDown`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CloseReason {
+    #[error("connection closed by peer")]
+    ByPeer,
+    #[error("leaving")]
+    Leaving,
+    #[error("handshake timed out")]
+    HandshakeTimeout,
+    #[error("peer went silent")]
+    Silent,
+    #[error("banned for misbehaviour")]
+    Banned,
+    #[error("peer is banned")]
+    PeerIsBanned,
+    #[error("handshake slots full")]
+    HandshakeSlotsFull,
+    #[error("full: referred to other peers")]
+    Full,
+    #[error("full: made room for a newcomer")]
+    MadeRoom,
+    #[error("duplicate connection")]
+    Duplicate,
+    #[error("too slow to read what it was sent")]
+    TooSlow,
+    #[error("session nonces exhausted")]
+    NoncesExhausted,
+    #[error("{0}")]
+    Handshake(#[from] crate::handshake::HandshakeError),
+    #[error("{0}")]
+    Record(#[from] crate::session::SessionError),
+    #[error("{0}")]
+    Frame(#[from] WireError),
 }

@@ -42,7 +42,7 @@ impl Node {
                 self.flush_ihave();
                 let conns: Vec<ConnId> = self.conns.keys().copied().collect();
                 for c in conns {
-                    self.close(now, c, "leaving", false);
+                    self.close(now, c, CloseReason::Leaving, false);
                 }
             }
         }
@@ -121,7 +121,7 @@ impl Node {
         }
         self.stats.chats_received += 1;
         if let Some(c) = from.and_then(|f| self.conns.get_mut(&f)) {
-            c.score = (c.score + 1).min(MAX_SCORE as i16);
+            c.score.reward();
         }
         // Pushed chats and grafted ones are live and spread on; anything else came by
         // anti-entropy: history that the neighbours get by their own syncs.
@@ -166,7 +166,7 @@ impl Node {
             let msg = Message::Chat { ttl: ttl.saturating_sub(1), hops: next_hops, chat: chat.clone() };
             let mut frame_len = wire::frame_size_hint(&msg);
             for &conn in targets.eager() {
-                let buf = tx_buf(&mut self.tx, &self.conns, conn, frame_len);
+                let buf = tx_buf(&mut self.tx, conn, frame_len);
                 let before = buf.len();
                 // No limit: a chat is within any sane one by construction (`Chat::is_well_formed`).
                 wire::encode_into(&msg, buf, usize::MAX).expect("encoding a message into memory cannot fail");

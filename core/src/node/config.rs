@@ -50,7 +50,8 @@ pub struct Config {
     pub max_chats: usize,
     /// How far in the future a chat's timestamp may be.
     pub max_clock_skew: Duration,
-    /// Period of the maintenance timer (dialing, pings, expiry).
+    /// How often a node short of peers dials again, and how long after its first peer it announces
+    /// its arrival and first asks for addresses (see `Timer`).
     pub tick: Duration,
     pub sync_interval: Duration,
     /// A quiet link is pinged this often: half of `stale_after`, so a peer that vanished without
@@ -85,14 +86,14 @@ pub struct Config {
     /// spares (HyParView keeps a passive view of ~30), and exchange refreshes the book every
     /// `exchange_interval`; a larger book only holds more stale addresses and costs memory per node.
     pub address_book_cap: usize,
-    /// Per-peer limit on chat frames (rate per second, burst).
-    pub chat_rate: (f64, f64),
+    /// Per-peer limit on chat frames.
+    pub chat_rate: RateLimit,
     /// Per-peer limit on every other frame.
-    pub control_rate: (f64, f64),
-    /// Most dials the node makes on its own per minute, and the burst it may save up, so addresses
-    /// poured in by peer exchange (bogus or unreachable) cannot make it dial without bound. Dials
-    /// the user asks for are not counted.
-    pub dials_per_minute: (f64, f64),
+    pub control_rate: RateLimit,
+    /// Most dials the node makes on its own, and the burst it may save up, so addresses poured in
+    /// by peer exchange (bogus or unreachable) cannot make it dial without bound. Dials the user
+    /// asks for are not counted.
+    pub dial_rate: RateLimit,
     /// What each peer's requests may cost this node, and how much may wait for a peer (see
     /// [`crate::serve`]).
     pub serve: ServeLimits,
@@ -132,10 +133,119 @@ impl Default for Config {
             backoff_base: Duration::from_millis(500),
             backoff_max: Duration::from_secs(60),
             address_book_cap: 256,
-            chat_rate: (20_000.0, 40_000.0),
-            control_rate: (2_000.0, 4_000.0),
-            dials_per_minute: (60.0, 16.0),
+            chat_rate: RateLimit::new(20_000.0, 40_000.0),
+            control_rate: RateLimit::new(2_000.0, 4_000.0),
+            dial_rate: RateLimit::per_minute(60.0, 16.0),
             serve: ServeLimits::default(),
         }
+    }
+}
+
+/// A `Config` that cannot run, and which field says so. Nothing was started.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("username must be 1 to {max} bytes, not {len}")]
+    UsernameLength { len: usize, max: usize },
+    #[error("username must not contain '#': it separates a name from its key's id")]
+    UsernameHash,
+    #[error("{field} must be at least 1")]
+    Zero { field: &'static str },
+    #[error("{field} must be longer than zero")]
+    NoTime { field: &'static str },
+    #[error("target_peers ({target}) must not exceed max_peers ({max})")]
+    TargetOverMax { target: usize, max: usize },
+    #[error("ping_interval ({ping:?}) must be shorter than stale_after ({stale:?}), or quiet links close unpinged")]
+    PingAfterStale { ping: Duration, stale: Duration },
+    #[error("max_frame_bytes must be 1 KiB to {max} bytes, not {value}")]
+    FrameLimit { value: usize, max: usize },
+    #[error("{field} must be a positive rate and burst")]
+    Rate { field: &'static str },
+    #[error("serve limits must rise: answer_watermark <= read_pause <= max_backlog")]
+    ServeOrder,
+}
+
+impl Config {
+    /// Checks that the node can run with these settings: the limits a zero or an inverted pair
+    /// would break (a zero tick wakes the node for ever, a zero `max_peers` never connects).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let max = crate::chat::MAX_USERNAME_BYTES;
+        if self.username.is_empty() || self.username.len() > max {
+            return Err(ConfigError::UsernameLength { len: self.username.len(), max });
+        }
+        if self.username.contains('#') {
+            return Err(ConfigError::UsernameHash);
+        }
+        for (field, n) in [
+            ("max_peers", self.max_peers),
+            ("max_handshaking", self.max_handshaking),
+            ("max_conns_per_ip", self.max_conns_per_ip),
+            ("fanout", self.fanout),
+            ("max_chats", self.max_chats),
+            ("address_book_cap", self.address_book_cap),
+        ] {
+            if n == 0 {
+                return Err(ConfigError::Zero { field });
+            }
+        }
+        for (field, d) in [
+            ("retention", self.retention),
+            ("tick", self.tick),
+            ("sync_interval", self.sync_interval),
+            ("ping_interval", self.ping_interval),
+            ("stale_after", self.stale_after),
+            ("handshake_timeout", self.handshake_timeout),
+            ("exchange_interval", self.exchange_interval),
+            ("explore_interval", self.explore_interval),
+            ("announce_interval", self.announce_interval),
+        ] {
+            if d.is_zero() {
+                return Err(ConfigError::NoTime { field });
+            }
+        }
+        if self.target_peers > self.max_peers {
+            return Err(ConfigError::TargetOverMax { target: self.target_peers, max: self.max_peers });
+        }
+        if self.ping_interval >= self.stale_after {
+            return Err(ConfigError::PingAfterStale { ping: self.ping_interval, stale: self.stale_after });
+        }
+        let frame_max = wire::DEFAULT_MAX_FRAME_BYTES * 16;
+        if !(1024..=frame_max).contains(&self.max_frame_bytes) {
+            return Err(ConfigError::FrameLimit { value: self.max_frame_bytes, max: frame_max });
+        }
+        for (field, rate) in
+            [("chat_rate", self.chat_rate), ("control_rate", self.control_rate), ("dial_rate", self.dial_rate)]
+        {
+            if !(rate.per_sec > 0.0 && rate.burst >= 1.0) {
+                return Err(ConfigError::Rate { field });
+            }
+        }
+        let s = &self.serve;
+        if !(s.answer_watermark <= s.read_pause && s.read_pause <= s.max_backlog) {
+            return Err(ConfigError::ServeOrder);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_valid_and_each_broken_rule_is_named() {
+        assert_eq!(Config::default().validate(), Ok(()));
+        let bad = |f: fn(&mut Config)| {
+            let mut c = Config::default();
+            f(&mut c);
+            c.validate().unwrap_err()
+        };
+        assert_eq!(bad(|c| c.username = "a#1".into()), ConfigError::UsernameHash);
+        assert!(matches!(bad(|c| c.username = "x".repeat(65)), ConfigError::UsernameLength { len: 65, .. }));
+        assert_eq!(bad(|c| c.max_peers = 0), ConfigError::Zero { field: "max_peers" });
+        assert_eq!(bad(|c| c.tick = Duration::ZERO), ConfigError::NoTime { field: "tick" });
+        assert!(matches!(bad(|c| c.target_peers = 99), ConfigError::TargetOverMax { .. }));
+        assert!(matches!(bad(|c| c.ping_interval = c.stale_after), ConfigError::PingAfterStale { .. }));
+        assert_eq!(bad(|c| c.control_rate = RateLimit::new(0.0, 10.0)), ConfigError::Rate { field: "control_rate" });
+        assert_eq!(bad(|c| c.serve.read_pause = c.serve.max_backlog + 1), ConfigError::ServeOrder);
     }
 }

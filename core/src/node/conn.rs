@@ -33,8 +33,7 @@ pub(super) struct Conn {
     /// up: the handshake timeout needs the one, the peer summary the other.
     pub(super) since: Time,
     pub(super) last_recv: Time,
-    /// Between `BAN_SCORE` less the largest penalty and `MAX_SCORE`: two bytes hold it.
-    pub(super) score: i16,
+    pub(super) score: Score,
     /// The nonce of the ping sent at `last_ping`, while `ping_out` (its pong not back yet). Not
     /// an `Option<u64>`, which is twice the size, the flag being kept beside the other small ones.
     pub(super) ping: u64,
@@ -46,6 +45,8 @@ pub(super) struct Conn {
     pub(super) chat_tokens: Tokens,
     pub(super) control_tokens: Tokens,
     pub(super) asked_peers: bool,
+    /// When its last `PeerRequest` was answered.
+    pub(super) answered_peers: Option<Time>,
     /// What answering this peer may still cost (see [`crate::serve`]).
     pub(super) credit: Credit,
     /// Bytes the runtime has not written yet (`Input::Backlog`).
@@ -119,7 +120,7 @@ impl ConnAddr {
 
 /// What the liveness pass does with a connection (see `Conn::liveness`).
 pub(super) enum Liveness {
-    Close(&'static str),
+    Close(CloseReason),
     Ping,
 }
 
@@ -150,10 +151,10 @@ impl Conn {
     pub(super) fn liveness(&self, now: Time, config: &Config) -> Option<Liveness> {
         match self.phase {
             Phase::Dialing | Phase::Handshaking(_) if now.since(self.since) >= config.handshake_timeout => {
-                Some(Liveness::Close("handshake timed out"))
+                Some(Liveness::Close(CloseReason::HandshakeTimeout))
             }
             Phase::Up(_) if now.since(self.last_recv) >= config.stale_after => {
-                Some(Liveness::Close("peer went silent"))
+                Some(Liveness::Close(CloseReason::Silent))
             }
             // A peer that spoke lately is alive: only quiet links are pinged (most of a busy
             // node's links carry something every few seconds), and every link now and then to

@@ -1,6 +1,7 @@
 //! The inbound path of an established connection: records are opened, frames decoded (chats of
 //! one read verified in one batch), each message checked against the peer's rate and the protocol's
-//! limits, and acted on. A peer that breaks a rule loses score, and is banned at `BAN_SCORE`.
+//! limits, and acted on. A peer that breaks a rule loses score (see `membership`), and is banned
+//! when it runs out.
 
 use super::*;
 
@@ -74,7 +75,7 @@ impl Node {
                 self.stats.bad_frames += 1;
                 let msg = format!("closing connection to {} ({}): {e}", conn_name(c), c.addr());
                 self.emit(Event::Warning(msg));
-                self.close(now, conn, &e.to_string(), true);
+                self.close(now, conn, e.into(), true);
             }
         }
     }
@@ -126,7 +127,7 @@ impl Node {
             self.stats.bad_frames += 1;
             let msg = format!("closing connection to {} ({}): {e}", conn_name(c), c.addr());
             self.emit(Event::Warning(msg));
-            self.close(now, conn, &e.to_string(), true);
+            self.close(now, conn, e.into(), true);
         }
     }
 
@@ -253,6 +254,16 @@ impl Node {
                 }
             }
             Message::PeerRequest => {
+                // An honest peer asks every `exchange_interval / 6` at most, and once more as it
+                // comes up: more often is answered with nothing, as an address list is a dozen
+                // times the request and the credit would pay for thousands.
+                let Some(c) = self.conns.get_mut(&conn) else { return };
+                let due = c.answered_peers.is_none_or(|t| now.since(t) >= PEER_ANSWER_INTERVAL);
+                if !due {
+                    self.stats.answers_refused += 1;
+                    return;
+                }
+                c.answered_peers = Some(now);
                 let addrs = self.book.sample_for_exchange(32, &mut self.rng, now);
                 let addrs = addrs
                     .into_iter()
@@ -289,9 +300,7 @@ impl Node {
 
     pub(super) fn penalize(&mut self, now: Time, conn: ConnId, why: Penalty, detail: &str) {
         let Some(c) = self.conns.get_mut(&conn) else { return };
-        // Exact: the score is above `BAN_SCORE` here, and the largest penalty small.
-        c.score = c.score.saturating_sub(i16::try_from(why.points()).unwrap_or(i16::MAX));
-        if i32::from(c.score) > BAN_SCORE {
+        if c.score.penalize(why) == Standing::Kept {
             if !why.is_quiet() {
                 let msg = format!("peer {} ({}): {detail}", conn_name(c), c.addr());
                 self.emit(Event::Warning(msg));
@@ -303,7 +312,7 @@ impl Node {
             self.book.ban(&a, until);
         }
         if let Phase::Up(p) = &c.phase {
-            self.banned.insert(p.public_key.peer_id(), until);
+            self.banned.ban(p.public_key.peer_id(), until, now);
         }
         let msg = format!(
             "banned peer {} ({}) for {}s: {detail}",
@@ -313,6 +322,6 @@ impl Node {
         );
         self.stats.peers_banned += 1;
         self.emit(Event::Warning(msg));
-        self.close(now, conn, "banned for misbehaviour", false);
+        self.close(now, conn, CloseReason::Banned, false);
     }
 }

@@ -24,7 +24,7 @@ impl Node {
         }
         if handshaking >= self.config.max_handshaking.max(1) {
             match self.handshake_victim(now, remote) {
-                Some(victim) => self.close(now, victim, "handshake slots full", false),
+                Some(victim) => self.close(now, victim, CloseReason::HandshakeSlotsFull, false),
                 None => return None,
             }
         }
@@ -95,14 +95,15 @@ impl Node {
                 decoder: Frames::default(),
                 since: now,
                 last_recv: now,
-                score: 0,
+                score: Score::default(),
                 ping: 0,
                 ping_out: false,
                 last_ping: now,
                 rtt_us: NO_RTT,
-                chat_tokens: Tokens::full(self.config.chat_rate.1, now),
-                control_tokens: Tokens::full(self.config.control_rate.1, now),
+                chat_tokens: Tokens::full(self.config.chat_rate.burst, now),
+                control_tokens: Tokens::full(self.config.control_rate.burst, now),
                 asked_peers: false,
+                answered_peers: None,
                 credit: Credit::full(&self.config.serve),
                 unsent: 0,
                 served: None,
@@ -137,11 +138,11 @@ impl Node {
     }
 
     /// Closes a connection we decided to drop. `backoff`: count it as a failure of the address.
-    pub(super) fn close(&mut self, now: Time, conn: ConnId, reason: &str, backoff: bool) {
+    pub(super) fn close(&mut self, now: Time, conn: ConnId, reason: CloseReason, backoff: bool) {
         self.drop_conn(now, conn, reason, backoff, false);
     }
 
-    pub(super) fn drop_conn(&mut self, now: Time, conn: ConnId, reason: &str, backoff: bool, by_peer: bool) {
+    pub(super) fn drop_conn(&mut self, now: Time, conn: ConnId, reason: CloseReason, backoff: bool, by_peer: bool) {
         let Some(mut c) = self.conns.remove(&conn) else { return };
         self.ihave.retain(|(c, _)| *c != conn);
         if self.ihave.is_empty() {
@@ -171,7 +172,7 @@ impl Node {
             }
             let username = p.username.as_str().to_owned();
             let peer = p.public_key.peer_id();
-            self.emit(Event::PeerDown { conn, peer, username, reason: reason.to_owned() });
+            self.emit(Event::PeerDown { conn, peer, username, reason });
         }
     }
 
@@ -193,7 +194,7 @@ impl Node {
             addr: c.addr(),
             listen_addr: c.listen_addr(),
             direction: c.direction(),
-            score: c.score.into(),
+            score: c.score.get(),
             rtt: c.rtt(),
             since: c.since,
         })
@@ -225,15 +226,15 @@ impl Node {
                 } else {
                     self.emit(Event::Warning(format!("handshake with {addr} failed: {e}")));
                 }
-                self.close(now, conn, &e.to_string(), true);
+                self.close(now, conn, e.into(), true);
             }
         }
     }
 
     pub(super) fn establish(&mut self, now: Time, conn: ConnId, hello: wire::Hello) {
         let peer = hello.public_key.peer_id();
-        if self.banned.get(&peer).is_some_and(|t| *t > now) {
-            return self.close(now, conn, "peer is banned", false);
+        if self.banned.is_banned(&peer, now) {
+            return self.close(now, conn, CloseReason::PeerIsBanned, false);
         }
         if self.peer_count() >= self.config.max_peers {
             self.make_room(now, conn);
@@ -249,7 +250,7 @@ impl Node {
                 .filter(|a| Some(*a) != exclude)
                 .collect();
             self.send(conn, &Message::PeerResponse { addrs });
-            return self.close(now, conn, "full: referred to other peers", false);
+            return self.close(now, conn, CloseReason::Full, false);
         }
         // Two connections to one peer (both dialed at once, or one peer at two addresses): keep the
         // one dialed by the smaller PeerId, which both sides compute alike. Same dialer: the dialer
@@ -274,11 +275,11 @@ impl Node {
                 self.book.on_connected(&a, hello.public_key, now);
             }
             if keep_new {
-                self.close(now, other, "duplicate connection", false);
+                self.close(now, other, CloseReason::Duplicate, false);
             } else if other_dir == direction && direction == Direction::Inbound {
                 // The dialer will close one of its two; until then both stay.
             } else {
-                return self.close(now, conn, "duplicate connection", false);
+                return self.close(now, conn, CloseReason::Duplicate, false);
             }
         }
         let Some(c) = self.conns.get_mut(&conn) else { return };
@@ -374,7 +375,7 @@ impl Node {
         let crowded = candidates.iter().map(|(_, g, _)| in_group(*g)).max().unwrap_or(0);
         candidates.retain(|(_, g, _)| in_group(*g) == crowded);
         let (victim, _, _) = candidates[self.rng.below(candidates.len())];
-        self.close(now, victim, "full: made room for a newcomer", false);
+        self.close(now, victim, CloseReason::MadeRoom, false);
     }
 
     pub(super) fn request_peers(&mut self, conn: ConnId) {
@@ -385,12 +386,8 @@ impl Node {
     }
 
     /// Closes handshakes and dials that took too long and peers gone silent, and pings quiet
-    /// ones. Each connection is a block of its own, in no cache in a large simulation: hinted all
-    /// at once first, their loads overlap instead of stalling the loop one by one.
+    /// ones.
     pub(super) fn check_liveness(&mut self, now: Time) {
-        for c in self.conns.values() {
-            crate::hint::value(&**c);
-        }
         let mut to_close = Vec::new();
         let mut to_ping = Vec::new();
         for (id, c) in self.conns.iter() {
@@ -458,8 +455,7 @@ impl Node {
             up.binary_search(&p).is_ok()
         };
         for addr in self.book.dial_candidates(now, n, &mut self.rng, busy) {
-            let (per_minute, burst) = self.config.dials_per_minute;
-            if !self.dial_bucket.take(now, (per_minute / 60.0, burst)) {
+            if !self.dial_bucket.take(now, self.config.dial_rate) {
                 break;
             }
             self.dial(now, addr);

@@ -12,12 +12,13 @@ mod conn;
 mod inbound;
 mod lifecycle;
 mod output;
+#[cfg(feature = "prefetch")]
 mod prefetch;
 mod repair;
 mod timers;
 
-pub use api::{Command, ConnId, Delivery, Direction, Event, Input, Origin, Output, PeerSummary, Stats};
-pub use config::Config;
+pub use api::{CloseReason, Command, ConnId, Delivery, Direction, Event, Input, Origin, Output, PeerSummary, Stats};
+pub use config::{Config, ConfigError};
 use conn::{Conn, ConnAddr, Listen, Liveness, Peer, Phase, NO_RTT};
 use lifecycle::conn_name;
 use output::tx_buf;
@@ -35,10 +36,10 @@ use crate::dedup::{Dedup, Verdict};
 use crate::gossip::{Gossip, Requested};
 use crate::handshake::{Handshake, HandshakeError, Progress, StaticIdentity};
 use crate::identity::{Keys, PeerId, PublicKey};
-use crate::membership::{AddressBook, KeyTag, Penalty, Source, BAN_SCORE, MAX_SCORE};
+use crate::membership::{AddressBook, Bans, KeyTag, Penalty, Score, Source, Standing};
 use crate::name::Name;
 use crate::random::Rng;
-use crate::rate::Tokens;
+use crate::rate::{RateLimit, Tokens};
 use crate::serve::{Credit, Refusal, ServeLimits, Served, ID_WALK_COST};
 use crate::session::{self, Session};
 use crate::sync::{self, IdSet, Summary};
@@ -53,7 +54,7 @@ use crate::wire::{
 /// every node cold in cache and hints the hot group ahead of its inputs (`Node::HOT_BYTES`, 560
 /// bytes): in the compiler's order what a frame touches was spread over the whole node, 18 lines,
 /// all of which were hinted.
-#[repr(C)]
+#[cfg_attr(feature = "prefetch", repr(C))]
 pub struct Node {
     // ----- hot: read or written by nearly every input -----
     /// Every deadline but the gossip's wants (see `timers`): read after every input.
@@ -96,7 +97,7 @@ pub struct Node {
     /// every connection, a cache miss each in a large simulation, three times per handshake.
     up_peers: usize,
     book: AddressBook,
-    banned: BTreeMap<PeerId, Time>,
+    banned: Bans,
     dial_bucket: Tokens,
 }
 
@@ -126,6 +127,10 @@ const PROTECTED_FASTEST: usize = 4;
 /// slots gives one up to a newcomer from elsewhere (see `Node::handshake_victim`): more than 8 of
 /// the default 64.
 const GROUP_HANDSHAKE_SHARE: usize = 8;
+
+/// A peer's `PeerRequest` is answered at most this often: a node that is short of peers asks every
+/// `exchange_interval / 6` (5 s by default).
+const PEER_ANSWER_INTERVAL: Duration = Duration::from_secs(4);
 
 /// Below this many known addresses, every new neighbour is asked for more.
 const HUNGRY_BOOK: usize = 64;
@@ -186,12 +191,12 @@ impl Node {
             next_conn: 0,
             up_peers: 0,
             book,
-            banned: BTreeMap::new(),
+            banned: Bans::default(),
             out: VecDeque::new(),
             tx: ConnMap::default(),
             ihave: Vec::new(),
             interner: None,
-            dial_bucket: Tokens::full(config.dials_per_minute.1, now),
+            dial_bucket: Tokens::full(config.dial_rate.burst, now),
             #[cfg(debug_assertions)]
             last_now: now,
             timers: {
@@ -299,7 +304,7 @@ impl Node {
                 }
             }
             Input::Received(conn, bytes) => self.on_bytes(now, conn, bytes),
-            Input::Closed(conn) => self.drop_conn(now, conn, "connection closed by peer", false, true),
+            Input::Closed(conn) => self.drop_conn(now, conn, CloseReason::ByPeer, false, true),
             Input::Backlog(conn, bytes) => self.on_backlog(now, conn, bytes),
             Input::Command(cmd) => self.on_command(now, cmd),
             Input::Timeout => self.on_timeout(now),
@@ -337,7 +342,7 @@ impl Node {
             }
             // After 2^64 records: not in this universe, but never a panic.
             let when = c.last_recv;
-            self.drop_conn(when, conn, "session nonces exhausted", false, false);
+            self.drop_conn(when, conn, CloseReason::NoncesExhausted, false, false);
         }
     }
 

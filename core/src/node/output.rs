@@ -5,7 +5,7 @@ use super::*;
 
 impl Node {
     pub(super) fn send(&mut self, conn: ConnId, msg: &Message) {
-        let buf = tx_buf(&mut self.tx, &self.conns, conn, wire::frame_size_hint(msg));
+        let buf = tx_buf(&mut self.tx, conn, wire::frame_size_hint(msg));
         let before = buf.len();
         match wire::encode_into(msg, buf, self.config.max_frame_bytes) {
             Ok(()) => {
@@ -21,7 +21,7 @@ impl Node {
 
     /// `send` of an `IHave` of the ids of `batch`, without building its list.
     pub(super) fn send_ihave(&mut self, conn: ConnId, batch: &[(ConnId, ChatId)]) {
-        let buf = tx_buf(&mut self.tx, &self.conns, conn, wire::ihave_frame_size(batch.len()));
+        let buf = tx_buf(&mut self.tx, conn, wire::ihave_frame_size(batch.len()));
         let before = buf.len();
         match wire::encode_ihave_into(batch.iter().map(|(_, id)| id), buf, self.config.max_frame_bytes) {
             Ok(()) => {
@@ -48,21 +48,9 @@ impl Node {
 }
 
 /// `conn`'s queue in `tx`, with room for a frame of about `frame` bytes and the record around it.
-pub(super) fn tx_buf<'a>(
-    tx: &'a mut ConnMap<Vec<u8>>,
-    conns: &ConnTable<Box<Conn>>,
-    conn: ConnId,
-    frame: usize,
-) -> &'a mut Vec<u8> {
+pub(super) fn tx_buf(tx: &mut ConnMap<Vec<u8>>, conn: ConnId, frame: usize) -> &mut Vec<u8> {
     let buf = tx.entry(conn);
     if buf.is_empty() {
-        // `poll_output` seals the queue through the connection's session: most queues go to
-        // other neighbours than the input came from (a chat on to the eager ones, a batch of
-        // announcements), whose state a large simulation finds in no cache. Hinted now, their
-        // loads overlap each other and the rest of the input instead of stalling one by one.
-        if let Some(c) = conns.get(&conn) {
-            crate::hint::value(&**c);
-        }
         buf.reserve_exact(session::HEADER_BYTES + frame + session::TAG_BYTES);
         buf.extend_from_slice(&[0; session::HEADER_BYTES]);
     } else {

@@ -1,46 +1,47 @@
-//! Cache hints for a driver that holds many nodes and knows which one its next inputs go to (the
-//! simulator, at 100,000 nodes): it can ask for a node's state a few inputs ahead, so that the
-//! memory loads overlap the inputs in between instead of stalling the one that needs them. A hint
-//! changes no state and no result: a node behaves the same whether or not it was given one.
+//! Where a node's memory is, for a driver that holds many nodes and knows which one its next
+//! inputs go to (the simulator, at 100,000 nodes; feature `prefetch`): it can have a node's state
+//! loaded a few inputs ahead, so that the loads overlap the inputs in between instead of stalling
+//! the one that needs them. Only regions are named here; nothing is read through them, and a node
+//! behaves the same whether or not a driver used them.
 
 use super::{Conn, ConnId, Node, Stats};
-use crate::hint::{lines, value};
+use crate::memory::{of, Regions};
 
 impl Node {
-    /// The bytes at the start of a `Node` that nearly every input reads or writes: a driver that
-    /// hints a node's memory ahead of its inputs need hint no more of it (the rest is cold,
-    /// touched by connection changes, timers and commands). Up to the cold counters at the end of
+    /// The bytes at the start of a `Node` that nearly every input reads or writes (`repr(C)`
+    /// keeps the fields in their written order with this feature): a driver that loads a node's
+    /// memory ahead of its inputs need load no more of it. Up to the cold counters at the end of
     /// `stats`, the last of the hot fields.
     pub const HOT_BYTES: usize = std::mem::offset_of!(Node, stats) + std::mem::offset_of!(Stats, grafts_sent);
 
-    /// Hints the tables an input reads through this node: its connection table, the chats it
-    /// holds, its gossip neighbours and its output queues. Reads only the node itself, so it pays
-    /// once the node's own lines are cached.
-    pub fn prefetch_tables(&self) {
+    /// The tables an input reads through this node: its connection table, the chats it holds, its
+    /// gossip neighbours and its output queues. Reads only the node itself.
+    pub fn tables_memory(&self, f: Regions<'_>) {
         if let Some((first, _)) = self.conns.iter().next() {
-            lines((first as *const ConnId).cast(), self.conns.len() * size_of::<(ConnId, Box<Conn>)>());
+            f((first as *const ConnId).cast(), self.conns.len() * size_of::<(ConnId, Box<Conn>)>());
         }
-        self.dedup.prefetch();
-        self.gossip.prefetch();
+        self.dedup.memory(f);
+        self.gossip.memory(f);
         let (a, b) = self.out.as_slices();
-        value(a);
-        value(b);
-        value(&self.ihave[..]);
+        of(a, f);
+        of(b, f);
+        of(&self.ihave[..], f);
     }
 
-    /// Hints the state of connection `conn`: reads the connection table (see `prefetch_tables`).
-    pub fn prefetch_conn(&self, conn: ConnId) {
-        let Some(c) = self.conns.get(&conn) else { return };
-        lines((&**c as *const Conn).cast(), size_of::<Conn>());
+    /// The state of connection `conn`: reads the connection table (see `tables_memory`).
+    pub fn conn_memory(&self, conn: ConnId, f: Regions<'_>) {
+        if let Some(c) = self.conns.get(&conn) {
+            of(&**c, f);
+        }
     }
 
-    /// Hints what connection `conn` points to: its ciphers and held partial input. Reads the
-    /// connection (see `prefetch_conn`).
-    pub fn prefetch_session(&self, conn: ConnId) {
+    /// What connection `conn` points to: its ciphers and held partial input. Reads the connection
+    /// (see `conn_memory`).
+    pub fn session_memory(&self, conn: ConnId, f: Regions<'_>) {
         let Some(c) = self.conns.get(&conn) else { return };
         if let Some(s) = &c.session {
-            s.prefetch();
+            s.memory(f);
         }
-        c.decoder.prefetch();
+        c.decoder.memory(f);
     }
 }

@@ -156,7 +156,7 @@ impl Node {
         if bytes > self.config.serve.max_backlog {
             let msg = format!("peer {} ({}) too slow: {bytes} bytes unsent", conn_name(c), c.addr());
             self.emit(Event::Warning(msg));
-            self.close(now, conn, "too slow to read what it was sent", false);
+            self.close(now, conn, CloseReason::TooSlow, false);
         }
     }
 

@@ -192,7 +192,7 @@ impl Node {
     /// Forgets chats and bans that are over, and arms for the next chat to go.
     fn expire(&mut self, now: Time) {
         self.dedup.expire(now);
-        self.banned.retain(|_, t| *t > now);
+        self.banned.forget_expired(now);
         let oldest = self.dedup.iter().next().map(|c| c.id);
         if let Some(oldest) = oldest {
             self.arm_expire(&oldest);

@@ -292,11 +292,12 @@ impl Frames {
     }
 }
 
+#[cfg(feature = "prefetch")]
 impl Frames {
-    /// Cache hint (see [`crate::hint`]) for a held partial frame, which the next bytes extend.
-    pub(crate) fn prefetch(&self) {
+    /// A held partial frame, which the next bytes extend (see [`crate::memory`]).
+    pub(crate) fn memory(&self, f: crate::memory::Regions<'_>) {
         if let Some(pending) = &self.pending {
-            crate::hint::value(&**pending);
+            crate::memory::of(&**pending, f);
         }
     }
 }

@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use p2p_chat_core::random::Rng;
+use p2p_chat_core::testing::Client;
 use p2p_chat_core::{Config, ConnId, Ed25519Keys, Event, Input, Node, Output, Time};
 
 pub const T0_MS: u64 = 1_800_000_000_000;
@@ -136,6 +137,29 @@ impl Net {
         }
     }
 
+    /// Takes node `i` off the network with its state, as a laptop put to sleep: its links go (its
+    /// peers see them close) and nothing reaches it until `resume`.
+    pub fn pause(&mut self, i: usize) -> Paused {
+        let conns: Vec<ConnId> = self.links.keys().filter(|(n, _)| *n == i).map(|(_, c)| *c).collect();
+        let node = self.nodes[i].take().expect("a live node");
+        for &conn in &conns {
+            self.send_on_link(i, conn, |node, conn| Ev::Closed { node, conn });
+            self.links.remove(&(i, conn));
+        }
+        Paused { node, conns }
+    }
+
+    /// Brings a paused node back: it learns that its connections closed while it slept, and dials
+    /// again as it would.
+    pub fn resume(&mut self, i: usize, paused: Paused) {
+        self.nodes[i] = Some(paused.node);
+        self.wake_at[i] = None;
+        for conn in paused.conns {
+            self.input(i, Input::Closed(conn));
+        }
+        self.after_input(i);
+    }
+
     fn after_input(&mut self, i: usize) {
         loop {
             let Some(node) = self.nodes[i].as_mut() else { return };
@@ -165,6 +189,8 @@ impl Net {
         }
         let Some(node) = self.nodes[i].as_ref() else { return };
         if let Some((t, _)) = node.poll_timeout() {
+            // A deadline already past (a node resumed after a pause) is due now, not back then.
+            let t = t.max(self.now);
             if self.wake_at[i] != Some(t) {
                 self.wake_at[i] = Some(t);
                 self.push(t, Ev::Wake(i));
@@ -281,51 +307,44 @@ impl Net {
     }
 }
 
+/// A node taken off the network by `Net::pause`.
+pub struct Paused {
+    pub node: Node,
+    conns: Vec<ConnId>,
+}
+
 /// A hostile peer that completes an honest handshake with a node, then writes whatever frames a
-/// test wants, sealed in its session as a real peer would.
+/// test wants, sealed in its session as a real peer would (the core's test client).
 pub struct Mallory {
-    pub keys: Ed25519Keys,
-    pub session: p2p_chat_core::session::Session,
+    pub client: Client,
     /// The node's id for the connection from Mallory.
     pub conn: ConnId,
-    decoder: p2p_chat_core::wire::FrameDecoder,
 }
 
 impl Mallory {
-    /// Dials `node` from `from` and completes the handshake as `keys`.
-    pub fn connect(node: &mut Node, keys: Ed25519Keys, from: SocketAddr, now: Time) -> Mallory {
-        use p2p_chat_core::handshake::{Handshake, Progress, StaticIdentity};
-        let mut rng = Rng::new(666);
-        let me = StaticIdentity::new(&keys, &mut rng);
-        let (mut hs, first) = Handshake::dial(&keys, &me, &mut rng, "mallory", 0);
+    /// Dials `node` from `from` and completes the handshake as identity `seed`.
+    pub fn connect(node: &mut Node, seed: u64, from: SocketAddr, now: Time) -> Mallory {
+        let (mut client, first) = Client::dial(seed, "mallory");
         let conn = node.accept(now, from).expect("the node accepts");
         node.handle_input(now, Input::Received(conn, &first));
-        let reply = Mallory::drain(node, conn);
-        let Ok(Progress::Done(done)) = hs.handle(&keys, &reply) else { panic!("the node's handshake reply") };
-        node.handle_input(now, Input::Received(conn, &done.send));
-        let first_records = Mallory::drain(node, conn);
-        let decoder = p2p_chat_core::wire::FrameDecoder::new(p2p_chat_core::wire::DEFAULT_MAX_FRAME_BYTES);
-        let mut m = Mallory { keys, session: done.session, conn, decoder };
-        // Opened now to keep the session's nonces in step; the messages wait in the decoder.
-        let mut plain = Vec::new();
-        m.session.open(&first_records, &mut plain).expect("the node seals correctly");
-        m.decoder.push(&plain);
-        m
+        let reply = client.receive(&Mallory::drain(node, conn)).expect("the node's handshake reply");
+        assert!(client.is_up(), "the node finished the handshake");
+        node.handle_input(now, Input::Received(conn, &reply));
+        // Opened now to keep the session's nonces in step; the messages wait in the client.
+        client.receive(&Mallory::drain(node, conn)).expect("the node seals correctly");
+        Mallory { client, conn }
     }
 
     /// Sends raw plaintext bytes (frames, or garbage) through the session.
     pub fn send(&mut self, node: &mut Node, now: Time, plaintext: &[u8]) {
-        let mut sealed = Vec::new();
-        self.session.seal(plaintext, &mut sealed).unwrap();
+        let sealed = self.client.seal(plaintext).unwrap();
         node.handle_input(now, Input::Received(self.conn, &sealed));
     }
 
-    /// Opens bytes the node wrote to Mallory: the messages in them.
+    /// Opens bytes the node wrote to Mallory: the messages in them (and any not taken before).
     pub fn open(&mut self, bytes: &[u8]) -> Vec<p2p_chat_core::wire::Message> {
-        let mut plain = Vec::new();
-        self.session.open(bytes, &mut plain).expect("the node seals correctly");
-        self.decoder.push(&plain);
-        std::iter::from_fn(|| self.decoder.next_frame()).map(|f| f.expect("the node's frames decode")).collect()
+        self.client.receive(bytes).expect("the node seals correctly and its frames decode");
+        self.client.take_messages()
     }
 
     /// Everything the node wants to write to `conn` (other outputs are dropped).

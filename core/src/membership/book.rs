@@ -1,5 +1,5 @@
-//! Who we know and how we treat them: the address book (bootstrap, peer exchange, inbound and
-//! restored addresses), dial backoff with jitter, bans and peer scores. (Rate limits are in `rate`.)
+//! The address book: whom we know (bootstrap, peer exchange, inbound and restored addresses), and
+//! when to dial them.
 //!
 //! Rules, all here so they can be read in one place:
 //! - A failed dial doubles the wait before the next one: `base * 2^failures`, capped at `max`, times
@@ -8,8 +8,7 @@
 //!   times are forgotten (stale peer cleanup). Bootstrap addresses are never forgotten.
 //! - The book holds at most `cap` addresses; a new one replaces the worst entry learned by exchange.
 //! - Dials go to the addresses that failed least, at random among equals.
-//! - A peer's score starts at 0, falls on bad behaviour (see [`Penalty`]), rises slowly with useful
-//!   chats; at [`BAN_SCORE`] the connection is closed and the address banned for a while.
+//! - A banned address is not dialed until its ban ends (see `AddressBook::ban`).
 //!
 //! The book is sized for a simulator running a hundred thousand nodes: an IPv4 address costs 12
 //! bytes (address, failures, flags, next attempt) in a vector sorted by address, so lookups are a
@@ -25,8 +24,6 @@ use crate::random::Rng;
 use crate::time::Time;
 
 pub const FORGET_AFTER_FAILURES: u8 = 6;
-pub const BAN_SCORE: i32 = -100;
-pub const MAX_SCORE: i32 = 100;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 #[repr(u8)]
@@ -631,39 +628,6 @@ impl AddressBook {
         self.tables.0.sample_pass(n, rng, now, &mut out, &mut seen);
         self.tables.1.sample_pass(n, rng, now, &mut out, &mut seen);
         out
-    }
-}
-
-/// Why a peer's score drops, and by how much.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Penalty {
-    /// A frame that does not decode.
-    BadFrame,
-    /// A chat whose signature fails, or that breaks the size limits.
-    BadChat,
-    /// A message that breaks the protocol (too many ids, a reply nobody asked for, ...).
-    ProtocolViolation,
-    /// More traffic than the rate limit allows.
-    Flood,
-    /// Requests whose answers cost more than the peer's credit, or that ask again for chats
-    /// already sent to it (see `serve`).
-    Greedy,
-}
-
-impl Penalty {
-    pub fn points(self) -> i32 {
-        match self {
-            Penalty::BadFrame => 25,
-            Penalty::BadChat => 20,
-            Penalty::ProtocolViolation => 10,
-            Penalty::Flood => 2,
-            Penalty::Greedy => 5,
-        }
-    }
-
-    /// Penalties that come in floods are not each reported to the user; the ban is.
-    pub fn is_quiet(self) -> bool {
-        matches!(self, Penalty::Flood | Penalty::Greedy)
     }
 }
 
