@@ -99,6 +99,8 @@ pub struct NodeArgs {
     /// --persist, otherwise a fresh key for this run]
     #[arg(long)]
     pub identity: Option<PathBuf>,
+    #[command(flatten)]
+    pub web: crate::web::WebArgs,
 }
 
 /// Where `--persist` keeps its files without `--db-path`.

@@ -13,6 +13,7 @@ mod signals;
 mod store;
 mod tui;
 mod ui;
+mod web;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;

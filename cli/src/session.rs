@@ -39,7 +39,8 @@ pub fn resolve(addr: &str) -> Result<SocketAddr> {
 }
 
 pub fn run(node: NodeArgs, listen: Option<SocketAddr>, connect: Vec<SocketAddr>) -> Result<()> {
-    let full_screen = !node.plain && std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    let full_screen =
+        !node.plain && !node.web.headless && std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     // The full-screen view colors lines itself; escape codes in its text would be shown as text.
     let style = if full_screen { Style { color: false } } else { Style::detect() };
     let persist = node.persist || node.db_path.is_some();
@@ -61,6 +62,8 @@ pub fn run(node: NodeArgs, listen: Option<SocketAddr>, connect: Vec<SocketAddr>)
         None => (Vec::new(), Vec::new(), None),
     };
     let restored = restore.len();
+    let web = crate::web::Web::prepare(&node.web, &restore)?;
+    let web_tap = web.as_ref().map(|w| w.tap());
     let max_peers = node.max_peers as usize;
     let config = Config {
         username: node.username.clone(),
@@ -84,6 +87,9 @@ pub fn run(node: NodeArgs, listen: Option<SocketAddr>, connect: Vec<SocketAddr>)
         known,
         connect,
         on_event: Box::new(move |e| {
+            if let Some(t) = &web_tap {
+                t.send(&e);
+            }
             let _ = tx.send(e);
         }),
     };
@@ -109,6 +115,8 @@ pub fn run(node: NodeArgs, listen: Option<SocketAddr>, connect: Vec<SocketAddr>)
         crate::log::show_in(Some(printer.clone()));
     }
     let info = |text: String| printer(Out::Line(Kind::Info, text, None));
+    let web_clock = Clock { started_ms, first_online_ms };
+    let web = web.map(|w| w.serve(handle.clone(), &node.username, me, web_clock)).transpose()?;
     let listening = match handle.local_addr() {
         Some(a) => format!("listening on {a}"),
         None => "not listening".into(),
@@ -130,6 +138,9 @@ pub fn run(node: NodeArgs, listen: Option<SocketAddr>, connect: Vec<SocketAddr>)
             let pending: Vec<Arc<Chat>> = pending.into_iter().map(Arc::new).collect();
             s.mark_shown(&pending)?;
         }
+    }
+    if let Some(w) = &web {
+        w.banner().lines().for_each(|l| info(l.to_owned()));
     }
     info(if full_screen { HELLO_FULL_SCREEN.into() } else { "type /help for commands".into() });
 
@@ -163,7 +174,10 @@ pub fn run(node: NodeArgs, listen: Option<SocketAddr>, connect: Vec<SocketAddr>)
         me: format!("{}#{}", crate::ui::clean(&node.username), me.peer_id().short()),
     };
     crate::signals::leave_on_signals(handle.clone(), store.clone())?;
-    let result = if full_screen {
+    let result = if node.web.headless {
+        crate::web::run_headless(web.as_ref());
+        Ok(())
+    } else if full_screen {
         crate::tui::run(&mut ctx, &out_rx)
     } else {
         let stdin = std::io::stdin();

@@ -1,0 +1,141 @@
+// How things look: log lines, peers, stats. Text from the network (chat text, names, reasons,
+// addresses) only ever reaches the page through textContent, never as markup: a chat reading
+// <script> or <img onerror> is shown as those characters.
+
+/** An element with a class, whose children are elements or strings (strings become text nodes). */
+export function el(tag, cls, ...children) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  for (const c of children) {
+    if (c === null || c === undefined) continue;
+    e.append(typeof c === "string" ? document.createTextNode(c) : c);
+  }
+  return e;
+}
+
+/** Sender colors: six, picked by the first byte of the peer id, as the terminal does. */
+export function who(w) {
+  const hue = parseInt(w.id.slice(0, 2), 16) % 6;
+  const name = el("bdi", "name", w.name);
+  const tag = el("span", "tag", "#" + w.short);
+  const e = el("span", `who c${hue}`, name, tag);
+  e.title = `peer id ${w.id}`;
+  return e;
+}
+
+const pad = (n) => String(n).padStart(2, "0");
+
+export function clock(ms) {
+  const d = new Date(ms);
+  return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+}
+
+function time(ms) {
+  const t = el("time", "", clock(ms));
+  t.dateTime = new Date(ms).toISOString();
+  t.title = new Date(ms).toLocaleString();
+  return t;
+}
+
+/** How a chat not said live is marked, as in the terminal. */
+const MARKS = {
+  late: "(arrived late)",
+  away: "(while you were away)",
+  earlier: "(earlier in this room)",
+};
+
+/** One log line for an item from the node. */
+export function item(it) {
+  switch (it.kind) {
+    case "chat": {
+      const li = el("li", `chat ${it.origin}`);
+      li.dataset.id = it.id;
+      li.append(time(it.ts), " ");
+      if (it.body === "text") {
+        li.append(who(it.from), el("span", "sep", ": "), el("span", "text", it.text));
+      } else {
+        li.classList.add("presence");
+        li.append("*** ", who(it.from), it.body === "join" ? " joined" : " left");
+      }
+      const mark = MARKS[it.when];
+      if (mark) {
+        li.classList.add("missed");
+        li.append(" ", el("span", "late", mark));
+      }
+      if (it.origin === "history") li.title = "from before this run";
+      return li;
+    }
+    case "peer-up":
+      return el("li", "net", time(it.ts), " --- connected to ", who(it.peer), ` (${it.addr}, ${it.direction})`);
+    case "peer-down":
+      return el("li", "net", time(it.ts), " --- disconnected from ", who(it.peer), `: ${it.reason}`);
+    case "dial-failed": {
+      const then = it.retry_at == null
+        ? "giving up on it"
+        : `retrying in the background (next try in ${Math.max(0, (it.retry_at - it.ts) / 1000).toFixed(1)}s)`;
+      return el("li", "warn", time(it.ts), ` !!! could not reach ${it.addr}, ${then}`);
+    }
+    case "reachable":
+      return el("li", "net", time(it.ts), ` --- ${it.addr} is reachable again`);
+    case "warning":
+      return el("li", "warn", time(it.ts), ` !!! ${it.text}`);
+    default:
+      return el("li", "note", `(an event this page does not know: ${it.kind})`);
+  }
+}
+
+/** A line of this tab's own: answers to commands, help. Several lines keep their breaks. */
+export function note(text, cls = "note") {
+  return el("li", cls, text);
+}
+
+export function peer(p) {
+  const rtt = `latency ${p.rtt_ms == null ? "–" : `${p.rtt_ms.toFixed(p.rtt_ms < 10 ? 2 : 0)} ms`}`;
+  const where = el("span", "addr", p.listen_addr ?? p.addr);
+  where.title = p.listen_addr ? `listens on ${p.listen_addr}; connected from ${p.addr}` : `connected from ${p.addr}`;
+  const latency = el("span", "rtt", rtt);
+  latency.title = "round-trip time of the last ping (– until the first one)";
+  return el("li", "peer", who(p), el("span", "meta", where, el("span", "dir", p.direction), latency));
+}
+
+function rows(dl, pairs) {
+  dl.replaceChildren();
+  for (const [k, v] of pairs) dl.append(el("dt", "", k), el("dd", "", String(v)));
+}
+
+function bytes(n) {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  return `${i ? n.toFixed(1) : n} ${units[i]}`;
+}
+
+function uptime(s) {
+  return `${Math.floor(s / 3600)}h${pad(Math.floor(s / 60) % 60)}m${pad(s % 60)}s`;
+}
+
+export function stats(dl, s) {
+  rows(dl, [
+    ["peers connected", s.peers],
+    ["chats sent", s.chats_sent],
+    ["chats received", `${s.chats_received} (${s.chats_repaired} caught up)`],
+    ["chats relayed", s.chats_relayed],
+    ["duplicates dropped", s.duplicates],
+    ["chats refused", s.chats_refused],
+    ["bytes in / out", `${bytes(s.bytes_in)} / ${bytes(s.bytes_out)}`],
+    ["frames in / out", `${s.frames_in} / ${s.frames_out}`],
+    ["prunes / grafts", `${s.prunes_sent} / ${s.grafts_sent}`],
+    ["sync rounds", s.sync_frames_sent],
+    ["chats held", s.chats_held],
+    ["uptime", uptime(s.uptime_s)],
+  ]);
+}
+
+export function identity(dl, me) {
+  rows(dl, [
+    ["you are", `${me.name}#${me.short}`],
+    ["reachable at", me.listening ? `${me.listening} (listening)` : "not listening: only outgoing connections"],
+    ["peer id", me.id],
+    ["public key", me.key],
+  ]);
+}
