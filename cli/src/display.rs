@@ -195,7 +195,10 @@ impl Display {
                 }
                 return;
             }
-            Event::PeerDown { .. } => st.connected = st.connected.saturating_sub(1),
+            Event::PeerDown { .. } => {
+                st.connected = st.connected.saturating_sub(1);
+                crate::memory::peer_left();
+            }
             Event::Chat(d) => self.name_check(st, &d.chat.username, d.chat.author_id()),
             Event::Warning(_) => {}
         }

@@ -8,6 +8,7 @@ mod display;
 mod huge_pages;
 mod keyfile;
 mod log;
+mod memory;
 mod session;
 mod signals;
 mod store;

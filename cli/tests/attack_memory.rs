@@ -25,14 +25,11 @@ use p2p_chat_core::ChatId;
 const RSS_CAP_KIB: u64 = 64_000_000 / 1024;
 /// How far above its level before the attack the node's RSS may stay once the attackers are gone:
 /// 10% of that level, plus this much for glibc's malloc. Freed memory goes back to the kernel only
-/// from the top of an arena, and only once more than the trim threshold is free there (128 KiB at
-/// first; freeing a block large enough to have had a mapping of its own, a connection's queue near
-/// its cap for one, raises it to twice that block's size); free chunks below live ones stay
-/// resident until `malloc_trim`, and nothing trims them later. Measured on both runtimes: the
-/// node's anonymous memory stays up to 2.6 MiB above its level before the attack, all of it in the
-/// arena of the thread that runs the node, for as long as it is watched; `malloc_trim(0)` brings it
-/// back to within 0.5 MiB of that level.
-const RETURN_SLACK_KIB: u64 = 4 * 1024;
+/// from the top of an arena, and free chunks below live ones stay resident until `malloc_trim`,
+/// which the program calls within a second after a peer has gone (cli/src/memory.rs). Without it,
+/// the node's anonymous memory stayed up to 2.6 MiB above its level before the attack for as long
+/// as it was watched; with it, within 0.5 MiB.
+const RETURN_SLACK_KIB: u64 = 1024;
 /// The node drops a peer that has been silent for 20 s: no closed connection can outlive that.
 const RETURN_WAIT: Duration = Duration::from_secs(25);
 /// How long the four floods run.
