@@ -272,14 +272,14 @@ impl Node {
                 self.answer(now, conn, &Message::PeerResponse { addrs });
             }
             Message::PeerResponse { addrs } => {
-                let asked = self.conns.get_mut(&conn).is_some_and(|c| std::mem::take(&mut c.asked_peers));
-                if !asked || addrs.len() > MAX_ADDRS_PER_FRAME {
-                    return self.penalize(
-                        now,
-                        conn,
-                        Penalty::ProtocolViolation,
-                        "unsolicited or oversized PeerResponse",
-                    );
+                if addrs.len() > MAX_ADDRS_PER_FRAME {
+                    return self.penalize(now, conn, Penalty::ProtocolViolation, "oversized PeerResponse");
+                }
+                // Not asked for: ignored, not punished. A full node refers a newcomer elsewhere with
+                // one before closing (see `establish`), and a newcomer that knows many addresses
+                // had not asked; taking unasked addresses would let any peer fill the book.
+                if !self.conns.get_mut(&conn).is_some_and(|c| std::mem::take(&mut c.asked_peers)) {
+                    return;
                 }
                 for a in addrs {
                     self.book.add(a, Source::Exchange, now);
