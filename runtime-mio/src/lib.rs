@@ -99,6 +99,7 @@ impl Runtime for MioRuntime {
             listener,
             socks: HashMap::new(),
             ready: VecDeque::new(),
+            lingering: VecDeque::new(),
             ctl: ctl_rx,
             on_event: start.on_event,
             snapshot: snapshot.clone(),
@@ -222,6 +223,9 @@ struct Loop {
     closed: Vec<ConnId>,
     /// Readable connections, each read once at its turn (see `read_ready`).
     ready: VecDeque<ConnId>,
+    /// Connections the node closed, with the time they are dropped if still not flushed, in that
+    /// order (the linger is the same for all).
+    lingering: VecDeque<(Instant, ConnId)>,
     shutdown_by: Option<Instant>,
 }
 
@@ -232,8 +236,16 @@ impl Loop {
         self.drain();
         loop {
             let timeout = self.node.poll_timeout().map(|(at, _)| at.since(self.clock.now()));
-            // Connections still readable are read at once, after any new events.
+            // Connections still readable are read at once, after any new events; a lingering close
+            // is dropped on time.
             let timeout = if self.ready.is_empty() { timeout } else { Some(Duration::ZERO) };
+            let timeout = match self.lingering.front() {
+                Some((by, _)) => {
+                    let linger = by.saturating_duration_since(Instant::now());
+                    Some(timeout.map_or(linger, |t| t.min(linger)))
+                }
+                None => timeout,
+            };
             let timeout = match self.shutdown_by {
                 Some(by) => Some(timeout.unwrap_or(SHUTDOWN_GRACE).min(by.saturating_duration_since(Instant::now()))),
                 None => timeout,
@@ -402,11 +414,12 @@ impl Loop {
     /// Drops connections the node closed whose peer has not taken what was left for it in time.
     fn drop_lingering(&mut self) {
         let now = Instant::now();
-        let late: Vec<ConnId> =
-            self.socks.iter().filter(|(_, s)| s.closing.is_some_and(|by| by <= now)).map(|(c, _)| *c).collect();
-        for conn in late {
-            tracing::debug!("{conn:?}: dropped with unsent bytes after closing");
-            self.remove(conn);
+        while let Some(&(by, conn)) = self.lingering.front().filter(|(by, _)| *by <= now) {
+            self.lingering.pop_front();
+            if self.socks.get(&conn).is_some_and(|s| s.closing == Some(by)) {
+                tracing::debug!("{conn:?}: dropped with unsent bytes after closing");
+                self.remove(conn);
+            }
         }
     }
 
@@ -436,7 +449,9 @@ impl Loop {
                     Output::Dial { conn, addr } => self.dial(conn, addr),
                     Output::Close { conn } => {
                         if let Some(s) = self.socks.get_mut(&conn) {
-                            s.closing = Some(Instant::now() + CLOSE_LINGER);
+                            let by = Instant::now() + CLOSE_LINGER;
+                            s.closing = Some(by);
+                            self.lingering.push_back((by, conn));
                         }
                         self.write(conn);
                     }
