@@ -45,8 +45,8 @@ pub(super) struct Conn {
     pub(super) chat_tokens: Tokens,
     pub(super) control_tokens: Tokens,
     pub(super) asked_peers: bool,
-    /// When its last `PeerRequest` was answered.
-    pub(super) answered_peers: Option<Time>,
+    /// `PeerRequest`s it may still have answered (`PEER_ANSWERS`).
+    pub(super) peer_answers: Tokens,
     /// What answering this peer may still cost (see [`crate::serve`]).
     pub(super) credit: Credit,
     /// Bytes the runtime has not written yet (`Input::Backlog`).

@@ -254,16 +254,14 @@ impl Node {
                 }
             }
             Message::PeerRequest => {
-                // An honest peer asks every `exchange_interval / 6` at most, and once more as it
-                // comes up: more often is answered with nothing, as an address list is a dozen
-                // times the request and the credit would pay for thousands.
+                // An honest peer asks as it comes up and then every `exchange_interval / 6` at
+                // most: more often is answered with nothing, as an address list is a dozen times
+                // the request and the credit would pay for thousands.
                 let Some(c) = self.conns.get_mut(&conn) else { return };
-                let due = c.answered_peers.is_none_or(|t| now.since(t) >= PEER_ANSWER_INTERVAL);
-                if !due {
+                if !c.peer_answers.take(now, PEER_ANSWERS) {
                     self.stats.answers_refused += 1;
                     return;
                 }
-                c.answered_peers = Some(now);
                 let addrs = self.book.sample_for_exchange(32, &mut self.rng, now);
                 let addrs = addrs
                     .into_iter()

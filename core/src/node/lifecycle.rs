@@ -103,7 +103,7 @@ impl Node {
                 chat_tokens: Tokens::full(self.config.chat_rate.burst, now),
                 control_tokens: Tokens::full(self.config.control_rate.burst, now),
                 asked_peers: false,
-                answered_peers: None,
+                peer_answers: Tokens::full(PEER_ANSWERS.burst, now),
                 credit: Credit::full(&self.config.serve),
                 unsent: 0,
                 served: None,

@@ -128,9 +128,10 @@ const PROTECTED_FASTEST: usize = 4;
 /// the default 64.
 const GROUP_HANDSHAKE_SHARE: usize = 8;
 
-/// A peer's `PeerRequest` is answered at most this often: a node that is short of peers asks every
-/// `exchange_interval / 6` (5 s by default).
-const PEER_ANSWER_INTERVAL: Duration = Duration::from_secs(4);
+/// How often a peer's `PeerRequest`s are answered: three at once (a newcomer asks as it comes up,
+/// and again at its first exchange a second later), then one every 4 s (a node short of peers asks
+/// every `exchange_interval / 6`, 5 s by default).
+const PEER_ANSWERS: RateLimit = RateLimit::new(0.25, 3.0);
 
 /// Below this many known addresses, every new neighbour is asked for more.
 const HUNGRY_BOOK: usize = 64;
