@@ -159,10 +159,13 @@ impl Node {
         }
     }
 
-    /// Arms dialing, after a connection went or a dial failed, unless the node is leaving.
+    /// Dials again at once after a connection went or a dial failed, unless the node is leaving (the
+    /// dial budget bounds how often). Waiting for the next round instead left a node of a crowd
+    /// joining through three bootstrap nodes short of peers for seconds: each refusal cost it up
+    /// to a `tick`.
     pub(super) fn arm_dial(&mut self, now: Time) {
         if !self.leaving {
-            self.timers.set_if_unset(Timer::Dial, now + self.config.tick);
+            self.timers.set_min(Timer::Dial, now);
         }
     }
 
