@@ -5,6 +5,57 @@
 
 pub mod attack;
 
+/// The suite's tests for runtime `$r`: each runtime's `tests/tcp.rs` says `runtime_suite!(Its)`,
+/// so a test added here runs on every runtime.
+macro_rules! runtime_suite {
+    ($r:ty) => {
+        #[test]
+        fn two_nodes_chat_both_ways_exactly_once() {
+            suite::two_nodes_chat_both_ways_exactly_once::<$r>();
+        }
+
+        #[test]
+        fn a_chain_delivers_end_to_end_and_shutdown_is_seen() {
+            suite::a_chain_delivers_end_to_end_and_shutdown_is_seen::<$r>();
+        }
+
+        #[test]
+        fn a_peer_sending_garbage_is_dropped_while_honest_peers_go_on() {
+            suite::a_peer_sending_garbage_is_dropped_while_honest_peers_go_on::<$r>();
+        }
+
+        #[test]
+        fn listening_on_a_used_port_is_a_clear_error() {
+            suite::listening_on_a_used_port_is_a_clear_error::<$r>();
+        }
+
+        #[test]
+        fn peers_snapshot_follows_promptly() {
+            suite::peers_snapshot_follows_promptly::<$r>();
+        }
+
+        #[test]
+        fn a_node_under_attack_still_serves_honest_peers() {
+            suite::a_node_under_attack_still_serves_honest_peers::<$r>();
+        }
+
+        #[test]
+        fn requests_are_not_amplified() {
+            suite::attack::requests_are_not_amplified::<$r>();
+        }
+
+        #[test]
+        fn one_read_cannot_make_the_node_build_more_than_its_cap() {
+            suite::attack::one_read_cannot_make_the_node_build_more_than_its_cap::<$r>();
+        }
+
+        #[test]
+        fn peers_that_never_read_hold_little() {
+            suite::attack::peers_that_never_read_hold_little::<$r>();
+        }
+    };
+}
+
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::mpsc::{channel, Receiver};
