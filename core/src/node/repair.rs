@@ -32,9 +32,9 @@ impl Node {
         if answered == 0 || !self.conns.contains_key(&conn) {
             return;
         }
-        let reply = sync::respond(&self.dedup, &ranges[..answered]);
+        let mut reply = sync::respond(&self.dedup, &ranges[..answered]);
         let sent = self.send_chats(now, conn, &reply.push, self.config.serve.round_bytes);
-        let mut back = reply.ranges.clone();
+        let mut back = std::mem::take(&mut reply.ranges);
         match sent.refused {
             Some(why) => self.refuse(now, conn, why),
             None if sent.done < reply.push.len() => back.extend(sync::continue_from(&self.dedup, &reply, sent.done)),
