@@ -345,6 +345,7 @@ fn start(
         keys: Box::new(Ed25519Keys::from_seed(seed)),
         seed,
         listen: listen.then(|| "127.0.0.1:0".parse().unwrap()),
+        rooms: Vec::new(),
         restore: Vec::new(),
         known: Vec::new(),
         connect: Vec::new(),

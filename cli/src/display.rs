@@ -200,7 +200,11 @@ impl Display {
                 crate::memory::peer_left();
             }
             Event::Chat(d) => self.name_check(st, &d.chat.username, d.chat.author_id()),
-            Event::Warning(_) => {}
+            Event::Warning(_)
+            | Event::Refused(_)
+            | Event::RoomJoined(_)
+            | Event::RoomParted(_)
+            | Event::Invite { .. } => {}
         }
         let when = match e {
             Event::Chat(d) => self.clock.when(d),
@@ -244,7 +248,7 @@ mod tests {
     fn delivery(ms: u64, origin: Origin) -> Delivery {
         let k = Ed25519Keys::from_seed(3);
         let chat = Chat::new(&k, ChatId::new_v7(ms, &[1; 10]), "bob", Body::Text("hi".into()));
-        Delivery { chat: Arc::new(chat), hops: 1, origin }
+        Delivery { chat: Arc::new(chat), opened: None, hops: 1, origin }
     }
 
     #[test]

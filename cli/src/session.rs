@@ -83,6 +83,7 @@ pub fn run(node: NodeArgs, listen: Option<SocketAddr>, connect: Vec<SocketAddr>)
         keys: Box::new(keys),
         seed: u64::from_le_bytes(keyfile::os_random()?),
         listen,
+        rooms: Vec::new(),
         restore,
         known,
         connect,

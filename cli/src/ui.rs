@@ -98,7 +98,9 @@ impl Style {
         let c = &d.chat;
         let who = self.who(&c.username, &c.author_id());
         let line = match &c.body {
-            Body::Text(t) => format!("[{}] {who}: {}", clock(c.timestamp_ms()), clean(t)),
+            Body::Text(_) | Body::Sealed(_) => {
+                format!("[{}] {who}: {}", clock(c.timestamp_ms()), clean(d.text().unwrap_or("(sealed)")))
+            }
             Body::Join => self.paint(GREEN, &format!("[{}] *** {who} joined", clock(c.timestamp_ms()))),
             Body::Leave => self.paint(YELLOW, &format!("[{}] *** {who} left", clock(c.timestamp_ms()))),
         };
@@ -111,7 +113,8 @@ impl Style {
     }
 
     pub fn history_line(&self, c: &Chat) -> String {
-        self.chat_line(&Delivery { chat: std::sync::Arc::new(c.clone()), hops: 0, origin: Origin::Live }, When::Now)
+        let d = Delivery { chat: std::sync::Arc::new(c.clone()), opened: None, hops: 0, origin: Origin::Live };
+        self.chat_line(&d, When::Now)
     }
 
     /// The kind of line `chat_line` makes.
@@ -120,8 +123,8 @@ impl Style {
             (_, When::WhileAway | When::Earlier) => Kind::Missed,
             (Body::Join, _) => Kind::Joined,
             (Body::Leave, _) => Kind::Left,
-            (Body::Text(_), _) if d.origin == Origin::Local => Kind::Own,
-            (Body::Text(_), _) => Kind::Chat,
+            (Body::Text(_) | Body::Sealed(_), _) if d.origin == Origin::Local => Kind::Own,
+            (Body::Text(_) | Body::Sealed(_), _) => Kind::Chat,
         }
     }
 
@@ -151,6 +154,10 @@ impl Style {
                 (Kind::Network, self.paint(YELLOW, &format!("!!! could not reach {addr}, {then}")))
             }
             Event::Warning(w) => (Kind::Warning, self.paint(RED, &format!("!!! {}", clean(w)))),
+            Event::Refused(w) => (Kind::Warning, self.paint(RED, &format!("!!! {}", clean(w)))),
+            Event::RoomJoined(r) => (Kind::Info, format!("--- you are in #{}", clean_name(&r.name))),
+            Event::RoomParted(id) => (Kind::Info, format!("--- you left room {}", id.short())),
+            Event::Invite { code, .. } => (Kind::Info, format!("--- invite code: {code}")),
         })
     }
 

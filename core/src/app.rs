@@ -8,7 +8,9 @@ use core::net::SocketAddr;
 
 use crate::chat::Chat;
 use crate::identity::Keys;
-use crate::node::{Command, Config, Event, Node, PeerSummary, Stats};
+use crate::node::{Command, Config, Event, Input, Node, PeerSummary, Stats};
+use crate::rooms::{RoomInfo, RoomSummary};
+use crate::time::Time;
 
 /// Everything a runtime needs to start a node.
 pub struct Start {
@@ -19,6 +21,8 @@ pub struct Start {
     /// Where to accept connections (`None`: do not listen). Port 0 picks a free port; the node's
     /// `config.listen_port` is then set to the port actually bound.
     pub listen: Option<SocketAddr>,
+    /// Rooms an earlier run was in (the database), joined again before `restore`.
+    pub rooms: Vec<RoomInfo>,
     /// Chats from the database, served to peers that missed them (see `Node::restore`).
     pub restore: Vec<Chat>,
     /// Addresses known from an earlier run.
@@ -46,6 +50,8 @@ pub trait NodeHandle: Send + Sync {
     /// Hands a command to the node (wakes its loop).
     fn command(&self, cmd: Command);
     fn peers(&self) -> Vec<PeerSummary>;
+    /// The rooms the node is in besides the default one.
+    fn rooms(&self) -> Vec<RoomSummary>;
     fn stats(&self) -> Stats;
     /// Addresses worth remembering for the next run.
     fn known_addresses(&self) -> Vec<SocketAddr>;
@@ -63,12 +69,38 @@ pub trait Runtime {
 #[derive(Clone, Debug, Default)]
 pub struct NodeState {
     pub peers: Vec<PeerSummary>,
+    pub rooms: Vec<RoomSummary>,
     pub stats: Stats,
     pub known: Vec<SocketAddr>,
 }
 
 impl NodeState {
     pub fn of(node: &Node) -> NodeState {
-        NodeState { peers: node.peers(), stats: node.stats().clone(), known: node.known_addresses() }
+        NodeState {
+            peers: node.peers(),
+            rooms: node.rooms(),
+            stats: node.stats().clone(),
+            known: node.known_addresses(),
+        }
+    }
+}
+
+/// What a runtime does with a new node before its loop starts: the rooms of an earlier run, then
+/// that run's chats (which need their rooms), the addresses it knew, and the first dials.
+pub fn prime(
+    node: &mut Node,
+    now: Time,
+    rooms: Vec<RoomInfo>,
+    restore: Vec<Chat>,
+    known: Vec<SocketAddr>,
+    connect: Vec<SocketAddr>,
+) {
+    for room in rooms {
+        node.handle_input(now, Input::Command(Command::Rejoin(room)));
+    }
+    node.restore(now, restore);
+    node.handle_input(now, Input::Command(Command::AddKnown(known)));
+    for addr in connect {
+        node.handle_input(now, Input::Command(Command::Connect(addr)));
     }
 }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::identity::{Keys, PeerId, PublicKey, Signature};
+use crate::rooms::{RoomId, RoomKeys, NONCE_BYTES, SEAL_OVERHEAD};
 
 /// A UUIDv7: 48 bits of Unix milliseconds, then random bits. Ids sort by creation time, which is what
 /// lets history be shown in order and lets range-based sync split the id space by time.
@@ -66,12 +67,16 @@ pub enum Body {
     Join,
     /// The author is leaving on purpose (not a crash).
     Leave,
+    /// Text sealed with the room's key (every room but the default one): see [`Chat::open`].
+    Sealed(Vec<u8>),
 }
 
 /// A signed chat. Immutable once made: nodes share it behind an `Arc`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Chat {
     pub id: ChatId,
+    /// The room it was written in, signed: a chat cannot be replayed into another room.
+    pub room: RoomId,
     pub author: PublicKey,
     pub username: String,
     pub body: Body,
@@ -101,14 +106,46 @@ pub const MAX_USERNAME_BYTES: usize = 64;
 pub const MAX_TEXT_BYTES: usize = 4096;
 
 /// Separates chat signatures from every other use of the same key (the handshake signs too).
-const CHAT_DOMAIN: &[u8] = b"p2p-chat/chat/v1";
+const CHAT_DOMAIN: &[u8] = b"p2p-chat/chat/v2";
 
 impl Chat {
-    /// Makes and signs a chat. The id's time is the signed timestamp.
+    /// Makes and signs a chat of the default room. The id's time is the signed timestamp.
     pub fn new(keys: &dyn Keys, id: ChatId, username: &str, body: Body) -> Chat {
+        Chat::in_room(keys, id, RoomId::DEFAULT, username, body)
+    }
+
+    /// Makes and signs a chat of `room` (whose text, if it is not the default room, is sealed
+    /// already: see [`Chat::sealed`]).
+    pub fn in_room(keys: &dyn Keys, id: ChatId, room: RoomId, username: &str, body: Body) -> Chat {
         let author = keys.public_key();
-        let bytes = signed_bytes(id, &author, username, &body);
-        Chat { id, author, username: username.to_owned(), body, signature: keys.sign(&bytes) }
+        let bytes = signed_bytes(id, room, &author, username, &body);
+        Chat { id, room, author, username: username.to_owned(), body, signature: keys.sign(&bytes) }
+    }
+
+    /// Makes a chat of a room other than the default: `text` is sealed with the room key under a
+    /// fresh `nonce`, bound to the chat's id, room, author and name, and the author signs the
+    /// sealed chat. Whoever relays or stores it without the key holds ciphertext.
+    pub fn sealed(
+        keys: &dyn Keys,
+        id: ChatId,
+        room: &RoomKeys,
+        username: &str,
+        text: &str,
+        nonce: [u8; NONCE_BYTES],
+    ) -> Chat {
+        let aad = seal_context(id, room.id, &keys.public_key(), username);
+        let body = Body::Sealed(room.seal(nonce, &aad, text.as_bytes()));
+        Chat::in_room(keys, id, room.id, username, body)
+    }
+
+    /// The text of a sealed chat, if `room` holds its key and nothing of it was changed.
+    pub fn open(&self, room: &RoomKeys) -> Option<String> {
+        let Body::Sealed(sealed) = &self.body else { return None };
+        if room.id != self.room {
+            return None;
+        }
+        let aad = seal_context(self.id, self.room, &self.author, &self.username);
+        String::from_utf8(room.open(&aad, sealed)?).ok()
     }
 
     pub fn timestamp_ms(&self) -> u64 {
@@ -121,7 +158,7 @@ impl Chat {
 
     /// The exact bytes the author signed: everything in the chat except the signature.
     pub fn signed_bytes(&self) -> Vec<u8> {
-        signed_bytes(self.id, &self.author, &self.username, &self.body)
+        signed_bytes(self.id, self.room, &self.author, &self.username, &self.body)
     }
 
     pub fn verify(&self, keys: &dyn Keys) -> bool {
@@ -133,7 +170,7 @@ impl Chat {
         if signed_len(&self.username, &self.body) > ON_STACK {
             return keys.verify(&self.author, &self.signed_bytes(), &self.signature);
         }
-        write_signed(self.id, &self.author, &self.username, &self.body, |b| {
+        write_signed(self.id, self.room, &self.author, &self.username, &self.body, |b| {
             buf[at..at + b.len()].copy_from_slice(b);
             at += b.len();
         });
@@ -142,17 +179,30 @@ impl Chat {
 
     /// Size limits; checked before the (expensive) signature.
     pub fn is_well_formed(&self) -> bool {
-        let text_ok = match &self.body {
-            Body::Text(t) => t.len() <= MAX_TEXT_BYTES,
-            Body::Join | Body::Leave => true,
+        // Presence is the default room's; a room's chats are text, sealed.
+        let body_ok = match &self.body {
+            Body::Text(t) => t.len() <= MAX_TEXT_BYTES && self.room.is_default(),
+            Body::Join | Body::Leave => self.room.is_default(),
+            Body::Sealed(s) => s.len() <= MAX_TEXT_BYTES + SEAL_OVERHEAD && !self.room.is_default(),
         };
-        text_ok && self.username.len() <= MAX_USERNAME_BYTES
+        body_ok && self.username.len() <= MAX_USERNAME_BYTES
     }
 }
 
-fn signed_bytes(id: ChatId, author: &PublicKey, username: &str, body: &Body) -> Vec<u8> {
+fn signed_bytes(id: ChatId, room: RoomId, author: &PublicKey, username: &str, body: &Body) -> Vec<u8> {
     let mut out = Vec::with_capacity(signed_len(username, body));
-    write_signed(id, author, username, body, |b| out.extend_from_slice(b));
+    write_signed(id, room, author, username, body, |b| out.extend_from_slice(b));
+    out
+}
+
+/// What a sealed text is bound to: the chat around it, so it cannot be moved into another chat,
+/// room, author or name.
+fn seal_context(id: ChatId, room: RoomId, author: &PublicKey, username: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 + 16 + 32 + username.len());
+    out.extend_from_slice(&id.0);
+    out.extend_from_slice(&room.0);
+    out.extend_from_slice(&author.0);
+    out.extend_from_slice(username.as_bytes());
     out
 }
 
@@ -160,15 +210,17 @@ fn signed_bytes(id: ChatId, author: &PublicKey, username: &str, body: &Body) -> 
 fn signed_len(username: &str, body: &Body) -> usize {
     let body = match body {
         Body::Text(t) => 1 + 4 + t.len(),
+        Body::Sealed(s) => 1 + 4 + s.len(),
         Body::Join | Body::Leave => 1,
     };
-    CHAT_DOMAIN.len() + 16 + 32 + 4 + username.len() + body
+    CHAT_DOMAIN.len() + 16 + 16 + 32 + 4 + username.len() + body
 }
 
 /// The bytes the author signs, piece by piece, to `put`.
-fn write_signed(id: ChatId, author: &PublicKey, username: &str, body: &Body, mut put: impl FnMut(&[u8])) {
+fn write_signed(id: ChatId, room: RoomId, author: &PublicKey, username: &str, body: &Body, mut put: impl FnMut(&[u8])) {
     put(CHAT_DOMAIN);
     put(&id.0);
+    put(&room.0);
     put(&author.0);
     // Length prefixes keep (username, text) pairs unambiguous.
     put(&(username.len() as u32).to_be_bytes());
@@ -181,6 +233,11 @@ fn write_signed(id: ChatId, author: &PublicKey, username: &str, body: &Body, mut
         }
         Body::Join => put(&[1]),
         Body::Leave => put(&[2]),
+        Body::Sealed(s) => {
+            put(&[3]);
+            put(&(s.len() as u32).to_be_bytes());
+            put(s);
+        }
     }
 }
 
@@ -202,11 +259,35 @@ mod tests {
     #[test]
     fn signed_len_is_the_signed_length() {
         let k = Ed25519Keys::from_seed(1);
-        for body in [Body::Text("x".repeat(300)), Body::Text(String::new()), Body::Join, Body::Leave] {
+        for body in
+            [Body::Text("x".repeat(300)), Body::Text(String::new()), Body::Join, Body::Leave, Body::Sealed(vec![1; 50])]
+        {
             let c = Chat::new(&k, ChatId::new_v7(5, &[1; 10]), "alice", body);
             assert_eq!(c.signed_bytes().len(), signed_len(&c.username, &c.body));
             assert!(c.verify(&k));
         }
+    }
+
+    #[test]
+    fn a_sealed_chat_opens_only_in_its_room_and_unchanged() {
+        use crate::rooms::{RoomKeys, RoomSecret};
+        let k = Ed25519Keys::from_seed(1);
+        let room = RoomKeys::new(&RoomSecret([4; 32]));
+        let c = Chat::sealed(&k, ChatId::new_v7(5, &[1; 10]), &room, "alice", "secret plans", [8; 24]);
+        assert!(c.verify(&k) && c.is_well_formed());
+        assert_eq!(c.open(&room).as_deref(), Some("secret plans"));
+        assert!(!format!("{c:?}").contains("secret plans"));
+        assert_eq!(c.open(&RoomKeys::new(&RoomSecret([5; 32]))), None);
+        // Re-signed under another name or author, the seal no longer opens.
+        let mallory = Ed25519Keys::from_seed(2);
+        let stolen = Chat::in_room(&mallory, c.id, c.room, "alice", c.body.clone());
+        assert!(stolen.verify(&k));
+        assert_eq!(stolen.open(&room), None);
+        let renamed = Chat::in_room(&k, c.id, c.room, "bob", c.body.clone());
+        assert_eq!(renamed.open(&room), None);
+        // Text in a room, or sealed text in the default room, is not well formed.
+        assert!(!Chat::in_room(&k, c.id, c.room, "a", Body::Text("x".into())).is_well_formed());
+        assert!(!Chat::new(&k, c.id, "a", c.body.clone()).is_well_formed());
     }
 
     #[test]
@@ -223,6 +304,9 @@ mod tests {
         let mut i = c.clone();
         i.id = ChatId::new_v7(6, &[1; 10]);
         assert!(!i.verify(&k));
+        let mut r = c.clone();
+        r.room = crate::rooms::RoomId([9; 16]);
+        assert!(!r.verify(&k));
         // Re-signed by someone else under the victim's name: valid, but bound to another key.
         let mallory = Ed25519Keys::from_seed(2);
         let forged = Chat::new(&mallory, c.id, "alice", c.body.clone());

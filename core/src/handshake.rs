@@ -16,6 +16,7 @@
 //! on its first frame header, after at most [`MAX_HANDSHAKE_FRAME`] bytes, with a reason that
 //! names what it sent. After the handshake, a [`Session`] carries the frames.
 
+use sha2::Digest as _;
 use snow::params::{
     BaseChoice, CipherChoice, DHChoice, HandshakeChoice, HandshakeModifierList, HandshakePattern, HashChoice,
     NoiseParams,
@@ -188,6 +189,9 @@ pub struct Done {
     pub send: Vec<u8>,
     /// Bytes that followed the handshake: the first records of the session.
     pub leftover: Vec<u8>,
+    /// SHA-256 of the Noise handshake hash: the same at both ends of this connection and at no
+    /// other, so what is bound to it (room membership tags) cannot be used anywhere else.
+    pub binding: [u8; 32],
 }
 
 impl Handshake {
@@ -407,6 +411,7 @@ impl Handshake {
         if !noise.is_handshake_finished() {
             return Err(noise_error(snow::Error::State(snow::error::StateProblem::HandshakeNotFinished)));
         }
+        let binding: [u8; 32] = sha2::Sha256::digest(noise.get_handshake_hash()).into();
         let (initiator_key, responder_key) = noise.dangerously_get_raw_split();
         let (send_key, recv_key) =
             if noise.is_initiator() { (initiator_key, responder_key) } else { (responder_key, initiator_key) };
@@ -424,7 +429,7 @@ impl Handshake {
         };
         let session = Session::new(cipher(&send_key)?, cipher(&recv_key)?);
         let leftover = std::mem::take(&mut self.buf);
-        Ok(Progress::Done(Box::new(Done { hello, session, send, leftover })))
+        Ok(Progress::Done(Box::new(Done { hello, session, send, leftover, binding })))
     }
 }
 
@@ -581,7 +586,7 @@ mod tests {
         assert_eq!(e.to_string(), r#"not a p2p-chat peer (it sent "GET / HTTP/1.1\r\n")"#);
         let mut h = Handshake::accept(&b.keys, &b.me, &mut rng, "bob", 2);
         let v1 = [0, 0, 0, 40, 0, 1, 7, 7];
-        assert_eq!(h.handle(&b.keys, &v1).unwrap_err(), HandshakeError::Version { theirs: 1, ours: 2 });
+        assert_eq!(h.handle(&b.keys, &v1).unwrap_err(), HandshakeError::Version { theirs: 1, ours: PROTOCOL_VERSION });
         let mut h = Handshake::accept(&b.keys, &b.me, &mut rng, "bob", 2);
         assert!(matches!(h.handle(&b.keys, &[0xff; 3]), Ok(Progress::Continue(_))));
         assert!(matches!(h.handle(&b.keys, &[0xff; 3]), Err(HandshakeError::NotP2pChat(_))));

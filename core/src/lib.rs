@@ -50,6 +50,7 @@
 //! - [`sync`]: anti-entropy by range-based set reconciliation.
 //! - [`membership`]: address book, backoff, bans, scores, rate limits.
 //! - [`serve`]: what answering a peer costs, and when the node stops answering.
+//! - [`rooms`]: room ids and keys, invite codes, and what a node keeps per room.
 //! - [`node`]: the state machine tying them together.
 //! - [`app`]: the interface runtimes offer to applications (no I/O here either).
 
@@ -82,6 +83,7 @@ mod name;
 pub mod node;
 pub mod random;
 pub mod rate;
+pub mod rooms;
 pub mod serve;
 pub mod session;
 pub mod sync;
@@ -96,4 +98,5 @@ pub use node::{
     CloseReason, Command, Config, ConfigError, ConnId, Delivery, Direction, Event, Input, Node, Origin, Output,
     PeerSummary, Stats, Timer,
 };
+pub use rooms::{Access, Invite, RoomId, RoomInfo, RoomSummary};
 pub use time::Time;

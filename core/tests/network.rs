@@ -369,8 +369,9 @@ fn a_peer_speaking_another_version_is_disconnected_with_a_clear_reason() {
             reason = Some(r);
         }
     }
-    assert_eq!(reason, Some(CloseReason::Frame(WireError::Version { theirs: 9, ours: 2 })));
-    assert_eq!(reason.unwrap().to_string(), "peer speaks protocol version 9, this node speaks version 2");
+    let ours = wire::PROTOCOL_VERSION;
+    assert_eq!(reason, Some(CloseReason::Frame(WireError::Version { theirs: 9, ours })));
+    assert_eq!(reason.unwrap().to_string(), format!("peer speaks protocol version 9, this node speaks version {ours}"));
 }
 
 #[test]

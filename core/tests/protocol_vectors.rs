@@ -16,8 +16,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use p2p_chat_core::handshake::{Handshake, Progress, StaticIdentity};
+use p2p_chat_core::rooms::RoomKeys;
 use p2p_chat_core::sync::{Summary, SyncRange};
-use p2p_chat_core::wire::{self, Hello, Message, PROTOCOL_VERSION};
+use p2p_chat_core::wire::{self, Hello, Message, RoomMessage, PROTOCOL_VERSION};
 use p2p_chat_core::{Body, Chat, ChatId, Ed25519Keys, Keys, PublicKey};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -29,7 +30,7 @@ const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/protocol-vec
 const NOISE_PROTOCOL: &str = "Noise_XX_25519_ChaChaPoly_BLAKE2s";
 const PROLOGUE: &[u8] = b"p2p-chat/noise/v2";
 const BINDING_DOMAIN: &[u8] = b"p2p-chat/noise-static-key/v2";
-const CHAT_DOMAIN: &[u8] = b"p2p-chat/chat/v1";
+const CHAT_DOMAIN: &[u8] = b"p2p-chat/chat/v2";
 /// 2026-01-01T00:00:00Z: the time of every chat id here.
 const UNIX_MS: u64 = 1_767_225_600_000;
 /// The `ttl` and `hops` of a chat as its author first pushes it, with the default `ttl` of 32.
@@ -73,6 +74,7 @@ struct Party {
 struct ChatVector {
     body: String,
     id: String,
+    room: String,
     author: String,
     username: String,
     text: Option<String>,
@@ -187,6 +189,7 @@ fn hello_bytes(hello: &Hello) -> Vec<u8> {
 fn chat_signed_bytes(chat: &Chat) -> Vec<u8> {
     let mut out = CHAT_DOMAIN.to_vec();
     out.extend_from_slice(&chat.id.0);
+    out.extend_from_slice(&chat.room.0);
     out.extend_from_slice(&chat.author.0);
     out.extend_from_slice(&(chat.username.len() as u32).to_be_bytes());
     out.extend_from_slice(chat.username.as_bytes());
@@ -198,21 +201,38 @@ fn chat_signed_bytes(chat: &Chat) -> Vec<u8> {
         }
         Body::Join => out.push(1),
         Body::Leave => out.push(2),
+        Body::Sealed(b) => {
+            out.push(3);
+            out.extend_from_slice(&(b.len() as u32).to_be_bytes());
+            out.extend_from_slice(b);
+        }
     }
     out
 }
 
-/// One chat of each body, by alice, a millisecond apart.
+/// The public room `#rust`, whose keys every chat of it here is sealed with.
+fn rust_room() -> RoomKeys {
+    RoomKeys::new(&RoomKeys::public_secret("#rust"))
+}
+
+/// One chat of each body, by alice, a millisecond apart: three in the default room, then one
+/// sealed in `#rust` (nonce 0x00..0x17).
 fn chats() -> Vec<Arc<Chat>> {
     let a = alice();
-    let bodies = [Body::Text("hello, world".into()), Body::Join, Body::Leave];
+    let bodies = [Body::Text("hello, world".into()), Body::Join, Body::Leave, Body::Sealed(Vec::new())];
     bodies
         .into_iter()
         .enumerate()
         .map(|(i, body)| {
             let random: [u8; 10] = std::array::from_fn(|j| (0x10 * (i as u8 + 1)) + j as u8);
             let id = ChatId::new_v7(UNIX_MS + i as u64, &random);
-            Arc::new(Chat::new(&a.keys, id, a.username, body))
+            match body {
+                Body::Sealed(_) => {
+                    let nonce = std::array::from_fn(|j| j as u8);
+                    Arc::new(Chat::sealed(&a.keys, id, &rust_room(), a.username, "hello, #rust", nonce))
+                }
+                body => Arc::new(Chat::new(&a.keys, id, a.username, body)),
+            }
         })
         .collect()
 }
@@ -225,10 +245,12 @@ fn chat_vector(chat: &Arc<Chat>) -> ChatVector {
         Body::Text(t) => ("Text", Some(t.clone())),
         Body::Join => ("Join", None),
         Body::Leave => ("Leave", None),
+        Body::Sealed(_) => ("Sealed", chat.open(&rust_room())),
     };
     ChatVector {
         body: body.into(),
         id: hex(&chat.id.0),
+        room: hex(&chat.room.0),
         author: hex(&chat.author.0),
         username: chat.username.clone(),
         text,
@@ -242,11 +264,12 @@ fn chat_vector(chat: &Arc<Chat>) -> ChatVector {
 fn messages() -> Vec<(Message, serde_json::Value)> {
     let c = chats();
     let ids: Vec<ChatId> = c.iter().map(|c| c.id).collect();
-    // The fingerprint of `[ids[1], MAX)`, which holds the last two.
-    let hash = ids[1..].iter().fold(0u128, |h, id| h.wrapping_add(id.as_u128()));
+    // The fingerprint of `[ids[1], MAX)` in the default room, which holds the last two of its chats.
+    let hash = ids[1..3].iter().fold(0u128, |h, id| h.wrapping_add(id.as_u128()));
     let lower = ChatId::lower_bound(UNIX_MS);
     let v4 = SocketAddr::from(([192, 0, 2, 1], 7000));
     let v6: SocketAddr = "[2001:db8::1]:7001".parse().unwrap();
+    let rust = rust_room().id;
     vec![
         (
             Message::Chat { ttl: FIRST_TTL, hops: FIRST_HOPS, chat: c[0].clone() },
@@ -275,6 +298,21 @@ fn messages() -> Vec<(Message, serde_json::Value)> {
         (Message::PeerRequest, json!({})),
         (Message::PeerResponse { addrs: vec![v4, v6] }, json!({ "addrs": [v4.to_string(), v6.to_string()] })),
         (Message::Announce { listen_port: 7000 }, json!({ "listen_port": 7000 })),
+        (
+            Message::Room { room: rust, msg: RoomMessage::IHave { ids: vec![ids[3]] } },
+            json!({ "room": hex(&rust.0), "msg": { "IHave": { "ids": [hex(&ids[3].0)] } } }),
+        ),
+        (
+            Message::Subscribe { tag: rust_room().tag(&[0x42; 32], true), public: Some(rust) },
+            json!({ "tag": hex(&rust_room().tag(&[0x42; 32], true)), "binding": hex(&[0x42; 32]),
+                    "from_initiator": true, "public": hex(&rust.0) }),
+        ),
+        (Message::Unsubscribe { tag: [0x11; 32] }, json!({ "tag": hex(&[0x11; 32]) })),
+        (Message::FindRoom { room: rust, ttl: 4 }, json!({ "room": hex(&rust.0), "ttl": 4 })),
+        (
+            Message::RoomPeers { room: rust, addrs: vec![v4] },
+            json!({ "room": hex(&rust.0), "addrs": [v4.to_string()] }),
+        ),
     ]
 }
 

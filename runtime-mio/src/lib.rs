@@ -85,11 +85,7 @@ impl Runtime for MioRuntime {
         let mut clock = Clock::default();
         let now = clock.now();
         let mut node = Node::new(start.config, start.keys, start.seed, now);
-        node.restore(now, start.restore);
-        node.handle_input(now, Input::Command(Command::AddKnown(start.known)));
-        for addr in start.connect {
-            node.handle_input(now, Input::Command(Command::Connect(addr)));
-        }
+        p2p_chat_core::app::prime(&mut node, now, start.rooms, start.restore, start.known, start.connect);
         let (ctl, ctl_rx) = mpsc::channel();
         let snapshot = Arc::new(Mutex::new(NodeState::default()));
         let mut event_loop = Loop {
@@ -127,6 +123,10 @@ impl NodeHandle for Handle {
 
     fn peers(&self) -> Vec<PeerSummary> {
         self.query().peers
+    }
+
+    fn rooms(&self) -> Vec<p2p_chat_core::RoomSummary> {
+        self.query().rooms
     }
 
     fn stats(&self) -> Stats {

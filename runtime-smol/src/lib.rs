@@ -102,6 +102,10 @@ impl NodeHandle for Handle {
     fn peers(&self) -> Vec<PeerSummary> {
         self.query().peers
     }
+
+    fn rooms(&self) -> Vec<p2p_chat_core::RoomSummary> {
+        self.query().rooms
+    }
     fn stats(&self) -> Stats {
         self.query().stats
     }
@@ -188,11 +192,7 @@ async fn drive(
     let mut clock = Clock::default();
     let now = clock.now();
     let mut node = Node::new(start.config, start.keys, start.seed, now);
-    node.restore(now, start.restore);
-    node.handle_input(now, Input::Command(Command::AddKnown(start.known)));
-    for addr in start.connect {
-        node.handle_input(now, Input::Command(Command::Connect(addr)));
-    }
+    p2p_chat_core::app::prime(&mut node, now, start.rooms, start.restore, start.known, start.connect);
     let (inbox, inbox_rx) = channel::bounded(INBOX_CAPACITY);
     let _acceptor = listener.map(|l| ex.spawn(accept_loop(l, inbox.clone())));
     let mut d =

@@ -120,6 +120,7 @@ impl Item {
             Body::Text(t) => ("text", Some(t.clone())),
             Body::Join => ("join", None),
             Body::Leave => ("leave", None),
+            Body::Sealed(_) => ("text", None),
         };
         Item::Chat {
             id: c.id.to_string(),
@@ -142,7 +143,9 @@ impl Item {
     /// not show this node's own joins and leaves).
     pub fn of_event(e: &Event, now_ms: u64, clock: &Clock) -> Option<Item> {
         Some(match e {
-            Event::Chat(Delivery { chat, origin: Origin::Local, .. }) if !matches!(chat.body, Body::Text(_)) => {
+            Event::Chat(Delivery { chat, origin: Origin::Local, .. })
+                if !matches!(chat.body, Body::Text(_) | Body::Sealed(_)) =>
+            {
                 return None
             }
             Event::Chat(d) => {
@@ -165,7 +168,8 @@ impl Item {
             Event::DialFailed { addr, retry_at } => {
                 Item::DialFailed { ts: now_ms, addr: addr.to_string(), retry_at: retry_at.map(|t| t.as_millis()) }
             }
-            Event::Warning(w) => Item::Warning { ts: now_ms, text: w.clone() },
+            Event::Warning(w) | Event::Refused(w) => Item::Warning { ts: now_ms, text: w.clone() },
+            Event::RoomJoined(_) | Event::RoomParted(_) | Event::Invite { .. } => return None,
         })
     }
 
@@ -486,8 +490,11 @@ mod tests {
     fn a_chat_becomes_a_json_item_with_its_text_as_a_string() {
         let c = chat("<script>alert(1)</script>");
         let clock = Clock { started_ms: 1_900_000_000_000, first_online_ms: Some(1_700_000_000_000) };
-        let item =
-            Item::of_event(&Event::Chat(Delivery { chat: c.clone(), hops: 2, origin: Origin::Repair }), 0, &clock);
+        let item = Item::of_event(
+            &Event::Chat(Delivery { chat: c.clone(), opened: None, hops: 2, origin: Origin::Repair }),
+            0,
+            &clock,
+        );
         let v: serde_json::Value = serde_json::from_str(&json(&ToPage::Item { item: item.unwrap() })).unwrap();
         assert_eq!(v["t"], "item");
         assert_eq!(v["item"]["kind"], "chat");
@@ -504,9 +511,9 @@ mod tests {
         let k = Ed25519Keys::from_seed(5);
         let join = Arc::new(Chat::new(&k, ChatId::new_v7(1, &[1; 10]), "me", Body::Join));
         let clock = Clock { started_ms: 0, first_online_ms: None };
-        let local = Event::Chat(Delivery { chat: join.clone(), hops: 0, origin: Origin::Local });
+        let local = Event::Chat(Delivery { chat: join.clone(), opened: None, hops: 0, origin: Origin::Local });
         assert!(Item::of_event(&local, 0, &clock).is_none());
-        let live = Event::Chat(Delivery { chat: join, hops: 1, origin: Origin::Live });
+        let live = Event::Chat(Delivery { chat: join, opened: None, hops: 1, origin: Origin::Live });
         assert!(Item::of_event(&live, 0, &clock).is_some());
     }
 
@@ -546,6 +553,9 @@ mod tests {
         }
         fn command(&self, _: Command) {}
         fn peers(&self) -> Vec<PeerSummary> {
+            Vec::new()
+        }
+        fn rooms(&self) -> Vec<p2p_chat_core::RoomSummary> {
             Vec::new()
         }
         fn stats(&self) -> Stats {

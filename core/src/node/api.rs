@@ -37,8 +37,24 @@ pub enum Input<'a> {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
-    /// Sign and send a chat.
+    /// Sign and send a chat to the default room.
     Chat(String),
+    /// Seal, sign and send a chat to a room this node is in.
+    Say { room: RoomId, text: String },
+    /// Join (or start) the public room of this name.
+    JoinPublic(String),
+    /// Join a private room by an invite code (checked: form, signature, expiry).
+    JoinInvite(String),
+    /// Start a private room of this name; `Event::Invite` then gives its first invite code (as
+    /// `Command::Invite` would, with these `addrs` and `valid_for`).
+    CreateRoom { name: String, addrs: Vec<SocketAddr>, valid_for: Duration },
+    /// Be in a room again that an earlier run was in (the CLI's database).
+    Rejoin(RoomInfo),
+    /// Leave a room: stop relaying it, and tell the neighbours in it.
+    Part(RoomId),
+    /// Make an invite code for a room, valid for `valid_for`, naming `addrs` (where this node can
+    /// be reached, as the caller knows it) beside member neighbours' addresses.
+    Invite { room: RoomId, addrs: Vec<SocketAddr>, valid_for: Duration },
     /// Dial an address now (and keep it in the address book).
     Connect(SocketAddr),
     /// Addresses known from an earlier run: dialed when the node needs peers.
@@ -87,14 +103,40 @@ pub enum Event {
     },
     /// Something the user may want to know (a misbehaving peer, a refused chat).
     Warning(String),
+    /// The node is now in this room (joined, created or rejoined).
+    RoomJoined(RoomInfo),
+    /// The node left this room.
+    RoomParted(RoomId),
+    /// An invite code made for a room (`Command::Invite`, `Command::CreateRoom`).
+    Invite {
+        room: RoomId,
+        code: String,
+    },
+    /// A command could not be carried out, and why (an unknown room, a bad invite code...).
+    Refused(String),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Delivery {
+    /// As signed (a room's text sealed in it): what to store and to restore from.
     pub chat: Arc<Chat>,
+    /// The text of a room's chat, opened with the room key (`None` in the default room, whose
+    /// chats carry their text in the clear).
+    pub opened: Option<String>,
     /// Links crossed to get here (0: our own chat).
     pub hops: u8,
     pub origin: Origin,
+}
+
+impl Delivery {
+    /// The text to show, if the chat is text.
+    pub fn text(&self) -> Option<&str> {
+        match (&self.opened, &self.chat.body) {
+            (Some(t), _) => Some(t),
+            (None, Body::Text(t)) => Some(t),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -161,6 +203,13 @@ pub struct Stats {
     pub answers_deferred: u64,
     /// Chats asked for again after they had been sent to the same peer, and not sent again.
     pub repeats_ignored: u64,
+    /// Frames of rooms other than the default one received and sent (chats and their gossip).
+    pub room_frames_in: u64,
+    pub room_frames_out: u64,
+    /// Frames of a room this node is not in that reached it anyway (dropped, the sender
+    /// penalised): a leak, always 0 among honest nodes.
+    pub foreign_room_frames: u64,
+    pub foreign_room_bytes: u64,
 }
 
 /// Why a connection ended (in [`Event::PeerDown`]).

@@ -53,6 +53,21 @@ pub(super) struct Conn {
     pub(super) unsent: u32,
     /// Chats sent in answer to its requests: made at its first answered request.
     pub(super) served: Option<Box<Served>>,
+    /// The rooms (`RoomIx` bits) the peer proved it is in and this node is in too.
+    pub(super) rooms: u64,
+    /// See `handshake::Done::binding`; zero until the handshake is done.
+    pub(super) binding: [u8; 32],
+    /// What the peer said of its rooms: made at its first `Subscribe`.
+    pub(super) peer_rooms: Option<Box<PeerRooms>>,
+}
+
+/// The rooms a peer said it is in, kept so that a room this node joins later finds its members
+/// among its neighbours, and so that `FindRoom` can point to public rooms' members.
+pub(super) struct PeerRooms {
+    /// Tags of its subscriptions (at most `MAX_ROOMS`), with the public room each names.
+    pub(super) tags: Vec<([u8; 32], Option<RoomId>)>,
+    /// Subscriptions and unsubscriptions it may still send (`ROOM_CHANGES`).
+    pub(super) changes: Tokens,
 }
 
 /// Where the peer of a connection accepts connections. Always at the connection's own IP, so only
@@ -125,6 +140,15 @@ pub(super) enum Liveness {
 }
 
 impl Conn {
+    pub(super) fn in_room(&self, ix: RoomIx) -> bool {
+        ix == RoomIx::DEFAULT || self.rooms & ix.bit() != 0
+    }
+
+    /// Whether the peer named `room` as a public room it is in.
+    pub(super) fn advertises(&self, room: &RoomId) -> bool {
+        self.peer_rooms.as_ref().is_some_and(|p| p.tags.iter().any(|(_, r)| r.as_ref() == Some(room)))
+    }
+
     pub(super) fn addr(&self) -> SocketAddr {
         self.addr.get()
     }

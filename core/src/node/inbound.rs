@@ -50,7 +50,7 @@ impl Node {
         // A chat frame is read as the copy already kept of its chat where there is one: the
         // interner's, which has nearly every chat of a simulation, or else our own, which a
         // duplicate finds.
-        let (interner, dedup) = (&self.interner, &self.dedup);
+        let (interner, dedup) = (&self.interner, &self.main.dedup);
         let known = |id: &ChatId| match interner {
             Some(i) => i.get(id),
             None => dedup.get(id).map(|s| s.chat),
@@ -111,7 +111,7 @@ impl Node {
             Frame::IHave(ids) => {
                 self.stats.frames_in += 1;
                 if self.admit(now, conn, false) {
-                    self.on_ihave(now, conn, ids.len(), ids.iter());
+                    self.on_ihave(now, conn, RoomIx::DEFAULT, ids.len(), ids.iter());
                 }
             }
             Frame::Message(Err(e)) => {
@@ -136,7 +136,7 @@ impl Node {
     pub(super) fn preverify(&self, now: Time, frames: &[Frame<'_>]) -> Vec<Option<bool>> {
         let candidate = |f: &Frame<'_>| match f {
             Frame::Message(Ok(Message::Chat { chat, .. } | Message::Reply { chat, .. }))
-                if chat.is_well_formed() && self.dedup.check(&chat.id, now) == Verdict::New =>
+                if chat.is_well_formed() && self.main.dedup.check(&chat.id, now) == Verdict::New =>
             {
                 Some(())
             }
@@ -181,24 +181,71 @@ impl Node {
         allowed
     }
 
-    /// An `IHave` of `count` ids.
-    pub(super) fn on_ihave(&mut self, now: Time, conn: ConnId, count: usize, ids: impl Iterator<Item = ChatId>) {
+    /// An `IHave` of `count` ids, of room `ix`.
+    pub(super) fn on_ihave(
+        &mut self,
+        now: Time,
+        conn: ConnId,
+        ix: RoomIx,
+        count: usize,
+        ids: impl Iterator<Item = ChatId>,
+    ) {
         if count > MAX_IDS_PER_FRAME {
             return self.penalize(now, conn, Penalty::ProtocolViolation, "IHave too long");
         }
         if !self.config.repair {
             return;
         }
+        let Some(room) = room_mut!(self, ix) else { return };
         // Whether any announcement to `conn` waits, asked once per frame rather than per id:
         // nothing below queues one.
-        let queued_for = self.ihave.iter().any(|(c, _)| *c == conn);
+        let queued_for = room.ihave.iter().any(|(c, _)| *c == conn);
         for id in ids {
             if queued_for {
-                self.known_by(conn, &id);
+                self.known_by(ix, conn, &id);
             }
-            if self.dedup.check(&id, now) == Verdict::New {
-                self.gossip.on_ihave(id, conn, now);
+            let Some(room) = room_mut!(self, ix) else { return };
+            if room.dedup.check(&id, now) == Verdict::New {
+                room.gossip.on_ihave(id, conn, now);
             }
+        }
+    }
+
+    /// A gossip message of room `ix` (the default room's own, or carried by `Message::Room`).
+    pub(super) fn on_gossip(&mut self, now: Time, conn: ConnId, ix: RoomIx, msg: Message) {
+        match msg {
+            Message::Prune => {
+                if let Some(room) = room_mut!(self, ix) {
+                    room.gossip.prune(conn);
+                }
+            }
+            Message::Graft { ids } => {
+                if ids.len() > MAX_IDS_PER_FRAME {
+                    return self.penalize(now, conn, Penalty::ProtocolViolation, "Graft too long");
+                }
+                if let Some(room) = room_mut!(self, ix) {
+                    room.gossip.graft(conn);
+                }
+                self.answer_wants(now, conn, ix, &ids);
+            }
+            Message::IHave { ids } => self.on_ihave(now, conn, ix, ids.len(), ids.into_iter()),
+            Message::IWant { ids } => {
+                if ids.len() > MAX_IDS_PER_FRAME {
+                    return self.penalize(now, conn, Penalty::ProtocolViolation, "IWant too long");
+                }
+                self.answer_wants(now, conn, ix, &ids);
+            }
+            Message::Sync { ranges } => {
+                let too_big = ranges.len() > MAX_RANGES_PER_FRAME
+                    || ranges.iter().any(|r| matches!(&r.summary, Summary::Ids(v) if v.len() > MAX_IDS_PER_FRAME));
+                if too_big {
+                    return self.penalize(now, conn, Penalty::ProtocolViolation, "sync frame too large");
+                }
+                if self.config.repair {
+                    self.on_sync(now, conn, ix, &ranges);
+                }
+            }
+            _ => unreachable!("not a gossip message"),
         }
     }
 
@@ -216,33 +263,20 @@ impl Node {
                 self.stats.chat_frames_in += 1;
                 self.on_chat(now, Some(conn), chat, None, hops, verified);
             }
-            Message::Prune => {
-                self.gossip.prune(conn);
+            msg @ (Message::Prune
+            | Message::Graft { .. }
+            | Message::IHave { .. }
+            | Message::IWant { .. }
+            | Message::Sync { .. }) => self.on_gossip(now, conn, RoomIx::DEFAULT, msg),
+            whole @ Message::Room { .. } => {
+                let bytes = wire::frame_size_hint(&whole);
+                let Message::Room { room, msg } = whole else { unreachable!("matched above") };
+                self.on_room_message(now, conn, room, msg, bytes);
             }
-            Message::Graft { ids } => {
-                if ids.len() > MAX_IDS_PER_FRAME {
-                    return self.penalize(now, conn, Penalty::ProtocolViolation, "Graft too long");
-                }
-                self.gossip.graft(conn);
-                self.answer_wants(now, conn, &ids);
-            }
-            Message::IHave { ids } => self.on_ihave(now, conn, ids.len(), ids.into_iter()),
-            Message::IWant { ids } => {
-                if ids.len() > MAX_IDS_PER_FRAME {
-                    return self.penalize(now, conn, Penalty::ProtocolViolation, "IWant too long");
-                }
-                self.answer_wants(now, conn, &ids);
-            }
-            Message::Sync { ranges } => {
-                let too_big = ranges.len() > MAX_RANGES_PER_FRAME
-                    || ranges.iter().any(|r| matches!(&r.summary, Summary::Ids(v) if v.len() > MAX_IDS_PER_FRAME));
-                if too_big {
-                    return self.penalize(now, conn, Penalty::ProtocolViolation, "sync frame too large");
-                }
-                if self.config.repair {
-                    self.on_sync(now, conn, &ranges);
-                }
-            }
+            Message::Subscribe { tag, public } => self.on_subscribe(now, conn, tag, public),
+            Message::Unsubscribe { tag } => self.on_unsubscribe(now, conn, tag),
+            Message::FindRoom { room, ttl } => self.on_find_room(now, conn, room, ttl),
+            Message::RoomPeers { room, addrs } => self.on_room_peers(now, conn, room, addrs),
             Message::Ping { nonce } => self.answer(now, conn, &Message::Pong { nonce }),
             Message::Pong { nonce } => {
                 if let Some(c) = self.conns.get_mut(&conn) {

@@ -107,6 +107,9 @@ impl Node {
                 credit: Credit::full(&self.config.serve),
                 unsent: 0,
                 served: None,
+                rooms: 0,
+                binding: [0; 32],
+                peer_rooms: None,
             }),
         );
         self.timers.set_min(Timer::Liveness, now + self.config.handshake_timeout);
@@ -144,10 +147,10 @@ impl Node {
 
     pub(super) fn drop_conn(&mut self, now: Time, conn: ConnId, reason: CloseReason, backoff: bool, by_peer: bool) {
         let Some(mut c) = self.conns.remove(&conn) else { return };
-        self.ihave.retain(|(c, _)| *c != conn);
-        if self.ihave.is_empty() {
+        self.main.ihave.retain(|(c, _)| *c != conn);
+        if self.main.ihave.is_empty() {
             // As everywhere: an idle node holds no buffer.
-            self.ihave = Vec::new();
+            self.main.ihave = Vec::new();
         }
         let pending = self.tx.remove(conn);
         if !by_peer {
@@ -166,10 +169,11 @@ impl Node {
             self.book.on_failure(&c.addr(), now, &mut self.rng);
         }
         if let Phase::Up(p) = c.phase {
-            if let Some(g) = self.gossip.on_peer_down(conn, &mut self.rng) {
+            if let Some(g) = self.main.gossip.on_peer_down(conn, &mut self.rng) {
                 self.stats.grafts_sent += 1;
                 self.send(g, &Message::Graft { ids: Vec::new() });
             }
+            self.leave_rooms_of(now, conn, c.rooms);
             let username = p.username.as_str().to_owned();
             let peer = p.public_key.peer_id();
             self.emit(Event::PeerDown { conn, peer, username, reason });
@@ -208,6 +212,7 @@ impl Node {
             Ok(Progress::Done(done)) => {
                 let done = *done;
                 c.session = Some(done.session);
+                c.binding = done.binding;
                 // Our last handshake message leaves before anything the session seals.
                 self.transmit_raw(conn, done.send);
                 self.establish(now, conn, done.hello);
@@ -294,13 +299,14 @@ impl Node {
             self.book.on_connected(&a, hello.public_key, now);
         }
         let extra = self.peer_count() > self.config.target_peers;
-        if !self.gossip.on_peer_up(conn, extra) && self.config.repair {
+        if !self.main.gossip.on_peer_up(conn, extra) && self.config.repair {
             self.stats.prunes_sent += 1;
             self.send(conn, &Message::Prune);
         }
         if let Some(s) = self.summary(conn, &self.conns[&conn], Some(peer)) {
             self.emit(Event::PeerUp(Box::new(s)));
         }
+        self.send_subscriptions(conn);
         // A new neighbour is asked for addresses while we know few: what lets a newcomer spread
         // out from the bootstrap nodes at once. One answer holds 32, so a couple of neighbours
         // stock the book; asking every new neighbour while short of peers (as before) cost 7% of
@@ -313,7 +319,7 @@ impl Node {
             // Catch up at once with every new neighbour, rather than at the next periodic round.
             // A round settles both sides' differences, so the dialer alone opens it: when both
             // did, every new link cost two rounds (a third of all sync frames).
-            self.start_sync(now, conn);
+            self.start_sync(now, conn, RoomIx::DEFAULT);
         }
     }
 
@@ -356,7 +362,7 @@ impl Node {
         let newer = &inbound[inbound.len() / 2..];
         let mut candidates: Vec<(ConnId, u64, u32)> = newer
             .iter()
-            .filter(|(_, id, _, _)| !self.gossip.is_eager(*id))
+            .filter(|(_, id, _, _)| !self.main.gossip.is_eager(*id))
             .map(|(_, id, g, rtt)| (*id, *g, *rtt))
             .collect();
         if candidates.is_empty() {

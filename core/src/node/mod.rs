@@ -15,11 +15,12 @@ mod output;
 #[cfg(feature = "prefetch")]
 mod prefetch;
 mod repair;
+mod rooms;
 mod timers;
 
 pub use api::{CloseReason, Command, ConnId, Delivery, Direction, Event, Input, Origin, Output, PeerSummary, Stats};
 pub use config::{Config, ConfigError};
-use conn::{Conn, ConnAddr, Listen, Liveness, Peer, Phase, NO_RTT};
+use conn::{Conn, ConnAddr, Listen, Liveness, Peer, PeerRooms, Phase, NO_RTT};
 use lifecycle::conn_name;
 use output::tx_buf;
 pub use timers::Timer;
@@ -40,6 +41,7 @@ use crate::membership::{AddressBook, Bans, KeyTag, Penalty, Score, Source, Stand
 use crate::name::Name;
 use crate::random::Rng;
 use crate::rate::{RateLimit, Tokens};
+use crate::rooms::{Joined, Room, RoomId, RoomInfo, RoomIx, RoomKeys, Rooms};
 use crate::serve::{Credit, Refusal, ServeLimits, Served, ID_WALK_COST};
 use crate::session::{self, Session};
 use crate::sync::{self, IdSet, Summary};
@@ -75,15 +77,13 @@ pub struct Node {
     /// `session::HEADER_BYTES` of room, so that it is sealed in place and handed out as the
     /// transmit itself (see `Session::seal_in_place`).
     tx: ConnMap<Vec<u8>>,
-    /// Ids to announce, with the neighbour each goes to, in the order they were queued: one list
-    /// for all neighbours, so that a batch costs one allocation instead of one per neighbour (and
-    /// the map's own); a few dozen at most, so scans are cheap.
-    ihave: Vec<(ConnId, ChatId)>,
     keys: Box<dyn Keys>,
     joined: bool,
     leaving: bool,
-    dedup: Dedup,
-    gossip: Gossip,
+    /// The default room's chats and gossip tree. Its announcements wait in one list for all
+    /// neighbours, so that a batch costs one allocation instead of one per neighbour (and the
+    /// map's own); a few dozen at most, so scans are cheap.
+    main: Room,
     /// Last of the group: its last few counters are cold, and are not hinted.
     stats: Stats,
     // ----- cold: connection changes, timers, commands -----
@@ -99,6 +99,17 @@ pub struct Node {
     book: AddressBook,
     banned: Bans,
     dial_bucket: Tokens,
+    /// The rooms this node is in besides the default one.
+    rooms: Rooms,
+    /// `FindRoom`s passed on and not answered yet: where an answer goes back to.
+    walks: Vec<Walk>,
+}
+
+/// A `FindRoom` passed on for a neighbour: its answer is passed back to `from` until `until`.
+struct Walk {
+    room: RoomId,
+    from: ConnId,
+    until: Time,
 }
 
 /// A chat fetched by sync is shown as caught up (`Origin::Repair`) only if at least this old.
@@ -137,6 +148,26 @@ const PEER_ANSWERS: RateLimit = RateLimit::new(0.25, 3.0);
 const HUNGRY_BOOK: usize = 64;
 /// Most dials in flight at once.
 const MAX_PENDING_DIALS: usize = 4;
+
+/// A room's chats and gossip, as `config` sets them: the default room's and every other's alike.
+fn new_room(config: &Config) -> Room {
+    Room::new(
+        Dedup::new(config.retention, config.max_chats, config.max_clock_skew),
+        Gossip::new(config.fanout, config.lazy_fanout, config.lazy_wait, config.want_timeout, config.repair),
+    )
+}
+
+/// The room at `ix` of `node`, reached through the node's fields so that only they are borrowed
+/// (the caller can use the node's RNG and queues beside it). `None` if the node left that room.
+macro_rules! room_mut {
+    ($node:expr, $ix:expr) => {
+        match $ix {
+            RoomIx::DEFAULT => Some(&mut $node.main),
+            ix => $node.rooms.get_mut(ix).map(|j| &mut j.room),
+        }
+    };
+}
+use room_mut;
 
 impl Node {
     /// A node at time `now`; `seed` drives every random choice it makes.
@@ -177,14 +208,9 @@ impl Node {
             book.add(*addr, Source::Bootstrap, now);
         }
         Node {
-            dedup: Dedup::new(config.retention, config.max_chats, config.max_clock_skew),
-            gossip: Gossip::new(
-                config.fanout,
-                config.lazy_fanout,
-                config.lazy_wait,
-                config.want_timeout,
-                config.repair,
-            ),
+            main: new_room(&config),
+            rooms: Rooms::default(),
+            walks: Vec::new(),
             keys,
             identity,
             rng,
@@ -195,7 +221,6 @@ impl Node {
             banned: Bans::default(),
             out: VecDeque::new(),
             tx: ConnMap::default(),
-            ihave: Vec::new(),
             interner: None,
             dial_bucket: Tokens::full(config.dial_rate.burst, now),
             #[cfg(debug_assertions)]
@@ -256,12 +281,12 @@ impl Node {
 
     /// Recent chats held for repair, oldest first.
     pub fn recent_chats(&self) -> impl Iterator<Item = &Arc<Chat>> {
-        self.dedup.iter()
+        self.main.dedup.iter()
     }
 
     /// Chats held for repair and catch-up.
     pub fn held_chats(&self) -> usize {
-        self.dedup.len()
+        self.main.dedup.len()
     }
 
     /// Whether the node has finished leaving (no connections left).
@@ -271,13 +296,17 @@ impl Node {
 
     /// Loads chats from an earlier run (the CLI's database) so this node can serve them to peers
     /// that missed them. They are not delivered again. Chats that fail verification, or are out of
-    /// the retention window, are skipped. Returns how many were taken.
+    /// the retention window, are skipped, as are chats of rooms the node is not in (rejoin rooms
+    /// first: `Command::Rejoin`). Returns how many were taken.
     pub fn restore(&mut self, now: Time, chats: impl IntoIterator<Item = Chat>) -> usize {
         let mut taken = 0;
         for chat in chats {
-            if self.dedup.check(&chat.id, now) == Verdict::New && chat.is_well_formed() && chat.verify(&*self.keys) {
-                self.arm_expire(&chat.id);
-                self.dedup.insert(Arc::new(chat), 0);
+            let Some(ix) = self.room_ix(&chat.room) else { continue };
+            let Some(room) = room_mut!(self, ix) else { continue };
+            if room.dedup.check(&chat.id, now) == Verdict::New && chat.is_well_formed() && chat.verify(&*self.keys) {
+                let id = chat.id;
+                room.dedup.insert(Arc::new(chat), 0);
+                self.arm_expire(&id);
                 taken += 1;
             }
         }
@@ -362,7 +391,7 @@ impl Node {
         if self.is_closed() {
             return None;
         }
-        let want = self.gossip.next_deadline().map(|t| (t, Timer::Want));
+        let want = self.wants_due().map(|t| (t, Timer::Want));
         match (want, self.timers.next()) {
             (Some(w), Some(t)) => Some(if w.0 <= t.0 { w } else { t }),
             (w, t) => w.or(t),

@@ -20,12 +20,12 @@ impl Node {
         if let Some((first, _)) = self.conns.iter().next() {
             f((first as *const ConnId).cast(), self.conns.len() * size_of::<(ConnId, Box<Conn>)>());
         }
-        self.dedup.memory(f);
-        self.gossip.memory(f);
+        self.main.dedup.memory(f);
+        self.main.gossip.memory(f);
         let (a, b) = self.out.as_slices();
         of(a, f);
         of(b, f);
-        of(&self.ihave[..], f);
+        of(&self.main.ihave[..], f);
     }
 
     /// The state of connection `conn`: reads the connection table (see `tables_memory`).

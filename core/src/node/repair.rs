@@ -5,24 +5,26 @@
 use super::*;
 
 impl Node {
-    pub(super) fn start_sync(&mut self, now: Time, conn: ConnId) {
-        let ranges = sync::initiate(&self.dedup, self.dedup.lower_bound(now));
+    pub(super) fn start_sync(&mut self, now: Time, conn: ConnId, ix: RoomIx) {
+        let Some(room) = self.room_ref(ix) else { return };
+        let ranges = sync::initiate(&room.dedup, room.dedup.lower_bound(now));
         self.stats.sync_frames_sent += 1;
-        self.send(conn, &Message::Sync { ranges });
+        self.send_in(conn, ix, Message::Sync { ranges });
     }
 
     /// Answers a reconciliation round, bounded before the work: each range is charged for the
     /// ids answering it walks (counted first, by two searches) and is answered only if `conn`'s
     /// credit covers it. At most `ServeLimits::round_bytes` of chats are pushed; the rest of each
     /// listed range goes back as a fingerprint, and the peer's answer asks for the next portion.
-    pub(super) fn on_sync(&mut self, now: Time, conn: ConnId, ranges: &[sync::SyncRange]) {
+    pub(super) fn on_sync(&mut self, now: Time, conn: ConnId, ix: RoomIx, ranges: &[sync::SyncRange]) {
         let mut answered = 0;
         for r in ranges {
+            let Some(room) = self.room_ref(ix) else { return };
             let listed = match &r.summary {
                 Summary::Ids(v) => v.len(),
                 Summary::Fingerprint { .. } => 0,
             };
-            let walk = if r.lower < r.upper { 3 * self.dedup.count_in(r.lower, r.upper) } else { 0 };
+            let walk = if r.lower < r.upper { 3 * room.dedup.count_in(r.lower, r.upper) } else { 0 };
             if let Err(why) = self.afford(conn, (walk + listed) * ID_WALK_COST) {
                 self.refuse(now, conn, why);
                 break;
@@ -32,29 +34,34 @@ impl Node {
         if answered == 0 || !self.conns.contains_key(&conn) {
             return;
         }
-        let mut reply = sync::respond(&self.dedup, &ranges[..answered]);
-        let sent = self.send_chats(now, conn, &reply.push, self.config.serve.round_bytes);
+        let Some(room) = self.room_ref(ix) else { return };
+        let mut reply = sync::respond(&room.dedup, &ranges[..answered]);
+        let sent = self.send_chats(now, conn, ix, &reply.push, self.config.serve.round_bytes);
         let mut back = std::mem::take(&mut reply.ranges);
         match sent.refused {
             Some(why) => self.refuse(now, conn, why),
-            None if sent.done < reply.push.len() => back.extend(sync::continue_from(&self.dedup, &reply, sent.done)),
+            None if sent.done < reply.push.len() => {
+                let Some(room) = self.room_ref(ix) else { return };
+                back.extend(sync::continue_from(&room.dedup, &reply, sent.done));
+            }
             None => {}
         }
         back.truncate(MAX_RANGES_PER_FRAME);
-        let want: Vec<ChatId> = reply.want.into_iter().filter(|id| self.dedup.check(id, now) == Verdict::New).collect();
+        let Some(room) = room_mut!(self, ix) else { return };
+        let want: Vec<ChatId> = reply.want.into_iter().filter(|id| room.dedup.check(id, now) == Verdict::New).collect();
         for id in &want {
-            self.gossip.on_asked(*id, conn, now);
+            room.gossip.on_asked(*id, conn, now);
         }
         if !want.is_empty() {
             self.stats.iwant_ids_sent += want.len() as u64;
-            self.send(conn, &Message::IWant { ids: want });
+            self.send_in(conn, ix, Message::IWant { ids: want });
         }
         if !back.is_empty() {
             let msg = Message::Sync { ranges: back };
             match self.afford(conn, wire::frame_size_hint(&msg)) {
                 Ok(()) => {
                     self.stats.sync_frames_sent += 1;
-                    self.send(conn, &msg);
+                    self.send_in(conn, ix, msg);
                 }
                 Err(why) => self.refuse(now, conn, why),
             }
@@ -64,8 +71,8 @@ impl Node {
     /// Answers an `IWant` or a `Graft` with the chats of `ids` still held, as far as `conn`'s
     /// credit and queue allow (see [`crate::serve`]). Chats sent to it before are not sent again;
     /// asking for many of them costs score, as does asking beyond the credit.
-    pub(super) fn answer_wants(&mut self, now: Time, conn: ConnId, ids: &[ChatId]) {
-        let sent = self.send_chats(now, conn, ids, usize::MAX);
+    pub(super) fn answer_wants(&mut self, now: Time, conn: ConnId, ix: RoomIx, ids: &[ChatId]) {
+        let sent = self.send_chats(now, conn, ix, ids, usize::MAX);
         if sent.repeats > 0 {
             let flood =
                 self.conns.get_mut(&conn).and_then(|c| c.served.as_mut()).is_some_and(|s| !s.repeat(sent.repeats, now));
@@ -80,9 +87,18 @@ impl Node {
 
     /// Sends `conn` the chats of `ids` it was not sent before, in order, as `Reply` frames, until
     /// `round_bytes` of them, its credit or its queue runs out. Ids not held are passed over.
-    pub(super) fn send_chats(&mut self, now: Time, conn: ConnId, ids: &[ChatId], round_bytes: usize) -> SentChats {
+    /// Only chats of room `ix` are looked up: a neighbour gets nothing of a room it is not in.
+    pub(super) fn send_chats(
+        &mut self,
+        now: Time,
+        conn: ConnId,
+        ix: RoomIx,
+        ids: &[ChatId],
+        round_bytes: usize,
+    ) -> SentChats {
         let mut out = SentChats { done: 0, repeats: 0, refused: None };
-        let oldest = self.dedup.lower_bound(now);
+        let Some(room) = self.room_ref(ix) else { return out };
+        let oldest = room.dedup.lower_bound(now);
         let cap = self.config.max_chats;
         let mut round = 0usize;
         for id in ids {
@@ -93,7 +109,7 @@ impl Node {
                 out.done += 1;
                 continue;
             }
-            let Some(stored) = self.dedup.get(id) else {
+            let Some(stored) = self.room_ref(ix).and_then(|r| r.dedup.get(id)) else {
                 out.done += 1;
                 continue;
             };
@@ -109,6 +125,9 @@ impl Node {
             round += cost;
             if let Some(c) = self.conns.get_mut(&conn) {
                 c.served.get_or_insert_with(|| Box::new(Served::new(now))).remember(*id, oldest, cap);
+            }
+            if ix != RoomIx::DEFAULT {
+                self.stats.room_frames_out += 1;
             }
             self.send(conn, &msg);
             out.done += 1;

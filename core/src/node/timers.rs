@@ -30,11 +30,13 @@ pub enum Timer {
     Announce,
     /// The oldest held chat leaves the retention window.
     Expire,
+    /// A room has too few member neighbours: dial members, or look for them.
+    Rooms,
 }
 
 impl Timer {
     /// Every timer kept in the table, in the order a tie is reported.
-    const TABLE: [Timer; 9] = [
+    const TABLE: [Timer; 10] = [
         Timer::IHave,
         Timer::Liveness,
         Timer::Dial,
@@ -44,6 +46,7 @@ impl Timer {
         Timer::Exchange,
         Timer::Announce,
         Timer::Expire,
+        Timer::Rooms,
     ];
 
     /// Its place in `TABLE` (and in `Timers`): read on every announcement queued and chat kept,
@@ -59,6 +62,7 @@ impl Timer {
             Timer::Exchange => 6,
             Timer::Announce => 7,
             Timer::Expire => 8,
+            Timer::Rooms => 9,
             Timer::Want => unreachable!("Want's deadlines are gossip's, not in the table"),
         }
     }
@@ -115,7 +119,7 @@ impl Timers {
 
 impl Node {
     pub(super) fn on_timeout(&mut self, now: Time) {
-        if self.gossip.next_deadline().is_some_and(|t| t <= now) {
+        if self.wants_due().is_some_and(|t| t <= now) {
             self.request_wants(now);
         }
         if self.timers.take_due(Timer::IHave, now) {
@@ -128,7 +132,9 @@ impl Node {
             self.check_liveness(now);
         }
         if self.leaving {
-            for t in [Timer::Dial, Timer::Explore, Timer::Join, Timer::Sync, Timer::Exchange, Timer::Announce] {
+            for t in
+                [Timer::Dial, Timer::Explore, Timer::Join, Timer::Sync, Timer::Exchange, Timer::Announce, Timer::Rooms]
+            {
                 self.timers.clear(t);
             }
             return;
@@ -150,6 +156,9 @@ impl Node {
         }
         if self.timers.take_due(Timer::Sync, now) {
             self.sync_round(now);
+        }
+        if self.timers.take_due(Timer::Rooms, now) {
+            self.rooms_round(now);
         }
         // A job that re-armed itself at `now` would wake the node again at once, for ever.
         debug_assert!(self.poll_timeout().is_none_or(|(t, _)| t > now), "a timer is still due after it ran");
@@ -188,30 +197,45 @@ impl Node {
         self.timers.set_min(Timer::Expire, at);
     }
 
-    /// Asks for the lazily announced chats whose wait is over, per neighbour in one frame.
+    /// The earliest want of any room.
+    pub(super) fn wants_due(&self) -> Option<Time> {
+        let rooms = self.rooms.iter().filter_map(|(_, j)| j.room.gossip.next_deadline());
+        rooms.chain(self.main.gossip.next_deadline()).min()
+    }
+
+    /// Asks for the lazily announced chats whose wait is over, per room and neighbour in one frame.
     fn request_wants(&mut self, now: Time) {
-        let mut wants: BTreeMap<(ConnId, bool), Vec<ChatId>> = BTreeMap::new();
-        for w in self.gossip.poll_wants(now) {
-            wants.entry((w.conn, w.graft)).or_default().push(w.id);
-        }
-        for ((conn, graft), ids) in wants {
-            if graft {
-                self.stats.grafts_sent += 1;
-                self.send(conn, &Message::Graft { ids });
-            } else {
-                self.stats.iwant_ids_sent += ids.len() as u64;
-                self.send(conn, &Message::IWant { ids });
+        for ix in std::iter::once(RoomIx::DEFAULT).chain(self.rooms.ixs()) {
+            let Some(room) = room_mut!(self, ix) else { continue };
+            if room.gossip.next_deadline().is_none_or(|t| t > now) {
+                continue;
+            }
+            let mut wants: BTreeMap<(ConnId, bool), Vec<ChatId>> = BTreeMap::new();
+            for w in room.gossip.poll_wants(now) {
+                wants.entry((w.conn, w.graft)).or_default().push(w.id);
+            }
+            for ((conn, graft), ids) in wants {
+                if graft {
+                    self.stats.grafts_sent += 1;
+                    self.send_in(conn, ix, Message::Graft { ids });
+                } else {
+                    self.stats.iwant_ids_sent += ids.len() as u64;
+                    self.send_in(conn, ix, Message::IWant { ids });
+                }
             }
         }
     }
 
     /// Forgets chats and bans that are over, and arms for the next chat to go.
     fn expire(&mut self, now: Time) {
-        self.dedup.expire(now);
         self.banned.forget_expired(now);
-        let oldest = self.dedup.iter().next().map(|c| c.id);
-        if let Some(oldest) = oldest {
-            self.arm_expire(&oldest);
+        for ix in std::iter::once(RoomIx::DEFAULT).chain(self.rooms.ixs()) {
+            let Some(room) = room_mut!(self, ix) else { continue };
+            room.dedup.expire(now);
+            let oldest = room.dedup.iter().next().map(|c| c.id);
+            if let Some(oldest) = oldest {
+                self.arm_expire(&oldest);
+            }
         }
     }
 
@@ -289,13 +313,21 @@ impl Node {
         self.timers.set(Timer::Announce, now + self.config.announce_interval);
     }
 
+    /// An anti-entropy round in every room, each with a random neighbour in it.
     fn sync_round(&mut self, now: Time) {
         let up = self.up_conns();
         if !self.config.repair || up.is_empty() {
             return;
         }
         let conn = up[self.rng.below(up.len())];
-        self.start_sync(now, conn);
+        self.start_sync(now, conn, RoomIx::DEFAULT);
+        for ix in self.rooms.ixs() {
+            let members: Vec<ConnId> = up.iter().copied().filter(|c| self.conns[c].in_room(ix)).collect();
+            if !members.is_empty() {
+                let conn = members[self.rng.below(members.len())];
+                self.start_sync(now, conn, ix);
+            }
+        }
         let at = now + self.sync_wait();
         self.timers.set(Timer::Sync, at);
     }

@@ -7,7 +7,7 @@ use quickcheck::{Arbitrary, Gen};
 
 use super::codec::config;
 use super::framing::HEADER_BYTES;
-use super::{decode_payload, encode, Message, WireError, PROTOCOL_VERSION, VERSION_BYTES};
+use super::{decode_payload, encode, Message, RoomMessage, WireError, PROTOCOL_VERSION, VERSION_BYTES};
 use crate::chat::{Body, Chat, ChatId};
 use crate::identity::Ed25519Keys;
 use crate::sync::{Summary, SyncRange};
@@ -35,7 +35,32 @@ impl Arbitrary for AnyMessage {
     fn arbitrary(g: &mut Gen) -> Self {
         let keys = Ed25519Keys::from_seed(u64::arbitrary(g) % 8);
         let ids = |g: &mut Gen| (0..usize::arbitrary(g) % 8).map(|_| arb_id(g)).collect::<Vec<_>>();
-        let msg = match u8::arbitrary(g) % 14 {
+        let room = |g: &mut Gen| crate::rooms::RoomId(arb_id(g).0);
+        let msg = match u8::arbitrary(g) % 20 {
+            14 => {
+                let room_keys = crate::rooms::RoomKeys::new(&crate::rooms::RoomSecret([u8::arbitrary(g); 32]));
+                let (name, text) = (String::arbitrary(g), String::arbitrary(g));
+                let chat = Chat::sealed(&keys, arb_id(g), &room_keys, &name, &text, [u8::arbitrary(g); 24]);
+                Message::Chat { ttl: u8::arbitrary(g), hops: u8::arbitrary(g), chat: Arc::new(chat) }
+            }
+            15 => Message::Room {
+                room: room(g),
+                msg: match u8::arbitrary(g) % 5 {
+                    0 => RoomMessage::IHave { ids: ids(g) },
+                    1 => RoomMessage::IWant { ids: ids(g) },
+                    2 => RoomMessage::Graft { ids: ids(g) },
+                    3 => RoomMessage::Prune,
+                    _ => RoomMessage::Sync {
+                        ranges: vec![SyncRange { lower: arb_id(g), upper: arb_id(g), summary: Summary::Ids(ids(g)) }],
+                    },
+                },
+            },
+            16 => Message::Subscribe { tag: [u8::arbitrary(g); 32], public: bool::arbitrary(g).then(|| room(g)) },
+            17 => Message::Unsubscribe { tag: [u8::arbitrary(g); 32] },
+            18 => Message::FindRoom { room: room(g), ttl: u8::arbitrary(g) },
+            19 => {
+                Message::RoomPeers { room: room(g), addrs: (0..usize::arbitrary(g) % 5).map(|_| arb_addr(g)).collect() }
+            }
             11 => Message::Prune,
             12 => Message::Graft { ids: ids(g) },
             13 => Message::Reply {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::direct::{decode_direct, encode_direct, put_len, put_varint, Reader, IHAVE};
 use super::framing::{finish_frame, start_frame, HEADER_BYTES};
-use super::{Hello, Ids, Message, WireError, MAX_IDS_PER_FRAME, PROTOCOL_VERSION, VERSION_BYTES};
+use super::{Hello, Ids, Message, RoomMessage, WireError, MAX_IDS_PER_FRAME, PROTOCOL_VERSION, VERSION_BYTES};
 use crate::chat::{Chat, ChatId};
 use crate::identity::{PublicKey, Signature};
 use crate::sync::SyncRange;
@@ -73,22 +73,34 @@ fn size_hint(msg: &Message) -> usize {
     let chat = |c: &Chat| {
         let text = match &c.body {
             crate::chat::Body::Text(t) => t.len(),
+            crate::chat::Body::Sealed(s) => s.len(),
             _ => 0,
         };
-        // Id, author, signature, and a few bytes each for lengths, tags and counters.
-        ID + 32 + 64 + 16 + c.username.len() + text
+        // Id, room, author, signature, and a few bytes each for lengths, tags and counters.
+        ID + 16 + 32 + 64 + 16 + c.username.len() + text
+    };
+    let ranges = |ranges: &[SyncRange]| {
+        let ids = |r: &SyncRange| match &r.summary {
+            crate::sync::Summary::Ids(v) => ID * v.len(),
+            crate::sync::Summary::Fingerprint { .. } => 24,
+        };
+        4 + ranges.iter().map(|r| 2 * ID + 4 + ids(r)).sum::<usize>()
     };
     match msg {
         Message::Chat { chat: c, .. } | Message::Reply { chat: c, .. } => chat(c),
         Message::IHave { ids } | Message::IWant { ids } | Message::Graft { ids } => 4 + ID * ids.len(),
-        Message::Sync { ranges } => {
-            let ids = |r: &SyncRange| match &r.summary {
-                crate::sync::Summary::Ids(v) => ID * v.len(),
-                crate::sync::Summary::Fingerprint { .. } => 24,
-            };
-            4 + ranges.iter().map(|r| 2 * ID + 4 + ids(r)).sum::<usize>()
+        Message::Sync { ranges: r } => ranges(r),
+        Message::PeerResponse { addrs } | Message::RoomPeers { addrs, .. } => 20 + 24 * addrs.len(),
+        Message::Room { msg, .. } => {
+            20 + match msg {
+                RoomMessage::IHave { ids } | RoomMessage::IWant { ids } | RoomMessage::Graft { ids } => {
+                    4 + ID * ids.len()
+                }
+                RoomMessage::Sync { ranges: r } => ranges(r),
+                RoomMessage::Prune => 0,
+            }
         }
-        Message::PeerResponse { addrs } => 4 + 24 * addrs.len(),
+        Message::Subscribe { .. } | Message::Unsubscribe { .. } | Message::FindRoom { .. } => 56,
         Message::Prune
         | Message::Ping { .. }
         | Message::Pong { .. }

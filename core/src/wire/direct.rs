@@ -17,6 +17,7 @@ use super::codec::DECODE_LIMIT_BYTES;
 use super::Message;
 use crate::chat::{Body, Chat, ChatId};
 use crate::identity::{PublicKey, Signature};
+use crate::rooms::RoomId;
 use crate::sync::{Summary, SyncRange};
 
 /// bincode's variant numbers: places in `Message`, in `Body` and in `Summary`.
@@ -35,6 +36,7 @@ const ANNOUNCE: u8 = 11;
 const TEXT: u8 = 0;
 const JOIN: u8 = 1;
 const LEAVE: u8 = 2;
+const SEALED: u8 = 3;
 const FINGERPRINT: u8 = 0;
 const IDS: u8 = 1;
 const V4: u8 = 0;
@@ -71,7 +73,9 @@ pub(super) fn encode_direct(msg: &Message, out: &mut Vec<u8>) -> bool {
             }
         }
         Message::Chat { chat, .. } | Message::Reply { chat, .. }
-            if short(chat.username.len()) && !matches!(&chat.body, Body::Text(t) if !short(t.len())) =>
+            if short(chat.username.len())
+                && !matches!(&chat.body, Body::Text(t) if !short(t.len()))
+                && !matches!(&chat.body, Body::Sealed(s) if !short(s.len())) =>
         {
             match msg {
                 Message::Chat { ttl, hops, .. } => out.extend_from_slice(&[CHAT, *ttl, *hops]),
@@ -79,6 +83,7 @@ pub(super) fn encode_direct(msg: &Message, out: &mut Vec<u8>) -> bool {
                 _ => unreachable!("matched above"),
             }
             out.extend_from_slice(&chat.id.0);
+            out.extend_from_slice(&chat.room.0);
             out.extend_from_slice(&chat.author.0);
             put_len(out, chat.username.len());
             out.extend_from_slice(chat.username.as_bytes());
@@ -90,6 +95,11 @@ pub(super) fn encode_direct(msg: &Message, out: &mut Vec<u8>) -> bool {
                 }
                 Body::Join => out.push(JOIN),
                 Body::Leave => out.push(LEAVE),
+                Body::Sealed(b) => {
+                    out.push(SEALED);
+                    put_len(out, b.len());
+                    out.extend_from_slice(b);
+                }
             }
             out.extend_from_slice(&chat.signature.0);
         }
@@ -316,10 +326,12 @@ impl<'a> Reader<'a> {
     /// A chat: `known`'s copy of its id if that is the same chat, else a new one.
     fn chat(&mut self, known: &impl Fn(&ChatId) -> Option<Arc<Chat>>) -> Option<Arc<Chat>> {
         let id = ChatId(self.array()?);
+        let room = RoomId(self.array()?);
         let author = PublicKey(self.array()?);
         let username = self.raw_string()?;
-        let text = match self.byte()? {
-            TEXT => Ok(self.raw_string()?),
+        let tag = self.byte()?;
+        let text = match tag {
+            TEXT | SEALED => Ok(self.raw_string()?),
             JOIN => Err(Body::Join),
             LEAVE => Err(Body::Leave),
             _ => return None,
@@ -327,12 +339,17 @@ impl<'a> Reader<'a> {
         let signature = Signature(self.array()?);
         if let Some(kept) = known(&id) {
             let same_body = match (&kept.body, &text) {
-                (Body::Text(k), Ok(t)) => k.as_bytes() == *t,
+                (Body::Text(k), Ok(t)) => tag == TEXT && k.as_bytes() == *t,
+                (Body::Sealed(k), Ok(t)) => tag == SEALED && k == t,
                 (k, Err(b)) => k == b,
                 _ => false,
             };
             // Equal bytes are valid UTF-8, as the copy's strings are.
-            if same_body && kept.author == author && kept.signature == signature && kept.username.as_bytes() == username
+            if same_body
+                && kept.room == room
+                && kept.author == author
+                && kept.signature == signature
+                && kept.username.as_bytes() == username
             {
                 return Some(kept);
             }
@@ -340,10 +357,11 @@ impl<'a> Reader<'a> {
         let utf8 = |b: &[u8]| std::str::from_utf8(b).ok().map(str::to_owned);
         let username = utf8(username)?;
         let body = match text {
+            Ok(t) if tag == SEALED => Body::Sealed(t.to_vec()),
             Ok(t) => Body::Text(utf8(t)?),
             Err(b) => b,
         };
-        Some(Arc::new(Chat { id, author, username, body, signature }))
+        Some(Arc::new(Chat { id, room, author, username, body, signature }))
     }
 }
 

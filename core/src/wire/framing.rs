@@ -436,6 +436,9 @@ mod tests {
         d.push(&frame);
         let err = d.next_frame().unwrap().unwrap_err();
         assert!(err.is_fatal());
-        assert_eq!(err.to_string(), "peer speaks protocol version 7, this node speaks version 2");
+        assert_eq!(
+            err.to_string(),
+            format!("peer speaks protocol version 7, this node speaks version {}", super::super::PROTOCOL_VERSION)
+        );
     }
 }

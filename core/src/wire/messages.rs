@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::chat::{Chat, ChatId};
 use crate::identity::{PublicKey, Signature};
+use crate::rooms::RoomId;
 use crate::sync::SyncRange;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,6 +60,69 @@ pub enum Message {
     Announce {
         listen_port: u16,
     },
+    /// Gossip of a room other than the default one (chats name their room themselves). Sent only
+    /// to a neighbour whose `Subscribe` for that room checked out.
+    Room {
+        room: RoomId,
+        msg: RoomMessage,
+    },
+    /// "I am in a room": `tag` is the room's membership tag for this connection and this sender
+    /// (see `RoomKeys::tag`), which only a member can make or check. `public` names the room's id
+    /// when the room is public, so that non-members can point newcomers to it (`FindRoom`).
+    Subscribe {
+        tag: [u8; 32],
+        public: Option<RoomId>,
+    },
+    /// "I left the room I subscribed to with this tag."
+    Unsubscribe {
+        tag: [u8; 32],
+    },
+    /// "Who is in this public room?" Answered with `RoomPeers` by a node that knows members, else
+    /// passed on to one more neighbour while `ttl` lasts, the answer coming back the same way.
+    FindRoom {
+        room: RoomId,
+        ttl: u8,
+    },
+    /// Addresses of members of `room`, answering a `FindRoom`.
+    RoomPeers {
+        room: RoomId,
+        addrs: Vec<SocketAddr>,
+    },
+}
+
+/// What `Message::Room` carries: the default room's gossip messages, for one room.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RoomMessage {
+    IHave { ids: Vec<ChatId> },
+    IWant { ids: Vec<ChatId> },
+    Prune,
+    Graft { ids: Vec<ChatId> },
+    Sync { ranges: Vec<SyncRange> },
+}
+
+impl RoomMessage {
+    /// The same message, of the default room.
+    pub fn into_message(self) -> Message {
+        match self {
+            RoomMessage::IHave { ids } => Message::IHave { ids },
+            RoomMessage::IWant { ids } => Message::IWant { ids },
+            RoomMessage::Prune => Message::Prune,
+            RoomMessage::Graft { ids } => Message::Graft { ids },
+            RoomMessage::Sync { ranges } => Message::Sync { ranges },
+        }
+    }
+
+    /// `msg` as a message of a room, if it is one of those a room carries.
+    pub fn from_message(msg: Message) -> Option<RoomMessage> {
+        Some(match msg {
+            Message::IHave { ids } => RoomMessage::IHave { ids },
+            Message::IWant { ids } => RoomMessage::IWant { ids },
+            Message::Prune => RoomMessage::Prune,
+            Message::Graft { ids } => RoomMessage::Graft { ids },
+            Message::Sync { ranges } => RoomMessage::Sync { ranges },
+            _ => return None,
+        })
+    }
 }
 
 /// Who a peer is, sent encrypted inside the Noise handshake (see `handshake`), never as a frame.
@@ -89,6 +153,11 @@ impl Message {
             Message::PeerRequest => "PeerRequest",
             Message::PeerResponse { .. } => "PeerResponse",
             Message::Announce { .. } => "Announce",
+            Message::Room { .. } => "Room",
+            Message::Subscribe { .. } => "Subscribe",
+            Message::Unsubscribe { .. } => "Unsubscribe",
+            Message::FindRoom { .. } => "FindRoom",
+            Message::RoomPeers { .. } => "RoomPeers",
         }
     }
 }

@@ -1,0 +1,399 @@
+//! Rooms at the node: joining and leaving them, telling neighbours which rooms this node is in
+//! and learning theirs, finding members of a room, and the room commands. How a room's chats
+//! spread is the default room's rule, per room (`broadcast`, `repair`, `inbound` take the room).
+
+use super::*;
+use crate::rooms::{Access, Invite, RoomInfo, RoomSecret, RoomSummary, MAX_INVITE_ADDRS, MAX_ROOMS};
+use crate::wire::RoomMessage;
+
+/// Member neighbours a room wants: below this, the node dials members it knows of and, for a
+/// public room, asks for more. Three keep a room's tree connected through one loss.
+pub(super) const ROOM_TARGET: usize = 3;
+
+/// How far a `FindRoom` walks: the asker's neighbour, and three more beyond it.
+const FIND_TTL: u8 = 4;
+/// How long a passed-on `FindRoom` waits for its answer.
+const WALK_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most `FindRoom`s passed on and waiting at once.
+const MAX_WALKS: usize = 64;
+/// Most member addresses in one `RoomPeers`.
+const MAX_ROOM_PEERS: usize = 8;
+/// How often a peer may subscribe or unsubscribe: joining every room at once (a restart) is
+/// allowed, then one change a second. Each costs a tag check per room this node is in.
+const ROOM_CHANGES: RateLimit = RateLimit::new(1.0, 2.0 * MAX_ROOMS as f64);
+/// How often a room short of members looks for more.
+const ROOM_ROUND: Duration = Duration::from_secs(2);
+
+impl Node {
+    /// The rooms this node is in besides the default one.
+    pub fn rooms(&self) -> Vec<RoomSummary> {
+        let me = self.public_key();
+        self.rooms.iter().map(|(_, j)| j.summary(&me)).collect()
+    }
+
+    /// The room with this id, if this node is in it (the default room always).
+    pub(super) fn room_ix(&self, id: &RoomId) -> Option<RoomIx> {
+        if id.is_default() {
+            Some(RoomIx::DEFAULT)
+        } else {
+            self.rooms.find(id)
+        }
+    }
+
+    /// Whether `addr` was found to be this node's own.
+    fn is_own(&self, addr: &SocketAddr) -> bool {
+        self.book.get(addr).is_some_and(|e| e.is_self)
+    }
+
+    pub(super) fn room_ref(&self, ix: RoomIx) -> Option<&Room> {
+        match ix {
+            RoomIx::DEFAULT => Some(&self.main),
+            ix => self.rooms.get(ix).map(|j| &j.room),
+        }
+    }
+
+    /// Sends `msg` of room `ix` to `conn`, wrapped in `Message::Room` unless it is the default
+    /// room's. Only to a neighbour in that room: nothing of a room goes to a non-member.
+    pub(super) fn send_in(&mut self, conn: ConnId, ix: RoomIx, msg: Message) {
+        if ix == RoomIx::DEFAULT {
+            return self.send(conn, &msg);
+        }
+        let (Some(j), Some(c)) = (self.rooms.get(ix), self.conns.get(&conn)) else { return };
+        if !c.in_room(ix) {
+            debug_assert!(false, "room traffic for a non-member");
+            return;
+        }
+        let room = j.info.id;
+        let Some(msg) = RoomMessage::from_message(msg) else { return };
+        self.stats.room_frames_out += 1;
+        self.send(conn, &Message::Room { room, msg });
+    }
+
+    pub(super) fn on_room_command(&mut self, now: Time, cmd: Command) {
+        match cmd {
+            Command::Say { room, text } => match self.rooms.find(&room) {
+                Some(ix) => self.originate_in(now, ix, &text),
+                None => self.emit(Event::Refused(format!("not in room {}", room.short()))),
+            },
+            Command::JoinPublic(name) => {
+                let name = crate::rooms::normalize(&name);
+                if name.is_empty() {
+                    return self.emit(Event::Refused("a room needs a name".into()));
+                }
+                let secret = RoomKeys::public_secret(&name);
+                let id = RoomKeys::new(&secret).id;
+                self.join_room(now, RoomInfo { id, name, access: Access::Public, secret }, &[]);
+            }
+            Command::JoinInvite(code) => match Invite::from_code(&code, &*self.keys, now) {
+                Ok(i) => {
+                    let id = RoomKeys::new(&i.secret).id;
+                    let info = RoomInfo { id, name: i.name, access: Access::Private, secret: i.secret };
+                    let addrs: Vec<SocketAddr> = i.addrs.into_iter().filter(|a| !self.is_own(a)).collect();
+                    self.join_room(now, info, &addrs);
+                }
+                Err(e) => self.emit(Event::Refused(format!("cannot join: {e}"))),
+            },
+            Command::CreateRoom { name, addrs, valid_for } => {
+                let name = crate::rooms::normalize(&name);
+                if name.is_empty() {
+                    return self.emit(Event::Refused("a room needs a name".into()));
+                }
+                let secret = RoomSecret(self.rng.bytes());
+                let id = RoomKeys::new(&secret).id;
+                if self.join_room(now, RoomInfo { id, name, access: Access::Private, secret }, &[]) {
+                    self.invite(now, id, addrs, valid_for);
+                }
+            }
+            Command::Rejoin(info) => {
+                if RoomKeys::new(&info.secret).id != info.id {
+                    return self.emit(Event::Refused(format!("room {}: its secret does not match its id", info.name)));
+                }
+                self.join_room(now, info, &[]);
+            }
+            Command::Part(room) => match self.rooms.find(&room) {
+                Some(ix) => self.part_room(ix),
+                None => self.emit(Event::Refused(format!("not in room {}", room.short()))),
+            },
+            Command::Invite { room, addrs, valid_for } => self.invite(now, room, addrs, valid_for),
+            _ => unreachable!("not a room command"),
+        }
+    }
+
+    fn invite(&mut self, now: Time, room: RoomId, mut addrs: Vec<SocketAddr>, valid_for: Duration) {
+        let Some(ix) = self.rooms.find(&room) else {
+            return self.emit(Event::Refused(format!("not in room {}", room.short())));
+        };
+        let j = self.rooms.get(ix).expect("found above");
+        if j.info.access == Access::Public {
+            let msg = format!("#{} is public: anyone can /join #{}", j.info.name, j.info.name);
+            return self.emit(Event::Refused(msg));
+        }
+        // Where the invited can reach the room: here, and at member neighbours.
+        for c in self.conns.values().filter(|c| c.in_room(ix)) {
+            addrs.extend(c.listen_addr());
+        }
+        addrs.dedup();
+        addrs.truncate(MAX_INVITE_ADDRS);
+        let invite = Invite::new(&*self.keys, &j.info.name, j.info.secret.clone(), addrs, now + valid_for);
+        self.emit(Event::Invite { room, code: invite.to_code() });
+    }
+
+    /// Takes `info` into the rooms, tells every neighbour, and finds the members among them.
+    /// Whether the node is in the room now.
+    fn join_room(&mut self, now: Time, info: RoomInfo, addrs: &[SocketAddr]) -> bool {
+        if let Some(ix) = self.rooms.find(&info.id) {
+            // Already in it: an invite's addresses are still worth dialing.
+            if let Some(j) = self.rooms.get_mut(ix) {
+                addrs.iter().for_each(|a| j.add_candidate(*a));
+            }
+            self.timers.set_min(Timer::Rooms, now);
+            return true;
+        }
+        let mut joined = Joined::new(info.clone(), new_room(&self.config));
+        addrs.iter().for_each(|a| joined.add_candidate(*a));
+        let Some(ix) = self.rooms.insert(joined) else {
+            self.emit(Event::Refused(format!("already in {MAX_ROOMS} rooms: /part one first")));
+            return false;
+        };
+        self.emit(Event::RoomJoined(info));
+        for conn in self.up_conns() {
+            self.subscribe(conn, ix);
+            // A neighbour that subscribed before this node joined is a member already.
+            let known = self.conns.get(&conn).and_then(|c| c.peer_rooms.as_ref()).map(|p| p.tags.clone());
+            for (tag, _) in known.unwrap_or_default() {
+                self.match_tag(now, conn, &tag);
+            }
+        }
+        self.timers.set_min(Timer::Rooms, now);
+        true
+    }
+
+    /// Leaves room `ix`: every neighbour is told (those in it stop sending it), its state dropped.
+    fn part_room(&mut self, ix: RoomIx) {
+        let Some(j) = self.rooms.get(ix) else { return };
+        let keys = j.keys.clone();
+        let id = j.info.id;
+        for conn in self.up_conns() {
+            let Some(c) = self.conns.get_mut(&conn) else { continue };
+            let tag = keys.tag(&c.binding, c.direction() == Direction::Outbound);
+            c.rooms &= !ix.bit();
+            self.send(conn, &Message::Unsubscribe { tag });
+        }
+        self.rooms.remove(ix);
+        self.emit(Event::RoomParted(id));
+    }
+
+    /// Tells `conn` this node is in room `ix`.
+    fn subscribe(&mut self, conn: ConnId, ix: RoomIx) {
+        let (Some(j), Some(c)) = (self.rooms.get(ix), self.conns.get(&conn)) else { return };
+        let tag = j.keys.tag(&c.binding, c.direction() == Direction::Outbound);
+        let public = (j.info.access == Access::Public).then_some(j.info.id);
+        self.send(conn, &Message::Subscribe { tag, public });
+    }
+
+    /// A new neighbour is told of every room this node is in.
+    pub(super) fn send_subscriptions(&mut self, conn: ConnId) {
+        for ix in self.rooms.ixs() {
+            self.subscribe(conn, ix);
+        }
+    }
+
+    pub(super) fn on_subscribe(&mut self, now: Time, conn: ConnId, tag: [u8; 32], public: Option<RoomId>) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let p = c.peer_rooms.get_or_insert_with(|| {
+            Box::new(PeerRooms { tags: Vec::new(), changes: Tokens::full(ROOM_CHANGES.burst, now) })
+        });
+        if !p.changes.take(now, ROOM_CHANGES) {
+            return self.penalize(now, conn, Penalty::Flood, "subscribes and unsubscribes too often");
+        }
+        if !p.tags.iter().any(|(t, _)| *t == tag) {
+            if p.tags.len() >= MAX_ROOMS {
+                return self.penalize(now, conn, Penalty::ProtocolViolation, "subscribed to too many rooms");
+            }
+            p.tags.push((tag, public));
+        }
+        let matched = self.match_tag(now, conn, &tag);
+        // It names a public room this node is in, with a tag that does not prove it.
+        if let (Some(id), None) = (public, matched) {
+            if self.rooms.find(&id).is_some() {
+                self.penalize(now, conn, Penalty::ProtocolViolation, "claims a room it is not in");
+            }
+        }
+    }
+
+    /// Whether `tag`, from `conn`, proves membership of a room this node is in; if so, `conn`
+    /// becomes a neighbour of that room's tree.
+    fn match_tag(&mut self, now: Time, conn: ConnId, tag: &[u8; 32]) -> Option<RoomIx> {
+        let c = self.conns.get(&conn)?;
+        // The peer dialed us: its tag is the initiator's.
+        let from_initiator = c.direction() == Direction::Inbound;
+        let ix = self.rooms.iter().find(|(_, j)| j.keys.tag(&c.binding, from_initiator) == *tag).map(|(ix, _)| ix)?;
+        if c.in_room(ix) {
+            return Some(ix);
+        }
+        let outbound = c.direction() == Direction::Outbound;
+        let extra = {
+            let j = self.rooms.get_mut(ix)?;
+            j.neighbours += 1;
+            j.neighbours > self.config.target_peers
+        };
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.rooms |= ix.bit();
+        }
+        let room = room_mut!(self, ix)?;
+        if !room.gossip.on_peer_up(conn, extra) && self.config.repair {
+            self.stats.prunes_sent += 1;
+            self.send_in(conn, ix, Message::Prune);
+        }
+        if self.config.repair && outbound {
+            self.start_sync(now, conn, ix);
+        }
+        Some(ix)
+    }
+
+    pub(super) fn on_unsubscribe(&mut self, now: Time, conn: ConnId, tag: [u8; 32]) {
+        let Some(p) = self.conns.get_mut(&conn).and_then(|c| c.peer_rooms.as_mut()) else { return };
+        if !p.changes.take(now, ROOM_CHANGES) {
+            return self.penalize(now, conn, Penalty::Flood, "subscribes and unsubscribes too often");
+        }
+        p.tags.retain(|(t, _)| *t != tag);
+        let Some(c) = self.conns.get(&conn) else { return };
+        let from_initiator = c.direction() == Direction::Inbound;
+        let found = self.rooms.iter().find(|(ix, j)| c.in_room(*ix) && j.keys.tag(&c.binding, from_initiator) == tag);
+        if let Some((ix, _)) = found {
+            self.leave_rooms_of(now, conn, ix.bit());
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.rooms &= !ix.bit();
+            }
+        }
+    }
+
+    /// `conn` is no longer a neighbour in the rooms of `bits` (it left them, or went).
+    pub(super) fn leave_rooms_of(&mut self, now: Time, conn: ConnId, bits: u64) {
+        let _ = now;
+        for ix in self.rooms.ixs() {
+            if bits & ix.bit() == 0 {
+                continue;
+            }
+            let Some(j) = self.rooms.get_mut(ix) else { continue };
+            j.neighbours = j.neighbours.saturating_sub(1);
+            j.room.ihave.retain(|(c, _)| *c != conn);
+            if let Some(g) = j.room.gossip.on_peer_down(conn, &mut self.rng) {
+                self.stats.grafts_sent += 1;
+                self.send_in(g, ix, Message::Graft { ids: Vec::new() });
+            }
+        }
+        self.walks.retain(|w| w.from != conn);
+        self.timers.set_min(Timer::Rooms, now);
+    }
+
+    /// Room traffic from `conn`: acted on as the default room's is, in that room, if `conn` proved
+    /// it is in it and this node is. Anything else is counted as a leak and dropped (a peer may
+    /// send a frame or two after this node left a room, before it hears so).
+    pub(super) fn on_room_message(&mut self, now: Time, conn: ConnId, room: RoomId, msg: RoomMessage, bytes: usize) {
+        let ix = self.rooms.find(&room).filter(|ix| self.conns.get(&conn).is_some_and(|c| c.in_room(*ix)));
+        let Some(ix) = ix else {
+            self.stats.foreign_room_frames += 1;
+            self.stats.foreign_room_bytes += bytes as u64;
+            return;
+        };
+        self.stats.room_frames_in += 1;
+        self.on_gossip(now, conn, ix, msg.into_message());
+    }
+
+    /// A neighbour looks for members of a public room.
+    pub(super) fn on_find_room(&mut self, now: Time, conn: ConnId, room: RoomId, ttl: u8) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        if !c.peer_answers.take(now, PEER_ANSWERS) {
+            self.stats.answers_refused += 1;
+            return;
+        }
+        let ix = self.rooms.find(&room);
+        let mut addrs: Vec<SocketAddr> = self
+            .conns
+            .iter()
+            .filter(|(id, c)| **id != conn && (ix.is_some_and(|ix| c.in_room(ix)) || c.advertises(&room)))
+            .filter_map(|(_, c)| c.listen_addr())
+            .collect();
+        addrs.truncate(MAX_ROOM_PEERS);
+        if !addrs.is_empty() || ix.is_some() {
+            // A member with no member neighbour answers with none: the asker is its neighbour, and
+            // it has told the asker it is in the room.
+            return self.answer(now, conn, &Message::RoomPeers { room, addrs });
+        }
+        if ttl == 0 || self.walks.iter().any(|w| w.room == room && w.from == conn) {
+            return;
+        }
+        let others: Vec<ConnId> = self.up_conns().into_iter().filter(|c| *c != conn).collect();
+        if others.is_empty() {
+            return;
+        }
+        let next = others[self.rng.below(others.len())];
+        if self.walks.len() >= MAX_WALKS {
+            self.walks.remove(0);
+        }
+        self.walks.push(Walk { room, from: conn, until: now + WALK_TIMEOUT });
+        self.send(next, &Message::FindRoom { room, ttl: ttl.min(FIND_TTL) - 1 });
+    }
+
+    /// Members of a room: kept to dial if this node is in it and asked, passed back if it asked
+    /// for a neighbour, ignored otherwise.
+    pub(super) fn on_room_peers(&mut self, now: Time, conn: ConnId, room: RoomId, addrs: Vec<SocketAddr>) {
+        if addrs.len() > MAX_ROOM_PEERS {
+            return self.penalize(now, conn, Penalty::ProtocolViolation, "oversized RoomPeers");
+        }
+        self.walks.retain(|w| w.until > now);
+        if let Some(ix) = self.rooms.find(&room) {
+            // The answerer may be a member itself: its own listen address counts too.
+            let from = self.conns.get(&conn).and_then(|c| c.listen_addr());
+            if let Some(j) = self.rooms.get_mut(ix) {
+                addrs.iter().chain(from.iter()).for_each(|a| j.add_candidate(*a));
+            }
+            self.timers.set_min(Timer::Rooms, now);
+            return;
+        }
+        if let Some(i) = self.walks.iter().position(|w| w.room == room) {
+            let back = self.walks.remove(i).from;
+            // The neighbour it came from is worth naming: it answered, so it is a member or
+            // knows them.
+            let mut addrs = addrs;
+            addrs.extend(self.conns.get(&conn).and_then(|c| c.listen_addr()));
+            addrs.truncate(MAX_ROOM_PEERS);
+            self.send(back, &Message::RoomPeers { room, addrs });
+        }
+    }
+
+    /// Rooms with too few member neighbours dial members they know of, and public ones ask a
+    /// random neighbour for more. Again every `ROOM_ROUND` while any is short.
+    pub(super) fn rooms_round(&mut self, now: Time) {
+        let mut short = false;
+        for ix in self.rooms.ixs() {
+            let Some(j) = self.rooms.get(ix) else { continue };
+            if j.neighbours >= ROOM_TARGET {
+                continue;
+            }
+            short = true;
+            let (room, public) = (j.info.id, j.info.access == Access::Public);
+            let busy: Vec<SocketAddr> =
+                self.conns.values().flat_map(|c| [Some(c.addr()), c.listen_addr()]).flatten().collect();
+            let next = j.candidates.iter().rev().find(|a| !busy.contains(a) && !self.is_own(a)).copied();
+            if let Some(addr) = next {
+                if self.up_peers < self.config.max_peers && self.dial_bucket.take(now, self.config.dial_rate) {
+                    if let Some(j) = self.rooms.get_mut(ix) {
+                        j.candidates.retain(|a| *a != addr);
+                    }
+                    self.dial(now, addr);
+                }
+            } else if public {
+                let up = self.up_conns();
+                if !up.is_empty() {
+                    let conn = up[self.rng.below(up.len())];
+                    self.send(conn, &Message::FindRoom { room, ttl: FIND_TTL });
+                }
+            }
+        }
+        if short {
+            self.timers.set(Timer::Rooms, now + ROOM_ROUND);
+        }
+    }
+}

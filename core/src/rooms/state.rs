@@ -1,0 +1,179 @@
+//! What a node keeps per room: the room's chats and its gossip tree ([`Room`]; the default room's
+//! is the node's own), and for every other room its keys, name and who is known to be in it
+//! ([`Joined`], in [`Rooms`]).
+
+use core::net::SocketAddr;
+use std::collections::BTreeSet;
+
+use super::keys::{RoomId, RoomKeys, RoomSecret};
+use crate::chat::ChatId;
+use crate::dedup::Dedup;
+use crate::gossip::Gossip;
+use crate::identity::PublicKey;
+use crate::node::ConnId;
+
+/// Most rooms a node is in besides the default one. A connection's rooms are a bit set of 64.
+pub(crate) const MAX_ROOMS: usize = 63;
+/// Most member addresses kept per room to dial.
+pub(crate) const MAX_CANDIDATES: usize = 32;
+/// Most distinct authors counted per room (the member count shown is at least this many).
+const MAX_AUTHORS: usize = 4096;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone who knows the name can join.
+    Public,
+    /// Only with an invite code.
+    Private,
+}
+
+/// What the application is told when the node joins a room: enough to show it, and (with
+/// `--persist`) to join it again after a restart.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoomInfo {
+    pub id: RoomId,
+    /// Normalised: no `#`, lower case.
+    pub name: String,
+    pub access: Access,
+    pub secret: RoomSecret,
+}
+
+/// A room as `/rooms` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoomSummary {
+    pub id: RoomId,
+    pub name: String,
+    pub access: Access,
+    /// Neighbours that proved they are in it.
+    pub neighbours: usize,
+    /// Members known: distinct authors seen, this node and its member neighbours.
+    pub members: usize,
+    /// Chats held for repair and catch-up.
+    pub held: usize,
+}
+
+/// One room's gossip: its chats (seen ids and the recent ones kept for repair), its Plumtree
+/// neighbours and wants, and its announcements waiting for the next batch.
+pub struct Room {
+    pub(crate) dedup: Dedup,
+    pub(crate) gossip: Gossip,
+    /// Ids to announce, with the neighbour each goes to, in the order they were queued.
+    pub(crate) ihave: Vec<(ConnId, ChatId)>,
+}
+
+impl Room {
+    pub(crate) fn new(dedup: Dedup, gossip: Gossip) -> Room {
+        Room { dedup, gossip, ihave: Vec::new() }
+    }
+}
+
+/// A room's place in a node: 0 is the default room, 1 to [`MAX_ROOMS`] the others. Stable while
+/// the node is in the room; a connection's rooms are a bit set of these.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct RoomIx(pub u8);
+
+impl RoomIx {
+    pub(crate) const DEFAULT: RoomIx = RoomIx(0);
+
+    pub(crate) fn bit(self) -> u64 {
+        1 << self.0
+    }
+}
+
+/// A room other than the default one that the node is in.
+pub(crate) struct Joined {
+    pub(crate) info: RoomInfo,
+    pub(crate) keys: RoomKeys,
+    pub(crate) room: Room,
+    /// Member addresses to dial while the room has too few member neighbours (from invites and
+    /// `RoomPeers`), newest last.
+    pub(crate) candidates: Vec<SocketAddr>,
+    authors: BTreeSet<PublicKey>,
+    /// Neighbours whose subscription checked out.
+    pub(crate) neighbours: usize,
+}
+
+impl Joined {
+    pub(crate) fn new(info: RoomInfo, room: Room) -> Joined {
+        let keys = RoomKeys::new(&info.secret);
+        Joined { info, keys, room, candidates: Vec::new(), authors: BTreeSet::new(), neighbours: 0 }
+    }
+
+    pub(crate) fn saw_author(&mut self, author: PublicKey) {
+        if self.authors.len() < MAX_AUTHORS {
+            self.authors.insert(author);
+        }
+    }
+
+    pub(crate) fn add_candidate(&mut self, addr: SocketAddr) {
+        self.candidates.retain(|a| *a != addr);
+        if self.candidates.len() >= MAX_CANDIDATES {
+            self.candidates.remove(0);
+        }
+        self.candidates.push(addr);
+    }
+
+    pub(crate) fn summary(&self, me: &PublicKey) -> RoomSummary {
+        let others = self.authors.iter().filter(|a| *a != me).count();
+        RoomSummary {
+            id: self.info.id,
+            name: self.info.name.clone(),
+            access: self.info.access,
+            neighbours: self.neighbours,
+            members: 1 + others.max(self.neighbours),
+            held: self.room.dedup.len(),
+        }
+    }
+}
+
+/// The rooms a node is in besides the default one, by slot.
+#[derive(Default)]
+pub(crate) struct Rooms {
+    slots: Vec<Option<Box<Joined>>>,
+}
+
+impl Rooms {
+    pub(crate) fn get(&self, ix: RoomIx) -> Option<&Joined> {
+        self.slots.get(usize::from(ix.0).checked_sub(1)?)?.as_deref()
+    }
+
+    pub(crate) fn get_mut(&mut self, ix: RoomIx) -> Option<&mut Joined> {
+        self.slots.get_mut(usize::from(ix.0).checked_sub(1)?)?.as_deref_mut()
+    }
+
+    pub(crate) fn find(&self, id: &RoomId) -> Option<RoomIx> {
+        self.iter().find(|(_, j)| j.info.id == *id).map(|(ix, _)| ix)
+    }
+
+    /// Takes a room into the first free slot; `None` if every slot is taken.
+    pub(crate) fn insert(&mut self, joined: Joined) -> Option<RoomIx> {
+        let free = self.slots.iter().position(Option::is_none);
+        let i = match free {
+            Some(i) => i,
+            None if self.slots.len() < MAX_ROOMS => {
+                self.slots.push(None);
+                self.slots.len() - 1
+            }
+            None => return None,
+        };
+        self.slots[i] = Some(Box::new(joined));
+        Some(RoomIx(u8::try_from(i + 1).expect("at most 63 slots")))
+    }
+
+    pub(crate) fn remove(&mut self, ix: RoomIx) -> Option<Box<Joined>> {
+        let taken = self.slots.get_mut(usize::from(ix.0).checked_sub(1)?)?.take();
+        while self.slots.last().is_some_and(Option::is_none) {
+            self.slots.pop();
+        }
+        taken
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (RoomIx, &Joined)> {
+        self.slots.iter().enumerate().filter_map(|(i, s)| Some((RoomIx(i as u8 + 1), s.as_deref()?)))
+    }
+
+    /// The slots in use, for loops that need the node mutably.
+    pub(crate) fn ixs(&self) -> Vec<RoomIx> {
+        self.iter().map(|(ix, _)| ix).collect()
+    }
+}
