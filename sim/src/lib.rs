@@ -17,6 +17,7 @@ mod id_hash;
 mod metrics;
 mod plot;
 mod report;
+mod rooms;
 mod shared_chats;
 mod world;
 
@@ -69,6 +70,8 @@ pub struct Params {
     /// Attacker peers flooding honest nodes with requests during the fault phase (see
     /// `attack`). They speak the real handshake, so they need `real_crypto`.
     pub attackers: usize,
+    /// Rooms besides the default one (see `rooms`); chats are spread over them.
+    pub rooms: usize,
 }
 
 impl Params {
@@ -96,6 +99,7 @@ impl Params {
             fault_s: 20.0,
             converge_s: 120.0,
             attackers: 0,
+            rooms: 0,
         }
     }
 
@@ -149,6 +153,9 @@ impl Params {
         ];
         if self.attackers > 0 {
             c += &format!(" --attackers {}", self.attackers);
+        }
+        if self.rooms > 0 {
+            c += &format!(" --rooms {}", self.rooms);
         }
         for (on, flag) in flags {
             if on {
@@ -368,6 +375,11 @@ pub struct SimulateArgs {
     /// --real-crypto)
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1000))]
     pub attackers: u32,
+    /// Rooms besides the default one: sizes Zipf-distributed (the largest a tenth of the network,
+    /// none under 5 members), members scattered at random, --messages spread over them and the
+    /// default room
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    pub rooms: u32,
     /// Virtual seconds over which the nodes start (join)
     #[arg(long, default_value_t = 5.0)]
     pub join_s: f64,
@@ -405,6 +417,7 @@ impl SimulateArgs {
             max_peers: self.max_peers as usize,
             forgeries: self.forgeries as usize,
             attackers: self.attackers as usize,
+            rooms: self.rooms as usize,
             ..Params::new(self.nodes as usize, seed)
         }
     }

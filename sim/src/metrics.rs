@@ -160,6 +160,14 @@ pub struct Metrics {
     /// Counters at the start of the fault phase.
     pub at_fault_start: Totals,
     pub in_window: bool,
+    /// The room of each chat sent in the run, by bit (`None`: the default room, for everyone).
+    room_of: Vec<Option<u16>>,
+    /// Each room's members, ascending (see `crate::rooms`).
+    pub room_members: Vec<Vec<u32>>,
+    /// Deliveries of a room's chat at a node not in the room: must stay 0.
+    pub room_leak_deliveries: u64,
+    /// Deliveries of rooms' chats since the fault phase began: the rooms' RMR denominator.
+    pub room_window_deliveries: u64,
 }
 
 /// Sums of node counters.
@@ -168,6 +176,9 @@ pub struct Totals {
     pub chat_frames_in: u64,
     pub frames_out: u64,
     pub bytes_out: u64,
+    pub room_chat_frames_in: u64,
+    pub foreign_room_frames: u64,
+    pub foreign_room_bytes: u64,
 }
 
 impl Totals {
@@ -175,6 +186,9 @@ impl Totals {
         self.chat_frames_in += s.chat_frames_in;
         self.frames_out += s.frames_out;
         self.bytes_out += s.bytes_out;
+        self.room_chat_frames_in += s.room_chat_frames_in;
+        self.foreign_room_frames += s.foreign_room_frames;
+        self.foreign_room_bytes += s.foreign_room_bytes;
     }
 }
 
@@ -222,6 +236,10 @@ impl Metrics {
             retired: Totals::default(),
             at_fault_start: Totals::default(),
             in_window: false,
+            room_of: Vec::new(),
+            room_members: Vec::new(),
+            room_leak_deliveries: 0,
+            room_window_deliveries: 0,
         }
     }
 
@@ -242,12 +260,18 @@ impl Metrics {
         self.sent.len()
     }
 
-    /// A chat was written by `node` (which has it, then).
-    pub fn sent(&mut self, node: usize, id: ChatId, at: Time) {
+    /// A chat was written by `node` (which has it, then) in `room` (`None`: the default room).
+    pub fn sent(&mut self, node: usize, id: ChatId, at: Time, room: Option<u16>) {
         self.sent.insert(id, at);
         let (bit, _) = self.mark(node, id);
         if self.sends.len() <= bit {
             self.sends.resize_with(bit + 1, || None);
+        }
+        if room.is_some() || !self.room_of.is_empty() {
+            if self.room_of.len() <= bit {
+                self.room_of.resize(bit + 1, None);
+            }
+            self.room_of[bit] = room;
         }
         match &mut self.sends[bit] {
             Some(send) => send.at = at,
@@ -299,6 +323,14 @@ impl Metrics {
         if had {
             self.duplicates += 1;
         }
+        if let Some(&Some(room)) = self.room_of.get(bit) {
+            if !self.is_member(room, node) {
+                self.room_leak_deliveries += 1;
+            }
+            if self.in_window {
+                self.room_window_deliveries += 1;
+            }
+        }
         if self.in_window {
             self.window_deliveries += 1;
         }
@@ -336,11 +368,70 @@ impl Metrics {
         }
     }
 
-    /// (chat, node) pairs still missing among `live` nodes.
+    fn is_member(&self, room: u16, node: usize) -> bool {
+        self.room_members.get(room as usize).is_some_and(|m| m.binary_search(&(node as u32)).is_ok())
+    }
+
+    fn room_of_bit(&self, bit: Option<usize>) -> Option<u16> {
+        bit.and_then(|b| self.room_of.get(b).copied().flatten())
+    }
+
+    /// (chat, node) pairs still missing among `live` nodes: a room's chat is missing only at its
+    /// members.
     pub fn missing(&self, live: &[usize]) -> usize {
         // Each id looked up once, not once per node.
         let bits: Vec<Option<usize>> = self.sent.keys().map(|id| self.index.get(id).map(|&b| b as usize)).collect();
-        live.iter().map(|&n| bits.iter().filter(|b| !b.is_some_and(|b| self.has_bit(n, b))).count()).sum()
+        if self.room_of.is_empty() {
+            return live.iter().map(|&n| bits.iter().filter(|b| !b.is_some_and(|b| self.has_bit(n, b))).count()).sum();
+        }
+        self.per_room(live, &bits).iter().map(|(_, missing)| missing).sum()
+    }
+
+    /// (chat, node) pairs that should be delivered among `live` nodes.
+    pub fn expected(&self, live: &[usize]) -> usize {
+        let bits: Vec<Option<usize>> = self.sent.keys().map(|id| self.index.get(id).map(|&b| b as usize)).collect();
+        if self.room_of.is_empty() {
+            return bits.len() * live.len();
+        }
+        self.per_room(live, &bits).iter().map(|(expected, _)| expected).sum()
+    }
+
+    /// Per audience (the default room first, then each room), pairs expected and missing.
+    fn per_room(&self, live: &[usize], bits: &[Option<usize>]) -> Vec<(usize, usize)> {
+        let mut out = vec![(0, 0); 1 + self.room_members.len()];
+        for b in bits {
+            let (slot, audience): (usize, Box<dyn Iterator<Item = usize>>) = match self.room_of_bit(*b) {
+                None => (0, Box::new(live.iter().copied())),
+                Some(r) => (
+                    1 + r as usize,
+                    Box::new(
+                        self.room_members[r as usize]
+                            .iter()
+                            .map(|&m| m as usize)
+                            .filter(|m| live.binary_search(m).is_ok()),
+                    ),
+                ),
+            };
+            for n in audience {
+                out[slot].0 += 1;
+                if !b.is_some_and(|b| self.has_bit(n, b)) {
+                    out[slot].1 += 1;
+                }
+            }
+        }
+        out
+    }
+
+    /// The lowest delivery ratio of any room that had chats (the default room not counted), or
+    /// `None` without rooms.
+    pub fn room_delivery_min(&self, live: &[usize]) -> Option<f64> {
+        if self.room_members.is_empty() {
+            return None;
+        }
+        let bits: Vec<Option<usize>> = self.sent.keys().map(|id| self.index.get(id).map(|&b| b as usize)).collect();
+        let per = self.per_room(live, &bits);
+        let ratios = per[1..].iter().filter(|(e, _)| *e > 0).map(|(e, m)| (e - m) as f64 / *e as f64);
+        Some(ratios.fold(1.0, f64::min))
     }
 }
 

@@ -61,6 +61,10 @@ pub struct Report {
     /// What the attackers did and got (`--attackers`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attack: Option<AttackReport>,
+    /// Rooms besides the default one (`--rooms`), and how they did.
+    pub rooms: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub room: Option<RoomReport>,
     /// Hash of everything the run decided, for `--check-determinism`.
     #[serde(skip)]
     pub fingerprint: u64,
@@ -73,6 +77,79 @@ pub struct Report {
     /// Length of the fault phase in ms: the faults heal at this time on the plot.
     #[serde(skip)]
     pub fault_ms: f64,
+}
+
+/// How the rooms did (`--rooms`).
+#[derive(Debug, Clone, Serialize)]
+pub struct RoomReport {
+    /// The lowest delivery ratio of any room (counting its live members only).
+    pub room_delivery_min: f64,
+    /// Frames and bytes of a room's traffic that reached a node not in it, and deliveries of a
+    /// room's chat at a non-member: all must be 0.
+    pub room_leak_frames: u64,
+    pub room_leak_bytes: u64,
+    pub room_leak_deliveries: u64,
+    /// Room chat frames received per room chat delivered, minus one, over all rooms, from the
+    /// fault phase on.
+    pub room_rmr: f64,
+    /// Time for a member that joined to have a first member neighbour in the room (timed from
+    /// when another member was up), over every join, and over joins of rooms of at most 10.
+    pub find_member_ms_p50: f64,
+    pub find_member_ms_p99: f64,
+    pub find_member_small_ms_p50: f64,
+    pub find_member_small_ms_p99: f64,
+    /// Joins that never found a member neighbour.
+    pub find_member_pending: usize,
+}
+
+impl RoomReport {
+    fn new(w: &World, live: &[usize], totals: &Totals, at_fault_start: &Totals) -> RoomReport {
+        let m = &w.metrics;
+        let quantiles = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            let at = |q: f64| quantile_rank(v.len(), q).map_or(0.0, |i| v[i]);
+            (at(0.5), at(0.99))
+        };
+        let all: Vec<f64> = w.rooms.found.iter().map(|(d, _)| d.as_secs_f64() * 1000.0).collect();
+        let small: Vec<f64> =
+            w.rooms.found.iter().filter(|(_, size)| *size <= 10).map(|(d, _)| d.as_secs_f64() * 1000.0).collect();
+        let (p50, p99) = quantiles(all);
+        let (s50, s99) = quantiles(small);
+        let frames = totals.room_chat_frames_in - at_fault_start.room_chat_frames_in;
+        let deliveries = m.room_window_deliveries;
+        RoomReport {
+            room_delivery_min: m.room_delivery_min(live).unwrap_or(1.0),
+            room_leak_frames: totals.foreign_room_frames,
+            room_leak_bytes: totals.foreign_room_bytes,
+            room_leak_deliveries: m.room_leak_deliveries,
+            room_rmr: if deliveries > 0 { frames as f64 / deliveries as f64 - 1.0 } else { 0.0 },
+            find_member_ms_p50: p50,
+            find_member_ms_p99: p99,
+            find_member_small_ms_p50: s50,
+            find_member_small_ms_p99: s99,
+            find_member_pending: w.rooms.pending(),
+        }
+    }
+
+    fn rows(&self, rooms: usize) -> Vec<String> {
+        vec![
+            String::new(),
+            format!("  rooms                {rooms}, lowest delivery ratio {:.6}", self.room_delivery_min),
+            format!(
+                "  room leaks           {} frames, {} bytes, {} deliveries at non-members",
+                self.room_leak_frames, self.room_leak_bytes, self.room_leak_deliveries
+            ),
+            format!("  room RMR             {:.3}", self.room_rmr),
+            format!(
+                "  first member found   p50 {:.0} ms, p99 {:.0} ms (rooms of 10 or fewer: p50 {:.0} ms, p99 {:.0} ms; {} never)",
+                self.find_member_ms_p50,
+                self.find_member_ms_p99,
+                self.find_member_small_ms_p50,
+                self.find_member_small_ms_p99,
+                self.find_member_pending
+            ),
+        ]
+    }
 }
 
 /// What the attackers measured (see `crate::attack`).
@@ -244,7 +321,7 @@ impl Report {
     pub fn new(p: &Params, w: &World, converged_at: Option<Time>, wall: Duration) -> Report {
         let m = &w.metrics;
         let live: Vec<usize> = (0..w.node_count()).filter(|&i| w.is_live(i)).collect();
-        let expected = m.sent.len() * live.len();
+        let expected = m.expected(&live);
         let missing = m.missing(&live);
         let mut totals = m.retired;
         let mut peers = 0;
@@ -286,6 +363,10 @@ impl Report {
             (a.connections, a.bans, a.sent_bytes, a.received_bytes).hash(&mut h);
         }
         w.invariants.violations.hash(&mut h);
+        let room = (!w.rooms.is_empty()).then(|| RoomReport::new(w, &live, &totals, &m.at_fault_start));
+        if let Some(r) = &room {
+            (r.room_leak_frames, r.room_leak_deliveries, w.rooms.found.len()).hash(&mut h);
+        }
         Report {
             nodes: p.nodes,
             messages: m.sent.len(),
@@ -325,6 +406,8 @@ impl Report {
             invariant_violations: w.invariants.violations,
             first_violation: w.invariants.first.clone(),
             attack,
+            rooms: p.rooms,
+            room,
             fingerprint: h.finish(),
             curves,
             curve_sent_ms,
@@ -345,6 +428,12 @@ impl Report {
         }
         if let Some(first) = &self.first_violation {
             return Some(format!("{} invariant violations, the first {first}", self.invariant_violations));
+        }
+        if let Some(r) = self.room.as_ref().filter(|r| r.room_leak_frames + r.room_leak_deliveries > 0) {
+            return Some(format!(
+                "rooms leaked: {} frames and {} deliveries reached non-members",
+                r.room_leak_frames, r.room_leak_deliveries
+            ));
         }
         if !self.converged {
             return Some(format!("did not converge: {} (chat, node) pairs still missing", self.missing));
@@ -417,6 +506,9 @@ impl Report {
         ];
         if let Some(a) = &self.attack {
             rows.extend(a.rows());
+        }
+        if let Some(r) = &self.room {
+            rows.extend(r.rows(self.rooms));
         }
         if deterministic_checked {
             rows.push("  determinism          checked: a second run was identical".into());

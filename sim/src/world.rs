@@ -29,6 +29,10 @@ use p2p_chat_core::{Body, Chat, ChatId, Config, ConnId, Ed25519Keys, Event, Inpu
 use crate::attack::{self, Attacker, Tally};
 use crate::cheap_keys::CheapKeys;
 use crate::metrics::Metrics;
+use crate::rooms::SimRooms;
+
+/// How often joins of rooms are checked for a first member neighbour.
+const ROOM_CHECK_EVERY: Duration = Duration::from_millis(250);
 use crate::shared_chats::SharedChats;
 use crate::Params;
 
@@ -162,6 +166,8 @@ enum Ev {
     FaultStart,
     Heal,
     Check,
+    /// See whether room members that joined have found a member neighbour yet.
+    RoomCheck,
     /// Check the swarm's invariants (see `World::check_invariants`).
     Invariants,
     /// Attacker `a` dials honest node `victim` (see `crate::attack`).
@@ -499,6 +505,10 @@ pub struct World {
     pub attackers: Vec<Attacker>,
     pub tally: Tally,
     pub invariants: Invariants,
+    /// Who is in which room (`--rooms`).
+    pub rooms: SimRooms,
+    /// Whether an `Ev::RoomCheck` is queued.
+    room_check_queued: bool,
 }
 
 impl World {
@@ -535,8 +545,13 @@ impl World {
         let fault_start = t0 + join + Duration::from_secs_f64(p.settle_s);
         let heal_at = fault_start + Duration::from_secs_f64(p.fault_s);
         let config = World::config(&p);
+        let rooms = SimRooms::new(p.rooms, n, p.messages, &mut rng);
+        let mut metrics = Metrics::new(n);
+        metrics.room_members = rooms.members.clone();
         let mut w = World {
-            metrics: Metrics::new(n),
+            metrics,
+            rooms,
+            room_check_queued: false,
             p,
             slots,
             queue: Queue::new(t0.as_micros()),
@@ -568,7 +583,21 @@ impl World {
         }
         let senders: Vec<usize> = (0..n).filter(|&i| !w.slots[i].crashes).collect();
         for m in 0..w.p.messages {
-            let s = senders[w.rng.below(senders.len())];
+            // A room's chat is written by one of its members that does not crash, if it has one.
+            let room = w.rooms.plan_room(m);
+            let members: Vec<usize> = match room {
+                Some(r) => {
+                    let all = &w.rooms.members[r as usize];
+                    let steady: Vec<usize> = all.iter().map(|&x| x as usize).filter(|&x| !w.slots[x].crashes).collect();
+                    if steady.is_empty() {
+                        all.iter().map(|&x| x as usize).collect()
+                    } else {
+                        steady
+                    }
+                }
+                None => senders.clone(),
+            };
+            let s = members[w.rng.below(members.len())];
             // Chats are spread over the fault phase's first 80%, in order.
             let at = fault_start + fault.mul_f64(0.8 * m as f64 / w.p.messages.max(1) as f64);
             w.push(at, Ev::SendChat(s as u32));
@@ -893,6 +922,7 @@ impl World {
                 self.slots[i].spare_wake = Time::MAX;
                 self.metrics.restarted(i);
                 self.after_input(i);
+                self.join_rooms(i);
             }
             Ev::Wake(i, inc) => {
                 let i = i as usize;
@@ -942,7 +972,22 @@ impl World {
             }
             Ev::SendChat(i) => {
                 let text = format!("chat {} from n{i}", self.metrics.sent_len());
-                self.input(i as usize, Input::Command(p2p_chat_core::Command::Chat(text)));
+                let cmd = match self.rooms.next_room() {
+                    Some(r) => p2p_chat_core::Command::Say { room: self.rooms.ids[r as usize], text },
+                    None => p2p_chat_core::Command::Chat(text),
+                };
+                self.input(i as usize, Input::Command(cmd));
+            }
+            Ev::RoomCheck => {
+                let slots = &self.slots;
+                let looking = self.rooms.check(now, |n, id| {
+                    let node = slots[n].node.as_ref()?;
+                    Some(node.rooms().iter().find(|r| r.id == id).map_or(0, |r| r.neighbours))
+                });
+                self.room_check_queued = looking;
+                if looking {
+                    self.push(now + ROOM_CHECK_EVERY, Ev::RoomCheck);
+                }
             }
             Ev::Forge(i) => self.forge(i as usize),
             Ev::Crash(i) => self.crash(i as usize),
@@ -1089,7 +1134,24 @@ impl World {
         self.push_closed(at, &l);
     }
 
+    /// Node `i`, just started, joins its rooms (`--rooms`).
+    fn join_rooms(&mut self, i: usize) {
+        if self.rooms.of(i).is_empty() {
+            return;
+        }
+        let names: Vec<String> = self.rooms.of(i).iter().map(|&r| self.rooms.names[r as usize].clone()).collect();
+        for name in names {
+            self.input(i, Input::Command(p2p_chat_core::Command::JoinPublic(name)));
+        }
+        self.rooms.joined(i, self.now);
+        if !self.room_check_queued {
+            self.room_check_queued = true;
+            self.push(self.now + ROOM_CHECK_EVERY, Ev::RoomCheck);
+        }
+    }
+
     fn crash(&mut self, i: usize) {
+        self.rooms.crashed(i);
         let Some(node) = self.slots[i].node.take() else { return };
         self.metrics.retire(node.stats());
         // In `ConnId` order; the emptied Vec keeps its capacity for the restart.
@@ -1351,8 +1413,9 @@ impl World {
         }
         if let Event::Chat(d) = e {
             if d.origin == Origin::Local {
-                if matches!(d.chat.body, Body::Text(_)) {
-                    self.metrics.sent(i, d.chat.id, self.now);
+                if matches!(d.chat.body, Body::Text(_) | Body::Sealed(_)) {
+                    let room = self.rooms.ids.iter().position(|r| *r == d.chat.room).map(|r| r as u16);
+                    self.metrics.sent(i, d.chat.id, self.now, room);
                 }
             } else {
                 self.metrics.delivered(i, d.chat.id, self.now, d.hops);
@@ -1422,7 +1485,9 @@ impl Ev {
                 (Some(node), None, None)
             }
             Ev::Bytes { node, buf, .. } => (Some(node), None, Some(buf)),
-            Ev::FaultStart | Ev::Heal | Ev::Check | Ev::Invariants | Ev::AttackStop => (None, None, None),
+            Ev::FaultStart | Ev::Heal | Ev::Check | Ev::RoomCheck | Ev::Invariants | Ev::AttackStop => {
+                (None, None, None)
+            }
             Ev::AttackerDial { victim, .. } => (Some(victim), None, None),
             Ev::AttackerConnected { .. } | Ev::AttackerClosed { .. } | Ev::AttackerTick(_) => (None, None, None),
             Ev::AttackerBytes { buf, .. } => (None, None, Some(buf)),

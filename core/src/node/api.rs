@@ -206,6 +206,8 @@ pub struct Stats {
     /// Frames of rooms other than the default one received and sent (chats and their gossip).
     pub room_frames_in: u64,
     pub room_frames_out: u64,
+    /// Of `room_frames_in`, chat frames (`Chat`, `Reply`): a room's RMR numerator.
+    pub room_chat_frames_in: u64,
     /// Frames of a room this node is not in that reached it anyway (dropped, the sender
     /// penalised): a leak, always 0 among honest nodes.
     pub foreign_room_frames: u64,

@@ -117,6 +117,7 @@ impl Node {
         };
         if ix != RoomIx::DEFAULT {
             self.stats.room_frames_in += 1;
+            self.stats.room_chat_frames_in += u64::from(from.is_some());
         }
         let Some(room) = room_mut!(self, ix) else { return };
         let slot = match room.dedup.check_slot(&chat.id, now) {

@@ -348,7 +348,8 @@ impl Node {
         let mut inbound: Vec<(Time, ConnId, u64, u32)> = self
             .conns
             .iter()
-            .filter(|(id, c)| **id != newcomer && c.direction() == Direction::Inbound)
+            // A neighbour in a room with this node carries that room's tree: never given up.
+            .filter(|(id, c)| **id != newcomer && c.direction() == Direction::Inbound && c.rooms == 0)
             .filter_map(|(id, c)| match &c.phase {
                 Phase::Up(_) => Some((c.since, *id, net_group(c.addr().ip()), c.rtt_us)),
                 _ => None,

@@ -103,6 +103,9 @@ pub struct Node {
     rooms: Rooms,
     /// `FindRoom`s passed on and not answered yet: where an answer goes back to.
     walks: Vec<Walk>,
+    /// Members of public rooms seen in answers passed back (see `rooms`): a later `FindRoom` for
+    /// the same room is answered at once.
+    room_hints: Vec<(RoomId, SocketAddr, Time)>,
 }
 
 /// A `FindRoom` passed on for a neighbour: its answer is passed back to `from` until `until`.
@@ -211,6 +214,7 @@ impl Node {
             main: new_room(&config),
             rooms: Rooms::default(),
             walks: Vec::new(),
+            room_hints: Vec::new(),
             keys,
             identity,
             rng,

@@ -10,8 +10,16 @@ use crate::wire::RoomMessage;
 /// public room, asks for more. Three keep a room's tree connected through one loss.
 pub(super) const ROOM_TARGET: usize = 3;
 
-/// How far a `FindRoom` walks: the asker's neighbour, and three more beyond it.
-const FIND_TTL: u8 = 4;
+/// How far a `FindRoom` walks: the asker's neighbour, and five more beyond it. A node that knows
+/// no member of a room sends one walk to each neighbour: at 10,000 nodes, a room of 5 members is
+/// known (advertised to neighbours) by about 80 nodes, and a round of walks visits about 100.
+const FIND_TTL: u8 = 6;
+/// Members of public rooms remembered (from neighbours' subscriptions and from answers passed
+/// back), at most this many, and this many per room, for this long. A bootstrap node, which nearly
+/// every newcomer meets first, so learns a few members of most public rooms.
+const MAX_ROOM_HINTS: usize = 256;
+const HINTS_PER_ROOM: usize = 4;
+const ROOM_HINT_TTL: Duration = Duration::from_secs(300);
 /// How long a passed-on `FindRoom` waits for its answer.
 const WALK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most `FindRoom`s passed on and waiting at once.
@@ -23,6 +31,8 @@ const MAX_ROOM_PEERS: usize = 8;
 const ROOM_CHANGES: RateLimit = RateLimit::new(1.0, 2.0 * MAX_ROOMS as f64);
 /// How often a room short of members looks for more.
 const ROOM_ROUND: Duration = Duration::from_secs(2);
+/// Rounds between looks beyond the member neighbours of a room that has enough (10 s).
+const EXPLORE_ROUNDS: u32 = 5;
 
 impl Node {
     /// The rooms this node is in besides the default one.
@@ -38,6 +48,11 @@ impl Node {
         } else {
             self.rooms.find(id)
         }
+    }
+
+    /// Addresses of every connection, and where their peers listen.
+    fn busy_addrs(&self) -> Vec<SocketAddr> {
+        self.conns.values().flat_map(|c| [Some(c.addr()), c.listen_addr()]).flatten().collect()
     }
 
     /// Whether `addr` was found to be this node's own.
@@ -216,9 +231,26 @@ impl Node {
         // It names a public room this node is in, with a tag that does not prove it.
         if let (Some(id), None) = (public, matched) {
             if self.rooms.find(&id).is_some() {
-                self.penalize(now, conn, Penalty::ProtocolViolation, "claims a room it is not in");
+                return self.penalize(now, conn, Penalty::ProtocolViolation, "claims a room it is not in");
+            }
+            if let Some(a) = self.conns.get(&conn).and_then(|c| c.listen_addr()) {
+                self.hint(now, id, a);
             }
         }
+    }
+
+    /// Remembers `addr` as a member of the public room `room`.
+    fn hint(&mut self, now: Time, room: RoomId, addr: SocketAddr) {
+        self.room_hints.retain(|(r, a, until)| *until > now && !(*r == room && *a == addr));
+        if self.room_hints.iter().filter(|(r, _, _)| *r == room).count() >= HINTS_PER_ROOM {
+            if let Some(i) = self.room_hints.iter().position(|(r, _, _)| *r == room) {
+                self.room_hints.remove(i);
+            }
+        }
+        if self.room_hints.len() >= MAX_ROOM_HINTS {
+            self.room_hints.remove(0);
+        }
+        self.room_hints.push((room, addr, now + ROOM_HINT_TTL));
     }
 
     /// Whether `tag`, from `conn`, proves membership of a room this node is in; if so, `conn`
@@ -301,26 +333,31 @@ impl Node {
         self.on_gossip(now, conn, ix, msg.into_message());
     }
 
-    /// A neighbour looks for members of a public room.
+    /// A neighbour looks for members of a public room. Answering costs the asker's credit, and
+    /// passing the walk on sends one frame for the one received: no amplification, and the
+    /// control rate bounds both.
     pub(super) fn on_find_room(&mut self, now: Time, conn: ConnId, room: RoomId, ttl: u8) {
-        let Some(c) = self.conns.get_mut(&conn) else { return };
-        if !c.peer_answers.take(now, PEER_ANSWERS) {
-            self.stats.answers_refused += 1;
-            return;
-        }
         let ix = self.rooms.find(&room);
+        let asker = self.conns.get(&conn).and_then(|c| c.listen_addr());
         let mut addrs: Vec<SocketAddr> = self
             .conns
             .iter()
             .filter(|(id, c)| **id != conn && (ix.is_some_and(|ix| c.in_room(ix)) || c.advertises(&room)))
             .filter_map(|(_, c)| c.listen_addr())
             .collect();
+        self.room_hints.retain(|(_, _, until)| *until > now);
+        for (_, a, _) in self.room_hints.iter().filter(|(r, a, _)| *r == room && Some(*a) != asker) {
+            if !addrs.contains(a) {
+                addrs.push(*a);
+            }
+        }
         addrs.truncate(MAX_ROOM_PEERS);
         if !addrs.is_empty() || ix.is_some() {
             // A member with no member neighbour answers with none: the asker is its neighbour, and
             // it has told the asker it is in the room.
             return self.answer(now, conn, &Message::RoomPeers { room, addrs });
         }
+        self.walks.retain(|w| w.until > now);
         if ttl == 0 || self.walks.iter().any(|w| w.room == room && w.from == conn) {
             return;
         }
@@ -344,12 +381,17 @@ impl Node {
         }
         self.walks.retain(|w| w.until > now);
         if let Some(ix) = self.rooms.find(&room) {
-            // The answerer may be a member itself: its own listen address counts too.
+            // The answerer may be a member itself: its own listen address counts too. Addresses
+            // already connected, or this node's own, are no news: only news makes the room look
+            // again at once (an answer naming only neighbours would otherwise ask again, for ever).
             let from = self.conns.get(&conn).and_then(|c| c.listen_addr());
-            if let Some(j) = self.rooms.get_mut(ix) {
-                addrs.iter().chain(from.iter()).for_each(|a| j.add_candidate(*a));
+            let busy = self.busy_addrs();
+            let news: Vec<SocketAddr> =
+                addrs.iter().chain(from.iter()).filter(|a| !busy.contains(a) && !self.is_own(a)).copied().collect();
+            if let (Some(j), false) = (self.rooms.get_mut(ix), news.is_empty()) {
+                news.iter().for_each(|a| j.add_candidate(*a));
+                self.timers.set_min(Timer::Rooms, now);
             }
-            self.timers.set_min(Timer::Rooms, now);
             return;
         }
         if let Some(i) = self.walks.iter().position(|w| w.room == room) {
@@ -359,40 +401,106 @@ impl Node {
             let mut addrs = addrs;
             addrs.extend(self.conns.get(&conn).and_then(|c| c.listen_addr()));
             addrs.truncate(MAX_ROOM_PEERS);
+            // Remembered, so that the next walk for this room stops here.
+            for a in &addrs {
+                self.hint(now, room, *a);
+            }
             self.send(back, &Message::RoomPeers { room, addrs });
         }
     }
 
-    /// Rooms with too few member neighbours dial members they know of, and public ones ask a
-    /// random neighbour for more. Again every `ROOM_ROUND` while any is short.
+    /// Rooms with too few member neighbours dial members they know of. A public room with none
+    /// sends a walk to every neighbour; one with some asks one of them for its members. Again every
+    /// `ROOM_ROUND` while the node is in any room, searches backing off when they find nothing new
+    /// (rooms of fewer members than the target stay short for ever, and must not keep walking the
+    /// network every 2 s).
     pub(super) fn rooms_round(&mut self, now: Time) {
-        let mut short = false;
+        let busy = self.busy_addrs();
         for ix in self.rooms.ixs() {
-            let Some(j) = self.rooms.get(ix) else { continue };
-            if j.neighbours >= ROOM_TARGET {
-                continue;
+            let Some(j) = self.rooms.get_mut(ix) else { continue };
+            j.candidates.retain(|a| !busy.contains(a));
+            let content = j.neighbours >= ROOM_TARGET;
+            if content {
+                // Members content with their neighbours in two groups that formed apart (a
+                // partition, a crowd) would never meet: now and then, each looks beyond them, as
+                // the default room's exploration does.
+                j.idle_rounds = 0;
+                j.explore_in = j.explore_in.saturating_sub(1);
+                if j.explore_in > 0 || j.neighbours >= 2 * ROOM_TARGET {
+                    continue;
+                }
+                j.explore_in = EXPLORE_ROUNDS;
             }
-            short = true;
-            let (room, public) = (j.info.id, j.info.access == Access::Public);
-            let busy: Vec<SocketAddr> =
-                self.conns.values().flat_map(|c| [Some(c.addr()), c.listen_addr()]).flatten().collect();
-            let next = j.candidates.iter().rev().find(|a| !busy.contains(a) && !self.is_own(a)).copied();
+            if j.neighbours > j.last_neighbours || !j.candidates.is_empty() {
+                j.idle_rounds = 0;
+            }
+            j.last_neighbours = j.neighbours;
+            // Alone in the room: searched every round for a minute, then every 4th. Short of the
+            // target only: 8 rounds, then the 16th, 32nd, 64th and every 64th.
+            let idle = j.idle_rounds;
+            let search = content
+                || if j.neighbours == 0 {
+                    idle < 30 || idle.is_multiple_of(4)
+                } else {
+                    idle < 8 || (idle < 64 && idle.is_power_of_two()) || idle.is_multiple_of(64)
+                };
+            let (room, public, neighbours) = (j.info.id, j.info.access == Access::Public, j.neighbours);
+            let Some(j) = self.rooms.get(ix) else { continue };
+            let next = j.candidates.iter().rev().find(|a| !self.is_own(a)).copied();
             if let Some(addr) = next {
+                if self.up_peers >= self.config.max_peers {
+                    // Full: a room short of members is worth more than the newest inbound peer
+                    // that shares no room and carries no chats of the default room's tree.
+                    let victim = self
+                        .conns
+                        .iter()
+                        .filter(|(id, c)| {
+                            c.direction() == Direction::Inbound
+                                && c.rooms == 0
+                                && matches!(c.phase, Phase::Up(_))
+                                && !self.main.gossip.is_eager(**id)
+                        })
+                        .max_by_key(|(_, c)| c.since)
+                        .map(|(id, _)| *id);
+                    if let Some(v) = victim {
+                        self.close(now, v, CloseReason::MadeRoom, false);
+                    }
+                }
                 if self.up_peers < self.config.max_peers && self.dial_bucket.take(now, self.config.dial_rate) {
                     if let Some(j) = self.rooms.get_mut(ix) {
                         j.candidates.retain(|a| *a != addr);
                     }
                     self.dial(now, addr);
                 }
-            } else if public {
+            } else if search {
                 let up = self.up_conns();
-                if !up.is_empty() {
-                    let conn = up[self.rng.below(up.len())];
-                    self.send(conn, &Message::FindRoom { room, ttl: FIND_TTL });
+                // Only a search that went out and found nothing counts towards backing off.
+                if let Some(j) = self.rooms.get_mut(ix).filter(|_| !up.is_empty()) {
+                    j.idle_rounds = j.idle_rounds.saturating_add(1);
+                }
+                if neighbours > 0 {
+                    // A member neighbour names its own; one walk through the rest finds members
+                    // beyond them (two groups of members that found each other only within
+                    // themselves would otherwise stay apart).
+                    let (members, others): (Vec<ConnId>, Vec<ConnId>) =
+                        up.into_iter().partition(|c| self.conns[c].in_room(ix));
+                    if !members.is_empty() {
+                        let conn = members[self.rng.below(members.len())];
+                        self.send(conn, &Message::FindRoom { room, ttl: 0 });
+                    }
+                    // Walks only for public rooms: a private room's id is not shown to non-members.
+                    if !others.is_empty() && public {
+                        let conn = others[self.rng.below(others.len())];
+                        self.send(conn, &Message::FindRoom { room, ttl: FIND_TTL });
+                    }
+                } else if public {
+                    for conn in up {
+                        self.send(conn, &Message::FindRoom { room, ttl: FIND_TTL });
+                    }
                 }
             }
         }
-        if short {
+        if !self.rooms.is_empty() {
             self.timers.set(Timer::Rooms, now + ROOM_ROUND);
         }
     }

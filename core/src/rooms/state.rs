@@ -91,12 +91,29 @@ pub(crate) struct Joined {
     authors: BTreeSet<PublicKey>,
     /// Neighbours whose subscription checked out.
     pub(crate) neighbours: usize,
+    /// Rounds of looking for members that found none since the last one found (see
+    /// `Node::rooms_round`): the wider searches back off with it.
+    pub(crate) idle_rounds: u32,
+    /// `neighbours` at the last round, to tell progress.
+    pub(crate) last_neighbours: usize,
+    /// Rounds until a room with enough member neighbours looks beyond them.
+    pub(crate) explore_in: u32,
 }
 
 impl Joined {
     pub(crate) fn new(info: RoomInfo, room: Room) -> Joined {
         let keys = RoomKeys::new(&info.secret);
-        Joined { info, keys, room, candidates: Vec::new(), authors: BTreeSet::new(), neighbours: 0 }
+        Joined {
+            info,
+            keys,
+            room,
+            candidates: Vec::new(),
+            authors: BTreeSet::new(),
+            neighbours: 0,
+            idle_rounds: 0,
+            last_neighbours: 0,
+            explore_in: 0,
+        }
     }
 
     pub(crate) fn saw_author(&mut self, author: PublicKey) {
@@ -170,6 +187,10 @@ impl Rooms {
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = (RoomIx, &Joined)> {
         self.slots.iter().enumerate().filter_map(|(i, s)| Some((RoomIx(i as u8 + 1), s.as_deref()?)))
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.slots.is_empty()
     }
 
     /// The slots in use, for loops that need the node mutably.
