@@ -99,6 +99,10 @@ pub struct NodeArgs {
     /// --persist, otherwise a fresh key for this run]
     #[arg(long)]
     pub identity: Option<PathBuf>,
+    /// Public rooms to join at start, comma-separated, with or without '#' (quote a '#' for the
+    /// shell: --join '#rust'); the first becomes the current room
+    #[arg(long, value_delimiter = ',', value_name = "ROOMS")]
+    pub join: Vec<String>,
     #[command(flatten)]
     pub web: crate::web::WebArgs,
 }

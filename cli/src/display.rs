@@ -8,7 +8,9 @@
 //! - a chat said before this run is marked "(while you were away)" when this history was already
 //!   in use then, and "(earlier in this room)" when it is backlog from before this identity's first
 //!   run here (or when there is no history on disk to tell);
-//! - two keys using one username are pointed out, once per new key.
+//! - two keys using one username are pointed out, once per new key;
+//! - the rooms joined and left are kept in `rooms::Rooms` (and with `--persist`, in the database),
+//!   and a chat of a room that is not current counts as unread there.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -18,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use p2p_chat_core::app::NodeHandle;
 use p2p_chat_core::{Body, Chat, Delivery, Event, Origin, PeerId, Time};
 
+use crate::rooms::Rooms;
 use crate::store::Store;
 use crate::ui::{Kind, Out, Style, When};
 
@@ -42,6 +45,7 @@ pub struct Unreachable {
 pub struct Shared {
     pub history: Mutex<VecDeque<Arc<Chat>>>,
     pub unreachable: Mutex<BTreeMap<SocketAddr, Unreachable>>,
+    pub rooms: Rooms,
 }
 
 /// Tells when a chat was said, relative to this run and this history.
@@ -105,7 +109,8 @@ impl Display {
 
     /// An event's line, with its sender marked for the full-screen view's colors.
     fn say_event(&self, e: &Event, when: When) {
-        let Some((kind, text)) = self.style.event_line(e, when) else { return };
+        let line = self.style.event_line(e, when, &self.shared.rooms.lock());
+        let Some((kind, text)) = line else { return };
         let who = match e {
             Event::Chat(d) => Style::find_who(&text, &d.chat.username, &d.chat.author_id()),
             Event::PeerUp(p) => Style::find_who(&text, &p.username, &p.peer),
@@ -199,12 +204,39 @@ impl Display {
                 st.connected = st.connected.saturating_sub(1);
                 crate::memory::peer_left();
             }
-            Event::Chat(d) => self.name_check(st, &d.chat.username, d.chat.author_id()),
-            Event::Warning(_)
-            | Event::Refused(_)
-            | Event::RoomJoined(_)
-            | Event::RoomParted(_)
-            | Event::Invite { .. } => {}
+            Event::Chat(d) => {
+                self.name_check(st, &d.chat.username, d.chat.author_id());
+                self.shared.rooms.lock().delivered(d);
+            }
+            Event::RoomJoined(info) => {
+                if let Some(Err(e)) = self.store.as_ref().map(|s| s.put_room(info)) {
+                    self.say(Kind::Warning, format!("!!! could not save the room: {e}"));
+                }
+                self.shared.rooms.lock().joined(info);
+                // Said before a waiting `/join` goes on, so its answer comes first.
+                self.say_event(e, When::Now);
+                self.shared.rooms.notify();
+                return;
+            }
+            Event::RoomParted(id) => {
+                if let Some(Err(e)) = self.store.as_ref().map(|s| s.remove_room(id)) {
+                    self.say(Kind::Warning, format!("!!! could not forget the room: {e}"));
+                }
+                // Said while the room still has its name.
+                self.say_event(e, When::Now);
+                if self.shared.rooms.lock().parted(id) {
+                    self.say(Kind::Info, "--- current room: everyone (your lines go there)".into());
+                }
+                self.shared.rooms.notify();
+                return;
+            }
+            Event::Refused(_) => {
+                self.shared.rooms.lock().refused();
+                self.say_event(e, When::Now);
+                self.shared.rooms.notify();
+                return;
+            }
+            Event::Warning(_) | Event::Invite { .. } => {}
         }
         let when = match e {
             Event::Chat(d) => self.clock.when(d),

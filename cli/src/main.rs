@@ -4,11 +4,13 @@
 
 mod args;
 mod bench;
+mod commands;
 mod display;
 mod huge_pages;
 mod keyfile;
 mod log;
 mod memory;
+mod rooms;
 mod session;
 mod signals;
 mod store;

@@ -1,4 +1,5 @@
-//! History on disk: every delivered chat and the peers worth redialing, in one redb file.
+//! History on disk: every delivered chat, the rooms the node is in and the peers worth redialing,
+//! in one redb file.
 //!
 //! Chats are stored as the core's own wire encoding (so only `wire` knows bincode), keyed by
 //! (signed timestamp, id) in big-endian bytes, so a key-ordered scan is history in time order. Every
@@ -7,18 +8,25 @@
 //! A chat is stored, then shown, then marked shown. One that was stored but not yet shown when the
 //! process died is shown at the next start (`unshown`), so a crash between the two never hides a
 //! chat from the user; a crash right after showing, before the mark, shows it once more.
+//!
+//! A room's chats are stored as they travel: sealed, so the file holds their text only as
+//! ciphertext. The room's secret, which opens them, is in the `rooms` table (as the identity key
+//! is beside the file): whoever can read the directory can read the rooms.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use p2p_chat_core::rooms::{RoomKeys, RoomSecret};
 use p2p_chat_core::wire::{self, Message};
-use p2p_chat_core::{Chat, ChatId};
+use p2p_chat_core::{Access, Chat, ChatId, RoomId, RoomInfo};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 const CHATS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("chats");
 const PEERS: TableDefinition<&str, u64> = TableDefinition::new("peers");
 /// Keys of chats stored but not yet shown.
 const UNSHOWN: TableDefinition<&[u8], ()> = TableDefinition::new("unshown");
+/// Rooms the node is in, by id: access (0 public, 1 private), the 32-byte secret, the name.
+const ROOMS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("rooms");
 /// Facts about this history: `first_online_ms`, when a node first ran on it.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Most peers remembered; the least recently seen go first.
@@ -70,6 +78,7 @@ impl Store {
             tx.open_table(PEERS)?;
             tx.open_table(UNSHOWN)?;
             tx.open_table(META)?;
+            tx.open_table(ROOMS)?;
             Ok(())
         })?;
         Ok(store)
@@ -161,17 +170,77 @@ impl Store {
         }
     }
 
-    /// The newest `n` chats, oldest first.
+    /// The newest `n` chats of every room, oldest first.
     pub fn recent_chats(&self, n: usize) -> Result<Vec<Chat>, StoreError> {
+        self.recent(n, |_| true)
+    }
+
+    /// The newest `n` chats of one room, oldest first.
+    pub fn recent_in(&self, room: RoomId, n: usize) -> Result<Vec<Chat>, StoreError> {
+        self.recent(n, |c| c.room == room)
+    }
+
+    fn recent(&self, n: usize, keep: impl Fn(&Chat) -> bool) -> Result<Vec<Chat>, StoreError> {
         let tx = self.db.begin_read().map_err(|e| self.err(e))?;
         let t = tx.open_table(CHATS).map_err(|e| self.err(e))?;
         let mut out = Vec::new();
-        for entry in t.iter().map_err(|e| self.err(e))?.rev().take(n) {
+        for entry in t.iter().map_err(|e| self.err(e))?.rev() {
+            if out.len() == n {
+                break;
+            }
             let (_, v) = entry.map_err(|e| self.err(e))?;
-            out.push(self.decode(v.value())?);
+            let chat = self.decode(v.value())?;
+            if keep(&chat) {
+                out.push(chat);
+            }
         }
         out.reverse();
         Ok(out)
+    }
+
+    /// Remembers a room (again): what `Command::Rejoin` needs at the next start.
+    pub fn put_room(&self, room: &RoomInfo) -> Result<(), StoreError> {
+        let mut v = vec![u8::from(room.access == Access::Private)];
+        v.extend_from_slice(&room.secret.0);
+        v.extend_from_slice(room.name.as_bytes());
+        self.write(|tx| {
+            tx.open_table(ROOMS)?.insert(room.id.0.as_slice(), v.as_slice())?;
+            Ok(())
+        })
+    }
+
+    /// Forgets a room left with `/part`. Its chats stay, sealed: joining it again opens them.
+    pub fn remove_room(&self, id: &RoomId) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.open_table(ROOMS)?.remove(id.0.as_slice())?;
+            Ok(())
+        })
+    }
+
+    /// The rooms remembered, in id order.
+    pub fn rooms(&self) -> Result<Vec<RoomInfo>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = tx.open_table(ROOMS).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for entry in t.iter().map_err(|e| self.err(e))? {
+            let (_, v) = entry.map_err(|e| self.err(e))?;
+            out.push(self.decode_room(v.value())?);
+        }
+        Ok(out)
+    }
+
+    fn decode_room(&self, v: &[u8]) -> Result<RoomInfo, StoreError> {
+        let corrupt = || StoreError::Corrupt { path: self.path.clone(), detail: "a room that does not decode".into() };
+        let (&access, rest) = v.split_first().ok_or_else(corrupt)?;
+        let (secret, name) = rest.split_first_chunk::<32>().ok_or_else(corrupt)?;
+        let access = match access {
+            0 => Access::Public,
+            1 => Access::Private,
+            _ => return Err(corrupt()),
+        };
+        let secret = RoomSecret(*secret);
+        let name = String::from_utf8(name.to_vec()).map_err(|_| corrupt())?;
+        Ok(RoomInfo { id: RoomKeys::new(&secret).id, name, access, secret })
     }
 
     pub fn chat_count(&self) -> Result<u64, StoreError> {
@@ -275,6 +344,32 @@ mod tests {
         assert!(err.to_string().starts_with("another p2p-chat is using"), "{err}");
         drop(s);
         assert_eq!(Store::open(&dir).unwrap().first_online_ms(300).unwrap(), 100);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn rooms_survive_reopening_until_parted_and_history_is_per_room() {
+        let dir = temp_dir("rooms");
+        let secret = RoomSecret([5; 32]);
+        let team = RoomInfo { id: RoomKeys::new(&secret).id, name: "team".into(), access: Access::Private, secret };
+        let keys = RoomKeys::new(&team.secret);
+        let k = Ed25519Keys::from_seed(1);
+        let sealed = Arc::new(Chat::sealed(&k, ChatId::new_v7(5, &[5; 10]), &keys, "alice", "secret words", [1; 24]));
+        {
+            let s = Store::open(&dir).unwrap();
+            s.put_room(&team).unwrap();
+            s.put_room(&team).unwrap();
+            s.put_chats(&[chat(1, "a"), sealed.clone(), chat(9, "b")]).unwrap();
+        }
+        let s = Store::open(&dir).unwrap();
+        assert_eq!(s.rooms().unwrap(), vec![team.clone()]);
+        assert_eq!(s.recent_in(team.id, 10).unwrap(), vec![(*sealed).clone()]);
+        assert_eq!(s.recent_in(RoomId::DEFAULT, 1).unwrap()[0].body, Body::Text("b".into()));
+        s.remove_room(&team.id).unwrap();
+        assert!(s.rooms().unwrap().is_empty());
+        drop(s);
+        let bytes = std::fs::read(dir.join(FILE_NAME)).unwrap();
+        assert!(!bytes.windows(12).any(|w| w == b"secret words"), "a room's text is on disk only sealed");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -7,7 +7,9 @@
 use std::time::Duration;
 
 use chrono::{Local, TimeZone};
-use p2p_chat_core::{Body, Chat, Delivery, Event, Origin, PeerId, PeerSummary, Stats};
+use p2p_chat_core::{Body, Chat, Delivery, Event, Origin, PeerId, PeerSummary, RoomSummary, Stats};
+
+use crate::rooms::RoomList;
 
 /// What a shown line is, for the full-screen view's colors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,15 +96,21 @@ impl Style {
         line.find(&token).map(|start| Who { at: start..start + token.len(), slot: palette_slot(id) })
     }
 
-    pub fn chat_line(&self, d: &Delivery, when: When) -> String {
+    /// A chat's line: `[HH:MM:SS] name#id: text`, with `#room ` after the time for a chat of a
+    /// room other than the default (`room`, its label).
+    pub fn chat_line(&self, d: &Delivery, when: When, room: Option<&str>) -> String {
         let c = &d.chat;
         let who = self.who(&c.username, &c.author_id());
+        let at = match room {
+            Some(r) => format!("[{}] {r}", clock(c.timestamp_ms())),
+            None => format!("[{}]", clock(c.timestamp_ms())),
+        };
         let line = match &c.body {
             Body::Text(_) | Body::Sealed(_) => {
-                format!("[{}] {who}: {}", clock(c.timestamp_ms()), clean(d.text().unwrap_or("(sealed)")))
+                format!("{at} {who}: {}", clean(d.text().unwrap_or("(sealed: not a room of yours)")))
             }
-            Body::Join => self.paint(GREEN, &format!("[{}] *** {who} joined", clock(c.timestamp_ms()))),
-            Body::Leave => self.paint(YELLOW, &format!("[{}] *** {who} left", clock(c.timestamp_ms()))),
+            Body::Join => self.paint(GREEN, &format!("{at} *** {who} joined")),
+            Body::Leave => self.paint(YELLOW, &format!("{at} *** {who} left")),
         };
         match when {
             When::Now => line,
@@ -112,9 +120,11 @@ impl Style {
         }
     }
 
-    pub fn history_line(&self, c: &Chat) -> String {
-        let d = Delivery { chat: std::sync::Arc::new(c.clone()), opened: None, hops: 0, origin: Origin::Live };
-        self.chat_line(&d, When::Now)
+    /// A stored chat's line, its room's text opened with the key `rooms` holds.
+    pub fn history_line(&self, c: &Chat, rooms: &RoomList) -> String {
+        let d = Delivery { chat: std::sync::Arc::new(c.clone()), opened: rooms.open(c), hops: 0, origin: Origin::Live };
+        let label = if c.room.is_default() { None } else { Some(rooms.title(&c.room)) };
+        self.chat_line(&d, When::Now, label.as_deref())
     }
 
     /// The kind of line `chat_line` makes.
@@ -128,13 +138,17 @@ impl Style {
         }
     }
 
-    /// One line for an event, or `None` for events not shown. `when` is for chats.
-    pub fn event_line(&self, e: &Event, when: When) -> Option<(Kind, String)> {
+    /// One line for an event, or `None` for events not shown. `when` is for chats; `rooms` names
+    /// the rooms (a parted room is still in it when its line is made).
+    pub fn event_line(&self, e: &Event, when: When, rooms: &RoomList) -> Option<(Kind, String)> {
         Some(match e {
             Event::Chat(d) if d.origin == Origin::Local && matches!(d.chat.body, Body::Join | Body::Leave) => {
                 return None
             }
-            Event::Chat(d) => (Style::chat_kind(d, when), self.chat_line(d, when)),
+            Event::Chat(d) => {
+                let label = if d.chat.room.is_default() { None } else { Some(rooms.title(&d.chat.room)) };
+                (Style::chat_kind(d, when), self.chat_line(d, when, label.as_deref()))
+            }
             Event::PeerUp(p) => (
                 Kind::Network,
                 self.paint(
@@ -155,9 +169,12 @@ impl Style {
             }
             Event::Warning(w) => (Kind::Warning, self.paint(RED, &format!("!!! {}", clean(w)))),
             Event::Refused(w) => (Kind::Warning, self.paint(RED, &format!("!!! {}", clean(w)))),
-            Event::RoomJoined(r) => (Kind::Info, format!("--- you are in #{}", clean_name(&r.name))),
-            Event::RoomParted(id) => (Kind::Info, format!("--- you left room {}", id.short())),
-            Event::Invite { code, .. } => (Kind::Info, format!("--- invite code: {code}")),
+            Event::RoomJoined(r) => {
+                (Kind::Info, format!("--- you are in #{} ({})", clean_name(&r.name), crate::rooms::access(r.access)))
+            }
+            Event::RoomParted(id) => (Kind::Info, format!("--- you left {}", rooms.title(id))),
+            // On a line of its own, whole, so that it can be copied or picked out by a script.
+            Event::Invite { room, code } => (Kind::Info, format!("--- invite code for {}: {code}", rooms.title(room))),
         })
     }
 
@@ -202,10 +219,56 @@ impl Style {
                 "gossip             {} prunes, {} grafts, {} sync rounds",
                 s.prunes_sent, s.grafts_sent, s.sync_frames_sent
             ),
+            format!("room frames in / out {} / {}", s.room_frames_in, s.room_frames_out),
+            format!(
+                "foreign room frames {} ({} bytes: frames of rooms this node is not in, always 0 among honest peers)",
+                s.foreign_room_frames, s.foreign_room_bytes
+            ),
             format!("chats held         {history}"),
             format!("uptime             {}h{:02}m{:02}s", secs / 3600, secs / 60 % 60, secs % 60),
         ]
         .join("\n")
+    }
+}
+
+impl Style {
+    /// `/rooms`: the default room first, then the others in the order they were joined, numbered
+    /// for `/room N`; `>` marks the current one. Counts are the node's (`summaries`).
+    pub fn rooms_table(&self, rooms: &RoomList, summaries: &[RoomSummary], peers: usize) -> String {
+        let mark = |id| if rooms.current() == id { ">" } else { " " };
+        let mut out = format!(
+            "{} room(s); > marks the current one (where your lines go; /room N or /room #name switches):\n",
+            rooms.entries().len() + 1
+        );
+        out += &format!(
+            "    {:>2}  {:<24} {:<8} {:>7} {:>10} {:>6}\n",
+            "#", "room", "access", "members", "neighbours", "unread"
+        );
+        let default = p2p_chat_core::RoomId::DEFAULT;
+        let unread = rooms.unread(&default);
+        out += &format!(
+            "  {} {:>2}  {:<24} {:<8} {:>7} {:>10} {unread:>6}\n",
+            mark(default),
+            0,
+            "everyone",
+            "default",
+            "all",
+            peers
+        );
+        for (i, e) in rooms.entries().iter().enumerate() {
+            let s = summaries.iter().find(|s| s.id == e.info.id);
+            let (members, neighbours) =
+                s.map_or(("?".into(), "?".into()), |s| (s.members.to_string(), s.neighbours.to_string()));
+            out += &format!(
+                "  {} {:>2}  {:<24} {:<8} {members:>7} {neighbours:>10} {:>6}\n",
+                mark(e.info.id),
+                i + 1,
+                format!("#{}", clean_name(&e.info.name)),
+                crate::rooms::access(e.info.access),
+                e.unread
+            );
+        }
+        out.trim_end().to_owned()
     }
 }
 
@@ -257,21 +320,33 @@ fn is_bidi_control(c: char) -> bool {
 
 pub const HELP: &str = "\
 commands:
-  /help          show this help
-  /peers         list connected peers (id, username, address, direction,
-                 score, latency) and the addresses that could not be reached
-  /history [N]   show the last N chats (default 20)
-  /stats         show network statistics
-  /id            show your peer id and public key
-  /clear         clear the screen
-  /quit          announce that you leave, and exit
-anything else is sent as a chat.
+  /help            show this help
+  /peers           list connected peers (id, username, address, direction,
+                   score, latency) and the addresses that could not be reached
+  /history [N]     show the last N chats of the current room (default 20)
+  /stats           show network statistics
+  /id              show your peer id and public key
+  /clear           clear the screen
+  /quit            announce that you leave, and exit
+rooms (every node is in the default room, \"everyone\"):
+  /join #name      join the public room of that name (anyone who knows the
+                   name can join it); it becomes the current room
+  /join CODE       join a private room with an invite code (p2pchat-invite1:...)
+  /create #name    start a private room and print its invite code
+  /invite          print a fresh invite code for the current (private) room;
+                   a code is valid for 24 hours and lets whoever holds it in
+  /rooms           list your rooms: access, members, neighbours, unread chats
+  /room #name      make a room current: your lines go there (also /room N,
+                   the number from /rooms); /room or /room - is \"everyone\"
+  /part [#name]    leave the current room, or the one named
+anything else is sent as a chat to the current room.
 limits: a chat holds at most 4,096 bytes (the full-screen view sends a longer
 line as several chats; line mode refuses it); a username is 1 to 64 bytes,
-without '#'.
+without '#'; a room name 1 to 64 bytes, without spaces or commas.
 full-screen keys:
   Enter              send (each line of a paste is its own chat)
   Up / Down          lines you sent before
+  Ctrl-N / Ctrl-P    next / previous room (also Alt-Right / Alt-Left)
   PageUp / PageDown  scroll back and forth (the mouse wheel too)
   End                back to the newest line (on an empty line; or Ctrl-End)
   Ctrl-A / Ctrl-E    start / end of the line
@@ -298,7 +373,7 @@ mod tests {
         use p2p_chat_core::{ChatId, Ed25519Keys, Keys};
         let (alice, mallory) = (Ed25519Keys::from_seed(1), Ed25519Keys::from_seed(2));
         let chat = Chat::new(&mallory, ChatId::new_v7(1_800_000_000_000, &[1; 10]), "alice", Body::Text("hi".into()));
-        let line = Style { color: false }.history_line(&chat);
+        let line = Style { color: false }.history_line(&chat, &RoomList::default());
         assert!(line.contains(&format!("alice#{}", mallory.public_key().peer_id().short())), "{line}");
         assert!(!line.contains(&alice.public_key().peer_id().short()), "{line}");
     }

@@ -281,3 +281,26 @@ fn editing_keys_and_history_work_on_the_real_terminal() {
     t.keys(&["C-w", "there", "Enter"]);
     bob.wait_for(&from(&alice, "hello there"));
 }
+
+#[test]
+fn the_room_line_lists_rooms_with_unread_counts_and_ctrl_n_p_switch() {
+    let Some((t, mut bob, alice)) = alice_and_bob("rooms", 80, 24) else { return };
+    bob.say("/join #dev");
+    bob.wait_for("--- current room: #dev");
+    t.type_text("/join #dev");
+    t.keys(&["Enter"]);
+    let screen = t.wait_for(" rooms: everyone · [#dev]");
+    assert!(screen.contains("room: #dev │"), "the bar names the current room: {screen}");
+    t.type_text("hello dev");
+    t.keys(&["Enter"]);
+    bob.wait_for(&format!("#dev {}", from(&alice, "hello dev")));
+    // Back to everyone: bob's chats in #dev count as unread there, and are read on return.
+    t.keys(&["C-p"]);
+    t.wait_for("room: everyone │");
+    bob.say("unread one");
+    bob.say("unread two");
+    t.wait_for("#dev (2)");
+    t.keys(&["C-n"]);
+    let screen = t.wait_for(" rooms: everyone · [#dev]");
+    assert!(!screen.contains("#dev (2)"), "{screen}");
+}

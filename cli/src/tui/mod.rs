@@ -4,7 +4,9 @@
 //! Keys: Enter sends; Left/Right/Home/End, Backspace/Delete, Ctrl-A/E/U/K/W edit; Up/Down walk
 //! the sent lines; PageUp/PageDown and the mouse wheel scroll, Ctrl-End (or End on an empty
 //! line) jumps back to the newest line; Ctrl-C clears the typed line, and on an empty line a
-//! second Ctrl-C leaves, as do Ctrl-D on an empty line and `/quit`.
+//! second Ctrl-C leaves, as do Ctrl-D on an empty line and `/quit`. Ctrl-N and Ctrl-P (or
+//! Alt-Right and Alt-Left) make the next or previous room current; once the node is in a room
+//! besides the default one, a line above the status bar lists the rooms with their unread counts.
 //!
 //! A paste is taken whole (bracketed paste when the terminal offers it, else as fast keys): its
 //! lines stay in the input line until Enter, and Enter sends each line as its own chat, in order.
@@ -35,7 +37,7 @@ use ratatui::Terminal;
 use crate::ui::{Kind, Out};
 use input::Input;
 use scrollback::Scrollback;
-pub use view::Status;
+pub use view::{RoomTab, Status};
 
 /// How long to wait for a key before looking for new lines from the node again.
 const TICK: Duration = Duration::from_millis(25);
@@ -88,6 +90,8 @@ pub trait Session {
     fn line(&mut self, line: &str) -> bool;
     /// Sends one piece of a cut line as a chat, whatever it starts with.
     fn chat(&mut self, text: &str);
+    /// Makes the room `step` places away in the room line current.
+    fn step_room(&mut self, step: isize);
     fn status(&self) -> Status;
 }
 
@@ -130,8 +134,9 @@ pub fn run(session: &mut dyn Session, out: &Receiver<Out>) -> Result<()> {
             }
             dirty = true;
         }
-        // A peer came or went: the bar says so at once.
-        if network || status_at.elapsed() >= STATUS_EVERY {
+        // A peer came or went, a line may have added to a room's unread count, a key may have
+        // switched rooms: the bar says so at once.
+        if network || dirty || status_at.elapsed() >= STATUS_EVERY {
             status_at = Instant::now();
             let s = session.status();
             dirty |= s != app.status;
@@ -178,6 +183,7 @@ fn handle(app: &mut App, session: &mut dyn Session, ev: Event) {
 
 fn key(app: &mut App, session: &mut dyn Session, k: KeyEvent) {
     let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
+    let alt = k.modifiers.contains(KeyModifiers::ALT);
     let was_ctrl_c = std::mem::replace(&mut app.ctrl_c, false);
     let page = terminal::size().map_or(10, |(_, h)| (h as usize).saturating_sub(3).max(1));
     let i = &mut app.input;
@@ -202,6 +208,10 @@ fn key(app: &mut App, session: &mut dyn Session, k: KeyEvent) {
         }
         KeyCode::Enter => send(app, session),
         KeyCode::Char('j' | 'm') if ctrl => send(app, session),
+        KeyCode::Char('n') if ctrl => session.step_room(1),
+        KeyCode::Char('p') if ctrl => session.step_room(-1),
+        KeyCode::Right if alt => session.step_room(1),
+        KeyCode::Left if alt => session.step_room(-1),
         KeyCode::Char('a') if ctrl => i.home(),
         KeyCode::Char('e') if ctrl => i.end(),
         KeyCode::Char('u') if ctrl => i.kill_to_start(),

@@ -4,7 +4,8 @@
 //! [10:02:11] bob#5cf79897: hi
 //! ...                                   <- scrollback (PageUp/PageDown, wheel)
 //! ─── 3 new below · End to jump ───     <- only while scrolled up and lines arrived
-//!  alice#3d785535 │ 2 peers │ room: everyone │ listening on 0.0.0.0:8080 │ 5/4,096 B
+//!  rooms: everyone · [#dev] · #team (2)  <- only once in a room besides "everyone"
+//!  alice#3d785535 │ 2 peers │ room: #dev │ listening on 0.0.0.0:8080 │ 5/4,096 B
 //! > hello wor█                          <- input, wraps, grows up to a third of the screen
 //! ```
 
@@ -25,11 +26,21 @@ pub struct Status {
     /// `name#1234abcd`.
     pub me: String,
     pub peers: usize,
-    /// The room being shown. There is one room today; the bar keeps its place for a room list.
+    /// The current room: `#name`, or "everyone" for the default room.
     pub room: String,
     /// Whether others can reach this node: "reachable ADDR" once a peer has dialed in,
     /// "listening ADDR" before, "outgoing only" when not listening.
     pub reach: String,
+    /// Every room, the default room first; a line above the bar lists them when there are several.
+    pub rooms: Vec<RoomTab>,
+}
+
+/// A room in the room line.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RoomTab {
+    pub name: String,
+    pub unread: usize,
+    pub current: bool,
 }
 
 const PROMPT: &str = "> ";
@@ -78,10 +89,19 @@ pub fn draw(f: &mut Frame, scroll: &mut Scrollback, input: &Input, status: &Stat
     let (cur_row, cur_col) = cursor_at(input.text(), input.cursor(), text_cols);
     let rows_needed = input_rows.len().max(cur_row + 1);
     let input_h = rows_needed.min((area.height as usize / 3).max(1)) as u16;
-    let [pane, bar, edit] =
-        Layout::vertical([Constraint::Min(0), Constraint::Length(1), Constraint::Length(input_h)]).areas(area);
+    let tabs_h = u16::from(status.rooms.len() > 1);
+    let [pane, tabs, bar, edit] = Layout::vertical([
+        Constraint::Min(0),
+        Constraint::Length(tabs_h),
+        Constraint::Length(1),
+        Constraint::Length(input_h),
+    ])
+    .areas(area);
 
     draw_pane(f, pane, scroll);
+    if tabs_h > 0 {
+        f.render_widget(Paragraph::new(room_line(&status.rooms)), tabs);
+    }
 
     let peers = if status.peers == 1 { "1 peer".to_owned() } else { format!("{} peers", status.peers) };
     let left = format!(" {} │ {peers} │ room: {} │ {}", status.me, status.room, status.reach);
@@ -106,6 +126,25 @@ pub fn draw(f: &mut Frame, scroll: &mut Scrollback, input: &Input, status: &Stat
         .collect();
     f.render_widget(Paragraph::new(lines), edit);
     f.set_cursor_position(Position::new(edit.x + (PROMPT.len() + cur_col) as u16, edit.y + (cur_row - first) as u16));
+}
+
+/// ` rooms: everyone · [#dev] · #team (2)`: the current room bracketed and bold, a room with
+/// unread chats with their count, in yellow.
+fn room_line(rooms: &[RoomTab]) -> Line<'static> {
+    let mut spans = vec![Span::styled(" rooms: ", Style::default().add_modifier(Modifier::DIM))];
+    for (i, r) in rooms.iter().enumerate() {
+        if i > 0 {
+            spans.push(Span::raw(" · "));
+        }
+        let (text, style) = match (r.current, r.unread) {
+            (true, _) => (format!("[{}]", r.name), Style::default().add_modifier(Modifier::BOLD)),
+            (false, 0) => (r.name.clone(), Style::default()),
+            (false, n) => (format!("{} ({n})", r.name), Style::default().fg(Color::Yellow)),
+        };
+        spans.push(Span::styled(text, style));
+    }
+    spans.push(Span::styled("  Ctrl-N/Ctrl-P switch", Style::default().add_modifier(Modifier::DIM)));
+    Line::from(spans)
 }
 
 /// Sender colors, as line mode's: bright, readable on dark and light backgrounds.
@@ -182,8 +221,13 @@ mod tests {
         }
         let mut input = Input::default();
         input.insert("héllo 漢字");
-        let status =
-            Status { me: "al#1234abcd".into(), peers: 1, room: "everyone".into(), reach: "outgoing only".into() };
+        let status = Status {
+            me: "al#1234abcd".into(),
+            peers: 1,
+            room: "everyone".into(),
+            reach: "outgoing only".into(),
+            rooms: vec![RoomTab { name: "everyone".into(), unread: 0, current: true }],
+        };
         term.draw(|f| draw(f, &mut scroll, &input, &status)).unwrap();
         let r = rows(&term);
         assert_eq!(&r[..4], ["line 2", "line 3", "line 4", "line 5"]);
@@ -196,6 +240,26 @@ mod tests {
         let r = rows(&term);
         assert_eq!(&r[..3], ["line 0", "line 1", "line 2"], "the view holds still");
         assert!(r[3].contains("1 new below"), "{r:?}");
+    }
+
+    #[test]
+    fn a_room_line_shows_when_there_are_rooms() {
+        let mut term = Terminal::new(TestBackend::new(60, 4)).unwrap();
+        let mut scroll = Scrollback::default();
+        scroll.push(Kind::Chat, "[10:00:00] #dev bo#00000000: hi".into(), None);
+        let tab = |name: &str, unread, current| RoomTab { name: name.into(), unread, current };
+        let status = Status {
+            me: "al#1234abcd".into(),
+            peers: 1,
+            room: "#dev".into(),
+            reach: "outgoing only".into(),
+            rooms: vec![tab("everyone", 0, false), tab("#dev", 0, true), tab("#team", 2, false)],
+        };
+        term.draw(|f| draw(f, &mut scroll, &Input::default(), &status)).unwrap();
+        let r = rows(&term);
+        assert_eq!(r[0], "[10:00:00] #dev bo#00000000: hi");
+        assert!(r[1].starts_with(" rooms: everyone · [#dev] · #team (2)"), "{r:?}");
+        assert!(r[2].contains("room: #dev"), "{r:?}");
     }
 
     #[test]

@@ -5,6 +5,9 @@
 //! log, the peers, the stats) and its subscription under one lock, so it misses nothing and sees
 //! nothing twice; one that falls more than [`BROADCAST_CAPACITY`] messages behind gets a fresh
 //! snapshot instead. Every tab therefore shows the same log, in the same order.
+//!
+//! The page is the default room's: chats of other rooms (and the room events) are left out of it;
+//! the terminal shows them.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -140,9 +143,11 @@ impl Item {
     }
 
     /// The item for an event, or `None` for events the page does not show (as the terminal does
-    /// not show this node's own joins and leaves).
+    /// not show this node's own joins and leaves; nor other rooms' chats, which the page leaves
+    /// to the terminal).
     pub fn of_event(e: &Event, now_ms: u64, clock: &Clock) -> Option<Item> {
         Some(match e {
+            Event::Chat(d) if !d.chat.room.is_default() => return None,
             Event::Chat(Delivery { chat, origin: Origin::Local, .. })
                 if !matches!(chat.body, Body::Text(_) | Body::Sealed(_)) =>
             {
@@ -314,7 +319,8 @@ impl Hub {
         started: Instant,
         quit: mpsc::Sender<()>,
     ) -> Hub {
-        let items = history.iter().map(|c| Item::of_chat(c, "history", None, 0)).collect();
+        let items =
+            history.iter().filter(|c| c.room.is_default()).map(|c| Item::of_chat(c, "history", None, 0)).collect();
         let (tx, _) = broadcast::channel(BROADCAST_CAPACITY);
         Hub {
             me,

@@ -5,6 +5,10 @@
 //! reads the user's lines: through the full-screen view (`tui`) on a terminal, or line by line from
 //! standard input with `--plain` or when standard input is not a terminal. Both show the same
 //! lines, formatted by `ui`.
+//!
+//! Typed lines are read by `commands`; the room commands are carried out in `rooms`.
+
+mod rooms;
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -15,15 +19,16 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use p2p_chat_core::app::{NodeHandle, Runtime, Start};
-use p2p_chat_core::{Chat, Command, Config, Ed25519Keys, Keys};
+use p2p_chat_core::{Chat, Command, Config, Ed25519Keys, Keys, RoomId, RoomInfo};
 use p2p_chat_runtime_mio::MioRuntime;
 use p2p_chat_runtime_smol::SmolRuntime;
 
 use crate::args::{NodeArgs, RuntimeKind, DEFAULT_DB_PATH};
+use crate::commands::Typed;
 use crate::display::{Clock, Display, Printer, Shared};
 use crate::keyfile;
 use crate::store::Store;
-use crate::tui::Status;
+use crate::tui::{RoomTab, Status};
 use crate::ui::{Kind, Out, Style, HELP};
 
 /// `host:port` to an address: a malformed one and a host that does not resolve are told apart.
@@ -54,13 +59,25 @@ pub fn run(node: NodeArgs, listen: Option<SocketAddr>, connect: Vec<SocketAddr>)
     let me = keys.public_key();
     let bootstrap = node.bootstrap.iter().map(|a| resolve(a)).collect::<Result<Vec<_>>>()?;
     let started_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
-    let (restore, known, first_online_ms) = match &store {
+    let join_at_start = node
+        .join
+        .iter()
+        .map(|n| crate::rooms::check_name(n))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(anyhow::Error::msg)?;
+    let (rooms, restore, known, first_online_ms) = match &store {
         Some(s) => {
             let known = s.peers()?.into_iter().filter_map(|(a, _)| a.parse().ok()).collect();
-            (s.recent_chats(node.max_history as usize)?, known, Some(s.first_online_ms(started_ms)?))
+            (s.rooms()?, s.recent_chats(node.max_history as usize)?, known, Some(s.first_online_ms(started_ms)?))
         }
-        None => (Vec::new(), Vec::new(), None),
+        None => (Vec::new(), Vec::new(), Vec::new(), None),
     };
+    // The rooms are known before anything is shown, so that stored chats show with their room.
+    let shared = Arc::new(Shared::default());
+    for r in &rooms {
+        shared.rooms.lock().joined(r);
+    }
+    let room_ids: Vec<RoomId> = rooms.iter().map(|r: &RoomInfo| r.id).collect();
     let restored = restore.len();
     let web = crate::web::Web::prepare(&node.web, &restore)?;
     let web_tap = web.as_ref().map(|w| w.tap());
@@ -83,7 +100,7 @@ pub fn run(node: NodeArgs, listen: Option<SocketAddr>, connect: Vec<SocketAddr>)
         keys: Box::new(keys),
         seed: u64::from_le_bytes(keyfile::os_random()?),
         listen,
-        rooms: Vec::new(),
+        rooms,
         restore,
         known,
         connect,
@@ -133,9 +150,11 @@ pub fn run(node: NodeArgs, listen: Option<SocketAddr>, connect: Vec<SocketAddr>)
         let pending = s.unshown()?;
         if !pending.is_empty() {
             info(format!("{} chat(s) that arrived just before the last run ended:", pending.len()));
+            let list = shared.rooms.lock();
             for c in &pending {
-                info(style.history_line(c));
+                info(style.history_line(c, &list));
             }
+            drop(list);
             let pending: Vec<Arc<Chat>> = pending.into_iter().map(Arc::new).collect();
             s.mark_shown(&pending)?;
         }
@@ -145,7 +164,6 @@ pub fn run(node: NodeArgs, listen: Option<SocketAddr>, connect: Vec<SocketAddr>)
     }
     info(if full_screen { HELLO_FULL_SCREEN.into() } else { "type /help for commands".into() });
 
-    let shared = Arc::new(Shared::default());
     let display = {
         let d = Display {
             style,
@@ -173,7 +191,13 @@ pub fn run(node: NodeArgs, listen: Option<SocketAddr>, connect: Vec<SocketAddr>)
         printer: printer.clone(),
         identity,
         me: format!("{}#{}", crate::ui::clean(&node.username), me.peer_id().short()),
+        verifier: Ed25519Keys::from_secret(keyfile::os_random()?),
     };
+    // The display thread takes the rejoined rooms in first: a `/join` then waits for its own answer.
+    ctx.shared.rooms.await_rooms(&room_ids, crate::rooms::ANSWER_WAIT);
+    for (i, name) in join_at_start.iter().enumerate() {
+        ctx.join_public(name, i == 0);
+    }
     crate::signals::leave_on_signals(handle.clone(), store.clone())?;
     let result = if node.web.headless {
         crate::web::run_headless(web.as_ref());
@@ -233,6 +257,8 @@ struct Ctx {
     identity: String,
     /// `name#1234abcd`, for the status bar.
     me: String,
+    /// Checks the signature of an invite code being joined; it signs nothing.
+    verifier: Ed25519Keys,
 }
 
 impl crate::tui::Session for Ctx {
@@ -241,7 +267,12 @@ impl crate::tui::Session for Ctx {
     }
 
     fn chat(&mut self, text: &str) {
-        self.handle.command(Command::Chat(text.to_owned()));
+        Ctx::chat(self, text);
+    }
+
+    fn step_room(&mut self, step: isize) {
+        let to = self.shared.rooms.lock().neighbour(step);
+        self.switch(to);
     }
 
     fn status(&self) -> Status {
@@ -252,7 +283,12 @@ impl crate::tui::Session for Ctx {
             Some(a) => format!("listening {a}"),
             None => "outgoing only".into(),
         };
-        Status { me: self.me.clone(), peers: peers.len(), room: "everyone".into(), reach }
+        let list = self.shared.rooms.lock();
+        let tab =
+            |id: RoomId| RoomTab { name: list.title(&id), unread: list.unread(&id), current: list.current() == id };
+        let mut rooms = vec![tab(RoomId::DEFAULT)];
+        rooms.extend(list.entries().iter().map(|e| tab(e.info.id)));
+        Status { me: self.me.clone(), peers: peers.len(), room: list.title(&list.current()), reach, rooms }
     }
 }
 
@@ -261,21 +297,22 @@ impl Ctx {
         (self.printer)(Out::Line(Kind::Info, text, None));
     }
 
+    /// Sends a chat to the current room.
+    fn chat(&self, text: &str) {
+        let room = self.shared.rooms.lock().current();
+        let text = text.to_owned();
+        self.handle.command(if room.is_default() { Command::Chat(text) } else { Command::Say { room, text } });
+    }
+
     /// Handles one input line; `false` means quit.
     fn line(&self, line: &str) -> bool {
         let line = line.trim_end_matches(['\r', '\n']);
-        if line.trim().is_empty() {
-            return true;
-        }
-        let Some(cmd) = line.strip_prefix('/') else {
-            self.handle.command(Command::Chat(line.to_owned()));
-            return true;
-        };
-        let mut words = cmd.split_whitespace();
-        match words.next().unwrap_or("") {
-            "help" => self.say(HELP.into()),
-            "quit" | "exit" => return false,
-            "peers" => {
+        let Some(typed) = crate::commands::parse(line) else { return true };
+        match typed {
+            Typed::Chat(text) => self.chat(text),
+            Typed::Help => self.say(HELP.into()),
+            Typed::Quit => return false,
+            Typed::Peers => {
                 let mut text = self.style.peers_table(&self.handle.peers());
                 if let Ok(u) = self.shared.unreachable.lock() {
                     for (addr, r) in u.iter() {
@@ -285,7 +322,7 @@ impl Ctx {
                 }
                 self.say(text)
             }
-            "stats" => {
+            Typed::Stats => {
                 let held = self.shared.history.lock().map(|h| h.len()).unwrap_or(0);
                 let peers = self.handle.peers().len();
                 let unreachable = self.shared.unreachable.lock().map(|u| u.len()).unwrap_or(0);
@@ -293,43 +330,20 @@ impl Ctx {
                 text += &format!("\nunreachable        {unreachable} address(es), still tried (see /peers)");
                 self.say(text);
             }
-            "id" => self.say(self.identity.clone()),
-            "clear" => (self.printer)(Out::Clear),
-            "history" => match words.next().map(str::parse::<usize>).unwrap_or(Ok(20)) {
-                Ok(n) => self.say(self.history_text(n)),
-                Err(_) => self.say("usage: /history [N]".into()),
-            },
-            other => self.say(format!("unknown command /{other}; type /help for the list")),
+            Typed::Id => self.say(self.identity.clone()),
+            Typed::Clear => (self.printer)(Out::Clear),
+            Typed::History(n) => self.say(self.history_text(n)),
+            Typed::JoinPublic(name) => self.join_public(&name, true),
+            Typed::JoinInvite(code) => self.join_invite(code),
+            Typed::Create(name) => self.create(&name),
+            Typed::Invite => self.invite(),
+            Typed::Rooms => self.say(self.rooms_text()),
+            Typed::Room(what) => self.pick_room(what),
+            Typed::Part(what) => self.part(what),
+            Typed::Wrong(usage) => self.say(usage),
+            Typed::Unknown(other) => self.say(format!("unknown command /{other}; type /help for the list")),
         }
         true
-    }
-
-    fn history_text(&self, n: usize) -> String {
-        let chats: Vec<Chat> = match &self.store {
-            Some(s) => match s.recent_chats(n) {
-                Ok(c) => c,
-                Err(e) => return format!("!!! cannot read history: {e}"),
-            },
-            None => {
-                let h = self
-                    .shared
-                    .history
-                    .lock()
-                    .map(|h| h.iter().map(|c| (**c).clone()).collect::<Vec<_>>())
-                    .unwrap_or_default();
-                let skip = h.len().saturating_sub(n);
-                h.into_iter().skip(skip).collect()
-            }
-        };
-        if chats.is_empty() {
-            return "no history yet".into();
-        }
-        let mut out = format!("last {} chat(s):", chats.len());
-        for c in &chats {
-            out.push('\n');
-            out += &self.style.history_line(c);
-        }
-        out
     }
 }
 

@@ -1,0 +1,128 @@
+//! What a typed line asks for: a chat, or one of the `/` commands, with its arguments checked.
+//! Only parsing lives here; `session` carries the commands out.
+
+/// How every invite code starts (the core's invite format, version 1).
+pub const INVITE_PREFIX: &str = "p2pchat-invite1:";
+
+/// Chats `/history` shows without a number.
+pub const HISTORY_DEFAULT: usize = 20;
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Typed<'a> {
+    /// Text for the current room.
+    Chat(&'a str),
+    Help,
+    Quit,
+    Peers,
+    Stats,
+    Id,
+    Clear,
+    History(usize),
+    /// `/join #name`: the public room of this (normalised) name.
+    JoinPublic(String),
+    /// `/join p2pchat-invite1:...`.
+    JoinInvite(&'a str),
+    /// `/create #name`: a new private room.
+    Create(String),
+    Invite,
+    Rooms,
+    /// `/room [what]`: what follows, for `RoomList::pick`.
+    Room(&'a str),
+    /// `/part [what]`: `None` is the current room.
+    Part(Option<&'a str>),
+    /// A command used wrongly: what to say.
+    Wrong(String),
+    Unknown(&'a str),
+}
+
+/// Reads one line as typed (without its line ending). `None` for a blank line.
+pub fn parse(line: &str) -> Option<Typed<'_>> {
+    if line.trim().is_empty() {
+        return None;
+    }
+    let Some(cmd) = line.strip_prefix('/') else { return Some(Typed::Chat(line)) };
+    let (word, rest) = cmd.trim().split_once(char::is_whitespace).unwrap_or((cmd.trim(), ""));
+    let rest = rest.trim();
+    let one_word = |usage: &str| (rest.split_whitespace().count() > 1).then(|| Typed::Wrong(format!("usage: {usage}")));
+    Some(match word {
+        "help" => Typed::Help,
+        "quit" | "exit" => Typed::Quit,
+        "peers" => Typed::Peers,
+        "stats" => Typed::Stats,
+        "id" => Typed::Id,
+        "clear" => Typed::Clear,
+        "history" if rest.is_empty() => Typed::History(HISTORY_DEFAULT),
+        "history" => match rest.parse() {
+            Ok(n) => Typed::History(n),
+            Err(_) => Typed::Wrong("usage: /history [N]".into()),
+        },
+        "join" => {
+            if let Some(wrong) = one_word("/join #name, or /join followed by an invite code") {
+                return Some(wrong);
+            }
+            if rest.is_empty() {
+                Typed::Wrong("usage: /join #name (a public room), or /join followed by an invite code".into())
+            } else if is_invite(rest) {
+                Typed::JoinInvite(rest)
+            } else {
+                match crate::rooms::check_name(rest) {
+                    Ok(name) => Typed::JoinPublic(name),
+                    Err(e) => Typed::Wrong(e),
+                }
+            }
+        }
+        "create" if rest.is_empty() => Typed::Wrong("usage: /create #name (a new private room)".into()),
+        "create" => one_word("/create #name").unwrap_or_else(|| match crate::rooms::check_name(rest) {
+            Ok(name) => Typed::Create(name),
+            Err(e) => Typed::Wrong(e),
+        }),
+        "invite" if rest.is_empty() => Typed::Invite,
+        "invite" => Typed::Wrong("usage: /invite (a fresh invite code for the current room)".into()),
+        "rooms" => Typed::Rooms,
+        "room" => one_word("/room #name, /room N, or /room - for everyone").unwrap_or(Typed::Room(rest)),
+        "part" => one_word("/part [#name]").unwrap_or(Typed::Part((!rest.is_empty()).then_some(rest))),
+        _ => Typed::Unknown(word),
+    })
+}
+
+/// Whether `text` looks like an invite code (it may still fail its checks).
+pub fn is_invite(text: &str) -> bool {
+    text.trim().starts_with(INVITE_PREFIX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_become_chats_or_commands() {
+        assert_eq!(parse("  "), None);
+        assert_eq!(parse("hello /join"), Some(Typed::Chat("hello /join")));
+        assert_eq!(parse("/history"), Some(Typed::History(20)));
+        assert_eq!(parse("/history 5"), Some(Typed::History(5)));
+        assert!(matches!(parse("/history x"), Some(Typed::Wrong(_))));
+        assert_eq!(parse("/join #Rust"), Some(Typed::JoinPublic("rust".into())));
+        assert_eq!(parse("/join dev"), Some(Typed::JoinPublic("dev".into())));
+        assert_eq!(parse("/join p2pchat-invite1:abc"), Some(Typed::JoinInvite("p2pchat-invite1:abc")));
+        assert!(matches!(parse("/join"), Some(Typed::Wrong(_))));
+        assert!(matches!(parse("/join #a #b"), Some(Typed::Wrong(_))));
+        assert_eq!(parse("/create #team"), Some(Typed::Create("team".into())));
+        assert!(matches!(parse("/create"), Some(Typed::Wrong(w)) if w.starts_with("usage: /create")));
+        assert_eq!(parse("/room"), Some(Typed::Room("")));
+        assert_eq!(parse("/room #dev"), Some(Typed::Room("#dev")));
+        assert_eq!(parse("/part"), Some(Typed::Part(None)));
+        assert_eq!(parse("/part #dev"), Some(Typed::Part(Some("#dev"))));
+        assert_eq!(parse("/invite"), Some(Typed::Invite));
+        assert_eq!(parse("/rooms"), Some(Typed::Rooms));
+        assert_eq!(parse("/frob x"), Some(Typed::Unknown("frob")));
+    }
+
+    #[test]
+    fn the_prefix_is_the_cores() {
+        use p2p_chat_core::rooms::{Invite, RoomSecret};
+        let k = p2p_chat_core::Ed25519Keys::from_seed(1);
+        let code =
+            Invite::new(&k, "team", RoomSecret([1; 32]), Vec::new(), p2p_chat_core::Time::from_millis(1)).to_code();
+        assert!(is_invite(&code), "{code}");
+    }
+}

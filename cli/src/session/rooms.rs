@@ -1,0 +1,180 @@
+//! The room commands: `/join`, `/create`, `/invite`, `/rooms`, `/room`, `/part`, and `/history`,
+//! which shows the current room's chats.
+//!
+//! A `/join` or `/create` waits for the node's answer (a moment; at most `rooms::ANSWER_WAIT`) and
+//! makes the room current, so that the next line typed, even by a script, goes to it; a `/part`
+//! waits too, so that after leaving the current room the next line goes to the default room.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+
+use p2p_chat_core::rooms::{Invite, RoomKeys};
+use p2p_chat_core::{Access, Chat, Command, RoomId, Time};
+
+use super::Ctx;
+use crate::rooms::{public_id, Pick, ANSWER_WAIT, INVITE_VALID};
+
+impl Ctx {
+    /// Joins the public room `name` (normalised), and makes it current if `current`.
+    pub(super) fn join_public(&self, name: &str, current: bool) {
+        let id = public_id(name);
+        self.join(Some(id), Command::JoinPublic(name.to_owned()), current);
+    }
+
+    pub(super) fn join_invite(&self, code: &str) {
+        // Read here only to know the room; the node checks the code again and says what is wrong.
+        let now = Time::from_millis(chrono::Utc::now().timestamp_millis().max(0) as u64);
+        let id = Invite::from_code(code, &self.verifier, now).ok().map(|i| RoomKeys::new(&i.secret).id);
+        self.join(id, Command::JoinInvite(code.to_owned()), true);
+    }
+
+    pub(super) fn create(&self, name: &str) {
+        let cmd = Command::CreateRoom { name: name.to_owned(), addrs: self.invite_addrs(), valid_for: INVITE_VALID };
+        self.join(None, cmd, true);
+    }
+
+    /// Sends a joining command and waits for its answer. `id`: the room, when known beforehand.
+    fn join(&self, id: Option<RoomId>, cmd: Command, current: bool) {
+        let rooms = &self.shared.rooms;
+        if let Some(id) = id.filter(|id| rooms.lock().get(id).is_some()) {
+            // Already in it (the node is still told: an invite's addresses are worth dialing).
+            self.handle.command(cmd);
+            return self.switch(id);
+        }
+        let seen = rooms.answers();
+        self.handle.command(cmd);
+        let joined = rooms.await_answer(seen, ANSWER_WAIT).last_joined;
+        match (joined, id) {
+            (Some(j), Some(id)) if j != id => {}
+            (Some(j), _) if current => self.switch(j),
+            _ => {}
+        }
+    }
+
+    /// Makes `id` current, and says so.
+    pub(super) fn switch(&self, id: RoomId) {
+        let title = {
+            let mut list = self.shared.rooms.lock();
+            list.switch(id);
+            list.title(&id)
+        };
+        self.say(format!("--- current room: {title} (your lines go there)"));
+    }
+
+    pub(super) fn pick_room(&self, what: &str) {
+        let picked = self.shared.rooms.lock().pick(what);
+        match picked {
+            Ok(Pick::Default) => self.switch(RoomId::DEFAULT),
+            Ok(Pick::Room(id)) => self.switch(id),
+            Err(e) => self.say(format!("!!! {e}")),
+        }
+    }
+
+    pub(super) fn part(&self, what: Option<&str>) {
+        let picked = {
+            let list = self.shared.rooms.lock();
+            match what {
+                Some(w) => list.pick(w),
+                None if list.current().is_default() => Ok(Pick::Default),
+                None => Ok(Pick::Room(list.current())),
+            }
+        };
+        match picked {
+            Ok(Pick::Default) => {
+                self.say("!!! everyone is in the default room and stays in it: /quit leaves the network".into())
+            }
+            Ok(Pick::Room(id)) => {
+                // Waited for, so that the lines typed next go to the room that is current then.
+                let seen = self.shared.rooms.answers();
+                self.handle.command(Command::Part(id));
+                drop(self.shared.rooms.await_answer(seen, ANSWER_WAIT));
+            }
+            Err(e) => self.say(format!("!!! {e}")),
+        }
+    }
+
+    pub(super) fn invite(&self) {
+        let list = self.shared.rooms.lock();
+        let current = list.current();
+        let problem = match list.get(&current) {
+            None => Some(
+                "the default room has no invite: everyone is in it. /create #name starts a private room".to_owned(),
+            ),
+            Some(e) if e.info.access == Access::Public => {
+                let name = crate::ui::clean_name(&e.info.name);
+                Some(format!("#{name} is public: anyone can /join #{name}, no invite needed"))
+            }
+            Some(_) => None,
+        };
+        drop(list);
+        match problem {
+            Some(p) => self.say(format!("!!! {p}")),
+            None => self.handle.command(Command::Invite {
+                room: current,
+                addrs: self.invite_addrs(),
+                valid_for: INVITE_VALID,
+            }),
+        }
+    }
+
+    pub(super) fn rooms_text(&self) -> String {
+        let summaries = self.handle.rooms();
+        let peers = self.handle.peers().len();
+        self.style.rooms_table(&self.shared.rooms.lock(), &summaries, peers)
+    }
+
+    /// Where an invite says this node can be reached: its listening address; bound to every
+    /// interface (0.0.0.0, the default), 127.0.0.1 with its port, and the address this machine
+    /// uses toward other networks, if it has one. The node adds its member neighbours' addresses.
+    fn invite_addrs(&self) -> Vec<SocketAddr> {
+        let Some(local) = self.handle.local_addr() else { return Vec::new() };
+        if !local.ip().is_unspecified() {
+            return vec![local];
+        }
+        let loopback: IpAddr = if local.is_ipv4() { Ipv4Addr::LOCALHOST.into() } else { Ipv6Addr::LOCALHOST.into() };
+        let mut addrs = vec![SocketAddr::new(loopback, local.port())];
+        addrs.extend(outward_ip(local.is_ipv4()).map(|ip| SocketAddr::new(ip, local.port())));
+        addrs
+    }
+
+    /// The last `n` chats of the current room, opened with its key.
+    pub(super) fn history_text(&self, n: usize) -> String {
+        let room = self.shared.rooms.lock().current();
+        let chats: Vec<Chat> = match &self.store {
+            Some(s) => match s.recent_in(room, n) {
+                Ok(c) => c,
+                Err(e) => return format!("!!! cannot read history: {e}"),
+            },
+            None => {
+                let h = self
+                    .shared
+                    .history
+                    .lock()
+                    .map(|h| h.iter().filter(|c| c.room == room).map(|c| (**c).clone()).collect::<Vec<_>>());
+                let h = h.unwrap_or_default();
+                let skip = h.len().saturating_sub(n);
+                h.into_iter().skip(skip).collect()
+            }
+        };
+        let list = self.shared.rooms.lock();
+        // The default room's history reads as it did before there were rooms.
+        let place = if room.is_default() { String::new() } else { format!(" in {}", list.title(&room)) };
+        if chats.is_empty() {
+            return format!("no history yet{place}");
+        }
+        let mut out = format!("last {} chat(s){place}:", chats.len());
+        for c in &chats {
+            out.push('\n');
+            out += &self.style.history_line(c, &list);
+        }
+        out
+    }
+}
+
+/// The source address the system would use toward the wider network: found by "connecting" a
+/// UDP socket, which sends nothing.
+fn outward_ip(v4: bool) -> Option<IpAddr> {
+    let (bind, probe) = if v4 { ("0.0.0.0:0", "192.0.2.1:9") } else { ("[::]:0", "[2001:db8::1]:9") };
+    let s = UdpSocket::bind(bind).ok()?;
+    s.connect(probe).ok()?;
+    Some(s.local_addr().ok()?.ip()).filter(|ip| !ip.is_unspecified() && !ip.is_loopback())
+}
