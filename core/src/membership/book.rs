@@ -2,11 +2,16 @@
 //! when to dial them.
 //!
 //! Rules, all here so they can be read in one place:
-//! - A failed dial doubles the wait before the next one: `base * 2^failures`, capped at `max`, times
-//!   a random factor in [0.5, 1.5) so that nodes that lost the same peer do not retry in lockstep.
+//! - A failed dial doubles the wait before the next one: `base * 2^failures`, capped at `max`
+//!   ([`BOOTSTRAP_BACKOFF_MAX`] for a bootstrap address), times a random factor in [0.5, 1.5) so
+//!   that nodes that lost the same peer do not retry in lockstep.
 //! - Addresses learned by peer exchange that were never reached and failed [`FORGET_AFTER_FAILURES`]
 //!   times are forgotten (stale peer cleanup). Bootstrap addresses are never forgotten.
-//! - The book holds at most `cap` addresses; a new one replaces the worst entry learned by exchange.
+//! - The book holds at most `cap` addresses; a new one replaces the worst entry learned by exchange
+//!   (never reached, then most failures; at random among equals). A book full of addresses that
+//!   all answered keeps a reservoir sample of those offered since it filled (Vitter's algorithm
+//!   R, see [`RESERVOIR_WINDOW`]), so a bootstrap node refers a crowd across everyone who came,
+//!   not to the last few arrivals or to the lowest addresses.
 //! - Dials go to the addresses that failed least, at random among equals.
 //! - A banned address is not dialed until its ban ends (see `AddressBook::ban`).
 //!
@@ -24,6 +29,14 @@ use crate::random::Rng;
 use crate::time::Time;
 
 pub const FORGET_AFTER_FAILURES: u8 = 6;
+
+/// The longest wait before a bootstrap address is dialed again, however often it failed. A
+/// bootstrap node with every handshake slot taken refuses a newcomer at once (and cheaply: no
+/// handshake), and a newcomer that knows no one else has nothing better to do than to try again;
+/// with the full `backoff_max` (60 s, times up to 1.5) the last of 100,000 simulated nodes
+/// arriving through one bootstrap node waited over a minute after the crowd had been served, with
+/// the bootstrap node idle. Other addresses, fewer failures first, are still dialed before it.
+pub const BOOTSTRAP_BACKOFF_MAX: Duration = Duration::from_secs(8);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 #[repr(u8)]
@@ -364,24 +377,49 @@ fn side_remove<K: Ord, V>(side: &mut Vec<(K, V)>, k: K) {
     }
 }
 
-/// The slot `AddressBook::evict_one` would drop from `slots`, the last of equals, and its score: 0
-/// if none may go (a source below `floor`), else 1 + (never reached) * 256 + failures. A plain
-/// number kept with a compare and two moves, as every slot of a full book is scored for every
-/// address it is offered.
-fn worst_slot<K>(slots: &[Slot<K>], floor: u8) -> (u32, usize) {
+/// The worst eviction score in `slots` (see `evict_score`; 0 if none may go) and how many slots
+/// have it. Plain numbers kept with a compare or two, as every slot of a full book is scored for
+/// every address it is offered.
+fn worst_slots<K>(slots: &[Slot<K>], floor: u8) -> (u32, usize) {
     let mut worst = (0u32, 0usize);
-    for (i, s) in slots.iter().enumerate() {
-        let score = if s.flags & SOURCE_MASK >= floor {
-            1 + ((u32::from(s.flags & REACHED == 0) << 8) | u32::from(s.failures))
-        } else {
-            0
-        };
-        if score != 0 && score >= worst.0 {
-            worst = (score, i);
+    for s in slots {
+        let score = evict_score(s, floor);
+        if score > worst.0 {
+            worst = (score, 1);
+        } else if score != 0 && score == worst.0 {
+            worst.1 += 1;
         }
     }
     worst
 }
+
+/// The index of the `n`-th slot (from 0) whose eviction score is `score`.
+fn nth_slot<K>(slots: &[Slot<K>], floor: u8, score: u32, n: usize) -> usize {
+    let mut seen = 0;
+    for (i, s) in slots.iter().enumerate() {
+        if evict_score(s, floor) == score {
+            if seen == n {
+                return i;
+            }
+            seen += 1;
+        }
+    }
+    unreachable!("`worst_slots` counted {} slots of score {score}", seen + 1)
+}
+
+/// How readily a slot is given up for a new address of a source at `floor` or weaker: 0 never
+/// (more trusted than the newcomer), else higher the sooner: never reached first, then most
+/// failures. [`GOOD_SCORE`] is a reached address that has not failed since.
+#[inline(always)]
+fn evict_score<K>(s: &Slot<K>, floor: u8) -> u32 {
+    if s.flags & SOURCE_MASK >= floor {
+        GOOD_SCORE + ((u32::from(s.flags & REACHED == 0) << 8) | u32::from(s.failures))
+    } else {
+        0
+    }
+}
+
+const GOOD_SCORE: u32 = 1;
 
 /// Runs `$body` with `$t` bound to the table for `$addr`'s family and `$k` to its key there.
 macro_rules! with_table {
@@ -418,6 +456,21 @@ macro_rules! with_table {
 /// How many entries a table of the book grows by (see `AddressBook::add`).
 const GROW_SLOTS: usize = 32;
 
+/// A book full of good addresses (all reached, none failing) takes the `k`-th one offered since
+/// it filled with probability `cap / (cap + k)`, replacing one at random: a uniform sample of all
+/// of them (a reservoir). The count stops at this many times `cap`, so the book never freezes:
+/// a new address still gets in with probability at least 1/65, and an old one is replaced after
+/// about `RESERVOIR_WINDOW * cap` offers.
+///
+/// Why: a bootstrap node's book is where it refers newcomers, and it fills with the newcomers
+/// themselves (each inbound peer's listen address). Replacing the last entry in address order, as
+/// before, kept the lowest addresses for ever, and replacing the newest would keep only the last
+/// arrivals: either way every newcomer of a crowd was sent to the same few hundred nodes, which
+/// filled up, or to nodes that joined a moment before it, which strings the overlay out in arrival
+/// order (hops grow with the crowd). A uniform sample of the arrivals gives each newcomer
+/// neighbours from the whole network, as HyParView's random walks do.
+pub const RESERVOIR_WINDOW: u64 = 64;
+
 pub struct AddressBook {
     /// IPv4 entries, then IPv6 ones: together in `SocketAddr` order.
     tables: (Table<V4>, Table<SocketAddrV6>),
@@ -426,11 +479,40 @@ pub struct AddressBook {
     cap: usize,
     backoff_base: Duration,
     backoff_max: Duration,
+    /// Good addresses offered since the book was full of good addresses (see [`RESERVOIR_WINDOW`]).
+    offers: u64,
+    /// A SplitMix64 state for the book's own choices, secret to the node (see `seeded`): which
+    /// entry goes when a new one comes is not for a peer to predict and steer.
+    draws: u64,
 }
 
 impl AddressBook {
     pub fn new(cap: usize, backoff_base: Duration, backoff_max: Duration) -> AddressBook {
-        AddressBook { tables: (Table::new(), Table::new()), epoch: Time::ZERO, cap, backoff_base, backoff_max }
+        AddressBook {
+            tables: (Table::new(), Table::new()),
+            epoch: Time::ZERO,
+            cap,
+            backoff_base,
+            backoff_max,
+            offers: 0,
+            draws: 0x9e37_79b9_7f4a_7c15,
+        }
+    }
+
+    /// The same book with its choices drawn from `seed` (a node's own random number).
+    pub fn seeded(mut self, seed: u64) -> AddressBook {
+        self.draws = seed;
+        self
+    }
+
+    /// A number below `n` (> 0), from the book's own SplitMix64 stream: 8 bytes of state where
+    /// the node's generator is a hundred, in every node of a large simulation.
+    fn below(&mut self, n: u64) -> u64 {
+        self.draws = self.draws.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.draws;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        ((u128::from(z ^ (z >> 31)) * u128::from(n)) >> 64) as u64
     }
 
     pub fn len(&self) -> usize {
@@ -513,21 +595,37 @@ impl AddressBook {
     }
 
     /// Makes room by dropping the least useful exchange-learned entry (never reached, most
-    /// failures; the last in address order among equals); never drops anything more trusted than
-    /// what would replace it. It runs for every new address a full book is offered, so it reads
-    /// the packed slots directly rather than decoding each entry.
+    /// failures; one at random among equals); never drops anything more trusted than what would
+    /// replace it. When every candidate is as good as an entry gets (reached, no failure), the
+    /// newcomer only gets in with the reservoir's odds (see [`RESERVOIR_WINDOW`]). Returns whether
+    /// there is room now. It runs for every new address a full book is offered, so it reads the
+    /// packed slots directly rather than decoding each entry.
     fn evict_one(&mut self, incoming: Source) -> bool {
         let floor = incoming.max(Source::Exchange) as u8;
-        // IPv6 entries come after IPv4 ones: the last of equals is theirs if there is one.
-        let (w4, i4) = worst_slot(&self.tables.0.slots, floor);
-        let (w6, i6) = worst_slot(&self.tables.1.slots, floor);
-        if w6 != 0 && w6 >= w4 {
-            self.tables.1.remove_at(i6);
-        } else if w4 != 0 {
-            self.tables.0.remove_at(i4);
-        } else {
+        let (w4, n4) = worst_slots(&self.tables.0.slots, floor);
+        let (w6, n6) = worst_slots(&self.tables.1.slots, floor);
+        let worst = w4.max(w6);
+        if worst == 0 {
             return false;
         }
+        let ties = if w4 == worst { n4 } else { 0 } + if w6 == worst { n6 } else { 0 };
+        if worst == GOOD_SCORE {
+            self.offers = (self.offers + 1).min(RESERVOIR_WINDOW * self.cap as u64);
+            if self.below(self.cap as u64 + self.offers) >= self.cap as u64 {
+                return false;
+            }
+        }
+        let mut pick = self.below(ties as u64) as usize;
+        if w4 == worst {
+            if pick < n4 {
+                let i = nth_slot(&self.tables.0.slots, floor, worst, pick);
+                self.tables.0.remove_at(i);
+                return true;
+            }
+            pick -= n4;
+        }
+        let i = nth_slot(&self.tables.1.slots, floor, worst, pick);
+        self.tables.1.remove_at(i);
         true
     }
 
@@ -597,6 +695,7 @@ impl AddressBook {
                 return None;
             }
             let exp = base.saturating_mul(1u32 << (s.failures - 1).min(16));
+            let max = if s.source() == Source::Bootstrap { max.min(BOOTSTRAP_BACKOFF_MAX) } else { max };
             let wait = exp.min(max).mul_f64(0.5 + rng.unit());
             t.set_next_attempt(i, now + wait, epoch);
             Some(now + wait)
@@ -656,7 +755,37 @@ mod tests {
         }
         assert!(waits[0] >= Duration::from_millis(250) && waits[0] < Duration::from_millis(750));
         assert!(waits[3] >= Duration::from_secs(2) && waits[3] < Duration::from_secs(6));
-        assert!(waits.iter().all(|w| *w < Duration::from_secs(90)));
+        assert!(waits.iter().all(|w| *w < BOOTSTRAP_BACKOFF_MAX.mul_f64(1.5)), "{waits:?}");
+        // A learned address waits up to the book's own cap.
+        b.add(addr(2), Source::Exchange, now);
+        b.touch(&addr(2));
+        let waits: Vec<Duration> =
+            (0..12).map(|_| b.on_failure(&addr(2), now, &mut rng).unwrap().since(now)).collect();
+        assert!(waits[11] >= Duration::from_secs(30) && waits[11] < Duration::from_secs(90), "{waits:?}");
+    }
+
+    /// A book full of good addresses keeps a uniform sample of those offered: of 20,000 offered
+    /// one by one (as a bootstrap node's inbound peers are), each fifth of the arrivals holds
+    /// about a fifth of the book, not the first or the last few hundred.
+    #[test]
+    fn a_full_book_of_good_addresses_keeps_a_uniform_sample() {
+        let cap = 256;
+        let mut b = AddressBook::new(cap, Duration::from_millis(500), Duration::from_secs(60)).seeded(7);
+        let a = |i: u32| SocketAddr::from((std::net::Ipv4Addr::from(0x0a00_0000 + i), 7000));
+        let n = 20_000;
+        for i in 0..n {
+            if b.add(a(i), Source::Inbound, Time::ZERO) {
+                b.on_connected(&a(i), PublicKey([1; 32]), Time::ZERO);
+            }
+        }
+        assert_eq!(b.len(), cap);
+        let mut fifths = [0usize; 5];
+        for (addr, _) in b.iter() {
+            let SocketAddr::V4(v4) = addr else { unreachable!() };
+            fifths[((u32::from(*v4.ip()) - 0x0a00_0000) * 5 / n) as usize] += 1;
+        }
+        // 51 each on average; binomial spread.
+        assert!(fifths.iter().all(|f| (30..75).contains(f)), "{fifths:?}");
     }
 
     #[test]
@@ -693,27 +822,35 @@ mod tests {
     }
 
     /// The entry evicted is the least useful one: never reached before reached, then most
-    /// failures, then the last in address order; IPv6 entries come after IPv4 ones.
+    /// failures, then one at random among equals, of either address family.
     #[test]
     fn eviction_takes_the_least_useful_entry() {
         let mut rng = Rng::new(1);
         let now = Time::ZERO;
         let v6 = SocketAddr::from(([0, 0, 0, 0, 0, 0, 0, 1], 7000));
+        let mut gone = std::collections::BTreeSet::new();
+        for seed in 0..40 {
+            let mut b = book().seeded(seed);
+            for a in [addr(1), addr(2), addr(3), v6] {
+                b.add(a, Source::Exchange, now);
+            }
+            assert!(b.add(addr(9), Source::Exchange, now));
+            gone.extend([addr(1), addr(2), addr(3), v6].into_iter().filter(|a| b.get(a).is_none()));
+        }
+        assert_eq!(gone.len(), 4, "any of four equals may go: {gone:?}");
+        // A failure makes an entry worse than its equals; a reached one is kept over both.
         let mut b = book();
-        for p in [1, 2, 3] {
+        for p in 1..=4 {
             b.add(addr(p), Source::Exchange, now);
         }
-        b.add(v6, Source::Exchange, now);
-        // Equals: the last in address order goes, the IPv6 one.
-        assert!(b.add(addr(9), Source::Exchange, now));
-        assert!(b.get(&v6).is_none());
-        // A failure makes an entry worse than its equals; a reached one is kept over both.
         b.on_failure(&addr(2), now, &mut rng);
         b.on_connected(&addr(1), PublicKey([1; 32]), now);
         assert!(b.add(addr(10), Source::Exchange, now));
         assert!(b.get(&addr(2)).is_none());
-        assert!(b.add(addr(11), Source::Exchange, now));
-        assert!(b.get(&addr(10)).is_none() && b.get(&addr(1)).is_some());
+        for p in 11..20 {
+            assert!(b.add(addr(p), Source::Exchange, now));
+            assert!(b.get(&addr(1)).is_some());
+        }
     }
 
     #[test]

@@ -206,7 +206,8 @@ impl Node {
     ) -> Node {
         let mut rng = Rng::new(seed);
         let identity = StaticIdentity::new(&*keys, &mut rng);
-        let mut book = AddressBook::new(config.address_book_cap, config.backoff_base, config.backoff_max);
+        let mut book =
+            AddressBook::new(config.address_book_cap, config.backoff_base, config.backoff_max).seeded(rng.u64());
         for addr in bootstrap {
             book.add(*addr, Source::Bootstrap, now);
         }
