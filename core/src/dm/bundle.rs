@@ -216,7 +216,10 @@ mod tests {
         let alice = Ed25519Keys::from_seed(1);
         let now = Time::from_micros(1000);
         let mut book = BundleBook::new(8);
-        let (v1, v2) = (SignedBundle::sign(&alice, bundle(&alice, 1)).unwrap(), SignedBundle::sign(&alice, bundle(&alice, 2)).unwrap());
+        let (v1, v2) = (
+            SignedBundle::sign(&alice, bundle(&alice, 1)).unwrap(),
+            SignedBundle::sign(&alice, bundle(&alice, 2)).unwrap(),
+        );
         assert_eq!(book.insert(&alice, now, v2.clone()), Ok(Update::New));
         assert_eq!(book.insert(&alice, now, v2.clone()), Ok(Update::Unchanged));
         assert_eq!(book.insert(&alice, now, v1.clone()), Err(BundleError::Stale));

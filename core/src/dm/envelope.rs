@@ -68,7 +68,10 @@ pub enum ReceiptKind {
 pub enum Body {
     Text(String),
     /// The messages `of`, from the receipt's recipient, reached the receipt's sender (or were read).
-    Receipt { kind: ReceiptKind, of: Vec<DmId> },
+    Receipt {
+        kind: ReceiptKind,
+        of: Vec<DmId>,
+    },
     /// The sender started (`true`) or stopped typing.
     Typing(bool),
 }

@@ -47,7 +47,12 @@ impl Party {
         self.keys.public_key().peer_id()
     }
     pub fn bundle(&self) -> SignedBundle {
-        let b = KeyBundle { identity: self.keys.public_key(), keys: self.crypto.prekeys(), mailboxes: vec![], version: NOW };
+        let b = KeyBundle {
+            identity: self.keys.public_key(),
+            keys: self.crypto.prekeys(),
+            mailboxes: vec![],
+            version: NOW,
+        };
         SignedBundle::sign(&self.keys, b).unwrap()
     }
     /// First contact from `self` to `other`, from its verified bundle.
@@ -111,7 +116,8 @@ fn sizes_reveal_only_the_bucket() {
         b.open(&a.send(&b, "hi")).unwrap();
         let reply = b.send(&a, "hi");
         a.open(&reply).unwrap();
-        let lens: Vec<usize> = ["x", &"y".repeat(40), &"z".repeat(80)].iter().map(|t| a.send(&b, t).ciphertext.len()).collect();
+        let lens: Vec<usize> =
+            ["x", &"y".repeat(40), &"z".repeat(80)].iter().map(|t| a.send(&b, t).ciphertext.len()).collect();
         assert!(lens.windows(2).all(|w| w[0] == w[1]), "{name}: {lens:?}");
         let big = a.send(&b, &"w".repeat(200)).ciphertext.len();
         assert!(big >= lens[0] + 768, "{name}");

@@ -174,7 +174,14 @@ pub struct Mailbox {
 impl Mailbox {
     /// `me`: this node's peer id, which acks must name.
     pub fn new(me: PeerId, config: MailboxConfig) -> Mailbox {
-        Mailbox { me, config, boxes: BTreeMap::new(), senders: BTreeMap::new(), expiries: BTreeSet::new(), total: Usage::default() }
+        Mailbox {
+            me,
+            config,
+            boxes: BTreeMap::new(),
+            senders: BTreeMap::new(),
+            expiries: BTreeSet::new(),
+            total: Usage::default(),
+        }
     }
 
     /// Starts holding mail for `recipient` (whose verified bundle names this node). `false` if

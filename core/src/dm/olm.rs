@@ -83,7 +83,11 @@ impl OlmCrypto {
         OlmPickle {
             account: self.account.pickle(),
             prekey: self.prekey,
-            sessions: self.sessions.iter().map(|(id, p)| (*id, p.sessions.iter().map(Session::pickle).collect())).collect(),
+            sessions: self
+                .sessions
+                .iter()
+                .map(|(id, p)| (*id, p.sessions.iter().map(Session::pickle).collect()))
+                .collect(),
         }
     }
 
@@ -214,3 +218,7 @@ impl DmCrypto for OlmCrypto {
         self.pending.remove(from);
     }
 }
+
+#[cfg(test)]
+#[path = "olm_tests.rs"]
+mod tests;

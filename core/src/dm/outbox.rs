@@ -10,8 +10,8 @@
 //! States only move forward: Queued → Sent → Stored → Delivered → Read, or to Expired from any
 //! state before Delivered. Serialisable, so pending messages survive a restart.
 
-use std::collections::BTreeMap;
 use core::time::Duration;
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -144,9 +144,8 @@ impl Outbox {
     pub fn attempted(&mut self, now: Time, rng: &mut Rng, id: &DmId) -> Option<StateChange> {
         let config = &self.config;
         let e = self.entries.get_mut(id)?;
-        if e.envelope.is_none() {
-            return None;
-        }
+        // Delivered: nothing is sent any more.
+        e.envelope.as_ref()?;
         e.attempts = e.attempts.saturating_add(1);
         let wait = if e.state == DmState::Stored {
             config.retry_stored
@@ -205,7 +204,9 @@ impl Outbox {
     pub fn poll_timeout(&self) -> Option<(Time, OutboxTimer)> {
         self.entries
             .values()
-            .flat_map(|e| [e.next_attempt.map(|at| (at, OutboxTimer::Retry)), Some((e.expires_at, OutboxTimer::Expiry))])
+            .flat_map(|e| {
+                [e.next_attempt.map(|at| (at, OutboxTimer::Retry)), Some((e.expires_at, OutboxTimer::Expiry))]
+            })
             .flatten()
             .min_by_key(|(at, _)| *at)
     }
