@@ -48,6 +48,7 @@
 //! - [`dedup`]: seen ids and the recent chats kept for repair.
 //! - [`gossip`]: the forwarding rule and lazy repair.
 //! - [`sync`]: anti-entropy by range-based set reconciliation.
+//! - [`dm`]: end-to-end encrypted direct messages: key bundles, envelopes, mailbox, outbox.
 //! - [`membership`]: address book, backoff, bans, scores, rate limits.
 //! - [`serve`]: what answering a peer costs, and when the node stops answering.
 //! - [`rooms`]: room ids and keys, invite codes, and what a node keeps per room.
@@ -60,6 +61,7 @@ pub mod app;
 pub mod chat;
 mod conn_map;
 pub mod dedup;
+pub mod dm;
 pub mod gossip;
 pub mod handshake;
 
