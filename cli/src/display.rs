@@ -204,7 +204,10 @@ impl Display {
             | Event::Refused(_)
             | Event::RoomJoined(_)
             | Event::RoomParted(_)
-            | Event::Invite { .. } => {}
+            | Event::Invite { .. }
+            | Event::Dm(_)
+            | Event::DmState { .. }
+            | Event::Typing { .. } => {}
         }
         let when = match e {
             Event::Chat(d) => self.clock.when(d),

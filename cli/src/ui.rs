@@ -158,6 +158,7 @@ impl Style {
             Event::RoomJoined(r) => (Kind::Info, format!("--- you are in #{}", clean_name(&r.name))),
             Event::RoomParted(id) => (Kind::Info, format!("--- you left room {}", id.short())),
             Event::Invite { code, .. } => (Kind::Info, format!("--- invite code: {code}")),
+            Event::Dm(_) | Event::DmState { .. } | Event::Typing { .. } => return None,
         })
     }
 

@@ -138,7 +138,7 @@ pub enum Deposit {
     AlreadyHeld,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 struct Held {
     sender: PeerId,
     envelope: Envelope,
@@ -150,7 +150,7 @@ impl Held {
     }
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct RecipientBox {
     #[serde(with = "super::pairs")]
     held: BTreeMap<DmId, Held>,
@@ -158,7 +158,7 @@ struct RecipientBox {
 }
 
 /// Serialisable, so a mailbox node can keep what it holds across a restart.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Mailbox {
     me: PeerId,
     config: MailboxConfig,

@@ -39,11 +39,12 @@ use core::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use bundle::Update;
 pub use bundle::{BundleBook, BundleError, KeyBundle, MailboxAddr, SignedBundle};
 pub use crypto::{CryptoError, DhKey, DmCrypto, Prekeys};
 pub use envelope::{open, seal, Body, Envelope, Message, OpenError, ReceiptKind, SealError};
-pub use mailbox::{Ack, Mailbox, MailboxConfig};
-pub use outbox::{DmState, Outbox, OutboxConfig};
+pub use mailbox::{Ack, Deposit, DepositError, Mailbox, MailboxConfig, Usage};
+pub use outbox::{DmState, Outbox, OutboxConfig, StateChange};
 pub use replay::ReplayGuard;
 pub use stand_in::StandInCrypto;
 

@@ -62,6 +62,8 @@ impl Default for OutboxConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StateChange {
     pub id: DmId,
+    /// The message's recipient.
+    pub to: PeerId,
     pub state: DmState,
 }
 
@@ -193,7 +195,7 @@ impl Outbox {
                 return true;
             }
             if e.state < DmState::Delivered {
-                out.push(StateChange { id: *id, state: DmState::Expired });
+                out.push(StateChange { id: *id, to: e.to, state: DmState::Expired });
             }
             false
         });
@@ -209,6 +211,16 @@ impl Outbox {
             })
             .flatten()
             .min_by_key(|(at, _)| *at)
+    }
+
+    /// Every envelope still to be delivered, due or not, in id order, with its state.
+    pub fn pending(&self) -> impl Iterator<Item = (&Envelope, DmState)> {
+        self.entries.values().filter_map(|e| e.envelope.as_ref().map(|env| (env, e.state)))
+    }
+
+    /// Forgets `id` (an envelope that needs no answer, once handed over).
+    pub fn remove(&mut self, id: &DmId) {
+        self.entries.remove(id);
     }
 
     pub fn state(&self, id: &DmId) -> Option<DmState> {
@@ -228,7 +240,7 @@ impl Outbox {
 fn advance(id: &DmId, e: &mut Entry, state: DmState) -> Option<StateChange> {
     (state > e.state && e.state != DmState::Expired).then(|| {
         e.state = state;
-        StateChange { id: *id, state }
+        StateChange { id: *id, to: e.to, state }
     })
 }
 

@@ -22,20 +22,23 @@ fn a_message_moves_forward_through_its_states() {
     assert_eq!(o.push(NOW, e.clone()), Err(OutboxError::Duplicate));
     assert_eq!(o.state(&e.id), Some(DmState::Queued));
     assert_eq!(o.due(NOW), vec![&e]);
-    assert_eq!(o.attempted(NOW, &mut rng, &e.id), Some(StateChange { id: e.id, state: DmState::Sent }));
+    assert_eq!(o.attempted(NOW, &mut rng, &e.id), Some(StateChange { id: e.id, to: e.to, state: DmState::Sent }));
     assert!(o.due(NOW).is_empty());
-    assert_eq!(o.stored(NOW, &e.id), Some(StateChange { id: e.id, state: DmState::Stored }));
+    assert_eq!(o.stored(NOW, &e.id), Some(StateChange { id: e.id, to: e.to, state: DmState::Stored }));
     // Stored: the next try is after `retry_stored`.
     assert_eq!(o.poll_timeout(), Some((NOW + OutboxConfig::default().retry_stored, OutboxTimer::Retry)));
     assert_eq!(o.receipt(&PeerId([8; 32]), ReceiptKind::Delivered, &e.id), Err(OutboxError::NotTheRecipient));
     let to = e.to;
     assert_eq!(
         o.receipt(&to, ReceiptKind::Delivered, &e.id),
-        Ok(Some(StateChange { id: e.id, state: DmState::Delivered }))
+        Ok(Some(StateChange { id: e.id, to: e.to, state: DmState::Delivered }))
     );
     assert!(o.due(NOW + crate::dm::DEFAULT_EXPIRY).is_empty(), "delivered: nothing left to send");
     assert_eq!(o.stored(NOW, &e.id), None, "never backwards");
-    assert_eq!(o.receipt(&to, ReceiptKind::Read, &e.id), Ok(Some(StateChange { id: e.id, state: DmState::Read })));
+    assert_eq!(
+        o.receipt(&to, ReceiptKind::Read, &e.id),
+        Ok(Some(StateChange { id: e.id, to: e.to, state: DmState::Read }))
+    );
     assert_eq!(o.receipt(&to, ReceiptKind::Delivered, &e.id), Ok(None));
     // A delivered message leaves at expiry without being reported expired.
     assert!(o.expire(e.expires_at).is_empty());
