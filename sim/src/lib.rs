@@ -69,6 +69,8 @@ pub struct Params {
     /// Attacker peers flooding honest nodes with requests during the fault phase (see
     /// `attack`). They speak the real handshake, so they need `real_crypto`.
     pub attackers: usize,
+    /// Direct messages sent between random pairs during the fault phase (`world::dms`).
+    pub dms: usize,
 }
 
 impl Params {
@@ -96,6 +98,7 @@ impl Params {
             fault_s: 20.0,
             converge_s: 120.0,
             attackers: 0,
+            dms: 0,
         }
     }
 
@@ -150,6 +153,9 @@ impl Params {
         if self.attackers > 0 {
             c += &format!(" --attackers {}", self.attackers);
         }
+        if self.dms > 0 {
+            c += &format!(" --dms {}", self.dms);
+        }
         for (on, flag) in flags {
             if on {
                 c += flag;
@@ -182,7 +188,7 @@ pub fn run_traced<T: Tracer>(p: &Params, mut progress: impl FnMut(&World, Time),
             return None;
         }
         let live: Vec<usize> = (0..w.node_count()).filter(|&i| w.is_live(i)).collect();
-        if w.metrics.missing(&live) == 0 {
+        if w.metrics.missing(&live) == 0 && w.dms_settled() {
             converged_at = Some(w.now);
             break;
         }
@@ -380,6 +386,10 @@ pub struct SimulateArgs {
     /// Virtual seconds allowed to converge after healing
     #[arg(long, default_value_t = 120.0)]
     pub converge_s: f64,
+    /// Direct messages sent between random pairs during the fault phase, half of them (under
+    /// --churn) to nodes that will crash and come back with their state
+    #[arg(long, default_value_t = 0)]
+    pub dms: u32,
 }
 
 impl SimulateArgs {
@@ -405,6 +415,7 @@ impl SimulateArgs {
             max_peers: self.max_peers as usize,
             forgeries: self.forgeries as usize,
             attackers: self.attackers as usize,
+            dms: self.dms as usize,
             ..Params::new(self.nodes as usize, seed)
         }
     }

@@ -61,6 +61,9 @@ pub struct Report {
     /// What the attackers did and got (`--attackers`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attack: Option<AttackReport>,
+    /// What the direct messages did (`--dms`), its fields at the top level.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub dm: Option<crate::world::DmReport>,
     /// Hash of everything the run decided, for `--check-determinism`.
     #[serde(skip)]
     pub fingerprint: u64,
@@ -325,6 +328,7 @@ impl Report {
             invariant_violations: w.invariants.violations,
             first_violation: w.invariants.first.clone(),
             attack,
+            dm: w.dm_report(),
             fingerprint: h.finish(),
             curves,
             curve_sent_ms,

@@ -17,6 +17,9 @@
 //!   it heals. A crash drops a node and everything in flight to it; its peers see the connection
 //!   reset. A restart is a fresh `Node` (same key and address, no memory) that must catch up.
 
+mod dms;
+pub use dms::DmReport;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -157,6 +160,8 @@ enum Ev {
         conn: Cid,
     },
     SendChat(u32),
+    /// Direct message `k` of the plan (`--dms`).
+    SendDm(u32),
     Forge(u32),
     Crash(u32),
     FaultStart,
@@ -499,6 +504,8 @@ pub struct World {
     pub attackers: Vec<Attacker>,
     pub tally: Tally,
     pub invariants: Invariants,
+    /// Direct messages (`--dms`), when asked for.
+    dms: Option<Box<dms::Dms>>,
 }
 
 impl World {
@@ -553,6 +560,7 @@ impl World {
             attackers: Vec::new(),
             tally: Tally::default(),
             invariants: Invariants::default(),
+            dms: None,
         };
         for i in 0..n {
             let at = t0 + join.mul_f64(i as f64 / n as f64);
@@ -577,6 +585,11 @@ impl World {
             let at = fault_start + fault.mul_f64(w.rng.unit() * 0.8);
             let i = w.rng.below(n);
             w.push(at, Ev::Forge(i as u32));
+        }
+        if w.p.dms > 0 {
+            let n = w.p.dms;
+            let d = dms::Dms::plan(&mut w, n, fault_start, fault);
+            w.dms = Some(Box::new(d));
         }
         w.push(heal_at, Ev::Heal);
         if w.p.attackers > 0 {
@@ -888,6 +901,9 @@ impl World {
                 let mut node =
                     Node::with_shared_config(self.config.clone(), &name, &bootstrap, self.keys(i), seed, now);
                 node.share_chats(self.chats.clone());
+                if let Some(d) = self.dms.as_mut() {
+                    node = d.start(i, node, seed, now);
+                }
                 self.slots[i].node = Some(node);
                 self.slots[i].wake_at = None;
                 self.slots[i].spare_wake = Time::MAX;
@@ -944,6 +960,7 @@ impl World {
                 let text = format!("chat {} from n{i}", self.metrics.sent_len());
                 self.input(i as usize, Input::Command(p2p_chat_core::Command::Chat(text)));
             }
+            Ev::SendDm(k) => self.send_dm(k as usize),
             Ev::Forge(i) => self.forge(i as usize),
             Ev::Crash(i) => self.crash(i as usize),
             Ev::FaultStart => {
@@ -1000,6 +1017,10 @@ impl World {
             }
             Ev::Invariants => {
                 self.check_invariants();
+                if let Some(mut d) = self.dms.take() {
+                    d.sample(self);
+                    self.dms = Some(d);
+                }
                 self.push(now + INVARIANTS_EVERY, Ev::Invariants);
             }
             Ev::AttackerDial { a, victim } => self.attacker_dial(a as usize, victim as usize),
@@ -1092,6 +1113,9 @@ impl World {
     fn crash(&mut self, i: usize) {
         let Some(node) = self.slots[i].node.take() else { return };
         self.metrics.retire(node.stats());
+        if let Some(d) = self.dms.as_mut() {
+            d.crashed(i, node);
+        }
         // In `ConnId` order; the emptied Vec keeps its capacity for the restart.
         let mut mine = std::mem::take(&mut self.slots[i].links);
         for l in &mine {
@@ -1343,6 +1367,9 @@ impl World {
     }
 
     fn record(&mut self, i: usize, e: Event) {
+        if let Some(d) = self.dms.as_mut() {
+            d.record(self.now, &e);
+        }
         if let Event::PeerDown { conn, reason, .. } = &e {
             if !self.attackers.is_empty() && matches!(reason, p2p_chat_core::CloseReason::Banned) {
                 self.attacker_banned(i, *conn);
@@ -1402,6 +1429,15 @@ impl World {
         self.slots[i].links[k].clock = clock;
     }
 
+    /// Whether every direct message sent has arrived (true without `--dms`).
+    pub fn dms_settled(&self) -> bool {
+        self.dms.as_ref().is_none_or(|d| d.settled())
+    }
+
+    pub fn dm_report(&self) -> Option<DmReport> {
+        self.dms.as_ref().map(|d| d.report())
+    }
+
     pub fn node_count(&self) -> usize {
         self.slots.len()
     }
@@ -1422,7 +1458,9 @@ impl Ev {
                 (Some(node), None, None)
             }
             Ev::Bytes { node, buf, .. } => (Some(node), None, Some(buf)),
-            Ev::FaultStart | Ev::Heal | Ev::Check | Ev::Invariants | Ev::AttackStop => (None, None, None),
+            Ev::FaultStart | Ev::Heal | Ev::Check | Ev::Invariants | Ev::AttackStop | Ev::SendDm(_) => {
+                (None, None, None)
+            }
             Ev::AttackerDial { victim, .. } => (Some(victim), None, None),
             Ev::AttackerConnected { .. } | Ev::AttackerClosed { .. } | Ev::AttackerTick(_) => (None, None, None),
             Ev::AttackerBytes { buf, .. } => (None, None, Some(buf)),

@@ -118,6 +118,13 @@ pub struct DmSnapshot {
     awaiting: Vec<Awaiting>,
 }
 
+impl DmSnapshot {
+    /// The node's own bundle as last published.
+    pub fn own_bundle(&self) -> Option<&SignedBundle> {
+        self.own.as_ref()
+    }
+}
+
 /// A text whose recipient's bundle is not known yet.
 #[derive(Clone, Serialize, Deserialize)]
 struct Awaiting {
@@ -212,6 +219,13 @@ impl Node {
             quiet: d.quiet.clone(),
             awaiting: d.awaiting.clone(),
         })
+    }
+
+    /// The node's direct messages, taken out as it goes down: the ratchet and what
+    /// [`Node::dm_state`] saves, to give a later node of this identity (a restart that kept its disk).
+    pub fn into_dm(self) -> Option<(Box<dyn DmCrypto>, DmSnapshot)> {
+        let snapshot = self.dm_state()?;
+        Some((self.dm?.crypto, snapshot))
     }
 
     /// Takes back what [`Node::dm_state`] saved (after [`Node::with_dm`], before any input).
