@@ -236,7 +236,7 @@ impl Display {
                 self.shared.rooms.notify();
                 return;
             }
-            Event::Warning(_) | Event::Invite { .. } => {}
+            Event::Warning(_) | Event::Invite { .. } | Event::Dm(_) | Event::DmState { .. } | Event::Typing { .. } => {}
         }
         let when = match e {
             Event::Chat(d) => self.clock.when(d),

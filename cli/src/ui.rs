@@ -175,6 +175,7 @@ impl Style {
             Event::RoomParted(id) => (Kind::Info, format!("--- you left {}", rooms.title(id))),
             // On a line of its own, whole, so that it can be copied or picked out by a script.
             Event::Invite { room, code } => (Kind::Info, format!("--- invite code for {}: {code}", rooms.title(room))),
+            Event::Dm(_) | Event::DmState { .. } | Event::Typing { .. } => return None,
         })
     }
 

@@ -48,6 +48,7 @@
 //! - [`dedup`]: seen ids and the recent chats kept for repair.
 //! - [`gossip`]: the forwarding rule and lazy repair.
 //! - [`sync`]: anti-entropy by range-based set reconciliation.
+//! - [`dm`]: end-to-end encrypted direct messages: key bundles, envelopes, mailbox, outbox.
 //! - [`membership`]: address book, backoff, bans, scores, rate limits.
 //! - [`serve`]: what answering a peer costs, and when the node stops answering.
 //! - [`rooms`]: room ids and keys, invite codes, and what a node keeps per room.
@@ -60,6 +61,7 @@ pub mod app;
 pub mod chat;
 mod conn_map;
 pub mod dedup;
+pub mod dm;
 pub mod gossip;
 pub mod handshake;
 
@@ -95,8 +97,8 @@ pub mod wire;
 pub use chat::{Body, Chat, ChatId, ChatInterner};
 pub use identity::{Ed25519Keys, KeyFileError, Keys, PeerId, PublicKey, Signature};
 pub use node::{
-    CloseReason, Command, Config, ConfigError, ConnId, Delivery, Direction, Event, Input, Node, Origin, Output,
-    PeerSummary, Stats, Timer,
+    CloseReason, Command, Config, ConfigError, ConnId, Delivery, Direction, DmConfig, DmDelivery, DmSnapshot, Event,
+    Input, Node, Origin, Output, PeerSummary, Stats, Timer,
 };
 pub use rooms::{Access, Invite, RoomId, RoomInfo, RoomSummary};
 pub use time::Time;

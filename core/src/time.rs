@@ -8,8 +8,11 @@ use core::fmt;
 use core::ops::{Add, Sub};
 use core::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 /// Microseconds since the Unix epoch.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// Serialised as the bare number (direct messages' expiries are kept across restarts).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Time(u64);
 
 impl Time {

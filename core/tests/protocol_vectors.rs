@@ -15,11 +15,13 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use p2p_chat_core::dm::{Ack, DhKey, DmId, Envelope, KeyBundle, MailboxAddr, Prekeys, SignedBundle};
 use p2p_chat_core::handshake::{Handshake, Progress, StaticIdentity};
 use p2p_chat_core::rooms::RoomKeys;
 use p2p_chat_core::sync::{Summary, SyncRange};
+use p2p_chat_core::wire::DepositOutcome;
 use p2p_chat_core::wire::{self, Hello, Message, RoomMessage, PROTOCOL_VERSION};
-use p2p_chat_core::{Body, Chat, ChatId, Ed25519Keys, Keys, PublicKey};
+use p2p_chat_core::{Body, Chat, ChatId, Ed25519Keys, Keys, PeerId, PublicKey, Time};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use snow::params::DHChoice;
@@ -312,6 +314,62 @@ fn messages() -> Vec<(Message, serde_json::Value)> {
         (
             Message::RoomPeers { room: rust, addrs: vec![v4] },
             json!({ "room": hex(&rust.0), "addrs": [v4.to_string()] }),
+        ),
+    ]
+    .into_iter()
+    .chain(dm_messages())
+    .collect()
+}
+
+/// The direct messages' frames (PROTOCOL.md 9.2): alice's bundle naming bob as a mailbox, an
+/// envelope from alice to bob (its ciphertext 64 bytes of `ee`: the wire does not look inside),
+/// and bob's ack to a mailbox.
+fn dm_messages() -> Vec<(Message, serde_json::Value)> {
+    let (a, b) = (alice(), bob());
+    let (a_id, b_id) = (a.keys.public_key().peer_id(), b.keys.public_key().peer_id());
+    let version = Time::from_millis(UNIX_MS);
+    let bundle = SignedBundle::sign(
+        &a.keys,
+        KeyBundle {
+            identity: a.keys.public_key(),
+            keys: Prekeys { identity: DhKey([0x11; 32]), prekey: DhKey([0x22; 32]) },
+            mailboxes: vec![MailboxAddr { peer: b_id, addr: "192.0.2.2:7000".into() }],
+            version,
+        },
+    )
+    .unwrap();
+    let id = DmId::new_v7(UNIX_MS, &[7; 10]);
+    let envelope = Envelope {
+        id,
+        from: a_id,
+        to: b_id,
+        expires_at: Time::from_millis(UNIX_MS + 7 * 24 * 3600 * 1000),
+        ciphertext: vec![0xee; 64],
+    };
+    let env_json = json!({ "id": hex(&id.0), "from": hex(&a_id.0), "to": hex(&b_id.0),
+                           "expires_at_us": envelope.expires_at.as_micros(), "ciphertext": hex(&envelope.ciphertext) });
+    let mailbox = PeerId([0x33; 32]);
+    let ack = Ack::new(&b.keys, mailbox, vec![id]);
+    vec![
+        (
+            Message::Bundle { bundle: Box::new(bundle.clone()) },
+            json!({ "identity": hex(&a.keys.public_key().0), "x25519_identity": hex(&[0x11; 32]),
+                    "prekey": hex(&[0x22; 32]), "mailboxes": [{ "peer": hex(&b_id.0), "addr": "192.0.2.2:7000" }],
+                    "version_us": version.as_micros(), "signature": hex(&bundle.signature.0) }),
+        ),
+        (Message::BundleRequest { peer: b_id, ttl: 4 }, json!({ "peer": hex(&b_id.0), "ttl": 4 })),
+        (Message::Dm { envelope: Box::new(envelope.clone()) }, json!({ "envelope": env_json })),
+        (Message::Deposit { envelope: Box::new(envelope.clone()) }, json!({ "envelope": env_json })),
+        (
+            Message::Deposited { id, to: b_id, outcome: DepositOutcome::Stored },
+            json!({ "id": hex(&id.0), "to": hex(&b_id.0), "outcome": "Stored" }),
+        ),
+        (Message::Collect { after: None }, json!({ "after": null })),
+        (Message::Mail { envelopes: vec![envelope], more: false }, json!({ "envelopes": [env_json], "more": false })),
+        (
+            Message::MailAck { ack: Box::new(ack.clone()) },
+            json!({ "recipient": hex(&b.keys.public_key().0), "mailbox": hex(&mailbox.0), "ids": [hex(&id.0)],
+                    "signature": hex(&ack.signature.0) }),
         ),
     ]
 }

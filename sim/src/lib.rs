@@ -72,6 +72,8 @@ pub struct Params {
     pub attackers: usize,
     /// Rooms besides the default one (see `rooms`); chats are spread over them.
     pub rooms: usize,
+    /// Direct messages sent between random pairs during the fault phase (`world::dms`).
+    pub dms: usize,
 }
 
 impl Params {
@@ -100,6 +102,7 @@ impl Params {
             converge_s: 120.0,
             attackers: 0,
             rooms: 0,
+            dms: 0,
         }
     }
 
@@ -157,6 +160,9 @@ impl Params {
         if self.rooms > 0 {
             c += &format!(" --rooms {}", self.rooms);
         }
+        if self.dms > 0 {
+            c += &format!(" --dms {}", self.dms);
+        }
         for (on, flag) in flags {
             if on {
                 c += flag;
@@ -189,7 +195,7 @@ pub fn run_traced<T: Tracer>(p: &Params, mut progress: impl FnMut(&World, Time),
             return None;
         }
         let live: Vec<usize> = (0..w.node_count()).filter(|&i| w.is_live(i)).collect();
-        if w.metrics.missing(&live) == 0 {
+        if w.metrics.missing(&live) == 0 && w.dms_settled() {
             converged_at = Some(w.now);
             break;
         }
@@ -392,6 +398,10 @@ pub struct SimulateArgs {
     /// Virtual seconds allowed to converge after healing
     #[arg(long, default_value_t = 120.0)]
     pub converge_s: f64,
+    /// Direct messages sent between random pairs during the fault phase, half of them (under
+    /// --churn) to nodes that will crash and come back with their state
+    #[arg(long, default_value_t = 0)]
+    pub dms: u32,
 }
 
 impl SimulateArgs {
@@ -418,6 +428,7 @@ impl SimulateArgs {
             forgeries: self.forgeries as usize,
             attackers: self.attackers as usize,
             rooms: self.rooms as usize,
+            dms: self.dms as usize,
             ..Params::new(self.nodes as usize, seed)
         }
     }

@@ -65,6 +65,9 @@ pub struct Report {
     pub rooms: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub room: Option<RoomReport>,
+    /// What the direct messages did (`--dms`), its fields at the top level.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub dm: Option<crate::world::DmReport>,
     /// Hash of everything the run decided, for `--check-determinism`.
     #[serde(skip)]
     pub fingerprint: u64,
@@ -408,6 +411,7 @@ impl Report {
             attack,
             rooms: p.rooms,
             room,
+            dm: w.dm_report(),
             fingerprint: h.finish(),
             curves,
             curve_sent_ms,

@@ -17,6 +17,9 @@
 //!   it heals. A crash drops a node and everything in flight to it; its peers see the connection
 //!   reset. A restart is a fresh `Node` (same key and address, no memory) that must catch up.
 
+mod dms;
+pub use dms::DmReport;
+
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -170,6 +173,8 @@ enum Ev {
         conn: Cid,
     },
     SendChat(u32),
+    /// Direct message `k` of the plan (`--dms`).
+    SendDm(u32),
     Forge(u32),
     Crash(u32),
     FaultStart,
@@ -518,6 +523,8 @@ pub struct World {
     pub rooms: SimRooms,
     /// Whether an `Ev::RoomCheck` is queued.
     room_check_queued: bool,
+    /// Direct messages (`--dms`), when asked for.
+    dms: Option<Box<dms::Dms>>,
 }
 
 impl World {
@@ -577,6 +584,7 @@ impl World {
             attackers: Vec::new(),
             tally: Tally::default(),
             invariants: Invariants::default(),
+            dms: None,
         };
         for i in 0..n {
             let at = t0 + join.mul_f64(i as f64 / n as f64);
@@ -615,6 +623,11 @@ impl World {
             let at = fault_start + fault.mul_f64(w.rng.unit() * 0.8);
             let i = w.rng.below(n);
             w.push(at, Ev::Forge(i as u32));
+        }
+        if w.p.dms > 0 {
+            let n = w.p.dms;
+            let d = dms::Dms::plan(&mut w, n, fault_start, fault);
+            w.dms = Some(Box::new(d));
         }
         w.push(heal_at, Ev::Heal);
         if w.p.attackers > 0 {
@@ -926,6 +939,9 @@ impl World {
                 let mut node =
                     Node::with_shared_config(self.config.clone(), &name, &bootstrap, self.keys(i), seed, now);
                 node.share_chats(self.chats.clone());
+                if let Some(d) = self.dms.as_mut() {
+                    node = d.start(i, node, seed, now);
+                }
                 self.slots[i].node = Some(node);
                 self.slots[i].wake_at = None;
                 self.slots[i].spare_wake = Time::MAX;
@@ -998,6 +1014,7 @@ impl World {
                     self.push(now + ROOM_CHECK_EVERY, Ev::RoomCheck);
                 }
             }
+            Ev::SendDm(k) => self.send_dm(k as usize),
             Ev::Forge(i) => self.forge(i as usize),
             Ev::Crash(i) => self.crash(i as usize),
             Ev::FaultStart => {
@@ -1054,6 +1071,10 @@ impl World {
             }
             Ev::Invariants => {
                 self.check_invariants();
+                if let Some(mut d) = self.dms.take() {
+                    d.sample(self);
+                    self.dms = Some(d);
+                }
                 self.push(now + INVARIANTS_EVERY, Ev::Invariants);
             }
             Ev::AttackerDial { a, victim } => self.attacker_dial(a as usize, victim as usize),
@@ -1163,6 +1184,9 @@ impl World {
         self.rooms.crashed(i);
         let Some(node) = self.slots[i].node.take() else { return };
         self.metrics.retire(node.stats());
+        if let Some(d) = self.dms.as_mut() {
+            d.crashed(i, node);
+        }
         // In `ConnId` order; the emptied Vec keeps its capacity for the restart.
         let mut mine = std::mem::take(&mut self.slots[i].links);
         for l in &mine {
@@ -1414,6 +1438,9 @@ impl World {
     }
 
     fn record(&mut self, i: usize, e: Event) {
+        if let Some(d) = self.dms.as_mut() {
+            d.record(self.now, &e);
+        }
         if let Event::PeerDown { conn, reason, .. } = &e {
             if !self.attackers.is_empty() && matches!(reason, p2p_chat_core::CloseReason::Banned) {
                 self.attacker_banned(i, *conn);
@@ -1474,6 +1501,15 @@ impl World {
         self.slots[i].links[k].clock = clock;
     }
 
+    /// Whether every direct message sent has arrived (true without `--dms`).
+    pub fn dms_settled(&self) -> bool {
+        self.dms.as_ref().is_none_or(|d| d.settled())
+    }
+
+    pub fn dm_report(&self) -> Option<DmReport> {
+        self.dms.as_ref().map(|d| d.report())
+    }
+
     pub fn node_count(&self) -> usize {
         self.slots.len()
     }
@@ -1494,7 +1530,13 @@ impl Ev {
                 (Some(node), None, None)
             }
             Ev::Bytes { node, buf, .. } => (Some(node), None, Some(buf)),
-            Ev::FaultStart | Ev::Heal | Ev::Check | Ev::RoomCheck | Ev::Invariants | Ev::AttackStop => {
+            Ev::FaultStart
+            | Ev::Heal
+            | Ev::Check
+            | Ev::RoomCheck
+            | Ev::Invariants
+            | Ev::AttackStop
+            | Ev::SendDm(_) => {
                 (None, None, None)
             }
             Ev::AttackerDial { victim, .. } => (Some(victim), None, None),

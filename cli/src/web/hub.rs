@@ -175,6 +175,7 @@ impl Item {
             }
             Event::Warning(w) | Event::Refused(w) => Item::Warning { ts: now_ms, text: w.clone() },
             Event::RoomJoined(_) | Event::RoomParted(_) | Event::Invite { .. } => return None,
+            Event::Dm(_) | Event::DmState { .. } | Event::Typing { .. } => return None,
         })
     }
 

@@ -59,6 +59,17 @@ pub enum Command {
     Connect(SocketAddr),
     /// Addresses known from an earlier run: dialed when the node needs peers.
     AddKnown(Vec<SocketAddr>),
+    /// Send a direct message (end-to-end encrypted; held by the recipient's mailboxes while it is
+    /// offline). `Event::Dm` shows it at once, `Event::DmState` follows it.
+    Dm { to: PeerId, text: String },
+    /// The user saw these messages from `from`: a read receipt goes back (unless read receipts are
+    /// off, `DmConfig::read_receipts`).
+    DmRead { from: PeerId, ids: Vec<DmId> },
+    /// The user started (`on`) or stopped typing to `to`: told to `to` if connected (unless typing
+    /// notices are off, `DmConfig::typing`), never stored.
+    Typing { to: PeerId, on: bool },
+    /// A bundle learned out of band (a contact's, from a shared room or a code): kept if it verifies.
+    AddBundle(Box<SignedBundle>),
     /// Announce `Leave`, then close every connection. The node refuses new connections after.
     Leave,
 }
@@ -114,6 +125,19 @@ pub enum Event {
     },
     /// A command could not be carried out, and why (an unknown room, a bad invite code...).
     Refused(String),
+    /// A direct message: received (shown once), or written here (`outgoing`).
+    Dm(Box<DmDelivery>),
+    /// An outgoing direct message's new state (Queued, Sent, Stored, Delivered, Read, Expired).
+    DmState {
+        id: DmId,
+        to: PeerId,
+        state: DmState,
+    },
+    /// `from` started (`on`) or stopped typing to this node.
+    Typing {
+        from: PeerId,
+        on: bool,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -212,6 +236,14 @@ pub struct Stats {
     /// penalised): a leak, always 0 among honest nodes.
     pub foreign_room_frames: u64,
     pub foreign_room_bytes: u64,
+    /// Direct-message envelopes handed to their recipients directly, and texts received.
+    pub dms_sent: u64,
+    pub dms_received: u64,
+    /// Envelopes for this node refused on opening (forged, altered, undecryptable).
+    pub dms_refused: u64,
+    /// Deposits taken and refused as a mailbox.
+    pub mail_stored: u64,
+    pub mail_refused: u64,
 }
 
 /// Why a connection ended (in [`Event::PeerDown`]).

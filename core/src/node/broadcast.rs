@@ -41,6 +41,11 @@ impl Node {
                     self.on_room_command(now, cmd);
                 }
             }
+            Command::Dm { .. } | Command::DmRead { .. } | Command::Typing { .. } | Command::AddBundle(_) => {
+                if !self.leaving {
+                    self.on_dm_command(now, cmd);
+                }
+            }
             Command::Leave => {
                 if self.leaving {
                     return;

@@ -104,6 +104,8 @@ pub struct Config {
     /// What each peer's requests may cost this node, and how much may wait for a peer (see
     /// [`crate::serve`]).
     pub serve: ServeLimits,
+    /// Direct messages (used once turned on with `Node::with_dm`).
+    pub dm: DmConfig,
 }
 
 impl Default for Config {
@@ -144,6 +146,7 @@ impl Default for Config {
             control_rate: RateLimit::new(2_000.0, 4_000.0),
             dial_rate: RateLimit::per_minute(60.0, 16.0),
             serve: ServeLimits::default(),
+            dm: DmConfig::default(),
         }
     }
 }

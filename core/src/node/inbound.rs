@@ -277,6 +277,14 @@ impl Node {
             Message::Unsubscribe { tag } => self.on_unsubscribe(now, conn, tag),
             Message::FindRoom { room, ttl } => self.on_find_room(now, conn, room, ttl),
             Message::RoomPeers { room, addrs } => self.on_room_peers(now, conn, room, addrs),
+            msg @ (Message::Bundle { .. }
+            | Message::BundleRequest { .. }
+            | Message::Dm { .. }
+            | Message::Deposit { .. }
+            | Message::Deposited { .. }
+            | Message::Collect { .. }
+            | Message::Mail { .. }
+            | Message::MailAck { .. }) => self.on_dm_message(now, conn, msg),
             Message::Ping { nonce } => self.answer(now, conn, &Message::Pong { nonce }),
             Message::Pong { nonce } => {
                 if let Some(c) = self.conns.get_mut(&conn) {

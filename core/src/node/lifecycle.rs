@@ -176,6 +176,7 @@ impl Node {
             self.leave_rooms_of(now, conn, c.rooms);
             let username = p.username.as_str().to_owned();
             let peer = p.public_key.peer_id();
+            self.dm_peer_down(now, conn, peer);
             self.emit(Event::PeerDown { conn, peer, username, reason });
         }
     }
@@ -307,6 +308,7 @@ impl Node {
             self.emit(Event::PeerUp(Box::new(s)));
         }
         self.send_subscriptions(conn);
+        self.dm_peer_up(now, conn, peer);
         // A new neighbour is asked for addresses while we know few: what lets a newcomer spread
         // out from the bootstrap nodes at once. One answer holds 32, so a couple of neighbours
         // stock the book; asking every new neighbour while short of peers (as before) cost 7% of

@@ -9,6 +9,7 @@ mod api;
 mod broadcast;
 mod config;
 mod conn;
+mod dm;
 mod inbound;
 mod lifecycle;
 mod output;
@@ -21,6 +22,8 @@ mod timers;
 pub use api::{CloseReason, Command, ConnId, Delivery, Direction, Event, Input, Origin, Output, PeerSummary, Stats};
 pub use config::{Config, ConfigError};
 use conn::{Conn, ConnAddr, Listen, Liveness, Peer, PeerRooms, Phase, NO_RTT};
+use dm::Dm;
+pub use dm::{DmConfig, DmDelivery, DmSnapshot, BUNDLE_TTL, DM_REQUESTS, MAX_MAIL_PAGE};
 use lifecycle::conn_name;
 use output::tx_buf;
 pub use timers::Timer;
@@ -34,6 +37,7 @@ use std::time::Duration;
 use crate::chat::{Body, Chat, ChatId, ChatInterner, MAX_TEXT_BYTES};
 use crate::conn_map::{ConnMap, ConnTable};
 use crate::dedup::{Dedup, Verdict};
+use crate::dm::{DmId, DmState, SignedBundle};
 use crate::gossip::{Gossip, Requested};
 use crate::handshake::{Handshake, HandshakeError, Progress, StaticIdentity};
 use crate::identity::{Keys, PeerId, PublicKey};
@@ -106,6 +110,9 @@ pub struct Node {
     /// Members of public rooms seen in answers passed back (see `rooms`): a later `FindRoom` for
     /// the same room is answered at once.
     room_hints: Vec<(RoomId, SocketAddr, Time)>,
+    /// Direct messages, when on (`Node::with_dm`): boxed, so a node without them (most of a
+    /// simulator's) holds one pointer.
+    dm: Option<Box<Dm>>,
 }
 
 /// A `FindRoom` passed on for a neighbour: its answer is passed back to `from` until `until`.
@@ -216,6 +223,7 @@ impl Node {
             rooms: Rooms::default(),
             walks: Vec::new(),
             room_hints: Vec::new(),
+            dm: None,
             keys,
             identity,
             rng,

@@ -32,11 +32,14 @@ pub enum Timer {
     Expire,
     /// A room has too few member neighbours: dial members, or look for them.
     Rooms,
+    /// Direct messages: an envelope due a retry or expiring, mail expiring at this mailbox, or
+    /// a round (a bundle waited for, a mailbox to collect from or to replace).
+    Dm,
 }
 
 impl Timer {
     /// Every timer kept in the table, in the order a tie is reported.
-    const TABLE: [Timer; 10] = [
+    const TABLE: [Timer; 11] = [
         Timer::IHave,
         Timer::Liveness,
         Timer::Dial,
@@ -47,6 +50,7 @@ impl Timer {
         Timer::Announce,
         Timer::Expire,
         Timer::Rooms,
+        Timer::Dm,
     ];
 
     /// Its place in `TABLE` (and in `Timers`): read on every announcement queued and chat kept,
@@ -63,6 +67,7 @@ impl Timer {
             Timer::Announce => 7,
             Timer::Expire => 8,
             Timer::Rooms => 9,
+            Timer::Dm => 10,
             Timer::Want => unreachable!("Want's deadlines are gossip's, not in the table"),
         }
     }
@@ -130,6 +135,9 @@ impl Node {
         }
         if self.timers.take_due(Timer::Liveness, now) {
             self.check_liveness(now);
+        }
+        if self.timers.take_due(Timer::Dm, now) {
+            self.dm_timeout(now);
         }
         if self.leaving {
             for t in

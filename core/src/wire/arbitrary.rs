@@ -36,7 +36,8 @@ impl Arbitrary for AnyMessage {
         let keys = Ed25519Keys::from_seed(u64::arbitrary(g) % 8);
         let ids = |g: &mut Gen| (0..usize::arbitrary(g) % 8).map(|_| arb_id(g)).collect::<Vec<_>>();
         let room = |g: &mut Gen| crate::rooms::RoomId(arb_id(g).0);
-        let msg = match u8::arbitrary(g) % 20 {
+        let msg = match u8::arbitrary(g) % 28 {
+            20..=27 => arb_dm(g, &keys),
             14 => {
                 let room_keys = crate::rooms::RoomKeys::new(&crate::rooms::RoomSecret([u8::arbitrary(g); 32]));
                 let (name, text) = (String::arbitrary(g), String::arbitrary(g));
@@ -98,6 +99,52 @@ impl Arbitrary for AnyMessage {
             _ => Message::Announce { listen_port: u16::arbitrary(g) },
         };
         AnyMessage(msg)
+    }
+}
+
+/// One of the direct messages' frames.
+fn arb_dm(g: &mut Gen, keys: &Ed25519Keys) -> Message {
+    use crate::dm::{Ack, DhKey, DmId, Envelope, KeyBundle, MailboxAddr, Prekeys, SignedBundle};
+    use crate::identity::{Keys, PeerId};
+    use crate::time::Time;
+    let peer = |g: &mut Gen| PeerId([u8::arbitrary(g); 32]);
+    let id = |g: &mut Gen| DmId(arb_id(g).0);
+    let envelope = |g: &mut Gen| Envelope {
+        id: id(g),
+        from: peer(g),
+        to: peer(g),
+        expires_at: Time::from_micros(u64::arbitrary(g)),
+        ciphertext: Vec::<u8>::arbitrary(g),
+    };
+    match u8::arbitrary(g) % 8 {
+        0 => {
+            let bundle = KeyBundle {
+                identity: keys.public_key(),
+                keys: Prekeys { identity: DhKey([u8::arbitrary(g); 32]), prekey: DhKey([u8::arbitrary(g); 32]) },
+                mailboxes: (0..usize::arbitrary(g) % 4)
+                    .map(|_| MailboxAddr { peer: peer(g), addr: arb_addr(g).to_string() })
+                    .collect(),
+                version: Time::from_micros(u64::arbitrary(g)),
+            };
+            Message::Bundle { bundle: Box::new(SignedBundle::sign(keys, bundle).unwrap()) }
+        }
+        1 => Message::BundleRequest { peer: peer(g), ttl: u8::arbitrary(g) },
+        2 => Message::Dm { envelope: Box::new(envelope(g)) },
+        3 => Message::Deposit { envelope: Box::new(envelope(g)) },
+        4 => Message::Deposited {
+            id: id(g),
+            to: peer(g),
+            outcome: [super::DepositOutcome::Stored, super::DepositOutcome::NotServed, super::DepositOutcome::Refused]
+                [usize::arbitrary(g) % 3],
+        },
+        5 => Message::Collect { after: bool::arbitrary(g).then(|| id(g)) },
+        6 => Message::Mail {
+            envelopes: (0..usize::arbitrary(g) % 3).map(|_| envelope(g)).collect(),
+            more: bool::arbitrary(g),
+        },
+        _ => Message::MailAck {
+            ack: Box::new(Ack::new(keys, peer(g), (0..usize::arbitrary(g) % 4).map(|_| id(g)).collect())),
+        },
     }
 }
 

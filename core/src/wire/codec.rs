@@ -101,12 +101,22 @@ fn size_hint(msg: &Message) -> usize {
             }
         }
         Message::Subscribe { .. } | Message::Unsubscribe { .. } | Message::FindRoom { .. } => 56,
+        Message::Bundle { bundle } => 160 + bundle.bundle.mailboxes.iter().map(|m| 34 + m.addr.len()).sum::<usize>(),
+        Message::BundleRequest { .. } | Message::Deposited { .. } | Message::Collect { .. } => 56,
+        Message::Dm { envelope } | Message::Deposit { envelope } => envelope_size(envelope),
+        Message::Mail { envelopes, .. } => 4 + envelopes.iter().map(envelope_size).sum::<usize>(),
+        Message::MailAck { ack } => 112 + ID * ack.ids.len(),
         Message::Prune
         | Message::Ping { .. }
         | Message::Pong { .. }
         | Message::PeerRequest
         | Message::Announce { .. } => 16,
     }
+}
+
+/// About the encoded size of an envelope: ids, expiry, and the ciphertext with its length.
+fn envelope_size(e: &crate::dm::Envelope) -> usize {
+    16 + 32 + 32 + 10 + 4 + e.ciphertext.len()
 }
 
 /// One frame in a fresh buffer.

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::chat::{Chat, ChatId};
-use crate::identity::{PublicKey, Signature};
+use crate::dm::{Ack, DmId, Envelope, SignedBundle};
+use crate::identity::{PeerId, PublicKey, Signature};
 use crate::rooms::RoomId;
 use crate::sync::SyncRange;
 
@@ -88,6 +89,56 @@ pub enum Message {
         room: RoomId,
         addrs: Vec<SocketAddr>,
     },
+    /// A signed key bundle (docs/PROTOCOL.md 9.2): the sender's own, on connecting and when it
+    /// changes, or another's, answering a `BundleRequest`.
+    Bundle {
+        bundle: Box<SignedBundle>,
+    },
+    /// "Whose is this peer's bundle?" Answered with `Bundle` by a node that holds it, else passed on
+    /// to one more neighbour while `ttl` lasts, the answer coming back the same way.
+    BundleRequest {
+        peer: PeerId,
+        ttl: u8,
+    },
+    /// A direct message handed to its recipient, by its sender.
+    Dm {
+        envelope: Box<Envelope>,
+    },
+    /// "Hold this for its recipient": to a mailbox its recipient's bundle names.
+    Deposit {
+        envelope: Box<Envelope>,
+    },
+    /// A mailbox's answer to a `Deposit`.
+    Deposited {
+        id: DmId,
+        to: PeerId,
+        outcome: DepositOutcome,
+    },
+    /// "Send me what you hold for me" (the connection's peer), after the id `after`.
+    Collect {
+        after: Option<DmId>,
+    },
+    /// Envelopes a mailbox holds for the connection's peer: a page answering `Collect`, or one just
+    /// deposited while the recipient is connected. `more`: further pages wait.
+    Mail {
+        envelopes: Vec<Envelope>,
+        more: bool,
+    },
+    /// The recipient's signed word that a mailbox may drop these envelopes.
+    MailAck {
+        ack: Box<Ack>,
+    },
+}
+
+/// What a mailbox did with a deposit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DepositOutcome {
+    /// Held until collected or expired.
+    Stored,
+    /// This node does not hold mail for that recipient.
+    NotServed,
+    /// A quota is full, or the envelope is expired, too large or expires too far ahead.
+    Refused,
 }
 
 /// What `Message::Room` carries: the default room's gossip messages, for one room.
@@ -158,6 +209,14 @@ impl Message {
             Message::Unsubscribe { .. } => "Unsubscribe",
             Message::FindRoom { .. } => "FindRoom",
             Message::RoomPeers { .. } => "RoomPeers",
+            Message::Bundle { .. } => "Bundle",
+            Message::BundleRequest { .. } => "BundleRequest",
+            Message::Dm { .. } => "Dm",
+            Message::Deposit { .. } => "Deposit",
+            Message::Deposited { .. } => "Deposited",
+            Message::Collect { .. } => "Collect",
+            Message::Mail { .. } => "Mail",
+            Message::MailAck { .. } => "MailAck",
         }
     }
 }

@@ -22,12 +22,14 @@ pub use codec::{decode_hello, decode_payload, encode, encode_hello, encode_into,
 pub(crate) use codec::{encode_ihave_into, ihave_frame_size};
 pub use framing::FrameDecoder;
 pub(crate) use framing::{limit, Frame, Frames, Ids};
-pub use messages::{Hello, Message, RoomMessage, WireError};
+pub use messages::{DepositOutcome, Hello, Message, RoomMessage, WireError};
 
+/// 4: direct messages (`Bundle`, `BundleRequest`, `Dm`, `Deposit`, `Deposited`, `Collect`, `Mail`,
+/// `MailAck`).
 /// 3: rooms (a chat names its room; `Room`, `Subscribe`, `Unsubscribe`, `FindRoom`, `RoomPeers`).
 /// 2: connections are encrypted (Noise XX, see `handshake`); version 1 was plaintext. Any change
 /// to the bytes on the wire bumps it (see docs/PROTOCOL.md).
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// Bytes of the protocol version that leads every frame's payload.
 const VERSION_BYTES: usize = 2;

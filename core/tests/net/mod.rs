@@ -65,6 +65,11 @@ pub struct Net {
 
 impl Net {
     pub fn new(n: usize, seed: u64, config: impl Fn(usize) -> Config) -> Net {
+        Net::new_with(n, seed, config, |_, node| node)
+    }
+
+    /// `new`, each node passed through `build` as it is made (to turn features on).
+    pub fn new_with(n: usize, seed: u64, config: impl Fn(usize) -> Config, build: impl Fn(usize, Node) -> Node) -> Net {
         let now = Time::from_millis(T0_MS);
         let mut net = Net {
             nodes: Vec::new(),
@@ -84,7 +89,7 @@ impl Net {
             let mut c = config(i);
             c.listen_port = 7000;
             let node = Node::new(c, Box::new(Ed25519Keys::from_seed(i as u64)), seed ^ (i as u64) << 20, now);
-            net.nodes.push(Some(node));
+            net.nodes.push(Some(build(i, node)));
             net.after_input(i);
         }
         net
