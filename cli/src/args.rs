@@ -103,6 +103,12 @@ pub struct NodeArgs {
     /// shell: --join '#rust'); the first becomes the current room
     #[arg(long, value_delimiter = ',', value_name = "ROOMS")]
     pub join: Vec<String>,
+    /// Send no read receipts for direct messages, and show none
+    #[arg(long)]
+    pub no_read_receipts: bool,
+    /// Send no typing notices for direct messages, and show none
+    #[arg(long)]
+    pub no_typing: bool,
     #[command(flatten)]
     pub web: crate::web::WebArgs,
 }

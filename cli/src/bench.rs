@@ -349,6 +349,7 @@ fn start(
         restore: Vec::new(),
         known: Vec::new(),
         connect: Vec::new(),
+        dm: None,
         on_event,
     };
     Ok(match kind {

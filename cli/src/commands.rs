@@ -30,6 +30,13 @@ pub enum Typed<'a> {
     Room(&'a str),
     /// `/part [what]`: `None` is the current room.
     Part(Option<&'a str>),
+    /// `/msg name#id text`: a direct message.
+    Msg {
+        to: &'a str,
+        text: &'a str,
+    },
+    /// `/dms`: the conversations; `/dms name#id`: one of them.
+    Dms(Option<&'a str>),
     /// A command used wrongly: what to say.
     Wrong(String),
     Unknown(&'a str),
@@ -81,6 +88,11 @@ pub fn parse(line: &str) -> Option<Typed<'_>> {
         "rooms" => Typed::Rooms,
         "room" => one_word("/room #name, /room N, or /room - for everyone").unwrap_or(Typed::Room(rest)),
         "part" => one_word("/part [#name]").unwrap_or(Typed::Part((!rest.is_empty()).then_some(rest))),
+        "msg" => match rest.split_once(char::is_whitespace) {
+            Some((to, text)) if !text.trim().is_empty() => Typed::Msg { to, text: text.trim_start() },
+            _ => Typed::Wrong("usage: /msg name#id text (the 8 hex digits shown beside the name)".into()),
+        },
+        "dms" => one_word("/dms [name#id]").unwrap_or(Typed::Dms((!rest.is_empty()).then_some(rest))),
         _ => Typed::Unknown(word),
     })
 }
@@ -114,6 +126,10 @@ mod tests {
         assert_eq!(parse("/part #dev"), Some(Typed::Part(Some("#dev"))));
         assert_eq!(parse("/invite"), Some(Typed::Invite));
         assert_eq!(parse("/rooms"), Some(Typed::Rooms));
+        assert_eq!(parse("/msg bob#1234abcd hi  there"), Some(Typed::Msg { to: "bob#1234abcd", text: "hi  there" }));
+        assert!(matches!(parse("/msg bob#1234abcd"), Some(Typed::Wrong(_))));
+        assert_eq!(parse("/dms"), Some(Typed::Dms(None)));
+        assert_eq!(parse("/dms bob#1234abcd"), Some(Typed::Dms(Some("bob#1234abcd"))));
         assert_eq!(parse("/frob x"), Some(Typed::Unknown("frob")));
     }
 

@@ -18,7 +18,10 @@ use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 
 use p2p_chat_core::app::NodeHandle;
-use p2p_chat_core::{Body, Chat, Delivery, Event, Origin, PeerId, Time};
+use p2p_chat_core::dm::{DmId, DmState};
+use p2p_chat_core::{Body, Chat, Command, Delivery, DmDelivery, Event, Origin, PeerId, Time};
+
+use crate::dm::DmLine;
 
 use crate::rooms::Rooms;
 use crate::store::Store;
@@ -26,6 +29,9 @@ use crate::ui::{Kind, Out, Style, When};
 
 /// Chats kept in memory for `/history` without `--persist`.
 pub const MEMORY_HISTORY: usize = 1_000;
+/// How often direct messages' state is saved when no event comes (a mailbox's deposits come with
+/// none); it is saved after every batch of direct-message events too.
+const DM_SAVE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 /// Addresses remembered as unreachable; past this the oldest report is forgotten.
 const MAX_UNREACHABLE: usize = 1_000;
 
@@ -46,6 +52,7 @@ pub struct Shared {
     pub history: Mutex<VecDeque<Arc<Chat>>>,
     pub unreachable: Mutex<BTreeMap<SocketAddr, Unreachable>>,
     pub rooms: Rooms,
+    pub dms: Mutex<crate::dm::Dms>,
 }
 
 /// Tells when a chat was said, relative to this run and this history.
@@ -124,7 +131,18 @@ impl Display {
     pub fn run(self, events: Receiver<Event>) {
         let mut st = State { connected: 0, queued: 0, names: HashMap::new() };
         st.names.entry(self.me.0.clone()).or_default().insert(self.me.1);
-        while let Ok(first) = events.recv() {
+        loop {
+            let first = match events.recv_timeout(DM_SAVE_EVERY) {
+                Ok(e) => e,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    // What a mailbox took for others comes with no event.
+                    if let Some(s) = &self.store {
+                        crate::session::save_dm(s, &*self.handle);
+                    }
+                    continue;
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            };
             // Take everything waiting, so a burst costs one database commit.
             let mut batch = vec![first];
             batch.extend(events.try_iter());
@@ -153,6 +171,9 @@ impl Display {
                 if let Err(e) = s.mark_shown(&chats) {
                     self.say(Kind::Warning, format!("!!! could not save history: {e}"));
                 }
+                if batch.iter().any(|e| matches!(e, Event::Dm(_) | Event::DmState { .. })) {
+                    crate::session::save_dm(s, &*self.handle);
+                }
             }
         }
     }
@@ -180,6 +201,7 @@ impl Display {
             }
             Event::PeerUp(p) => {
                 st.connected += 1;
+                self.dms().learn(p.peer, &p.username);
                 self.name_check(st, &p.username, p.peer);
                 // Dialed by us (its address) or dialing in (the address it listens on).
                 let back = self.shared.unreachable.lock().ok().and_then(|mut m| {
@@ -206,6 +228,7 @@ impl Display {
             }
             Event::Chat(d) => {
                 self.name_check(st, &d.chat.username, d.chat.author_id());
+                self.dms().learn(d.chat.author_id(), &d.chat.username);
                 self.shared.rooms.lock().delivered(d);
             }
             Event::RoomJoined(info) => {
@@ -236,7 +259,10 @@ impl Display {
                 self.shared.rooms.notify();
                 return;
             }
-            Event::Warning(_) | Event::Invite { .. } | Event::Dm(_) | Event::DmState { .. } | Event::Typing { .. } => {}
+            Event::Dm(d) => return self.show_dm(d),
+            Event::DmState { id, to, state } => return self.show_dm_state(id, to, *state),
+            Event::Typing { .. } => return,
+            Event::Warning(_) | Event::Invite { .. } => {}
         }
         let when = match e {
             Event::Chat(d) => self.clock.when(d),
@@ -249,6 +275,50 @@ impl Display {
                 self.say(Kind::Info, "    (no peer connected: queued, it goes out when a peer connects)".into());
             }
         }
+    }
+
+    fn dms(&self) -> std::sync::MutexGuard<'_, crate::dm::Dms> {
+        self.shared.dms.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A direct message: stored, then shown, then (received) acknowledged as read.
+    fn show_dm(&self, d: &DmDelivery) {
+        let peer = if d.outgoing { d.to } else { d.from };
+        let name = self.dms().name(&peer);
+        let line = DmLine {
+            id: d.id,
+            peer,
+            name: name.clone(),
+            outgoing: d.outgoing,
+            text: d.text.clone(),
+            at_ms: d.sent_at.as_millis(),
+            state: None,
+        };
+        if let Some(Err(e)) = self.store.as_ref().map(|s| s.put_dms(std::slice::from_ref(&line))) {
+            self.say(Kind::Warning, format!("!!! could not save the direct message: {e}"));
+        }
+        let who = self.style.who(&name, &peer);
+        let text = crate::dm::line_text(&line, &who);
+        self.dms().add(line);
+        let kind = if d.outgoing { Kind::Own } else { Kind::Chat };
+        let at = Style::find_who(&text, &name, &peer);
+        (self.printer)(Out::Line(kind, text, at));
+        if !d.outgoing {
+            // On the screen now: read.
+            self.handle.command(Command::DmRead { from: d.from, ids: vec![d.id] });
+        }
+    }
+
+    fn show_dm_state(&self, id: &DmId, to: &PeerId, state: DmState) {
+        let line = self.dms().set_state(to, id, state);
+        if let (Some(s), Some(line)) = (&self.store, line) {
+            if let Err(e) = s.put_dms(&[line]) {
+                self.say(Kind::Warning, format!("!!! could not save the direct message: {e}"));
+            }
+        }
+        let Some(word) = crate::dm::state_word(state) else { return };
+        let who = self.style.who(&self.dms().name(to), to);
+        self.say(Kind::Network, self.style.note(Kind::Network, &format!("--- dm to {who} {word}")));
     }
 
     /// Says so when a second key uses a name already seen this run.

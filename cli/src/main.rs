@@ -6,6 +6,7 @@ mod args;
 mod bench;
 mod commands;
 mod display;
+mod dm;
 mod huge_pages;
 mod keyfile;
 mod log;

@@ -19,6 +19,9 @@ pub fn leave_on_signals(handle: Arc<dyn NodeHandle>, store: Option<Arc<Store>>) 
         .spawn(move || {
             if let Some(sig) = signals.forever().next() {
                 crate::tui::restore();
+                if let Some(s) = &store {
+                    crate::session::save_dm(s, &*handle);
+                }
                 handle.shutdown();
                 if let Some(s) = &store {
                     crate::session::save_peers(s, &*handle);

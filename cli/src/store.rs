@@ -16,6 +16,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::dm::DmLine;
 use p2p_chat_core::rooms::{RoomKeys, RoomSecret};
 use p2p_chat_core::wire::{self, Message};
 use p2p_chat_core::{Access, Chat, ChatId, RoomId, RoomInfo};
@@ -29,6 +30,13 @@ const UNSHOWN: TableDefinition<&[u8], ()> = TableDefinition::new("unshown");
 const ROOMS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("rooms");
 /// Facts about this history: `first_online_ms`, when a node first ran on it.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Direct messages shown to the user, by (written at, unix ms, big-endian; id): JSON of `DmLine`.
+/// Their text is in the clear here, as on the user's screen: this table is the conversation.
+const DMS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("dms");
+/// What the node saves of direct messages: `snapshot` (`DmSnapshot::to_bytes`: envelopes as
+/// ciphertext, bundles, the replay guard, the mailbox) and `ratchet` (`DmCrypto::save`: the Olm
+/// account and sessions, secret keys in the clear, protected as the identity key file is).
+const DM_STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("dm_state");
 /// Most peers remembered; the least recently seen go first.
 pub const MAX_PEERS: usize = 1000;
 pub const FILE_NAME: &str = "history.redb";
@@ -48,6 +56,12 @@ pub enum StoreError {
     Db { path: PathBuf, source: redb::Error },
     #[error("history database {path} holds an entry that does not decode: {detail}")]
     Corrupt { path: PathBuf, detail: String },
+}
+
+/// What `Store::put_dm_state` saved, if anything.
+pub struct SavedDm {
+    pub snapshot: Option<Vec<u8>>,
+    pub ratchet: Option<Vec<u8>>,
 }
 
 pub struct Store {
@@ -79,6 +93,8 @@ impl Store {
             tx.open_table(UNSHOWN)?;
             tx.open_table(META)?;
             tx.open_table(ROOMS)?;
+            tx.open_table(DMS)?;
+            tx.open_table(DM_STATE)?;
             Ok(())
         })?;
         Ok(store)
@@ -241,6 +257,62 @@ impl Store {
         let secret = RoomSecret(*secret);
         let name = String::from_utf8(name.to_vec()).map_err(|_| corrupt())?;
         Ok(RoomInfo { id: RoomKeys::new(&secret).id, name, access, secret })
+    }
+
+    /// Stores direct messages (new, or with a new state) in one transaction.
+    pub fn put_dms(&self, lines: &[DmLine]) -> Result<(), StoreError> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        self.write(|tx| {
+            let mut t = tx.open_table(DMS)?;
+            for l in lines {
+                let mut k = [0u8; 24];
+                k[..8].copy_from_slice(&l.at_ms.to_be_bytes());
+                k[8..].copy_from_slice(&l.id.0);
+                let v = serde_json::to_vec(l).expect("a message always encodes");
+                t.insert(k.as_slice(), v.as_slice())?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Every direct message stored, oldest first.
+    pub fn dms(&self) -> Result<Vec<DmLine>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = tx.open_table(DMS).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for entry in t.iter().map_err(|e| self.err(e))? {
+            let (_, v) = entry.map_err(|e| self.err(e))?;
+            let line = serde_json::from_slice(v.value()).map_err(|e| StoreError::Corrupt {
+                path: self.path.clone(),
+                detail: format!("a direct message: {e}"),
+            })?;
+            out.push(line);
+        }
+        Ok(out)
+    }
+
+    /// Saves what the node keeps of direct messages (`snapshot`), and the ratchet's state.
+    pub fn put_dm_state(&self, snapshot: &[u8], ratchet: Option<&[u8]>) -> Result<(), StoreError> {
+        self.write(|tx| {
+            let mut t = tx.open_table(DM_STATE)?;
+            t.insert("snapshot", snapshot)?;
+            if let Some(r) = ratchet {
+                t.insert("ratchet", r)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// What `put_dm_state` saved.
+    pub fn dm_state(&self) -> Result<SavedDm, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = tx.open_table(DM_STATE).map_err(|e| self.err(e))?;
+        let get = |k: &str| -> Result<Option<Vec<u8>>, StoreError> {
+            Ok(t.get(k).map_err(|e| self.err(e))?.map(|v| v.value().to_vec()))
+        };
+        Ok(SavedDm { snapshot: get("snapshot")?, ratchet: get("ratchet")? })
     }
 
     pub fn chat_count(&self) -> Result<u64, StoreError> {

@@ -340,6 +340,11 @@ rooms (every node is in the default room, \"everyone\"):
   /room #name      make a room current: your lines go there (also /room N,
                    the number from /rooms); /room or /room - is \"everyone\"
   /part [#name]    leave the current room, or the one named
+direct messages (end-to-end encrypted; held for an offline recipient):
+  /msg name#id text  send one to the peer with that id (the 8 hex digits
+                   beside its name, or its full 64-hex peer id)
+  /dms             your conversations, with unread counts
+  /dms name#id     one conversation's last 50 messages
 anything else is sent as a chat to the current room.
 limits: a chat holds at most 4,096 bytes (the full-screen view sends a longer
 line as several chats; line mode refuses it); a username is 1 to 64 bytes,

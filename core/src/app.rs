@@ -7,8 +7,9 @@
 use core::net::SocketAddr;
 
 use crate::chat::Chat;
+use crate::dm::DmCrypto;
 use crate::identity::Keys;
-use crate::node::{Command, Config, Event, Input, Node, PeerSummary, Stats};
+use crate::node::{Command, Config, DmSnapshot, Event, Input, Node, PeerSummary, Stats};
 use crate::rooms::{RoomInfo, RoomSummary};
 use crate::time::Time;
 
@@ -29,8 +30,30 @@ pub struct Start {
     pub known: Vec<SocketAddr>,
     /// Addresses to dial at once.
     pub connect: Vec<SocketAddr>,
+    /// Direct messages: on with this ratchet, and what an earlier run saved of them (`None`: off).
+    pub dm: Option<DmStart>,
     /// Called on the runtime's thread for every event, in order. Keep it short (push to a channel).
     pub on_event: Box<dyn FnMut(Event) + Send>,
+}
+
+/// What turns direct messages on (see `Node::with_dm`).
+pub struct DmStart {
+    pub crypto: Box<dyn DmCrypto>,
+    /// What an earlier run saved (`DmSave::snapshot`), given back before any input.
+    pub restore: Option<DmSnapshot>,
+}
+
+/// What to save of direct messages, taken in one go by the runtime's loop: the node's snapshot
+/// and the ratchet's own state (`DmCrypto::save`).
+pub struct DmSave {
+    pub snapshot: DmSnapshot,
+    pub crypto: Option<Vec<u8>>,
+}
+
+impl DmSave {
+    pub fn of(node: &Node) -> Option<DmSave> {
+        Some(DmSave { snapshot: node.dm_state()?, crypto: node.dm_crypto_save() })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +78,10 @@ pub trait NodeHandle: Send + Sync {
     fn stats(&self) -> Stats;
     /// Addresses worth remembering for the next run.
     fn known_addresses(&self) -> Vec<SocketAddr>;
+    /// What to save of direct messages now (`None`: they are off, or the loop has stopped).
+    fn dm_save(&self) -> Option<DmSave> {
+        None
+    }
     /// Sends `Leave`, flushes what it can for at most about a second, closes every connection and
     /// stops the loop. Idempotent.
     fn shutdown(&self);
@@ -83,6 +110,18 @@ impl NodeState {
             known: node.known_addresses(),
         }
     }
+}
+
+/// The node a runtime drives: made from the start settings, with direct messages on if asked
+/// (and what an earlier run saved of them given back).
+pub fn node(config: Config, keys: Box<dyn Keys>, seed: u64, now: Time, dm: Option<DmStart>) -> Node {
+    let node = Node::new(config, keys, seed, now);
+    let Some(dm) = dm else { return node };
+    let mut node = node.with_dm(dm.crypto);
+    if let Some(s) = dm.restore {
+        node.restore_dm(now, s);
+    }
+    node
 }
 
 /// What a runtime does with a new node before its loop starts: the rooms of an earlier run, then

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
-use p2p_chat_core::app::{NodeHandle, NodeState, Runtime, Start, StartError};
+use p2p_chat_core::app::{DmSave, NodeHandle, NodeState, Runtime, Start, StartError};
 use p2p_chat_core::{Command, ConnId, Event, Input, Node, Output, PeerSummary, Stats};
 
 pub use clock::Clock;
@@ -52,6 +52,8 @@ enum Ctl {
     Command(Command),
     /// A fresh snapshot, answered at once by the loop.
     Query(std::sync::mpsc::Sender<NodeState>),
+    /// What to save of direct messages, answered at once by the loop.
+    DmSave(std::sync::mpsc::Sender<Option<DmSave>>),
     Shutdown,
 }
 
@@ -84,7 +86,7 @@ impl Runtime for MioRuntime {
         }
         let mut clock = Clock::default();
         let now = clock.now();
-        let mut node = Node::new(start.config, start.keys, start.seed, now);
+        let mut node = p2p_chat_core::app::node(start.config, start.keys, start.seed, now, start.dm);
         p2p_chat_core::app::prime(&mut node, now, start.rooms, start.restore, start.known, start.connect);
         let (ctl, ctl_rx) = mpsc::channel();
         let snapshot = Arc::new(Mutex::new(NodeState::default()));
@@ -135,6 +137,13 @@ impl NodeHandle for Handle {
 
     fn known_addresses(&self) -> Vec<SocketAddr> {
         self.query().known
+    }
+
+    fn dm_save(&self) -> Option<DmSave> {
+        let (tx, rx) = mpsc::channel();
+        self.ctl.send(Ctl::DmSave(tx)).ok()?;
+        self.waker.wake().ok()?;
+        rx.recv_timeout(QUERY_TIMEOUT).ok().flatten()
     }
 
     fn shutdown(&self) {
@@ -327,6 +336,9 @@ impl Loop {
                 Ctl::Command(cmd) => self.node.handle_input(now, Input::Command(cmd)),
                 Ctl::Query(reply) => {
                     let _ = reply.send(NodeState::of(&self.node));
+                }
+                Ctl::DmSave(reply) => {
+                    let _ = reply.send(DmSave::of(&self.node));
                 }
                 Ctl::Shutdown => {
                     self.node.handle_input(now, Input::Command(Command::Leave));

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use p2p_chat_core::app::{NodeHandle, NodeState, Runtime, Start, StartError};
+use p2p_chat_core::app::{DmSave, NodeHandle, NodeState, Runtime, Start, StartError};
 use p2p_chat_core::{Command, ConnId, Event, Input, Node, Output, PeerSummary, Stats, Time};
 use smol::channel::{self, Receiver, Sender};
 use smol::future;
@@ -41,6 +41,8 @@ enum Ctl {
     Command(Command),
     /// A fresh snapshot, answered at once by the loop.
     Query(std::sync::mpsc::Sender<NodeState>),
+    /// What to save of direct messages, answered at once by the loop.
+    DmSave(std::sync::mpsc::Sender<Option<DmSave>>),
     Shutdown,
 }
 
@@ -111,6 +113,11 @@ impl NodeHandle for Handle {
     }
     fn known_addresses(&self) -> Vec<SocketAddr> {
         self.query().known
+    }
+    fn dm_save(&self) -> Option<DmSave> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.ctl.try_send(Ctl::DmSave(tx)).ok()?;
+        rx.recv_timeout(QUERY_TIMEOUT).ok().flatten()
     }
     fn shutdown(&self) {
         let Some(thread) = self.thread.lock().ok().and_then(|mut t| t.take()) else { return };
@@ -191,7 +198,7 @@ async fn drive(
 ) {
     let mut clock = Clock::default();
     let now = clock.now();
-    let mut node = Node::new(start.config, start.keys, start.seed, now);
+    let mut node = p2p_chat_core::app::node(start.config, start.keys, start.seed, now, start.dm);
     p2p_chat_core::app::prime(&mut node, now, start.rooms, start.restore, start.known, start.connect);
     let (inbox, inbox_rx) = channel::bounded(INBOX_CAPACITY);
     let _acceptor = listener.map(|l| ex.spawn(accept_loop(l, inbox.clone())));
@@ -222,6 +229,9 @@ async fn drive(
             Wake::Ctl(Some(Ctl::Command(cmd))) => d.node.handle_input(now, Input::Command(cmd)),
             Wake::Ctl(Some(Ctl::Query(reply))) => {
                 let _ = reply.send(NodeState::of(&d.node));
+            }
+            Wake::Ctl(Some(Ctl::DmSave(reply))) => {
+                let _ = reply.send(DmSave::of(&d.node));
             }
             Wake::Ctl(Some(Ctl::Shutdown)) | Wake::Ctl(None) => {
                 if shutdown_by.is_none() {

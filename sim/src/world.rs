@@ -1530,13 +1530,7 @@ impl Ev {
                 (Some(node), None, None)
             }
             Ev::Bytes { node, buf, .. } => (Some(node), None, Some(buf)),
-            Ev::FaultStart
-            | Ev::Heal
-            | Ev::Check
-            | Ev::RoomCheck
-            | Ev::Invariants
-            | Ev::AttackStop
-            | Ev::SendDm(_) => {
+            Ev::FaultStart | Ev::Heal | Ev::Check | Ev::RoomCheck | Ev::Invariants | Ev::AttackStop | Ev::SendDm(_) => {
                 (None, None, None)
             }
             Ev::AttackerDial { victim, .. } => (Some(victim), None, None),

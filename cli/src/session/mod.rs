@@ -6,8 +6,10 @@
 //! standard input with `--plain` or when standard input is not a terminal. Both show the same
 //! lines, formatted by `ui`.
 //!
-//! Typed lines are read by `commands`; the room commands are carried out in `rooms`.
+//! Typed lines are read by `commands`; the room commands are carried out in `rooms`, the direct
+//! message commands in `dm`.
 
+mod dm;
 mod rooms;
 
 use std::io::{BufRead, IsTerminal, Write};
@@ -18,8 +20,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use p2p_chat_core::app::{NodeHandle, Runtime, Start};
-use p2p_chat_core::{Chat, Command, Config, Ed25519Keys, Keys, RoomId, RoomInfo};
+use p2p_chat_core::app::{DmStart, NodeHandle, Runtime, Start};
+use p2p_chat_core::dm::olm::OlmCrypto;
+use p2p_chat_core::dm::DmCrypto;
+use p2p_chat_core::{Chat, Command, Config, DmConfig, DmSnapshot, Ed25519Keys, Keys, RoomId, RoomInfo};
 use p2p_chat_runtime_mio::MioRuntime;
 use p2p_chat_runtime_smol::SmolRuntime;
 
@@ -77,6 +81,7 @@ pub fn run(node: NodeArgs, listen: Option<SocketAddr>, connect: Vec<SocketAddr>)
     for r in &rooms {
         shared.rooms.lock().joined(r);
     }
+    let dm = dm_start(store.as_deref(), &shared)?;
     let room_ids: Vec<RoomId> = rooms.iter().map(|r: &RoomInfo| r.id).collect();
     let restored = restore.len();
     let web = crate::web::Web::prepare(&node.web, &restore)?;
@@ -91,6 +96,7 @@ pub fn run(node: NodeArgs, listen: Option<SocketAddr>, connect: Vec<SocketAddr>)
         ttl: node.ttl,
         retention: std::time::Duration::from_secs(node.retention_hours as u64 * 3600),
         max_chats: node.max_history as usize,
+        dm: DmConfig { read_receipts: !node.no_read_receipts, typing: !node.no_typing, ..DmConfig::default() },
         ..Config::default()
     };
     config.validate()?;
@@ -104,6 +110,7 @@ pub fn run(node: NodeArgs, listen: Option<SocketAddr>, connect: Vec<SocketAddr>)
         restore,
         known,
         connect,
+        dm: Some(dm),
         on_event: Box::new(move |e| {
             if let Some(t) = &web_tap {
                 t.send(&e);
@@ -115,6 +122,10 @@ pub fn run(node: NodeArgs, listen: Option<SocketAddr>, connect: Vec<SocketAddr>)
         RuntimeKind::Mio => MioRuntime::start(start)?,
         RuntimeKind::Smol => SmolRuntime::start(start)?,
     });
+    if let Some(s) = &store {
+        // The ratchet's keys are on disk before its bundle is published.
+        save_dm(s, &*handle);
+    }
     let (out_tx, out_rx) = channel::<Out>();
     let printer: Printer = if full_screen {
         Arc::new(move |o| drop(out_tx.send(o)))
@@ -223,6 +234,9 @@ pub fn run(node: NodeArgs, listen: Option<SocketAddr>, connect: Vec<SocketAddr>)
         result
     };
     crate::log::show_in(None);
+    if let Some(s) = &store {
+        save_dm(s, &*handle);
+    }
     // Leave, flush, then let the display thread show and store the last events.
     handle.shutdown();
     if let Some(s) = &store {
@@ -244,6 +258,46 @@ pub fn save_peers(store: &Store, handle: &dyn NodeHandle) {
     if let Err(e) = store.put_peers(&peers) {
         tracing::warn!("could not save known peers: {e}");
     }
+}
+
+/// Saves what the node keeps of direct messages and the ratchet's state, if they are on and the
+/// node still runs.
+pub fn save_dm(store: &Store, handle: &dyn NodeHandle) {
+    let Some(save) = handle.dm_save() else { return };
+    if let Err(e) = store.put_dm_state(&save.snapshot.to_bytes(), save.crypto.as_deref()) {
+        tracing::warn!("could not save direct messages: {e}");
+    }
+}
+
+/// Direct messages' start: the ratchet and the node's snapshot from the database (new keys on
+/// the first run, or without `--persist`), and the conversations shown before.
+fn dm_start(store: Option<&Store>, shared: &Shared) -> Result<DmStart> {
+    let Some(s) = store else { return Ok(DmStart { crypto: Box::new(OlmCrypto::new()), restore: None }) };
+    let crate::store::SavedDm { snapshot, ratchet } = s.dm_state()?;
+    let crypto: Box<dyn DmCrypto> = match ratchet {
+        Some(bytes) => Box::new(
+            OlmCrypto::restore(&bytes)
+                .context("the database's direct-message keys do not decode; they were not replaced")?,
+        ),
+        None => Box::new(OlmCrypto::new()),
+    };
+    let restore = match snapshot {
+        Some(bytes) => {
+            Some(DmSnapshot::from_bytes(&bytes).context("the database's direct-message state does not decode")?)
+        }
+        None => None,
+    };
+    let mut dms = shared.dms.lock().unwrap_or_else(|e| e.into_inner());
+    let lines = s.dms()?;
+    let peers: std::collections::BTreeSet<_> = lines.iter().map(|l| l.peer).collect();
+    for l in lines {
+        dms.add(l);
+    }
+    // Shown in an earlier run: read.
+    for p in peers {
+        dms.open(&p, 0);
+    }
+    Ok(DmStart { crypto, restore })
 }
 
 struct Ctx {
@@ -340,6 +394,9 @@ impl Ctx {
             Typed::Rooms => self.say(self.rooms_text()),
             Typed::Room(what) => self.pick_room(what),
             Typed::Part(what) => self.part(what),
+            Typed::Msg { to, text } => self.msg(to, text),
+            Typed::Dms(None) => self.say(self.dms_text()),
+            Typed::Dms(Some(who)) => self.say(self.conversation_text(who)),
             Typed::Wrong(usage) => self.say(usage),
             Typed::Unknown(other) => self.say(format!("unknown command /{other}; type /help for the list")),
         }

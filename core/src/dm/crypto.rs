@@ -73,4 +73,12 @@ pub trait DmCrypto: Send {
 
     /// The message just decrypted from `from` was not authentic: the sessions stay as they were.
     fn discard(&mut self, from: &PeerId);
+
+    /// Everything to make this ratchet again after a restart (the account and the committed
+    /// sessions; secret keys in the clear), for the implementation's own constructor to read back;
+    /// `None` if it cannot be saved. The application calls it after each batch of direct-message
+    /// events, so what is on disk never lags a message shown.
+    fn save(&self) -> Option<Vec<u8>> {
+        None
+    }
 }

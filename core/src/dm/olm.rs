@@ -102,6 +102,11 @@ impl OlmCrypto {
         OlmCrypto { account, prekey: pickle.prekey, sessions, pending: BTreeMap::new(), tick: 0 }
     }
 
+    /// Reads back what [`DmCrypto::save`] wrote; `None` if the bytes are not such a save.
+    pub fn restore(bytes: &[u8]) -> Option<OlmCrypto> {
+        serde_json::from_slice(bytes).ok().map(OlmCrypto::from_pickle)
+    }
+
     fn hold(&mut self, from: PeerId, session: Session) {
         if self.pending.len() >= PENDING_MAX && !self.pending.contains_key(&from) {
             self.pending.pop_first();
@@ -216,6 +221,11 @@ impl DmCrypto for OlmCrypto {
 
     fn discard(&mut self, from: &PeerId) {
         self.pending.remove(from);
+    }
+
+    fn save(&self) -> Option<Vec<u8>> {
+        // JSON: vodozemac's pickles do not read back from a format that is not self-describing.
+        serde_json::to_vec(&self.pickle()).ok()
     }
 }
 

@@ -112,3 +112,15 @@ fn state_survives_a_restart_and_a_prekey_rotation() {
     assert!(a.open(&b2.send(a.id(), "after restart")));
     assert!(b2.open(&a.send(b.id(), "and back")));
 }
+
+#[test]
+fn a_saved_ratchet_reads_back_with_its_keys_and_sessions() {
+    let mut alice = Side::new(1);
+    let bob = Side::new(2);
+    alice.olm.start_session(&mut alice.rng, bob.id(), &bob.olm.prekeys()).unwrap();
+    let bytes = alice.olm.save().expect("Olm saves");
+    let back = OlmCrypto::restore(&bytes).expect("reads back");
+    assert_eq!(back.prekeys(), alice.olm.prekeys());
+    assert!(back.has_session(&bob.id()));
+    assert!(OlmCrypto::restore(b"not a save").is_none());
+}

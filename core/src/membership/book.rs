@@ -759,8 +759,7 @@ mod tests {
         // A learned address waits up to the book's own cap.
         b.add(addr(2), Source::Exchange, now);
         b.touch(&addr(2));
-        let waits: Vec<Duration> =
-            (0..12).map(|_| b.on_failure(&addr(2), now, &mut rng).unwrap().since(now)).collect();
+        let waits: Vec<Duration> = (0..12).map(|_| b.on_failure(&addr(2), now, &mut rng).unwrap().since(now)).collect();
         assert!(waits[11] >= Duration::from_secs(30) && waits[11] < Duration::from_secs(90), "{waits:?}");
     }
 

@@ -119,6 +119,17 @@ pub struct DmSnapshot {
 }
 
 impl DmSnapshot {
+    /// The snapshot as bytes to store (bincode; it holds envelopes as ciphertext, and the texts
+    /// still waiting for their recipient's bundle).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        bincode::serde::encode_to_vec(self, bincode::config::standard()).expect("a snapshot always encodes")
+    }
+
+    /// Reads back [`DmSnapshot::to_bytes`]; `None` if the bytes are not a snapshot.
+    pub fn from_bytes(bytes: &[u8]) -> Option<DmSnapshot> {
+        bincode::serde::decode_from_slice(bytes, bincode::config::standard()).ok().map(|(s, _)| s)
+    }
+
     /// The node's own bundle as last published.
     pub fn own_bundle(&self) -> Option<&SignedBundle> {
         self.own.as_ref()
@@ -226,6 +237,11 @@ impl Node {
     pub fn into_dm(self) -> Option<(Box<dyn DmCrypto>, DmSnapshot)> {
         let snapshot = self.dm_state()?;
         Some((self.dm?.crypto, snapshot))
+    }
+
+    /// The ratchet's own state to save ([`DmCrypto::save`]), if direct messages are on.
+    pub fn dm_crypto_save(&self) -> Option<Vec<u8>> {
+        self.dm.as_ref()?.crypto.save()
     }
 
     /// Takes back what [`Node::dm_state`] saved (after [`Node::with_dm`], before any input).

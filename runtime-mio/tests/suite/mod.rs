@@ -88,6 +88,7 @@ impl TestNode {
             restore: Vec::new(),
             known: Vec::new(),
             connect,
+            dm: None,
             on_event: Box::new(move |e| {
                 let _ = tx.send(e);
             }),
@@ -223,6 +224,7 @@ pub fn listening_on_a_used_port_is_a_clear_error<R: Runtime>() {
         restore: Vec::new(),
         known: Vec::new(),
         connect: Vec::new(),
+        dm: None,
         on_event: Box::new(|_| {}),
     })
     .err()
