@@ -411,9 +411,7 @@ impl Node {
 
     /// Rooms with too few member neighbours dial members they know of. A public room with none
     /// sends a walk to every neighbour; one with some asks one of them for its members. Again every
-    /// `ROOM_ROUND` while the node is in any room, searches backing off when they find nothing new
-    /// (rooms of fewer members than the target stay short for ever, and must not keep walking the
-    /// network every 2 s).
+    /// `ROOM_ROUND` while the node is in any room, searches backing off when they find nothing new.
     pub(super) fn rooms_round(&mut self, now: Time) {
         let busy = self.busy_addrs();
         for ix in self.rooms.ixs() {
@@ -435,15 +433,11 @@ impl Node {
                 j.idle_rounds = 0;
             }
             j.last_neighbours = j.neighbours;
-            // Alone in the room: searched every round for a minute, then every 4th. Short of the
-            // target only: 8 rounds, then the 16th, 32nd, 64th and every 64th.
+            // Searched every round for a minute, then every 8th: a room short of members may be
+            // split in groups that each found only themselves (a partition, a crowd), and a room
+            // with fewer members than the target stays short for ever.
             let idle = j.idle_rounds;
-            let search = content
-                || if j.neighbours == 0 {
-                    idle < 30 || idle.is_multiple_of(4)
-                } else {
-                    idle < 8 || (idle < 64 && idle.is_power_of_two()) || idle.is_multiple_of(64)
-                };
+            let search = content || idle < 30 || idle.is_multiple_of(8);
             let (room, public, neighbours) = (j.info.id, j.info.access == Access::Public, j.neighbours);
             let Some(j) = self.rooms.get(ix) else { continue };
             let next = j.candidates.iter().rev().find(|a| !self.is_own(a)).copied();
@@ -489,7 +483,12 @@ impl Node {
                         self.send(conn, &Message::FindRoom { room, ttl: 0 });
                     }
                     // Walks only for public rooms: a private room's id is not shown to non-members.
-                    if !others.is_empty() && public {
+                    // Short, through every other neighbour; content, through one.
+                    if public && !content {
+                        for conn in others {
+                            self.send(conn, &Message::FindRoom { room, ttl: FIND_TTL });
+                        }
+                    } else if public && !others.is_empty() {
                         let conn = others[self.rng.below(others.len())];
                         self.send(conn, &Message::FindRoom { room, ttl: FIND_TTL });
                     }
