@@ -770,7 +770,7 @@ mod tests {
     fn a_full_book_of_good_addresses_keeps_a_uniform_sample() {
         let cap = 256;
         let mut b = AddressBook::new(cap, Duration::from_millis(500), Duration::from_secs(60)).seeded(7);
-        let a = |i: u32| SocketAddr::from((std::net::Ipv4Addr::from(0x0a00_0000 + i), 7000));
+        let a = |i: u32| SocketAddr::from((core::net::Ipv4Addr::from(0x0a00_0000 + i), 7000));
         let n = 20_000;
         for i in 0..n {
             if b.add(a(i), Source::Inbound, Time::ZERO) {
