@@ -32,6 +32,7 @@ pub mod olm;
 pub mod outbox;
 mod pad;
 pub mod replay;
+mod sessions;
 pub mod stand_in;
 
 use core::fmt;

@@ -12,36 +12,20 @@
 //! (super::StandInCrypto) instead. Everything it decides (which session, what is refused) still
 //! depends only on its inputs.
 
-use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use vodozemac::olm::{Account, AccountPickle, OlmMessage, Session, SessionConfig, SessionPickle};
 use vodozemac::Curve25519PublicKey;
 
 use super::crypto::{CryptoError, DhKey, DmCrypto, Prekeys};
+use super::sessions::Sessions;
 use crate::identity::PeerId;
 use crate::random::Rng;
-
-/// Sessions kept per peer (two first contacts can cross; a restarted peer starts anew).
-const SESSIONS_PER_PEER: usize = 3;
-/// Peers with sessions; past it the least recently used peer's sessions are dropped.
-const PEERS_MAX: usize = 4096;
-/// Pending (unconfirmed) sessions, over all peers.
-const PENDING_MAX: usize = 64;
 
 pub struct OlmCrypto {
     account: Account,
     prekey: DhKey,
-    /// Newest first, never empty.
-    sessions: BTreeMap<PeerId, Peer>,
-    /// What the last decryption from each peer made of its session, until confirmed.
-    pending: BTreeMap<PeerId, Session>,
-    tick: u64,
-}
-
-struct Peer {
-    sessions: Vec<Session>,
-    used: u64,
+    sessions: Sessions<Session>,
 }
 
 /// Everything to restore an [`OlmCrypto`] after a restart. It holds secret keys in the clear:
@@ -76,57 +60,28 @@ impl OlmCrypto {
     pub fn new() -> OlmCrypto {
         let mut account = Account::new();
         let prekey = fresh_prekey(&mut account);
-        OlmCrypto { account, prekey, sessions: BTreeMap::new(), pending: BTreeMap::new(), tick: 0 }
+        OlmCrypto { account, prekey, sessions: Sessions::new() }
     }
 
     pub fn pickle(&self) -> OlmPickle {
         OlmPickle {
             account: self.account.pickle(),
             prekey: self.prekey,
-            sessions: self
-                .sessions
-                .iter()
-                .map(|(id, p)| (*id, p.sessions.iter().map(Session::pickle).collect()))
-                .collect(),
+            sessions: self.sessions.iter().map(|(id, s)| (*id, s.iter().map(Session::pickle).collect())).collect(),
         }
     }
 
     pub fn from_pickle(pickle: OlmPickle) -> OlmCrypto {
-        let sessions = pickle
-            .sessions
-            .into_iter()
-            .filter(|(_, s)| !s.is_empty())
-            .map(|(id, s)| (id, Peer { sessions: s.into_iter().map(Session::from_pickle).collect(), used: 0 }))
-            .collect();
+        let sessions = Sessions::restored(
+            pickle.sessions.into_iter().map(|(id, s)| (id, s.into_iter().map(Session::from_pickle).collect())),
+        );
         let account = Account::from_pickle(pickle.account);
-        OlmCrypto { account, prekey: pickle.prekey, sessions, pending: BTreeMap::new(), tick: 0 }
+        OlmCrypto { account, prekey: pickle.prekey, sessions }
     }
 
     /// Reads back what [`DmCrypto::save`] wrote; `None` if the bytes are not such a save.
     pub fn restore(bytes: &[u8]) -> Option<OlmCrypto> {
         serde_json::from_slice(bytes).ok().map(OlmCrypto::from_pickle)
-    }
-
-    fn hold(&mut self, from: PeerId, session: Session) {
-        if self.pending.len() >= PENDING_MAX && !self.pending.contains_key(&from) {
-            self.pending.pop_first();
-        }
-        self.pending.insert(from, session);
-    }
-
-    fn add_session(&mut self, peer: PeerId, session: Session) {
-        self.tick += 1;
-        let tick = self.tick;
-        let entry = self.sessions.entry(peer).or_insert_with(|| Peer { sessions: Vec::new(), used: tick });
-        entry.used = tick;
-        entry.sessions.insert(0, session);
-        entry.sessions.truncate(SESSIONS_PER_PEER);
-        if self.sessions.len() > PEERS_MAX {
-            let oldest = self.sessions.iter().min_by_key(|(_, p)| p.used).map(|(id, _)| *id);
-            if let Some(id) = oldest {
-                self.sessions.remove(&id);
-            }
-        }
     }
 }
 
@@ -156,7 +111,7 @@ impl DmCrypto for OlmCrypto {
     }
 
     fn has_session(&self, peer: &PeerId) -> bool {
-        self.sessions.contains_key(peer)
+        self.sessions.has(peer)
     }
 
     fn start_session(&mut self, _rng: &mut Rng, peer: PeerId, theirs: &Prekeys) -> Result<(), CryptoError> {
@@ -164,15 +119,12 @@ impl DmCrypto for OlmCrypto {
             .account
             .create_outbound_session(SessionConfig::version_1(), curve(&theirs.identity), curve(&theirs.prekey))
             .map_err(|_| CryptoError::BadKeys)?;
-        self.add_session(peer, session);
+        self.sessions.add(peer, session);
         Ok(())
     }
 
     fn encrypt(&mut self, _rng: &mut Rng, peer: &PeerId, plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        self.tick += 1;
-        let p = self.sessions.get_mut(peer).ok_or(CryptoError::NoSession)?;
-        p.used = self.tick;
-        let message = p.sessions[0].encrypt(plaintext).map_err(|_| CryptoError::NoSession)?;
+        let message = self.sessions.current(peer)?.encrypt(plaintext).map_err(|_| CryptoError::NoSession)?;
         Ok(encode(&message))
     }
 
@@ -182,13 +134,13 @@ impl DmCrypto for OlmCrypto {
             OlmMessage::PreKey(m) => Some(m.session_id()),
             OlmMessage::Normal(_) => None,
         };
-        let known: &[Session] = self.sessions.get(from).map_or(&[], |p| &p.sessions);
+        let known = self.sessions.of(from);
         for s in known.iter().filter(|s| first_contact.as_ref().is_none_or(|id| *id == s.session_id())) {
             // On a copy (vodozemac's sessions are not `Clone`; a pickle is the copy), kept only
             // if `confirm` follows.
             let mut copy = Session::from_pickle(s.pickle());
             if let Ok(plain) = copy.decrypt(&message) {
-                self.hold(*from, copy);
+                self.sessions.hold(*from, copy);
                 return Ok(plain);
             }
         }
@@ -205,22 +157,16 @@ impl DmCrypto for OlmCrypto {
             .account
             .create_inbound_session(SessionConfig::version_1(), pre.identity_key(), pre)
             .map_err(|_| CryptoError::Undecryptable)?;
-        self.hold(*from, created.session);
+        self.sessions.hold(*from, created.session);
         Ok(created.plaintext)
     }
 
     fn confirm(&mut self, from: &PeerId) {
-        let Some(s) = self.pending.remove(from) else { return };
-        let id = s.session_id();
-        if let Some(p) = self.sessions.get_mut(from) {
-            p.sessions.retain(|old| old.session_id() != id);
-        }
-        // In front: the session that last received is the one to answer on.
-        self.add_session(*from, s);
+        self.sessions.confirm(from, |a, b| a.session_id() == b.session_id());
     }
 
     fn discard(&mut self, from: &PeerId) {
-        self.pending.remove(from);
+        self.sessions.discard(from);
     }
 
     fn save(&self) -> Option<Vec<u8>> {

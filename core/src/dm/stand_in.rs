@@ -15,15 +15,10 @@ use std::collections::BTreeMap;
 use sha2::{Digest, Sha256};
 
 use super::crypto::{CryptoError, DhKey, DmCrypto, Prekeys};
+use super::sessions::Sessions;
 use crate::identity::PeerId;
 use crate::random::Rng;
 
-/// Sessions kept per peer (two first contacts can cross; a restarted peer starts anew).
-const SESSIONS_PER_PEER: usize = 3;
-/// Peers with sessions; past it the least recently used peer's sessions are dropped.
-const PEERS_MAX: usize = 4096;
-/// Pending (unconfirmed) sessions, over all peers.
-const PENDING_MAX: usize = 64;
 /// Keys kept for messages that have not arrived yet while later ones did.
 const SKIPPED_MAX: usize = 40;
 /// How far ahead of the chain a message may be.
@@ -33,17 +28,7 @@ const HEADER_BYTES: usize = 32 + 8;
 
 pub struct StandInCrypto {
     prekeys: Prekeys,
-    /// Newest first, each list non-empty.
-    sessions: BTreeMap<PeerId, Peer>,
-    /// What the last decryption from each peer made of its session, until confirmed.
-    pending: BTreeMap<PeerId, Session>,
-    /// Ticks of use, to find the least recently used peer.
-    tick: u64,
-}
-
-struct Peer {
-    sessions: Vec<Session>,
-    used: u64,
+    sessions: Sessions<Session>,
 }
 
 #[derive(Clone)]
@@ -130,22 +115,7 @@ impl StandInCrypto {
     /// This identity's keys, drawn from the node's RNG.
     pub fn new(rng: &mut Rng) -> StandInCrypto {
         let prekeys = Prekeys { identity: DhKey(rng.bytes()), prekey: DhKey(rng.bytes()) };
-        StandInCrypto { prekeys, sessions: BTreeMap::new(), pending: BTreeMap::new(), tick: 0 }
-    }
-
-    fn add_session(&mut self, peer: PeerId, session: Session) {
-        self.tick += 1;
-        let tick = self.tick;
-        let entry = self.sessions.entry(peer).or_insert_with(|| Peer { sessions: Vec::new(), used: tick });
-        entry.used = tick;
-        entry.sessions.insert(0, session);
-        entry.sessions.truncate(SESSIONS_PER_PEER);
-        if self.sessions.len() > PEERS_MAX {
-            let oldest = self.sessions.iter().min_by_key(|(_, p)| p.used).map(|(id, _)| *id);
-            if let Some(id) = oldest {
-                self.sessions.remove(&id);
-            }
-        }
+        StandInCrypto { prekeys, sessions: Sessions::new() }
     }
 }
 
@@ -160,21 +130,18 @@ impl DmCrypto for StandInCrypto {
     }
 
     fn has_session(&self, peer: &PeerId) -> bool {
-        self.sessions.contains_key(peer)
+        self.sessions.has(peer)
     }
 
     fn start_session(&mut self, rng: &mut Rng, peer: PeerId, theirs: &Prekeys) -> Result<(), CryptoError> {
         let fresh: [u8; 32] = rng.bytes();
         let root = h(&[b"stand-in root", &fresh, &theirs.identity.0, &theirs.prekey.0]);
-        self.add_session(peer, Session::new(root, true));
+        self.sessions.add(peer, Session::new(root, true));
         Ok(())
     }
 
     fn encrypt(&mut self, _rng: &mut Rng, peer: &PeerId, plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        self.tick += 1;
-        let p = self.sessions.get_mut(peer).ok_or(CryptoError::NoSession)?;
-        p.used = self.tick;
-        Ok(p.sessions[0].encrypt(plaintext))
+        Ok(self.sessions.current(peer)?.encrypt(plaintext))
     }
 
     fn decrypt(&mut self, _rng: &mut Rng, from: &PeerId, ciphertext: &[u8]) -> Result<Vec<u8>, CryptoError> {
@@ -185,26 +152,18 @@ impl DmCrypto for StandInCrypto {
         let (body, t) = rest.split_at(rest.len() - TAG_BYTES);
         let root: [u8; 32] = header[..32].try_into().expect("32 bytes");
         let n = u64::from_be_bytes(header[32..].try_into().expect("8 bytes"));
-        let known = self.sessions.get(from).and_then(|p| p.sessions.iter().find(|s| s.root == root));
+        let known = self.sessions.of(from).iter().find(|s| s.root == root);
         let base = known.cloned().unwrap_or_else(|| Session::new(root, false));
         let (s, plain) = base.decrypt(n, header, body, t).ok_or(CryptoError::Undecryptable)?;
-        if self.pending.len() >= PENDING_MAX && !self.pending.contains_key(from) {
-            self.pending.pop_first();
-        }
-        self.pending.insert(*from, s);
+        self.sessions.hold(*from, s);
         Ok(plain)
     }
 
     fn confirm(&mut self, from: &PeerId) {
-        let Some(s) = self.pending.remove(from) else { return };
-        if let Some(p) = self.sessions.get_mut(from) {
-            p.sessions.retain(|old| old.root != s.root);
-        }
-        // In front: the session that last received is the one to answer on.
-        self.add_session(*from, s);
+        self.sessions.confirm(from, |a, b| a.root == b.root);
     }
 
     fn discard(&mut self, from: &PeerId) {
-        self.pending.remove(from);
+        self.sessions.discard(from);
     }
 }
