@@ -53,6 +53,16 @@ pub struct Shared {
     pub unreachable: Mutex<BTreeMap<SocketAddr, Unreachable>>,
     pub rooms: Rooms,
     pub dms: Mutex<crate::dm::Dms>,
+    /// Peers typing to this node, and when they said so last (`Event::Typing`); never stored.
+    pub typing: Mutex<BTreeMap<PeerId, std::time::Instant>>,
+}
+
+impl Shared {
+    /// The peers whose typing notice is fresh (younger than `dm::TYPING_SHOWN`).
+    pub fn typing_now(&self) -> Vec<PeerId> {
+        let typing = self.typing.lock().unwrap_or_else(|e| e.into_inner());
+        typing.iter().filter(|(_, at)| at.elapsed() < crate::dm::TYPING_SHOWN).map(|(p, _)| *p).collect()
+    }
 }
 
 /// Tells when a chat was said, relative to this run and this history.
@@ -261,7 +271,7 @@ impl Display {
             }
             Event::Dm(d) => return self.show_dm(d),
             Event::DmState { id, to, state } => return self.show_dm_state(id, to, *state),
-            Event::Typing { .. } => return,
+            Event::Typing { from, on } => return self.typing(*from, *on),
             Event::Warning(_) | Event::Invite { .. } => {}
         }
         let when = match e {
@@ -304,8 +314,27 @@ impl Display {
         let at = Style::find_who(&text, &name, &peer);
         (self.printer)(Out::Line(kind, text, at));
         if !d.outgoing {
+            // Its message ends the sender's typing.
+            self.shared.typing.lock().unwrap_or_else(|e| e.into_inner()).remove(&d.from);
             // On the screen now: read.
             self.handle.command(Command::DmRead { from: d.from, ids: vec![d.id] });
+        }
+    }
+
+    /// Plain mode prints nothing for it (a line per notice would be noise); the full-screen
+    /// view's status bar shows it while it is fresh.
+    fn typing(&self, from: PeerId, on: bool) {
+        let mut typing = self.shared.typing.lock().unwrap_or_else(|e| e.into_inner());
+        if !on {
+            typing.remove(&from);
+            return;
+        }
+        typing.insert(from, std::time::Instant::now());
+        if typing.len() > crate::dm::MAX_TYPING {
+            typing.retain(|_, at| at.elapsed() < crate::dm::TYPING_SHOWN);
+            while typing.len() > crate::dm::MAX_TYPING {
+                typing.pop_first();
+            }
         }
     }
 

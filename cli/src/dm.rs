@@ -10,6 +10,14 @@ use serde::{Deserialize, Serialize};
 
 /// Messages kept in memory per conversation (the database keeps them all).
 pub const MEMORY_PER_CONVERSATION: usize = 500;
+/// A typing notice goes out at the first key typed in an open conversation, again after this
+/// long if the typing goes on (so the other side's display does not expire it), and "stopped"
+/// after this long without a key, or when the line is sent.
+pub const TYPING_SEND_EVERY: std::time::Duration = std::time::Duration::from_secs(3);
+/// How long "name#id is typing…" stays on screen without a fresh notice.
+pub const TYPING_SHOWN: std::time::Duration = std::time::Duration::from_secs(5);
+/// Peers remembered as typing; past it those whose notice is stale are forgotten.
+pub const MAX_TYPING: usize = 64;
 /// Names remembered for ids (peers met, chat authors, contacts); past it the oldest entry goes.
 const MAX_NAMES: usize = 10_000;
 
@@ -41,6 +49,9 @@ pub struct Dms {
     names: BTreeMap<PeerId, (String, u64)>,
     learned: u64,
     conversations: BTreeMap<PeerId, Conversation>,
+    /// The conversation the full-screen view has open (typed lines go there): its messages are
+    /// read as they come.
+    current: Option<PeerId>,
 }
 
 /// Why `/msg` or `/dms` could not tell whom a `name#id` means.
@@ -112,7 +123,7 @@ impl Dms {
             *same = line;
             return;
         }
-        if !line.outgoing {
+        if !line.outgoing && self.current != Some(line.peer) {
             c.unread += 1;
         }
         // In time order: messages loaded from the database, then those of this run.
@@ -136,6 +147,28 @@ impl Dms {
         c.unread = 0;
         let skip = c.lines.len().saturating_sub(n);
         c.lines.iter().skip(skip).cloned().collect()
+    }
+
+    /// The open conversation, if one is.
+    pub fn current(&self) -> Option<PeerId> {
+        self.current
+    }
+
+    /// Opens the conversation with `peer` (its messages now read), or closes the open one.
+    pub fn set_current(&mut self, peer: Option<PeerId>) {
+        self.current = peer;
+        if let Some(c) = peer.and_then(|p| self.conversations.get_mut(&p)) {
+            c.unread = 0;
+        }
+    }
+
+    /// The peers of every conversation, in a fixed order (by id), for the room line.
+    pub fn peers(&self) -> Vec<PeerId> {
+        self.conversations.keys().copied().collect()
+    }
+
+    pub fn unread(&self, peer: &PeerId) -> usize {
+        self.conversations.get(peer).map_or(0, |c| c.unread)
     }
 
     /// Every conversation: the peer, its messages held, unread ones, the newest message's time;
@@ -235,5 +268,12 @@ mod tests {
         assert_eq!(texts, ["m2", "m3"]);
         assert_eq!(d.list()[0].2, 0);
         assert_eq!(d.set_state(&bob, &DmId([1; 16]), DmState::Read).map(|l| l.state), Some(Some(DmState::Read)));
+        d.add(line(4, 40, false));
+        assert_eq!(d.unread(&bob), 1);
+        d.set_current(Some(bob));
+        assert_eq!(d.unread(&bob), 0, "opening reads it");
+        d.add(line(5, 50, false));
+        assert_eq!(d.unread(&bob), 0, "the open conversation's messages are read as they come");
+        assert_eq!(d.peers(), [bob]);
     }
 }

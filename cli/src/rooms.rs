@@ -40,6 +40,8 @@ pub struct RoomList {
     answers: u64,
     /// The room of the last answer if it was a join, `None` otherwise.
     pub last_joined: Option<RoomId>,
+    /// A direct-message conversation is open instead of `current`: its chats count as unread.
+    in_conversation: bool,
 }
 
 /// How a name or number typed after `/room` or `/part` was understood.
@@ -109,21 +111,29 @@ impl RoomList {
         self.current
     }
 
+    /// Whether a direct-message conversation, not `current`, is where typed lines go.
+    pub fn in_conversation(&self) -> bool {
+        self.in_conversation
+    }
+
+    /// A direct-message conversation is opened: the current room's chats count as unread again.
+    pub fn leave_for_conversation(&mut self) {
+        self.in_conversation = true;
+    }
+
     /// Makes a room current and its chats read.
     pub fn switch(&mut self, to: RoomId) {
         self.current = to;
+        self.in_conversation = false;
         match self.rooms.iter_mut().find(|e| e.info.id == to) {
             Some(e) => e.unread = 0,
             None => self.default_unread = 0,
         }
     }
 
-    /// The room `step` places after the current one (before it, if negative), the default room
-    /// first, wrapping around.
-    pub fn neighbour(&self, step: isize) -> RoomId {
-        let all: Vec<RoomId> = std::iter::once(RoomId::DEFAULT).chain(self.rooms.iter().map(|e| e.info.id)).collect();
-        let at = all.iter().position(|id| *id == self.current).unwrap_or(0) as isize;
-        all[(at + step).rem_euclid(all.len() as isize) as usize]
+    /// Every room, the default one first, then the others in the order they were joined.
+    pub fn ids(&self) -> Vec<RoomId> {
+        std::iter::once(RoomId::DEFAULT).chain(self.rooms.iter().map(|e| e.info.id)).collect()
     }
 
     pub fn unread(&self, id: &RoomId) -> usize {
@@ -133,7 +143,9 @@ impl RoomList {
     /// Counts a delivered chat as unread if it is someone's text in a room that is not current.
     pub fn delivered(&mut self, d: &Delivery) {
         let room = d.chat.room;
-        if room == self.current || d.origin == Origin::Local || !matches!(d.chat.body, Body::Text(_) | Body::Sealed(_))
+        if (room == self.current && !self.in_conversation)
+            || d.origin == Origin::Local
+            || !matches!(d.chat.body, Body::Text(_) | Body::Sealed(_))
         {
             return;
         }
@@ -288,12 +300,15 @@ mod tests {
         l.delivered(&d);
         assert_eq!(l.unread(&dev.id), 2);
         assert_eq!(l.open(&chat).as_deref(), Some("hi"));
-        assert_eq!(l.neighbour(1), dev.id);
+        assert_eq!(l.ids(), [RoomId::DEFAULT, dev.id]);
         l.switch(dev.id);
         assert_eq!(l.unread(&dev.id), 0);
         l.delivered(&d);
         assert_eq!(l.unread(&dev.id), 0, "the current room's chats are read as they come");
-        assert_eq!(l.neighbour(1), RoomId::DEFAULT, "wraps around");
+        l.leave_for_conversation();
+        l.delivered(&d);
+        assert_eq!(l.unread(&dev.id), 1, "with a conversation open, the room's chats are unread");
+        l.switch(dev.id);
         assert!(l.parted(&dev.id), "it was current");
         assert_eq!(l.current(), RoomId::DEFAULT);
         assert_eq!(l.open(&chat), None, "no key once parted");

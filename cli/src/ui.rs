@@ -324,7 +324,8 @@ commands:
   /help            show this help
   /peers           list connected peers (id, username, address, direction,
                    score, latency) and the addresses that could not be reached
-  /history [N]     show the last N chats of the current room (default 20)
+  /history [N]     show the last N chats of the current room (default 20), or
+                   of the open conversation in the full-screen view
   /stats           show network statistics
   /id              show your peer id and public key
   /clear           clear the screen
@@ -352,7 +353,8 @@ without '#'; a room name 1 to 64 bytes, without spaces or commas.
 full-screen keys:
   Enter              send (each line of a paste is its own chat)
   Up / Down          lines you sent before
-  Ctrl-N / Ctrl-P    next / previous room (also Alt-Right / Alt-Left)
+  Ctrl-N / Ctrl-P    next / previous room or conversation (also Alt-Right /
+                     Alt-Left); in a conversation lines go as direct messages
   PageUp / PageDown  scroll back and forth (the mouse wheel too)
   End                back to the newest line (on an empty line; or Ctrl-End)
   Ctrl-A / Ctrl-E    start / end of the line

@@ -1,6 +1,7 @@
 //! Direct messages on real `p2p-chat` processes over 127.0.0.1: delivered and read while both
 //! sides are online, and held by a mailbox (the third node, M) while the recipient is away, then
-//! delivered once after both restart. M relays and holds them but never shows or stores the text.
+//! delivered once after both restart, on both runtimes. M relays and holds them but never shows or
+//! stores the text. A mailbox killed with SIGKILL after taking a message does not lose it.
 
 #[allow(dead_code)]
 mod common;
@@ -23,15 +24,31 @@ fn db(dir: &std::path::Path, who: &str) -> String {
     dir.join(who).to_str().unwrap().to_owned()
 }
 
+/// `p2p-chat listen` on a free port with `args`, on `runtime`.
+fn node(name: &str, runtime: &str, args: &[&str]) -> Proc {
+    let mut all = vec!["listen", "-p", "0", "--runtime", runtime];
+    all.extend_from_slice(args);
+    Proc::start(name, &all)
+}
+
 #[test]
 fn a_direct_message_reaches_an_offline_recipient_through_a_mailbox() {
-    let dir = temp_dir("dm-offline");
+    offline_through_a_mailbox("mio");
+}
+
+#[test]
+fn a_direct_message_reaches_an_offline_recipient_through_a_mailbox_on_smol() {
+    offline_through_a_mailbox("smol");
+}
+
+fn offline_through_a_mailbox(rt: &str) {
+    let dir = temp_dir(&format!("dm-offline-{rt}"));
     let (m_db, a_db, b_db) = (db(&dir, "m"), db(&dir, "a"), db(&dir, "b"));
-    let mut m = Proc::start("m", &["listen", "-p", "0", "-u", "mallory", "--db-path", &m_db]);
+    let mut m = node("m", rt, &["-u", "mallory", "--db-path", &m_db]);
     let m_addr = addr(&mut m);
-    let mut b = Proc::start("b", &["listen", "-p", "0", "-u", "bob", "--bootstrap", &m_addr, "--db-path", &b_db]);
+    let mut b = node("b", rt, &["-u", "bob", "--bootstrap", &m_addr, "--db-path", &b_db]);
     let bob = b.who();
-    let mut a = Proc::start("a", &["listen", "-p", "0", "-u", "alice", "--bootstrap", &m_addr, "--db-path", &a_db]);
+    let mut a = node("a", rt, &["-u", "alice", "--bootstrap", &m_addr, "--db-path", &a_db]);
     let alice = a.who();
     b.wait_for("connected to");
     a.wait_for("connected to");
@@ -56,10 +73,10 @@ fn a_direct_message_reaches_an_offline_recipient_through_a_mailbox() {
     a.quit();
 
     // B comes back: the message is shown once.
-    let mut b = Proc::start("b2", &["listen", "-p", "0", "-u", "bob", "--bootstrap", &m_addr, "--db-path", &b_db]);
+    let mut b = node("b2", rt, &["-u", "bob", "--bootstrap", &m_addr, "--db-path", &b_db]);
     b.wait_for(&format!("[dm] {alice}: second words, offline"));
     // A comes back: its message was delivered (and read).
-    let mut a = Proc::start("a2", &["listen", "-p", "0", "-u", "alice", "--bootstrap", &m_addr, "--db-path", &a_db]);
+    let mut a = node("a2", rt, &["-u", "alice", "--bootstrap", &m_addr, "--db-path", &a_db]);
     a.wait_for(&format!("--- dm to {bob} delivered"));
     a.say("/dms");
     a.wait_for(&format!("{bob}  2 message(s), 0 unread"));
@@ -79,5 +96,44 @@ fn a_direct_message_reaches_an_offline_recipient_through_a_mailbox() {
         assert!(!m_seen.iter().any(|l| l.contains(text)), "not on M's screen: {m_seen:#?}");
         assert!(!disk_holds(std::path::Path::new(&m_db), text), "not in M's files");
     }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Two mailboxes, M1 and M2, hold Bob's mail; M1 is killed with SIGKILL once Alice's message is
+/// stored, while Bob is away, and Alice (who keeps nothing on disk) quits. Bob comes back through
+/// M2 and is shown the message once: M2 is the only node left that holds it.
+#[test]
+fn a_mailbox_killed_after_taking_a_message_does_not_lose_it() {
+    let dir = temp_dir("dm-kill-mailbox");
+    let b_db = db(&dir, "b");
+    let mut m1 = node("m1", "mio", &["-u", "m1"]);
+    let m1_addr = addr(&mut m1);
+    let mut m2 = node("m2", "mio", &["-u", "m2", "--bootstrap", &m1_addr]);
+    let m2_addr = addr(&mut m2);
+    let mut b = node("b", "mio", &["-u", "bob", "--bootstrap", &m1_addr, "--bootstrap", &m2_addr, "--db-path", &b_db]);
+    let bob = b.who();
+    let mut a = node("a", "mio", &["-u", "alice", "--bootstrap", &m1_addr, "--bootstrap", &m2_addr]);
+    let alice = a.who();
+    b.say("hello from bob");
+    a.wait_for(&format!("{bob}: hello from bob"));
+    a.say("hello from alice");
+    b.wait_for(&format!("{alice}: hello from alice"));
+    a.say(&format!("/msg {bob} while you are here"));
+    b.wait_for(&format!("[dm] {alice}: while you are here"));
+    a.wait_for(&format!("--- dm to {bob} read"));
+
+    b.quit();
+    a.say(&format!("/msg {bob} kept through a crash"));
+    a.wait_for(&format!("--- dm to {bob} stored"));
+    m1.child.kill().expect("SIGKILL");
+    m1.child.wait().unwrap();
+
+    a.quit();
+
+    let mut b = node("b2", "mio", &["-u", "bob", "--bootstrap", &m2_addr, "--db-path", &b_db]);
+    b.wait_for(&format!("[dm] {alice}: kept through a crash"));
+    let b_seen = b.quit();
+    assert_eq!(b_seen.iter().filter(|l| l.contains("kept through a crash")).count(), 1, "once: {b_seen:#?}");
+    m2.quit();
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -304,3 +304,45 @@ fn the_room_line_lists_rooms_with_unread_counts_and_ctrl_n_p_switch() {
     let screen = t.wait_for(" rooms: everyone · [#dev]");
     assert!(!screen.contains("#dev (2)"), "{screen}");
 }
+
+/// The `name#1234abcd` after "you are " on a full-screen startup screen.
+fn who_on(screen: &str) -> String {
+    screen.split("you are ").nth(1).unwrap().split_whitespace().next().unwrap().to_owned()
+}
+
+#[test]
+fn a_conversation_joins_the_room_line_with_its_unread_count_and_typing_shows_on_the_other_side() {
+    if !tmux::available() {
+        eprintln!("skipping: tmux is not installed (.ci/run installs it)");
+        return;
+    }
+    let bob = Tmux::start("dm-bob", &["listen", "-p", "0", "-u", "bob"], 120, 24);
+    let screen = bob.wait_for("listening on");
+    let bob_who = who_on(&screen);
+    let port = screen.split("listening on ").nth(1).unwrap().split(';').next().unwrap().rsplit(':').next().unwrap();
+    let alice = Tmux::start("dm-alice", &["connect", "-a", &format!("127.0.0.1:{port}"), "-u", "alice"], 120, 24);
+    let alice_who = who_on(&alice.wait_for("you are "));
+    alice.wait_for(&format!("connected to {bob_who}"));
+    bob.wait_for(&format!("connected to {alice_who}"));
+
+    alice.type_text(&format!("/msg {bob_who} are you there?"));
+    alice.keys(&["Enter"]);
+    bob.wait_for(&format!("[dm] {alice_who}: are you there?"));
+    let screen = bob.wait_for(&format!("@{alice_who} (1)"));
+    assert!(screen.contains(" rooms: [everyone] · "), "the conversation beside the rooms: {screen}");
+
+    // Ctrl-N: the conversation after the default room; it is read, and lines go there.
+    bob.keys(&["C-n"]);
+    let screen = bob.wait_for(&format!("room: @{alice_who}"));
+    assert!(screen.contains(&format!("[@{alice_who}]")), "{screen}");
+    bob.type_text("yes, here");
+    alice.wait_for(&format!("{bob_who} is typing…"));
+    bob.keys(&["Enter"]);
+    alice.wait_for(&format!("[dm] {bob_who}: yes, here"));
+    alice.wait_screen("the typing notice gone", |s| !s.contains("is typing"));
+    bob.wait_for(&format!("[dm to {alice_who}] yes, here"));
+    // `/history` in a conversation shows it.
+    bob.type_text("/history");
+    bob.keys(&["Enter"]);
+    bob.wait_for(&format!("direct message(s) with {alice_who}"));
+}

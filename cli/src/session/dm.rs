@@ -1,10 +1,27 @@
 //! The direct message commands: `/msg name#id text`, `/dms` (the conversations, with unread
-//! counts) and `/dms name#id` (one conversation, which is then read).
+//! counts) and `/dms name#id` (one conversation, which is then read); the full-screen view's open
+//! conversation, where typed lines go as direct messages; and the typing notices it sends.
+//!
+//! Typing notices: "started" at the first key typed in an open conversation (not in a line that
+//! starts with `/`), again every `dm::TYPING_SEND_EVERY` while keys keep coming, and "stopped"
+//! once that long passes without a key, when the line is sent, or when the conversation is left.
+//! The node sends them only to a recipient it is connected to, and not at all with `--no-typing`.
+
+use std::time::Instant;
 
 use p2p_chat_core::{Command, PeerId};
 
 use super::Ctx;
-use crate::dm::{line_text, TargetError};
+use crate::dm::{line_text, TargetError, TYPING_SEND_EVERY};
+
+/// The typing notice last sent.
+#[derive(Clone, Copy)]
+pub(super) struct TypingSent {
+    to: PeerId,
+    /// When "started" was last sent, and when the last key was typed.
+    sent_at: Instant,
+    key_at: Instant,
+}
 
 /// Messages `/dms name#id` shows.
 const CONVERSATION_SHOWN: usize = 50;
@@ -15,8 +32,60 @@ impl Ctx {
         self.dms().resolve(target, &connected)
     }
 
-    fn dms(&self) -> std::sync::MutexGuard<'_, crate::dm::Dms> {
+    pub(super) fn dms(&self) -> std::sync::MutexGuard<'_, crate::dm::Dms> {
         self.shared.dms.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The open conversation, where typed lines go.
+    pub(super) fn conversation(&self) -> Option<PeerId> {
+        if !self.shared.rooms.lock().in_conversation() {
+            return None;
+        }
+        self.dms().current()
+    }
+
+    /// Opens the conversation with `peer`: typed lines go to it as direct messages.
+    pub(super) fn open_conversation(&self, peer: PeerId) {
+        self.typing_stopped();
+        self.shared.rooms.lock().leave_for_conversation();
+        let who = {
+            let mut dms = self.dms();
+            dms.set_current(Some(peer));
+            self.style.who(&dms.name(&peer), &peer)
+        };
+        self.say(format!(
+            "--- current conversation: {who} (your lines go there as direct messages; /history shows it)"
+        ));
+    }
+
+    /// A key typed into the input line while a conversation may be open.
+    pub(super) fn typing_key(&self) {
+        let Some(to) = self.conversation() else { return };
+        let now = Instant::now();
+        match self.typing.get() {
+            Some(t) if t.to == to && t.sent_at.elapsed() < TYPING_SEND_EVERY => {
+                self.typing.set(Some(TypingSent { key_at: now, ..t }));
+            }
+            _ => {
+                self.typing_stopped();
+                self.handle.command(Command::Typing { to, on: true });
+                self.typing.set(Some(TypingSent { to, sent_at: now, key_at: now }));
+            }
+        }
+    }
+
+    /// Says "stopped" once no key has come for `TYPING_SEND_EVERY`.
+    pub(super) fn typing_idle(&self) {
+        if self.typing.get().is_some_and(|t| t.key_at.elapsed() >= TYPING_SEND_EVERY) {
+            self.typing_stopped();
+        }
+    }
+
+    /// Says "stopped" if "started" was said.
+    pub(super) fn typing_stopped(&self) {
+        if let Some(t) = self.typing.take() {
+            self.handle.command(Command::Typing { to: t.to, on: false });
+        }
     }
 
     pub(super) fn msg(&self, to: &str, text: &str) {
@@ -46,9 +115,14 @@ impl Ctx {
             Ok(p) => p,
             Err(e) => return format!("!!! {e}"),
         };
+        self.conversation_of(peer, CONVERSATION_SHOWN)
+    }
+
+    /// The last `n` messages with `peer`, which are then read.
+    pub(super) fn conversation_of(&self, peer: PeerId, n: usize) -> String {
         let mut dms = self.dms();
         let who = self.style.who(&dms.name(&peer), &peer);
-        let lines = dms.open(&peer, CONVERSATION_SHOWN);
+        let lines = dms.open(&peer, n);
         if lines.is_empty() {
             return format!("no direct messages with {who} yet");
         }

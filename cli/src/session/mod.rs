@@ -203,6 +203,7 @@ pub fn run(node: NodeArgs, listen: Option<SocketAddr>, connect: Vec<SocketAddr>)
         identity,
         me: format!("{}#{}", crate::ui::clean(&node.username), me.peer_id().short()),
         verifier: Ed25519Keys::from_secret(keyfile::os_random()?),
+        typing: std::cell::Cell::new(None),
     };
     // The display thread takes the rejoined rooms in first: a `/join` then waits for its own answer.
     ctx.shared.rooms.await_rooms(&room_ids, crate::rooms::ANSWER_WAIT);
@@ -313,6 +314,8 @@ struct Ctx {
     me: String,
     /// Checks the signature of an invite code being joined; it signs nothing.
     verifier: Ed25519Keys,
+    /// The typing notice last sent, while the user types in an open conversation.
+    typing: std::cell::Cell<Option<dm::TypingSent>>,
 }
 
 impl crate::tui::Session for Ctx {
@@ -325,8 +328,28 @@ impl crate::tui::Session for Ctx {
     }
 
     fn step_room(&mut self, step: isize) {
-        let to = self.shared.rooms.lock().neighbour(step);
-        self.switch(to);
+        // The rooms, the default one first, then the conversations.
+        let (mut places, here) = {
+            let list = self.shared.rooms.lock();
+            let rooms: Vec<Place> = list.ids().into_iter().map(Place::Room).collect();
+            (rooms, if list.in_conversation() { None } else { Some(Place::Room(list.current())) })
+        };
+        let open = self.dms().current();
+        places.extend(self.dms().peers().into_iter().map(Place::Dm));
+        let here = here.or(open.map(Place::Dm)).unwrap_or(Place::Room(RoomId::DEFAULT));
+        let at = places.iter().position(|p| *p == here).unwrap_or(0) as isize;
+        match places[(at + step).rem_euclid(places.len() as isize) as usize] {
+            Place::Room(id) => self.switch(id),
+            Place::Dm(peer) => self.open_conversation(peer),
+        }
+    }
+
+    fn typed(&mut self) {
+        self.typing_key();
+    }
+
+    fn tick(&mut self) {
+        self.typing_idle();
     }
 
     fn status(&self) -> Status {
@@ -340,10 +363,31 @@ impl crate::tui::Session for Ctx {
         let list = self.shared.rooms.lock();
         let tab =
             |id: RoomId| RoomTab { name: list.title(&id), unread: list.unread(&id), current: list.current() == id };
+        let in_conversation = list.in_conversation();
+        let tab = |id: RoomId| RoomTab { current: tab(id).current && !in_conversation, ..tab(id) };
         let mut rooms = vec![tab(RoomId::DEFAULT)];
         rooms.extend(list.entries().iter().map(|e| tab(e.info.id)));
-        Status { me: self.me.clone(), peers: peers.len(), room: list.title(&list.current()), reach, rooms }
+        let mut room = list.title(&list.current());
+        drop(list);
+        let dms = self.dms();
+        let open = dms.current().filter(|_| in_conversation);
+        for peer in dms.peers() {
+            let name = format!("@{}", self.style.who(&dms.name(&peer), &peer));
+            if open == Some(peer) {
+                room = name.clone();
+            }
+            rooms.push(RoomTab { name, unread: dms.unread(&peer), current: open == Some(peer) });
+        }
+        let typing = self.shared.typing_now().iter().map(|p| self.style.who(&dms.name(p), p)).collect();
+        Status { me: self.me.clone(), peers: peers.len(), room, reach, rooms, typing }
     }
+}
+
+/// Where typed lines go: a room, or a direct-message conversation.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Place {
+    Room(RoomId),
+    Dm(p2p_chat_core::PeerId),
 }
 
 impl Ctx {
@@ -351,10 +395,14 @@ impl Ctx {
         (self.printer)(Out::Line(Kind::Info, text, None));
     }
 
-    /// Sends a chat to the current room.
+    /// Sends a chat to the current room, or a direct message in the open conversation.
     fn chat(&self, text: &str) {
-        let room = self.shared.rooms.lock().current();
         let text = text.to_owned();
+        if let Some(peer) = self.conversation() {
+            self.typing_stopped();
+            return self.handle.command(Command::Dm { to: peer, text });
+        }
+        let room = self.shared.rooms.lock().current();
         self.handle.command(if room.is_default() { Command::Chat(text) } else { Command::Say { room, text } });
     }
 
@@ -386,7 +434,10 @@ impl Ctx {
             }
             Typed::Id => self.say(self.identity.clone()),
             Typed::Clear => (self.printer)(Out::Clear),
-            Typed::History(n) => self.say(self.history_text(n)),
+            Typed::History(n) => match self.conversation() {
+                Some(peer) => self.say(self.conversation_of(peer, n)),
+                None => self.say(self.history_text(n)),
+            },
             Typed::JoinPublic(name) => self.join_public(&name, true),
             Typed::JoinInvite(code) => self.join_invite(code),
             Typed::Create(name) => self.create(&name),

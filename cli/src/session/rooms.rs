@@ -50,8 +50,10 @@ impl Ctx {
         }
     }
 
-    /// Makes `id` current, and says so.
+    /// Makes `id` current (closing an open conversation), and says so.
     pub(super) fn switch(&self, id: RoomId) {
+        self.typing_stopped();
+        self.dms().set_current(None);
         let title = {
             let mut list = self.shared.rooms.lock();
             list.switch(id);

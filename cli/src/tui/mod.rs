@@ -6,7 +6,10 @@
 //! line) jumps back to the newest line; Ctrl-C clears the typed line, and on an empty line a
 //! second Ctrl-C leaves, as do Ctrl-D on an empty line and `/quit`. Ctrl-N and Ctrl-P (or
 //! Alt-Right and Alt-Left) make the next or previous room current; once the node is in a room
-//! besides the default one, a line above the status bar lists the rooms with their unread counts.
+//! besides the default one or in a direct-message conversation, a line above the status bar lists
+//! the rooms, then the conversations (`@name#id`), with their unread counts. With a conversation
+//! current, typed lines go to that peer as direct messages, `/history` shows the conversation,
+//! typing there tells the peer (see `session::dm`), and the bar says who is typing to this node.
 //!
 //! A paste is taken whole (bracketed paste when the terminal offers it, else as fast keys): its
 //! lines stay in the input line until Enter, and Enter sends each line as its own chat, in order.
@@ -90,8 +93,12 @@ pub trait Session {
     fn line(&mut self, line: &str) -> bool;
     /// Sends one piece of a cut line as a chat, whatever it starts with.
     fn chat(&mut self, text: &str);
-    /// Makes the room `step` places away in the room line current.
+    /// Makes the room or conversation `step` places away in the room line current.
     fn step_room(&mut self, step: isize);
+    /// A key typed into the input line (for typing notices in a conversation).
+    fn typed(&mut self);
+    /// Called about every `TICK`: lets the session say a stopped typing.
+    fn tick(&mut self);
     fn status(&self) -> Status;
 }
 
@@ -123,6 +130,7 @@ pub fn run(session: &mut dyn Session, out: &Receiver<Out>) -> Result<()> {
     // frame is drawn whole.
     let mut repaint = false;
     while !app.quit {
+        session.tick();
         let mut network = false;
         for o in out.try_iter() {
             match o {
@@ -171,6 +179,7 @@ fn handle(app: &mut App, session: &mut dyn Session, ev: Event) {
         Event::Paste(text) => {
             app.ctrl_c = false;
             app.input.insert(&text);
+            typed(app, session);
         }
         Event::Mouse(m) => match m.kind {
             MouseEventKind::ScrollUp => app.scroll.scroll_up(WHEEL_ROWS),
@@ -219,7 +228,10 @@ fn key(app: &mut App, session: &mut dyn Session, k: KeyEvent) {
         KeyCode::Char('w') if ctrl => i.delete_word(),
         KeyCode::Char('h') if ctrl => i.backspace(),
         KeyCode::Char('l') if ctrl => {} // every key redraws
-        KeyCode::Char(c) if !ctrl => i.insert(c.encode_utf8(&mut [0; 4])),
+        KeyCode::Char(c) if !ctrl => {
+            i.insert(c.encode_utf8(&mut [0; 4]));
+            typed(app, session);
+        }
         KeyCode::Tab => i.insert(" "),
         KeyCode::Backspace => i.backspace(),
         KeyCode::Delete => i.delete(),
@@ -233,6 +245,13 @@ fn key(app: &mut App, session: &mut dyn Session, k: KeyEvent) {
         KeyCode::PageUp => app.scroll.scroll_up(page),
         KeyCode::PageDown => app.scroll.scroll_down(page),
         _ => {}
+    }
+}
+
+/// Text was typed: a typing notice, unless it is a command being typed.
+fn typed(app: &App, session: &mut dyn Session) {
+    if !app.input.text().starts_with('/') {
+        session.typed();
     }
 }
 

@@ -6,6 +6,7 @@
 //! ─── 3 new below · End to jump ───     <- only while scrolled up and lines arrived
 //!  rooms: everyone · [#dev] · #team (2)  <- only once in a room besides "everyone"
 //!  alice#3d785535 │ 2 peers │ room: #dev │ listening on 0.0.0.0:8080 │ 5/4,096 B
+//!                      (with "│ bob#5cf79897 is typing…" after the room while bob types to us)
 //! > hello wor█                          <- input, wraps, grows up to a third of the screen
 //! ```
 
@@ -26,13 +27,17 @@ pub struct Status {
     /// `name#1234abcd`.
     pub me: String,
     pub peers: usize,
-    /// The current room: `#name`, or "everyone" for the default room.
+    /// Where typed lines go: `#name`, "everyone" for the default room, `@name#id` for a
+    /// direct-message conversation.
     pub room: String,
     /// Whether others can reach this node: "reachable ADDR" once a peer has dialed in,
     /// "listening ADDR" before, "outgoing only" when not listening.
     pub reach: String,
-    /// Every room, the default room first; a line above the bar lists them when there are several.
+    /// Every room, the default room first, then the direct-message conversations; a line above
+    /// the bar lists them when there are several.
     pub rooms: Vec<RoomTab>,
+    /// `name#id` of each peer typing to this node now.
+    pub typing: Vec<String>,
 }
 
 /// A room in the room line.
@@ -104,7 +109,13 @@ pub fn draw(f: &mut Frame, scroll: &mut Scrollback, input: &Input, status: &Stat
     }
 
     let peers = if status.peers == 1 { "1 peer".to_owned() } else { format!("{} peers", status.peers) };
-    let left = format!(" {} │ {peers} │ room: {} │ {}", status.me, status.room, status.reach);
+    let typing = match &status.typing[..] {
+        [] => String::new(),
+        [one] => format!(" │ {one} is typing…"),
+        many => format!(" │ {} are typing…", many.join(", ")),
+    };
+    // Who is typing comes before the address, which a narrow screen cuts first.
+    let left = format!(" {} │ {peers} │ room: {}{typing} │ {}", status.me, status.room, status.reach);
     let (count, over) = counter(input);
     let right = format!(" {count} ");
     let bar_style = Style::default().add_modifier(Modifier::REVERSED);
@@ -227,6 +238,7 @@ mod tests {
             room: "everyone".into(),
             reach: "outgoing only".into(),
             rooms: vec![RoomTab { name: "everyone".into(), unread: 0, current: true }],
+            typing: Vec::new(),
         };
         term.draw(|f| draw(f, &mut scroll, &input, &status)).unwrap();
         let r = rows(&term);
@@ -244,7 +256,7 @@ mod tests {
 
     #[test]
     fn a_room_line_shows_when_there_are_rooms() {
-        let mut term = Terminal::new(TestBackend::new(60, 4)).unwrap();
+        let mut term = Terminal::new(TestBackend::new(90, 4)).unwrap();
         let mut scroll = Scrollback::default();
         scroll.push(Kind::Chat, "[10:00:00] #dev bo#00000000: hi".into(), None);
         let tab = |name: &str, unread, current| RoomTab { name: name.into(), unread, current };
@@ -253,13 +265,19 @@ mod tests {
             peers: 1,
             room: "#dev".into(),
             reach: "outgoing only".into(),
-            rooms: vec![tab("everyone", 0, false), tab("#dev", 0, true), tab("#team", 2, false)],
+            rooms: vec![
+                tab("everyone", 0, false),
+                tab("#dev", 0, true),
+                tab("#team", 2, false),
+                tab("@bo#00000000", 1, false),
+            ],
+            typing: vec!["bo#00000000".into()],
         };
         term.draw(|f| draw(f, &mut scroll, &Input::default(), &status)).unwrap();
         let r = rows(&term);
         assert_eq!(r[0], "[10:00:00] #dev bo#00000000: hi");
-        assert!(r[1].starts_with(" rooms: everyone · [#dev] · #team (2)"), "{r:?}");
-        assert!(r[2].contains("room: #dev"), "{r:?}");
+        assert!(r[1].starts_with(" rooms: everyone · [#dev] · #team (2) · @bo#00000000 (1)"), "{r:?}");
+        assert!(r[2].contains("room: #dev │ bo#00000000 is typing…"), "{r:?}");
     }
 
     #[test]
