@@ -137,3 +137,41 @@ fn a_mailbox_killed_after_taking_a_message_does_not_lose_it() {
     m2.quit();
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A mailbox flooded by one sender keeps serving others: Alice writes 300 messages to Bob while
+/// he is away, far past what one sender may leave in a mailbox (250) and past the rate of
+/// deposits a connection may make; Carol's one message to Bob is still stored, and Bob, back, is
+/// shown it.
+#[test]
+fn a_mailbox_flooded_by_one_sender_keeps_serving_others() {
+    let dir = temp_dir("dm-flood");
+    let b_db = db(&dir, "b");
+    let mut m = node("m", "mio", &["-u", "m"]);
+    let m_addr = addr(&mut m);
+    let mut b = node("b", "mio", &["-u", "bob", "--bootstrap", &m_addr, "--db-path", &b_db]);
+    let bob = b.who();
+    let mut a = node("a", "mio", &["-u", "alice", "--bootstrap", &m_addr]);
+    let mut c = node("c", "mio", &["-u", "carol", "--bootstrap", &m_addr]);
+    let carol = c.who();
+    b.say("hello from bob");
+    a.wait_for(&format!("{bob}: hello from bob"));
+    c.wait_for(&format!("{bob}: hello from bob"));
+    b.quit();
+    for k in 0..300 {
+        a.say(&format!("/msg {bob} flood {k}"));
+    }
+    a.wait_for(&format!("[dm to {bob}] flood 299"));
+    c.say(&format!("/msg {bob} from carol, among the flood"));
+    c.wait_for(&format!("--- dm to {bob} stored"));
+    let mut b = node("b2", "mio", &["-u", "bob", "--bootstrap", &m_addr, "--db-path", &b_db]);
+    // Bob has not seen Carol's name in this run: she is shown by her id alone.
+    let carol_id = carol.split('#').nth(1).expect("name#id");
+    b.wait_for(&format!("#{carol_id}: from carol, among the flood"));
+    let seen = b.quit();
+    let flood = seen.iter().filter(|l| l.contains("] [dm] ") && l.contains(": flood ")).count();
+    assert!(flood <= 250, "one sender left {flood} messages in the mailbox, over its quota");
+    for p in [a, c, m] {
+        p.quit();
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

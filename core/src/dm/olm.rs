@@ -12,7 +12,6 @@
 //! (super::StandInCrypto) instead. Everything it decides (which session, what is refused) still
 //! depends only on its inputs.
 
-
 use serde::{Deserialize, Serialize};
 use vodozemac::olm::{Account, AccountPickle, OlmMessage, Session, SessionConfig, SessionPickle};
 use vodozemac::Curve25519PublicKey;
