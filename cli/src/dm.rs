@@ -171,6 +171,11 @@ impl Dms {
         self.conversations.get(peer).map_or(0, |c| c.unread)
     }
 
+    /// The conversation with `peer`, oldest first, without marking it read.
+    pub fn lines(&self, peer: &PeerId) -> impl Iterator<Item = &DmLine> {
+        self.conversations.get(peer).into_iter().flat_map(|c| c.lines.iter())
+    }
+
     /// Every conversation: the peer, its messages held, unread ones, the newest message's time;
     /// the most recent first.
     pub fn list(&self) -> Vec<(PeerId, usize, usize, u64)> {
@@ -190,6 +195,18 @@ fn parse_full(hex: &str) -> Option<PeerId> {
         *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
     }
     Some(PeerId(out))
+}
+
+/// A state as one lowercase word (`sent`, `delivered`...).
+pub fn state_name(state: DmState) -> &'static str {
+    match state {
+        DmState::Queued => "queued",
+        DmState::Sent => "sent",
+        DmState::Stored => "stored",
+        DmState::Delivered => "delivered",
+        DmState::Read => "read",
+        DmState::Expired => "expired",
+    }
 }
 
 /// A state change worth a line (`--- dm to name#id delivered`); `Queued` and `Sent` are not.

@@ -7,6 +7,7 @@
 //! `/join` so that the lines typed after it already go to the new room. Member and neighbour
 //! counts are the node's (`NodeHandle::rooms`), asked for when `/rooms` is typed.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -258,6 +259,30 @@ pub fn check_name(typed: &str) -> Result<String, String> {
         return Err("a room name has no spaces, commas or control characters".into());
     }
     Ok(name)
+}
+
+/// Where an invite says this node can be reached, given where it listens (`local`): that
+/// address; bound to every interface (0.0.0.0, the default), 127.0.0.1 with its port, and the
+/// address this machine uses toward other networks, if it has one. The node adds its member
+/// neighbours' addresses.
+pub fn invite_addrs(local: Option<SocketAddr>) -> Vec<SocketAddr> {
+    let Some(local) = local else { return Vec::new() };
+    if !local.ip().is_unspecified() {
+        return vec![local];
+    }
+    let loopback: IpAddr = if local.is_ipv4() { Ipv4Addr::LOCALHOST.into() } else { Ipv6Addr::LOCALHOST.into() };
+    let mut addrs = vec![SocketAddr::new(loopback, local.port())];
+    addrs.extend(outward_ip(local.is_ipv4()).map(|ip| SocketAddr::new(ip, local.port())));
+    addrs
+}
+
+/// The source address the system would use toward the wider network: found by "connecting" a
+/// UDP socket, which sends nothing.
+fn outward_ip(v4: bool) -> Option<IpAddr> {
+    let (bind, probe) = if v4 { ("0.0.0.0:0", "192.0.2.1:9") } else { ("[::]:0", "[2001:db8::1]:9") };
+    let s = UdpSocket::bind(bind).ok()?;
+    s.connect(probe).ok()?;
+    Some(s.local_addr().ok()?.ip()).filter(|ip| !ip.is_unspecified() && !ip.is_loopback())
 }
 
 #[cfg(test)]

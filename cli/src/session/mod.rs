@@ -84,7 +84,11 @@ pub fn run(node: NodeArgs, listen: Option<SocketAddr>, connect: Vec<SocketAddr>)
     let dm = dm_start(store.as_deref(), &shared)?;
     let room_ids: Vec<RoomId> = rooms.iter().map(|r: &RoomInfo| r.id).collect();
     let restored = restore.len();
-    let web = crate::web::Web::prepare(&node.web, &restore)?;
+    let web_dms = match (&store, node.web.web) {
+        (Some(s), Some(_)) => s.dms()?,
+        _ => Vec::new(),
+    };
+    let web = crate::web::Web::prepare(&node.web, &restore, &rooms, web_dms)?;
     let web_tap = web.as_ref().map(|w| w.tap());
     let max_peers = node.max_peers as usize;
     let config = Config {

@@ -5,7 +5,7 @@
 //! makes the room current, so that the next line typed, even by a script, goes to it; a `/part`
 //! waits too, so that after leaving the current room the next line goes to the default room.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 
 use p2p_chat_core::rooms::{Invite, RoomKeys};
 use p2p_chat_core::{Access, Chat, Command, RoomId, Time};
@@ -124,18 +124,8 @@ impl Ctx {
         self.style.rooms_table(&self.shared.rooms.lock(), &summaries, peers)
     }
 
-    /// Where an invite says this node can be reached: its listening address; bound to every
-    /// interface (0.0.0.0, the default), 127.0.0.1 with its port, and the address this machine
-    /// uses toward other networks, if it has one. The node adds its member neighbours' addresses.
     fn invite_addrs(&self) -> Vec<SocketAddr> {
-        let Some(local) = self.handle.local_addr() else { return Vec::new() };
-        if !local.ip().is_unspecified() {
-            return vec![local];
-        }
-        let loopback: IpAddr = if local.is_ipv4() { Ipv4Addr::LOCALHOST.into() } else { Ipv6Addr::LOCALHOST.into() };
-        let mut addrs = vec![SocketAddr::new(loopback, local.port())];
-        addrs.extend(outward_ip(local.is_ipv4()).map(|ip| SocketAddr::new(ip, local.port())));
-        addrs
+        crate::rooms::invite_addrs(self.handle.local_addr())
     }
 
     /// The last `n` chats of the current room, opened with its key.
@@ -170,13 +160,4 @@ impl Ctx {
         }
         out
     }
-}
-
-/// The source address the system would use toward the wider network: found by "connecting" a
-/// UDP socket, which sends nothing.
-fn outward_ip(v4: bool) -> Option<IpAddr> {
-    let (bind, probe) = if v4 { ("0.0.0.0:0", "192.0.2.1:9") } else { ("[::]:0", "[2001:db8::1]:9") };
-    let s = UdpSocket::bind(bind).ok()?;
-    s.connect(probe).ok()?;
-    Some(s.local_addr().ok()?.ip()).filter(|ip| !ip.is_unspecified() && !ip.is_loopback())
 }

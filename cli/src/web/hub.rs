@@ -6,8 +6,11 @@
 //! nothing twice; one that falls more than [`BROADCAST_CAPACITY`] messages behind gets a fresh
 //! snapshot instead. Every tab therefore shows the same log, in the same order.
 //!
-//! The page is the default room's: chats of other rooms (and the room events) are left out of it;
-//! the terminal shows them.
+//! The hub also keeps the rooms and the direct-message conversations as the page lists them,
+//! with the terminal's own state types (`rooms::RoomList`, `dm::Dms`), one instance for every tab:
+//! unread counts are the node's, not a tab's, and a room or conversation a tab shows is read
+//! (the tab says so, `FromPage::Read`). Room and DM commands are read by the terminal's parser
+//! (`commands::parse`) and become the same `NodeHandle` commands as there.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -16,11 +19,16 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::Instant;
 
 use p2p_chat_core::app::NodeHandle;
-use p2p_chat_core::{Body, Chat, Command, Delivery, Direction, Event, Origin, PeerId, PeerSummary, PublicKey, Stats};
+use p2p_chat_core::{
+    Body, Chat, Command, Delivery, Direction, Event, Origin, PeerId, PeerSummary, PublicKey, RoomId, RoomInfo, Stats,
+};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
+use crate::commands::Typed;
 use crate::display::Clock;
+use crate::dm::{DmLine, Dms};
+use crate::rooms::{Pick, RoomList, INVITE_VALID};
 use crate::ui::When;
 
 /// Log items kept for tabs that open later (and the most `/history` shows).
@@ -73,6 +81,8 @@ impl Who {
 pub enum Item {
     Chat {
         id: String,
+        /// The room's id, 32 hex digits (zeros: the default room).
+        room: String,
         /// Signed time, unix milliseconds.
         ts: u64,
         from: Who,
@@ -115,18 +125,35 @@ pub enum Item {
         ts: u64,
         text: String,
     },
+    /// This node joined (`joined`) or left a room.
+    Room {
+        ts: u64,
+        room: String,
+        name: String,
+        access: &'static str,
+        joined: bool,
+    },
+    /// An invite code made for a room, to pass on.
+    Invite {
+        ts: u64,
+        room: String,
+        name: String,
+        code: String,
+    },
 }
 
 impl Item {
-    fn of_chat(c: &Chat, origin: &'static str, when: Option<When>, hops: u8) -> Item {
+    /// `opened`: a room chat's text, opened with the room's key.
+    fn of_chat(c: &Chat, opened: Option<&str>, origin: &'static str, when: Option<When>, hops: u8) -> Item {
         let (body, text) = match &c.body {
             Body::Text(t) => ("text", Some(t.clone())),
             Body::Join => ("join", None),
             Body::Leave => ("leave", None),
-            Body::Sealed(_) => ("text", None),
+            Body::Sealed(_) => ("text", opened.map(str::to_owned)),
         };
         Item::Chat {
             id: c.id.to_string(),
+            room: c.room.to_string(),
             ts: c.timestamp_ms(),
             from: Who::new(&c.username, &c.author_id()),
             body,
@@ -143,11 +170,10 @@ impl Item {
     }
 
     /// The item for an event, or `None` for events the page does not show (as the terminal does
-    /// not show this node's own joins and leaves; nor other rooms' chats, which the page leaves
-    /// to the terminal).
+    /// not show this node's own joins and leaves) and for the room and direct-message events,
+    /// which the hub reads with its room list and conversations.
     pub fn of_event(e: &Event, now_ms: u64, clock: &Clock) -> Option<Item> {
         Some(match e {
-            Event::Chat(d) if !d.chat.room.is_default() => return None,
             Event::Chat(Delivery { chat, origin: Origin::Local, .. })
                 if !matches!(chat.body, Body::Text(_) | Body::Sealed(_)) =>
             {
@@ -159,7 +185,7 @@ impl Item {
                     Origin::Live => "live",
                     Origin::Repair => "repair",
                 };
-                Item::of_chat(&d.chat, origin, Some(clock.when(d)), d.hops)
+                Item::of_chat(&d.chat, d.opened.as_deref(), origin, Some(clock.when(d)), d.hops)
             }
             Event::PeerUp(p) => Item::PeerUp {
                 ts: now_ms,
@@ -216,6 +242,80 @@ impl Peer {
     }
 }
 
+/// A room in the page's list: the default room first, then the others in the order joined.
+#[derive(Clone, Debug, Serialize)]
+pub struct RoomView {
+    id: String,
+    /// `everyone` for the default room; otherwise the room's name, without `#`.
+    name: String,
+    access: &'static str,
+    unread: usize,
+}
+
+fn room_views(list: &RoomList) -> Vec<RoomView> {
+    let everyone = RoomView {
+        id: RoomId::DEFAULT.to_string(),
+        name: crate::rooms::DEFAULT_NAME.into(),
+        access: "public",
+        unread: list.unread(&RoomId::DEFAULT),
+    };
+    let others = list.entries().iter().map(|e| RoomView {
+        id: e.info.id.to_string(),
+        name: e.info.name.clone(),
+        access: crate::rooms::access(e.info.access),
+        unread: e.unread,
+    });
+    std::iter::once(everyone).chain(others).collect()
+}
+
+/// A direct-message conversation in the page's list, the most recent first.
+#[derive(Clone, Debug, Serialize)]
+pub struct ConversationView {
+    peer: Who,
+    held: usize,
+    unread: usize,
+    last_ms: u64,
+}
+
+fn conversation_views(dms: &Dms) -> Vec<ConversationView> {
+    dms.list()
+        .into_iter()
+        .map(|(peer, held, unread, last_ms)| ConversationView {
+            peer: Who::new(&dms.name(&peer), &peer),
+            held,
+            unread,
+            last_ms,
+        })
+        .collect()
+}
+
+/// One direct message, as the page shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct DmView {
+    id: String,
+    /// The other side of the conversation.
+    peer: Who,
+    outgoing: bool,
+    text: String,
+    ts: u64,
+    /// An outgoing message's last state: `queued`, `sent`, `stored`, `delivered`, `read` or
+    /// `expired`.
+    state: Option<&'static str>,
+}
+
+impl DmView {
+    fn of(l: &DmLine) -> DmView {
+        DmView {
+            id: l.id.to_string(),
+            peer: Who::new(&l.name, &l.peer),
+            outgoing: l.outgoing,
+            text: l.text.clone(),
+            ts: l.at_ms,
+            state: l.state.map(crate::dm::state_name),
+        }
+    }
+}
+
 /// The counters `/stats` shows in the terminal.
 #[derive(Clone, Debug, Serialize)]
 pub struct WebStats {
@@ -245,8 +345,27 @@ pub enum ToPage {
     Hello {
         me: Me,
         items: Vec<Item>,
+        rooms: Vec<RoomView>,
+        conversations: Vec<ConversationView>,
+        /// Every conversation's messages held, oldest first.
+        dms: Vec<DmView>,
         peers: Vec<Peer>,
         stats: WebStats,
+    },
+    Rooms {
+        rooms: Vec<RoomView>,
+    },
+    Conversations {
+        conversations: Vec<ConversationView>,
+    },
+    /// A direct message, or a new state of one already sent (same `id`).
+    Dm {
+        dm: DmView,
+    },
+    /// For one tab: show this room, or this conversation (a `/room` or `/dms name#id` it typed).
+    Show {
+        room: Option<String>,
+        peer: Option<Who>,
     },
     Item {
         item: Item,
@@ -273,9 +392,39 @@ pub enum ToPage {
 #[derive(Debug, Deserialize)]
 #[serde(tag = "t", rename_all = "kebab-case")]
 pub enum FromPage {
-    Chat { text: String },
-    Connect { addr: String },
-    History { n: usize },
+    /// A chat for a room (its id; none: the default room).
+    Chat {
+        text: String,
+        #[serde(default)]
+        room: Option<String>,
+    },
+    /// A room or direct-message command as typed (`/join #dev`, `/msg bob#1234abcd hi`...),
+    /// with the room the tab shows, for `/invite` and `/part`.
+    Line {
+        line: String,
+        #[serde(default)]
+        room: Option<String>,
+    },
+    /// A direct message to a peer id (64 hex digits).
+    Dm {
+        to: String,
+        text: String,
+    },
+    /// The tab shows this room, or this conversation (a peer id): it is read.
+    Read {
+        #[serde(default)]
+        room: Option<String>,
+        #[serde(default)]
+        peer: Option<String>,
+    },
+    Connect {
+        addr: String,
+    },
+    History {
+        n: usize,
+        #[serde(default)]
+        room: Option<String>,
+    },
     Peers,
     Stats,
     Quit,
@@ -289,6 +438,17 @@ struct Log {
     dropped_told: u64,
     /// Addresses that failed to answer, and whether the node still retries them.
     unreachable: BTreeMap<SocketAddr, bool>,
+    /// The rooms and their unread counts; "current" is the room a tab last showed.
+    rooms: RoomList,
+    dms: Dms,
+}
+
+/// What a tab gets when it opens.
+pub struct Snapshot {
+    pub items: Vec<Item>,
+    rooms: Vec<RoomView>,
+    conversations: Vec<ConversationView>,
+    dms: Vec<DmView>,
 }
 
 pub struct Hub {
@@ -311,22 +471,42 @@ pub fn json(m: &ToPage) -> Arc<str> {
 }
 
 impl Hub {
+    /// `rooms` and `dms` are what the node was in and said before this run (from disk), so that
+    /// `history` opens and names its rooms.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         me: Me,
         clock: Clock,
         history: &[Chat],
+        rooms: &[RoomInfo],
+        dm_lines: Vec<DmLine>,
         handle: Arc<dyn NodeHandle>,
         dropped: Arc<AtomicU64>,
         started: Instant,
         quit: mpsc::Sender<()>,
     ) -> Hub {
-        let items =
-            history.iter().filter(|c| c.room.is_default()).map(|c| Item::of_chat(c, "history", None, 0)).collect();
+        let mut list = RoomList::default();
+        for r in rooms {
+            list.joined(r);
+        }
+        let items = history
+            .iter()
+            .filter(|c| c.room.is_default() || list.get(&c.room).is_some())
+            .map(|c| Item::of_chat(c, list.open(c).as_deref(), "history", None, 0))
+            .collect();
+        let mut dms = Dms::default();
+        let peers: std::collections::BTreeSet<PeerId> = dm_lines.iter().map(|l| l.peer).collect();
+        for l in dm_lines {
+            dms.add(l);
+        }
+        for p in peers {
+            dms.open(&p, 0); // shown in an earlier run: read
+        }
         let (tx, _) = broadcast::channel(BROADCAST_CAPACITY);
         Hub {
             me,
             clock,
-            log: Mutex::new(Log { items, tx, dropped_told: 0, unreachable: BTreeMap::new() }),
+            log: Mutex::new(Log { items, tx, dropped_told: 0, unreachable: BTreeMap::new(), rooms: list, dms }),
             handle,
             dropped,
             started,
@@ -364,7 +544,69 @@ impl Hub {
                     return;
                 }
             }
-            Event::PeerUp(p) => back = log.unreachable.remove(&p.addr).map(|_| p.addr),
+            Event::PeerUp(p) => {
+                back = log.unreachable.remove(&p.addr).map(|_| p.addr);
+                log.dms.learn(p.peer, &p.username);
+            }
+            Event::Chat(d) => {
+                log.dms.learn(d.chat.author_id(), &d.chat.username);
+                let before = log.rooms.unread(&d.chat.room);
+                log.rooms.delivered(d);
+                if log.rooms.unread(&d.chat.room) != before {
+                    send(&log, &ToPage::Rooms { rooms: room_views(&log.rooms) });
+                }
+            }
+            // A room taken in again (rejoined at start) is no news.
+            Event::RoomJoined(info) if log.rooms.joined(info) => {
+                let item = Item::Room {
+                    ts: now,
+                    room: info.id.to_string(),
+                    name: info.name.clone(),
+                    access: crate::rooms::access(info.access),
+                    joined: true,
+                };
+                // The list first: a tab that shows the room on this item finds its name.
+                send(&log, &ToPage::Rooms { rooms: room_views(&log.rooms) });
+                push(&mut log, item);
+            }
+            Event::RoomParted(id) => {
+                let Some(entry) = log.rooms.get(id) else { return };
+                let item = Item::Room {
+                    ts: now,
+                    room: id.to_string(),
+                    name: entry.info.name.clone(),
+                    access: crate::rooms::access(entry.info.access),
+                    joined: false,
+                };
+                log.rooms.parted(id);
+                push(&mut log, item);
+                send(&log, &ToPage::Rooms { rooms: room_views(&log.rooms) });
+            }
+            Event::Invite { room, code } => {
+                let name = log.rooms.get(room).map_or_else(String::new, |e| e.info.name.clone());
+                push(&mut log, Item::Invite { ts: now, room: room.to_string(), name, code: code.clone() });
+            }
+            Event::Refused(_) => log.rooms.refused(),
+            Event::Dm(d) => {
+                let peer = if d.outgoing { d.to } else { d.from };
+                let line = DmLine {
+                    id: d.id,
+                    peer,
+                    name: log.dms.name(&peer),
+                    outgoing: d.outgoing,
+                    text: d.text.clone(),
+                    at_ms: d.sent_at.as_millis(),
+                    state: None,
+                };
+                send(&log, &ToPage::Dm { dm: DmView::of(&line) });
+                log.dms.add(line);
+                send(&log, &ToPage::Conversations { conversations: conversation_views(&log.dms) });
+            }
+            Event::DmState { id, to, state } => {
+                if let Some(line) = log.dms.set_state(to, id, *state) {
+                    send(&log, &ToPage::Dm { dm: DmView::of(&line) });
+                }
+            }
             _ => {}
         }
         if let Some(item) = Item::of_event(e, now, &self.clock) {
@@ -394,16 +636,26 @@ impl Hub {
         self.log.lock().map(|l| l.tx.receiver_count()).unwrap_or(0)
     }
 
-    /// A snapshot of the log and a subscription to what follows it, taken together.
-    pub fn subscribe(&self) -> Option<(Vec<Item>, broadcast::Receiver<Arc<str>>)> {
+    /// A snapshot of the log, the rooms and the conversations, and a subscription to what follows
+    /// it, taken together.
+    pub fn subscribe(&self) -> Option<(Snapshot, broadcast::Receiver<Arc<str>>)> {
         let log = self.log.lock().ok()?;
-        Some((log.items.iter().cloned().collect(), log.tx.subscribe()))
+        let dms = log.dms.list().iter().rev().flat_map(|(p, ..)| log.dms.lines(p)).map(DmView::of).collect();
+        let snapshot = Snapshot {
+            items: log.items.iter().cloned().collect(),
+            rooms: room_views(&log.rooms),
+            conversations: conversation_views(&log.dms),
+            dms,
+        };
+        Some((snapshot, log.tx.subscribe()))
     }
 
-    /// The last `n` chats of the log, oldest first.
-    pub fn history(&self, n: usize) -> Vec<Item> {
+    /// The last `n` chats of a room in the log, oldest first.
+    pub fn history(&self, n: usize, room: Option<&str>) -> Vec<Item> {
         let Ok(log) = self.log.lock() else { return Vec::new() };
-        let mut out: Vec<Item> = log.items.iter().rev().filter(|i| i.is_chat()).take(n).cloned().collect();
+        let room = room_of(&log.rooms, room).ok().unwrap_or_default().to_string();
+        let in_room = |i: &&Item| matches!(i, Item::Chat { room: r, .. } if *r == room);
+        let mut out: Vec<Item> = log.items.iter().rev().filter(in_room).take(n).cloned().collect();
         out.reverse();
         out
     }
@@ -418,8 +670,9 @@ impl Hub {
         (peers.iter().map(Peer::of).collect(), web_stats)
     }
 
-    pub fn hello(&self, items: Vec<Item>, peers: Vec<Peer>, stats: WebStats) -> ToPage {
-        ToPage::Hello { me: self.me.clone(), items, peers, stats }
+    pub fn hello(&self, s: Snapshot, peers: Vec<Peer>, stats: WebStats) -> ToPage {
+        let Snapshot { items, rooms, conversations, dms } = s;
+        ToPage::Hello { me: self.me.clone(), items, rooms, conversations, dms, peers, stats }
     }
 
     pub fn headless(&self) -> bool {
@@ -433,8 +686,10 @@ impl Hub {
         }
     }
 
-    /// Sends a chat written on the page.
-    pub fn chat(&self, text: String) -> Result<(), String> {
+    /// Sends a chat written on the page to a room (`None`: the default room).
+    pub fn chat(&self, text: String, room: Option<&str>) -> Result<(), String> {
+        let room =
+            self.log.lock().map_err(|_| "the web interface failed".to_owned()).and_then(|l| room_of(&l.rooms, room))?;
         if text.trim().is_empty() {
             return Err("nothing to send".into());
         }
@@ -445,8 +700,157 @@ impl Hub {
                 p2p_chat_core::chat::MAX_TEXT_BYTES
             ));
         }
-        self.handle.command(Command::Chat(text));
+        self.handle.command(if room.is_default() { Command::Chat(text) } else { Command::Say { room, text } });
         Ok(())
+    }
+
+    /// Sends a direct message to `to` (a peer id, or `name#id` as `/msg` takes it).
+    pub fn dm(&self, to: &str, text: String) -> Result<(), String> {
+        if text.trim().is_empty() {
+            return Err("nothing to send".into());
+        }
+        let peer = self.resolve(to)?;
+        self.handle.command(Command::Dm { to: peer, text });
+        Ok(())
+    }
+
+    /// Whom `target` means, as `/msg` resolves it. Asks the node for its peers: may block.
+    fn resolve(&self, target: &str) -> Result<PeerId, String> {
+        let connected: Vec<(PeerId, String)> = self.handle.peers().into_iter().map(|p| (p.peer, p.username)).collect();
+        let log = self.log.lock().map_err(|_| "the web interface failed".to_owned())?;
+        log.dms.resolve(target, &connected).map_err(|e| e.to_string())
+    }
+
+    /// A tab shows a room or a conversation: it is read, and every tab is told.
+    pub fn read(&self, room: Option<&str>, peer: Option<&str>) {
+        let Ok(mut log) = self.log.lock() else { return };
+        if let Some(p) = peer {
+            let Ok(peer) = log.dms.resolve(p, &[]) else { return };
+            let before = log.dms.list().iter().find(|c| c.0 == peer).map_or(0, |c| c.2);
+            log.dms.open(&peer, 0);
+            if before > 0 {
+                send(&log, &ToPage::Conversations { conversations: conversation_views(&log.dms) });
+            }
+        } else if let Ok(id) = room_of(&log.rooms, room) {
+            let before = log.rooms.unread(&id);
+            log.rooms.switch(id);
+            if before > 0 {
+                send(&log, &ToPage::Rooms { rooms: room_views(&log.rooms) });
+            }
+        }
+    }
+
+    /// Carries out a room or direct-message command typed on the page; the answer for that tab.
+    /// `room` is the room the tab shows. May block (it asks the node for peers and rooms): call
+    /// it off the web thread's event loop.
+    pub fn line(&self, line: &str, room: Option<&str>) -> Option<ToPage> {
+        let notice = |text: String| Some(ToPage::Notice { text });
+        let typed = crate::commands::parse(line)?;
+        let local = self.handle.local_addr();
+        let lock = || self.log.lock().ok();
+        match typed {
+            Typed::JoinPublic(name) => self.handle.command(Command::JoinPublic(name)),
+            Typed::JoinInvite(code) => self.handle.command(Command::JoinInvite(code.to_owned())),
+            Typed::Create(name) => self.handle.command(Command::CreateRoom {
+                name,
+                addrs: crate::rooms::invite_addrs(local),
+                valid_for: INVITE_VALID,
+            }),
+            Typed::Invite => {
+                let room = room_of(&lock()?.rooms, room);
+                match room {
+                    Ok(id) if !id.is_default() => self.handle.command(Command::Invite {
+                        room: id,
+                        addrs: crate::rooms::invite_addrs(local),
+                        valid_for: INVITE_VALID,
+                    }),
+                    Ok(_) => {
+                        return notice(
+                            "the default room has no invite: everyone is in it. /create #name starts a private room"
+                                .into(),
+                        )
+                    }
+                    Err(e) => return notice(e),
+                }
+            }
+            Typed::Part(what) => {
+                let picked = {
+                    let log = lock()?;
+                    match what {
+                        Some(w) => log.rooms.pick(w),
+                        None => {
+                            room_of(&log.rooms, room)
+                                .map(|id| if id.is_default() { Pick::Default } else { Pick::Room(id) })
+                        }
+                    }
+                };
+                match picked {
+                    Ok(Pick::Room(id)) => self.handle.command(Command::Part(id)),
+                    Ok(Pick::Default) => {
+                        return notice(
+                            "everyone is in the default room and stays in it: /quit leaves the network".into(),
+                        )
+                    }
+                    Err(e) => return notice(e),
+                }
+            }
+            Typed::Room(what) => {
+                let picked = lock()?.rooms.pick(what);
+                return match picked {
+                    Ok(Pick::Default) => Some(ToPage::Show { room: Some(RoomId::DEFAULT.to_string()), peer: None }),
+                    Ok(Pick::Room(id)) => Some(ToPage::Show { room: Some(id.to_string()), peer: None }),
+                    Err(e) => notice(e),
+                };
+            }
+            Typed::Rooms => {
+                let summaries = self.handle.rooms();
+                let peers = self.handle.peers().len();
+                let style = crate::ui::Style { color: false };
+                return notice(style.rooms_table(&lock()?.rooms, &summaries, peers));
+            }
+            Typed::Msg { to, text } => return self.dm(to, text.to_owned()).err().and_then(notice),
+            Typed::Dms(None) => {
+                let log = lock()?;
+                if log.dms.list().is_empty() {
+                    return notice("no direct messages yet: /msg name#id text starts a conversation".into());
+                }
+                return notice("your conversations are listed under Direct messages".into());
+            }
+            Typed::Dms(Some(who)) => {
+                return match self.resolve(who) {
+                    Ok(peer) => {
+                        let name = lock()?.dms.name(&peer);
+                        Some(ToPage::Show { room: None, peer: Some(Who::new(&name, &peer)) })
+                    }
+                    Err(e) => notice(e),
+                }
+            }
+            Typed::Wrong(usage) => return notice(usage),
+            Typed::Unknown(other) => return notice(format!("unknown command /{other}; type /help for the list")),
+            _ => return notice("the page handles that command itself".into()),
+        }
+        None
+    }
+}
+
+/// The room a tab names by its id (`None` or empty: the default room); an error if this node is
+/// not in it.
+fn room_of(list: &RoomList, id: Option<&str>) -> Result<RoomId, String> {
+    let id = id.unwrap_or_default();
+    if id.is_empty() || id == RoomId::DEFAULT.to_string() {
+        return Ok(RoomId::DEFAULT);
+    }
+    list.entries()
+        .iter()
+        .find(|e| e.info.id.to_string() == id)
+        .map(|e| e.info.id)
+        .ok_or_else(|| "this node is not in that room (any more)".to_owned())
+}
+
+/// Sends a message to every tab, if there is one.
+fn send(log: &Log, m: &ToPage) {
+    if log.tx.receiver_count() > 0 {
+        let _ = log.tx.send(json(m));
     }
 }
 
@@ -530,7 +934,7 @@ mod tests {
         let handle: Arc<dyn NodeHandle> = Arc::new(NoNode);
         let me = Me::new("me", &Ed25519Keys::from_seed(1).public_key(), None, false);
         let clock = Clock { started_ms: 0, first_online_ms: None };
-        let hub = Hub::new(me, clock, &[], handle, Arc::default(), Instant::now(), quit);
+        let hub = Hub::new(me, clock, &[], &[], Vec::new(), handle, Arc::default(), Instant::now(), quit);
         let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
         let retry = Some(p2p_chat_core::Time::from_millis(5));
         for _ in 0..5 {
@@ -577,9 +981,9 @@ mod tests {
     #[test]
     fn page_requests_parse() {
         let m: FromPage = serde_json::from_str(r#"{"t":"chat","text":"hi"}"#).unwrap();
-        assert!(matches!(m, FromPage::Chat { text } if text == "hi"));
+        assert!(matches!(m, FromPage::Chat { text, room: None } if text == "hi"));
         let m: FromPage = serde_json::from_str(r#"{"t":"history","n":5}"#).unwrap();
-        assert!(matches!(m, FromPage::History { n: 5 }));
+        assert!(matches!(m, FromPage::History { n: 5, room: None }));
         assert!(serde_json::from_str::<FromPage>(r#"{"t":"exec","cmd":"rm"}"#).is_err());
         let _ = Ed25519Keys::from_seed(1).public_key();
     }

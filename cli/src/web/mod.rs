@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use p2p_chat_core::app::NodeHandle;
-use p2p_chat_core::{Chat, Event, PublicKey};
+use p2p_chat_core::{Chat, Event, PublicKey, RoomInfo};
 
 /// Where `--web` listens when given no address.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8090";
@@ -60,6 +60,8 @@ pub struct Web {
     events: tokio::sync::mpsc::Receiver<Event>,
     dropped: Arc<AtomicU64>,
     history: Vec<Chat>,
+    rooms: Vec<RoomInfo>,
+    dms: Vec<crate::dm::DmLine>,
     headless: bool,
 }
 
@@ -95,8 +97,14 @@ impl Drop for Running {
 
 impl Web {
     /// Binds the web port, or returns `None` without `--web`. `history` is the chats restored from
-    /// disk: the page opens on the most recent of them.
-    pub fn prepare(args: &WebArgs, history: &[Chat]) -> Result<Option<Web>> {
+    /// disk: the page opens on the most recent of them; `rooms` and `dms`, the rooms rejoined and
+    /// the direct messages from disk.
+    pub fn prepare(
+        args: &WebArgs,
+        history: &[Chat],
+        rooms: &[RoomInfo],
+        dms: Vec<crate::dm::DmLine>,
+    ) -> Result<Option<Web>> {
         let Some(addr) = args.web else { return Ok(None) };
         if !addr.ip().is_loopback() && !args.web_public {
             bail!(
@@ -119,6 +127,8 @@ impl Web {
             events,
             dropped: Arc::default(),
             history: history[skip..].to_vec(),
+            rooms: rooms.to_vec(),
+            dms,
             headless: args.headless,
         }))
     }
@@ -136,7 +146,7 @@ impl Web {
         me: PublicKey,
         clock: crate::display::Clock,
     ) -> Result<Running> {
-        let Web { listener, addr, public, token, tap, events, dropped, history, headless } = self;
+        let Web { listener, addr, public, token, tap, events, dropped, history, rooms, dms, headless } = self;
         drop(tap); // only the node's callback holds a sender: its end is the web's end
         let shown = match addr.ip() {
             IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::from(([127, 0, 0, 1], addr.port())),
@@ -153,7 +163,7 @@ impl Web {
         let (quit_tx, quit) = mpsc::channel();
         let (done_tx, done) = mpsc::channel();
         let me = hub::Me::new(username, &me, handle.local_addr(), headless);
-        let hub = hub::Hub::new(me, clock, &history, handle, dropped, Instant::now(), quit_tx);
+        let hub = hub::Hub::new(me, clock, &history, &rooms, dms, handle, dropped, Instant::now(), quit_tx);
         let guard = server::Guard::new(addr, token);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_io()

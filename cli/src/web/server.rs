@@ -267,9 +267,9 @@ async fn send(socket: &mut WebSocket, text: &str) -> bool {
 
 /// Sends `hello` with a fresh snapshot; the subscription to what follows it.
 async fn hello(socket: &mut WebSocket, hub: &Arc<Hub>) -> Option<tokio::sync::broadcast::Receiver<Arc<str>>> {
-    let (items, rx) = hub.subscribe()?;
+    let (snapshot, rx) = hub.subscribe()?;
     let (peers, stats) = query(hub).await?;
-    send(socket, &json(&hub.hello(items, peers, stats))).await.then_some(rx)
+    send(socket, &json(&hub.hello(snapshot, peers, stats))).await.then_some(rx)
 }
 
 /// One open tab: the log as it grows, and the tab's requests.
@@ -313,7 +313,20 @@ async fn request(hub: &Arc<Hub>, text: &str) -> Option<ToPage> {
         return notice("the node did not understand that request".into());
     };
     match req {
-        FromPage::Chat { text } => hub.chat(text).err().and_then(notice),
+        FromPage::Chat { text, room } => hub.chat(text, room.as_deref()).err().and_then(notice),
+        // These ask the node for its peers or rooms, which may block.
+        FromPage::Line { line, room } => {
+            let hub = hub.clone();
+            tokio::task::spawn_blocking(move || hub.line(&line, room.as_deref())).await.ok().flatten()
+        }
+        FromPage::Dm { to, text } => {
+            let hub = hub.clone();
+            tokio::task::spawn_blocking(move || hub.dm(&to, text)).await.ok().and_then(Result::err).and_then(notice)
+        }
+        FromPage::Read { room, peer } => {
+            hub.read(room.as_deref(), peer.as_deref());
+            None
+        }
         FromPage::Connect { addr } => {
             let found = tokio::net::lookup_host(addr.as_str()).await.ok().and_then(|mut a| a.next());
             match found {
@@ -324,7 +337,9 @@ async fn request(hub: &Arc<Hub>, text: &str) -> Option<ToPage> {
                 None => notice(format!("cannot connect to {addr:?}: expected host:port, with a host that resolves")),
             }
         }
-        FromPage::History { n } => Some(ToPage::History { items: hub.history(n.min(LOG_ITEMS)) }),
+        FromPage::History { n, room } => {
+            Some(ToPage::History { items: hub.history(n.min(LOG_ITEMS), room.as_deref()) })
+        }
         FromPage::Peers => query(hub).await.map(|(peers, _)| ToPage::Peers { peers }),
         FromPage::Stats => query(hub).await.map(|(_, stats)| ToPage::Stats { stats }),
         FromPage::Quit if hub.headless() => {

@@ -3,8 +3,8 @@
 // P2P_CHAT_BIN and CHROMIUM (see nodes.mjs) and SHOT_DIR, where the screenshots are left.
 //
 // Three nodes: alice (terminal in plain mode, with --web), bob (--web --headless, bootstrapped
-// from alice), and carol (terminal only, no web), whose name is markup to show that names are
-// text too.
+// from alice), and carol (terminal only, no web, no read receipts), whose name is markup to show
+// that names are text too.
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -74,7 +74,7 @@ before(async () => {
   const alicePort = await alice.port();
   bob = new Node("bob", ["listen", "-p", "0", "-u", "bob", "--web", "127.0.0.1:0", "--headless",
     "--bootstrap", `127.0.0.1:${alicePort}`]);
-  carol = new Node("carol", ["connect", "-a", `127.0.0.1:${alicePort}`, "-u", CAROL]);
+  carol = new Node("carol", ["connect", "-a", `127.0.0.1:${alicePort}`, "-u", CAROL, "--no-read-receipts"]);
   web.alice = await webOf(alice);
   web.bob = await webOf(bob);
   browser = await launch([`--host-resolver-rules=MAP ${REBOUND} 127.0.0.1`]);
@@ -329,6 +329,86 @@ test("a node that comes back shows on its page what it missed, marked", async ()
     dave.stop();
     fs.rmSync(db, { recursive: true, force: true });
   }
+});
+
+/** Waits until the button of `list` (`#rooms` or `#dm-list`) whose text has `label` shows `n` unread. */
+async function unread(page, label, n, list = "#rooms") {
+  await page.waitForFunction(([list, label, n]) => [...document.querySelectorAll(`${list} .room`)]
+    .some((b) => b.textContent.includes(label) && b.querySelector(".unread").textContent === n),
+  [list, label, n ? String(n) : ""]);
+}
+
+test("rooms from the page: join #dev, chat there, unread counts in every tab; a private room's invite code", async () => {
+  const a = await open("alice");
+  const other = await a.context().newPage(); // a second tab, left on the default room
+  await login(other, "alice");
+  const aliceWho = await alice.who();
+
+  await a.locator("#join-what").fill("#dev");
+  await a.locator("#join-what").press("Enter");
+  await a.locator("#room-title", { hasText: "# dev" }).waitFor(); // the page shows the room it joined
+  await other.locator("#rooms .room", { hasText: "# dev" }).waitFor(); // and every tab lists it
+  assert.equal(await other.locator("#room-title").textContent(), "# everyone", "the other tab stays where it was");
+  await alice.waitFor("--- you are in #dev (public)"); // the same command as the terminal's
+  carol.say("/join #dev");
+  await carol.waitFor("--- you are in #dev (public)");
+
+  // Said in #dev from the page: carol reads it, the page shows it under #dev and not in everyone.
+  await send(a, "hello #dev from the page");
+  await carol.waitFor(`${aliceWho}: hello #dev from the page`);
+  await line(a, "hello #dev from the page");
+  assert.equal(await other.locator("#log li", { hasText: "hello #dev" }).count(), 0, "not in the default room");
+
+  // Said in #dev while no tab shows it: unread in both tabs; shown in one, read in both.
+  await a.locator("#rooms .room", { hasText: "# everyone" }).click();
+  carol.say("carol in #dev");
+  await unread(a, "# dev", 1);
+  await unread(other, "# dev", 1);
+  assert.match(await a.title(), /^\(1\) /);
+  await other.locator("#rooms .room", { hasText: "# dev" }).click();
+  await line(other, "carol in #dev");
+  await unread(a, "# dev", 0);
+  assert.equal(await a.title(), "p2p-chat");
+
+  // A private room created from the keyboard: its invite code is shown, and it lets carol in.
+  await a.locator("#send-text").focus();
+  await a.keyboard.type("/create #secret");
+  await a.keyboard.press("Enter");
+  await a.locator("#room-title", { hasText: "# secret" }).waitFor();
+  const code = await (await line(a, "invite code for #secret")).locator("code").textContent();
+  assert.match(code, /^p2pchat-invite1:/);
+  carol.say(`/join ${code}`);
+  await carol.waitFor("--- you are in #secret (private)");
+  await send(a, "only for #secret");
+  await carol.waitFor(`${aliceWho}: only for #secret`);
+  await line(a, "only for #secret");
+  assert.deepEqual([...a.errors, ...other.errors], [], "no script error");
+  await a.screenshot({ path: path.join(SHOT_DIR, "web-rooms.png") });
+  await a.context().close();
+});
+
+test("a direct message from the page reaches its peer and shows delivered", async () => {
+  const a = await open("alice");
+  const carolWho = await carol.who();
+  await a.locator("#peers .peer", { hasText: carolWho }).getByRole("button", { name: "Message" }).click();
+  await a.locator("#room-title", { hasText: carolWho }).waitFor();
+  await send(a, "a private word, <b>carol</b>");
+  await carol.waitFor("a private word, <b>carol</b>");
+  const li = await line(a, "a private word");
+  // carol sends no read receipts: delivered is the last state.
+  await li.locator(".state[data-state=delivered]").waitFor();
+  assert.equal(await li.locator(".state").textContent(), "delivered");
+  await a.locator("#dm-list .room", { hasText: carolWho }).waitFor();
+  // An answer, in a tab that shows another room: the conversation counts it unread.
+  await a.locator("#rooms .room", { hasText: "# everyone" }).click();
+  carol.say(`/msg ${await alice.who()} and back`);
+  await unread(a, carolWho, 1, "#dm-list");
+  await a.locator("#dm-list .room", { hasText: carolWho }).click();
+  await line(a, "and back");
+  await unread(a, carolWho, 0, "#dm-list");
+  assert.equal(await a.locator("#log b").count(), 0, "text, not markup");
+  assert.deepEqual(a.errors, [], "no script error");
+  await a.context().close();
 });
 
 test("/quit from the page stops a headless node, which leaves the network", async () => {

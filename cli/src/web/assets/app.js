@@ -1,6 +1,7 @@
 // The chat page: one WebSocket to the node, which sends the whole state at open ("hello") and
 // then every change; this page only shows what it is sent and asks the node to act. Several tabs
-// get the same stream, so they show the same log.
+// get the same stream, so they show the same log, rooms, conversations and unread counts. What
+// this tab shows (a room, or a conversation) is its own; showing it marks it read for every tab.
 
 import * as view from "/view.js";
 
@@ -16,7 +17,13 @@ const MAX_RECALL = 100;
 const HELP = `commands:
   /help          show this help
   /peers         list connected peers (id, username, address, direction, latency)
-  /history [N]   show the last N chats (default 20)
+  /history [N]   show the last N chats of this room (default 20)
+  /join #name    join (or start) a public room; /join CODE joins by an invite code
+  /create #name  start a private room: its invite code is shown, to pass on
+  /invite        a fresh invite code for this room
+  /room #name    show a room (/room - for everyone); /rooms lists them
+  /part [#name]  leave this room (or the one named)
+  /msg name#id text   a direct message; /dms name#id shows the conversation
   /stats         show network statistics
   /id            show your peer id and public key
   /connect H:P   connect to a peer at host:port
@@ -29,7 +36,18 @@ let ws = null;
 let me = null;
 let stopped = false;
 let retryMs = 500;
-let unread = 0;
+/** The default room's id. */
+const EVERYONE = "0".repeat(32);
+/** What this tab shows: a room id, or a conversation's peer (`{name, id, short}`). */
+const shown = { room: EVERYONE, peer: null };
+/** Every item the node sent (all rooms), oldest first; at most MAX_LINES. */
+let items = [];
+let rooms = [];
+let conversations = [];
+/** Direct messages by peer id, oldest first. */
+const dms = new Map();
+/** A /join or /create from this tab: the room it joins is shown when the node says so. */
+let joining = false;
 /** Answers this tab asked for, printed into the log when they come. */
 const asked = { peers: false, stats: false };
 const recall = { lines: [], at: 0, draft: "" };
@@ -53,31 +71,134 @@ function say(text, cls) {
   append(view.note(text, cls));
 }
 
-function countUnread(it) {
-  if (!document.hidden || it.kind !== "chat" || it.body !== "text" || it.origin === "local") return;
-  unread++;
-  showUnread();
+// ---- rooms and conversations
+
+/** Whether an item shows in what this tab shows: network lines in the default room, warnings everywhere. */
+function belongs(it) {
+  if (shown.peer) return it.kind === "warning";
+  if ("room" in it) return it.room === shown.room;
+  return it.kind === "warning" || shown.room === EVERYONE;
 }
 
-function showUnread() {
-  document.title = unread ? `(${unread}) p2p-chat` : "p2p-chat";
-  const badge = document.querySelector(".room .unread");
-  badge.hidden = unread === 0;
-  badge.textContent = unread ? String(unread) : "";
+function roomName(id) {
+  const r = rooms.find((r) => r.id === id);
+  return r ? r.name : null;
 }
 
-document.addEventListener("visibilitychange", () => {
-  if (!document.hidden) {
-    unread = 0;
-    showUnread();
+/** Rebuilds the log, the header and the lists for what this tab shows. */
+function render() {
+  if (shown.peer) {
+    const lines = dms.get(shown.peer.id) ?? [];
+    log.replaceChildren(...lines.map((d) => view.dm(d, me)), ...items.filter(belongs).map(view.item));
+    $("room-title").replaceChildren("direct messages with ", view.who(shown.peer));
+    $("room-sub").textContent = "end-to-end encrypted; held by mailboxes while they are away";
+    input.placeholder = "Write a direct message, or /help";
+  } else {
+    log.replaceChildren(...items.filter(belongs).map(view.item));
+    const r = rooms.find((r) => r.id === shown.room);
+    $("room-title").textContent = `# ${r ? r.name : "everyone"}`;
+    $("room-sub").textContent = shown.room === EVERYONE
+      ? "every node on the network reads this room"
+      : `${r?.access ?? "public"} room: only its members read it`;
+    input.placeholder = "Write a chat, or /help";
   }
-});
+  const inRoom = !shown.peer && shown.room !== EVERYONE;
+  for (const id of ["invite-button", "part-button"]) $(id).hidden = !inRoom;
+  log.scrollTop = log.scrollHeight;
+  showLists();
+  markRead();
+}
+
+function showLists() {
+  $("rooms").replaceChildren(...rooms.map((r) => {
+    const label = r.id === EVERYONE ? "# everyone" : `# ${r.name}${r.access === "private" ? " (private)" : ""}`;
+    return listButton(label, r.unread, !shown.peer && shown.room === r.id, { room: r.id });
+  }));
+  const convs = conversations.slice();
+  if (shown.peer && !convs.some((c) => c.peer.id === shown.peer.id)) convs.unshift({ peer: shown.peer, unread: 0 });
+  $("dm-list").replaceChildren(...convs.map((c) =>
+    listButton(view.who(c.peer), c.unread, shown.peer?.id === c.peer.id, { peer: c.peer })));
+  const total = rooms.reduce((n, r) => n + r.unread, 0) + conversations.reduce((n, c) => n + c.unread, 0);
+  document.title = total ? `(${total}) p2p-chat` : "p2p-chat";
+}
+
+function listButton(label, unread, current, to) {
+  const b = view.el("button", "room", view.el("span", "room-name", label),
+    " ", view.el("span", "unread count", unread ? String(unread) : ""));
+  b.type = "button";
+  if (to.room) b.dataset.room = to.room;
+  if (to.peer) b.dataset.peer = to.peer.id;
+  if (current) b.setAttribute("aria-current", "page");
+  b.addEventListener("click", () => {
+    show(to);
+    closePanels();
+    input.focus();
+  });
+  return view.el("li", "", b);
+}
+
+/** Shows a room (`{room}`) or a conversation (`{peer}`) in this tab. */
+function show(to) {
+  shown.room = to.peer ? EVERYONE : to.room;
+  shown.peer = to.peer ?? null;
+  render();
+}
+
+/** What this tab shows is read (for every tab), if someone is looking. */
+function markRead() {
+  if (document.hidden || !ws || ws.readyState !== WebSocket.OPEN) return;
+  const unread = shown.peer
+    ? conversations.find((c) => c.peer.id === shown.peer.id)?.unread
+    : rooms.find((r) => r.id === shown.room)?.unread;
+  if (unread) ws.send(JSON.stringify(shown.peer ? { t: "read", peer: shown.peer.id } : { t: "read", room: shown.room }));
+}
+
+document.addEventListener("visibilitychange", markRead);
+
+function addItem(it) {
+  items.push(it);
+  if (items.length > MAX_LINES) items.shift();
+  if (it.kind === "room" && it.joined && joining) {
+    joining = false;
+    // The room list comes right after; show the room then.
+    shown.room = it.room;
+    shown.peer = null;
+    render();
+    return;
+  }
+  if (belongs(it)) append(view.item(it));
+}
+
+function addDm(d) {
+  const lines = dms.get(d.peer.id) ?? [];
+  const at = lines.findIndex((l) => l.id === d.id);
+  if (at >= 0) lines[at] = d;
+  else lines.push(d);
+  dms.set(d.peer.id, lines);
+  if (shown.peer?.id !== d.peer.id) return;
+  const li = view.dm(d, me);
+  const old = [...log.children].find((e) => e.dataset.id === d.id);
+  if (old) old.replaceWith(li);
+  else append(li);
+}
 
 // ---- peers, stats, identity
 
 function showPeers(peers) {
   lastPeers = peers;
-  $("peers").replaceChildren(...peers.map(view.peer));
+  $("peers").replaceChildren(...peers.map((p) => {
+    const li = view.peer(p);
+    const b = view.el("button", "dm-start", "Message");
+    b.type = "button";
+    b.title = `a direct message to ${p.name}#${p.short}`;
+    b.addEventListener("click", () => {
+      show({ peer: { name: p.name, id: p.id, short: p.short } });
+      closePanels();
+      input.focus();
+    });
+    li.append(b);
+    return li;
+  }));
   if (!peers.length) $("peers").append(view.el("li", "empty", "no peers connected"));
   $("peer-count").textContent = String(peers.length);
   $("peer-count-button").textContent = String(peers.length);
@@ -123,7 +244,9 @@ function setLink(state, text) {
 }
 
 function enable(on) {
-  for (const id of ["send-text", "send-button", "connect-addr", "connect-button"]) $(id).disabled = !on;
+  const ids = ["send-text", "send-button", "connect-addr", "connect-button", "join-what", "join-button", "create-button",
+    "invite-button", "part-button"];
+  for (const id of ids) $(id).disabled = !on;
 }
 
 function connect() {
@@ -145,18 +268,39 @@ function receive(m) {
       retryMs = 500;
       const refocus = document.activeElement === input || document.activeElement === document.body;
       showMe(m.me);
-      log.replaceChildren(...m.items.map(view.item));
-      log.scrollTop = log.scrollHeight;
+      items = m.items.slice(-MAX_LINES);
+      rooms = m.rooms;
+      conversations = m.conversations;
+      dms.clear();
+      for (const d of m.dms) addDm(d);
+      if (!shown.peer && !rooms.some((r) => r.id === shown.room)) shown.room = EVERYONE;
+      enable(true);
+      render();
       showPeers(m.peers);
       showStats(m.stats);
       setLink("up", m.me.listening ? `online · listening on ${m.me.listening}` : "online");
-      enable(true);
       if (refocus) input.focus();
       break;
     }
     case "item":
-      append(view.item(m.item));
-      countUnread(m.item);
+      addItem(m.item);
+      break;
+    case "rooms":
+      rooms = m.rooms;
+      if (!shown.peer && !rooms.some((r) => r.id === shown.room)) show({ room: EVERYONE });
+      else showLists();
+      markRead();
+      break;
+    case "conversations":
+      conversations = m.conversations;
+      showLists();
+      markRead();
+      break;
+    case "dm":
+      addDm(m.dm);
+      break;
+    case "show":
+      show(m.room ? { room: m.room } : { peer: m.peer });
       break;
     case "peers":
       showPeers(m.peers);
@@ -218,7 +362,7 @@ function command(line) {
         say("usage: /history [N]");
         return true;
       }
-      return request({ t: "history", n });
+      return request({ t: "history", n, room: shown.room });
     }
     case "connect":
       if (args.length !== 1) {
@@ -229,6 +373,17 @@ function command(line) {
     case "clear":
       log.replaceChildren();
       return true;
+    case "join":
+    case "create":
+      joining = true;
+      return request({ t: "line", line, room: shown.room });
+    case "invite":
+    case "room":
+    case "rooms":
+    case "part":
+    case "msg":
+    case "dms":
+      return request({ t: "line", line, room: shown.room });
     case "quit":
     case "exit":
       return request({ t: "quit" });
@@ -242,7 +397,9 @@ $("send").addEventListener("submit", (e) => {
   e.preventDefault();
   const line = input.value;
   if (!line.trim()) return;
-  const done = line.startsWith("/") ? command(line) : request({ t: "chat", text: line });
+  const done = line.startsWith("/") ? command(line)
+    : shown.peer ? request({ t: "dm", to: shown.peer.id, text: line })
+    : request({ t: "chat", text: line, room: shown.room });
   if (!done) return; // kept in the box, to send again
   recall.lines.push(line);
   if (recall.lines.length > MAX_RECALL) recall.lines.shift();
@@ -296,14 +453,30 @@ function closePanels() {
   }
 }
 
+$("join").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const what = $("join-what").value.trim();
+  if (!what) return;
+  joining = true;
+  if (request({ t: "line", line: `/join ${what}` })) $("join-what").value = "";
+});
+
+$("create-button").addEventListener("click", () => {
+  const name = $("join-what").value.trim();
+  if (!name) {
+    say("write the new room's name in the box first, as in #team", "warn");
+    $("join-what").focus();
+    return;
+  }
+  joining = true;
+  if (request({ t: "line", line: `/create ${name}` })) $("join-what").value = "";
+});
+
+$("invite-button").addEventListener("click", () => request({ t: "line", line: "/invite", room: shown.room }));
+$("part-button").addEventListener("click", () => request({ t: "line", line: "/part", room: shown.room }));
+
 $("toggle-nav").addEventListener("click", () => openPanel("nav"));
 $("toggle-side").addEventListener("click", () => openPanel("side", "peers-title"));
-for (const room of document.querySelectorAll(".room")) {
-  room.addEventListener("click", () => {
-    closePanels();
-    input.focus();
-  });
-}
 
 document.addEventListener("keydown", (e) => {
   if (e.key === "Escape" && document.querySelector(".panel.open")) {

@@ -52,7 +52,8 @@ export function item(it) {
       li.dataset.id = it.id;
       li.append(time(it.ts), " ");
       if (it.body === "text") {
-        li.append(who(it.from), el("span", "sep", ": "), el("span", "text", it.text));
+        const text = it.text ?? "(sealed: this node has no key for it)";
+        li.append(who(it.from), el("span", "sep", ": "), el("span", "text", text));
       } else {
         li.classList.add("presence");
         li.append("*** ", who(it.from), it.body === "join" ? " joined" : " left");
@@ -79,9 +80,50 @@ export function item(it) {
       return el("li", "net", time(it.ts), ` --- ${it.addr} is reachable again`);
     case "warning":
       return el("li", "warn", time(it.ts), ` !!! ${it.text}`);
+    case "room":
+      return el("li", "net", time(it.ts), it.joined
+        ? ` --- you are in #${it.name} (${it.access} room)`
+        : ` --- you left #${it.name}`);
+    case "invite": {
+      const code = el("code", "", it.code);
+      const copy = el("button", "", "Copy");
+      copy.type = "button";
+      copy.addEventListener("click", async () => {
+        try {
+          await navigator.clipboard.writeText(it.code);
+          copy.textContent = "Copied";
+        } catch {
+          getSelection().selectAllChildren(code); // to copy by hand
+        }
+      });
+      return el("li", "invite net", time(it.ts), ` --- invite code for #${it.name} (valid 24 h): `, code, copy);
+    }
     default:
       return el("li", "note", `(an event this page does not know: ${it.kind})`);
   }
+}
+
+/** How an outgoing direct message's state reads. */
+const STATES = {
+  queued: "queued",
+  sent: "sent",
+  stored: "stored (a mailbox holds it)",
+  delivered: "delivered",
+  read: "read",
+  expired: "expired (never delivered)",
+};
+
+/** One direct message of a conversation. */
+export function dm(d, me) {
+  const li = el("li", `chat dm ${d.outgoing ? "local" : "live"}`);
+  li.dataset.id = d.id;
+  li.append(time(d.ts), " ", who(d.outgoing ? me : d.peer), el("span", "sep", ": "), el("span", "text", d.text));
+  if (d.outgoing) {
+    const st = el("span", "state", STATES[d.state] ?? "sending");
+    st.dataset.state = d.state ?? "";
+    li.append(st);
+  }
+  return li;
 }
 
 /** A line of this tab's own: answers to commands, help. Several lines keep their breaks. */
