@@ -235,12 +235,21 @@ impl Store {
 
     /// The rooms remembered, in id order.
     pub fn rooms(&self) -> Result<Vec<RoomInfo>, StoreError> {
+        self.values(ROOMS, |v| self.decode_room(v))
+    }
+
+    /// Every value of `table`, in key order, read by `decode`.
+    fn values<T>(
+        &self,
+        table: TableDefinition<&[u8], &[u8]>,
+        decode: impl Fn(&[u8]) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
         let tx = self.db.begin_read().map_err(|e| self.err(e))?;
-        let t = tx.open_table(ROOMS).map_err(|e| self.err(e))?;
+        let t = tx.open_table(table).map_err(|e| self.err(e))?;
         let mut out = Vec::new();
         for entry in t.iter().map_err(|e| self.err(e))? {
             let (_, v) = entry.map_err(|e| self.err(e))?;
-            out.push(self.decode_room(v.value())?);
+            out.push(decode(v.value())?);
         }
         Ok(out)
     }
@@ -279,18 +288,12 @@ impl Store {
 
     /// Every direct message stored, oldest first.
     pub fn dms(&self) -> Result<Vec<DmLine>, StoreError> {
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
-        let t = tx.open_table(DMS).map_err(|e| self.err(e))?;
-        let mut out = Vec::new();
-        for entry in t.iter().map_err(|e| self.err(e))? {
-            let (_, v) = entry.map_err(|e| self.err(e))?;
-            let line = serde_json::from_slice(v.value()).map_err(|e| StoreError::Corrupt {
+        self.values(DMS, |v| {
+            serde_json::from_slice(v).map_err(|e| StoreError::Corrupt {
                 path: self.path.clone(),
                 detail: format!("a direct message: {e}"),
-            })?;
-            out.push(line);
-        }
-        Ok(out)
+            })
+        })
     }
 
     /// Saves what the node keeps of direct messages (`snapshot`), and the ratchet's state.

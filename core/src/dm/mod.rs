@@ -15,7 +15,7 @@
 //!
 //! The core replays from a seed, but no audited double-ratchet crate takes the caller's RNG:
 //! vodozemac (0.11) draws every X25519 key it makes (session base keys and each ratchet step)
-//! from `rand::rng()`, the OS-seeded thread RNG; Signal's libsignal takes an RNG but is not
+//! from the OS-seeded thread RNG of the `rand` crate; Signal's libsignal takes an RNG but is not
 //! published as a crate and is AGPL. Writing a ratchet ourselves is not an option. So the core
 //! defines the narrow [`DmCrypto`] interface, as [`Keys`](crate::Keys) does for signatures: every
 //! method that may need randomness is handed the node's seeded [`Rng`](crate::random::Rng), the
