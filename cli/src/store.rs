@@ -289,10 +289,8 @@ impl Store {
     /// Every direct message stored, oldest first.
     pub fn dms(&self) -> Result<Vec<DmLine>, StoreError> {
         self.values(DMS, |v| {
-            serde_json::from_slice(v).map_err(|e| StoreError::Corrupt {
-                path: self.path.clone(),
-                detail: format!("a direct message: {e}"),
-            })
+            serde_json::from_slice(v)
+                .map_err(|e| StoreError::Corrupt { path: self.path.clone(), detail: format!("a direct message: {e}") })
         })
     }
 

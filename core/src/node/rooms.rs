@@ -38,7 +38,12 @@ impl Node {
     /// The rooms this node is in besides the default one.
     pub fn rooms(&self) -> Vec<RoomSummary> {
         let me = self.public_key();
-        self.rooms.iter().map(|(_, j)| j.summary(&me)).collect()
+        self.rooms.iter().map(|(ix, j)| j.summary(&me, self.room_neighbours(ix))).collect()
+    }
+
+    /// Neighbours that proved they are in room `ix` (not the default room, which all are in).
+    pub(super) fn room_neighbours(&self, ix: RoomIx) -> usize {
+        self.conns.values().filter(|c| c.rooms & ix.bit() != 0).count()
     }
 
     /// The room with this id, if this node is in it (the default room always).
@@ -264,14 +269,10 @@ impl Node {
             return Some(ix);
         }
         let outbound = c.direction() == Direction::Outbound;
-        let extra = {
-            let j = self.rooms.get_mut(ix)?;
-            j.neighbours += 1;
-            j.neighbours > self.config.target_peers
-        };
         if let Some(c) = self.conns.get_mut(&conn) {
             c.rooms |= ix.bit();
         }
+        let extra = self.room_neighbours(ix) > self.config.target_peers;
         let room = room_mut!(self, ix)?;
         if !room.gossip.on_peer_up(conn, extra) && self.config.repair {
             self.stats.prunes_sent += 1;
@@ -308,7 +309,6 @@ impl Node {
                 continue;
             }
             let Some(j) = self.rooms.get_mut(ix) else { continue };
-            j.neighbours = j.neighbours.saturating_sub(1);
             j.room.ihave.retain(|(c, _)| *c != conn);
             if let Some(g) = j.room.gossip.on_peer_down(conn, &mut self.rng) {
                 self.stats.grafts_sent += 1;
@@ -415,30 +415,31 @@ impl Node {
     pub(super) fn rooms_round(&mut self, now: Time) {
         let busy = self.busy_addrs();
         for ix in self.rooms.ixs() {
+            let neighbours = self.room_neighbours(ix);
             let Some(j) = self.rooms.get_mut(ix) else { continue };
             j.candidates.retain(|a| !busy.contains(a));
-            let content = j.neighbours >= ROOM_TARGET;
+            let content = neighbours >= ROOM_TARGET;
             if content {
                 // Members content with their neighbours in two groups that formed apart (a
                 // partition, a crowd) would never meet: now and then, each looks beyond them, as
                 // the default room's exploration does.
                 j.idle_rounds = 0;
                 j.explore_in = j.explore_in.saturating_sub(1);
-                if j.explore_in > 0 || j.neighbours >= 2 * ROOM_TARGET {
+                if j.explore_in > 0 || neighbours >= 2 * ROOM_TARGET {
                     continue;
                 }
                 j.explore_in = EXPLORE_ROUNDS;
             }
-            if j.neighbours > j.last_neighbours || !j.candidates.is_empty() {
+            if neighbours > j.last_neighbours || !j.candidates.is_empty() {
                 j.idle_rounds = 0;
             }
-            j.last_neighbours = j.neighbours;
+            j.last_neighbours = neighbours;
             // Searched every round for a minute, then every 8th: a room short of members may be
             // split in groups that each found only themselves (a partition, a crowd), and a room
             // with fewer members than the target stays short for ever.
             let idle = j.idle_rounds;
             let search = content || idle < 30 || idle.is_multiple_of(8);
-            let (room, public, neighbours) = (j.info.id, j.info.access == Access::Public, j.neighbours);
+            let (room, public) = (j.info.id, j.info.access == Access::Public);
             let Some(j) = self.rooms.get(ix) else { continue };
             let next = j.candidates.iter().rev().find(|a| !self.is_own(a)).copied();
             if let Some(addr) = next {

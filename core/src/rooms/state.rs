@@ -89,8 +89,6 @@ pub(crate) struct Joined {
     /// `RoomPeers`), newest last.
     pub(crate) candidates: Vec<SocketAddr>,
     authors: BTreeSet<PublicKey>,
-    /// Neighbours whose subscription checked out.
-    pub(crate) neighbours: usize,
     /// Rounds of looking for members that found none since the last one found (see
     /// `Node::rooms_round`): the wider searches back off with it.
     pub(crate) idle_rounds: u32,
@@ -109,7 +107,6 @@ impl Joined {
             room,
             candidates: Vec::new(),
             authors: BTreeSet::new(),
-            neighbours: 0,
             idle_rounds: 0,
             last_neighbours: 0,
             explore_in: 0,
@@ -130,14 +127,16 @@ impl Joined {
         self.candidates.push(addr);
     }
 
-    pub(crate) fn summary(&self, me: &PublicKey) -> RoomSummary {
+    /// `neighbours`: how many neighbours proved they are in it (the node knows, from its
+    /// connections).
+    pub(crate) fn summary(&self, me: &PublicKey, neighbours: usize) -> RoomSummary {
         let others = self.authors.iter().filter(|a| *a != me).count();
         RoomSummary {
             id: self.info.id,
             name: self.info.name.clone(),
             access: self.info.access,
-            neighbours: self.neighbours,
-            members: 1 + others.max(self.neighbours),
+            neighbours,
+            members: 1 + others.max(neighbours),
             held: self.room.dedup.len(),
         }
     }
