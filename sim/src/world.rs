@@ -1421,6 +1421,9 @@ impl World {
         }
         let s = &mut self.slots[i];
         if let Some((t, _)) = s.node.as_ref().and_then(|n| n.poll_timeout()) {
+            // A deadline already past (a restarted node's retries, restored from its snapshot)
+            // is due now: queued at its own time it would turn the world's clock back.
+            let t = t.max(now);
             if s.wake_at != Some(t) {
                 let queued = s.wake_at.replace(t);
                 if s.spare_wake == t {

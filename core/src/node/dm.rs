@@ -478,13 +478,14 @@ impl Node {
     }
 
     /// Dials a mailbox's address unless a connection to it exists or is being made, within the
-    /// node's dial budget.
+    /// node's dial budget. A full node gives up a spare peer for it: the mailbox is the only way
+    /// to a recipient that is away.
     fn dial_mailbox(&mut self, now: Time, a: SocketAddr) {
         let busy = self.conns.values().any(|c| c.addr() == a || c.listen_addr() == Some(a));
-        if busy || self.is_own_addr(&a) || self.conns.len() >= self.config.max_peers {
+        if busy || self.is_own_addr(&a) || !self.dial_bucket.take(now, self.config.dial_rate) {
             return;
         }
-        if self.dial_bucket.take(now, self.config.dial_rate) {
+        if self.conns.len() < self.config.max_peers || self.give_up_spare_peer(now) {
             self.dial(now, a);
         }
     }
@@ -539,14 +540,21 @@ impl Node {
         let version = d.own.as_ref().map_or(now, |b| now.max(b.bundle.version + Duration::from_micros(1)));
         let bundle = KeyBundle { identity: self.keys.public_key(), keys: d.crypto.prekeys(), mailboxes: keep, version };
         let Ok(signed) = SignedBundle::sign(&*self.keys, bundle) else { return false };
+        // A mailbox named afresh may still hold mail from an earlier naming that fell out of
+        // `named` meanwhile (senders keep old bundles): it is asked at once.
+        let mut ask = Vec::new();
         for m in &signed.bundle.mailboxes {
             if !d.is_named(&m.peer) {
-                d.named.push(Named { mailbox: m.clone(), collected: true });
+                ask.extend(d.peers.get(&m.peer).copied());
+                d.named.push(Named { mailbox: m.clone(), collected: false });
             }
         }
         let excess = d.named.len().saturating_sub(MAX_NAMED);
         d.named.drain(..excess);
         d.own = Some(signed);
+        for conn in ask {
+            self.send(conn, &Message::Collect { after: None });
+        }
         true
     }
 

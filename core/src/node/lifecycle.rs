@@ -4,6 +4,9 @@
 
 use super::*;
 
+/// How long a new inbound peer is safe from `give_up_spare_peer`.
+const SPARE_GRACE: Duration = Duration::from_secs(10);
+
 impl Node {
     /// A peer connected to us. Returns the id to report its bytes under, or `None` if the node
     /// refuses it (too many connections from its address, every handshake slot taken by a dialer
@@ -317,7 +320,8 @@ impl Node {
         if self.book.len() < HUNGRY_BOOK {
             self.request_peers(conn);
         }
-        if self.config.repair && self.conns[&conn].direction() == Direction::Outbound {
+        // (Gone already if what came up with it made room: see `give_up_spare_peer`.)
+        if self.config.repair && self.conns.get(&conn).is_some_and(|c| c.direction() == Direction::Outbound) {
             // Catch up at once with every new neighbour, rather than at the next periodic round.
             // A round settles both sides' differences, so the dialer alone opens it: when both
             // did, every new link cost two rounds (a third of all sync frames).
@@ -385,6 +389,30 @@ impl Node {
         candidates.retain(|(_, g, _)| in_group(*g) == crowded);
         let (victim, _, _) = candidates[self.rng.below(candidates.len())];
         self.close(now, victim, CloseReason::MadeRoom, false);
+    }
+
+    /// A full node about to dial for something only that peer serves (a room short of members, a
+    /// direct message's mailbox) gives up its newest inbound peer that shares no room and carries
+    /// no chats of the default room's tree. Without this a node at `max_peers` could never reach
+    /// them: its dials would wait for a slot that its inbound peers keep filled. A peer up for less
+    /// than `SPARE_GRACE` is kept: its subscriptions may still be on the way. Whether one went.
+    pub(super) fn give_up_spare_peer(&mut self, now: Time) -> bool {
+        let victim = self
+            .conns
+            .iter()
+            .filter(|(id, c)| {
+                c.direction() == Direction::Inbound
+                    && c.since + SPARE_GRACE <= now
+                    && c.rooms == 0
+                    && matches!(c.phase, Phase::Up(_))
+                    && !self.main.gossip.is_eager(**id)
+            })
+            .max_by_key(|(_, c)| c.since)
+            .map(|(id, _)| *id);
+        if let Some(v) = victim {
+            self.close(now, v, CloseReason::MadeRoom, false);
+        }
+        victim.is_some()
     }
 
     pub(super) fn request_peers(&mut self, conn: ConnId) {

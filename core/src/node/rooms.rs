@@ -444,22 +444,8 @@ impl Node {
             let next = j.candidates.iter().rev().find(|a| !self.is_own(a)).copied();
             if let Some(addr) = next {
                 if self.up_peers >= self.config.max_peers {
-                    // Full: a room short of members is worth more than the newest inbound peer
-                    // that shares no room and carries no chats of the default room's tree.
-                    let victim = self
-                        .conns
-                        .iter()
-                        .filter(|(id, c)| {
-                            c.direction() == Direction::Inbound
-                                && c.rooms == 0
-                                && matches!(c.phase, Phase::Up(_))
-                                && !self.main.gossip.is_eager(**id)
-                        })
-                        .max_by_key(|(_, c)| c.since)
-                        .map(|(id, _)| *id);
-                    if let Some(v) = victim {
-                        self.close(now, v, CloseReason::MadeRoom, false);
-                    }
+                    // Full: a room short of members is worth more than a spare peer.
+                    self.give_up_spare_peer(now);
                 }
                 if self.up_peers < self.config.max_peers && self.dial_bucket.take(now, self.config.dial_rate) {
                     if let Some(j) = self.rooms.get_mut(ix) {
