@@ -345,7 +345,8 @@ direct messages (end-to-end encrypted; held for an offline recipient):
   /msg name#id text  send one to the peer with that id (the 8 hex digits
                    beside its name, or its full 64-hex peer id)
   /dms             your conversations, with unread counts
-  /dms name#id     one conversation's last 50 messages
+  /dms name#id     one conversation's last 50 messages; your lines then go
+                   there (/room leaves it)
 anything else is sent as a chat to the current room.
 limits: a chat holds at most 4,096 bytes (the full-screen view sends a longer
 line as several chats; line mode refuses it); a username is 1 to 64 bytes,

@@ -82,8 +82,13 @@ fn offline_through_a_mailbox(rt: &str) {
     a.wait_for(&format!("{bob}  2 message(s), 0 unread"));
     b.say(&format!("/dms {alice}"));
     b.wait_for(&format!("[dm] {alice}: second words, offline"));
+    // The conversation is open now: a plain line answers in it.
+    b.wait_for(&format!("--- current conversation: {alice}"));
+    b.say("a plain answer");
+    b.wait_for(&format!("[dm to {alice}] a plain answer"));
+    a.wait_for(&format!("[dm] {bob}: a plain answer"));
     b.say("/dms");
-    b.wait_for(&format!("{alice}  2 message(s), 0 unread"));
+    b.wait_for(&format!("{alice}  3 message(s), 0 unread"));
     let b_seen = b.quit();
     assert_eq!(
         b_seen.iter().filter(|l| l.contains("] [dm] ") && l.contains("second words")).count(),

@@ -1,5 +1,5 @@
 //! The direct message commands: `/msg name#id text`, `/dms` (the conversations, with unread
-//! counts) and `/dms name#id` (one conversation, which is then read); the full-screen view's open
+//! counts) and `/dms name#id` (one conversation, which is then read and open); the open
 //! conversation, where typed lines go as direct messages; and the typing notices it sends.
 //!
 //! Typing notices: "started" at the first key typed in an open conversation (not in a line that
@@ -110,12 +110,16 @@ impl Ctx {
         out
     }
 
-    pub(super) fn conversation_text(&self, target: &str) -> String {
-        let peer = match self.resolve(target) {
-            Ok(p) => p,
-            Err(e) => return format!("!!! {e}"),
-        };
-        self.conversation_of(peer, CONVERSATION_SHOWN)
+    /// `/dms name#id`: the conversation's last messages, and it becomes the open one, so that
+    /// plain lines answer in it (as picking it on the full-screen view's room line does).
+    pub(super) fn show_conversation(&self, target: &str) {
+        match self.resolve(target) {
+            Ok(peer) => {
+                self.say(self.conversation_of(peer, CONVERSATION_SHOWN));
+                self.open_conversation(peer);
+            }
+            Err(e) => self.say(format!("!!! {e}")),
+        }
     }
 
     /// The last `n` messages with `peer`, which are then read.

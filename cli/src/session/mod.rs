@@ -451,7 +451,7 @@ impl Ctx {
             Typed::Part(what) => self.part(what),
             Typed::Msg { to, text } => self.msg(to, text),
             Typed::Dms(None) => self.say(self.dms_text()),
-            Typed::Dms(Some(who)) => self.say(self.conversation_text(who)),
+            Typed::Dms(Some(who)) => self.show_conversation(who),
             Typed::Wrong(usage) => self.say(usage),
             Typed::Unknown(other) => self.say(format!("unknown command /{other}; type /help for the list")),
         }
