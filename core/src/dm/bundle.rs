@@ -120,25 +120,40 @@ pub enum Update {
     Unchanged,
 }
 
-/// The newest verified bundle of each peer, for at most `capacity` peers.
+/// The newest verified bundle of each peer, for at most `capacity` peers. Full, it gives up the
+/// bundle least recently received or used that the node does not still need: a node that meets
+/// many peers (a bootstrap node sees thousands) must still learn the bundle of the next one it
+/// writes to.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct BundleBook {
     #[serde(with = "super::pairs")]
     bundles: BTreeMap<PeerId, SignedBundle>,
     capacity: usize,
+    /// When each bundle was last received or used; not saved (a restored book starts even).
+    #[serde(skip)]
+    used: BTreeMap<PeerId, Time>,
 }
 
 impl BundleBook {
     pub fn new(capacity: usize) -> BundleBook {
-        BundleBook { bundles: BTreeMap::new(), capacity }
+        BundleBook { bundles: BTreeMap::new(), capacity, used: BTreeMap::new() }
     }
 
     /// Verifies `bundle` and keeps it if it is the newest of its identity. A bundle of the same
     /// version but other content is refused as stale: an owner never signs two of one version.
-    pub fn insert(&mut self, keys: &dyn Keys, now: Time, bundle: SignedBundle) -> Result<Update, BundleError> {
+    /// Full, it takes the place of the bundle least recently received or used among those
+    /// `needed` says may go; `Full` if none may.
+    pub fn insert(
+        &mut self,
+        keys: &dyn Keys,
+        now: Time,
+        bundle: SignedBundle,
+        needed: impl Fn(&PeerId) -> bool,
+    ) -> Result<Update, BundleError> {
         let peer = bundle.peer_id();
         let held = self.bundles.get(&peer);
         if held == Some(&bundle) {
+            self.used.insert(peer, now);
             return Ok(Update::Unchanged);
         }
         if held.is_some_and(|h| h.bundle.version >= bundle.bundle.version) {
@@ -147,14 +162,32 @@ impl BundleBook {
         if bundle.bundle.version.as_micros() > now.as_micros().saturating_add(MAX_CLOCK_AHEAD_US) {
             return Err(BundleError::FromTheFuture);
         }
-        if held.is_none() && self.bundles.len() >= self.capacity {
-            return Err(BundleError::Full);
-        }
+        let victim = if held.is_none() && self.bundles.len() >= self.capacity {
+            let oldest = self
+                .bundles
+                .keys()
+                .filter(|p| !needed(p))
+                .min_by_key(|p| (self.used.get(*p).copied().unwrap_or(Time::ZERO), **p));
+            Some(*oldest.ok_or(BundleError::Full)?)
+        } else {
+            None
+        };
         bundle.verify(keys)?;
+        if let Some(v) = victim {
+            self.remove(&v);
+        }
+        self.used.insert(peer, now);
         Ok(match self.bundles.insert(peer, bundle) {
             Some(_) => Update::Replaced,
             None => Update::New,
         })
+    }
+
+    /// `peer`'s bundle was just used: the last to go when the book is full.
+    pub fn touch(&mut self, peer: &PeerId, now: Time) {
+        if self.bundles.contains_key(peer) {
+            self.used.insert(*peer, now);
+        }
     }
 
     pub fn get(&self, peer: &PeerId) -> Option<&SignedBundle> {
@@ -162,6 +195,7 @@ impl BundleBook {
     }
 
     pub fn remove(&mut self, peer: &PeerId) -> Option<SignedBundle> {
+        self.used.remove(peer);
         self.bundles.remove(peer)
     }
 
@@ -200,15 +234,15 @@ mod tests {
         let mut book = BundleBook::new(8);
         let mut swapped = good.clone();
         swapped.bundle.keys.prekey = DhKey([66; 32]);
-        assert_eq!(book.insert(&alice, now, swapped), Err(BundleError::BadSignature));
+        assert_eq!(book.insert(&alice, now, swapped, |_| false), Err(BundleError::BadSignature));
         let mut rerouted = good.clone();
         rerouted.bundle.mailboxes[0].peer = PeerId([66; 32]);
-        assert_eq!(book.insert(&alice, now, rerouted), Err(BundleError::BadSignature));
+        assert_eq!(book.insert(&alice, now, rerouted, |_| false), Err(BundleError::BadSignature));
         let mut grafted = SignedBundle::sign(&mallory, bundle(&mallory, 1)).unwrap();
         grafted.signature = good.signature;
-        assert_eq!(book.insert(&alice, now, grafted), Err(BundleError::BadSignature));
+        assert_eq!(book.insert(&alice, now, grafted, |_| false), Err(BundleError::BadSignature));
         assert!(book.is_empty());
-        assert_eq!(book.insert(&alice, now, good), Ok(Update::New));
+        assert_eq!(book.insert(&alice, now, good, |_| false), Ok(Update::New));
     }
 
     #[test]
@@ -220,15 +254,15 @@ mod tests {
             SignedBundle::sign(&alice, bundle(&alice, 1)).unwrap(),
             SignedBundle::sign(&alice, bundle(&alice, 2)).unwrap(),
         );
-        assert_eq!(book.insert(&alice, now, v2.clone()), Ok(Update::New));
-        assert_eq!(book.insert(&alice, now, v2.clone()), Ok(Update::Unchanged));
-        assert_eq!(book.insert(&alice, now, v1.clone()), Err(BundleError::Stale));
+        assert_eq!(book.insert(&alice, now, v2.clone(), |_| false), Ok(Update::New));
+        assert_eq!(book.insert(&alice, now, v2.clone(), |_| false), Ok(Update::Unchanged));
+        assert_eq!(book.insert(&alice, now, v1.clone(), |_| false), Err(BundleError::Stale));
         assert_eq!(book.get(&alice.public_key().peer_id()), Some(&v2));
         let mut book = BundleBook::new(8);
-        book.insert(&alice, now, v1).unwrap();
-        assert_eq!(book.insert(&alice, now, v2), Ok(Update::Replaced));
+        book.insert(&alice, now, v1, |_| false).unwrap();
+        assert_eq!(book.insert(&alice, now, v2, |_| false), Ok(Update::Replaced));
         let far = SignedBundle::sign(&alice, bundle(&alice, 1000 + MAX_CLOCK_AHEAD_US + 1)).unwrap();
-        assert_eq!(book.insert(&alice, now, far), Err(BundleError::FromTheFuture));
+        assert_eq!(book.insert(&alice, now, far, |_| false), Err(BundleError::FromTheFuture));
     }
 
     #[test]
@@ -240,7 +274,34 @@ mod tests {
         let mut book = BundleBook::new(1);
         let bob = Ed25519Keys::from_seed(2);
         let now = Time::from_micros(10);
-        book.insert(&alice, now, SignedBundle::sign(&alice, bundle(&alice, 1)).unwrap()).unwrap();
-        assert_eq!(book.insert(&bob, now, SignedBundle::sign(&bob, bundle(&bob, 1)).unwrap()), Err(BundleError::Full));
+        book.insert(&alice, now, SignedBundle::sign(&alice, bundle(&alice, 1)).unwrap(), |_| false).unwrap();
+        // Full of bundles still needed: the newcomer is refused.
+        let bobs = SignedBundle::sign(&bob, bundle(&bob, 1)).unwrap();
+        assert_eq!(book.insert(&bob, now, bobs, |_| true), Err(BundleError::Full));
+        assert!(book.get(&alice.public_key().peer_id()).is_some());
+    }
+
+    /// Full, the book gives up the bundle least recently received or used among those not needed,
+    /// and a forged newcomer takes no place.
+    #[test]
+    fn a_full_book_gives_up_the_least_recently_used() {
+        let keys: Vec<Ed25519Keys> = (1..=4).map(Ed25519Keys::from_seed).collect();
+        let id = |i: usize| keys[i].public_key().peer_id();
+        let signed = |i: usize| SignedBundle::sign(&keys[i], bundle(&keys[i], 1)).unwrap();
+        let mut book = BundleBook::new(2);
+        let t = Time::from_micros;
+        book.insert(&keys[0], t(10), signed(0), |_| false).unwrap();
+        book.insert(&keys[0], t(20), signed(1), |_| false).unwrap();
+        book.touch(&id(0), t(30));
+        let mut forged = signed(2);
+        forged.bundle.mailboxes.clear();
+        assert_eq!(book.insert(&keys[0], t(40), forged, |_| false), Err(BundleError::BadSignature));
+        assert!(book.get(&id(0)).is_some() && book.get(&id(1)).is_some());
+        // 1 was used last at 20, 0 at 30: 1 goes.
+        assert_eq!(book.insert(&keys[0], t(40), signed(2), |_| false), Ok(Update::New));
+        assert!(book.get(&id(1)).is_none() && book.get(&id(0)).is_some());
+        // 0 is the oldest now, but still needed: 2 goes instead.
+        assert_eq!(book.insert(&keys[0], t(50), signed(3), |p| *p == id(0)), Ok(Update::New));
+        assert!(book.get(&id(2)).is_none() && book.get(&id(0)).is_some() && book.get(&id(3)).is_some());
     }
 }

@@ -207,6 +207,11 @@ impl Dm {
     fn is_named(&self, peer: &PeerId) -> bool {
         self.named.iter().any(|n| n.mailbox.peer == *peer)
     }
+
+    /// Peers whose bundles the book must keep: recipients of what the outbox still holds.
+    fn needed_bundles(&self) -> BTreeSet<PeerId> {
+        self.outbox.pending().map(|(e, _)| e.to).collect()
+    }
 }
 
 impl Node {
@@ -299,7 +304,8 @@ impl Node {
             Command::AddBundle(bundle) => {
                 let keys = &*self.keys;
                 let Some(d) = self.dm.as_mut() else { return };
-                match d.book.insert(keys, now, *bundle) {
+                let needed = d.needed_bundles();
+                match d.book.insert(keys, now, *bundle, |p| needed.contains(p)) {
                     Ok(_) | Err(BundleError::Stale) => self.on_bundle_known(now),
                     Err(e) => self.emit(Event::Refused(format!("bundle refused: {e}"))),
                 }
@@ -344,6 +350,7 @@ impl Node {
     fn seal_text(&mut self, now: Time, id: DmId, to: PeerId, text: String, sent_at: Time) {
         let keys = &*self.keys;
         let Some(d) = self.dm.as_mut() else { return };
+        d.book.touch(&to, now);
         if !d.crypto.has_session(&to) {
             let Some(b) = d.book.get(&to) else { return };
             if let Err(e) = d.crypto.start_session(&mut self.rng, to, &b.bundle.keys) {
@@ -388,6 +395,7 @@ impl Node {
     ) {
         let keys = &*self.keys;
         let Some(d) = self.dm.as_mut() else { return };
+        d.book.touch(&to, now);
         if !d.crypto.has_session(&to) {
             let Some(b) = d.book.get(&to) else { return };
             if d.crypto.start_session(&mut self.rng, to, &b.bundle.keys).is_err() {
@@ -664,7 +672,8 @@ impl Node {
         let names_me = owner == peer && bundle.bundle.mailboxes.iter().any(|m| m.peer == me);
         let keys = &*self.keys;
         let Some(d) = self.dm.as_mut() else { return };
-        match d.book.insert(keys, now, bundle) {
+        let needed = d.needed_bundles();
+        match d.book.insert(keys, now, bundle, |p| needed.contains(p)) {
             Ok(Update::Unchanged) => {}
             Ok(_) => {
                 if names_me {
