@@ -294,3 +294,96 @@ fn shuffle<T>(v: &mut [T], rng: &mut Rng) {
         v.swap(i, rng.below(i + 1));
     }
 }
+
+/// Six members, two of them admins, split in two. On one side A2 removes C; then, on the other,
+/// the owner removes B (who is on A2's side) and takes admin from A2; then A2 bans M. After the
+/// heal every member holds one membership: B and C out, A2's ban ignored (it was no admin by then),
+/// and the room rekeyed once more, since the owner's key went to C, whom the other side removed.
+/// No chat said after that can be opened with any key B or C was ever handed.
+#[test]
+fn moderation_in_a_partition_converges_after_the_heal_and_the_removed_read_nothing_later() {
+    let mut net = Net::new_with(6, 21, Net::star_config, with_dm);
+    net.run_for(Duration::from_secs(3));
+    net.command(0, Command::CreateRoom { name: "team".into(), addrs: vec![net::addr(0)], valid_for: HOUR });
+    let code = last_invite(&net, 0);
+    let invite = Invite::from_code(&code, &Ed25519Keys::from_seed(9), net.now).unwrap();
+    let room = RoomKeys::with_owner(&invite.secret, Some(&invite.owner)).id;
+    for i in 1..6 {
+        net.command(i, Command::JoinInvite(code.clone()));
+    }
+    net.run_for(Duration::from_secs(5));
+    let (a1, a2, m, b, c) = (1, 2, 3, 4, 5);
+    for admin in [a1, a2] {
+        net.command(0, Command::Moderate { room, action: Action::Op(id_of(&net, admin)) });
+    }
+    net.run_for(Duration::from_secs(3));
+    assert_eq!(members(&net, c, room).len(), 6);
+
+    net.partition(|i| u8::from([a2, b, c].contains(&i)));
+    net.run_for(Duration::from_secs(1));
+    net.command(a2, Command::Moderate { room, action: Action::Kick(id_of(&net, c)) });
+    net.run_for(Duration::from_secs(2));
+    net.command(0, Command::Moderate { room, action: Action::Kick(id_of(&net, b)) });
+    net.command(0, Command::Moderate { room, action: Action::Deop(id_of(&net, a2)) });
+    net.run_for(Duration::from_secs(2));
+    net.command(a2, Command::Moderate { room, action: Action::Ban(id_of(&net, m)) });
+    net.run_for(Duration::from_secs(5));
+    // Each side's newest key went to a member the other side removed.
+    let c_held = held_room_infos(&net, c).last().map_or(0, |i| i.epochs.len());
+    assert!(c_held == 0, "C was removed on its own side: it got no key there");
+    net.heal();
+    net.run_for(Duration::from_secs(90));
+
+    let keys = |i: usize| net.nodes[i].as_ref().unwrap().public_key();
+    let expected: Vec<PublicKey> = {
+        let mut v = vec![keys(0), keys(a1), keys(a2), keys(m)];
+        v.sort();
+        v
+    };
+    for i in 0..6 {
+        let mut got = members(&net, i, room);
+        got.sort();
+        assert_eq!(got, expected, "node {i} ends in the same membership");
+    }
+    let rekeys = net.delivered[0]
+        .iter()
+        .filter(|e| matches!(e, Event::Membership(c) if c.applied && matches!(c.op, Op::Rekey { .. })))
+        .count();
+    assert!(rekeys >= 3, "each side rekeyed, then the owner once more: {rekeys}");
+    let c_keys = held_room_infos(&net, c).last().map_or(0, |i| i.epochs.len());
+    assert!(c_keys >= 1, "C was handed the owner's key from the other side: the reason for the last rekey");
+    let roles = net.nodes[m].as_ref().unwrap().members(&room);
+    assert!(roles.iter().all(|e| !e.banned || e.key == keys(b) || e.key == keys(c)), "{roles:?}");
+
+    let mut said = Vec::new();
+    for i in [0, a1, a2, m] {
+        said.push(say(&mut net, i, room, &format!("after the heal, from {i}")).expect("every member has the key"));
+    }
+    net.run_for(Duration::from_secs(5));
+    for &id in &said {
+        for i in [0, a1, a2, m] {
+            assert!(shown(&net, i, id), "member {i} reads {id}");
+        }
+        for out in [b, c] {
+            assert!(!shown(&net, out, id), "removed node {out} never shows {id}");
+            // Directly: none of the keys the removed node was ever handed opens it.
+            let chat = net.nodes[0].as_ref().unwrap().recent_chats_in(&room).into_iter().find(|c| c.id == id).unwrap();
+            for info in held_room_infos(&net, out) {
+                let Body::Sealed(s) = &chat.body else { unreachable!() };
+                let epoch = RoomKeys::sealed_epoch(s).unwrap();
+                assert!(info.keys_for(epoch).and_then(|k| chat.open(&k)).is_none(), "node {out} can open {id}");
+            }
+        }
+    }
+}
+
+/// Every version of room info node `i` was told of (joined, or a key came).
+fn held_room_infos(net: &Net, i: usize) -> Vec<p2p_chat_core::RoomInfo> {
+    net.delivered[i]
+        .iter()
+        .filter_map(|e| match e {
+            Event::RoomJoined(info) | Event::RoomUpdated(info) => Some(info.clone()),
+            _ => None,
+        })
+        .collect()
+}

@@ -68,10 +68,10 @@ impl Ctx {
     pub(super) fn redact(&self, n: Option<usize>) {
         let Some(room) = self.moderated_room() else { return };
         let chats = self.room_chats(room, crate::commands::HISTORY_DEFAULT.max(n.unwrap_or(0)) * 4);
-        let texts = chats.iter().rev().filter(|c| matches!(c.body, Body::Sealed(_)));
+        let mut texts = chats.iter().rev().filter(|c| matches!(c.body, Body::Sealed(_)));
         let chosen = match n {
-            None => texts.filter(|c| c.author_id() == self.me_id).next(),
-            Some(n) => texts.clone().nth(n - 1),
+            None => texts.find(|c| c.author_id() == self.me_id),
+            Some(n) => texts.nth(n - 1),
         };
         match chosen {
             Some(c) => self.handle.command(Command::Moderate { room, action: Action::Redact(c.id) }),

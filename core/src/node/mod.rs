@@ -302,6 +302,12 @@ impl Node {
         self.main.dedup.iter()
     }
 
+    /// Recent chats of room `room` held for repair, oldest first (sealed, as they travel).
+    pub fn recent_chats_in(&self, room: &RoomId) -> Vec<Arc<Chat>> {
+        let room = self.room_ix(room).and_then(|ix| self.room_ref(ix));
+        room.map(|r| r.dedup.iter().cloned().collect()).unwrap_or_default()
+    }
+
     /// Chats held for repair and catch-up.
     pub fn held_chats(&self) -> usize {
         self.main.dedup.len()
