@@ -170,3 +170,47 @@ fn blocks_hold_across_a_restart_and_a_second_key_for_a_name_is_marked() {
     b.quit();
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A is away (stopped, its database kept) while O removes B; back, A learns of the removal, gets
+/// the room's new key and writes with it, and B still reads nothing.
+#[test]
+fn a_member_away_during_a_removal_gets_the_new_key_when_it_returns() {
+    let dir = temp_dir("moderation-away");
+    let mut o = Proc::start("o", &["listen", "-p", "0", "-u", "olga"]);
+    let olga = o.who();
+    let o_addr = addr(&mut o);
+    let a_args = ["listen", "-p", "0", "-u", "alice", "--db-path", dir.to_str().unwrap(), "--bootstrap", &o_addr];
+    let mut a = Proc::start("a", &a_args);
+    let alice = a.who();
+    let mut b = Proc::start("b", &["listen", "-p", "0", "-u", "bob", "--bootstrap", &o_addr]);
+    let bob = b.who();
+    o.wait_for(&format!("connected to {alice}"));
+    o.wait_for(&format!("connected to {bob}"));
+    o.say("/create #team");
+    let line = o.wait_for("--- invite code for #team: ");
+    let code = line.rsplit(' ').next().unwrap().to_owned();
+    a.say(&format!("/join {code}"));
+    b.say(&format!("/join {code}"));
+    o.wait_for(&format!("#team *** {alice} joined with an invite"));
+    o.wait_for(&format!("#team *** {bob} joined with an invite"));
+    a.wait_for(&format!("#team *** {bob} joined with an invite"));
+    a.quit();
+
+    o.say(&format!("/kick {bob}"));
+    b.wait_for(&format!("#team *** {bob} was removed by {olga}"));
+    let mut a = Proc::start("a2", &a_args);
+    a.wait_for(&format!("#team *** {bob} was removed by {olga}"));
+    a.wait_for("--- #team: the room's new key reached you");
+    a.say("/room #team");
+    a.wait_for("--- current room: #team");
+    a.say("back with the new key");
+    o.wait_for(&format!("#team {alice}: back with the new key"));
+    o.say("/room -");
+    o.say("marker for everyone");
+    b.wait_for("marker for everyone");
+    assert_eq!(b.count("back with the new key"), 0);
+    a.quit();
+    b.quit();
+    o.quit();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
