@@ -195,6 +195,13 @@ fn forged_unauthorised_and_misdirected_operations_change_nothing() {
     for chat in chats {
         m.send(node, now, &wire::encode(&Message::Chat { ttl: 5, hops: 1, chat: chat.into() }));
     }
+    // A genuine operation replayed (here, B's own join) is a duplicate: nothing changes.
+    let joins: Vec<_> =
+        node.recent_chats_in(&room).into_iter().filter(|c| matches!(c.body, Body::Op(Op::Join(_)))).collect();
+    assert_eq!(joins.len(), 2);
+    for chat in joins {
+        m.send(node, now, &wire::encode(&Message::Chat { ttl: 5, hops: 1, chat }));
+    }
     while node.poll_output().is_some() {}
     let after = score(node).unwrap();
     assert!(after <= before - 55, "three forgeries cost {before} -> {after}");
@@ -386,4 +393,36 @@ fn held_room_infos(net: &Net, i: usize) -> Vec<p2p_chat_core::RoomInfo> {
             _ => None,
         })
         .collect()
+}
+
+/// The room's log outlives the retention window of its chats: a member that joins after the
+/// owner's operations aged out of sync still gets them from its member neighbours, so it judges
+/// a later removal by an admin made long ago as everyone else does.
+#[test]
+fn a_member_that_joins_after_the_window_still_gets_the_start_of_the_log() {
+    let short = |i: usize| p2p_chat_core::Config { retention: Duration::from_secs(60), ..Net::star_config(i) };
+    let mut net = Net::new_with(4, 31, short, with_dm);
+    net.run_for(Duration::from_secs(3));
+    net.command(0, Command::CreateRoom { name: "team".into(), addrs: vec![net::addr(0)], valid_for: HOUR });
+    let code = last_invite(&net, 0);
+    let invite = Invite::from_code(&code, &Ed25519Keys::from_seed(9), net.now).unwrap();
+    let room = RoomKeys::with_owner(&invite.secret, Some(&invite.owner)).id;
+    for i in [1, 2] {
+        net.command(i, Command::JoinInvite(code.clone()));
+    }
+    net.run_for(Duration::from_secs(3));
+    net.command(0, Command::Moderate { room, action: Action::Op(id_of(&net, 1)) });
+    net.run_for(Duration::from_secs(120));
+    // Long after the grant, node 3 joins, and admin 1 removes node 2.
+    net.command(0, Command::Invite { room, addrs: vec![net::addr(0)], valid_for: HOUR });
+    net.command(3, Command::JoinInvite(last_invite(&net, 0)));
+    net.run_for(Duration::from_secs(5));
+    net.command(1, Command::Moderate { room, action: Action::Kick(id_of(&net, 2)) });
+    net.run_for(Duration::from_secs(5));
+    let expected = members(&net, 0, room);
+    assert_eq!(expected.len(), 3, "{expected:?}");
+    assert_eq!(members(&net, 3, room), expected, "the newcomer agrees: it knows node 1 is an admin");
+    let id = say(&mut net, 3, room, "the newcomer has the key").expect("handed by its inviter");
+    net.run_for(Duration::from_secs(2));
+    assert!(shown(&net, 1, id) && !shown(&net, 2, id));
 }

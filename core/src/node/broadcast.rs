@@ -150,6 +150,10 @@ impl Node {
                 }
                 return;
             }
+            // The start of a room's log, older than its chats are kept: the log keeps it.
+            Err(Verdict::TooOld) if ix != RoomIx::DEFAULT && matches!(chat.body, Body::Op(_)) => {
+                return self.on_old_op(now, from, ix, chat, verified);
+            }
             // Too old or too new (`New` is never the error). Not necessarily malice (clock skew, a
             // slow catch-up): refuse without penalty.
             Err(_) => {

@@ -289,6 +289,7 @@ impl Node {
         let Some(j) = self.rooms.get_mut(ix) else { return };
         let Some(log) = j.log.as_mut() else { return };
         let Ok(effect) = log.insert(chat.id, chat.author, op.clone()) else { return };
+        j.moderation.ops.insert(chat.id, chat.clone());
         remember_name(&mut j.moderation.names, chat.author, &chat.username);
         let target = match op {
             Op::Remove(k) | Op::Ban(k) | Op::Unban(k) | Op::Grant(k) | Op::Revoke(k) => Some(*k),
@@ -512,7 +513,65 @@ impl Node {
         let Some(j) = self.rooms.get_mut(ix) else { return };
         remember_name(&mut j.moderation.names, chat.author, &chat.username);
         if let Some(log) = j.log.as_mut() {
-            let _ = log.insert(chat.id, chat.author, op.clone());
+            if log.insert(chat.id, chat.author, op.clone()).is_ok() {
+                j.moderation.ops.insert(chat.id, Arc::new(chat.clone()));
+            }
+        }
+    }
+
+    /// An operation older than the retention window (a member neighbour handing over the log's
+    /// start): checked like any, taken into the log and shown, not held for sync.
+    pub(super) fn on_old_op(
+        &mut self,
+        now: Time,
+        from: Option<ConnId>,
+        ix: RoomIx,
+        chat: Arc<Chat>,
+        verified: Option<bool>,
+    ) {
+        let known = self.rooms.get(ix).and_then(|j| j.log.as_ref()).is_none_or(|l| l.contains(&chat.id));
+        if known {
+            self.stats.duplicates += 1;
+            return;
+        }
+        let why = if !chat.is_well_formed() || !verified.unwrap_or_else(|| chat.verify(&*self.keys)) {
+            Some("sent a chat whose signature does not verify")
+        } else {
+            match self.room_verdict(ix, &chat) {
+                RoomVerdict::Deliver(_) => None,
+                RoomVerdict::Refuse(why) => why.or(Some("")),
+                RoomVerdict::Hold => Some(""),
+            }
+        };
+        if let Some(why) = why {
+            self.stats.chats_refused += 1;
+            if let (Some(conn), false) = (from, why.is_empty()) {
+                self.penalize(now, conn, Penalty::BadChat, why);
+            }
+            return;
+        }
+        self.emit(Event::Chat(Delivery { chat: chat.clone(), opened: None, hops: 1, origin: Origin::Repair }));
+        self.apply_op(now, ix, &chat, Origin::Repair);
+    }
+
+    /// A new member neighbour of room `ix` gets the log's operations that sync no longer offers
+    /// (older than the retention window), once per connection, each charged to its credit like
+    /// any answer: without them, a member that joined later would judge newer operations against
+    /// a log missing its start (an admin made on the first day, a ban).
+    pub(super) fn send_old_ops(&mut self, now: Time, conn: ConnId, ix: RoomIx) {
+        let Some(j) = self.rooms.get(ix) else { return };
+        if j.log.is_none() {
+            return;
+        }
+        let lower = j.room.dedup.lower_bound(now);
+        let old: Vec<Arc<Chat>> = j.moderation.ops.range(..lower).map(|(_, c)| c.clone()).collect();
+        for chat in old {
+            let msg = Message::Reply { hops: 1, chat };
+            if self.afford(conn, wire::frame_size_hint(&msg)).is_err() {
+                break;
+            }
+            self.stats.room_frames_out += 1;
+            self.send(conn, &msg);
         }
     }
 }

@@ -303,6 +303,7 @@ impl Node {
         if self.config.repair && outbound {
             self.start_sync(now, conn, ix);
         }
+        self.send_old_ops(now, conn, ix);
         Some(ix)
     }
 

@@ -104,6 +104,9 @@ pub(crate) struct Moderation {
     pub(crate) keys_sent: BTreeSet<(PublicKey, ChatId)>,
     /// Rounds the room has been stale (see `log`), for the admins that rekey it.
     pub(crate) stale_rounds: u32,
+    /// The chats that carried the log's operations, to hand a new member neighbour those that
+    /// sync no longer offers (older than the retention window). As many as the log holds.
+    pub(crate) ops: std::collections::BTreeMap<ChatId, std::sync::Arc<crate::chat::Chat>>,
     /// The name each key of the room was last seen with (operations and chats), for showing
     /// operations and `/members`.
     pub(crate) names: std::collections::BTreeMap<PublicKey, String>,
