@@ -381,8 +381,10 @@ impl Display {
     }
 
     fn show_dm_state(&self, id: &DmId, to: &PeerId, state: DmState) {
-        let line = self.dms().set_state(to, id, state);
-        if let (Some(s), Some(line)) = (&self.store, line) {
+        // A message never shown (a room's key handed over by the node, retried after a restart)
+        // has no state to tell.
+        let Some(line) = self.dms().set_state(to, id, state) else { return };
+        if let Some(s) = &self.store {
             if let Err(e) = s.put_dms(&[line]) {
                 self.say(Kind::Warning, format!("!!! could not save the direct message: {e}"));
             }

@@ -171,7 +171,8 @@ pub(super) struct Dm {
     /// Outbox entries that are receipts: never reported, dropped once handed over.
     quiet: BTreeSet<DmId>,
     /// Outbox entries that are room keys: retried until their receipt like a text, never
-    /// reported. Not saved: after a restart they are reported like texts.
+    /// reported. Not saved: after a restart their state changes come as `Event::DmState` for ids
+    /// the application never showed (the CLI says nothing of those).
     silent: BTreeSet<DmId>,
     awaiting: Vec<Awaiting>,
     walks: Vec<BundleWalk>,
