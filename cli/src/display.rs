@@ -227,7 +227,7 @@ impl Display {
             Event::PeerUp(p) => {
                 st.connected += 1;
                 self.dms().learn(p.peer, &p.username);
-                self.name_check(st, &p.username, p.peer);
+                self.name_check(&p.username, p.peer);
                 // Dialed by us (its address) or dialing in (the address it listens on).
                 let back = self.shared.unreachable.lock().ok().and_then(|mut m| {
                     let by_listen = p.listen_addr.and_then(|a| m.remove(&a).map(|_| a));
@@ -252,7 +252,7 @@ impl Display {
                 crate::memory::peer_left();
             }
             Event::Chat(d) => {
-                self.name_check(st, &d.chat.username, d.chat.author_id());
+                self.name_check(&d.chat.username, d.chat.author_id());
                 self.dms().learn(d.chat.author_id(), &d.chat.username);
                 self.shared.rooms.lock().delivered(d);
             }
@@ -431,8 +431,7 @@ impl Display {
     }
 
     /// Says so when a second key uses a name already seen this run.
-    fn name_check(&self, st: &mut State, name: &str, id: PeerId) {
-        let _ = st;
+    fn name_check(&self, name: &str, id: PeerId) {
         let mut names = self.shared.names.lock().unwrap_or_else(|e| e.into_inner());
         let ids = names.entry(name.to_owned()).or_default();
         let new = !ids.contains(&id);

@@ -133,7 +133,6 @@ fn blocks_hold_across_a_restart_and_a_second_key_for_a_name_is_marked() {
     let a_addr = addr(&mut a);
     let mut b = Proc::start("b", &["listen", "-p", "0", "-u", "bob", "--bootstrap", &a_addr]);
     let bob = b.who();
-    let b_addr = addr(&mut b);
     let mut c = Proc::start("c", &["listen", "-p", "0", "-u", "bob", "--bootstrap", &a_addr]);
     let other_bob = c.who();
     a.wait_for(&format!("connected to {bob}"));
@@ -163,7 +162,6 @@ fn blocks_hold_across_a_restart_and_a_second_key_for_a_name_is_marked() {
     b.say("still blocked after the restart");
     c.say("second marker");
     a.wait_for("second marker");
-    let _ = b_addr;
     let seen = a.quit();
     assert!(!seen.iter().any(|l| l.contains("still blocked") || l.contains("nor this")), "{seen:?}");
     c.quit();

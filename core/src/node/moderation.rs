@@ -146,8 +146,7 @@ impl Node {
             node.key_of(ix, who).ok_or_else(|| format!("{} is not known in {label}", who.short()))
         };
         let op = match action {
-            Action::Kick(who) | Action::Ban(who) | Action::Unban(who) if !admin => {
-                let _ = who;
+            Action::Kick(_) | Action::Ban(_) | Action::Unban(_) if !admin => {
                 Err("only the owner or an admin can remove, ban or unban members".to_owned())
             }
             Action::Op(_) | Action::Deop(_) if !owner => Err("only the owner can make or unmake admins".to_owned()),
@@ -368,17 +367,9 @@ impl Node {
         for id in waiting {
             let Some(stored) = j.room.dedup.get(&id) else { continue };
             let chat = stored.chat;
-            match j
-                .info
-                .keys_for(
-                    RoomKeys::sealed_epoch(match &chat.body {
-                        Body::Sealed(s) => s,
-                        _ => continue,
-                    })
-                    .unwrap_or(FIRST_EPOCH),
-                )
-                .and_then(|k| chat.open(&k))
-            {
+            let Body::Sealed(sealed) = &chat.body else { continue };
+            let epoch = RoomKeys::sealed_epoch(sealed).unwrap_or(FIRST_EPOCH);
+            match j.info.keys_for(epoch).and_then(|k| chat.open(&k)) {
                 Some(text) => ready.push((chat, text, stored.hops)),
                 None => still.push(id),
             }
@@ -491,8 +482,7 @@ impl Node {
         if s.banned.contains(&me) {
             return Err(format!("cannot join: you are banned from #{}", j.info.name));
         }
-        if let Some(out) = s.out.get(&me).filter(|o| invite.issued_ms <= o.timestamp_ms()) {
-            let _ = out;
+        if s.out.get(&me).is_some_and(|o| invite.issued_ms <= o.timestamp_ms()) {
             return Err(format!("cannot join: you were removed from #{} after this invite was made", j.info.name));
         }
         if s.members.contains_key(&me) {
