@@ -26,9 +26,9 @@ const CHATS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("chats");
 const PEERS: TableDefinition<&str, u64> = TableDefinition::new("peers");
 /// Keys of chats stored but not yet shown.
 const UNSHOWN: TableDefinition<&[u8], ()> = TableDefinition::new("unshown");
-/// Rooms the node is in, by id: access (0 public, 2 private), the 32-byte secret, for a private
-/// room its owner's 32-byte key, the count of its epoch keys (one byte) and each epoch's id and key
-/// (16 and 32 bytes), then the name.
+/// Rooms the node is in, by id: access (0 public, 2 private; 1, a private room kept before rooms
+/// had owners), the 32-byte secret, for kind 2 the owner's 32-byte key, the count of its epoch
+/// keys (one byte) and each epoch's id and key (16 and 32 bytes), then the name.
 const ROOMS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("rooms");
 /// Identities blocked with `/block`, by peer id.
 const BLOCKS: TableDefinition<&[u8], ()> = TableDefinition::new("blocks");
@@ -311,6 +311,9 @@ impl Store {
         let secret = RoomSecret(*secret);
         let (access, owner, mut epochs) = match access {
             0 => (Access::Public, None, Vec::new()),
+            // A private room kept by a version before owners: rejoined as it was, unmoderated
+            // (its members, on the same version as this one, made it again with an owner).
+            1 => (Access::Private, None, Vec::new()),
             2 => {
                 let (owner, more) = rest.split_first_chunk::<32>().ok_or_else(corrupt)?;
                 let (&n, mut more) = more.split_first().ok_or_else(corrupt)?;
