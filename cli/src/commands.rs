@@ -2,7 +2,7 @@
 //! Only parsing lives here; `session` carries the commands out.
 
 /// How every invite code starts (the core's invite format, version 1).
-pub const INVITE_PREFIX: &str = "p2pchat-invite1:";
+pub const INVITE_PREFIX: &str = "p2pchat-invite2:";
 
 /// Chats `/history` shows without a number.
 pub const HISTORY_DEFAULT: usize = 20;
@@ -20,7 +20,7 @@ pub enum Typed<'a> {
     History(usize),
     /// `/join #name`: the public room of this (normalised) name.
     JoinPublic(String),
-    /// `/join p2pchat-invite1:...`.
+    /// `/join p2pchat-invite2:...`.
     JoinInvite(&'a str),
     /// `/create #name`: a new private room.
     Create(String),
@@ -37,9 +37,31 @@ pub enum Typed<'a> {
     },
     /// `/dms`: the conversations; `/dms name#id`: one of them.
     Dms(Option<&'a str>),
+    /// `/block name#id`, `/unblock name#id`, `/blocks`.
+    Block(&'a str),
+    Unblock(&'a str),
+    Blocks,
+    /// `/whois name`: every key seen using the name.
+    Whois(&'a str),
+    /// A moderation command of the current room and its `name#id`: `/kick`, `/ban`, `/unban`,
+    /// `/op`, `/deop`.
+    Moderate(Moderation, &'a str),
+    Members,
+    /// `/redact`: your last chat in the current room; `/redact N`: the N-th last in `/history`.
+    Redact(Option<usize>),
     /// A command used wrongly: what to say.
     Wrong(String),
     Unknown(&'a str),
+}
+
+/// What a moderation command asks of the current room's membership.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Moderation {
+    Kick,
+    Ban,
+    Unban,
+    Op,
+    Deop,
 }
 
 /// Reads one line as typed (without its line ending). `None` for a blank line.
@@ -93,6 +115,29 @@ pub fn parse(line: &str) -> Option<Typed<'_>> {
             _ => Typed::Wrong("usage: /msg name#id text (the 8 hex digits shown beside the name)".into()),
         },
         "dms" => one_word("/dms [name#id]").unwrap_or(Typed::Dms((!rest.is_empty()).then_some(rest))),
+        "block" | "unblock" | "whois" | "kick" | "ban" | "unban" | "op" | "deop" => {
+            let usage = if word == "whois" { "/whois name".to_owned() } else { format!("/{word} name#id") };
+            if rest.is_empty() || rest.split_whitespace().count() > 1 {
+                return Some(Typed::Wrong(format!("usage: {usage}")));
+            }
+            match word {
+                "block" => Typed::Block(rest),
+                "unblock" => Typed::Unblock(rest),
+                "whois" => Typed::Whois(rest),
+                "kick" => Typed::Moderate(Moderation::Kick, rest),
+                "ban" => Typed::Moderate(Moderation::Ban, rest),
+                "unban" => Typed::Moderate(Moderation::Unban, rest),
+                "op" => Typed::Moderate(Moderation::Op, rest),
+                _ => Typed::Moderate(Moderation::Deop, rest),
+            }
+        }
+        "blocks" => Typed::Blocks,
+        "members" => Typed::Members,
+        "redact" if rest.is_empty() => Typed::Redact(None),
+        "redact" => match rest.parse() {
+            Ok(n) if n > 0 => Typed::Redact(Some(n)),
+            _ => Typed::Wrong("usage: /redact [N] (N: the N-th last chat in /history; none: your last)".into()),
+        },
         _ => Typed::Unknown(word),
     })
 }
@@ -115,7 +160,7 @@ mod tests {
         assert!(matches!(parse("/history x"), Some(Typed::Wrong(_))));
         assert_eq!(parse("/join #Rust"), Some(Typed::JoinPublic("rust".into())));
         assert_eq!(parse("/join dev"), Some(Typed::JoinPublic("dev".into())));
-        assert_eq!(parse("/join p2pchat-invite1:abc"), Some(Typed::JoinInvite("p2pchat-invite1:abc")));
+        assert_eq!(parse("/join p2pchat-invite2:abc"), Some(Typed::JoinInvite("p2pchat-invite2:abc")));
         assert!(matches!(parse("/join"), Some(Typed::Wrong(_))));
         assert!(matches!(parse("/join #a #b"), Some(Typed::Wrong(_))));
         assert_eq!(parse("/create #team"), Some(Typed::Create("team".into())));
@@ -131,14 +176,24 @@ mod tests {
         assert_eq!(parse("/dms"), Some(Typed::Dms(None)));
         assert_eq!(parse("/dms bob#1234abcd"), Some(Typed::Dms(Some("bob#1234abcd"))));
         assert_eq!(parse("/frob x"), Some(Typed::Unknown("frob")));
+        assert_eq!(parse("/kick bob#1234abcd"), Some(Typed::Moderate(Moderation::Kick, "bob#1234abcd")));
+        assert!(matches!(parse("/ban"), Some(Typed::Wrong(w)) if w == "usage: /ban name#id"));
+        assert_eq!(parse("/block bob#1234abcd"), Some(Typed::Block("bob#1234abcd")));
+        assert_eq!(parse("/whois bob"), Some(Typed::Whois("bob")));
+        assert_eq!(parse("/redact"), Some(Typed::Redact(None)));
+        assert_eq!(parse("/redact 2"), Some(Typed::Redact(Some(2))));
+        assert!(matches!(parse("/redact 0"), Some(Typed::Wrong(_))));
+        assert_eq!(parse("/members"), Some(Typed::Members));
     }
 
     #[test]
     fn the_prefix_is_the_cores() {
         use p2p_chat_core::rooms::{Invite, RoomSecret};
+        use p2p_chat_core::{Keys, Time};
         let k = p2p_chat_core::Ed25519Keys::from_seed(1);
         let code =
-            Invite::new(&k, "team", RoomSecret([1; 32]), Vec::new(), p2p_chat_core::Time::from_millis(1)).to_code();
+            Invite::new(&k, "team", RoomSecret([1; 32]), k.public_key(), Vec::new(), Time::ZERO, Time::from_millis(1))
+                .to_code();
         assert!(is_invite(&code), "{code}");
     }
 }

@@ -12,7 +12,7 @@
 //! - the rooms joined and left are kept in `rooms::Rooms` (and with `--persist`, in the database),
 //!   and a chat of a room that is not current counts as unread there.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
@@ -55,6 +55,8 @@ pub struct Shared {
     pub dms: Mutex<crate::dm::Dms>,
     /// Peers typing to this node, and when they said so last (`Event::Typing`); never stored.
     pub typing: Mutex<BTreeMap<PeerId, std::time::Instant>>,
+    /// Every key seen this run using each name, the first one first (`/whois`).
+    pub names: Mutex<BTreeMap<String, Vec<PeerId>>>,
 }
 
 impl Shared {
@@ -116,7 +118,6 @@ struct State {
     connected: usize,
     /// Own chats written while no peer was connected.
     queued: usize,
-    names: HashMap<String, BTreeSet<PeerId>>,
 }
 
 impl Display {
@@ -127,7 +128,15 @@ impl Display {
     /// An event's line, with its sender marked for the full-screen view's colors.
     fn say_event(&self, e: &Event, when: When) {
         let line = self.style.event_line(e, when, &self.shared.rooms.lock());
-        let Some((kind, text)) = line else { return };
+        let Some((kind, mut text)) = line else { return };
+        // A new key using a name another key used first is marked on each of its chats.
+        if let Event::Chat(d) = e {
+            let names = self.shared.names.lock().unwrap_or_else(|e| e.into_inner());
+            let first = names.get(&d.chat.username).and_then(|k| k.first());
+            if first.is_some_and(|f| *f != d.chat.author_id()) {
+                text += &format!("  (not the first {}: /whois)", crate::ui::clean_name(&d.chat.username));
+            }
+        }
         let who = match e {
             Event::Chat(d) => Style::find_who(&text, &d.chat.username, &d.chat.author_id()),
             Event::PeerUp(p) => Style::find_who(&text, &p.username, &p.peer),
@@ -139,8 +148,14 @@ impl Display {
 
     /// Runs until the node's event channel closes.
     pub fn run(self, events: Receiver<Event>) {
-        let mut st = State { connected: 0, queued: 0, names: HashMap::new() };
-        st.names.entry(self.me.0.clone()).or_default().insert(self.me.1);
+        let mut st = State { connected: 0, queued: 0 };
+        self.shared
+            .names
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(self.me.0.clone())
+            .or_default()
+            .push(self.me.1);
         loop {
             let first = match events.recv_timeout(DM_SAVE_EVERY) {
                 Ok(e) => e,
@@ -212,7 +227,7 @@ impl Display {
             Event::PeerUp(p) => {
                 st.connected += 1;
                 self.dms().learn(p.peer, &p.username);
-                self.name_check(st, &p.username, p.peer);
+                self.name_check(&p.username, p.peer);
                 // Dialed by us (its address) or dialing in (the address it listens on).
                 let back = self.shared.unreachable.lock().ok().and_then(|mut m| {
                     let by_listen = p.listen_addr.and_then(|a| m.remove(&a).map(|_| a));
@@ -237,7 +252,7 @@ impl Display {
                 crate::memory::peer_left();
             }
             Event::Chat(d) => {
-                self.name_check(st, &d.chat.username, d.chat.author_id());
+                self.name_check(&d.chat.username, d.chat.author_id());
                 self.dms().learn(d.chat.author_id(), &d.chat.username);
                 self.shared.rooms.lock().delivered(d);
             }
@@ -269,10 +284,37 @@ impl Display {
                 self.shared.rooms.notify();
                 return;
             }
+            Event::Redacted { chat, .. } => {
+                if let Some(Err(e)) = self.store.as_ref().map(|s| s.remove_chat(chat)) {
+                    self.say(Kind::Warning, format!("!!! could not forget the redacted chat: {e}"));
+                }
+                if let Ok(mut h) = self.shared.history.lock() {
+                    h.retain(|c| c.id != *chat);
+                }
+                return;
+            }
+            Event::RoomUpdated(info) => {
+                if let Some(Err(e)) = self.store.as_ref().map(|s| s.put_room(info)) {
+                    self.say(Kind::Warning, format!("!!! could not save the room's new key: {e}"));
+                }
+                let more = {
+                    let mut list = self.shared.rooms.lock();
+                    let before = list.get(&info.id).map_or(0, |e| e.info.epochs.len());
+                    list.updated(info);
+                    info.epochs.len() > before
+                };
+                if more {
+                    let title = self.shared.rooms.lock().title(&info.id);
+                    self.say(Kind::Info, format!("--- {title}: the room's new key reached you"));
+                }
+                return;
+            }
+            Event::Blocks(list) => return self.show_blocks(list),
+            Event::Members { room, members } => return self.show_members(room, members),
             Event::Dm(d) => return self.show_dm(d),
             Event::DmState { id, to, state } => return self.show_dm_state(id, to, *state),
             Event::Typing { from, on } => return self.typing(*from, *on),
-            Event::Warning(_) | Event::Invite { .. } => {}
+            Event::Warning(_) | Event::Invite { .. } | Event::Membership(_) => {}
         }
         let when = match e {
             Event::Chat(d) => self.clock.when(d),
@@ -339,8 +381,10 @@ impl Display {
     }
 
     fn show_dm_state(&self, id: &DmId, to: &PeerId, state: DmState) {
-        let line = self.dms().set_state(to, id, state);
-        if let (Some(s), Some(line)) = (&self.store, line) {
+        // A message never shown (a room's key handed over by the node, retried after a restart)
+        // has no state to tell.
+        let Some(line) = self.dms().set_state(to, id, state) else { return };
+        if let Some(s) = &self.store {
             if let Err(e) = s.put_dms(&[line]) {
                 self.say(Kind::Warning, format!("!!! could not save the direct message: {e}"));
             }
@@ -350,10 +394,51 @@ impl Display {
         self.say(Kind::Network, self.style.note(Kind::Network, &format!("--- dm to {who} {word}")));
     }
 
+    fn show_blocks(&self, list: &[PeerId]) {
+        if let Some(Err(e)) = self.store.as_ref().map(|s| s.put_blocks(list)) {
+            self.say(Kind::Warning, format!("!!! could not save the blocks: {e}"));
+        }
+        let text = if list.is_empty() {
+            "--- nobody is blocked".to_owned()
+        } else {
+            let who: Vec<String> = list.iter().map(|p| self.style.who(&self.dms().name(p), p)).collect();
+            format!("--- blocked (their chats and direct messages are not shown): {}", who.join(", "))
+        };
+        self.say(Kind::Info, text);
+    }
+
+    fn show_members(&self, room: &p2p_chat_core::RoomId, members: &[p2p_chat_core::MemberEntry]) {
+        let title = self.shared.rooms.lock().title(room);
+        if members.is_empty() {
+            return self.say(Kind::Info, format!("{title} keeps no membership (a public room)"));
+        }
+        let mut out = format!("members of {title}:");
+        for m in members {
+            let name = m.name.clone().unwrap_or_else(|| self.dms().name(&m.key.peer_id()));
+            let role = match (m.role, m.banned) {
+                (Some(p2p_chat_core::Role::Owner), _) => "owner",
+                (Some(p2p_chat_core::Role::Admin), _) => "admin",
+                (Some(p2p_chat_core::Role::Member), _) => "member",
+                (None, _) => "banned",
+            };
+            out += &format!(
+                "
+  {:<26} {role}",
+                self.style.who(&name, &m.key.peer_id())
+            );
+        }
+        self.say(Kind::Info, out);
+    }
+
     /// Says so when a second key uses a name already seen this run.
-    fn name_check(&self, st: &mut State, name: &str, id: PeerId) {
-        let ids = st.names.entry(name.to_owned()).or_default();
-        if ids.insert(id) && ids.len() > 1 {
+    fn name_check(&self, name: &str, id: PeerId) {
+        let mut names = self.shared.names.lock().unwrap_or_else(|e| e.into_inner());
+        let ids = names.entry(name.to_owned()).or_default();
+        let new = !ids.contains(&id);
+        if new {
+            ids.push(id);
+        }
+        if new && ids.len() > 1 {
             let all: Vec<String> = ids.iter().map(|i| self.style.who(name, i)).collect();
             self.say(
                 Kind::Warning,

@@ -25,8 +25,8 @@ pub const DEFAULT_NAME: &str = "everyone";
 
 /// A room the node is in, besides the default one.
 pub struct Entry {
+    /// Its keys too: every epoch's this node was handed (`Event::RoomUpdated`).
     pub info: RoomInfo,
-    keys: RoomKeys,
     pub unread: usize,
 }
 
@@ -60,8 +60,15 @@ impl RoomList {
         if self.get(&info.id).is_some() {
             return false;
         }
-        self.rooms.push(Entry { keys: RoomKeys::new(&info.secret), info: info.clone(), unread: 0 });
+        self.rooms.push(Entry { info: info.clone(), unread: 0 });
         true
+    }
+
+    /// A room's keys changed (a new epoch's came).
+    pub fn updated(&mut self, info: &RoomInfo) {
+        if let Some(e) = self.rooms.iter_mut().find(|e| e.info.id == info.id) {
+            e.info = info.clone();
+        }
     }
 
     /// A command about rooms was refused.
@@ -157,9 +164,12 @@ impl RoomList {
         }
     }
 
-    /// The text of a stored chat of a room in the list (its sealed text opened).
+    /// The text of a stored chat of a room in the list (its sealed text opened with the key of
+    /// the epoch it names, if this node holds it).
     pub fn open(&self, c: &Chat) -> Option<String> {
-        self.get(&c.room).and_then(|e| c.open(&e.keys))
+        let Body::Sealed(sealed) = &c.body else { return None };
+        let epoch = RoomKeys::sealed_epoch(sealed)?;
+        self.get(&c.room).and_then(|e| c.open(&e.info.keys_for(epoch)?))
     }
 
     /// A room chosen by what follows `/room` or `/part`: nothing, `-` or `everyone` for the
@@ -293,7 +303,9 @@ mod tests {
     fn info(name: &str, private: bool) -> RoomInfo {
         let secret = if private { RoomSecret([name.len() as u8; 32]) } else { RoomKeys::public_secret(name) };
         let access = if private { Access::Private } else { Access::Public };
-        RoomInfo { id: RoomKeys::new(&secret).id, name: name.into(), access, secret }
+        let owner = private.then_some(p2p_chat_core::PublicKey([1; 32]));
+        let id = RoomKeys::with_owner(&secret, owner.as_ref()).id;
+        RoomInfo { id, name: name.into(), access, secret, owner, epochs: Vec::new() }
     }
 
     #[test]
@@ -318,7 +330,7 @@ mod tests {
         let dev = info("dev", false);
         l.joined(&dev);
         let k = p2p_chat_core::Ed25519Keys::from_seed(1);
-        let keys = RoomKeys::new(&dev.secret);
+        let keys = dev.keys();
         let chat = Chat::sealed(&k, p2p_chat_core::ChatId::new_v7(1, &[1; 10]), &keys, "bob", "hi", [3; 24]);
         let d = Delivery { chat: chat.clone().into(), opened: Some("hi".into()), hops: 1, origin: Origin::Live };
         l.delivered(&d);

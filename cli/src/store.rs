@@ -19,15 +19,19 @@ use std::sync::Arc;
 use crate::dm::DmLine;
 use p2p_chat_core::rooms::{RoomKeys, RoomSecret};
 use p2p_chat_core::wire::{self, Message};
-use p2p_chat_core::{Access, Chat, ChatId, RoomId, RoomInfo};
+use p2p_chat_core::{Access, Chat, ChatId, PeerId, PublicKey, RoomId, RoomInfo};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 const CHATS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("chats");
 const PEERS: TableDefinition<&str, u64> = TableDefinition::new("peers");
 /// Keys of chats stored but not yet shown.
 const UNSHOWN: TableDefinition<&[u8], ()> = TableDefinition::new("unshown");
-/// Rooms the node is in, by id: access (0 public, 1 private), the 32-byte secret, the name.
+/// Rooms the node is in, by id: access (0 public, 2 private; 1, a private room kept before rooms
+/// had owners), the 32-byte secret, for kind 2 the owner's 32-byte key, the count of its epoch
+/// keys (one byte) and each epoch's id and key (16 and 32 bytes), then the name.
 const ROOMS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("rooms");
+/// Identities blocked with `/block`, by peer id.
+const BLOCKS: TableDefinition<&[u8], ()> = TableDefinition::new("blocks");
 /// Facts about this history: `first_online_ms`, when a node first ran on it.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Direct messages shown to the user, by (written at, unix ms, big-endian; id): JSON of `DmLine`.
@@ -95,6 +99,7 @@ impl Store {
             tx.open_table(ROOMS)?;
             tx.open_table(DMS)?;
             tx.open_table(DM_STATE)?;
+            tx.open_table(BLOCKS)?;
             Ok(())
         })?;
         Ok(store)
@@ -214,10 +219,55 @@ impl Store {
         Ok(out)
     }
 
+    /// Forgets a redacted chat: its entry goes (redb reuses the freed pages; until they are
+    /// written over, the file may still hold the old bytes, which for a room's chat are sealed).
+    pub fn remove_chat(&self, id: &ChatId) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.open_table(CHATS)?.remove(key(id).as_slice())?;
+            tx.open_table(UNSHOWN)?.remove(key(id).as_slice())?;
+            Ok(())
+        })
+    }
+
+    /// Replaces the blocked identities.
+    pub fn put_blocks(&self, blocked: &[PeerId]) -> Result<(), StoreError> {
+        self.write(|tx| {
+            let mut t = tx.open_table(BLOCKS)?;
+            t.retain(|_, _| false)?;
+            for p in blocked {
+                t.insert(p.0.as_slice(), ())?;
+            }
+            Ok(())
+        })
+    }
+
+    pub fn blocks(&self) -> Result<Vec<PeerId>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = tx.open_table(BLOCKS).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for entry in t.iter().map_err(|e| self.err(e))? {
+            let (k, _) = entry.map_err(|e| self.err(e))?;
+            let id: [u8; 32] = k.value().try_into().map_err(|_| StoreError::Corrupt {
+                path: self.path.clone(),
+                detail: "a blocked id that is not 32 bytes".into(),
+            })?;
+            out.push(PeerId(id));
+        }
+        Ok(out)
+    }
+
     /// Remembers a room (again): what `Command::Rejoin` needs at the next start.
     pub fn put_room(&self, room: &RoomInfo) -> Result<(), StoreError> {
-        let mut v = vec![u8::from(room.access == Access::Private)];
+        let mut v = vec![if room.owner.is_some() { 2 } else { 0 }];
         v.extend_from_slice(&room.secret.0);
+        if let Some(owner) = &room.owner {
+            v.extend_from_slice(&owner.0);
+            v.push(room.epochs.len().min(255) as u8);
+            for (epoch, key) in room.epochs.iter().take(255) {
+                v.extend_from_slice(&epoch.0);
+                v.extend_from_slice(key);
+            }
+        }
         v.extend_from_slice(room.name.as_bytes());
         self.write(|tx| {
             tx.open_table(ROOMS)?.insert(room.id.0.as_slice(), v.as_slice())?;
@@ -257,15 +307,32 @@ impl Store {
     fn decode_room(&self, v: &[u8]) -> Result<RoomInfo, StoreError> {
         let corrupt = || StoreError::Corrupt { path: self.path.clone(), detail: "a room that does not decode".into() };
         let (&access, rest) = v.split_first().ok_or_else(corrupt)?;
-        let (secret, name) = rest.split_first_chunk::<32>().ok_or_else(corrupt)?;
-        let access = match access {
-            0 => Access::Public,
-            1 => Access::Private,
+        let (secret, mut rest) = rest.split_first_chunk::<32>().ok_or_else(corrupt)?;
+        let secret = RoomSecret(*secret);
+        let (access, owner, mut epochs) = match access {
+            0 => (Access::Public, None, Vec::new()),
+            // A private room kept by a version before owners: rejoined as it was, unmoderated
+            // (its members, on the same version as this one, made it again with an owner).
+            1 => (Access::Private, None, Vec::new()),
+            2 => {
+                let (owner, more) = rest.split_first_chunk::<32>().ok_or_else(corrupt)?;
+                let (&n, mut more) = more.split_first().ok_or_else(corrupt)?;
+                let mut epochs = Vec::new();
+                for _ in 0..n {
+                    let (epoch, after) = more.split_first_chunk::<16>().ok_or_else(corrupt)?;
+                    let (key, after) = after.split_first_chunk::<32>().ok_or_else(corrupt)?;
+                    epochs.push((ChatId(*epoch), *key));
+                    more = after;
+                }
+                rest = more;
+                (Access::Private, Some(PublicKey(*owner)), epochs)
+            }
             _ => return Err(corrupt()),
         };
-        let secret = RoomSecret(*secret);
-        let name = String::from_utf8(name.to_vec()).map_err(|_| corrupt())?;
-        Ok(RoomInfo { id: RoomKeys::new(&secret).id, name, access, secret })
+        epochs.sort_by_key(|(e, _)| *e);
+        let name = String::from_utf8(rest.to_vec()).map_err(|_| corrupt())?;
+        let id = RoomKeys::with_owner(&secret, owner.as_ref()).id;
+        Ok(RoomInfo { id, name, access, secret, owner, epochs })
     }
 
     /// Stores direct messages (new, or with a new state) in one transaction.
@@ -424,8 +491,11 @@ mod tests {
     fn rooms_survive_reopening_until_parted_and_history_is_per_room() {
         let dir = temp_dir("rooms");
         let secret = RoomSecret([5; 32]);
-        let team = RoomInfo { id: RoomKeys::new(&secret).id, name: "team".into(), access: Access::Private, secret };
-        let keys = RoomKeys::new(&team.secret);
+        let owner = Some(PublicKey([3; 32]));
+        let id = RoomKeys::with_owner(&secret, owner.as_ref()).id;
+        let epochs = vec![(ChatId([1; 16]), [7; 32]), (ChatId([2; 16]), [8; 32])];
+        let team = RoomInfo { id, name: "team".into(), access: Access::Private, secret, owner, epochs };
+        let keys = team.keys_for(ChatId([2; 16])).unwrap();
         let k = Ed25519Keys::from_seed(1);
         let sealed = Arc::new(Chat::sealed(&k, ChatId::new_v7(5, &[5; 10]), &keys, "alice", "secret words", [1; 24]));
         {
@@ -438,6 +508,10 @@ mod tests {
         assert_eq!(s.rooms().unwrap(), vec![team.clone()]);
         assert_eq!(s.recent_in(team.id, 10).unwrap(), vec![(*sealed).clone()]);
         assert_eq!(s.recent_in(RoomId::DEFAULT, 1).unwrap()[0].body, Body::Text("b".into()));
+        s.remove_chat(&sealed.id).unwrap();
+        assert!(s.recent_in(team.id, 10).unwrap().is_empty());
+        s.put_blocks(&[PeerId([4; 32])]).unwrap();
+        assert_eq!(s.blocks().unwrap(), vec![PeerId([4; 32])]);
         s.remove_room(&team.id).unwrap();
         assert!(s.rooms().unwrap().is_empty());
         drop(s);

@@ -7,7 +7,9 @@
 use std::time::Duration;
 
 use chrono::{Local, TimeZone};
-use p2p_chat_core::{Body, Chat, Delivery, Event, Origin, PeerId, PeerSummary, RoomSummary, Stats};
+use p2p_chat_core::{
+    Body, Chat, Delivery, Event, MemberChange, Op, Origin, PeerId, PeerSummary, PublicKey, RoomSummary, Stats,
+};
 
 use crate::rooms::RoomList;
 
@@ -111,6 +113,7 @@ impl Style {
             }
             Body::Join => self.paint(GREEN, &format!("{at} *** {who} joined")),
             Body::Leave => self.paint(YELLOW, &format!("{at} *** {who} left")),
+            Body::Op(_) => self.paint(DIM, &format!("{at} *** {who} changed the room's membership")),
         };
         match when {
             When::Now => line,
@@ -135,6 +138,7 @@ impl Style {
             (Body::Leave, _) => Kind::Left,
             (Body::Text(_) | Body::Sealed(_), _) if d.origin == Origin::Local => Kind::Own,
             (Body::Text(_) | Body::Sealed(_), _) => Kind::Chat,
+            (Body::Op(_), _) => Kind::Info,
         }
     }
 
@@ -145,6 +149,11 @@ impl Style {
             Event::Chat(d) if d.origin == Origin::Local && matches!(d.chat.body, Body::Join | Body::Leave) => {
                 return None
             }
+            // `Event::Membership` says what an operation did.
+            Event::Chat(d) if matches!(d.chat.body, Body::Op(_)) => return None,
+            // A join or rekey this node's log cannot place yet (its inviter's join not here): not news.
+            Event::Membership(c) if !c.applied && matches!(c.op, Op::Join(_) | Op::Rekey { .. }) => return None,
+            Event::Membership(c) => (Kind::Joined, self.membership_line(c, &rooms.title(&c.room))),
             Event::Chat(d) => {
                 let label = if d.chat.room.is_default() { None } else { Some(rooms.title(&d.chat.room)) };
                 (Style::chat_kind(d, when), self.chat_line(d, when, label.as_deref()))
@@ -176,7 +185,31 @@ impl Style {
             // On a line of its own, whole, so that it can be copied or picked out by a script.
             Event::Invite { room, code } => (Kind::Info, format!("--- invite code for {}: {code}", rooms.title(room))),
             Event::Dm(_) | Event::DmState { .. } | Event::Typing { .. } => return None,
+            // Shown by the display, which knows the names (`Blocks`, `Members`), or not at all.
+            Event::Redacted { .. } | Event::RoomUpdated(_) | Event::Blocks(_) | Event::Members { .. } => return None,
         })
+    }
+
+    /// `[HH:MM:SS] #room *** name#id was removed by owner#id`, and the like for every operation.
+    pub fn membership_line(&self, c: &MemberChange, room: &str) -> String {
+        let at = format!("[{}] {room} ***", clock(c.id.timestamp_ms()));
+        let by = self.who(&c.by_name, &c.by.peer_id());
+        let target = |k: &PublicKey| self.who(c.target_name.as_deref().unwrap_or("?"), &k.peer_id());
+        let what = match &c.op {
+            Op::Join(_) => format!("{by} joined with an invite"),
+            Op::Remove(k) => format!("{} was removed by {by}", target(k)),
+            Op::Ban(k) => format!("{} was banned by {by}", target(k)),
+            Op::Unban(k) => format!("{} was unbanned by {by}", target(k)),
+            Op::Grant(k) => format!("{} was made an admin by {by}", target(k)),
+            Op::Revoke(k) => format!("{} is no longer an admin (by {by})", target(k)),
+            Op::Redact { author, .. } => format!("a chat by {} was redacted by {by}", target(author)),
+            Op::Rekey { .. } => format!("the room's key was changed by {by}"),
+        };
+        if c.applied {
+            self.paint(GREEN, &format!("{at} {what}"))
+        } else {
+            self.paint(DIM, &format!("{at} {what} (ignored: {by} had no right to it then)"))
+        }
     }
 
     pub fn note(&self, kind: Kind, text: &str) -> String {
@@ -333,7 +366,7 @@ commands:
 rooms (every node is in the default room, \"everyone\"):
   /join #name      join the public room of that name (anyone who knows the
                    name can join it); it becomes the current room
-  /join CODE       join a private room with an invite code (p2pchat-invite1:...)
+  /join CODE       join a private room with an invite code (p2pchat-invite2:...)
   /create #name    start a private room and print its invite code
   /invite          print a fresh invite code for the current (private) room;
                    a code is valid for 24 hours and lets whoever holds it in
@@ -347,6 +380,17 @@ direct messages (end-to-end encrypted; held for an offline recipient):
   /dms             your conversations, with unread counts
   /dms name#id     one conversation's last 50 messages; your lines then go
                    there (/room leaves it)
+moderation (a private room's owner and admins; blocks are yours alone):
+  /members         the current private room's members and their roles
+  /kick name#id    remove a member (owner or admin); the room gets a new key
+  /ban name#id     remove and keep out: no invite from before the ban works
+  /unban name#id   lift a ban (a new invite is still needed)
+  /op name#id      make a member an admin (owner only); /deop undoes it
+  /redact [N]      hide your last chat here, or the N-th last in /history
+                   (an admin may redact anyone's) from every member
+  /block name#id   stop showing that key's chats and direct messages, and
+                   refuse its messages (it is not told); /unblock, /blocks
+  /whois name      every key seen using that name
 anything else is sent as a chat to the current room.
 limits: a chat holds at most 4,096 bytes (the full-screen view sends a longer
 line as several chats; line mode refuses it); a username is 1 to 64 bytes,

@@ -102,7 +102,7 @@ fn a_private_room_opens_only_with_its_invite_and_survives_a_restart() {
     a.wait_for("--- you are in #team (private)");
     let line = a.wait_for("--- invite code for #team: ");
     let code = line.rsplit(' ').next().unwrap().to_owned();
-    assert!(code.starts_with("p2pchat-invite1:"), "{line}");
+    assert!(code.starts_with("p2pchat-invite2:"), "{line}");
     a.say("/invite");
     b.say(&format!("/join {code}"));
     b.wait_for("--- you are in #team (private)");

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::identity::{Keys, PeerId, PublicKey, Signature};
-use crate::rooms::{RoomId, RoomKeys, NONCE_BYTES, SEAL_OVERHEAD};
+use crate::rooms::{Op, RoomId, RoomKeys, MAX_INVITE_ADDRS, NONCE_BYTES, SEAL_OVERHEAD};
 
 /// A UUIDv7: 48 bits of Unix milliseconds, then random bits. Ids sort by creation time, which is what
 /// lets history be shown in order and lets range-based sync split the id space by time.
@@ -69,6 +69,9 @@ pub enum Body {
     Leave,
     /// Text sealed with the room's key (every room but the default one): see [`Chat::open`].
     Sealed(Vec<u8>),
+    /// An operation of a private room's membership log (see [`crate::rooms::log`]): signed like
+    /// any chat, not sealed.
+    Op(Op),
 }
 
 /// A signed chat. Immutable once made: nodes share it behind an `Arc`.
@@ -184,6 +187,8 @@ impl Chat {
             Body::Text(t) => t.len() <= MAX_TEXT_BYTES && self.room.is_default(),
             Body::Join | Body::Leave => self.room.is_default(),
             Body::Sealed(s) => s.len() <= MAX_TEXT_BYTES + SEAL_OVERHEAD && !self.room.is_default(),
+            Body::Op(Op::Join(p)) => p.addrs.len() <= MAX_INVITE_ADDRS && !self.room.is_default(),
+            Body::Op(_) => !self.room.is_default(),
         };
         body_ok && self.username.len() <= MAX_USERNAME_BYTES
     }
@@ -212,6 +217,7 @@ fn signed_len(username: &str, body: &Body) -> usize {
         Body::Text(t) => 1 + 4 + t.len(),
         Body::Sealed(s) => 1 + 4 + s.len(),
         Body::Join | Body::Leave => 1,
+        Body::Op(op) => 1 + 4 + op_bytes(op).len(),
     };
     CHAT_DOMAIN.len() + 16 + 16 + 32 + 4 + username.len() + body
 }
@@ -238,7 +244,18 @@ fn write_signed(id: ChatId, room: RoomId, author: &PublicKey, username: &str, bo
             put(&(s.len() as u32).to_be_bytes());
             put(s);
         }
+        Body::Op(op) => {
+            let bytes = op_bytes(op);
+            put(&[4]);
+            put(&(bytes.len() as u32).to_be_bytes());
+            put(&bytes);
+        }
     }
+}
+
+/// An operation's bytes as its author signs them: its bincode encoding (section 3 of PROTOCOL.md).
+pub fn op_bytes(op: &Op) -> Vec<u8> {
+    bincode::serde::encode_to_vec(op, bincode::config::standard()).expect("encoding into memory cannot fail")
 }
 
 #[cfg(test)]

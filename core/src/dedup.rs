@@ -195,6 +195,15 @@ impl Dedup {
         self.chats.partition_point(|c| c.id < *id)
     }
 
+    /// Forgets a held chat (a redacted one): it is no longer served. Its id is not remembered
+    /// here; the room's log keeps it as a tombstone, so that the chat is not taken again.
+    pub fn remove(&mut self, id: &ChatId) -> bool {
+        let Ok(i) = self.find(id) else { return false };
+        self.chats.remove(i);
+        self.hops.remove(i);
+        true
+    }
+
     pub fn get(&self, id: &ChatId) -> Option<Stored> {
         self.find(id).ok().map(|i| Stored { chat: self.chats[i].clone(), hops: self.hops[i] })
     }

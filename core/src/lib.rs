@@ -96,9 +96,10 @@ pub mod wire;
 
 pub use chat::{Body, Chat, ChatId, ChatInterner};
 pub use identity::{Ed25519Keys, KeyFileError, Keys, PeerId, PublicKey, Signature};
+pub use node::{Action, MemberChange, MemberEntry};
 pub use node::{
     CloseReason, Command, Config, ConfigError, ConnId, Delivery, Direction, DmConfig, DmDelivery, DmSnapshot, Event,
     Input, Node, Origin, Output, PeerSummary, Stats, Timer,
 };
-pub use rooms::{Access, Invite, RoomId, RoomInfo, RoomSummary};
+pub use rooms::{Access, Invite, Op, Role, RoomId, RoomInfo, RoomSummary};
 pub use time::Time;

@@ -40,6 +40,9 @@ pub struct Client {
     pub bytes_in: u64,
     /// Bytes sealed for the node, handshake included.
     pub bytes_out: u64,
+    /// The connection's binding (see `handshake::Done::binding`), once up: what a room's
+    /// membership tag is computed over.
+    binding: [u8; 32],
 }
 
 impl Client {
@@ -56,6 +59,7 @@ impl Client {
             inbox: Vec::new(),
             bytes_in: 0,
             bytes_out: first.len() as u64,
+            binding: [0; 32],
         };
         (client, first)
     }
@@ -66,6 +70,11 @@ impl Client {
 
     pub fn keys(&self) -> &Ed25519Keys {
         &self.keys
+    }
+
+    /// The connection's binding, once the handshake is done.
+    pub fn binding(&self) -> [u8; 32] {
+        self.binding
     }
 
     /// Whether the handshake is done.
@@ -84,6 +93,7 @@ impl Client {
                 }
                 Progress::Done(done) => {
                     let done = *done;
+                    self.binding = done.binding;
                     self.state = State::Up(done.session);
                     self.bytes_out += done.send.len() as u64;
                     if !done.leftover.is_empty() {

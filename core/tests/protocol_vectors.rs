@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use p2p_chat_core::dm::{Ack, DhKey, DmId, Envelope, KeyBundle, MailboxAddr, Prekeys, SignedBundle};
 use p2p_chat_core::handshake::{Handshake, Progress, StaticIdentity};
-use p2p_chat_core::rooms::RoomKeys;
+use p2p_chat_core::rooms::{Op, RoomKeys, RoomSecret};
 use p2p_chat_core::sync::{Summary, SyncRange};
 use p2p_chat_core::wire::DepositOutcome;
 use p2p_chat_core::wire::{self, Hello, Message, RoomMessage, PROTOCOL_VERSION};
@@ -208,8 +208,21 @@ fn chat_signed_bytes(chat: &Chat) -> Vec<u8> {
             out.extend_from_slice(&(b.len() as u32).to_be_bytes());
             out.extend_from_slice(b);
         }
+        // The only operation here: `Remove` (variant 1) of a 32-byte key.
+        Body::Op(Op::Remove(k)) => {
+            out.push(4);
+            out.extend_from_slice(&33u32.to_be_bytes());
+            out.push(1);
+            out.extend_from_slice(&k.0);
+        }
+        Body::Op(_) => unreachable!("no other operation has a vector"),
     }
     out
+}
+
+/// The private room `#team` of secret `42 42 .. 42`, owned by alice: where the operation is.
+fn team_room() -> RoomKeys {
+    RoomKeys::with_owner(&RoomSecret([0x42; 32]), Some(&alice().keys.public_key()))
 }
 
 /// The public room `#rust`, whose keys every chat of it here is sealed with.
@@ -218,10 +231,16 @@ fn rust_room() -> RoomKeys {
 }
 
 /// One chat of each body, by alice, a millisecond apart: three in the default room, then one
-/// sealed in `#rust` (nonce 0x00..0x17).
+/// sealed in `#rust` (nonce 0x00..0x17), then the operation `Remove(bob)` in `#team`.
 fn chats() -> Vec<Arc<Chat>> {
     let a = alice();
-    let bodies = [Body::Text("hello, world".into()), Body::Join, Body::Leave, Body::Sealed(Vec::new())];
+    let bodies = [
+        Body::Text("hello, world".into()),
+        Body::Join,
+        Body::Leave,
+        Body::Sealed(Vec::new()),
+        Body::Op(Op::Remove(bob().keys.public_key())),
+    ];
     bodies
         .into_iter()
         .enumerate()
@@ -233,6 +252,7 @@ fn chats() -> Vec<Arc<Chat>> {
                     let nonce = std::array::from_fn(|j| j as u8);
                     Arc::new(Chat::sealed(&a.keys, id, &rust_room(), a.username, "hello, #rust", nonce))
                 }
+                body @ Body::Op(_) => Arc::new(Chat::in_room(&a.keys, id, team_room().id, a.username, body)),
                 body => Arc::new(Chat::new(&a.keys, id, a.username, body)),
             }
         })
@@ -248,6 +268,7 @@ fn chat_vector(chat: &Arc<Chat>) -> ChatVector {
         Body::Join => ("Join", None),
         Body::Leave => ("Leave", None),
         Body::Sealed(_) => ("Sealed", chat.open(&rust_room())),
+        Body::Op(_) => ("Op", None),
     };
     ChatVector {
         body: body.into(),

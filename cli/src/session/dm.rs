@@ -27,7 +27,7 @@ pub(super) struct TypingSent {
 const CONVERSATION_SHOWN: usize = 50;
 
 impl Ctx {
-    fn resolve(&self, target: &str) -> Result<PeerId, TargetError> {
+    pub(super) fn resolve(&self, target: &str) -> Result<PeerId, TargetError> {
         let connected: Vec<(PeerId, String)> = self.handle.peers().into_iter().map(|p| (p.peer, p.username)).collect();
         self.dms().resolve(target, &connected)
     }

@@ -10,6 +10,7 @@
 //! message commands in `dm`.
 
 mod dm;
+mod moderation;
 mod rooms;
 
 use std::io::{BufRead, IsTerminal, Write};
@@ -101,6 +102,11 @@ pub fn run(node: NodeArgs, listen: Option<SocketAddr>, connect: Vec<SocketAddr>)
         retention: std::time::Duration::from_secs(node.retention_hours as u64 * 3600),
         max_chats: node.max_history as usize,
         dm: DmConfig { read_receipts: !node.no_read_receipts, typing: !node.no_typing, ..DmConfig::default() },
+        // Blocks of earlier runs hold from the first input.
+        blocked: match &store {
+            Some(s) => s.blocks()?,
+            None => Vec::new(),
+        },
         ..Config::default()
     };
     config.validate()?;
@@ -206,6 +212,7 @@ pub fn run(node: NodeArgs, listen: Option<SocketAddr>, connect: Vec<SocketAddr>)
         printer: printer.clone(),
         identity,
         me: format!("{}#{}", crate::ui::clean(&node.username), me.peer_id().short()),
+        me_id: me.peer_id(),
         verifier: Ed25519Keys::from_secret(keyfile::os_random()?),
         typing: std::cell::Cell::new(None),
     };
@@ -316,6 +323,7 @@ struct Ctx {
     identity: String,
     /// `name#1234abcd`, for the status bar.
     me: String,
+    me_id: p2p_chat_core::PeerId,
     /// Checks the signature of an invite code being joined; it signs nothing.
     verifier: Ed25519Keys,
     /// The typing notice last sent, while the user types in an open conversation.
@@ -452,6 +460,13 @@ impl Ctx {
             Typed::Msg { to, text } => self.msg(to, text),
             Typed::Dms(None) => self.say(self.dms_text()),
             Typed::Dms(Some(who)) => self.show_conversation(who),
+            Typed::Block(who) => self.block(who, true),
+            Typed::Unblock(who) => self.block(who, false),
+            Typed::Blocks => self.handle.command(Command::Blocks),
+            Typed::Whois(name) => self.say(self.whois(name)),
+            Typed::Moderate(what, who) => self.moderate(what, who),
+            Typed::Members => self.members(),
+            Typed::Redact(n) => self.redact(n),
             Typed::Wrong(usage) => self.say(usage),
             Typed::Unknown(other) => self.say(format!("unknown command /{other}; type /help for the list")),
         }

@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 
 use p2p_chat_core::rooms::{Invite, RoomKeys};
-use p2p_chat_core::{Access, Chat, Command, RoomId, Time};
+use p2p_chat_core::{Access, Body, Chat, Command, RoomId, Time};
 
 use super::Ctx;
 use crate::rooms::{public_id, Pick, ANSWER_WAIT, INVITE_VALID};
@@ -23,7 +23,9 @@ impl Ctx {
     pub(super) fn join_invite(&self, code: &str) {
         // Read here only to know the room; the node checks the code again and says what is wrong.
         let now = Time::from_millis(chrono::Utc::now().timestamp_millis().max(0) as u64);
-        let id = Invite::from_code(code, &self.verifier, now).ok().map(|i| RoomKeys::new(&i.secret).id);
+        let id = Invite::from_code(code, &self.verifier, now)
+            .ok()
+            .map(|i| RoomKeys::with_owner(&i.secret, Some(&i.owner)).id);
         self.join(id, Command::JoinInvite(code.to_owned()), true);
     }
 
@@ -131,22 +133,13 @@ impl Ctx {
     /// The last `n` chats of the current room, opened with its key.
     pub(super) fn history_text(&self, n: usize) -> String {
         let room = self.shared.rooms.lock().current();
-        let chats: Vec<Chat> = match &self.store {
-            Some(s) => match s.recent_in(room, n) {
-                Ok(c) => c,
-                Err(e) => return format!("!!! cannot read history: {e}"),
-            },
-            None => {
-                let h = self
-                    .shared
-                    .history
-                    .lock()
-                    .map(|h| h.iter().filter(|c| c.room == room).map(|c| (**c).clone()).collect::<Vec<_>>());
-                let h = h.unwrap_or_default();
-                let skip = h.len().saturating_sub(n);
-                h.into_iter().skip(skip).collect()
-            }
-        };
+        if let Some(Err(e)) = self.store.as_ref().map(|s| s.recent_in(room, 1)) {
+            return format!("!!! cannot read history: {e}");
+        }
+        // A room's membership operations are not chats to read (`/members` shows what they made).
+        let mut chats: Vec<Chat> =
+            self.room_chats(room, n * 4).into_iter().filter(|c| !matches!(c.body, Body::Op(_))).collect();
+        chats.drain(..chats.len().saturating_sub(n));
         let list = self.shared.rooms.lock();
         // The default room's history reads as it did before there were rooms.
         let place = if room.is_default() { String::new() } else { format!(" in {}", list.title(&room)) };

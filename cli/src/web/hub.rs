@@ -150,6 +150,7 @@ impl Item {
             Body::Join => ("join", None),
             Body::Leave => ("leave", None),
             Body::Sealed(_) => ("text", opened.map(str::to_owned)),
+            Body::Op(_) => ("op", None),
         };
         Item::Chat {
             id: c.id.to_string(),
@@ -174,6 +175,8 @@ impl Item {
     /// which the hub reads with its room list and conversations.
     pub fn of_event(e: &Event, now_ms: u64, clock: &Clock) -> Option<Item> {
         Some(match e {
+            // Membership operations are the terminal's to show; the page does not yet.
+            Event::Chat(d) if matches!(d.chat.body, Body::Op(_)) => return None,
             Event::Chat(Delivery { chat, origin: Origin::Local, .. })
                 if !matches!(chat.body, Body::Text(_) | Body::Sealed(_)) =>
             {
@@ -202,6 +205,11 @@ impl Item {
             Event::Warning(w) | Event::Refused(w) => Item::Warning { ts: now_ms, text: w.clone() },
             Event::RoomJoined(_) | Event::RoomParted(_) | Event::Invite { .. } => return None,
             Event::Dm(_) | Event::DmState { .. } | Event::Typing { .. } => return None,
+            Event::Membership(_)
+            | Event::Redacted { .. }
+            | Event::RoomUpdated(_)
+            | Event::Blocks(_)
+            | Event::Members { .. } => return None,
         })
     }
 

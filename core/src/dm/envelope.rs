@@ -19,13 +19,13 @@
 //!
 //! | field      | bytes | |
 //! |------------|-------|-|
-//! | kind       | 1     | 1 text, 2 delivered, 3 read, 4 typing started, 5 typing stopped |
+//! | kind       | 1     | 1 text, 2 delivered, 3 read, 4 typing started, 5 typing stopped, 6 room key |
 //! | id         | 16    | UUIDv7, equal to the envelope's |
 //! | sender     | 32    | Ed25519 public key; its peer id equals the envelope's `from` |
 //! | to         | 32    | recipient peer id, equal to the envelope's `to` |
 //! | sent_at    | 8     | microseconds since the Unix epoch |
 //! | expires_at | 8     | microseconds, equal to the envelope's |
-//! | body       | ...   | text: length (4) and UTF-8; receipts: count (2) and 16-byte ids; typing: none |
+//! | body       | ...   | text: length (4) and UTF-8; receipts: count (2) and 16-byte ids; typing: none; room key: room id (16), epoch (16), key (32) |
 //! | signature  | 64    | |
 //!
 //! Then [`pad`](super::pad) and the ratchet.
@@ -36,8 +36,10 @@ use super::crypto::{CryptoError, DmCrypto};
 use super::pad::{pad, unpad, MAX_PLAINTEXT};
 use super::replay::{Replay, ReplayGuard};
 use super::{DmId, MAX_EXPIRY};
+use crate::chat::ChatId;
 use crate::identity::{Keys, PeerId, PublicKey, Signature};
 use crate::random::Rng;
+use crate::rooms::RoomId;
 use crate::time::Time;
 
 /// Separates these signatures from every other use of the identity key.
@@ -74,6 +76,12 @@ pub enum Body {
     },
     /// The sender started (`true`) or stopped typing.
     Typing(bool),
+    /// The key of a private room's epoch (see `rooms::keys`), handed to a member.
+    RoomKey {
+        room: RoomId,
+        epoch: ChatId,
+        key: [u8; 32],
+    },
 }
 
 /// A direct message as its recipient sees it once opened.
@@ -195,6 +203,7 @@ fn kind_byte(body: &Body) -> u8 {
         Body::Receipt { kind: ReceiptKind::Read, .. } => 3,
         Body::Typing(true) => 4,
         Body::Typing(false) => 5,
+        Body::RoomKey { .. } => 6,
     }
 }
 
@@ -223,6 +232,11 @@ fn encode_unsigned(msg: &Message) -> Option<Vec<u8>> {
             of.iter().for_each(|id| out.extend_from_slice(&id.0));
         }
         Body::Typing(_) => {}
+        Body::RoomKey { room, epoch, key } => {
+            out.extend_from_slice(&room.0);
+            out.extend_from_slice(&epoch.0);
+            out.extend_from_slice(key);
+        }
     }
     (out.len() + SIGNATURE_BYTES <= MAX_PLAINTEXT).then_some(out)
 }
@@ -249,6 +263,7 @@ fn decode_unsigned(bytes: &[u8]) -> Option<Message> {
             Body::Receipt { kind: if kind == 2 { ReceiptKind::Delivered } else { ReceiptKind::Read }, of }
         }
         4 | 5 => Body::Typing(kind == 4),
+        6 => Body::RoomKey { room: RoomId(r.take()?), epoch: ChatId(r.take()?), key: r.take()? },
         _ => return None,
     };
     r.0.is_empty().then_some(Message { id, sender, to, sent_at, expires_at, body })

@@ -40,36 +40,70 @@ pub enum Command {
     /// Sign and send a chat to the default room.
     Chat(String),
     /// Seal, sign and send a chat to a room this node is in.
-    Say { room: RoomId, text: String },
+    Say {
+        room: RoomId,
+        text: String,
+    },
     /// Join (or start) the public room of this name.
     JoinPublic(String),
     /// Join a private room by an invite code (checked: form, signature, expiry).
     JoinInvite(String),
     /// Start a private room of this name; `Event::Invite` then gives its first invite code (as
     /// `Command::Invite` would, with these `addrs` and `valid_for`).
-    CreateRoom { name: String, addrs: Vec<SocketAddr>, valid_for: Duration },
+    CreateRoom {
+        name: String,
+        addrs: Vec<SocketAddr>,
+        valid_for: Duration,
+    },
     /// Be in a room again that an earlier run was in (the CLI's database).
     Rejoin(RoomInfo),
     /// Leave a room: stop relaying it, and tell the neighbours in it.
     Part(RoomId),
     /// Make an invite code for a room, valid for `valid_for`, naming `addrs` (where this node can
     /// be reached, as the caller knows it) beside member neighbours' addresses.
-    Invite { room: RoomId, addrs: Vec<SocketAddr>, valid_for: Duration },
+    Invite {
+        room: RoomId,
+        addrs: Vec<SocketAddr>,
+        valid_for: Duration,
+    },
     /// Dial an address now (and keep it in the address book).
     Connect(SocketAddr),
     /// Addresses known from an earlier run: dialed when the node needs peers.
     AddKnown(Vec<SocketAddr>),
     /// Send a direct message (end-to-end encrypted; held by the recipient's mailboxes while it is
     /// offline). `Event::Dm` shows it at once, `Event::DmState` follows it.
-    Dm { to: PeerId, text: String },
+    Dm {
+        to: PeerId,
+        text: String,
+    },
     /// The user saw these messages from `from`: a read receipt goes back (unless read receipts are
     /// off, `DmConfig::read_receipts`).
-    DmRead { from: PeerId, ids: Vec<DmId> },
+    DmRead {
+        from: PeerId,
+        ids: Vec<DmId>,
+    },
     /// The user started (`on`) or stopped typing to `to`: told to `to` if connected (unless typing
     /// notices are off, `DmConfig::typing`), never stored.
-    Typing { to: PeerId, on: bool },
+    Typing {
+        to: PeerId,
+        on: bool,
+    },
     /// A bundle learned out of band (a contact's, from a shared room or a code): kept if it verifies.
     AddBundle(Box<SignedBundle>),
+    /// Stop showing this identity's chats and direct messages and refuse its direct messages
+    /// (it is not told). `Event::Blocks` answers. The application keeps the list across runs.
+    Block(PeerId),
+    Unblock(PeerId),
+    /// `Event::Blocks` with every blocked identity.
+    Blocks,
+    /// Moderate a private room (checked against its membership first: `Event::Refused` says
+    /// why not).
+    Moderate {
+        room: RoomId,
+        action: Action,
+    },
+    /// `Event::Members` for a room.
+    Members(RoomId),
     /// Announce `Leave`, then close every connection. The node refuses new connections after.
     Leave,
 }
@@ -137,6 +171,22 @@ pub enum Event {
     Typing {
         from: PeerId,
         on: bool,
+    },
+    /// An operation of a private room's membership log, as this node applied it.
+    Membership(Box<MemberChange>),
+    /// A chat was redacted: the application forgets it (its text, on screen and on disk).
+    Redacted {
+        room: RoomId,
+        chat: ChatId,
+    },
+    /// A room's keys changed (an epoch's key came): what to keep to rejoin it.
+    RoomUpdated(RoomInfo),
+    /// The identities blocked, after `Block`, `Unblock` or `Blocks`.
+    Blocks(Vec<PeerId>),
+    /// The members of a room, answering `Command::Members`.
+    Members {
+        room: RoomId,
+        members: Vec<MemberEntry>,
     },
 }
 

@@ -41,6 +41,11 @@ impl Node {
                     self.on_room_command(now, cmd);
                 }
             }
+            Command::Block(_)
+            | Command::Unblock(_)
+            | Command::Blocks
+            | Command::Members(_)
+            | Command::Moderate { .. } => self.on_moderation_command(now, cmd),
             Command::Dm { .. } | Command::DmRead { .. } | Command::Typing { .. } | Command::AddBundle(_) => {
                 if !self.leaving {
                     self.on_dm_command(now, cmd);
@@ -89,10 +94,14 @@ impl Node {
             let msg = format!("chat not sent: {} bytes, the limit is {MAX_TEXT_BYTES}", text.len());
             return self.emit(Event::Refused(msg));
         }
+        let keys = match self.sealing_keys(ix) {
+            Ok(k) => k,
+            Err(e) => return self.emit(Event::Refused(e)),
+        };
         let id = ChatId::new_v7(now.as_millis(), &self.rng.bytes());
         let nonce = self.rng.bytes();
         let Some(j) = self.rooms.get_mut(ix) else { return };
-        let chat = Arc::new(Chat::sealed(&*self.keys, id, &j.keys, self.username.as_str(), text, nonce));
+        let chat = Arc::new(Chat::sealed(&*self.keys, id, &keys, self.username.as_str(), text, nonce));
         j.room.dedup.insert(chat.clone(), 0);
         self.arm_expire(&chat.id);
         self.stats.chats_sent += 1;
@@ -141,6 +150,10 @@ impl Node {
                 }
                 return;
             }
+            // The start of a room's log, older than its chats are kept: the log keeps it.
+            Err(Verdict::TooOld) if ix != RoomIx::DEFAULT && matches!(chat.body, Body::Op(_)) => {
+                return self.on_old_op(now, from, ix, chat, verified);
+            }
             // Too old or too new (`New` is never the error). Not necessarily malice (clock skew, a
             // slow catch-up): refuse without penalty.
             Err(_) => {
@@ -155,22 +168,18 @@ impl Node {
             }
             return;
         }
-        // A room's chat must open with the room's key: a member that sealed junk is caught here.
-        let opened = match self.rooms.get_mut(ix) {
-            None => None,
-            Some(j) => match chat.open(&j.keys) {
-                Some(text) => {
-                    j.saw_author(chat.author);
-                    Some(text)
+        // A room's chat must open with its epoch's key (a member that sealed junk is caught
+        // here), and an operation must be one of this room's.
+        let (opened, held) = match self.room_verdict(ix, &chat) {
+            moderation::RoomVerdict::Deliver(text) => (text, false),
+            moderation::RoomVerdict::Hold => (None, true),
+            moderation::RoomVerdict::Refuse(why) => {
+                self.stats.chats_refused += 1;
+                if let (Some(conn), Some(why)) = (from, why) {
+                    self.penalize(now, conn, Penalty::BadChat, why);
                 }
-                None => {
-                    self.stats.chats_refused += 1;
-                    if let Some(conn) = from {
-                        self.penalize(now, conn, Penalty::BadChat, "sent a room chat that does not open");
-                    }
-                    return;
-                }
-            },
+                return;
+            }
         };
         let chat = match &self.interner {
             Some(i) => i.intern(chat),
@@ -203,7 +212,14 @@ impl Node {
         // a sync round is still news to the user.
         let old = now.since(Time::from_millis(chat.timestamp_ms())) >= CAUGHT_UP_AFTER;
         let origin = if live_ttl.is_none() && old { Origin::Repair } else { Origin::Live };
-        self.emit(Event::Chat(Delivery { chat: chat.clone(), opened, hops, origin }));
+        if held {
+            self.hold(ix, chat.id);
+        } else if !self.is_blocked(&chat.author_id()) || matches!(chat.body, Body::Op(_)) {
+            self.emit(Event::Chat(Delivery { chat: chat.clone(), opened, hops, origin }));
+        }
+        if matches!(chat.body, Body::Op(_)) {
+            self.apply_op(now, ix, &chat, origin);
+        }
         if let Some(ttl) = live_ttl {
             self.spread(now, ix, from, &holders, &chat, ttl, hops.saturating_add(1));
         } else if now.since(Time::from_millis(chat.timestamp_ms())) < RECENT {

@@ -106,6 +106,10 @@ pub struct Config {
     pub serve: ServeLimits,
     /// Direct messages (used once turned on with `Node::with_dm`).
     pub dm: DmConfig,
+    /// Identities blocked from the start (the application's saved `/block`s), so that nothing of
+    /// theirs is shown before the application could block them again. At most `MAX_BLOCKS` are
+    /// taken.
+    pub blocked: Vec<PeerId>,
 }
 
 impl Default for Config {
@@ -147,6 +151,7 @@ impl Default for Config {
             dial_rate: RateLimit::per_minute(60.0, 16.0),
             serve: ServeLimits::default(),
             dm: DmConfig::default(),
+            blocked: Vec::new(),
         }
     }
 }

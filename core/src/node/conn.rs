@@ -140,6 +140,14 @@ pub(super) enum Liveness {
 }
 
 impl Conn {
+    /// The peer's identity key, once the handshake is done.
+    pub(super) fn peer_key(&self) -> Option<PublicKey> {
+        match &self.phase {
+            Phase::Up(p) => Some(p.public_key),
+            _ => None,
+        }
+    }
+
     pub(super) fn in_room(&self, ix: RoomIx) -> bool {
         ix == RoomIx::DEFAULT || self.rooms & ix.bit() != 0
     }

@@ -170,6 +170,10 @@ pub(super) struct Dm {
     named: Vec<Named>,
     /// Outbox entries that are receipts: never reported, dropped once handed over.
     quiet: BTreeSet<DmId>,
+    /// Outbox entries that are room keys: retried until their receipt like a text, never
+    /// reported. Not saved: after a restart their state changes come as `Event::DmState` for ids
+    /// the application never showed (the CLI says nothing of those).
+    silent: BTreeSet<DmId>,
     awaiting: Vec<Awaiting>,
     walks: Vec<BundleWalk>,
     /// Established neighbours by peer id.
@@ -195,6 +199,7 @@ impl Dm {
             own: None,
             named: Vec::new(),
             quiet: BTreeSet::new(),
+            silent: BTreeSet::new(),
             awaiting: Vec::new(),
             walks: Vec::new(),
             peers: BTreeMap::new(),
@@ -372,13 +377,27 @@ impl Node {
     }
 
     /// A receipt (or anything else never reported): queued like a message, dropped once handed over.
-    fn send_quiet(&mut self, now: Time, to: PeerId, body: DmBody) {
+    pub(super) fn send_quiet(&mut self, now: Time, to: PeerId, body: DmBody) {
         let expiry = self.config.dm.expiry;
         self.seal_and(now, to, body, expiry, |node, env| {
             let id = env.id;
             let Some(d) = node.dm.as_mut() else { return };
             if d.outbox.push(now, env).is_ok() {
                 d.quiet.insert(id);
+                node.try_outbox(now, Some(to));
+            }
+        });
+    }
+
+    /// A room key (or anything else that must arrive but is never shown): queued and retried like
+    /// a text until its receipt comes, never reported.
+    pub(super) fn send_silent(&mut self, now: Time, to: PeerId, body: DmBody) {
+        let expiry = self.config.dm.expiry;
+        self.seal_and(now, to, body, expiry, |node, env| {
+            let id = env.id;
+            let Some(d) = node.dm.as_mut() else { return };
+            if d.outbox.push(now, env).is_ok() {
+                d.silent.insert(id);
                 node.try_outbox(now, Some(to));
             }
         });
@@ -482,6 +501,13 @@ impl Node {
     }
 
     fn report(&mut self, c: StateChange) {
+        if let Some(d) = self.dm.as_mut().filter(|d| d.silent.contains(&c.id)) {
+            if c.state >= DmState::Delivered {
+                d.silent.remove(&c.id);
+                d.outbox.remove(&c.id);
+            }
+            return;
+        }
         self.emit(Event::DmState { id: c.id, to: c.to, state: c.state });
     }
 
@@ -503,6 +529,18 @@ impl Node {
     }
 
     /// Asks neighbours for `peer`'s bundle: a random one (`except` excluded) with a fresh walk.
+    /// Whether a message to `to` can be sealed now (a session, or its bundle to start one).
+    pub(super) fn can_seal_for(&self, to: &PeerId) -> bool {
+        self.dm.as_ref().is_some_and(|d| d.crypto.has_session(to) || d.book.get(to).is_some())
+    }
+
+    /// Asks the neighbours for `peer`'s bundle, if direct messages are on.
+    pub(super) fn want_bundle(&mut self, peer: PeerId) {
+        if self.dm.is_some() {
+            self.request_bundle(peer, None);
+        }
+    }
+
     fn request_bundle(&mut self, peer: PeerId, except: Option<ConnId>) {
         let up: Vec<ConnId> = self.up_conns().into_iter().filter(|c| Some(*c) != except).collect();
         if up.is_empty() {
@@ -594,8 +632,18 @@ impl Node {
     }
 
     pub(super) fn dm_peer_down(&mut self, now: Time, conn: ConnId, peer: PeerId) {
+        // A second connection to the same peer (both dialed at once) that closes leaves the
+        // first one up: the peer is still reachable through it.
+        let other = self
+            .conns
+            .iter()
+            .find(|(id, c)| **id != conn && c.peer_key().is_some_and(|k| k.peer_id() == peer))
+            .map(|(id, _)| *id);
         let Some(d) = self.dm.as_mut() else { return };
-        d.peers.remove(&peer);
+        match other {
+            Some(o) => d.peers.insert(peer, o),
+            None => d.peers.remove(&peer),
+        };
         d.tokens.remove(&conn);
         d.walks.retain(|w| w.from != conn);
         if let Some(n) = d.named.iter_mut().find(|n| n.mailbox.peer == peer) {
@@ -805,6 +853,11 @@ impl Node {
         let keys = &*self.keys;
         let Some(d) = self.dm.as_mut() else { return };
         let from = env.from;
+        // Blocked: dropped unopened, so no receipt tells the sender anything.
+        if self.blocked.contains(&from) {
+            self.stats.dms_refused += 1;
+            return;
+        }
         match dm::open(&mut *d.crypto, keys, &mut self.rng, &mut d.replay, now, &env) {
             Ok(msg) => self.on_dm_opened(now, from, msg),
             // A text's retry whose receipt was lost: the receipt again.
@@ -853,6 +906,18 @@ impl Node {
                 if self.config.dm.typing {
                     self.emit(Event::Typing { from, on });
                 }
+            }
+            DmBody::RoomKey { room, epoch, key } => {
+                // Acknowledged like a text (its retries are answered again), so that its sender
+                // stops retrying.
+                if let Some(d) = self.dm.as_mut() {
+                    if d.texts_seen.len() >= MAX_TEXTS_SEEN {
+                        d.texts_seen.pop_front();
+                    }
+                    d.texts_seen.push_back(msg.id);
+                }
+                self.send_quiet(now, from, DmBody::Receipt { kind: ReceiptKind::Delivered, of: vec![msg.id] });
+                self.on_room_key(now, room, epoch, key);
             }
         }
     }

@@ -12,6 +12,7 @@ mod conn;
 mod dm;
 mod inbound;
 mod lifecycle;
+mod moderation;
 mod output;
 #[cfg(feature = "prefetch")]
 mod prefetch;
@@ -25,12 +26,13 @@ use conn::{Conn, ConnAddr, Listen, Liveness, Peer, PeerRooms, Phase, NO_RTT};
 use dm::Dm;
 pub use dm::{DmConfig, DmDelivery, DmSnapshot, BUNDLE_TTL, DM_REQUESTS, MAX_MAIL_PAGE};
 use lifecycle::conn_name;
+pub use moderation::{Action, MemberChange, MemberEntry, MAX_BLOCKS};
 use output::tx_buf;
 pub use timers::Timer;
 use timers::Timers;
 
 use core::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -113,6 +115,8 @@ pub struct Node {
     /// Direct messages, when on (`Node::with_dm`): boxed, so a node without them (most of a
     /// simulator's) holds one pointer.
     dm: Option<Box<Dm>>,
+    /// Identities whose chats and direct messages this node does not show (see `moderation`).
+    blocked: BTreeSet<PeerId>,
 }
 
 /// A `FindRoom` passed on for a neighbour: its answer is passed back to `from` until `until`.
@@ -224,6 +228,7 @@ impl Node {
             walks: Vec::new(),
             room_hints: Vec::new(),
             dm: None,
+            blocked: config.blocked.iter().take(MAX_BLOCKS).copied().collect(),
             keys,
             identity,
             rng,
@@ -297,6 +302,12 @@ impl Node {
         self.main.dedup.iter()
     }
 
+    /// Recent chats of room `room` held for repair, oldest first (sealed, as they travel).
+    pub fn recent_chats_in(&self, room: &RoomId) -> Vec<Arc<Chat>> {
+        let room = self.room_ix(room).and_then(|ix| self.room_ref(ix));
+        room.map(|r| r.dedup.iter().cloned().collect()).unwrap_or_default()
+    }
+
     /// Chats held for repair and catch-up.
     pub fn held_chats(&self) -> usize {
         self.main.dedup.len()
@@ -315,6 +326,10 @@ impl Node {
         let mut taken = 0;
         for chat in chats {
             let Some(ix) = self.room_ix(&chat.room) else { continue };
+            if matches!(chat.body, Body::Op(_)) && chat.is_well_formed() && chat.verify(&*self.keys) {
+                // A room's log outlives the retention window of its chats.
+                self.restore_op(ix, &chat);
+            }
             let Some(room) = room_mut!(self, ix) else { continue };
             if room.dedup.check(&chat.id, now) == Verdict::New && chat.is_well_formed() && chat.verify(&*self.keys) {
                 let id = chat.id;

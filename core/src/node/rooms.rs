@@ -102,14 +102,28 @@ impl Node {
                 }
                 let secret = RoomKeys::public_secret(&name);
                 let id = RoomKeys::new(&secret).id;
-                self.join_room(now, RoomInfo { id, name, access: Access::Public, secret }, &[]);
+                let info = RoomInfo { id, name, access: Access::Public, secret, owner: None, epochs: Vec::new() };
+                self.join_room(now, info, &[]);
             }
             Command::JoinInvite(code) => match Invite::from_code(&code, &*self.keys, now) {
                 Ok(i) => {
-                    let id = RoomKeys::new(&i.secret).id;
-                    let info = RoomInfo { id, name: i.name, access: Access::Private, secret: i.secret };
-                    let addrs: Vec<SocketAddr> = i.addrs.into_iter().filter(|a| !self.is_own(a)).collect();
-                    self.join_room(now, info, &addrs);
+                    let id = RoomKeys::with_owner(&i.secret, Some(&i.owner)).id;
+                    let (name, secret, owner) = (i.name.clone(), i.secret.clone(), Some(i.owner));
+                    let info = RoomInfo { id, name, access: Access::Private, secret, owner, epochs: Vec::new() };
+                    let addrs: Vec<SocketAddr> = i.addrs.iter().filter(|a| !self.is_own(a)).copied().collect();
+                    // Already in it, its log may say that this invite does not let us back in.
+                    if let Some(ix) = self.rooms.find(&id) {
+                        if let Err(e) = self.join_op(now, ix, &i) {
+                            return self.emit(Event::Refused(e));
+                        }
+                        self.join_room(now, info, &addrs);
+                    } else if self.join_room(now, info, &addrs) {
+                        if let Some(ix) = self.rooms.find(&id) {
+                            if let Err(e) = self.join_op(now, ix, &i) {
+                                self.emit(Event::Refused(e));
+                            }
+                        }
+                    }
                 }
                 Err(e) => self.emit(Event::Refused(format!("cannot join: {e}"))),
             },
@@ -119,13 +133,15 @@ impl Node {
                     return self.emit(Event::Refused("a room needs a name".into()));
                 }
                 let secret = RoomSecret(self.rng.bytes());
-                let id = RoomKeys::new(&secret).id;
-                if self.join_room(now, RoomInfo { id, name, access: Access::Private, secret }, &[]) {
+                let owner = Some(self.public_key());
+                let id = RoomKeys::with_owner(&secret, owner.as_ref()).id;
+                let info = RoomInfo { id, name, access: Access::Private, secret, owner, epochs: Vec::new() };
+                if self.join_room(now, info, &[]) {
                     self.invite(now, id, addrs, valid_for);
                 }
             }
             Command::Rejoin(info) => {
-                if RoomKeys::new(&info.secret).id != info.id {
+                if info.keys().id != info.id {
                     return self.emit(Event::Refused(format!("room {}: its secret does not match its id", info.name)));
                 }
                 self.join_room(now, info, &[]);
@@ -148,13 +164,19 @@ impl Node {
             let msg = format!("#{} is public: anyone can /join #{}", j.info.name, j.info.name);
             return self.emit(Event::Refused(msg));
         }
+        let Some(owner) = j.info.owner else {
+            return self.emit(Event::Refused(format!("#{} has no owner: it cannot be joined", j.info.name)));
+        };
+        if let Some(why) = self.removed_from(ix) {
+            return self.emit(Event::Refused(format!("no invite: {why}")));
+        }
         // Where the invited can reach the room: here, and at member neighbours.
         for c in self.conns.values().filter(|c| c.in_room(ix)) {
             addrs.extend(c.listen_addr());
         }
         addrs.dedup();
         addrs.truncate(MAX_INVITE_ADDRS);
-        let invite = Invite::new(&*self.keys, &j.info.name, j.info.secret.clone(), addrs, now + valid_for);
+        let invite = Invite::new(&*self.keys, &j.info.name, j.info.secret.clone(), owner, addrs, now, now + valid_for);
         self.emit(Event::Invite { room, code: invite.to_code() });
     }
 
@@ -281,6 +303,7 @@ impl Node {
         if self.config.repair && outbound {
             self.start_sync(now, conn, ix);
         }
+        self.send_old_ops(now, conn, ix);
         Some(ix)
     }
 
@@ -486,6 +509,7 @@ impl Node {
                 }
             }
         }
+        self.moderation_round(now);
         if !self.rooms.is_empty() {
             self.timers.set(Timer::Rooms, now + ROOM_ROUND);
         }

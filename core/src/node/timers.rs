@@ -201,7 +201,10 @@ impl Node {
 
     /// Arms expiry for a chat with this id just taken in.
     pub(super) fn arm_expire(&mut self, id: &ChatId) {
-        let at = Time::from_millis(id.timestamp_ms()) + self.config.retention;
+        // A chat stays in the window while its millisecond is not older than `now - retention`:
+        // it leaves a millisecond after `timestamp + retention`, not at it (at it, the expiry
+        // would keep it and be due again at once).
+        let at = Time::from_millis(id.timestamp_ms() + 1) + self.config.retention;
         self.timers.set_min(Timer::Expire, at);
     }
 

@@ -1,12 +1,14 @@
 //! Invite codes: one copy-pasteable string that lets its holder into a private room.
 //!
-//! A code holds the room's name and secret, a few addresses of members to dial, when it stops
-//! working, and the inviter's key and signature over all of it. The secret is the membership:
+//! A code holds the room's name, secret and owner, a few addresses of members to dial, when it was
+//! made and when it stops working, and the inviter's key and signature over all of it. The secret is the membership:
 //! whoever holds a code is in, so codes go only to people who should be. The signature says who
 //! handed it out and that no address was swapped on the way; the expiry bounds how long a leaked
-//! code works for joining through it (the secret itself does not expire).
+//! code works for joining through it (the secret itself does not expire). Joining, the holder
+//! shows the code, without the secret, in its `Join` (see `log`): members check that a member
+//! signed it, and that it was made after any ban of the holder.
 //!
-//! Text form: `p2pchat-invite1:` then base64url (no padding) of the bincode of [`Invite`].
+//! Text form: `p2pchat-invite2:` then base64url (no padding) of the bincode of [`Invite`].
 
 use core::net::SocketAddr;
 
@@ -15,22 +17,27 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use super::keys::{normalize, RoomSecret};
+use super::log::JoinProof;
 use crate::identity::{Keys, PeerId, PublicKey, Signature};
 use crate::time::Time;
 
-pub const PREFIX: &str = "p2pchat-invite1:";
+pub const PREFIX: &str = "p2pchat-invite2:";
 /// Most member addresses a code carries.
 pub const MAX_INVITE_ADDRS: usize = 4;
 /// Longest code accepted, in characters: far above any real one (about 300).
 const MAX_CODE_CHARS: usize = 2048;
-const DOMAIN: &[u8] = b"p2p-chat/invite/v1";
+const DOMAIN: &[u8] = b"p2p-chat/invite/v2";
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Invite {
     /// The room's name as its creator wrote it (without `#`).
     pub name: String,
     pub secret: RoomSecret,
+    /// The room's owner (its keys are derived from the secret and this key).
+    pub owner: PublicKey,
     pub addrs: Vec<SocketAddr>,
+    /// Unix milliseconds when the code was made.
+    pub issued_ms: u64,
     /// Unix milliseconds after which the code is refused.
     pub expires_ms: u64,
     pub inviter: PublicKey,
@@ -54,7 +61,9 @@ pub enum InviteError {
 struct Signed<'a> {
     name: &'a str,
     secret: &'a RoomSecret,
+    owner: &'a PublicKey,
     addrs: &'a [SocketAddr],
+    issued_ms: u64,
     expires_ms: u64,
     inviter: &'a PublicKey,
 }
@@ -64,13 +73,44 @@ fn config() -> impl bincode::config::Config {
 }
 
 impl Invite {
-    pub fn new(keys: &dyn Keys, name: &str, secret: RoomSecret, mut addrs: Vec<SocketAddr>, expires: Time) -> Invite {
+    /// A code made at `now` by `keys`, refused after `expires`.
+    pub fn new(
+        keys: &dyn Keys,
+        name: &str,
+        secret: RoomSecret,
+        owner: PublicKey,
+        mut addrs: Vec<SocketAddr>,
+        now: Time,
+        expires: Time,
+    ) -> Invite {
         addrs.truncate(MAX_INVITE_ADDRS);
         let name = normalize(name);
         let inviter = keys.public_key();
-        let signed = signed_bytes(&name, &secret, &addrs, expires.as_millis(), &inviter);
+        let (issued_ms, expires_ms) = (now.as_millis(), expires.as_millis());
+        let signed = signed_bytes(&name, &secret, &owner, &addrs, issued_ms, expires_ms, &inviter);
         let signature = keys.sign(&signed);
-        Invite { name, secret, addrs, expires_ms: expires.as_millis(), inviter, signature }
+        Invite { name, secret, owner, addrs, issued_ms, expires_ms, inviter, signature }
+    }
+
+    /// What a `Join` shows of this code.
+    pub fn proof(&self) -> JoinProof {
+        JoinProof {
+            addrs: self.addrs.clone(),
+            issued_ms: self.issued_ms,
+            expires_ms: self.expires_ms,
+            inviter: self.inviter,
+            signature: self.signature,
+        }
+    }
+
+    /// Whether `proof` shows a code of the room `name` with `secret` and `owner`, signed by its
+    /// inviter. Its expiry is not checked: it was checked when the code was used.
+    pub fn proves(keys: &dyn Keys, name: &str, secret: &RoomSecret, owner: &PublicKey, proof: &JoinProof) -> bool {
+        proof.addrs.len() <= MAX_INVITE_ADDRS && {
+            let p = proof;
+            let signed = signed_bytes(name, secret, owner, &p.addrs, p.issued_ms, p.expires_ms, &p.inviter);
+            keys.verify(&p.inviter, &signed, &p.signature)
+        }
     }
 
     pub fn inviter_id(&self) -> PeerId {
@@ -96,7 +136,8 @@ impl Invite {
         if invite.addrs.len() > MAX_INVITE_ADDRS || invite.name != normalize(&invite.name) {
             return Err(InviteError::Damaged);
         }
-        let signed = signed_bytes(&invite.name, &invite.secret, &invite.addrs, invite.expires_ms, &invite.inviter);
+        let i = &invite;
+        let signed = signed_bytes(&i.name, &i.secret, &i.owner, &i.addrs, i.issued_ms, i.expires_ms, &i.inviter);
         if !keys.verify(&invite.inviter, &signed, &invite.signature) {
             return Err(InviteError::BadSignature);
         }
@@ -110,12 +151,14 @@ impl Invite {
 fn signed_bytes(
     name: &str,
     secret: &RoomSecret,
+    owner: &PublicKey,
     addrs: &[SocketAddr],
+    issued_ms: u64,
     expires_ms: u64,
     inviter: &PublicKey,
 ) -> Vec<u8> {
     let mut out = DOMAIN.to_vec();
-    let fields = Signed { name, secret, addrs, expires_ms, inviter };
+    let fields = Signed { name, secret, owner, addrs, issued_ms, expires_ms, inviter };
     out.extend(bincode::serde::encode_to_vec(&fields, config()).expect("encoding into memory cannot fail"));
     out
 }
@@ -131,7 +174,9 @@ mod tests {
             &k,
             "#Team",
             RoomSecret([5; 32]),
+            k.public_key(),
             vec!["127.0.0.1:9000".parse().unwrap()],
+            Time::from_millis(1),
             Time::from_millis(10_000),
         );
         (k, i)
@@ -144,6 +189,9 @@ mod tests {
         assert!(code.starts_with(PREFIX) && code.len() < 400, "{code}");
         assert_eq!(Invite::from_code(&format!("  {code}\n"), &k, Time::from_millis(9_000)), Ok(i.clone()));
         assert_eq!(i.name, "team");
+        assert!(Invite::proves(&k, "team", &i.secret, &i.owner, &i.proof()));
+        assert!(!Invite::proves(&k, "team", &RoomSecret([6; 32]), &i.owner, &i.proof()));
+        assert!(!Invite::proves(&k, "team", &i.secret, &PublicKey([1; 32]), &i.proof()));
     }
 
     #[test]

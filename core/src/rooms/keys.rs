@@ -10,6 +10,15 @@
 //! From the secret, HKDF-SHA256 derives the room's id (what frames name the room by), its seal key
 //! (XChaCha20-Poly1305 over every chat's text) and its membership key (HMAC-SHA256 tags that prove,
 //! per connection, that a peer holds the secret; see [`RoomKeys::tag`]).
+//!
+//! A private room's keys come from its secret *and its owner's key*: an invite that named another
+//! owner would lead to another room, so every member agrees on who the owner is.
+//!
+//! **Epochs.** A private room's chats are sealed with the key of the room's current *epoch*. Epoch
+//! zero's key comes from the secret; each later epoch (after a member is removed) has a random key
+//! of its own, handed to each remaining member sealed with the direct-message cryptography (see
+//! `node/moderation.rs`). Its seal key is derived from it, and a sealed text names its epoch, so
+//! whoever holds only the secret, or an older epoch's key, cannot open it.
 
 use core::fmt;
 
@@ -20,7 +29,8 @@ use hmac::{Hmac, KeyInit as _, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use crate::identity::hex;
+use crate::chat::ChatId;
+use crate::identity::{hex, PublicKey};
 
 /// What frames call a room by: 16 bytes of a hash of its secret. Tells nothing of the name or key.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
@@ -61,10 +71,14 @@ impl fmt::Debug for RoomSecret {
     }
 }
 
-/// Bytes of the nonce that leads a sealed text.
+/// Bytes of the nonce in a sealed text.
 pub const NONCE_BYTES: usize = 24;
-/// Bytes the seal adds to a text: the nonce and the Poly1305 tag.
-pub const SEAL_OVERHEAD: usize = NONCE_BYTES + 16;
+/// Bytes of the epoch id that leads a sealed text.
+pub const EPOCH_BYTES: usize = 16;
+/// Bytes the seal adds to a text: the epoch id, the nonce and the Poly1305 tag.
+pub const SEAL_OVERHEAD: usize = EPOCH_BYTES + NONCE_BYTES + 16;
+/// The epoch whose key comes from the room's secret.
+pub const FIRST_EPOCH: ChatId = ChatId::MIN;
 
 /// The form of a room name that identifies it: `#Rust`, `rust` and ` #rust ` are one room.
 pub fn normalize(name: &str) -> String {
@@ -77,6 +91,8 @@ pub struct RoomKeys {
     pub id: RoomId,
     seal: [u8; 32],
     member: [u8; 32],
+    /// The epoch `seal` belongs to.
+    epoch: ChatId,
 }
 
 impl fmt::Debug for RoomKeys {
@@ -94,8 +110,18 @@ impl RoomKeys {
         RoomSecret(s)
     }
 
+    /// The keys of a room without an owner (a public room).
     pub fn new(secret: &RoomSecret) -> RoomKeys {
-        let hk = Hkdf::<Sha256>::new(Some(b"p2p-chat/room/v1"), &secret.0);
+        RoomKeys::with_owner(secret, None)
+    }
+
+    /// The keys of a room: with `owner`, a private room's, bound to its owner's key.
+    pub fn with_owner(secret: &RoomSecret, owner: Option<&PublicKey>) -> RoomKeys {
+        let mut ikm = secret.0.to_vec();
+        if let Some(o) = owner {
+            ikm.extend_from_slice(&o.0);
+        }
+        let hk = Hkdf::<Sha256>::new(Some(b"p2p-chat/room/v1"), &ikm);
         let (mut id, mut seal, mut member) = ([0u8; 16], [0u8; 32], [0u8; 32]);
         for (info, out) in [(&b"id"[..], &mut id[..]), (b"seal", &mut seal), (b"member", &mut member)] {
             hk.expand(info, out).expect("16 and 32 bytes are valid HKDF-SHA256 lengths");
@@ -105,7 +131,31 @@ impl RoomKeys {
         if id == RoomId::DEFAULT.0 {
             id[0] = 1;
         }
-        RoomKeys { id: RoomId(id), seal, member }
+        RoomKeys { id: RoomId(id), seal, member, epoch: FIRST_EPOCH }
+    }
+
+    /// The same room's keys for epoch `epoch`, whose key is `key`.
+    pub fn for_epoch(&self, epoch: ChatId, key: &[u8; 32]) -> RoomKeys {
+        let mut seal = [0u8; 32];
+        epoch_hkdf(key).expand(b"seal", &mut seal).expect("32 bytes is a valid HKDF-SHA256 length");
+        RoomKeys { id: self.id, seal, member: self.member, epoch }
+    }
+
+    pub fn epoch(&self) -> ChatId {
+        self.epoch
+    }
+
+    /// What a rekey publishes of its key: a commitment that lets a member check a key it was
+    /// handed, and tells nothing of it.
+    pub fn epoch_check(key: &[u8; 32]) -> [u8; 32] {
+        let mut check = [0u8; 32];
+        epoch_hkdf(key).expand(b"check", &mut check).expect("32 bytes is a valid HKDF-SHA256 length");
+        check
+    }
+
+    /// The epoch a sealed text names.
+    pub fn sealed_epoch(sealed: &[u8]) -> Option<ChatId> {
+        Some(ChatId(sealed.get(..EPOCH_BYTES)?.try_into().ok()?))
     }
 
     /// Proof, for one connection, that the sender holds the room's secret: an HMAC over the
@@ -121,25 +171,35 @@ impl RoomKeys {
         mac.finalize().into_bytes().into()
     }
 
-    /// `text` sealed with the room key: the nonce, then the ciphertext and its tag. `aad` binds
-    /// the seal to the chat it is the body of (see `Chat`).
+    /// `text` sealed with the room key of this epoch: the epoch id, the nonce, then the
+    /// ciphertext and its tag. `aad` binds the seal to the chat it is the body of (see `Chat`).
     pub fn seal(&self, nonce: [u8; NONCE_BYTES], aad: &[u8], text: &[u8]) -> Vec<u8> {
         let cipher = XChaCha20Poly1305::new((&self.seal).into());
         let ct = cipher
             .encrypt(XNonce::from_slice(&nonce), Payload { msg: text, aad })
             .expect("sealing into memory cannot fail");
-        let mut out = Vec::with_capacity(NONCE_BYTES + ct.len());
+        let mut out = Vec::with_capacity(EPOCH_BYTES + NONCE_BYTES + ct.len());
+        out.extend_from_slice(&self.epoch.0);
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&ct);
         out
     }
 
-    /// The text of `sealed`, if it was sealed with this room's key over the same `aad`.
+    /// The text of `sealed`, if it was sealed with this room's key of this epoch over the same
+    /// `aad`.
     pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
-        let (nonce, ct) = sealed.split_at_checked(NONCE_BYTES)?;
+        let (epoch, rest) = sealed.split_at_checked(EPOCH_BYTES)?;
+        if epoch != self.epoch.0 {
+            return None;
+        }
+        let (nonce, ct) = rest.split_at_checked(NONCE_BYTES)?;
         let cipher = XChaCha20Poly1305::new((&self.seal).into());
         cipher.decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad }).ok()
     }
+}
+
+fn epoch_hkdf(key: &[u8; 32]) -> Hkdf<Sha256> {
+    Hkdf::<Sha256>::new(Some(b"p2p-chat/room/epoch/v1"), key)
 }
 
 #[cfg(test)]
@@ -170,6 +230,21 @@ mod tests {
         assert_eq!(k.open(b"chat 1", &flipped), None);
         assert_eq!(k.open(b"chat 1", &s[..10]), None);
         assert_eq!(s.len(), 5 + SEAL_OVERHEAD);
+    }
+
+    #[test]
+    fn an_epochs_key_opens_only_its_epoch_and_an_owner_makes_another_room() {
+        let k = RoomKeys::new(&RoomSecret([1; 32]));
+        let e1 = k.for_epoch(ChatId([1; 16]), &[7; 32]);
+        let s = e1.seal([9; NONCE_BYTES], b"c", b"after");
+        assert_eq!(RoomKeys::sealed_epoch(&s), Some(ChatId([1; 16])));
+        assert_eq!(e1.open(b"c", &s).as_deref(), Some(&b"after"[..]));
+        assert_eq!(k.open(b"c", &s), None, "the secret alone does not open a later epoch");
+        assert_eq!(k.for_epoch(ChatId([1; 16]), &[8; 32]).open(b"c", &s), None);
+        assert_ne!(RoomKeys::epoch_check(&[7; 32]), RoomKeys::epoch_check(&[8; 32]));
+        let owned = RoomKeys::with_owner(&RoomSecret([1; 32]), Some(&PublicKey([3; 32])));
+        let other = RoomKeys::with_owner(&RoomSecret([1; 32]), Some(&PublicKey([4; 32])));
+        assert!(owned.id != k.id && owned.id != other.id);
     }
 
     #[test]

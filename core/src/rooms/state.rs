@@ -5,7 +5,8 @@
 use core::net::SocketAddr;
 use std::collections::BTreeSet;
 
-use super::keys::{RoomId, RoomKeys, RoomSecret};
+use super::keys::{RoomId, RoomKeys, RoomSecret, FIRST_EPOCH};
+use super::log::MemberLog;
 use crate::chat::ChatId;
 use crate::dedup::Dedup;
 use crate::gossip::Gossip;
@@ -18,6 +19,8 @@ pub(crate) const MAX_ROOMS: usize = 63;
 pub(crate) const MAX_CANDIDATES: usize = 32;
 /// Most distinct authors counted per room (the member count shown is at least this many).
 const MAX_AUTHORS: usize = 4096;
+/// Most epoch keys a node keeps per room: older ones are forgotten (their chats no longer open).
+pub(crate) const MAX_EPOCHS: usize = 64;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
@@ -36,6 +39,27 @@ pub struct RoomInfo {
     pub name: String,
     pub access: Access,
     pub secret: RoomSecret,
+    /// A private room's owner, whose key its id and keys are derived from.
+    pub owner: Option<PublicKey>,
+    /// The keys of the room's epochs after the first that this node was handed, oldest first
+    /// (see `keys`): kept so that a restart still opens the chats sealed with them.
+    pub epochs: Vec<(ChatId, [u8; 32])>,
+}
+
+impl RoomInfo {
+    /// The room's keys of its first epoch.
+    pub fn keys(&self) -> RoomKeys {
+        RoomKeys::with_owner(&self.secret, self.owner.as_ref())
+    }
+
+    /// The keys of the epoch a sealed text names, if this node holds them.
+    pub fn keys_for(&self, epoch: ChatId) -> Option<RoomKeys> {
+        let first = self.keys();
+        if epoch == FIRST_EPOCH {
+            return Some(first);
+        }
+        self.epochs.iter().find(|(e, _)| *e == epoch).map(|(e, k)| first.for_epoch(*e, k))
+    }
 }
 
 /// A room as `/rooms` shows it.
@@ -67,6 +91,31 @@ impl Room {
     }
 }
 
+/// What a node keeps of a private room's keys and moderation besides the log itself.
+#[derive(Default)]
+pub(crate) struct Moderation {
+    /// Chats held whose epoch key has not come yet, delivered when it does (at most
+    /// [`MAX_WAITING`]; past it the oldest are only held, never shown).
+    pub(crate) waiting: Vec<ChatId>,
+    /// Epoch keys handed over before their rekey arrived, checked when it does (at most
+    /// [`MAX_UNCHECKED`]).
+    pub(crate) unchecked: Vec<(ChatId, [u8; 32])>,
+    /// Epoch keys sent, to whom: each is sent once (at most [`MAX_KEYS_SENT`] remembered).
+    pub(crate) keys_sent: BTreeSet<(PublicKey, ChatId)>,
+    /// Rounds the room has been stale (see `log`), for the admins that rekey it.
+    pub(crate) stale_rounds: u32,
+    /// The chats that carried the log's operations, to hand a new member neighbour those that
+    /// sync no longer offers (older than the retention window). As many as the log holds.
+    pub(crate) ops: std::collections::BTreeMap<ChatId, std::sync::Arc<crate::chat::Chat>>,
+    /// The name each key of the room was last seen with (operations and chats), for showing
+    /// operations and `/members`.
+    pub(crate) names: std::collections::BTreeMap<PublicKey, String>,
+}
+
+pub(crate) const MAX_WAITING: usize = 256;
+pub(crate) const MAX_UNCHECKED: usize = 8;
+pub(crate) const MAX_KEYS_SENT: usize = 4096;
+
 /// A room's place in a node: 0 is the default room, 1 to [`MAX_ROOMS`] the others. Stable while
 /// the node is in the room; a connection's rooms are a bit set of these.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -96,14 +145,21 @@ pub(crate) struct Joined {
     pub(crate) last_neighbours: usize,
     /// Rounds until a room with enough member neighbours looks beyond them.
     pub(crate) explore_in: u32,
+    /// A private room's membership log (`None` for a public room).
+    pub(crate) log: Option<MemberLog>,
+    /// Moderation's bookkeeping (see `node/moderation.rs`).
+    pub(crate) moderation: Moderation,
 }
 
 impl Joined {
     pub(crate) fn new(info: RoomInfo, room: Room) -> Joined {
-        let keys = RoomKeys::new(&info.secret);
+        let keys = info.keys();
+        let log = info.owner.map(MemberLog::new);
         Joined {
             info,
             keys,
+            log,
+            moderation: Moderation::default(),
             room,
             candidates: Vec::new(),
             authors: BTreeSet::new(),

@@ -74,6 +74,8 @@ fn size_hint(msg: &Message) -> usize {
         let text = match &c.body {
             crate::chat::Body::Text(t) => t.len(),
             crate::chat::Body::Sealed(s) => s.len(),
+            // A join's invite proof, the longest operation.
+            crate::chat::Body::Op(_) => 512,
             _ => 0,
         };
         // Id, room, author, signature, and a few bytes each for lengths, tags and counters.

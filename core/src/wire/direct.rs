@@ -75,7 +75,8 @@ pub(super) fn encode_direct(msg: &Message, out: &mut Vec<u8>) -> bool {
         Message::Chat { chat, .. } | Message::Reply { chat, .. }
             if short(chat.username.len())
                 && !matches!(&chat.body, Body::Text(t) if !short(t.len()))
-                && !matches!(&chat.body, Body::Sealed(s) if !short(s.len())) =>
+                && !matches!(&chat.body, Body::Sealed(s) if !short(s.len()))
+                && !matches!(&chat.body, Body::Op(_)) =>
         {
             match msg {
                 Message::Chat { ttl, hops, .. } => out.extend_from_slice(&[CHAT, *ttl, *hops]),
@@ -100,6 +101,7 @@ pub(super) fn encode_direct(msg: &Message, out: &mut Vec<u8>) -> bool {
                     put_len(out, b.len());
                     out.extend_from_slice(b);
                 }
+                Body::Op(_) => unreachable!("operations take the bincode path"),
             }
             out.extend_from_slice(&chat.signature.0);
         }

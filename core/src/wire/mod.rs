@@ -24,12 +24,14 @@ pub use framing::FrameDecoder;
 pub(crate) use framing::{limit, Frame, Frames, Ids};
 pub use messages::{DepositOutcome, Hello, Message, RoomMessage, WireError};
 
+/// 5: moderation (a chat may carry a membership operation, `Body::Op`; a room's sealed text names
+/// its key's epoch; invites name the room's owner and when they were made).
 /// 4: direct messages (`Bundle`, `BundleRequest`, `Dm`, `Deposit`, `Deposited`, `Collect`, `Mail`,
 /// `MailAck`).
 /// 3: rooms (a chat names its room; `Room`, `Subscribe`, `Unsubscribe`, `FindRoom`, `RoomPeers`).
 /// 2: connections are encrypted (Noise XX, see `handshake`); version 1 was plaintext. Any change
 /// to the bytes on the wire bumps it (see docs/PROTOCOL.md).
-pub const PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// Bytes of the protocol version that leads every frame's payload.
 const VERSION_BYTES: usize = 2;

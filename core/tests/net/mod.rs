@@ -61,6 +61,8 @@ pub struct Net {
     pub delivered: Vec<Vec<Event>>,
     /// Called on every event, may kill nodes: (net-visible node index, event).
     pub kill_on: Option<KillHook>,
+    /// Each node's side of a partition: nodes on different sides cannot reach each other.
+    side: Vec<u8>,
 }
 
 impl Net {
@@ -84,6 +86,7 @@ impl Net {
             frame_loss: 0.0,
             delivered: vec![Vec::new(); n],
             kill_on: None,
+            side: vec![0; n],
         };
         for i in 0..n {
             let mut c = config(i);
@@ -129,6 +132,22 @@ impl Net {
             n.handle_input(self.now, Input::Command(cmd));
             self.after_input(i);
         }
+    }
+
+    /// Splits the network: every connection between nodes of different sides breaks now, and
+    /// dials across fail until `heal`.
+    pub fn partition(&mut self, side: impl Fn(usize) -> u8) {
+        self.side = (0..self.nodes.len()).map(side).collect();
+        let cut: Vec<(usize, ConnId)> =
+            self.links.iter().filter(|((a, _), (b, _))| self.side[*a] != self.side[*b]).map(|(k, _)| *k).collect();
+        for (node, conn) in cut {
+            self.links.remove(&(node, conn));
+            self.input(node, Input::Closed(conn));
+        }
+    }
+
+    pub fn heal(&mut self) {
+        self.side.iter_mut().for_each(|s| *s = 0);
     }
 
     pub fn kill(&mut self, i: usize) {
@@ -258,7 +277,7 @@ impl Net {
             }
             Ev::Accept { to, from, dialer_conn } => {
                 let remote = SocketAddr::from(([10, 0, (from >> 8) as u8, (from & 255) as u8], 40000));
-                let dialer_alive = self.nodes[from].is_some();
+                let dialer_alive = self.nodes[from].is_some() && self.side[from] == self.side[to];
                 let accepted = match self.nodes[to].as_mut() {
                     Some(n) if dialer_alive => n.accept(now, remote),
                     _ => None,
