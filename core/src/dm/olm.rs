@@ -49,9 +49,22 @@ fn encode(message: &OlmMessage) -> Vec<u8> {
     out
 }
 
+/// Only the canonical encoding, so that no altered envelope opens, not even as the genuine one.
+/// Olm alone would take two kinds of change: its decoder skips unknown fields (a flipped tag bit
+/// turns the ratchet counter into one, read back as its default) and checks its MAC over the
+/// message as re-encoded; and X25519 ignores a public key's top bit, which an honest key never
+/// sets (it is a number below 2^255 - 19).
 fn decode(bytes: &[u8]) -> Option<OlmMessage> {
     let (&kind, body) = bytes.split_first()?;
-    OlmMessage::from_parts(usize::from(kind), body).ok()
+    let message = OlmMessage::from_parts(usize::from(kind), body).ok()?;
+    let keys = match &message {
+        OlmMessage::PreKey(m) => {
+            vec![m.one_time_key(), m.base_key(), m.identity_key(), m.message().ratchet_key()]
+        }
+        OlmMessage::Normal(m) => vec![m.ratchet_key()],
+    };
+    let canonical_keys = keys.iter().all(|k| k.as_bytes()[31] & 0x80 == 0);
+    (canonical_keys && encode(&message) == bytes).then_some(message)
 }
 
 impl OlmCrypto {
