@@ -708,6 +708,9 @@ impl World {
             announce_presence: p.joins,
             target_peers: p.target_peers.min(p.nodes.saturating_sub(1)).max(1),
             max_peers: p.max_peers,
+            // The simulated network has no NAT: every node can be dialed, so there is nothing to
+            // find out and nothing to relay.
+            nat: p2p_chat_core::nat::NatConfig::off(),
             ..Config::default()
         })
     }

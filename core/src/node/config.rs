@@ -106,6 +106,8 @@ pub struct Config {
     pub serve: ServeLimits,
     /// Direct messages (used once turned on with `Node::with_dm`).
     pub dm: DmConfig,
+    /// Reachability, relaying and relays (see [`crate::nat`]).
+    pub nat: crate::nat::NatConfig,
 }
 
 impl Default for Config {
@@ -147,6 +149,7 @@ impl Default for Config {
             dial_rate: RateLimit::per_minute(60.0, 16.0),
             serve: ServeLimits::default(),
             dm: DmConfig::default(),
+            nat: crate::nat::NatConfig::default(),
         }
     }
 }

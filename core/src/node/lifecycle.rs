@@ -153,18 +153,24 @@ impl Node {
             self.main.ihave = Vec::new();
         }
         let pending = self.tx.remove(conn);
+        let leg = self.is_leg(conn);
         if !by_peer {
             if let (Some(mut bytes), Some(session)) = (pending, c.session.as_mut()) {
                 if session.seal_in_place(&mut bytes).is_ok() {
-                    self.out.push_back(Output::Transmit { conn, bytes });
+                    if let Some(bytes) = self.through_relay(conn, bytes) {
+                        self.out.push_back(Output::Transmit { conn, bytes });
+                    }
                 }
             }
-            self.out.push_back(Output::Close { conn });
+            if !leg {
+                self.out.push_back(Output::Close { conn });
+            }
         }
+        self.nat_conn_down(now, conn);
         let was_up = matches!(c.phase, Phase::Up(_));
         self.up_peers -= usize::from(was_up);
         self.arm_dial(now);
-        if c.direction() == Direction::Outbound && (backoff || by_peer || !was_up) {
+        if c.direction() == Direction::Outbound && (backoff || by_peer || !was_up) && !leg {
             // An outbound peer that went away is retried after a backoff: automatic reconnection.
             self.book.on_failure(&c.addr(), now, &mut self.rng);
         }
@@ -198,6 +204,7 @@ impl Node {
             username: p.username.as_str().to_owned(),
             addr: c.addr(),
             listen_addr: c.listen_addr(),
+            path: self.path(conn),
             direction: c.direction(),
             score: c.score.get(),
             rtt: c.rtt(),
@@ -309,6 +316,10 @@ impl Node {
         }
         self.send_subscriptions(conn);
         self.dm_peer_up(now, conn, peer);
+        self.nat_peer_up(now, conn, peer);
+        if !self.conns.contains_key(&conn) {
+            return;
+        }
         // A new neighbour is asked for addresses while we know few: what lets a newcomer spread
         // out from the bootstrap nodes at once. One answer holds 32, so a couple of neighbours
         // stock the book; asking every new neighbour while short of peers (as before) cost 7% of

@@ -12,6 +12,7 @@ mod conn;
 mod dm;
 mod inbound;
 mod lifecycle;
+mod nat;
 mod output;
 #[cfg(feature = "prefetch")]
 mod prefetch;
@@ -113,6 +114,8 @@ pub struct Node {
     /// Direct messages, when on (`Node::with_dm`): boxed, so a node without them (most of a
     /// simulator's) holds one pointer.
     dm: Option<Box<Dm>>,
+    /// Reachability, the relay service and circuits (see `nat`).
+    nat: Box<nat::Nat>,
 }
 
 /// A `FindRoom` passed on for a neighbour: its answer is passed back to `from` until `until`.
@@ -224,6 +227,7 @@ impl Node {
             walks: Vec::new(),
             room_hints: Vec::new(),
             dm: None,
+            nat: Box::new(nat::Nat::new(&config, now)),
             keys,
             identity,
             rng,
@@ -329,6 +333,8 @@ impl Node {
     pub fn handle_input(&mut self, now: Time, input: Input<'_>) {
         self.check_clock(now);
         match input {
+            Input::Connected(conn) if self.is_probe(conn) => drop(self.probe_done(conn, true)),
+            Input::DialFailed(conn) | Input::Closed(conn) if self.is_probe(conn) => drop(self.probe_done(conn, false)),
             Input::Connected(conn) => {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     if matches!(c.phase, Phase::Dialing) {
@@ -381,6 +387,14 @@ impl Node {
             let Some(c) = self.conns.get_mut(&conn) else { continue };
             let Some(session) = c.session.as_mut() else { continue };
             if session.seal_in_place(&mut bytes).is_ok() {
+                // A circuit's records travel inside frames to its relay, queued (and sealed)
+                // in turn.
+                if self.nat.client.has_legs() {
+                    if let Some(bytes) = self.through_relay(conn, bytes) {
+                        return Some(Output::Transmit { conn, bytes });
+                    }
+                    continue;
+                }
                 return Some(Output::Transmit { conn, bytes });
             }
             // After 2^64 records: not in this universe, but never a panic.

@@ -24,12 +24,15 @@ pub use framing::FrameDecoder;
 pub(crate) use framing::{limit, Frame, Frames, Ids};
 pub use messages::{DepositOutcome, Hello, Message, RoomMessage, WireError};
 
+/// 6: getting through NAT (`Observed`, `DialBack`, `DialBackResult`, `Reserve`, `Reservation`,
+/// `Relayed`, `CircuitOpen`, `CircuitOpened`, `CircuitRefused`, `CircuitIncoming`, `ToRelay`,
+/// `FromRelay`, `CircuitEnd`, `CircuitClosed`).
 /// 4: direct messages (`Bundle`, `BundleRequest`, `Dm`, `Deposit`, `Deposited`, `Collect`, `Mail`,
 /// `MailAck`).
 /// 3: rooms (a chat names its room; `Room`, `Subscribe`, `Unsubscribe`, `FindRoom`, `RoomPeers`).
 /// 2: connections are encrypted (Noise XX, see `handshake`); version 1 was plaintext. Any change
 /// to the bytes on the wire bumps it (see docs/PROTOCOL.md).
-pub const PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 6;
 
 /// Bytes of the protocol version that leads every frame's payload.
 const VERSION_BYTES: usize = 2;
