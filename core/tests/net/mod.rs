@@ -61,6 +61,8 @@ pub struct Net {
     pub delivered: Vec<Vec<Event>>,
     /// Called on every event, may kill nodes: (net-visible node index, event).
     pub kill_on: Option<KillHook>,
+    /// Nodes behind NAT: a dial to them fails, as an unsolicited connection at a router does.
+    pub behind_nat: Vec<bool>,
 }
 
 impl Net {
@@ -84,6 +86,7 @@ impl Net {
             frame_loss: 0.0,
             delivered: vec![Vec::new(); n],
             kill_on: None,
+            behind_nat: vec![false; n],
         };
         for i in 0..n {
             let mut c = config(i);
@@ -173,7 +176,8 @@ impl Net {
                 Output::Transmit { conn, bytes } => self.transmit(i, conn, bytes),
                 Output::Dial { conn, addr } => {
                     let lat = self.latency();
-                    match index_of(addr).filter(|&j| j < self.nodes.len() && self.nodes[j].is_some()) {
+                    let open = |j: usize| j < self.nodes.len() && self.nodes[j].is_some() && !self.behind_nat[j];
+                    match index_of(addr).filter(|&j| open(j)) {
                         Some(j) => self.push(self.now + lat, Ev::Accept { to: j, from: i, dialer_conn: conn }),
                         None => self.push(self.now + lat * 2, Ev::DialFailed { node: i, conn }),
                     }
