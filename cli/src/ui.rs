@@ -229,6 +229,12 @@ impl Style {
                 "foreign room frames {} ({} bytes: frames of rooms this node is not in, always 0 among honest peers)",
                 s.foreign_room_frames, s.foreign_room_bytes
             ),
+            format!("dial-backs         {} asked of peers, {} made for peers", s.dial_backs_asked, s.dial_backs_done),
+            format!(
+                "relays used        {} reservations held, {} circuits asked, {} relayed connections up",
+                s.reservations_held, s.circuits_asked, s.circuits_up
+            ),
+            format!("relaying           {} bytes carried, {} circuits refused", s.relay_bytes, s.circuits_refused),
             format!("chats held         {history}"),
             format!("uptime             {}h{:02}m{:02}s", secs / 3600, secs / 60 % 60, secs % 60),
         ]

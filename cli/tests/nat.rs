@@ -48,7 +48,8 @@ impl Homes {
             sh(&["ip", "-n", name, "link", "set", "lo", "up"]);
         }
         let inet = homes.ns("i").to_owned();
-        let mut ok = sh(&["ip", "netns", "exec", &inet, "sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        let forward = |ns: &str| sh(&["ip", "netns", "exec", ns, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"]);
+        let mut ok = forward(&inet);
         for k in 1..=2 {
             let (r, c) = (homes.ns(&format!("r{k}")).to_owned(), homes.ns(&format!("c{k}")).to_owned());
             let (h, wan_i, wan_r) = (format!("h{k}"), format!("10.93.{k}.1/24"), format!("10.93.{k}.2/24"));
@@ -69,7 +70,7 @@ impl Homes {
                 && sh(&["ip", "-n", &c, "link", "set", "eth0", "up"])
                 && sh(&["ip", "-n", &c, "route", "add", "default", "via", &gw])
                 && sh(&["ip", "-n", &r, "route", "add", "default", "via", &up])
-                && sh(&["ip", "netns", "exec", &r, "sysctl", "-qw", "net.ipv4.ip_forward=1"])
+                && forward(&r)
                 && nft("add table ip nat")
                 && nft("add chain ip nat post { type nat hook postrouting priority 100; }")
                 && nft(&format!("add rule ip nat post oifname \"wan\" {masquerade}"));

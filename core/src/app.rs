@@ -105,11 +105,6 @@ pub struct NodeState {
     pub reachability: Reachability,
 }
 
-impl Default for Reachability {
-    fn default() -> Reachability {
-        Reachability::Unknown
-    }
-}
 
 impl NodeState {
     pub fn of(node: &Node) -> NodeState {

@@ -26,9 +26,10 @@ use crate::rate::{RateLimit, Tokens};
 use crate::time::Time;
 
 /// What a node knows of its own reachability.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Reachability {
     /// Not found out yet (no peer has answered).
+    #[default]
     Unknown,
     /// The node does not accept connections at all.
     NotListening,

@@ -213,7 +213,9 @@ impl Node {
             };
             let relay = relays[i].1;
             let conn = self.new_conn(now, self.conns[&relay].addr(), Direction::Outbound, false);
-            self.conns.get_mut(&conn).map(|c| c.addr.set_listen(Listen::Relayed));
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.addr.set_listen(Listen::Relayed);
+            }
             self.nat.client.asked(conn, relay, e.peer);
             self.stats.circuits_asked += 1;
             self.send(relay, &Message::CircuitOpen { to: e.peer });
