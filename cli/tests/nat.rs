@@ -124,3 +124,57 @@ fn behind_symmetric_nats_two_clients_chat_through_a_relay() {
         p.quit();
     }
 }
+
+#[test]
+fn a_relay_killed_is_replaced_by_another_and_no_chat_is_lost() {
+    let tag = format!("{}", std::process::id() % 100_000 + 1);
+    let Some(homes) = Homes::setup(&tag, "masquerade fully-random") else { return };
+    let mut relays: Vec<Proc> = ["relay1", "relay2"]
+        .iter()
+        .map(|n| Proc::start_in(n, Some(homes.ns("i")), &["listen", "-p", "0", "-u", n]))
+        .collect();
+    let ports: Vec<u16> = relays.iter_mut().map(|r| r.port()).collect();
+    let client = |name: &str, k: usize, rt: &str| {
+        let (b1, b2) = (format!("10.93.{k}.1:{}", ports[0]), format!("10.93.{k}.1:{}", ports[1]));
+        Proc::start_in(
+            name,
+            Some(homes.ns(&format!("c{k}"))),
+            &["listen", "-p", "0", "-u", name, "--bootstrap", &b1, "--bootstrap", &b2, "--runtime", rt],
+        )
+    };
+    let mut alice = client("alice", 1, "smol");
+    let mut bob = client("bob", 2, "mio");
+    alice.wait_for("connected to bob#");
+    alice.say("/peers");
+    let line = alice.wait_for("relayed via relay");
+    let carrying = if line.contains("relayed via relay1#") { 0 } else { 1 };
+    alice.say("before the relay dies");
+    bob.wait_for(": before the relay dies");
+
+    // kill -9: no goodbye; the circuit goes with it, and the other relay takes over.
+    let dead = Instant::now();
+    let mut gone = relays.remove(carrying);
+    let _ = gone.child.kill();
+    common::wait_exit(&mut gone.child);
+    alice.wait_for("disconnected from bob#");
+    bob.say("while the relay is down");
+    let survivor = if carrying == 0 { "relay2#" } else { "relay1#" };
+    let reconnected = loop {
+        alice.say("/peers");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        if alice.count(&format!("relayed via {survivor}")) > 0 {
+            break dead.elapsed();
+        }
+        assert!(dead.elapsed() < common::DEADLINE, "alice did not reach bob through {survivor}");
+    };
+    alice.wait_for(": while the relay is down");
+    alice.say("after the relay died");
+    bob.wait_for(": after the relay died");
+    for (p, text) in [(&mut alice, "while the relay is down"), (&mut bob, "before the relay dies")] {
+        assert_eq!(p.count(&format!(": {text}")), 1, "{} showed {text:?} other than once", p.name);
+    }
+    eprintln!("relay killed: alice and bob connected again through {survivor} {reconnected:?} later");
+    for p in [alice, bob] {
+        p.quit();
+    }
+}

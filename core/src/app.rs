@@ -105,7 +105,6 @@ pub struct NodeState {
     pub reachability: Reachability,
 }
 
-
 impl NodeState {
     pub fn of(node: &Node) -> NodeState {
         NodeState {
