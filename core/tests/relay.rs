@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use net::{addr, Mallory, Net};
+use p2p_chat_core::nat::reach::DialBackOutcome;
 use p2p_chat_core::nat::{Path, Reachability, RelayLimits, RelayRefusal};
 use p2p_chat_core::testing::Client;
 use p2p_chat_core::wire::{encode, Message};
@@ -68,6 +69,7 @@ struct Driven {
     now: Time,
     sent: BTreeMap<ConnId, Vec<u8>>,
     events: Vec<Event>,
+    dials: Vec<std::net::SocketAddr>,
 }
 
 impl Driven {
@@ -76,6 +78,7 @@ impl Driven {
             match o {
                 Output::Transmit { conn, bytes } => self.sent.entry(conn).or_default().extend(bytes),
                 Output::Event(e) => self.events.push(e),
+                Output::Dial { addr, .. } => self.dials.push(addr),
                 _ => {}
             }
         }
@@ -120,7 +123,7 @@ fn a_hostile_peer_cannot_exhaust_the_relay_which_keeps_serving_its_own_chats() {
     };
     let now = Time::from_millis(net::T0_MS);
     let node = Node::new(config, Box::new(Ed25519Keys::from_seed(1)), 1, now);
-    let mut d = Driven { node, now, sent: BTreeMap::new(), events: Vec::new() };
+    let mut d = Driven { node, now, sent: BTreeMap::new(), events: Vec::new(), dials: Vec::new() };
     let mut honest = d.connect(50);
     let mut mallory = d.connect(51);
     let mut accomplice = d.connect(52);
@@ -177,4 +180,29 @@ fn a_hostile_peer_cannot_exhaust_the_relay_which_keeps_serving_its_own_chats() {
         |m| matches!(m, Message::Chat { chat, .. } if chat.body == p2p_chat_core::Body::Text("still here".into()))
     ));
     assert!(d.node.relay_load().0 <= 4);
+}
+
+#[test]
+fn a_dial_back_goes_only_to_the_askers_ip_and_within_the_rate() {
+    let config = Config { username: "helper".into(), listen_port: 7000, ..Config::default() };
+    let now = Time::from_millis(net::T0_MS);
+    let node = Node::new(config, Box::new(Ed25519Keys::from_seed(1)), 1, now);
+    let mut d = Driven { node, now, sent: BTreeMap::new(), events: Vec::new(), dials: Vec::new() };
+    let mut askers: Vec<Mallory> = (0..8).map(|i| d.connect(60 + i)).collect();
+    for (i, m) in askers.iter_mut().enumerate() {
+        // Each asks twice: the second waits for the first. A privileged port is never dialed.
+        d.send(m, &Message::DialBack { port: 8000 + i as u16, nonce: 1 });
+        d.send(m, &Message::DialBack { port: 22, nonce: 2 });
+    }
+    let ips: Vec<_> = (0..8).map(|i| addr(160 + i).ip()).collect();
+    assert_eq!(d.dials.len(), 4, "four at once: {:?}", d.dials);
+    for a in &d.dials {
+        assert!(ips.contains(&a.ip()) && a.port() >= 8000, "{a} is not an asker's own IP");
+    }
+    let refused = askers
+        .iter_mut()
+        .flat_map(|m| d.messages(m))
+        .filter(|m| matches!(m, Message::DialBackResult { outcome: DialBackOutcome::Refused, .. }))
+        .count();
+    assert_eq!(refused, 12, "the other asks are answered, not dialed");
 }

@@ -205,12 +205,9 @@ impl Node {
             if e.peer == me || e.relay == me || up.contains(&e.peer) || self.nat.client.has_leg_to(&e.peer) {
                 continue;
             }
-            let Ok(i) = relays.binary_search_by(|(p, _)| p.cmp(&e.relay)) else {
-                if let Some(a) = e.relay_addr {
-                    self.book.add(a, Source::Exchange, now);
-                }
-                continue;
-            };
+            // A relay not connected is not dialed for it: `Relayed` comes unasked, and taking
+            // addresses from it would let any peer fill the address book.
+            let Ok(i) = relays.binary_search_by(|(p, _)| p.cmp(&e.relay)) else { continue };
             let relay = relays[i].1;
             let conn = self.new_conn(now, self.conns[&relay].addr(), Direction::Outbound, false);
             if let Some(c) = self.conns.get_mut(&conn) {
@@ -262,6 +259,8 @@ impl Node {
                     }
                 }
             }
+            // A helper that names another port than ours did not dial us.
+            Message::DialBackResult { dialed, .. } if dialed.port() != self.config.listen_port => {}
             Message::DialBackResult { nonce, outcome, dialed } => {
                 if let Some(state) = self.nat.reach.on_answer(conn, nonce, outcome, dialed) {
                     self.emit(Event::Reachability(state));
