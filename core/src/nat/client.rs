@@ -22,6 +22,9 @@ pub const RESERVATIONS: usize = 2;
 const BOOK_CAP: usize = 128;
 /// How long a relayed address heard of is kept.
 const BOOK_TTL: Duration = Duration::from_secs(600);
+/// How long a relay may take to answer a reservation before it counts as refused: one that never
+/// answers must not hold a place of the few.
+pub const RESERVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How one connection of the node travels through a relay.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,7 +37,8 @@ pub struct Leg {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Held {
-    Asked,
+    /// Asked for at this time, not answered yet.
+    Asked(Time),
     Held,
 }
 
@@ -108,7 +112,17 @@ impl Client {
 
     /// Relays still to ask for a reservation, from `candidates` (relay connections in order of
     /// preference), so that [`RESERVATIONS`] are held or asked for.
-    pub fn to_reserve(&mut self, candidates: &[ConnId]) -> Vec<ConnId> {
+    pub fn to_reserve(&mut self, now: Time, candidates: &[ConnId]) -> Vec<ConnId> {
+        let overdue: Vec<ConnId> = self
+            .reservations
+            .iter()
+            .filter(|(_, h)| matches!(h, Held::Asked(at) if now.since(*at) >= RESERVE_TIMEOUT))
+            .map(|(c, _)| *c)
+            .collect();
+        for c in overdue {
+            self.reservations.remove(&c);
+            self.refused.insert(c);
+        }
         let mut picked = Vec::new();
         for &c in candidates {
             if self.reservations.len() >= RESERVATIONS {
@@ -117,7 +131,7 @@ impl Client {
             if self.reservations.contains_key(&c) || self.refused.contains(&c) {
                 continue;
             }
-            self.reservations.insert(c, Held::Asked);
+            self.reservations.insert(c, Held::Asked(now));
             picked.push(c);
         }
         picked
@@ -137,6 +151,17 @@ impl Client {
             }
             None => false,
         }
+    }
+
+    /// When an unanswered reservation counts as refused.
+    pub fn next_due(&self) -> Option<Time> {
+        self.reservations
+            .values()
+            .filter_map(|h| match h {
+                Held::Asked(at) => Some(*at + RESERVE_TIMEOUT),
+                Held::Held => None,
+            })
+            .min()
     }
 
     /// Relay connections where a reservation is held.
@@ -190,11 +215,15 @@ mod tests {
     fn reservations_are_asked_of_few_relays_and_not_again_of_one_that_refused() {
         let mut c = Client::default();
         let relays = [ConnId(1), ConnId(2), ConnId(3)];
-        assert_eq!(c.to_reserve(&relays), vec![ConnId(1), ConnId(2)]);
+        let t = Time::ZERO;
+        assert_eq!(c.to_reserve(t, &relays), vec![ConnId(1), ConnId(2)]);
         assert!(c.answered(ConnId(1), true));
         assert!(!c.answered(ConnId(2), false));
-        assert_eq!(c.to_reserve(&relays), vec![ConnId(3)]);
+        assert_eq!(c.to_reserve(t, &relays), vec![ConnId(3)]);
         assert_eq!(c.held().collect::<Vec<_>>(), vec![ConnId(1)]);
+        // A relay that never answers gives its place up.
+        assert_eq!(c.next_due(), Some(t + RESERVE_TIMEOUT));
+        assert_eq!(c.to_reserve(t + RESERVE_TIMEOUT, &[ConnId(4)]), vec![ConnId(4)]);
     }
 
     #[test]

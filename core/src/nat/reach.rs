@@ -67,8 +67,8 @@ const ANSWERS: usize = 3;
 const HELPERS: usize = 3;
 /// How long an ask may wait for its answer.
 const ASK_TIMEOUT: Duration = Duration::from_secs(15);
-/// How soon a round is tried again while nothing is known.
-const RETRY: Duration = Duration::from_secs(30);
+/// How soon a round is tried again while nothing is known (helpers may have refused, busy).
+const RETRY: Duration = Duration::from_secs(5);
 
 struct Ask {
     conn: ConnId,

@@ -121,9 +121,13 @@ impl Node {
 
     /// The dialer speaks first; the acceptor waits for it.
     pub(super) fn start_handshake(&mut self, conn: ConnId) {
+        // Behind NAT, the port is no use to anyone: told, it would only spread by peer exchange
+        // as an address nobody can dial.
+        let behind_nat = self.reachability() == crate::nat::Reachability::BehindNat;
+        let port = if behind_nat { 0 } else { self.config.listen_port };
         let Some(c) = self.conns.get_mut(&conn) else { return };
         let (keys, me, rng) = (&*self.keys, &self.identity, &mut self.rng);
-        let (name, port) = (self.username.as_str(), self.config.listen_port);
+        let name = self.username.as_str();
         if c.direction() == Direction::Outbound {
             let (hs, first) = Handshake::dial(keys, me, rng, name, port);
             c.phase = Phase::Handshaking(hs);

@@ -114,8 +114,9 @@ pub struct Node {
     /// Direct messages, when on (`Node::with_dm`): boxed, so a node without them (most of a
     /// simulator's) holds one pointer.
     dm: Option<Box<Dm>>,
-    /// Reachability, the relay service and circuits (see `nat`).
-    nat: Box<nat::Nat>,
+    /// Reachability, the relay service and circuits (see `nat`); `None` with all of it off (a
+    /// simulator without NAT holds a pointer a node for it).
+    nat: Option<Box<nat::Nat>>,
 }
 
 /// A `FindRoom` passed on for a neighbour: its answer is passed back to `from` until `until`.
@@ -227,7 +228,7 @@ impl Node {
             walks: Vec::new(),
             room_hints: Vec::new(),
             dm: None,
-            nat: Box::new(nat::Nat::new(&config, now)),
+            nat: (config.nat != crate::nat::NatConfig::off()).then(|| Box::new(nat::Nat::new(&config, now))),
             keys,
             identity,
             rng,
@@ -389,7 +390,7 @@ impl Node {
             if session.seal_in_place(&mut bytes).is_ok() {
                 // A circuit's records travel inside frames to its relay, queued (and sealed)
                 // in turn.
-                if self.nat.client.has_legs() {
+                if self.nat.as_ref().is_some_and(|n| n.client.has_legs()) {
                     if let Some(bytes) = self.through_relay(conn, bytes) {
                         return Some(Output::Transmit { conn, bytes });
                     }

@@ -9,6 +9,16 @@ use crate::nat::reach::{DialBackOutcome, Helper, Reach};
 use crate::nat::relay::{Forward, Relay};
 use crate::nat::{Path, Reachability, RelayRefusal, RelayedAddr, MAX_CIRCUIT_CHUNK, MAX_RELAYED_PER_FRAME};
 
+/// The node's NAT state, or, when NAT traversal is off, a return from the function at hand.
+macro_rules! nat {
+    ($node:expr) => {
+        match $node.nat.as_deref_mut() {
+            Some(n) => n,
+            None => return,
+        }
+    };
+}
+
 /// Everything the node keeps for NAT traversal. Boxed in the node: a simulator without NAT holds
 /// one pointer per node for it.
 pub(super) struct Nat {
@@ -30,23 +40,33 @@ impl Nat {
 
     fn next_due(&self) -> Option<Time> {
         let relay = self.relay.as_ref().and_then(Relay::next_due);
-        [self.reach.next_due(), self.helper.next_due(), relay].into_iter().flatten().min()
+        let reserve = self.client.next_due();
+        [self.reach.next_due(), self.helper.next_due(), relay, reserve].into_iter().flatten().min()
     }
 }
 
 impl Node {
     /// What this node knows of its own reachability.
     pub fn reachability(&self) -> Reachability {
-        self.nat.reach.state()
+        match &self.nat {
+            Some(n) => n.reach.state(),
+            None if self.config.listen_port == 0 => Reachability::NotListening,
+            None => Reachability::Unknown,
+        }
     }
 
     /// Circuits this node relays now, and reservations it holds for others.
     pub fn relay_load(&self) -> (usize, usize) {
-        self.nat.relay.as_ref().map_or((0, 0), |r| (r.circuits(), r.reservations()))
+        self.nat.as_ref().and_then(|n| n.relay.as_ref()).map_or((0, 0), |r| (r.circuits(), r.reservations()))
+    }
+
+    /// Relays holding a reservation for this node now.
+    pub fn relays_held(&self) -> usize {
+        self.nat.as_ref().map_or(0, |n| n.client.held().count())
     }
 
     pub(super) fn arm_nat(&mut self) {
-        match self.nat.next_due() {
+        match self.nat.as_ref().and_then(|n| n.next_due()) {
             Some(t) => self.timers.set(Timer::Nat, t),
             None => self.timers.clear(Timer::Nat),
         }
@@ -54,22 +74,22 @@ impl Node {
 
     /// How `conn` reaches its peer.
     pub(super) fn path(&self, conn: ConnId) -> Path {
-        match self.nat.client.leg(conn).and_then(|l| self.conns.get(&l.relay)) {
+        match self.nat.as_ref().and_then(|n| n.client.leg(conn)).and_then(|l| self.conns.get(&l.relay)) {
             Some(relay) => Path::Relayed { relay: conn_name(relay) },
             None => Path::Direct,
         }
     }
 
     pub(super) fn is_leg(&self, conn: ConnId) -> bool {
-        self.nat.client.has_legs() && self.nat.client.leg(conn).is_some()
+        self.nat.as_ref().is_some_and(|n| n.client.has_legs() && n.client.leg(conn).is_some())
     }
 
     /// Up connections of their own (not circuits), in connection order.
     fn direct_up(&self, outbound_only: bool) -> Vec<ConnId> {
-        let client = &self.nat.client;
+        let client = self.nat.as_ref().map(|n| &n.client);
         self.conns
             .iter()
-            .filter(|(id, c)| matches!(c.phase, Phase::Up(_)) && client.leg(**id).is_none())
+            .filter(|(id, c)| matches!(c.phase, Phase::Up(_)) && client.is_none_or(|l| l.leg(**id).is_none()))
             .filter(|(_, c)| !outbound_only || c.direction() == Direction::Outbound)
             .map(|(id, _)| *id)
             .collect()
@@ -77,7 +97,8 @@ impl Node {
 
     /// A connection came up: tell the peer where we see it from, and ask of it what is due.
     pub(super) fn nat_peer_up(&mut self, now: Time, conn: ConnId, peer: PeerId) {
-        if let Some(leg) = self.nat.client.leg(conn) {
+        let Some(nat) = self.nat.as_deref() else { return };
+        if let Some(leg) = nat.client.leg(conn) {
             // The relay chose the far end: it must be the peer the circuit was asked for.
             if leg.circuit != 0 && leg.peer != peer && self.conns[&conn].direction() == Direction::Outbound {
                 let msg = format!("a relay joined us to {} instead of the peer asked for", peer.short());
@@ -92,29 +113,29 @@ impl Node {
             self.send(conn, &Message::Observed { addr });
         }
         if self.reachability() == Reachability::BehindNat {
-            self.reserve_relays();
+            self.reserve_relays(now);
         }
     }
 
     /// Whatever of `conn` the NAT state held goes with it. For a circuit, the relay is told.
     pub(super) fn nat_conn_down(&mut self, now: Time, conn: ConnId) {
-        self.nat.reach.conn_down(conn);
-        if let Some(leg) = self.nat.client.remove(conn) {
+        nat!(self).reach.conn_down(conn);
+        if let Some(leg) = nat!(self).client.remove(conn) {
             if leg.circuit != 0 && self.conns.contains_key(&leg.relay) {
                 self.send(leg.relay, &Message::CircuitEnd { circuit: leg.circuit });
             }
             return;
         }
-        for leg in self.nat.client.relay_down(conn) {
+        for leg in nat!(self).client.relay_down(conn) {
             self.drop_conn(now, leg, CloseReason::Relay(RelayRefusal::Gone), false, true);
         }
-        if let Some(relay) = self.nat.relay.as_mut() {
+        if let Some(relay) = nat!(self).relay.as_mut() {
             for (circuit, other) in relay.conn_down(conn) {
                 self.send(other, &Message::CircuitClosed { circuit, reason: RelayRefusal::Gone });
             }
         }
         if self.reachability() == Reachability::BehindNat {
-            self.reserve_relays();
+            self.reserve_relays(now);
         }
         self.arm_nat();
     }
@@ -122,7 +143,7 @@ impl Node {
     /// Bytes for `conn` (a record, or handshake bytes) go through its relay if it is a circuit.
     /// Returns them if it is not.
     pub(super) fn through_relay(&mut self, conn: ConnId, bytes: Vec<u8>) -> Option<Vec<u8>> {
-        let Some(leg) = self.nat.client.leg(conn).copied() else { return Some(bytes) };
+        let Some(leg) = self.nat.as_ref().and_then(|n| n.client.leg(conn)).copied() else { return Some(bytes) };
         // Asked for and not open: nothing is sent on it before it opens.
         if leg.circuit != 0 {
             for chunk in bytes.chunks(MAX_CIRCUIT_CHUNK) {
@@ -133,20 +154,29 @@ impl Node {
     }
 
     pub(super) fn nat_timeout(&mut self, now: Time) {
-        for p in self.nat.helper.expired(now) {
+        for p in nat!(self).helper.expired(now) {
             self.out.push_back(Output::Close { conn: p.probe });
             let msg = Message::DialBackResult { nonce: p.nonce, outcome: DialBackOutcome::Unreachable, dialed: p.addr };
             self.send(p.asker, &msg);
         }
-        self.nat.reach.expire(now);
-        if self.nat.reach.round_due(now) {
-            let candidates = self.direct_up(false);
-            for (conn, nonce) in self.nat.reach.round(now, &candidates, &mut self.rng) {
+        nat!(self).reach.expire(now);
+        // Reservations a relay never answered give their place up (to another relay, if due).
+        nat!(self).client.to_reserve(now, &[]);
+        if self.reachability() == Reachability::BehindNat {
+            self.reserve_relays(now);
+        }
+        if nat!(self).reach.round_due(now) {
+            // In random order: in connection order every newcomer would ask the bootstrap
+            // nodes, whose dial-back rate then refuses most of them.
+            let mut candidates = self.direct_up(false);
+            let n = candidates.len();
+            self.rng.choose_k(&mut candidates, n);
+            for (conn, nonce) in nat!(self).reach.round(now, &candidates, &mut self.rng) {
                 self.stats.dial_backs_asked += 1;
                 self.send(conn, &Message::DialBack { port: self.config.listen_port, nonce });
             }
         }
-        if let Some(relay) = self.nat.relay.as_mut() {
+        if let Some(relay) = nat!(self).relay.as_mut() {
             for (circuit, a, b) in relay.expire(now) {
                 for end in [a, b] {
                     self.send(end, &Message::CircuitClosed { circuit, reason: RelayRefusal::Expired });
@@ -159,7 +189,7 @@ impl Node {
     /// A dial this node made finished (`Some(true)`: connected, `Some(false)`: failed); `None` if
     /// `conn` is not a dial-back probe.
     pub(super) fn probe_done(&mut self, conn: ConnId, connected: bool) -> Option<()> {
-        let p = self.nat.helper.finish(conn)?;
+        let p = self.nat.as_mut()?.helper.finish(conn)?;
         if connected {
             self.out.push_back(Output::Close { conn });
         }
@@ -170,17 +200,17 @@ impl Node {
     }
 
     pub(super) fn is_probe(&self, conn: ConnId) -> bool {
-        self.nat.helper.is_probe(conn)
+        self.nat.as_ref().is_some_and(|n| n.helper.is_probe(conn))
     }
 
     /// Asks relays for reservations until enough are held or asked for: peers this node dialed
     /// itself (so they are reachable), directly.
-    fn reserve_relays(&mut self) {
+    fn reserve_relays(&mut self, now: Time) {
         if !self.config.nat.use_relays {
             return;
         }
         let candidates = self.direct_up(true);
-        for relay in self.nat.client.to_reserve(&candidates) {
+        for relay in nat!(self).client.to_reserve(now, &candidates) {
             self.send(relay, &Message::Reserve);
         }
     }
@@ -196,13 +226,13 @@ impl Node {
             self.direct_up(false).into_iter().filter_map(|c| Some((self.peer_of(c)?, c))).collect();
         relays.sort_unstable();
         let up: Vec<PeerId> = self.conns.keys().filter_map(|c| self.peer_of(*c)).collect();
-        let known: Vec<RelayedAddr> = self.nat.client.known(now).copied().collect();
+        let known: Vec<RelayedAddr> = nat!(self).client.known(now).copied().collect();
         let mut opened = 0;
         for e in known {
-            if opened == n || self.nat.client.is_full() {
+            if opened == n || nat!(self).client.is_full() {
                 break;
             }
-            if e.peer == me || e.relay == me || up.contains(&e.peer) || self.nat.client.has_leg_to(&e.peer) {
+            if e.peer == me || e.relay == me || up.contains(&e.peer) || nat!(self).client.has_leg_to(&e.peer) {
                 continue;
             }
             // A relay not connected is not dialed for it: `Relayed` comes unasked, and taking
@@ -213,7 +243,7 @@ impl Node {
             if let Some(c) = self.conns.get_mut(&conn) {
                 c.addr.set_listen(Listen::Relayed);
             }
-            self.nat.client.asked(conn, relay, e.peer);
+            nat!(self).client.asked(conn, relay, e.peer);
             self.stats.circuits_asked += 1;
             self.send(relay, &Message::CircuitOpen { to: e.peer });
             opened += 1;
@@ -227,11 +257,12 @@ impl Node {
             Reachability::Reachable(a) => Some(a),
             _ => None,
         };
-        let mut entries: Vec<RelayedAddr> = match &self.nat.relay {
+        let Some(nat) = self.nat.as_deref_mut() else { return Vec::new() };
+        let mut entries: Vec<RelayedAddr> = match &nat.relay {
             Some(r) => r.reserved_peers().map(|p| RelayedAddr { relay: me, relay_addr, peer: *p }).collect(),
             None => Vec::new(),
         };
-        entries.extend(self.nat.client.known(now).copied());
+        entries.extend(nat.client.known(now).copied());
         entries.truncate(MAX_RELAYED_PER_FRAME);
         entries
     }
@@ -239,17 +270,30 @@ impl Node {
     /// A NAT traversal message from `conn`.
     pub(super) fn on_nat_message(&mut self, now: Time, conn: ConnId, msg: Message) {
         let Some(c) = self.conns.get(&conn) else { return };
-        let leg = self.nat.client.leg(conn).is_some();
         let ip = c.addr().ip();
+        let Some(nat) = self.nat.as_deref() else {
+            // All of it off: a peer asking for a service is told no; the rest is not for us.
+            let no = match msg {
+                Message::Reserve => Message::Reservation { refused: Some(RelayRefusal::Disabled) },
+                Message::CircuitOpen { to } => Message::CircuitRefused { to, reason: RelayRefusal::Disabled },
+                Message::DialBack { port, nonce } => {
+                    let dialed = SocketAddr::new(ip, port);
+                    Message::DialBackResult { nonce, outcome: DialBackOutcome::Refused, dialed }
+                }
+                _ => return,
+            };
+            return self.send(conn, &no);
+        };
+        let leg = nat.client.leg(conn).is_some();
         match msg {
             // Where a peer sees us from through a relay says nothing of us.
-            Message::Observed { addr } if !leg => self.nat.reach.on_observed(now, addr),
+            Message::Observed { addr } if !leg => nat!(self).reach.on_observed(now, addr),
             Message::DialBack { port, nonce } if !leg && self.config.nat.dial_back => {
-                match self.nat.helper.check(now, conn, ip, port) {
+                match nat!(self).helper.check(now, conn, ip, port) {
                     Ok(addr) => {
                         let probe = ConnId(self.next_conn);
                         self.next_conn += 1;
-                        self.nat.helper.start(now, probe, conn, nonce, addr);
+                        nat!(self).helper.start(now, probe, conn, nonce, addr);
                         self.stats.dial_backs_done += 1;
                         self.out.push_back(Output::Dial { conn: probe, addr });
                     }
@@ -262,41 +306,41 @@ impl Node {
             // A helper that names another port than ours did not dial us.
             Message::DialBackResult { dialed, .. } if dialed.port() != self.config.listen_port => {}
             Message::DialBackResult { nonce, outcome, dialed } => {
-                if let Some(state) = self.nat.reach.on_answer(conn, nonce, outcome, dialed) {
+                if let Some(state) = nat!(self).reach.on_answer(conn, nonce, outcome, dialed) {
                     self.emit(Event::Reachability(state));
                     if state == Reachability::BehindNat {
-                        self.reserve_relays();
+                        self.reserve_relays(now);
                     }
                 }
             }
             Message::Reserve => {
                 let peer = self.peer_of(conn);
-                let answer = match (self.nat.relay.as_mut(), peer) {
+                let answer = match (nat!(self).relay.as_mut(), peer) {
                     (Some(r), Some(p)) if !leg => r.reserve(conn, p).err(),
                     _ => Some(RelayRefusal::Disabled),
                 };
                 self.send(conn, &Message::Reservation { refused: answer });
             }
             Message::Reservation { refused } => {
-                if self.nat.client.answered(conn, refused.is_none()) {
+                if nat!(self).client.answered(conn, refused.is_none()) {
                     self.stats.reservations_held += 1;
                     self.announce_reservation(conn);
                 } else if let Some(why) = refused {
                     let name = conn_name(&self.conns[&conn]);
                     self.emit(Event::Warning(format!("relay {name} refused a reservation: {why}")));
-                    self.reserve_relays();
+                    self.reserve_relays(now);
                 }
             }
             Message::Relayed { entries } => {
                 if entries.len() > MAX_RELAYED_PER_FRAME {
                     return self.penalize(now, conn, Penalty::ProtocolViolation, "Relayed too long");
                 }
-                self.nat.client.learn(now, entries);
+                nat!(self).client.learn(now, entries);
                 self.arm_dial(now);
             }
             Message::CircuitOpen { to } => self.on_circuit_open(now, conn, to),
             Message::CircuitIncoming { circuit, from } => self.on_circuit_incoming(now, conn, circuit, from),
-            Message::CircuitOpened { circuit, to } => match self.nat.client.opened(conn, circuit, to) {
+            Message::CircuitOpened { circuit, to } => match nat!(self).client.opened(conn, circuit, to) {
                 Some(leg) => {
                     if let Some(c) = self.conns.get_mut(&leg) {
                         c.since = now;
@@ -307,7 +351,7 @@ impl Node {
                 None => self.send(conn, &Message::CircuitEnd { circuit }),
             },
             Message::CircuitRefused { to, reason } => {
-                if let Some(leg) = self.nat.client.refused_open(conn, to) {
+                if let Some(leg) = nat!(self).client.refused_open(conn, to) {
                     let name = conn_name(&self.conns[&conn]);
                     let msg = format!("relay {name} refused a circuit to {}: {reason}", to.short());
                     self.emit(Event::Warning(msg));
@@ -316,17 +360,17 @@ impl Node {
             }
             Message::ToRelay { circuit, bytes } => self.on_to_relay(now, conn, circuit, bytes),
             Message::FromRelay { circuit, bytes } => {
-                if let Some(leg) = self.nat.client.by_circuit(conn, circuit) {
+                if let Some(leg) = nat!(self).client.by_circuit(conn, circuit) {
                     self.on_bytes(now, leg, &bytes);
                 }
             }
             Message::CircuitEnd { circuit } => {
-                if let Some(other) = self.nat.relay.as_mut().and_then(|r| r.end(conn, circuit)) {
+                if let Some(other) = nat!(self).relay.as_mut().and_then(|r| r.end(conn, circuit)) {
                     self.send(other, &Message::CircuitClosed { circuit, reason: RelayRefusal::Gone });
                 }
             }
             Message::CircuitClosed { circuit, reason } => {
-                if let Some(leg) = self.nat.client.by_circuit(conn, circuit) {
+                if let Some(leg) = nat!(self).client.by_circuit(conn, circuit) {
                     self.drop_conn(now, leg, CloseReason::Relay(reason), false, true);
                 }
             }
@@ -351,7 +395,7 @@ impl Node {
     fn on_circuit_open(&mut self, now: Time, from: ConnId, to: PeerId) {
         let opener = self.peer_of(from);
         let leg = self.is_leg(from);
-        let opened = match (self.nat.relay.as_mut(), opener) {
+        let opened = match (nat!(self).relay.as_mut(), opener) {
             (Some(r), Some(opener)) if !leg => r.open(now, from, to).map(|(c, t)| (c, t, opener)),
             _ => Err(RelayRefusal::Disabled),
         };
@@ -369,22 +413,22 @@ impl Node {
 
     /// From a relay this node holds a reservation at: `from` opened `circuit` to us.
     fn on_circuit_incoming(&mut self, now: Time, relay: ConnId, circuit: u32, from: PeerId) {
-        let held = self.nat.client.held().any(|c| c == relay);
-        if !held || self.nat.client.is_full() || self.leaving || circuit == 0 {
+        let held = nat!(self).client.held().any(|c| c == relay);
+        if !held || nat!(self).client.is_full() || self.leaving || circuit == 0 {
             return self.send(relay, &Message::CircuitEnd { circuit });
         }
         let conn = self.new_conn(now, self.conns[&relay].addr(), Direction::Inbound, false);
         if let Some(c) = self.conns.get_mut(&conn) {
             c.addr.set_listen(Listen::Relayed);
         }
-        self.nat.client.incoming(conn, relay, circuit, from);
+        nat!(self).client.incoming(conn, relay, circuit, from);
         self.start_handshake(conn);
     }
 
     /// As a relay: bytes for the other end of `circuit`, within the circuit's limits and while
     /// the other end keeps up.
     fn on_to_relay(&mut self, now: Time, from: ConnId, circuit: u32, bytes: Vec<u8>) {
-        let Some(relay) = self.nat.relay.as_mut() else { return };
+        let Some(relay) = nat!(self).relay.as_mut() else { return };
         match relay.forward(now, from, circuit, bytes.len()) {
             Forward::To(other) => {
                 let queued = self.tx.get(other).map_or(0, Vec::len);
