@@ -165,7 +165,7 @@ impl Node {
         if self.reachability() == Reachability::BehindNat {
             self.reserve_relays(now);
         }
-        if nat!(self).reach.round_due(now) {
+        if self.config.nat.dial_back && nat!(self).reach.round_due(now) {
             // In random order: in connection order every newcomer would ask the bootstrap
             // nodes, whose dial-back rate then refuses most of them.
             let mut candidates = self.direct_up(false);
@@ -221,12 +221,17 @@ impl Node {
         if !self.config.nat.use_relays || n == 0 {
             return;
         }
+        let known: Vec<RelayedAddr> = nat!(self).client.known(now).copied().collect();
+        if known.is_empty() {
+            return;
+        }
+        // Peer ids are hashes of the keys: computed once a round, and only when there is
+        // something to dial.
         let me = self.peer_id();
         let mut relays: Vec<(PeerId, ConnId)> =
             self.direct_up(false).into_iter().filter_map(|c| Some((self.peer_of(c)?, c))).collect();
         relays.sort_unstable();
         let up: Vec<PeerId> = self.conns.keys().filter_map(|c| self.peer_of(*c)).collect();
-        let known: Vec<RelayedAddr> = nat!(self).client.known(now).copied().collect();
         let mut opened = 0;
         for e in known {
             if opened == n || nat!(self).client.is_full() {
