@@ -184,7 +184,7 @@ fn a_hostile_peer_cannot_exhaust_the_relay_which_keeps_serving_its_own_chats() {
 
 #[test]
 fn a_dial_back_goes_only_to_the_askers_ip_and_within_the_rate() {
-    let config = Config { username: "helper".into(), listen_port: 7000, ..Config::default() };
+    let config = Config { username: "prober".into(), listen_port: 7000, ..Config::default() };
     let now = Time::from_millis(net::T0_MS);
     let node = Node::new(config, Box::new(Ed25519Keys::from_seed(1)), 1, now);
     let mut d = Driven { node, now, sent: BTreeMap::new(), events: Vec::new(), dials: Vec::new() };

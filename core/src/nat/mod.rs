@@ -3,7 +3,7 @@
 //!
 //! - [`reach`]: peers tell a node the address they see it from, and a few of them dial it back at
 //!   its listening port (AutoNAT-style); the node concludes "reachable at ADDR" or "behind NAT".
-//!   Also the helper's side: answering dial-back requests without becoming a tool for scanning
+//!   Also the prober's side: answering dial-back requests without becoming a tool for scanning
 //!   or flooding others.
 //! - [`relay`]: the relay service a node offers (reservations and circuits, all of them bounded
 //!   before any work is done: circuits per node and per peer, bytes and time per circuit, the rate

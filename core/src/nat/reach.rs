@@ -1,14 +1,14 @@
 //! Whether this node can be dialed, found out by asking peers to dial it (AutoNAT-style), and the
-//! helper's side of that: dialing others back, bounded.
+//! prober's side of that: dialing others back, bounded.
 //!
 //! The asking side (`Reach`): every peer tells a node the address it sees it from
 //! (`Message::Observed`). Once a node has one, it asks up to three peers to dial it back at its
 //! listening port (`DialBack`); each answers with what happened (`DialBackResult`). The last three
-//! answers decide by majority (a tie by the latest): reachable at the address a helper dialed, or
+//! answers decide by majority (a tie by the latest): reachable at the address a prober dialed, or
 //! behind NAT. A new observed IP starts over. Answers are taken only from peers that were asked,
 //! for the nonce they were given, so a peer cannot talk a node into a state unasked.
 //!
-//! The helper's side (`Helper`): a dial-back goes only to the IP the asking connection comes
+//! The prober's side (`Prober`): a dial-back goes only to the IP the asking connection comes
 //! from, never to an address the asker names, so a node cannot be made to dial a third party; at
 //! a port of 1024 or above, at most one per asking connection at a time, at most
 //! [`MAX_PROBES`] at once and [`PROBE_RATE`] over time. A probe is a bare TCP connect, closed at
@@ -50,24 +50,24 @@ impl core::fmt::Display for Reachability {
     }
 }
 
-/// What a helper did with a dial-back. On the wire.
+/// What a prober did with a dial-back. On the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DialBackOutcome {
     /// The TCP connection opened.
     Reachable,
     /// It was refused, or timed out.
     Unreachable,
-    /// The helper would not dial (its limits, or a port below 1024): says nothing either way.
+    /// The prober would not dial (its limits, or a port below 1024): says nothing either way.
     Refused,
 }
 
 /// Answers kept to decide by majority.
 const ANSWERS: usize = 3;
-/// Helpers asked per round.
-const HELPERS: usize = 3;
+/// Probers asked per round.
+const PROBERS: usize = 3;
 /// How long an ask may wait for its answer.
 const ASK_TIMEOUT: Duration = Duration::from_secs(15);
-/// How soon a round is tried again while nothing is known (helpers may have refused, busy).
+/// How soon a round is tried again while nothing is known (probers may have refused, busy).
 const RETRY: Duration = Duration::from_secs(5);
 
 struct Ask {
@@ -79,7 +79,7 @@ struct Ask {
 /// The asking side (see the module docs).
 pub struct Reach {
     state: Reachability,
-    /// Newest last: reachable or not, and the address the helper dialed.
+    /// Newest last: reachable or not, and the address the prober dialed.
     answers: VecDeque<(bool, SocketAddr)>,
     observed: Option<IpAddr>,
     asks: Vec<Ask>,
@@ -111,14 +111,14 @@ impl Reach {
         self.next_round.is_some_and(|t| t <= now)
     }
 
-    /// Starts a round: up to [`HELPERS`] of `candidates` not asked already, each with a nonce.
+    /// Starts a round: up to [`PROBERS`] of `candidates` not asked already, each with a nonce.
     pub fn round(&mut self, now: Time, candidates: &[ConnId], rng: &mut Rng) -> Vec<(ConnId, u64)> {
         self.asks.retain(|a| a.until > now);
         let wait = if matches!(self.state, Reachability::Unknown) { RETRY } else { super::RECHECK };
         self.next_round = Some(now + wait);
         let mut picked = Vec::new();
         for &conn in candidates {
-            if self.asks.len() >= HELPERS {
+            if self.asks.len() >= PROBERS {
                 break;
             }
             if self.asks.iter().any(|a| a.conn == conn) {
@@ -131,7 +131,7 @@ impl Reach {
         picked
     }
 
-    /// A helper's answer. Returns the new state if it changed. Unasked answers change nothing.
+    /// A prober's answer. Returns the new state if it changed. Unasked answers change nothing.
     pub fn on_answer(
         &mut self,
         conn: ConnId,
@@ -188,9 +188,9 @@ pub const PROBE_RATE: RateLimit = RateLimit::new(0.5, 4.0);
 /// How long a dial-back may take to connect.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Why a helper would not dial back.
+/// Why a prober would not dial back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum HelpRefusal {
+pub enum ProbeRefusal {
     #[error("a dial-back for this connection is already under way")]
     InFlight,
     #[error("too many dial-backs under way")]
@@ -211,32 +211,32 @@ pub struct Probe {
     pub until: Time,
 }
 
-/// The helper's side (see the module docs).
-pub struct Helper {
+/// The prober's side (see the module docs).
+pub struct Prober {
     probes: Vec<Probe>,
     tokens: Tokens,
 }
 
-impl Helper {
-    pub fn new(now: Time) -> Helper {
-        Helper { probes: Vec::new(), tokens: Tokens::full(PROBE_RATE.burst, now) }
+impl Prober {
+    pub fn new(now: Time) -> Prober {
+        Prober { probes: Vec::new(), tokens: Tokens::full(PROBE_RATE.burst, now) }
     }
 
     /// Whether `asker`, whose connection comes from `ip`, may have a dial-back to `port`; if so,
     /// the address to dial. Checked before anything is done; a refusal changes nothing but the
     /// rate's tokens.
-    pub fn check(&mut self, now: Time, asker: ConnId, ip: IpAddr, port: u16) -> Result<SocketAddr, HelpRefusal> {
+    pub fn check(&mut self, now: Time, asker: ConnId, ip: IpAddr, port: u16) -> Result<SocketAddr, ProbeRefusal> {
         if port < 1024 {
-            return Err(HelpRefusal::Port(port));
+            return Err(ProbeRefusal::Port(port));
         }
         if self.probes.iter().any(|p| p.asker == asker) {
-            return Err(HelpRefusal::InFlight);
+            return Err(ProbeRefusal::InFlight);
         }
         if self.probes.len() >= MAX_PROBES {
-            return Err(HelpRefusal::Busy);
+            return Err(ProbeRefusal::Busy);
         }
         if !self.tokens.take(now, PROBE_RATE) {
-            return Err(HelpRefusal::RateLimited);
+            return Err(ProbeRefusal::RateLimited);
         }
         Ok(SocketAddr::new(ip, port))
     }
@@ -310,23 +310,23 @@ mod tests {
     }
 
     #[test]
-    fn the_helper_dials_only_the_askers_ip_within_its_limits() {
+    fn the_prober_dials_only_the_askers_ip_within_its_limits() {
         let t = Time::ZERO;
-        let mut h = Helper::new(t);
+        let mut h = Prober::new(t);
         let ip: IpAddr = "198.51.100.9".parse().unwrap();
-        assert_eq!(h.check(t, ConnId(1), ip, 22), Err(HelpRefusal::Port(22)));
+        assert_eq!(h.check(t, ConnId(1), ip, 22), Err(ProbeRefusal::Port(22)));
         let a = h.check(t, ConnId(1), ip, 7000).unwrap();
         assert_eq!(a, SocketAddr::new(ip, 7000));
         h.start(t, ConnId(100), ConnId(1), 9, a);
-        assert_eq!(h.check(t, ConnId(1), ip, 7001), Err(HelpRefusal::InFlight));
+        assert_eq!(h.check(t, ConnId(1), ip, 7001), Err(ProbeRefusal::InFlight));
         for c in 2..5 {
             let a = h.check(t, ConnId(c), ip, 7000).unwrap();
             h.start(t, ConnId(100 + c), ConnId(c), 9, a);
         }
-        assert_eq!(h.check(t, ConnId(9), ip, 7000), Err(HelpRefusal::Busy));
+        assert_eq!(h.check(t, ConnId(9), ip, 7000), Err(ProbeRefusal::Busy));
         assert_eq!(h.finish(ConnId(100)).map(|p| p.asker), Some(ConnId(1)));
         // The burst of four is spent: the rate refuses until tokens come back.
-        assert_eq!(h.check(t, ConnId(9), ip, 7000), Err(HelpRefusal::RateLimited));
+        assert_eq!(h.check(t, ConnId(9), ip, 7000), Err(ProbeRefusal::RateLimited));
         assert!(h.check(t + Duration::from_secs(2), ConnId(9), ip, 7000).is_ok());
         assert_eq!(h.expired(t + PROBE_TIMEOUT).len(), 3);
     }

@@ -5,7 +5,7 @@
 
 use super::*;
 use crate::nat::client::Client;
-use crate::nat::reach::{DialBackOutcome, Helper, Reach};
+use crate::nat::reach::{DialBackOutcome, Prober, Reach};
 use crate::nat::relay::{Forward, Relay};
 use crate::nat::{Path, Reachability, RelayRefusal, RelayedAddr, MAX_CIRCUIT_CHUNK, MAX_RELAYED_PER_FRAME};
 
@@ -23,7 +23,7 @@ macro_rules! nat {
 /// one pointer per node for it.
 pub(super) struct Nat {
     pub(super) reach: Reach,
-    helper: Helper,
+    prober: Prober,
     pub(super) relay: Option<Relay>,
     pub(super) client: Client,
 }
@@ -32,7 +32,7 @@ impl Nat {
     pub(super) fn new(config: &Config, now: Time) -> Nat {
         Nat {
             reach: Reach::new(config.listen_port != 0),
-            helper: Helper::new(now),
+            prober: Prober::new(now),
             relay: config.nat.relay.clone().map(Relay::new),
             client: Client::default(),
         }
@@ -41,7 +41,7 @@ impl Nat {
     fn next_due(&self) -> Option<Time> {
         let relay = self.relay.as_ref().and_then(Relay::next_due);
         let reserve = self.client.next_due();
-        [self.reach.next_due(), self.helper.next_due(), relay, reserve].into_iter().flatten().min()
+        [self.reach.next_due(), self.prober.next_due(), relay, reserve].into_iter().flatten().min()
     }
 }
 
@@ -154,7 +154,7 @@ impl Node {
     }
 
     pub(super) fn nat_timeout(&mut self, now: Time) {
-        for p in nat!(self).helper.expired(now) {
+        for p in nat!(self).prober.expired(now) {
             self.out.push_back(Output::Close { conn: p.probe });
             let msg = Message::DialBackResult { nonce: p.nonce, outcome: DialBackOutcome::Unreachable, dialed: p.addr };
             self.send(p.asker, &msg);
@@ -189,7 +189,7 @@ impl Node {
     /// A dial this node made finished (`Some(true)`: connected, `Some(false)`: failed); `None` if
     /// `conn` is not a dial-back probe.
     pub(super) fn probe_done(&mut self, conn: ConnId, connected: bool) -> Option<()> {
-        let p = self.nat.as_mut()?.helper.finish(conn)?;
+        let p = self.nat.as_mut()?.prober.finish(conn)?;
         if connected {
             self.out.push_back(Output::Close { conn });
         }
@@ -200,7 +200,7 @@ impl Node {
     }
 
     pub(super) fn is_probe(&self, conn: ConnId) -> bool {
-        self.nat.as_ref().is_some_and(|n| n.helper.is_probe(conn))
+        self.nat.as_ref().is_some_and(|n| n.prober.is_probe(conn))
     }
 
     /// Asks relays for reservations until enough are held or asked for: peers this node dialed
@@ -294,11 +294,11 @@ impl Node {
             // Where a peer sees us from through a relay says nothing of us.
             Message::Observed { addr } if !leg => nat!(self).reach.on_observed(now, addr),
             Message::DialBack { port, nonce } if !leg && self.config.nat.dial_back => {
-                match nat!(self).helper.check(now, conn, ip, port) {
+                match nat!(self).prober.check(now, conn, ip, port) {
                     Ok(addr) => {
                         let probe = ConnId(self.next_conn);
                         self.next_conn += 1;
-                        nat!(self).helper.start(now, probe, conn, nonce, addr);
+                        nat!(self).prober.start(now, probe, conn, nonce, addr);
                         self.stats.dial_backs_done += 1;
                         self.out.push_back(Output::Dial { conn: probe, addr });
                     }
@@ -308,7 +308,7 @@ impl Node {
                     }
                 }
             }
-            // A helper that names another port than ours did not dial us.
+            // A prober that names another port than ours did not dial us.
             Message::DialBackResult { dialed, .. } if dialed.port() != self.config.listen_port => {}
             Message::DialBackResult { nonce, outcome, dialed } => {
                 if let Some(state) = nat!(self).reach.on_answer(conn, nonce, outcome, dialed) {
