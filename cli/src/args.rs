@@ -109,6 +109,13 @@ pub struct NodeArgs {
     /// Send no typing notices for direct messages, and show none
     #[arg(long)]
     pub no_typing: bool,
+    /// Relay for nodes behind NAT: the most circuits carried at once (each also bounded in bytes
+    /// and time; see SECURITY.md)
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub relay_limit: u32,
+    /// Relay for no one (a node behind NAT still uses relays itself)
+    #[arg(long)]
+    pub no_relay: bool,
     #[command(flatten)]
     pub web: crate::web::WebArgs,
 }

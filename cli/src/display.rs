@@ -314,7 +314,7 @@ impl Display {
             Event::Dm(d) => return self.show_dm(d),
             Event::DmState { id, to, state } => return self.show_dm_state(id, to, *state),
             Event::Typing { from, on } => return self.typing(*from, *on),
-            Event::Warning(_) | Event::Invite { .. } | Event::Membership(_) => {}
+            Event::Warning(_) | Event::Invite { .. } | Event::Membership(_) | Event::Reachability(_) => {}
         }
         let when = match e {
             Event::Chat(d) => self.clock.when(d),

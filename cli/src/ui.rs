@@ -184,6 +184,7 @@ impl Style {
             Event::RoomParted(id) => (Kind::Info, format!("--- you left {}", rooms.title(id))),
             // On a line of its own, whole, so that it can be copied or picked out by a script.
             Event::Invite { room, code } => (Kind::Info, format!("--- invite code for {}: {code}", rooms.title(room))),
+            Event::Reachability(r) => (Kind::Network, self.paint(BLUE, &format!("--- reachability: {r}"))),
             Event::Dm(_) | Event::DmState { .. } | Event::Typing { .. } => return None,
             // Shown by the display, which knows the names (`Blocks`, `Members`), or not at all.
             Event::Redacted { .. } | Event::RoomUpdated(_) | Event::Blocks(_) | Event::Members { .. } => return None,
@@ -225,12 +226,15 @@ impl Style {
             return "no peers connected".into();
         }
         let mut out = format!("{} peer(s):\n", peers.len());
-        out += &format!("  {:<26} {:<22} {:<9} {:>6} {:>10}\n", "peer", "address", "direction", "score", "latency");
+        out += &format!(
+            "  {:<26} {:<22} {:<9} {:>6} {:>10}  {}\n",
+            "peer", "address", "direction", "score", "latency", "path"
+        );
         for p in peers {
             let who = format!("{}#{}", clean_name(&p.username), p.peer.short());
             let rtt = p.rtt.map(|d| format!("{:.2}ms", d.as_secs_f64() * 1000.0)).unwrap_or_else(|| "-".into());
-            out +=
-                &format!("  {:<26} {:<22} {:<9} {:>6} {:>10}\n", who, p.addr.to_string(), direction(p), p.score, rtt);
+            let (addr, dir, path) = (p.addr.to_string(), direction(p), p.path.to_string());
+            out += &format!("  {:<26} {:<22} {:<9} {:>6} {:>10}  {}\n", who, addr, dir, p.score, rtt, clean(&path));
         }
         out.trim_end().to_owned()
     }
@@ -258,6 +262,12 @@ impl Style {
                 "foreign room frames {} ({} bytes: frames of rooms this node is not in, always 0 among honest peers)",
                 s.foreign_room_frames, s.foreign_room_bytes
             ),
+            format!("dial-backs         {} asked of peers, {} made for peers", s.dial_backs_asked, s.dial_backs_done),
+            format!(
+                "relays used        {} reservations held, {} circuits asked, {} relayed connections up",
+                s.reservations_held, s.circuits_asked, s.circuits_up
+            ),
+            format!("relaying           {} bytes carried, {} circuits refused", s.relay_bytes, s.circuits_refused),
             format!("chats held         {history}"),
             format!("uptime             {}h{:02}m{:02}s", secs / 3600, secs / 60 % 60, secs % 60),
         ]

@@ -12,29 +12,12 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::netns::{cannot_run, sh};
 use common::{temp_dir, wait_exit, Proc};
 
 /// Namespaces and links made for one test, removed on drop.
 struct Netns {
     names: Vec<String>,
-}
-
-/// Whether the test must run here rather than skip: CI runs it as root.
-fn must_run() -> bool {
-    let root = std::fs::read_to_string("/proc/self/status").ok().and_then(|s| {
-        s.lines().find(|l| l.starts_with("Uid:")).and_then(|l| l.split_whitespace().nth(2)?.parse().ok())
-    }) == Some(0u32);
-    root && std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-/// The test cannot run here: fails where it must run, otherwise says why it is skipped.
-fn cannot_run(why: &str) {
-    assert!(!must_run(), "cannot run as root in CI: {why}");
-    eprintln!("skipping: {why}");
-}
-
-fn sh(args: &[&str]) -> bool {
-    Command::new(args[0]).args(&args[1..]).output().map(|o| o.status.success()).unwrap_or(false)
 }
 
 impl Netns {

@@ -9,6 +9,7 @@ use core::net::SocketAddr;
 use crate::chat::Chat;
 use crate::dm::DmCrypto;
 use crate::identity::Keys;
+use crate::nat::Reachability;
 use crate::node::{Command, Config, DmSnapshot, Event, Input, Node, PeerSummary, Stats};
 use crate::rooms::{RoomInfo, RoomSummary};
 use crate::time::Time;
@@ -78,6 +79,8 @@ pub trait NodeHandle: Send + Sync {
     fn stats(&self) -> Stats;
     /// Addresses worth remembering for the next run.
     fn known_addresses(&self) -> Vec<SocketAddr>;
+    /// What the node knows of its reachability (see [`crate::nat::reach`]).
+    fn reachability(&self) -> Reachability;
     /// What to save of direct messages now (`None`: they are off, or the loop has stopped).
     fn dm_save(&self) -> Option<DmSave> {
         None
@@ -99,6 +102,7 @@ pub struct NodeState {
     pub rooms: Vec<RoomSummary>,
     pub stats: Stats,
     pub known: Vec<SocketAddr>,
+    pub reachability: Reachability,
 }
 
 impl NodeState {
@@ -108,6 +112,7 @@ impl NodeState {
             rooms: node.rooms(),
             stats: node.stats().clone(),
             known: node.known_addresses(),
+            reachability: node.reachability(),
         }
     }
 }

@@ -50,6 +50,7 @@
 //! - [`sync`]: anti-entropy by range-based set reconciliation.
 //! - [`dm`]: end-to-end encrypted direct messages: key bundles, envelopes, mailbox, outbox.
 //! - [`membership`]: address book, backoff, bans, scores, rate limits.
+//! - [`nat`]: reachability (dial-back), relays and their circuits.
 //! - [`serve`]: what answering a peer costs, and when the node stops answering.
 //! - [`rooms`]: room ids and keys, invite codes, and what a node keeps per room.
 //! - [`node`]: the state machine tying them together.
@@ -82,6 +83,7 @@ pub mod memory {
 pub mod identity;
 pub mod membership;
 mod name;
+pub mod nat;
 pub mod node;
 pub mod random;
 pub mod rate;

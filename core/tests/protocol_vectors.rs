@@ -17,6 +17,8 @@ use std::sync::Arc;
 
 use p2p_chat_core::dm::{Ack, DhKey, DmId, Envelope, KeyBundle, MailboxAddr, Prekeys, SignedBundle};
 use p2p_chat_core::handshake::{Handshake, Progress, StaticIdentity};
+use p2p_chat_core::nat::reach::DialBackOutcome;
+use p2p_chat_core::nat::{RelayRefusal, RelayedAddr};
 use p2p_chat_core::rooms::{Op, RoomKeys, RoomSecret};
 use p2p_chat_core::sync::{Summary, SyncRange};
 use p2p_chat_core::wire::DepositOutcome;
@@ -339,7 +341,49 @@ fn messages() -> Vec<(Message, serde_json::Value)> {
     ]
     .into_iter()
     .chain(dm_messages())
+    .chain(nat_messages())
     .collect()
+}
+
+/// The NAT traversal frames (PROTOCOL.md 9.3): alice asks bob for a dial-back and a reservation,
+/// and opens a circuit through bob (the relay) to a peer whose id is 32 bytes of `cc`.
+fn nat_messages() -> Vec<(Message, serde_json::Value)> {
+    let (a, b) = (alice(), bob());
+    let (a_id, b_id) = (a.keys.public_key().peer_id(), b.keys.public_key().peer_id());
+    let c_id = PeerId([0xcc; 32]);
+    let seen = SocketAddr::from(([198, 51, 100, 7], 40123));
+    let dialed = SocketAddr::from(([198, 51, 100, 7], 7000));
+    let relay_addr = SocketAddr::from(([192, 0, 2, 1], 7000));
+    let entry = RelayedAddr { relay: b_id, relay_addr: Some(relay_addr), peer: c_id };
+    let entry_json = json!({ "relay": hex(&b_id.0), "relay_addr": relay_addr.to_string(), "peer": hex(&c_id.0) });
+    vec![
+        (Message::Observed { addr: seen }, json!({ "addr": seen.to_string() })),
+        (
+            Message::DialBack { port: 7000, nonce: 0x0102_0304_0506_0708 },
+            json!({ "port": 7000, "nonce": "0x0102030405060708" }),
+        ),
+        (
+            Message::DialBackResult { nonce: 0x0102_0304_0506_0708, outcome: DialBackOutcome::Unreachable, dialed },
+            json!({ "nonce": "0x0102030405060708", "outcome": "Unreachable", "dialed": dialed.to_string() }),
+        ),
+        (Message::Reserve, json!({})),
+        (Message::Reservation { refused: Some(RelayRefusal::Full) }, json!({ "refused": "Full" })),
+        (Message::Relayed { entries: vec![entry] }, json!({ "entries": [entry_json] })),
+        (Message::CircuitOpen { to: c_id }, json!({ "to": hex(&c_id.0) })),
+        (Message::CircuitOpened { circuit: 1, to: c_id }, json!({ "circuit": 1, "to": hex(&c_id.0) })),
+        (
+            Message::CircuitRefused { to: c_id, reason: RelayRefusal::NoReservation },
+            json!({ "to": hex(&c_id.0), "reason": "NoReservation" }),
+        ),
+        (Message::CircuitIncoming { circuit: 1, from: a_id }, json!({ "circuit": 1, "from": hex(&a_id.0) })),
+        (Message::ToRelay { circuit: 1, bytes: vec![0xee; 4] }, json!({ "circuit": 1, "bytes": hex(&[0xee; 4]) })),
+        (Message::FromRelay { circuit: 1, bytes: vec![0xee; 4] }, json!({ "circuit": 1, "bytes": hex(&[0xee; 4]) })),
+        (Message::CircuitEnd { circuit: 1 }, json!({ "circuit": 1 })),
+        (
+            Message::CircuitClosed { circuit: 1, reason: RelayRefusal::BytesExceeded },
+            json!({ "circuit": 1, "reason": "BytesExceeded" }),
+        ),
+    ]
 }
 
 /// The direct messages' frames (PROTOCOL.md 9.2): alice's bundle naming bob as a mailbox, an

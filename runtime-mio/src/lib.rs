@@ -139,6 +139,10 @@ impl NodeHandle for Handle {
         self.query().known
     }
 
+    fn reachability(&self) -> p2p_chat_core::nat::Reachability {
+        self.query().reachability
+    }
+
     fn dm_save(&self) -> Option<DmSave> {
         let (tx, rx) = mpsc::channel();
         self.ctl.send(Ctl::DmSave(tx)).ok()?;

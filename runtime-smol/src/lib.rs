@@ -114,6 +114,10 @@ impl NodeHandle for Handle {
     fn known_addresses(&self) -> Vec<SocketAddr> {
         self.query().known
     }
+
+    fn reachability(&self) -> p2p_chat_core::nat::Reachability {
+        self.query().reachability
+    }
     fn dm_save(&self) -> Option<DmSave> {
         let (tx, rx) = std::sync::mpsc::channel();
         self.ctl.try_send(Ctl::DmSave(tx)).ok()?;

@@ -74,6 +74,9 @@ pub struct Params {
     pub rooms: usize,
     /// Direct messages sent between random pairs during the fault phase (`world::dms`).
     pub dms: usize,
+    /// Share of nodes behind NAT, and of those behind a symmetric one (`world::nat`).
+    pub nat: f64,
+    pub symmetric_share: f64,
 }
 
 impl Params {
@@ -103,6 +106,8 @@ impl Params {
             attackers: 0,
             rooms: 0,
             dms: 0,
+            nat: 0.0,
+            symmetric_share: 1.0 / 3.0,
         }
     }
 
@@ -162,6 +167,9 @@ impl Params {
         }
         if self.dms > 0 {
             c += &format!(" --dms {}", self.dms);
+        }
+        if self.nat > 0.0 {
+            c += &format!(" --nat {} --symmetric-share {}", self.nat, self.symmetric_share);
         }
         for (on, flag) in flags {
             if on {
@@ -402,6 +410,21 @@ pub struct SimulateArgs {
     /// --churn) to nodes that will crash and come back with their state
     #[arg(long, default_value_t = 0)]
     pub dms: u32,
+    /// Share of nodes behind NAT (never a bootstrap node): nobody can dial them, and they are
+    /// reached through relays
+    #[arg(long, default_value_t = 0.0, value_parser = share)]
+    pub nat: f64,
+    /// Of the nodes behind NAT, the share behind a symmetric NAT
+    #[arg(long, default_value_t = 1.0 / 3.0, value_parser = share)]
+    pub symmetric_share: f64,
+}
+
+/// A share, from 0 to 1.
+fn share(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if (0.0..=1.0).contains(&x) => Ok(x),
+        _ => Err(format!("{s:?} is not a share from 0 to 1")),
+    }
 }
 
 impl SimulateArgs {
@@ -429,6 +452,8 @@ impl SimulateArgs {
             attackers: self.attackers as usize,
             rooms: self.rooms as usize,
             dms: self.dms as usize,
+            nat: self.nat,
+            symmetric_share: self.symmetric_share,
             ..Params::new(self.nodes as usize, seed)
         }
     }

@@ -68,6 +68,9 @@ pub struct Report {
     /// What the direct messages did (`--dms`), its fields at the top level.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub dm: Option<crate::world::DmReport>,
+    /// What NAT traversal did (`--nat`), its fields at the top level.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub nat: Option<crate::world::NatReport>,
     /// Hash of everything the run decided, for `--check-determinism`.
     #[serde(skip)]
     pub fingerprint: u64,
@@ -412,6 +415,7 @@ impl Report {
             rooms: p.rooms,
             room,
             dm: w.dm_report(),
+            nat: w.nat_report(),
             fingerprint: h.finish(),
             curves,
             curve_sent_ms,

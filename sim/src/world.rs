@@ -18,7 +18,9 @@
 //!   reset. A restart is a fresh `Node` (same key and address, no memory) that must catch up.
 
 mod dms;
+mod nat;
 pub use dms::DmReport;
+pub use nat::NatReport;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -525,6 +527,8 @@ pub struct World {
     room_check_queued: bool,
     /// Direct messages (`--dms`), when asked for.
     dms: Option<Box<dms::Dms>>,
+    /// Which nodes are behind NAT (`--nat`), when any are.
+    nat: Option<Box<nat::NatModel>>,
 }
 
 impl World {
@@ -585,7 +589,12 @@ impl World {
             tally: Tally::default(),
             invariants: Invariants::default(),
             dms: None,
+            nat: None,
         };
+        if w.p.nat > 0.0 {
+            let (bootstrap, seed) = (w.p.bootstrap, w.p.seed);
+            w.nat = Some(Box::new(nat::NatModel::new(n, bootstrap, w.p.nat, w.p.symmetric_share, seed)));
+        }
         for i in 0..n {
             let at = t0 + join.mul_f64(i as f64 / n as f64);
             w.push(at, Ev::Start(i as u32));
@@ -708,6 +717,13 @@ impl World {
             announce_presence: p.joins,
             target_peers: p.target_peers.min(p.nodes.saturating_sub(1)).max(1),
             max_peers: p.max_peers,
+            // Without `--nat` every node can be dialed: there is nothing to find out and nothing
+            // to relay, and the core's NAT traversal stays off.
+            nat: if p.nat > 0.0 {
+                p2p_chat_core::nat::NatConfig::default()
+            } else {
+                p2p_chat_core::nat::NatConfig::off()
+            },
             ..Config::default()
         })
     }
@@ -817,7 +833,9 @@ impl World {
             if n.held_chats() > max_chats {
                 broken.push(format!("n{i} holds {} chats (most {max_chats})", n.held_chats()));
             }
-            for p in peers {
+            // A connection through a relay rides on the links to the relay and has none of its
+            // own: only direct ones are checked against the links.
+            for p in peers.into_iter().filter(|p| p.path == p2p_chat_core::nat::Path::Direct) {
                 let since_ms = p.since.since(t0).as_millis() as u32;
                 ups.push((i as u32, Cid::of(p.conn).0, tag(p.peer), since_ms));
             }
@@ -946,6 +964,9 @@ impl World {
                 self.slots[i].wake_at = None;
                 self.slots[i].spare_wake = Time::MAX;
                 self.metrics.restarted(i);
+                if let Some(m) = self.nat.as_mut() {
+                    m.started(i, now);
+                }
                 self.after_input(i);
                 self.join_rooms(i);
             }
@@ -1400,7 +1421,7 @@ impl World {
                 Output::Dial { conn, addr } => {
                     let inc = self.slots[i].inc;
                     let lat = self.latency();
-                    match index_of(addr).filter(|&j| j < self.slots.len()) {
+                    match index_of(addr).filter(|&j| j < self.slots.len() && self.nat_dialable(j)) {
                         Some(j) => self.push(
                             now + lat,
                             Ev::Accept { to: j as u32, from: i as u32, from_inc: inc, dialer_conn: Cid::of(conn) },
@@ -1443,6 +1464,9 @@ impl World {
     fn record(&mut self, i: usize, e: Event) {
         if let Some(d) = self.dms.as_mut() {
             d.record(self.now, &e);
+        }
+        if let Some(m) = self.nat.as_mut() {
+            m.record(i, self.now, &e);
         }
         if let Event::PeerDown { conn, reason, .. } = &e {
             if !self.attackers.is_empty() && matches!(reason, p2p_chat_core::CloseReason::Banned) {

@@ -24,6 +24,7 @@ use anyhow::{bail, Context, Result};
 use p2p_chat_core::app::{DmStart, NodeHandle, Runtime, Start};
 use p2p_chat_core::dm::olm::OlmCrypto;
 use p2p_chat_core::dm::DmCrypto;
+use p2p_chat_core::nat::{NatConfig, Reachability, RelayLimits};
 use p2p_chat_core::{Chat, Command, Config, DmConfig, DmSnapshot, Ed25519Keys, Keys, RoomId, RoomInfo};
 use p2p_chat_runtime_mio::MioRuntime;
 use p2p_chat_runtime_smol::SmolRuntime;
@@ -106,6 +107,11 @@ pub fn run(node: NodeArgs, listen: Option<SocketAddr>, connect: Vec<SocketAddr>)
         blocked: match &store {
             Some(s) => s.blocks()?,
             None => Vec::new(),
+        },
+        nat: NatConfig {
+            relay: (!node.no_relay)
+                .then(|| RelayLimits { max_circuits: node.relay_limit as usize, ..RelayLimits::default() }),
+            ..NatConfig::default()
         },
         ..Config::default()
     };
@@ -367,10 +373,12 @@ impl crate::tui::Session for Ctx {
     fn status(&self) -> Status {
         let peers = self.handle.peers();
         let inbound = peers.iter().filter(|p| p.direction == p2p_chat_core::Direction::Inbound).count();
-        let reach = match self.handle.local_addr() {
-            Some(a) if inbound > 0 => format!("reachable {a}"),
-            Some(a) => format!("listening {a}"),
-            None => "outgoing only".into(),
+        let reach = match (self.handle.reachability(), self.handle.local_addr()) {
+            (Reachability::Reachable(a), _) => format!("reachable {a}"),
+            (Reachability::BehindNat, _) => "behind NAT".into(),
+            (_, Some(a)) if inbound > 0 => format!("reachable {a}"),
+            (_, Some(a)) => format!("listening {a}"),
+            (_, None) => "outgoing only".into(),
         };
         let list = self.shared.rooms.lock();
         let tab =
@@ -444,7 +452,7 @@ impl Ctx {
                 text += &format!("\nunreachable        {unreachable} address(es), still tried (see /peers)");
                 self.say(text);
             }
-            Typed::Id => self.say(self.identity.clone()),
+            Typed::Id => self.say(format!("{}\n{}", self.identity, self.handle.reachability())),
             Typed::Clear => (self.printer)(Out::Clear),
             Typed::History(n) => match self.conversation() {
                 Some(peer) => self.say(self.conversation_of(peer, n)),

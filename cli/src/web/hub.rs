@@ -203,7 +203,7 @@ impl Item {
                 Item::DialFailed { ts: now_ms, addr: addr.to_string(), retry_at: retry_at.map(|t| t.as_millis()) }
             }
             Event::Warning(w) | Event::Refused(w) => Item::Warning { ts: now_ms, text: w.clone() },
-            Event::RoomJoined(_) | Event::RoomParted(_) | Event::Invite { .. } => return None,
+            Event::RoomJoined(_) | Event::RoomParted(_) | Event::Invite { .. } | Event::Reachability(_) => return None,
             Event::Dm(_) | Event::DmState { .. } | Event::Typing { .. } => return None,
             Event::Membership(_)
             | Event::Redacted { .. }
@@ -982,6 +982,9 @@ mod tests {
         }
         fn known_addresses(&self) -> Vec<SocketAddr> {
             Vec::new()
+        }
+        fn reachability(&self) -> p2p_chat_core::nat::Reachability {
+            p2p_chat_core::nat::Reachability::Unknown
         }
         fn shutdown(&self) {}
     }

@@ -1,5 +1,6 @@
 //! Running real `p2p-chat` processes for the tests: start, feed lines, wait for output.
 
+pub mod netns;
 pub mod tmux;
 
 use std::io::{BufRead, BufReader, Write};

@@ -167,6 +167,8 @@ pub enum Event {
         to: PeerId,
         state: DmState,
     },
+    /// What this node knows of its reachability changed (see [`crate::nat::reach`]).
+    Reachability(crate::nat::Reachability),
     /// `from` started (`on`) or stopped typing to this node.
     Typing {
         from: PeerId,
@@ -234,6 +236,8 @@ pub struct PeerSummary {
     pub addr: SocketAddr,
     /// Where the peer accepts connections, if it does.
     pub listen_addr: Option<SocketAddr>,
+    /// A connection of its own, or a circuit through a relay.
+    pub path: crate::nat::Path,
     pub direction: Direction,
     pub score: i32,
     pub rtt: Option<Duration>,
@@ -294,6 +298,17 @@ pub struct Stats {
     /// Deposits taken and refused as a mailbox.
     pub mail_stored: u64,
     pub mail_refused: u64,
+    /// Dial-backs asked of peers, and made for peers (see [`crate::nat::reach`]).
+    pub dial_backs_asked: u64,
+    pub dial_backs_done: u64,
+    /// Reservations relays granted this node.
+    pub reservations_held: u64,
+    /// Circuits this node asked relays for, and relayed connections that came up (either way).
+    pub circuits_asked: u64,
+    pub circuits_up: u64,
+    /// As a relay: circuits refused, and bytes carried.
+    pub circuits_refused: u64,
+    pub relay_bytes: u64,
 }
 
 /// Why a connection ended (in [`Event::PeerDown`]).
@@ -323,6 +338,8 @@ pub enum CloseReason {
     TooSlow,
     #[error("session nonces exhausted")]
     NoncesExhausted,
+    #[error("relay: {0}")]
+    Relay(crate::nat::RelayRefusal),
     #[error("{0}")]
     Handshake(#[from] crate::handshake::HandshakeError),
     #[error("{0}")]

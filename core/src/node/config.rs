@@ -110,6 +110,8 @@ pub struct Config {
     /// theirs is shown before the application could block them again. At most `MAX_BLOCKS` are
     /// taken.
     pub blocked: Vec<PeerId>,
+    /// Reachability, relaying and relays (see [`crate::nat`]).
+    pub nat: crate::nat::NatConfig,
 }
 
 impl Default for Config {
@@ -152,6 +154,7 @@ impl Default for Config {
             serve: ServeLimits::default(),
             dm: DmConfig::default(),
             blocked: Vec::new(),
+            nat: crate::nat::NatConfig::default(),
         }
     }
 }

@@ -79,6 +79,8 @@ pub(super) enum Listen {
     Dialed,
     /// Told by the peer (hello or `Announce`).
     Port(u16),
+    /// A circuit through a relay: where the peer listens, if anywhere, is no use to us.
+    Relayed,
 }
 
 /// `Conn::rtt_us` before the first pong. Longer round trips (71 minutes) are kept as one less.
@@ -128,7 +130,9 @@ impl ConnAddr {
 
     pub(super) fn set_listen(&mut self, to: Listen) {
         match self {
-            ConnAddr::V4 { listen, .. } | ConnAddr::V6 { listen, .. } => *listen = to,
+            // A circuit's far end is the relay's address: what the peer says of its port is not.
+            ConnAddr::V4 { listen, .. } | ConnAddr::V6 { listen, .. } if *listen != Listen::Relayed => *listen = to,
+            _ => {}
         }
     }
 }
@@ -167,7 +171,7 @@ impl Conn {
 
     pub(super) fn listen_addr(&self) -> Option<SocketAddr> {
         match self.addr.listen() {
-            Listen::Unknown => None,
+            Listen::Unknown | Listen::Relayed => None,
             Listen::Dialed => Some(self.addr()),
             Listen::Port(port) => Some(SocketAddr::new(self.addr().ip(), port)),
         }

@@ -664,7 +664,7 @@ impl Node {
         false
     }
 
-    fn peer_of(&self, conn: ConnId) -> Option<PeerId> {
+    pub(super) fn peer_of(&self, conn: ConnId) -> Option<PeerId> {
         match &self.conns.get(&conn)?.phase {
             Phase::Up(p) => Some(p.public_key.peer_id()),
             _ => None,

@@ -251,7 +251,10 @@ impl Node {
 
     /// `verified`: the chat's signature verdict if `preverify` computed it.
     pub(super) fn on_message(&mut self, now: Time, conn: ConnId, msg: Message, verified: Option<bool>) {
-        if !self.admit(now, conn, matches!(msg, Message::Chat { .. } | Message::Reply { .. })) {
+        // A circuit's bytes are bounded by the circuit's own limits (`nat::relay`), not by the
+        // frame rate: a busy relayed connection would otherwise cost its relay its standing.
+        let circuit_bytes = matches!(msg, Message::ToRelay { .. } | Message::FromRelay { .. });
+        if !circuit_bytes && !self.admit(now, conn, matches!(msg, Message::Chat { .. } | Message::Reply { .. })) {
             return;
         }
         match msg {
@@ -285,6 +288,20 @@ impl Node {
             | Message::Collect { .. }
             | Message::Mail { .. }
             | Message::MailAck { .. }) => self.on_dm_message(now, conn, msg),
+            msg @ (Message::Observed { .. }
+            | Message::DialBack { .. }
+            | Message::DialBackResult { .. }
+            | Message::Reserve
+            | Message::Reservation { .. }
+            | Message::Relayed { .. }
+            | Message::CircuitOpen { .. }
+            | Message::CircuitOpened { .. }
+            | Message::CircuitRefused { .. }
+            | Message::CircuitIncoming { .. }
+            | Message::ToRelay { .. }
+            | Message::FromRelay { .. }
+            | Message::CircuitEnd { .. }
+            | Message::CircuitClosed { .. }) => self.on_nat_message(now, conn, msg),
             Message::Ping { nonce } => self.answer(now, conn, &Message::Pong { nonce }),
             Message::Pong { nonce } => {
                 if let Some(c) = self.conns.get_mut(&conn) {
@@ -310,6 +327,10 @@ impl Node {
                     .filter(|a| Some(*a) != self.conns.get(&conn).and_then(|c| c.listen_addr()))
                     .collect();
                 self.answer(now, conn, &Message::PeerResponse { addrs });
+                let entries = self.relayed_for_exchange(now);
+                if !entries.is_empty() {
+                    self.answer(now, conn, &Message::Relayed { entries });
+                }
             }
             Message::PeerResponse { addrs } => {
                 if addrs.len() > MAX_ADDRS_PER_FRAME {

@@ -124,9 +124,13 @@ impl Node {
 
     /// The dialer speaks first; the acceptor waits for it.
     pub(super) fn start_handshake(&mut self, conn: ConnId) {
+        // Behind NAT, the port is no use to anyone: told, it would only spread by peer exchange
+        // as an address nobody can dial.
+        let behind_nat = self.reachability() == crate::nat::Reachability::BehindNat;
+        let port = if behind_nat { 0 } else { self.config.listen_port };
         let Some(c) = self.conns.get_mut(&conn) else { return };
         let (keys, me, rng) = (&*self.keys, &self.identity, &mut self.rng);
-        let (name, port) = (self.username.as_str(), self.config.listen_port);
+        let name = self.username.as_str();
         if c.direction() == Direction::Outbound {
             let (hs, first) = Handshake::dial(keys, me, rng, name, port);
             c.phase = Phase::Handshaking(hs);
@@ -156,18 +160,24 @@ impl Node {
             self.main.ihave = Vec::new();
         }
         let pending = self.tx.remove(conn);
+        let leg = self.is_leg(conn);
         if !by_peer {
             if let (Some(mut bytes), Some(session)) = (pending, c.session.as_mut()) {
                 if session.seal_in_place(&mut bytes).is_ok() {
-                    self.out.push_back(Output::Transmit { conn, bytes });
+                    if let Some(bytes) = self.through_relay(conn, bytes) {
+                        self.out.push_back(Output::Transmit { conn, bytes });
+                    }
                 }
             }
-            self.out.push_back(Output::Close { conn });
+            if !leg {
+                self.out.push_back(Output::Close { conn });
+            }
         }
+        self.nat_conn_down(now, conn);
         let was_up = matches!(c.phase, Phase::Up(_));
         self.up_peers -= usize::from(was_up);
         self.arm_dial(now);
-        if c.direction() == Direction::Outbound && (backoff || by_peer || !was_up) {
+        if c.direction() == Direction::Outbound && (backoff || by_peer || !was_up) && !leg {
             // An outbound peer that went away is retried after a backoff: automatic reconnection.
             self.book.on_failure(&c.addr(), now, &mut self.rng);
         }
@@ -201,6 +211,7 @@ impl Node {
             username: p.username.as_str().to_owned(),
             addr: c.addr(),
             listen_addr: c.listen_addr(),
+            path: self.path(conn),
             direction: c.direction(),
             score: c.score.get(),
             rtt: c.rtt(),
@@ -312,6 +323,10 @@ impl Node {
         }
         self.send_subscriptions(conn);
         self.dm_peer_up(now, conn, peer);
+        self.nat_peer_up(now, conn, peer);
+        if !self.conns.contains_key(&conn) {
+            return;
+        }
         // A new neighbour is asked for addresses while we know few: what lets a newcomer spread
         // out from the bootstrap nodes at once. One answer holds 32, so a couple of neighbours
         // stock the book; asking every new neighbour while short of peers (as before) cost 7% of

@@ -13,6 +13,7 @@ mod dm;
 mod inbound;
 mod lifecycle;
 mod moderation;
+mod nat;
 mod output;
 #[cfg(feature = "prefetch")]
 mod prefetch;
@@ -117,6 +118,9 @@ pub struct Node {
     dm: Option<Box<Dm>>,
     /// Identities whose chats and direct messages this node does not show (see `moderation`).
     blocked: BTreeSet<PeerId>,
+    /// Reachability, the relay service and circuits (see `nat`); `None` with all of it off (a
+    /// simulator without NAT holds a pointer a node for it).
+    nat: Option<Box<nat::Nat>>,
 }
 
 /// A `FindRoom` passed on for a neighbour: its answer is passed back to `from` until `until`.
@@ -229,6 +233,7 @@ impl Node {
             room_hints: Vec::new(),
             dm: None,
             blocked: config.blocked.iter().take(MAX_BLOCKS).copied().collect(),
+            nat: (config.nat != crate::nat::NatConfig::off()).then(|| Box::new(nat::Nat::new(&config, now))),
             keys,
             identity,
             rng,
@@ -344,6 +349,8 @@ impl Node {
     pub fn handle_input(&mut self, now: Time, input: Input<'_>) {
         self.check_clock(now);
         match input {
+            Input::Connected(conn) if self.is_probe(conn) => drop(self.probe_done(conn, true)),
+            Input::DialFailed(conn) | Input::Closed(conn) if self.is_probe(conn) => drop(self.probe_done(conn, false)),
             Input::Connected(conn) => {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     if matches!(c.phase, Phase::Dialing) {
@@ -396,6 +403,14 @@ impl Node {
             let Some(c) = self.conns.get_mut(&conn) else { continue };
             let Some(session) = c.session.as_mut() else { continue };
             if session.seal_in_place(&mut bytes).is_ok() {
+                // A circuit's records travel inside frames to its relay, queued (and sealed)
+                // in turn.
+                if self.nat.as_ref().is_some_and(|n| n.client.has_legs()) {
+                    if let Some(bytes) = self.through_relay(conn, bytes) {
+                        return Some(Output::Transmit { conn, bytes });
+                    }
+                    continue;
+                }
                 return Some(Output::Transmit { conn, bytes });
             }
             // After 2^64 records: not in this universe, but never a panic.

@@ -38,7 +38,9 @@ impl Node {
     pub(super) fn transmit_raw(&mut self, conn: ConnId, bytes: Vec<u8>) {
         if !bytes.is_empty() {
             self.stats.bytes_out += bytes.len() as u64;
-            self.out.push_back(Output::Transmit { conn, bytes });
+            if let Some(bytes) = self.through_relay(conn, bytes) {
+                self.out.push_back(Output::Transmit { conn, bytes });
+            }
         }
     }
 

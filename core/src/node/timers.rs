@@ -32,6 +32,9 @@ pub enum Timer {
     Expire,
     /// A room has too few member neighbours: dial members, or look for them.
     Rooms,
+    /// NAT traversal: a round of dial-backs, a dial-back or an ask overdue, a relayed circuit's
+    /// time up.
+    Nat,
     /// Direct messages: an envelope due a retry or expiring, mail expiring at this mailbox, or
     /// a round (a bundle waited for, a mailbox to collect from or to replace).
     Dm,
@@ -39,7 +42,7 @@ pub enum Timer {
 
 impl Timer {
     /// Every timer kept in the table, in the order a tie is reported.
-    const TABLE: [Timer; 11] = [
+    const TABLE: [Timer; 12] = [
         Timer::IHave,
         Timer::Liveness,
         Timer::Dial,
@@ -51,6 +54,7 @@ impl Timer {
         Timer::Expire,
         Timer::Rooms,
         Timer::Dm,
+        Timer::Nat,
     ];
 
     /// Its place in `TABLE` (and in `Timers`): read on every announcement queued and chat kept,
@@ -68,6 +72,7 @@ impl Timer {
             Timer::Expire => 8,
             Timer::Rooms => 9,
             Timer::Dm => 10,
+            Timer::Nat => 11,
             Timer::Want => unreachable!("Want's deadlines are gossip's, not in the table"),
         }
     }
@@ -138,6 +143,9 @@ impl Node {
         }
         if self.timers.take_due(Timer::Dm, now) {
             self.dm_timeout(now);
+        }
+        if self.timers.take_due(Timer::Nat, now) {
+            self.nat_timeout(now);
         }
         if self.leaving {
             for t in
@@ -260,6 +268,10 @@ impl Node {
         if n > 0 {
             self.dial_more(now, n);
         }
+        // Those no one can dial, through the relays they named, once the dials are made.
+        let want = self.config.target_peers.min(self.config.max_peers).saturating_sub(self.conns.len());
+        let n = want.min(MAX_PENDING_DIALS.saturating_sub(self.pending_dials()));
+        self.dial_relayed(now, n);
         self.timers.set(Timer::Dial, now + self.config.tick);
     }
 

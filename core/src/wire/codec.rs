@@ -108,7 +108,20 @@ fn size_hint(msg: &Message) -> usize {
         Message::Dm { envelope } | Message::Deposit { envelope } => envelope_size(envelope),
         Message::Mail { envelopes, .. } => 4 + envelopes.iter().map(envelope_size).sum::<usize>(),
         Message::MailAck { ack } => 112 + ID * ack.ids.len(),
+        Message::ToRelay { bytes, .. } | Message::FromRelay { bytes, .. } => 16 + bytes.len(),
+        Message::Relayed { entries } => 4 + 100 * entries.len(),
+        Message::Observed { .. }
+        | Message::DialBack { .. }
+        | Message::DialBackResult { .. }
+        | Message::Reservation { .. }
+        | Message::CircuitOpen { .. }
+        | Message::CircuitOpened { .. }
+        | Message::CircuitRefused { .. }
+        | Message::CircuitIncoming { .. }
+        | Message::CircuitEnd { .. }
+        | Message::CircuitClosed { .. } => 64,
         Message::Prune
+        | Message::Reserve
         | Message::Ping { .. }
         | Message::Pong { .. }
         | Message::PeerRequest

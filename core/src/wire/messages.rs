@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 use crate::chat::{Chat, ChatId};
 use crate::dm::{Ack, DmId, Envelope, SignedBundle};
 use crate::identity::{PeerId, PublicKey, Signature};
+use crate::nat::reach::DialBackOutcome;
+use crate::nat::{RelayRefusal, RelayedAddr};
 use crate::rooms::RoomId;
 use crate::sync::SyncRange;
 
@@ -128,6 +130,71 @@ pub enum Message {
     MailAck {
         ack: Box<Ack>,
     },
+    /// "I see you at this address": the connection's far end, as the sender sees it.
+    Observed {
+        addr: SocketAddr,
+    },
+    /// "Dial me back at `port` of the IP this connection comes from" (never another IP).
+    DialBack {
+        port: u16,
+        nonce: u64,
+    },
+    /// What a dial-back asked for with `nonce` found, and the address it dialed.
+    DialBackResult {
+        nonce: u64,
+        outcome: DialBackOutcome,
+        dialed: SocketAddr,
+    },
+    /// "Keep me reachable through you": a reservation at a relay, for as long as this connection.
+    Reserve,
+    /// A relay's answer to `Reserve`: held (`None`), or refused and why.
+    Reservation {
+        refused: Option<RelayRefusal>,
+    },
+    /// Nodes reachable through relays: the sender's own reservation, or some it knows of,
+    /// answering `PeerRequest`.
+    Relayed {
+        entries: Vec<RelayedAddr>,
+    },
+    /// To a relay: "open a circuit to this peer, which holds a reservation with you".
+    CircuitOpen {
+        to: PeerId,
+    },
+    /// From a relay: the circuit asked for to `to` is open as `circuit`.
+    CircuitOpened {
+        circuit: u32,
+        to: PeerId,
+    },
+    /// From a relay: no circuit to `to`, and why.
+    CircuitRefused {
+        to: PeerId,
+        reason: RelayRefusal,
+    },
+    /// From a relay, to a node holding a reservation: `from` opened `circuit` to it. The
+    /// opener speaks first (the handshake's dialer).
+    CircuitIncoming {
+        circuit: u32,
+        from: PeerId,
+    },
+    /// To a relay: bytes of the connection that `circuit` carries, for its other end.
+    ToRelay {
+        circuit: u32,
+        bytes: Vec<u8>,
+    },
+    /// From a relay: bytes of the connection that `circuit` carries, from its other end.
+    FromRelay {
+        circuit: u32,
+        bytes: Vec<u8>,
+    },
+    /// To a relay: "I closed `circuit`".
+    CircuitEnd {
+        circuit: u32,
+    },
+    /// From a relay: `circuit` is closed, and why.
+    CircuitClosed {
+        circuit: u32,
+        reason: RelayRefusal,
+    },
 }
 
 /// What a mailbox did with a deposit.
@@ -217,6 +284,20 @@ impl Message {
             Message::Collect { .. } => "Collect",
             Message::Mail { .. } => "Mail",
             Message::MailAck { .. } => "MailAck",
+            Message::Observed { .. } => "Observed",
+            Message::DialBack { .. } => "DialBack",
+            Message::DialBackResult { .. } => "DialBackResult",
+            Message::Reserve => "Reserve",
+            Message::Reservation { .. } => "Reservation",
+            Message::Relayed { .. } => "Relayed",
+            Message::CircuitOpen { .. } => "CircuitOpen",
+            Message::CircuitOpened { .. } => "CircuitOpened",
+            Message::CircuitRefused { .. } => "CircuitRefused",
+            Message::CircuitIncoming { .. } => "CircuitIncoming",
+            Message::ToRelay { .. } => "ToRelay",
+            Message::FromRelay { .. } => "FromRelay",
+            Message::CircuitEnd { .. } => "CircuitEnd",
+            Message::CircuitClosed { .. } => "CircuitClosed",
         }
     }
 }

@@ -26,12 +26,15 @@ pub use messages::{DepositOutcome, Hello, Message, RoomMessage, WireError};
 
 /// 5: moderation (a chat may carry a membership operation, `Body::Op`; a room's sealed text names
 /// its key's epoch; invites name the room's owner and when they were made).
+/// 6: getting through NAT (`Observed`, `DialBack`, `DialBackResult`, `Reserve`, `Reservation`,
+/// `Relayed`, `CircuitOpen`, `CircuitOpened`, `CircuitRefused`, `CircuitIncoming`, `ToRelay`,
+/// `FromRelay`, `CircuitEnd`, `CircuitClosed`).
 /// 4: direct messages (`Bundle`, `BundleRequest`, `Dm`, `Deposit`, `Deposited`, `Collect`, `Mail`,
 /// `MailAck`).
 /// 3: rooms (a chat names its room; `Room`, `Subscribe`, `Unsubscribe`, `FindRoom`, `RoomPeers`).
 /// 2: connections are encrypted (Noise XX, see `handshake`); version 1 was plaintext. Any change
 /// to the bytes on the wire bumps it (see docs/PROTOCOL.md).
-pub const PROTOCOL_VERSION: u16 = 5;
+pub const PROTOCOL_VERSION: u16 = 6;
 
 /// Bytes of the protocol version that leads every frame's payload.
 const VERSION_BYTES: usize = 2;

@@ -63,6 +63,8 @@ pub struct Net {
     pub kill_on: Option<KillHook>,
     /// Each node's side of a partition: nodes on different sides cannot reach each other.
     side: Vec<u8>,
+    /// Nodes behind NAT: a dial to them fails, as an unsolicited connection at a router does.
+    pub behind_nat: Vec<bool>,
 }
 
 impl Net {
@@ -87,6 +89,7 @@ impl Net {
             delivered: vec![Vec::new(); n],
             kill_on: None,
             side: vec![0; n],
+            behind_nat: vec![false; n],
         };
         for i in 0..n {
             let mut c = config(i);
@@ -192,7 +195,8 @@ impl Net {
                 Output::Transmit { conn, bytes } => self.transmit(i, conn, bytes),
                 Output::Dial { conn, addr } => {
                     let lat = self.latency();
-                    match index_of(addr).filter(|&j| j < self.nodes.len() && self.nodes[j].is_some()) {
+                    let open = |j: usize| j < self.nodes.len() && self.nodes[j].is_some() && !self.behind_nat[j];
+                    match index_of(addr).filter(|&j| open(j)) {
                         Some(j) => self.push(self.now + lat, Ev::Accept { to: j, from: i, dialer_conn: conn }),
                         None => self.push(self.now + lat * 2, Ev::DialFailed { node: i, conn }),
                     }

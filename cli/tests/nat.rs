@@ -1,0 +1,180 @@
+//! Real processes behind real NATs: an "internet" namespace holding a reachable node, and two home
+//! networks, each a router namespace that masquerades (nftables) for a client namespace behind
+//! it. The routers forward between each other through the internet namespace, so only NAT keeps
+//! the clients from dialing each other.
+//!
+//! Symmetric NAT (`masquerade fully-random`: every connection leaves from a random port): each
+//! client learns from a dial-back that it is behind NAT, reserves at the reachable node, and the
+//! two clients connect through it as a relay, one on each runtime.
+//!
+//! Needs root (see `common::netns`): in CI as root it must run, elsewhere it skips loudly.
+
+#[allow(dead_code)]
+mod common;
+
+use std::time::Instant;
+
+use common::netns::{cannot_run, sh};
+use common::Proc;
+
+/// The namespaces of one test, removed on drop.
+struct Homes {
+    names: Vec<String>,
+}
+
+impl Drop for Homes {
+    fn drop(&mut self) {
+        for n in &self.names {
+            sh(&["ip", "netns", "delete", n]);
+        }
+    }
+}
+
+impl Homes {
+    fn ns(&self, x: &str) -> &str {
+        let i = ["i", "r1", "c1", "r2", "c2"].iter().position(|n| *n == x).expect("a namespace of the test");
+        &self.names[i]
+    }
+
+    /// Internet `i` (10.93.K.1 towards home K), routers `rK` (10.93.K.2 outside, 192.168.6K.1
+    /// inside) masquerading with `masquerade` (an nftables statement), clients `cK` (192.168.6K.2).
+    fn setup(tag: &str, masquerade: &str) -> Option<Homes> {
+        let homes = Homes { names: ["i", "r1", "c1", "r2", "c2"].iter().map(|x| format!("p2pn{tag}{x}")).collect() };
+        for name in &homes.names {
+            if !sh(&["ip", "netns", "add", name]) {
+                cannot_run(&format!("cannot create network namespace {name} (needs root and ip netns)"));
+                return None;
+            }
+            sh(&["ip", "-n", name, "link", "set", "lo", "up"]);
+        }
+        let inet = homes.ns("i").to_owned();
+        let forward = |ns: &str| sh(&["ip", "netns", "exec", ns, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"]);
+        let mut ok = forward(&inet);
+        for k in 1..=2 {
+            let (r, c) = (homes.ns(&format!("r{k}")).to_owned(), homes.ns(&format!("c{k}")).to_owned());
+            let (h, wan_i, wan_r) = (format!("h{k}"), format!("10.93.{k}.1/24"), format!("10.93.{k}.2/24"));
+            let (lan_r, lan_c, gw) =
+                (format!("192.168.6{k}.1/24"), format!("192.168.6{k}.2/24"), format!("192.168.6{k}.1"));
+            let up = format!("10.93.{k}.1");
+            let nft = |rule: &str| sh(&["ip", "netns", "exec", &r, "nft", rule]);
+            ok = ok
+                && sh(&["ip", "link", "add", "wan", "netns", &r, "type", "veth", "peer", "name", &h, "netns", &inet])
+                && sh(&["ip", "-n", &inet, "addr", "add", &wan_i, "dev", &h])
+                && sh(&["ip", "-n", &r, "addr", "add", &wan_r, "dev", "wan"])
+                && sh(&["ip", "-n", &inet, "link", "set", &h, "up"])
+                && sh(&["ip", "-n", &r, "link", "set", "wan", "up"])
+                && sh(&["ip", "link", "add", "lan", "netns", &r, "type", "veth", "peer", "name", "eth0", "netns", &c])
+                && sh(&["ip", "-n", &r, "addr", "add", &lan_r, "dev", "lan"])
+                && sh(&["ip", "-n", &c, "addr", "add", &lan_c, "dev", "eth0"])
+                && sh(&["ip", "-n", &r, "link", "set", "lan", "up"])
+                && sh(&["ip", "-n", &c, "link", "set", "eth0", "up"])
+                && sh(&["ip", "-n", &c, "route", "add", "default", "via", &gw])
+                && sh(&["ip", "-n", &r, "route", "add", "default", "via", &up])
+                && forward(&r)
+                && nft("add table ip nat")
+                && nft("add chain ip nat post { type nat hook postrouting priority 100; }")
+                && nft(&format!("add rule ip nat post oifname \"wan\" {masquerade}"));
+        }
+        if !ok {
+            cannot_run("cannot build the routers (veth links, forwarding, or nftables NAT)");
+            return None;
+        }
+        Some(homes)
+    }
+}
+
+fn client(name: &str, netns: &str, boot: &str, rt: &str) -> Proc {
+    Proc::start_in(name, Some(netns), &["listen", "-p", "0", "-u", name, "--bootstrap", boot, "--runtime", rt])
+}
+
+#[test]
+fn behind_symmetric_nats_two_clients_chat_through_a_relay() {
+    let tag = format!("{}", std::process::id() % 100_000);
+    let Some(homes) = Homes::setup(&tag, "masquerade fully-random") else { return };
+    let started = Instant::now();
+    let mut relay = Proc::start_in("relay", Some(homes.ns("i")), &["listen", "-p", "0", "-u", "relay"]);
+    let port = relay.port();
+    let mut alice = client("alice", homes.ns("c1"), &format!("10.93.1.1:{port}"), "mio");
+    let mut bob = client("bob", homes.ns("c2"), &format!("10.93.2.1:{port}"), "smol");
+    for c in [&mut alice, &mut bob] {
+        c.wait_for("--- reachability: behind NAT");
+    }
+    relay.wait_for("--- reachability: reachable at 10.93.");
+    alice.wait_for("connected to bob#");
+    bob.wait_for("connected to alice#");
+    let connected = started.elapsed();
+
+    alice.say("/peers");
+    let line = alice.wait_for("relayed via relay#");
+    assert!(line.contains("bob#"), "bob is the relayed peer: {line}");
+    bob.say("/peers");
+    let line = bob.wait_for("relayed via relay#");
+    assert!(line.contains("alice#"), "alice is the relayed peer: {line}");
+    alice.say("hello from behind one NAT");
+    bob.say("hello from behind the other");
+    bob.wait_for(": hello from behind one NAT");
+    alice.wait_for(": hello from behind the other");
+    // Nothing claims a direct connection between the two clients.
+    for (who, other) in [(&mut alice, "bob#"), (&mut bob, "alice#")] {
+        let direct = who.seen.iter().filter(|l| l.contains(other) && l.contains(" direct")).count();
+        assert_eq!(direct, 0, "{} claims a direct connection to {other}", who.name);
+    }
+    eprintln!("symmetric NAT: both clients behind NAT and connected through the relay {connected:?} after start");
+    for p in [alice, bob, relay] {
+        p.quit();
+    }
+}
+
+#[test]
+fn a_relay_killed_is_replaced_by_another_and_no_chat_is_lost() {
+    let tag = format!("{}", std::process::id() % 100_000 + 1);
+    let Some(homes) = Homes::setup(&tag, "masquerade fully-random") else { return };
+    let mut relays: Vec<Proc> = ["relay1", "relay2"]
+        .iter()
+        .map(|n| Proc::start_in(n, Some(homes.ns("i")), &["listen", "-p", "0", "-u", n]))
+        .collect();
+    let ports: Vec<u16> = relays.iter_mut().map(|r| r.port()).collect();
+    let client = |name: &str, k: usize, rt: &str| {
+        let (b1, b2) = (format!("10.93.{k}.1:{}", ports[0]), format!("10.93.{k}.1:{}", ports[1]));
+        Proc::start_in(
+            name,
+            Some(homes.ns(&format!("c{k}"))),
+            &["listen", "-p", "0", "-u", name, "--bootstrap", &b1, "--bootstrap", &b2, "--runtime", rt],
+        )
+    };
+    let mut alice = client("alice", 1, "smol");
+    let mut bob = client("bob", 2, "mio");
+    alice.wait_for("connected to bob#");
+    alice.say("/peers");
+    let line = alice.wait_for("relayed via relay");
+    let carrying = if line.contains("relayed via relay1#") { 0 } else { 1 };
+    alice.say("before the relay dies");
+    bob.wait_for(": before the relay dies");
+
+    // kill -9: no goodbye; the circuit goes with it, and the other relay takes over.
+    let dead = Instant::now();
+    let mut gone = relays.remove(carrying);
+    let _ = gone.child.kill();
+    common::wait_exit(&mut gone.child);
+    alice.wait_for("disconnected from bob#");
+    bob.say("while the relay is down");
+    let survivor = if carrying == 0 { "relay2#" } else { "relay1#" };
+    let reconnected = loop {
+        alice.say("/peers");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        if alice.count(&format!("relayed via {survivor}")) > 0 {
+            break dead.elapsed();
+        }
+        assert!(dead.elapsed() < common::DEADLINE, "alice did not reach bob through {survivor}");
+    };
+    alice.wait_for(": while the relay is down");
+    alice.say("after the relay died");
+    bob.wait_for(": after the relay died");
+    for (p, text) in [(&mut alice, "while the relay is down"), (&mut bob, "before the relay dies")] {
+        assert_eq!(p.count(&format!(": {text}")), 1, "{} showed {text:?} other than once", p.name);
+    }
+    eprintln!("relay killed: alice and bob connected again through {survivor} {reconnected:?} later");
+    for p in [alice, bob] {
+        p.quit();
+    }
+}

@@ -1,0 +1,29 @@
+//! NAT in the simulator: most nodes behind NAT, a third of them symmetric, under loss. Each node
+//! must find out which it is, every node behind NAT must hold a relay reservation and have peers,
+//! every chat must reach every node, and no relay may carry more circuits than it allows.
+
+use p2p_chat_sim::{run, Params};
+
+#[test]
+fn nodes_behind_nat_find_out_reserve_relays_and_get_every_chat() {
+    for seed in [1, 2] {
+        let p = Params { joins: false, messages: 30, loss: 0.01, nat: 0.7, ..Params::new(600, seed) };
+        let r = run(&p, |_, _| {});
+        let replay = p.replay();
+        assert!(r.failure().is_none(), "seed {seed}: {:?}: replay with {replay}", r.failure());
+        assert_eq!(r.delivery_ratio, 1.0, "seed {seed}: replay with {replay}");
+        let nat = r.nat.as_ref().expect("a NAT report");
+        assert!(
+            (nat.found_behind_nat_share - nat.nat_share).abs() < 1e-9,
+            "seed {seed}: {} found themselves behind NAT, {} are: replay with {replay}",
+            nat.found_behind_nat_share,
+            nat.nat_share
+        );
+        assert!((nat.reachable_share + nat.nat_share - 1.0).abs() < 1e-9, "seed {seed}: replay with {replay}");
+        assert_eq!(nat.reserved_share, 1.0, "seed {seed}: replay with {replay}");
+        assert_eq!(nat.nat_isolated, 0, "seed {seed}: replay with {replay}");
+        assert!(nat.nat_first_peer_s_max <= 10.0, "seed {seed}: replay with {replay}");
+        assert!(nat.relay_circuits_max <= nat.relay_circuits_limit, "seed {seed}: replay with {replay}");
+        assert!(nat.paths_relayed > 0.0, "seed {seed}: no connection went through a relay: replay with {replay}");
+    }
+}
