@@ -6,19 +6,7 @@
 #[allow(dead_code)]
 mod common;
 
-use common::{temp_dir, Proc};
-
-/// Whether some file under `dir` holds `text` in its bytes.
-fn disk_holds(dir: &std::path::Path, text: &str) -> bool {
-    std::fs::read_dir(dir).expect("the directory exists").flatten().any(|f| {
-        let bytes = std::fs::read(f.path()).unwrap_or_default();
-        bytes.windows(text.len()).any(|w| w == text.as_bytes())
-    })
-}
-
-fn addr(p: &mut Proc) -> String {
-    format!("127.0.0.1:{}", p.port())
-}
+use common::{disk_holds, temp_dir, Proc};
 
 fn db(dir: &std::path::Path, who: &str) -> String {
     dir.join(who).to_str().unwrap().to_owned()
@@ -45,7 +33,7 @@ fn offline_through_a_mailbox(rt: &str) {
     let dir = temp_dir(&format!("dm-offline-{rt}"));
     let (m_db, a_db, b_db) = (db(&dir, "m"), db(&dir, "a"), db(&dir, "b"));
     let mut m = node("m", rt, &["-u", "mallory", "--db-path", &m_db]);
-    let m_addr = addr(&mut m);
+    let m_addr = m.addr();
     let mut b = node("b", rt, &["-u", "bob", "--bootstrap", &m_addr, "--db-path", &b_db]);
     let bob = b.who();
     let mut a = node("a", rt, &["-u", "alice", "--bootstrap", &m_addr, "--db-path", &a_db]);
@@ -112,9 +100,9 @@ fn a_mailbox_killed_after_taking_a_message_does_not_lose_it() {
     let dir = temp_dir("dm-kill-mailbox");
     let b_db = db(&dir, "b");
     let mut m1 = node("m1", "mio", &["-u", "m1"]);
-    let m1_addr = addr(&mut m1);
+    let m1_addr = m1.addr();
     let mut m2 = node("m2", "mio", &["-u", "m2", "--bootstrap", &m1_addr]);
-    let m2_addr = addr(&mut m2);
+    let m2_addr = m2.addr();
     let mut b = node("b", "mio", &["-u", "bob", "--bootstrap", &m1_addr, "--bootstrap", &m2_addr, "--db-path", &b_db]);
     let bob = b.who();
     let mut a = node("a", "mio", &["-u", "alice", "--bootstrap", &m1_addr, "--bootstrap", &m2_addr]);
@@ -152,7 +140,7 @@ fn a_mailbox_flooded_by_one_sender_keeps_serving_others() {
     let dir = temp_dir("dm-flood");
     let b_db = db(&dir, "b");
     let mut m = node("m", "mio", &["-u", "m"]);
-    let m_addr = addr(&mut m);
+    let m_addr = m.addr();
     let mut b = node("b", "mio", &["-u", "bob", "--bootstrap", &m_addr, "--db-path", &b_db]);
     let bob = b.who();
     let mut a = node("a", "mio", &["-u", "alice", "--bootstrap", &m_addr]);

@@ -6,16 +6,7 @@
 #[allow(dead_code)]
 mod common;
 
-use common::{temp_dir, Proc};
-
-fn db_holds(dir: &std::path::Path, text: &str) -> bool {
-    let bytes = std::fs::read(dir.join("history.redb")).expect("the database file exists");
-    bytes.windows(text.len()).any(|w| w == text.as_bytes())
-}
-
-fn addr(p: &mut Proc) -> String {
-    format!("127.0.0.1:{}", p.port())
-}
+use common::{disk_holds, temp_dir, Proc};
 
 /// O owns `#team`, A and B joined it. O removes B: B sees it and stays connected, and what A says
 /// next never reaches B. O bans B, whose old invite is then refused. A redacts its first chat:
@@ -28,10 +19,10 @@ fn removal_ban_and_redaction(o_runtime: &str, b_runtime: &str) {
         &["listen", "-p", "0", "-u", "olga", "--runtime", o_runtime, "--db-path", o_dir.to_str().unwrap()],
     );
     let olga = o.who();
-    let o_addr = addr(&mut o);
+    let o_addr = o.addr();
     let mut a = Proc::start("a", &["listen", "-p", "0", "-u", "alice", "--bootstrap", &o_addr]);
     let alice = a.who();
-    let a_addr = addr(&mut a);
+    let a_addr = a.addr();
     let b_db = b_dir.to_str().unwrap();
     let b_args = [
         "listen",
@@ -108,8 +99,8 @@ fn removal_ban_and_redaction(o_runtime: &str, b_runtime: &str) {
     b.quit();
     o.quit();
     a.quit();
-    assert!(!db_holds(&b_dir, "secret after the removal"), "never in B's database");
-    assert!(!db_holds(&b_dir, "early words") && !db_holds(&o_dir, "early words"));
+    assert!(!disk_holds(&b_dir, "secret after the removal"), "never in B's database");
+    assert!(!disk_holds(&b_dir, "early words") && !disk_holds(&o_dir, "early words"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -130,7 +121,7 @@ fn blocks_hold_across_a_restart_and_a_second_key_for_a_name_is_marked() {
     let dir = temp_dir("moderation-blocks");
     let a_args = ["listen", "-p", "0", "-u", "alice", "--db-path", dir.to_str().unwrap()];
     let mut a = Proc::start("a", &a_args);
-    let a_addr = addr(&mut a);
+    let a_addr = a.addr();
     let mut b = Proc::start("b", &["listen", "-p", "0", "-u", "bob", "--bootstrap", &a_addr]);
     let bob = b.who();
     let mut c = Proc::start("c", &["listen", "-p", "0", "-u", "bob", "--bootstrap", &a_addr]);
@@ -176,7 +167,7 @@ fn a_member_away_during_a_removal_gets_the_new_key_when_it_returns() {
     let dir = temp_dir("moderation-away");
     let mut o = Proc::start("o", &["listen", "-p", "0", "-u", "olga"]);
     let olga = o.who();
-    let o_addr = addr(&mut o);
+    let o_addr = o.addr();
     let a_args = ["listen", "-p", "0", "-u", "alice", "--db-path", dir.to_str().unwrap(), "--bootstrap", &o_addr];
     let mut a = Proc::start("a", &a_args);
     let alice = a.who();

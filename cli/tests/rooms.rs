@@ -5,24 +5,14 @@
 #[allow(dead_code)]
 mod common;
 
-use common::{temp_dir, wait_exit, Proc};
-
-/// Whether the bytes of the history database in `dir` hold `text`.
-fn db_holds(dir: &std::path::Path, text: &str) -> bool {
-    let bytes = std::fs::read(dir.join("history.redb")).expect("the database file exists");
-    bytes.windows(text.len()).any(|w| w == text.as_bytes())
-}
-
-fn addr(p: &mut Proc) -> String {
-    format!("127.0.0.1:{}", p.port())
-}
+use common::{disk_holds, temp_dir, wait_exit, Proc};
 
 /// A and B in `#dev`, C not: A's chat in `#dev` reaches B, and C holds nothing of it.
 fn a_public_room_reaches_its_members_only(runtime: &str) {
     let dir = temp_dir(&format!("rooms-public-{runtime}"));
     let mut a = Proc::start("a", &["listen", "-p", "0", "-u", "alice", "--runtime", runtime]);
     let alice = a.who();
-    let a_addr = addr(&mut a);
+    let a_addr = a.addr();
     // B joins with the flag, as a script would; A with the command.
     let mut b = Proc::start("b", &["listen", "-p", "0", "-u", "bob", "--bootstrap", &a_addr, "--join", "dev"]);
     let bob = b.who();
@@ -61,9 +51,9 @@ fn a_public_room_reaches_its_members_only(runtime: &str) {
     let line = b.wait_for("room frames in / out");
     assert_ne!(line, "room frames in / out 0 / 0", "B has the room's traffic");
     c.quit();
-    assert!(db_holds(&dir, "marker for everyone"), "C's database holds the default room's chats");
-    assert!(!db_holds(&dir, "words for dev only"), "never in C's database");
-    assert!(!db_holds(&dir, "bob answers in dev"), "never in C's database");
+    assert!(disk_holds(&dir, "marker for everyone"), "C's database holds the default room's chats");
+    assert!(!disk_holds(&dir, "words for dev only"), "never in C's database");
+    assert!(!disk_holds(&dir, "bob answers in dev"), "never in C's database");
     b.quit();
     a.quit();
     std::fs::remove_dir_all(&dir).unwrap();
@@ -87,11 +77,11 @@ fn a_private_room_opens_only_with_its_invite_and_survives_a_restart() {
     let db = dir.to_str().unwrap();
     let mut a = Proc::start("a", &["listen", "-p", "0", "-u", "alice"]);
     let alice = a.who();
-    let a_addr = addr(&mut a);
+    let a_addr = a.addr();
     let b_args = ["listen", "-p", "0", "-u", "bob", "--runtime", "smol", "--db-path", db, "--bootstrap", &a_addr];
     let mut b = Proc::start("b", &b_args);
     let bob = b.who();
-    let b_addr = addr(&mut b);
+    let b_addr = b.addr();
     let mut c = Proc::start("c", &["listen", "-p", "0", "-u", "carol", "--bootstrap", &a_addr, "--bootstrap", &b_addr]);
     let carol = c.who();
     a.wait_for(&format!("connected to {bob}"));
@@ -129,7 +119,7 @@ fn a_private_room_opens_only_with_its_invite_and_survives_a_restart() {
 
     // B restarts: still in the room, its history opened from the sealed chats on disk.
     b.quit();
-    assert!(!db_holds(&dir, "team secret"), "a room's text is on disk only sealed");
+    assert!(!disk_holds(&dir, "team secret"), "a room's text is on disk only sealed");
     let mut b = Proc::start("b2", &b_args);
     b.wait_for("--- you are in #team (private)");
     b.wait_for(&format!("connected to {alice}"));
@@ -157,7 +147,7 @@ fn a_room_catches_up_after_a_member_was_killed() {
     let db = dir.to_str().unwrap();
     let mut a = Proc::start("a", &["listen", "-p", "0", "-u", "alice", "--runtime", "smol", "--join", "ops"]);
     let alice = a.who();
-    let a_addr = addr(&mut a);
+    let a_addr = a.addr();
     let b_args = ["listen", "-p", "0", "-u", "bob", "--db-path", db, "--bootstrap", &a_addr, "--join", "#ops"];
     let mut b = Proc::start("b", &b_args);
     b.wait_for("--- current room: #ops");

@@ -26,23 +26,12 @@ fn id_of(net: &Net, i: usize) -> PeerId {
     net.nodes[i].as_ref().unwrap().peer_id()
 }
 
-fn last_invite(net: &Net, i: usize) -> String {
-    net.delivered[i]
-        .iter()
-        .rev()
-        .find_map(|e| match e {
-            Event::Invite { code, .. } => Some(code.clone()),
-            _ => None,
-        })
-        .expect("an invite code")
-}
-
 /// Node 0 owns a private room `#team`; nodes 1 and 2 joined it with invites from node 0.
 fn team(n: usize, seed: u64) -> (Net, RoomId, String) {
     let mut net = Net::new_with(n, seed, Net::star_config, with_dm);
     net.run_for(Duration::from_secs(3));
     net.command(0, Command::CreateRoom { name: "team".into(), addrs: vec![net::addr(0)], valid_for: HOUR });
-    let code = last_invite(&net, 0);
+    let code = net.last_invite(0);
     let invite = Invite::from_code(&code, &Ed25519Keys::from_seed(9), net.now).unwrap();
     let room = RoomKeys::with_owner(&invite.secret, Some(&invite.owner)).id;
     for i in 1..n.min(3) {
@@ -123,7 +112,7 @@ fn a_member_away_during_a_removal_gets_the_new_key_when_it_returns() {
     let (mut net, room, _) = team(4, 8);
     let code = {
         net.command(0, Command::Invite { room, addrs: vec![net::addr(0)], valid_for: HOUR });
-        last_invite(&net, 0)
+        net.last_invite(0)
     };
     net.command(3, Command::JoinInvite(code));
     net.run_for(Duration::from_secs(5));
@@ -312,7 +301,7 @@ fn moderation_in_a_partition_converges_after_the_heal_and_the_removed_read_nothi
     let mut net = Net::new_with(6, 21, Net::star_config, with_dm);
     net.run_for(Duration::from_secs(3));
     net.command(0, Command::CreateRoom { name: "team".into(), addrs: vec![net::addr(0)], valid_for: HOUR });
-    let code = last_invite(&net, 0);
+    let code = net.last_invite(0);
     let invite = Invite::from_code(&code, &Ed25519Keys::from_seed(9), net.now).unwrap();
     let room = RoomKeys::with_owner(&invite.secret, Some(&invite.owner)).id;
     for i in 1..6 {
@@ -404,7 +393,7 @@ fn a_member_that_joins_after_the_window_still_gets_the_start_of_the_log() {
     let mut net = Net::new_with(4, 31, short, with_dm);
     net.run_for(Duration::from_secs(3));
     net.command(0, Command::CreateRoom { name: "team".into(), addrs: vec![net::addr(0)], valid_for: HOUR });
-    let code = last_invite(&net, 0);
+    let code = net.last_invite(0);
     let invite = Invite::from_code(&code, &Ed25519Keys::from_seed(9), net.now).unwrap();
     let room = RoomKeys::with_owner(&invite.secret, Some(&invite.owner)).id;
     for i in [1, 2] {
@@ -415,7 +404,7 @@ fn a_member_that_joins_after_the_window_still_gets_the_start_of_the_log() {
     net.run_for(Duration::from_secs(120));
     // Long after the grant, node 3 joins, and admin 1 removes node 2.
     net.command(0, Command::Invite { room, addrs: vec![net::addr(0)], valid_for: HOUR });
-    net.command(3, Command::JoinInvite(last_invite(&net, 0)));
+    net.command(3, Command::JoinInvite(net.last_invite(0)));
     net.run_for(Duration::from_secs(5));
     net.command(1, Command::Moderate { room, action: Action::Kick(id_of(&net, 2)) });
     net.run_for(Duration::from_secs(5));

@@ -48,18 +48,6 @@ fn stats(net: &Net, i: usize) -> p2p_chat_core::Stats {
     net.nodes[i].as_ref().unwrap().stats().clone()
 }
 
-/// The invite code node `i` was last given.
-fn last_invite(net: &Net, i: usize) -> String {
-    net.delivered[i]
-        .iter()
-        .rev()
-        .find_map(|e| match e {
-            Event::Invite { code, .. } => Some(code.clone()),
-            _ => None,
-        })
-        .expect("an invite code")
-}
-
 #[test]
 fn a_rooms_chats_reach_its_members_and_nothing_of_them_anyone_else() {
     let mut net = Net::new(16, 7, Net::star_config);
@@ -109,7 +97,7 @@ fn a_private_room_opens_only_with_its_invite_and_a_name_gives_another_room() {
         1,
         Command::CreateRoom { name: "#team".into(), addrs: vec![net::addr(1)], valid_for: Duration::from_secs(3600) },
     );
-    let code = last_invite(&net, 1);
+    let code = net.last_invite(1);
     let private = net.nodes[1].as_ref().unwrap().rooms()[0].id;
     assert_ne!(private, public("#team"));
     net.command(2, Command::JoinInvite(code.clone()));

@@ -97,6 +97,11 @@ impl Proc {
     }
 
     /// The port from the startup line.
+    /// The address to dial this node at: 127.0.0.1 and its listening port.
+    pub fn addr(&mut self) -> String {
+        format!("127.0.0.1:{}", self.port())
+    }
+
     pub fn port(&mut self) -> u16 {
         let l = self.wait_for("listening on");
         let tail = l.split("listening on ").nth(1).unwrap();
@@ -146,4 +151,14 @@ pub fn temp_dir(name: &str) -> PathBuf {
 
 pub fn run(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_p2p-chat")).args(args).stdin(Stdio::null()).output().expect("runs")
+}
+
+/// Whether some file in a node's `--db-path` directory holds `text` in its bytes; the history
+/// database must be among them.
+pub fn disk_holds(dir: &std::path::Path, text: &str) -> bool {
+    assert!(dir.join("history.redb").exists(), "no database in {}", dir.display());
+    std::fs::read_dir(dir).expect("the directory exists").flatten().any(|f| {
+        let bytes = std::fs::read(f.path()).unwrap_or_default();
+        bytes.windows(text.len()).any(|w| w == text.as_bytes())
+    })
 }

@@ -324,6 +324,18 @@ impl Net {
     }
 
     /// Chat ids delivered at node `i`, with how often each was delivered.
+    /// The invite code node `i` was last given.
+    pub fn last_invite(&self, i: usize) -> String {
+        self.delivered[i]
+            .iter()
+            .rev()
+            .find_map(|e| match e {
+                p2p_chat_core::Event::Invite { code, .. } => Some(code.clone()),
+                _ => None,
+            })
+            .expect("an invite code")
+    }
+
     pub fn chats_at(&self, i: usize) -> BTreeMap<p2p_chat_core::ChatId, usize> {
         let mut m = BTreeMap::new();
         for e in &self.delivered[i] {
