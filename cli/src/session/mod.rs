@@ -90,7 +90,12 @@ pub fn run(node: NodeArgs, listen: Option<SocketAddr>, connect: Vec<SocketAddr>)
         (Some(s), Some(_)) => s.dms()?,
         _ => Vec::new(),
     };
-    let web = crate::web::Web::prepare(&node.web, &restore, &rooms, web_dms)?;
+    // Blocks of earlier runs hold from the first input.
+    let blocked = match &store {
+        Some(s) => s.blocks()?,
+        None => Vec::new(),
+    };
+    let web = crate::web::Web::prepare(&node.web, &restore, &rooms, web_dms, &blocked)?;
     let web_tap = web.as_ref().map(|w| w.tap());
     let max_peers = node.max_peers as usize;
     let config = Config {
@@ -103,11 +108,7 @@ pub fn run(node: NodeArgs, listen: Option<SocketAddr>, connect: Vec<SocketAddr>)
         retention: std::time::Duration::from_secs(node.retention_hours as u64 * 3600),
         max_chats: node.max_history as usize,
         dm: DmConfig { read_receipts: !node.no_read_receipts, typing: !node.no_typing, ..DmConfig::default() },
-        // Blocks of earlier runs hold from the first input.
-        blocked: match &store {
-            Some(s) => s.blocks()?,
-            None => Vec::new(),
-        },
+        blocked,
         nat: NatConfig {
             relay: (!node.no_relay)
                 .then(|| RelayLimits { max_circuits: node.relay_limit as usize, ..RelayLimits::default() }),

@@ -9,8 +9,11 @@
 //! The hub also keeps the rooms and the direct-message conversations as the page lists them,
 //! with the terminal's own state types (`rooms::RoomList`, `dm::Dms`), one instance for every tab:
 //! unread counts are the node's, not a tab's, and a room or conversation a tab shows is read
-//! (the tab says so, `FromPage::Read`). Room and DM commands are read by the terminal's parser
-//! (`commands::parse`) and become the same `NodeHandle` commands as there.
+//! (the tab says so, `FromPage::Read`). Room, DM and moderation commands are read by the
+//! terminal's parser (`commands::parse`) and become the same `NodeHandle` commands as there; the
+//! node decides whether an operation is allowed, and its refusal is a warning line. The hub keeps
+//! what the page needs besides: the blocked identities (whose chats every tab hides), the names
+//! seen this run (`/whois` and the "not the first" marker) and the node's reachability.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -19,8 +22,10 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::Instant;
 
 use p2p_chat_core::app::NodeHandle;
+use p2p_chat_core::nat::Reachability;
 use p2p_chat_core::{
-    Body, Chat, Command, Delivery, Direction, Event, Origin, PeerId, PeerSummary, PublicKey, RoomId, RoomInfo, Stats,
+    Action, Body, Chat, ChatId, Command, Delivery, Direction, Event, MemberChange, MemberEntry, Op, Origin, PeerId,
+    PeerSummary, PublicKey, Role, RoomId, RoomInfo, Stats,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
@@ -48,6 +53,8 @@ pub struct Me {
     listening: Option<String>,
     /// Whether `/quit` from the page stops the node (no terminal to quit it from).
     headless: bool,
+    #[serde(skip)]
+    peer: PeerId,
 }
 
 impl Me {
@@ -57,6 +64,7 @@ impl Me {
             key: key.to_string(),
             listening: listening.map(|a| a.to_string()),
             headless,
+            peer: key.peer_id(),
         }
     }
 }
@@ -80,6 +88,8 @@ impl Who {
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Item {
     Chat {
+        #[serde(skip)]
+        key: ChatId,
         id: String,
         /// The room's id, 32 hex digits (zeros: the default room).
         room: String,
@@ -97,6 +107,24 @@ pub enum Item {
         /// history from disk.
         when: Option<&'static str>,
         hops: u8,
+        /// Another key used this name first this run (`/whois name` lists them).
+        not_first: bool,
+    },
+    /// An operation on a private room's membership, as the node applied it (or ignored it).
+    Member {
+        ts: u64,
+        room: String,
+        /// `join`, `remove`, `ban`, `unban`, `grant`, `revoke`, `redact` or `rekey`.
+        op: &'static str,
+        by: Who,
+        target: Option<Who>,
+        /// Whether it took effect; if not, its author had no right to it then.
+        applied: bool,
+    },
+    /// What this node knows of its reachability changed.
+    Reachability {
+        ts: u64,
+        text: String,
     },
     PeerUp {
         ts: u64,
@@ -153,6 +181,7 @@ impl Item {
             Body::Op(_) => ("op", None),
         };
         Item::Chat {
+            key: c.id,
             id: c.id.to_string(),
             room: c.room.to_string(),
             ts: c.timestamp_ms(),
@@ -167,6 +196,29 @@ impl Item {
                 When::Earlier => "earlier",
             }),
             hops,
+            not_first: false,
+        }
+    }
+
+    fn of_member(c: &MemberChange) -> Item {
+        let target = |k: &PublicKey| Some(Who::new(c.target_name.as_deref().unwrap_or("?"), &k.peer_id()));
+        let (op, target) = match &c.op {
+            Op::Join(_) => ("join", None),
+            Op::Remove(k) => ("remove", target(k)),
+            Op::Ban(k) => ("ban", target(k)),
+            Op::Unban(k) => ("unban", target(k)),
+            Op::Grant(k) => ("grant", target(k)),
+            Op::Revoke(k) => ("revoke", target(k)),
+            Op::Redact { author, .. } => ("redact", target(author)),
+            Op::Rekey { .. } => ("rekey", None),
+        };
+        Item::Member {
+            ts: c.id.timestamp_ms(),
+            room: c.room.to_string(),
+            op,
+            by: Who::new(&c.by_name, &c.by.peer_id()),
+            target,
+            applied: c.applied,
         }
     }
 
@@ -175,7 +227,7 @@ impl Item {
     /// which the hub reads with its room list and conversations.
     pub fn of_event(e: &Event, now_ms: u64, clock: &Clock) -> Option<Item> {
         Some(match e {
-            // Membership operations are the terminal's to show; the page does not yet.
+            // Membership operations are shown from `Event::Membership`, which says what they did.
             Event::Chat(d) if matches!(d.chat.body, Body::Op(_)) => return None,
             Event::Chat(Delivery { chat, origin: Origin::Local, .. })
                 if !matches!(chat.body, Body::Text(_) | Body::Sealed(_)) =>
@@ -203,13 +255,13 @@ impl Item {
                 Item::DialFailed { ts: now_ms, addr: addr.to_string(), retry_at: retry_at.map(|t| t.as_millis()) }
             }
             Event::Warning(w) | Event::Refused(w) => Item::Warning { ts: now_ms, text: w.clone() },
-            Event::RoomJoined(_) | Event::RoomParted(_) | Event::Invite { .. } | Event::Reachability(_) => return None,
+            // A join or a key change that did not apply is no news (as in the terminal).
+            Event::Membership(c) if !c.applied && matches!(c.op, Op::Join(_) | Op::Rekey { .. }) => return None,
+            Event::Membership(c) => Item::of_member(c),
+            Event::Reachability(r) => Item::Reachability { ts: now_ms, text: r.to_string() },
+            Event::RoomJoined(_) | Event::RoomParted(_) | Event::Invite { .. } => return None,
             Event::Dm(_) | Event::DmState { .. } | Event::Typing { .. } => return None,
-            Event::Membership(_)
-            | Event::Redacted { .. }
-            | Event::RoomUpdated(_)
-            | Event::Blocks(_)
-            | Event::Members { .. } => return None,
+            Event::Redacted { .. } | Event::RoomUpdated(_) | Event::Blocks(_) | Event::Members { .. } => return None,
         })
     }
 
@@ -235,6 +287,8 @@ pub struct Peer {
     direction: &'static str,
     score: i32,
     rtt_ms: Option<f64>,
+    /// `direct`, or `relayed via name#id`.
+    path: String,
 }
 
 impl Peer {
@@ -246,6 +300,7 @@ impl Peer {
             direction: direction(p.direction),
             score: p.score,
             rtt_ms: p.rtt.map(|d| d.as_secs_f64() * 1000.0),
+            path: p.path.to_string(),
         }
     }
 }
@@ -324,6 +379,15 @@ impl DmView {
     }
 }
 
+/// A member of a private room, as `/members` lists them.
+#[derive(Clone, Debug, Serialize)]
+pub struct MemberView {
+    #[serde(flatten)]
+    who: Who,
+    /// `owner`, `admin`, `member` or `banned`.
+    role: &'static str,
+}
+
 /// The counters `/stats` shows in the terminal.
 #[derive(Clone, Debug, Serialize)]
 pub struct WebStats {
@@ -351,7 +415,7 @@ pub struct WebStats {
 pub enum ToPage {
     /// Everything at once: at open, and again after falling behind.
     Hello {
-        me: Me,
+        me: Box<Me>,
         items: Vec<Item>,
         rooms: Vec<RoomView>,
         conversations: Vec<ConversationView>,
@@ -359,6 +423,28 @@ pub enum ToPage {
         dms: Vec<DmView>,
         peers: Vec<Peer>,
         stats: WebStats,
+        /// The identities blocked: their chats are not shown.
+        blocked: Vec<Who>,
+        /// What the node knows of its reachability, as `/id` says it.
+        reachability: String,
+    },
+    /// The identities blocked now, after `/block`, `/unblock` or `/blocks`.
+    Blocks {
+        blocked: Vec<Who>,
+    },
+    /// A chat was redacted: the page forgets it.
+    Redacted {
+        id: String,
+    },
+    /// The members of a private room, answering `/members`, with this node's own role in it.
+    Members {
+        room: String,
+        members: Vec<MemberView>,
+        mine: Option<&'static str>,
+    },
+    /// What the node knows of its reachability changed.
+    Reachability {
+        text: String,
     },
     Rooms {
         rooms: Vec<RoomView>,
@@ -449,6 +535,11 @@ struct Log {
     /// The rooms and their unread counts; "current" is the room a tab last showed.
     rooms: RoomList,
     dms: Dms,
+    /// The identities blocked, as the node last said.
+    blocked: Vec<PeerId>,
+    /// Every key seen this run using each name, the first one first (this node's own first).
+    names: BTreeMap<String, Vec<PeerId>>,
+    reachability: Reachability,
 }
 
 /// What a tab gets when it opens.
@@ -457,6 +548,8 @@ pub struct Snapshot {
     rooms: Vec<RoomView>,
     conversations: Vec<ConversationView>,
     dms: Vec<DmView>,
+    blocked: Vec<Who>,
+    reachability: String,
 }
 
 pub struct Hub {
@@ -511,14 +604,25 @@ impl Hub {
             dms.open(&p, 0); // shown in an earlier run: read
         }
         let (tx, _) = broadcast::channel(BROADCAST_CAPACITY);
-        Hub {
-            me,
-            clock,
-            log: Mutex::new(Log { items, tx, dropped_told: 0, unreachable: BTreeMap::new(), rooms: list, dms }),
-            handle,
-            dropped,
-            started,
-            quit: Mutex::new(quit),
+        let names = BTreeMap::from([(me.who.name.clone(), vec![me.peer])]);
+        let log = Log {
+            items,
+            tx,
+            dropped_told: 0,
+            unreachable: BTreeMap::new(),
+            rooms: list,
+            dms,
+            blocked: Vec::new(),
+            names,
+            reachability: handle.reachability(),
+        };
+        Hub { me, clock, log: Mutex::new(log), handle, dropped, started, quit: Mutex::new(quit) }
+    }
+
+    /// The identities blocked in earlier runs, before any event says so.
+    pub fn blocked(&self, list: Vec<PeerId>) {
+        if let Ok(mut log) = self.log.lock() {
+            log.blocked = list;
         }
     }
 
@@ -555,9 +659,11 @@ impl Hub {
             Event::PeerUp(p) => {
                 back = log.unreachable.remove(&p.addr).map(|_| p.addr);
                 log.dms.learn(p.peer, &p.username);
+                learn_name(&mut log, &p.username, p.peer);
             }
             Event::Chat(d) => {
                 log.dms.learn(d.chat.author_id(), &d.chat.username);
+                learn_name(&mut log, &d.chat.username, d.chat.author_id());
                 let before = log.rooms.unread(&d.chat.room);
                 log.rooms.delivered(d);
                 if log.rooms.unread(&d.chat.room) != before {
@@ -615,9 +721,33 @@ impl Hub {
                     send(&log, &ToPage::Dm { dm: DmView::of(&line) });
                 }
             }
+            Event::Redacted { chat, .. } => {
+                log.items.retain(|i| !matches!(i, Item::Chat { key, .. } if key == chat));
+                send(&log, &ToPage::Redacted { id: chat.to_string() });
+                return;
+            }
+            Event::Blocks(list) => {
+                log.blocked = list.clone();
+                send(&log, &ToPage::Blocks { blocked: blocked_views(&log) });
+                return;
+            }
+            Event::Members { room, members } => {
+                let views = members.iter().map(|m| member_view(&log, m)).collect();
+                let mine = members.iter().find(|m| m.key.peer_id() == self.me.peer).map(|m| role(m).1);
+                send(&log, &ToPage::Members { room: room.to_string(), members: views, mine });
+                return;
+            }
+            Event::Reachability(r) => {
+                log.reachability = *r;
+                send(&log, &ToPage::Reachability { text: r.to_string() });
+            }
             _ => {}
         }
-        if let Some(item) = Item::of_event(e, now, &self.clock) {
+        if let Some(mut item) = Item::of_event(e, now, &self.clock) {
+            if let (Item::Chat { not_first, .. }, Event::Chat(d)) = (&mut item, e) {
+                let first = log.names.get(&d.chat.username).and_then(|k| k.first());
+                *not_first = first.is_some_and(|f| *f != d.chat.author_id());
+            }
             push(&mut log, item);
         }
         if let Some(addr) = back {
@@ -654,6 +784,8 @@ impl Hub {
             rooms: room_views(&log.rooms),
             conversations: conversation_views(&log.dms),
             dms,
+            blocked: blocked_views(&log),
+            reachability: log.reachability.to_string(),
         };
         Some((snapshot, log.tx.subscribe()))
     }
@@ -679,8 +811,18 @@ impl Hub {
     }
 
     pub fn hello(&self, s: Snapshot, peers: Vec<Peer>, stats: WebStats) -> ToPage {
-        let Snapshot { items, rooms, conversations, dms } = s;
-        ToPage::Hello { me: self.me.clone(), items, rooms, conversations, dms, peers, stats }
+        let Snapshot { items, rooms, conversations, dms, blocked, reachability } = s;
+        ToPage::Hello {
+            me: Box::new(self.me.clone()),
+            items,
+            rooms,
+            conversations,
+            dms,
+            peers,
+            stats,
+            blocked,
+            reachability,
+        }
     }
 
     pub fn headless(&self) -> bool {
@@ -833,6 +975,62 @@ impl Hub {
                     Err(e) => notice(e),
                 }
             }
+            Typed::Block(who) | Typed::Unblock(who) => {
+                let on = matches!(typed, Typed::Block(_));
+                match self.resolve(who) {
+                    Ok(peer) if peer == self.me.peer => return notice("you cannot block yourself".into()),
+                    Ok(peer) => self.handle.command(if on { Command::Block(peer) } else { Command::Unblock(peer) }),
+                    Err(e) => return notice(e),
+                }
+            }
+            Typed::Blocks => self.handle.command(Command::Blocks),
+            Typed::Whois(name) => return notice(whois(&lock()?.names, name)),
+            Typed::Moderate(what, who) => {
+                let room = match moderated(&lock()?.rooms, room) {
+                    Ok(r) => r,
+                    Err(e) => return notice(e),
+                };
+                let peer = match self.resolve(who) {
+                    Ok(p) => p,
+                    Err(e) => return notice(e),
+                };
+                use crate::commands::Moderation;
+                let action = match what {
+                    Moderation::Kick => Action::Kick(peer),
+                    Moderation::Ban => Action::Ban(peer),
+                    Moderation::Unban => Action::Unban(peer),
+                    Moderation::Op => Action::Op(peer),
+                    Moderation::Deop => Action::Deop(peer),
+                };
+                self.handle.command(Command::Moderate { room, action });
+            }
+            Typed::Members => match moderated(&lock()?.rooms, room) {
+                Ok(r) => self.handle.command(Command::Members(r)),
+                Err(e) => return notice(e),
+            },
+            Typed::Redact(n) => {
+                let log = lock()?;
+                let id = match moderated(&log.rooms, room) {
+                    Ok(r) => r,
+                    Err(e) => return notice(e),
+                };
+                let here = id.to_string();
+                let mut texts = log.items.iter().rev().filter_map(|i| match i {
+                    Item::Chat { key, room: r, body: "text", from, .. } if *r == here => Some((*key, from)),
+                    _ => None,
+                });
+                let me = self.me.peer.to_string();
+                let chosen = match n {
+                    None => texts.find(|(_, from)| from.id == me),
+                    Some(n) => texts.nth(n.saturating_sub(1)),
+                }
+                .map(|(chat, _)| chat);
+                drop(log);
+                match chosen {
+                    Some(chat) => self.handle.command(Command::Moderate { room: id, action: Action::Redact(chat) }),
+                    None => return notice("no such chat here (/history lists them, the last one first)".into()),
+                }
+            }
             Typed::Wrong(usage) => return notice(usage),
             Typed::Unknown(other) => return notice(format!("unknown command /{other}; type /help for the list")),
             _ => return notice("the page handles that command itself".into()),
@@ -853,6 +1051,54 @@ fn room_of(list: &RoomList, id: Option<&str>) -> Result<RoomId, String> {
         .find(|e| e.info.id.to_string() == id)
         .map(|e| e.info.id)
         .ok_or_else(|| "this node is not in that room (any more)".to_owned())
+}
+
+/// The private room a tab shows, for the moderation commands.
+fn moderated(list: &RoomList, id: Option<&str>) -> Result<RoomId, String> {
+    match room_of(list, id)? {
+        r if r.is_default() => Err("moderation is for private rooms: show one first".into()),
+        r => Ok(r),
+    }
+}
+
+/// Notes a key using a name, for the `(not the first name)` marker and `/whois`.
+fn learn_name(log: &mut Log, name: &str, id: PeerId) {
+    let ids = log.names.entry(name.to_owned()).or_default();
+    if !ids.contains(&id) {
+        ids.push(id);
+    }
+}
+
+fn whois(names: &BTreeMap<String, Vec<PeerId>>, name: &str) -> String {
+    let Some(keys) = names.get(name).filter(|k| !k.is_empty()) else {
+        return format!("nobody called {name} has been seen");
+    };
+    let mut out = format!("{} key(s) use the name {name}:", keys.len());
+    for (i, peer) in keys.iter().enumerate() {
+        let first = if i == 0 { "  (seen first)" } else { "" };
+        out += &format!("\n  {name}#{}  {peer}{first}", peer.short());
+    }
+    out
+}
+
+fn blocked_views(log: &Log) -> Vec<Who> {
+    log.blocked.iter().map(|p| Who::new(&log.dms.name(p), p)).collect()
+}
+
+fn role(m: &MemberEntry) -> (Option<Role>, &'static str) {
+    let name = match (m.role, m.banned) {
+        (Some(Role::Owner), _) => "owner",
+        (Some(Role::Admin), _) => "admin",
+        (Some(Role::Member), _) => "member",
+        (None, _) => "banned",
+    };
+    (m.role, name)
+}
+
+fn member_view(log: &Log, m: &MemberEntry) -> MemberView {
+    let peer = m.key.peer_id();
+    let name = m.name.clone().unwrap_or_else(|| log.dms.name(&peer));
+    MemberView { who: Who::new(&name, &peer), role: role(m).1 }
 }
 
 /// Sends a message to every tab, if there is one.
@@ -962,6 +1208,36 @@ mod tests {
             })
             .collect();
         assert_eq!(kinds, [Some(5), None]);
+    }
+
+    /// A redacted chat leaves the log that later tabs get; a chat under a name another key used
+    /// first is marked.
+    #[test]
+    fn a_redacted_chat_leaves_the_log_and_a_second_key_of_a_name_is_marked() {
+        let (quit, _) = mpsc::channel();
+        let me = Me::new("me", &Ed25519Keys::from_seed(1).public_key(), None, false);
+        let clock = Clock { started_ms: 0, first_online_ms: None };
+        let hub = Hub::new(me, clock, &[], &[], Vec::new(), Arc::new(NoNode), Arc::default(), Instant::now(), quit);
+        let say = |seed: u64, n: u8| {
+            let k = Ed25519Keys::from_seed(seed);
+            let c = Arc::new(Chat::new(&k, ChatId::new_v7(1, &[n; 10]), "bob", Body::Text("hi".into())));
+            hub.event(&Event::Chat(Delivery { chat: c.clone(), opened: None, hops: 1, origin: Origin::Live }));
+            c.id
+        };
+        let (first, second) = (say(7, 1), say(8, 2));
+        let marks = |hub: &Hub| -> Vec<(ChatId, bool)> {
+            let log = hub.log.lock().unwrap();
+            log.items
+                .iter()
+                .filter_map(|i| match i {
+                    Item::Chat { key, not_first, .. } => Some((*key, *not_first)),
+                    _ => None,
+                })
+                .collect()
+        };
+        assert_eq!(marks(&hub), [(first, false), (second, true)]);
+        hub.event(&Event::Redacted { room: RoomId::DEFAULT, chat: first });
+        assert_eq!(marks(&hub), [(second, true)]);
     }
 
     struct NoNode;

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use p2p_chat_core::app::NodeHandle;
-use p2p_chat_core::{Chat, Event, PublicKey, RoomInfo};
+use p2p_chat_core::{Chat, Event, PeerId, PublicKey, RoomInfo};
 
 /// Where `--web` listens when given no address.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8090";
@@ -62,6 +62,7 @@ pub struct Web {
     history: Vec<Chat>,
     rooms: Vec<RoomInfo>,
     dms: Vec<crate::dm::DmLine>,
+    blocked: Vec<PeerId>,
     headless: bool,
 }
 
@@ -98,12 +99,13 @@ impl Drop for Running {
 impl Web {
     /// Binds the web port, or returns `None` without `--web`. `history` is the chats restored from
     /// disk: the page opens on the most recent of them; `rooms` and `dms`, the rooms rejoined and
-    /// the direct messages from disk.
+    /// the direct messages from disk; `blocked`, the identities blocked in earlier runs.
     pub fn prepare(
         args: &WebArgs,
         history: &[Chat],
         rooms: &[RoomInfo],
         dms: Vec<crate::dm::DmLine>,
+        blocked: &[PeerId],
     ) -> Result<Option<Web>> {
         let Some(addr) = args.web else { return Ok(None) };
         if !addr.ip().is_loopback() && !args.web_public {
@@ -129,6 +131,7 @@ impl Web {
             history: history[skip..].to_vec(),
             rooms: rooms.to_vec(),
             dms,
+            blocked: blocked.to_vec(),
             headless: args.headless,
         }))
     }
@@ -146,7 +149,7 @@ impl Web {
         me: PublicKey,
         clock: crate::display::Clock,
     ) -> Result<Running> {
-        let Web { listener, addr, public, token, tap, events, dropped, history, rooms, dms, headless } = self;
+        let Web { listener, addr, public, token, tap, events, dropped, history, rooms, dms, blocked, headless } = self;
         drop(tap); // only the node's callback holds a sender: its end is the web's end
         let shown = match addr.ip() {
             IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::from(([127, 0, 0, 1], addr.port())),
@@ -164,6 +167,7 @@ impl Web {
         let (done_tx, done) = mpsc::channel();
         let me = hub::Me::new(username, &me, handle.local_addr(), headless);
         let hub = hub::Hub::new(me, clock, &history, &rooms, dms, handle, dropped, Instant::now(), quit_tx);
+        hub.blocked(blocked);
         let guard = server::Guard::new(addr, token);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_io()

@@ -411,6 +411,77 @@ test("a direct message from the page reaches its peer and shows delivered", asyn
   await a.context().close();
 });
 
+test("moderation on the page: a redacted chat disappears, the members list, a removal shown", async () => {
+  // #secret is alice's private room from the rooms test; carol joined it with its invite code.
+  const a = await open("alice");
+  const [aliceWho, carolWho] = [await alice.who(), await carol.who()];
+  await a.locator("#rooms .room", { hasText: "# secret" }).click();
+  await a.locator("#room-title", { hasText: "# secret" }).waitFor();
+  carol.say("/room #secret");
+  carol.say("a chat carol takes back");
+  await line(a, "a chat carol takes back");
+  carol.say("/redact");
+  await line(a, `a chat by ${carolWho} was redacted by ${carolWho}`);
+  await a.locator("#log li.chat", { hasText: "a chat carol takes back" }).waitFor({ state: "detached" });
+
+  // The members list, with what the owner may do to each member; Kick removes carol.
+  await a.locator("#members-button").click();
+  const members = await line(a, "members of #secret (you: owner)");
+  const entry = members.locator(".member-entry", { hasText: carolWho });
+  assert.match(await entry.textContent(), / member /);
+  assert.equal(await members.locator(".member-entry", { hasText: aliceWho }).getByRole("button").count(), 0,
+    "nothing to do to oneself");
+  await entry.getByRole("button", { name: "Kick" }).click();
+  await line(a, `*** ${carolWho} was removed by ${aliceWho}`);
+  await carol.waitFor(`${carolWho} was removed by ${aliceWho}`);
+  // The same from the command box: alice's role lets her; a refusal would be a warning line.
+  await send(a, "/members");
+  const after = await line(a, "members of #secret (you: owner)");
+  await after.locator(".member-entry").first().waitFor();
+  assert.equal(await after.locator(".member-entry", { hasText: carolWho }).count(), 0, "carol is no member now");
+  assert.deepEqual(a.errors, [], "no script error");
+  await a.context().close();
+});
+
+test("a block from the page hides a sender's chats, and unblock shows them again", async () => {
+  const a = await open("alice");
+  const carolWho = await carol.who();
+  carol.say("/room -");
+  carol.say("carol before the block");
+  await line(a, "carol before the block");
+  await a.locator("#peers .peer", { hasText: carolWho }).getByRole("button", { name: "Block" }).click();
+  await line(a, `blocked (their chats and direct messages are not shown): ${carolWho}`);
+  await a.locator("#log li.chat", { hasText: "carol before the block" }).waitFor({ state: "detached" });
+  await alice.waitFor(`--- blocked (their chats and direct messages are not shown): ${carolWho}`);
+
+  // What carol says now does not reach alice's page; it reaches the others, said after it.
+  carol.say("carol during the block");
+  await send(a, "alice after carol's blocked chat");
+  await carol.waitFor("alice after carol's blocked chat");
+  assert.equal(await a.locator("#log li", { hasText: "carol during the block" }).count(), 0);
+
+  await a.locator("#peers .peer", { hasText: carolWho }).getByRole("button", { name: "Unblock" }).click();
+  await line(a, "nobody is blocked");
+  await line(a, "carol before the block"); // shown again
+  assert.deepEqual(a.errors, [], "no script error");
+  await a.context().close();
+});
+
+test("the node's reachability and each peer's path are on the page", async () => {
+  const a = await open("alice");
+  const bobWho = await bob.who();
+  const reach = a.locator("#identity dt", { hasText: "reachability" }).locator("xpath=following-sibling::dd[1]");
+  assert.match(await reach.textContent(), /^(reachable at 127\.0\.0\.1:\d+|behind NAT|reachability not known yet)$/);
+  const peer = a.locator("#peers .peer", { hasText: bobWho });
+  assert.equal(await peer.locator(".path").textContent(), "direct");
+  await send(a, "/peers");
+  assert.match(await (await line(a, "peer(s):")).textContent(), new RegExp(`${bobWho}\\s+127\\.0\\.0\\.1:\\d+\\s+\\w+\\s+direct`));
+  await send(a, "/id");
+  assert.match(await (await line(a, "peer id")).textContent(), /, (reachable at|behind NAT|reachability not known)/);
+  assert.deepEqual(a.errors, [], "no script error");
+  await a.context().close();
+});
+
 test("/quit from the page stops a headless node, which leaves the network", async () => {
   const b = await open("bob");
   await send(b, "/quit");

@@ -24,6 +24,9 @@ const HELP = `commands:
   /room #name    show a room (/room - for everyone); /rooms lists them
   /part [#name]  leave this room (or the one named)
   /msg name#id text   a direct message; /dms name#id shows the conversation
+  /block name#id      hide someone's chats and direct messages; /unblock, /blocks
+  /whois name         every key seen using that name
+  in a private room:  /members, /kick /ban /unban /op /deop name#id, /redact [N]
   /stats         show network statistics
   /id            show your peer id and public key
   /connect H:P   connect to a peer at host:port
@@ -49,7 +52,11 @@ const dms = new Map();
 /** A /join or /create from this tab: the room it joins is shown when the node says so. */
 let joining = false;
 /** Answers this tab asked for, printed into the log when they come. */
-const asked = { peers: false, stats: false };
+const asked = { peers: false, stats: false, blocks: false, members: false };
+/** The ids of the identities blocked: their chats are not shown. */
+let blocked = new Map();
+/** What the node knows of its reachability. */
+let reachability = "";
 const recall = { lines: [], at: 0, draft: "" };
 let lastPeers = [];
 let lastStats = null;
@@ -75,6 +82,7 @@ function say(text, cls) {
 
 /** Whether an item shows in what this tab shows: network lines in the default room, warnings everywhere. */
 function belongs(it) {
+  if (it.kind === "chat" && blocked.has(it.from.id)) return false;
   if (shown.peer) return it.kind === "warning";
   if ("room" in it) return it.room === shown.room;
   return it.kind === "warning" || shown.room === EVERYONE;
@@ -104,6 +112,7 @@ function render() {
   }
   const inRoom = !shown.peer && shown.room !== EVERYONE;
   for (const id of ["invite-button", "part-button"]) $(id).hidden = !inRoom;
+  $("members-button").hidden = !inRoom || rooms.find((r) => r.id === shown.room)?.access !== "private";
   log.scrollTop = log.scrollHeight;
   showLists();
   markRead();
@@ -196,7 +205,7 @@ function showPeers(peers) {
       closePanels();
       input.focus();
     });
-    li.append(b);
+    li.append(b, blockButton(p));
     return li;
   }));
   if (!peers.length) $("peers").append(view.el("li", "empty", "no peers connected"));
@@ -208,11 +217,64 @@ function showPeers(peers) {
   }
 }
 
+/** Block (or unblock) beside a name: the same command as /block name#id. */
+function blockButton(w) {
+  const on = blocked.has(w.id);
+  const b = view.el("button", "block", on ? "Unblock" : "Block");
+  b.type = "button";
+  b.title = on ? `show ${w.name}#${w.short}'s chats again` : `hide ${w.name}#${w.short}'s chats and direct messages`;
+  b.addEventListener("click", () => {
+    asked.blocks = true;
+    request({ t: "line", line: `/${on ? "unblock" : "block"} ${w.id}` });
+  });
+  return b;
+}
+
+function showBlocks(list) {
+  blocked = new Map(list.map((w) => [w.id, w]));
+  render();
+  showPeers(lastPeers);
+  if (asked.blocks) {
+    asked.blocks = false;
+    say(list.length
+      ? `blocked (their chats and direct messages are not shown): ${list.map((w) => `${w.name}#${w.short}`).join(", ")}`
+      : "nobody is blocked");
+  }
+}
+
+/** The members of a private room, with what this node's role lets it do to each. */
+function showMembers(m) {
+  const name = roomName(m.room) ?? m.room;
+  const admin = m.mine === "owner" || m.mine === "admin";
+  const list = view.el("ul", "members");
+  for (const w of m.members) {
+    const li = view.el("li", "member-entry", view.who(w), ` ${w.role}`);
+    const act = (label, cmd) => {
+      const b = view.el("button", "", label);
+      b.type = "button";
+      b.addEventListener("click", () => request({ t: "line", line: `/${cmd} ${w.id}`, room: m.room }));
+      li.append(" ", b);
+    };
+    if (w.id !== me?.id) {
+      if (admin && w.role === "banned") act("Unban", "unban");
+      if (admin && w.role === "member") {
+        act("Kick", "kick");
+        act("Ban", "ban");
+      }
+      if (m.mine === "owner" && w.role === "member") act("Op", "op");
+      if (m.mine === "owner" && w.role === "admin") act("Deop", "deop");
+    }
+    list.append(li);
+  }
+  const head = m.members.length ? `members of #${name} (you: ${m.mine ?? "not a member"}):` : `#${name} keeps no membership`;
+  append(view.el("li", "note members-list", head, list));
+}
+
 function peersText(peers) {
   if (!peers.length) return "no peers connected";
   const lines = peers.map((p) => {
     const rtt = p.rtt_ms == null ? "-" : `${p.rtt_ms.toFixed(2)}ms`;
-    return `  ${p.name}#${p.short}  ${p.listen_addr ?? p.addr}  ${p.direction}  score ${p.score}  ${rtt}`;
+    return `  ${p.name}#${p.short}  ${p.listen_addr ?? p.addr}  ${p.direction}  ${p.path}  score ${p.score}  ${rtt}`;
   });
   return `${peers.length} peer(s):\n${lines.join("\n")}`;
 }
@@ -232,7 +294,7 @@ function showMe(m) {
   me = m;
   const mine = $("me");
   mine.replaceChildren(view.who(m));
-  view.identity($("identity"), m);
+  view.identity($("identity"), m, reachability);
 }
 
 // ---- the connection
@@ -245,7 +307,7 @@ function setLink(state, text) {
 
 function enable(on) {
   const ids = ["send-text", "send-button", "connect-addr", "connect-button", "join-what", "join-button", "create-button",
-    "invite-button", "part-button"];
+    "invite-button", "part-button", "members-button"];
   for (const id of ids) $(id).disabled = !on;
 }
 
@@ -267,6 +329,8 @@ function receive(m) {
     case "hello": {
       retryMs = 500;
       const refocus = document.activeElement === input || document.activeElement === document.body;
+      reachability = m.reachability;
+      blocked = new Map(m.blocked.map((w) => [w.id, w]));
       showMe(m.me);
       items = m.items.slice(-MAX_LINES);
       rooms = m.rooms;
@@ -304,6 +368,23 @@ function receive(m) {
       break;
     case "peers":
       showPeers(m.peers);
+      break;
+    case "blocks":
+      showBlocks(m.blocked);
+      break;
+    case "redacted":
+      items = items.filter((it) => it.id !== m.id);
+      for (const li of log.querySelectorAll("li.chat")) if (li.dataset.id === m.id) li.remove();
+      break;
+    case "members":
+      if (asked.members && m.room === shown.room) {
+        asked.members = false;
+        showMembers(m);
+      }
+      break;
+    case "reachability":
+      reachability = m.text;
+      if (me) showMe(me);
       break;
     case "stats":
       showStats(m.stats);
@@ -354,7 +435,7 @@ function command(line) {
       openPanel("side", "stats-title", false);
       return request({ t: "stats" });
     case "id":
-      if (me) say(`you are ${me.name}#${me.short}\npeer id    ${me.id}\npublic key ${me.key}`);
+      if (me) say(`you are ${me.name}#${me.short}, ${reachability}\npeer id    ${me.id}\npublic key ${me.key}`);
       return true;
     case "history": {
       const n = args.length ? Number(args[0]) : 20;
@@ -377,6 +458,21 @@ function command(line) {
     case "create":
       joining = true;
       return request({ t: "line", line, room: shown.room });
+    case "blocks":
+    case "block":
+    case "unblock":
+      asked.blocks = true;
+      return request({ t: "line", line, room: shown.room });
+    case "members":
+      asked.members = true;
+      return request({ t: "line", line, room: shown.room });
+    case "whois":
+    case "kick":
+    case "ban":
+    case "unban":
+    case "op":
+    case "deop":
+    case "redact":
     case "invite":
     case "room":
     case "rooms":
@@ -474,6 +570,10 @@ $("create-button").addEventListener("click", () => {
 
 $("invite-button").addEventListener("click", () => request({ t: "line", line: "/invite", room: shown.room }));
 $("part-button").addEventListener("click", () => request({ t: "line", line: "/part", room: shown.room }));
+$("members-button").addEventListener("click", () => {
+  asked.members = true;
+  request({ t: "line", line: "/members", room: shown.room });
+});
 
 $("toggle-nav").addEventListener("click", () => openPanel("nav"));
 $("toggle-side").addEventListener("click", () => openPanel("side", "peers-title"));

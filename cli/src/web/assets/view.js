@@ -58,6 +58,8 @@ export function item(it) {
         li.classList.add("presence");
         li.append("*** ", who(it.from), it.body === "join" ? " joined" : " left");
       }
+      // Another key used this name first: as in the terminal, /whois lists them.
+      if (it.not_first) li.append(" ", el("span", "late not-first", `(not the first ${it.from.name}: /whois)`));
       const mark = MARKS[it.when];
       if (mark) {
         li.classList.add("missed");
@@ -66,6 +68,10 @@ export function item(it) {
       if (it.origin === "history") li.title = "from before this run";
       return li;
     }
+    case "member":
+      return member(it);
+    case "reachability":
+      return el("li", "net", time(it.ts), ` --- reachability: ${it.text}`);
     case "peer-up":
       return el("li", "net", time(it.ts), " --- connected to ", who(it.peer), ` (${it.addr}, ${it.direction})`);
     case "peer-down":
@@ -103,6 +109,26 @@ export function item(it) {
   }
 }
 
+/** What a membership operation did, as the terminal says it: `*** bob#id was removed by olga#id`. */
+function member(it) {
+  const li = el("li", it.applied ? "member" : "member ignored", time(it.ts), " *** ");
+  const by = who(it.by);
+  const target = it.target ? who(it.target) : null;
+  switch (it.op) {
+    case "join": li.append(by, " joined with an invite"); break;
+    case "remove": li.append(target, " was removed by ", by); break;
+    case "ban": li.append(target, " was banned by ", by); break;
+    case "unban": li.append(target, " was unbanned by ", by); break;
+    case "grant": li.append(target, " was made an admin by ", by); break;
+    case "revoke": li.append(target, " is no longer an admin (by ", by, ")"); break;
+    case "redact": li.append("a chat by ", target, " was redacted by ", by); break;
+    case "rekey": li.append("the room's key was changed by ", by); break;
+    default: li.append(`${it.op} by `, by);
+  }
+  if (!it.applied) li.append(" (ignored: ", who(it.by), " had no right to it then)");
+  return li;
+}
+
 /** How an outgoing direct message's state reads. */
 const STATES = {
   queued: "queued",
@@ -137,7 +163,9 @@ export function peer(p) {
   where.title = p.listen_addr ? `listens on ${p.listen_addr}; connected from ${p.addr}` : `connected from ${p.addr}`;
   const latency = el("span", "rtt", rtt);
   latency.title = "round-trip time of the last ping (– until the first one)";
-  return el("li", "peer", who(p), el("span", "meta", where, el("span", "dir", p.direction), latency));
+  const path = el("span", "path", p.path);
+  path.title = "direct: a connection of its own; relayed: a circuit through another peer";
+  return el("li", "peer", who(p), el("span", "meta", where, el("span", "dir", p.direction), path, latency));
 }
 
 function rows(dl, pairs) {
@@ -173,10 +201,11 @@ export function stats(dl, s) {
   ]);
 }
 
-export function identity(dl, me) {
+export function identity(dl, me, reachability) {
   rows(dl, [
     ["you are", `${me.name}#${me.short}`],
-    ["reachable at", me.listening ? `${me.listening} (listening)` : "not listening: only outgoing connections"],
+    ["listening on", me.listening ?? "not listening: only outgoing connections"],
+    ["reachability", reachability],
     ["peer id", me.id],
     ["public key", me.key],
   ]);
