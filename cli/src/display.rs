@@ -56,7 +56,7 @@ pub struct Shared {
     /// Peers typing to this node, and when they said so last (`Event::Typing`); never stored.
     pub typing: Mutex<BTreeMap<PeerId, std::time::Instant>>,
     /// Every key seen this run using each name, the first one first (`/whois`).
-    pub names: Mutex<BTreeMap<String, Vec<PeerId>>>,
+    pub names: Mutex<crate::names::Names>,
 }
 
 impl Shared {
@@ -132,8 +132,7 @@ impl Display {
         // A new key using a name another key used first is marked on each of its chats.
         if let Event::Chat(d) = e {
             let names = self.shared.names.lock().unwrap_or_else(|e| e.into_inner());
-            let first = names.get(&d.chat.username).and_then(|k| k.first());
-            if first.is_some_and(|f| *f != d.chat.author_id()) {
+            if names.not_first(&d.chat.username, &d.chat.author_id()) {
                 text += &format!("  (not the first {}: /whois)", crate::ui::clean_name(&d.chat.username));
             }
         }
@@ -149,13 +148,7 @@ impl Display {
     /// Runs until the node's event channel closes.
     pub fn run(self, events: Receiver<Event>) {
         let mut st = State { connected: 0, queued: 0 };
-        self.shared
-            .names
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(self.me.0.clone())
-            .or_default()
-            .push(self.me.1);
+        self.shared.names.lock().unwrap_or_else(|e| e.into_inner()).learn(&self.me.0, self.me.1);
         loop {
             let first = match events.recv_timeout(DM_SAVE_EVERY) {
                 Ok(e) => e,
@@ -433,11 +426,8 @@ impl Display {
     /// Says so when a second key uses a name already seen this run.
     fn name_check(&self, name: &str, id: PeerId) {
         let mut names = self.shared.names.lock().unwrap_or_else(|e| e.into_inner());
-        let ids = names.entry(name.to_owned()).or_default();
-        let new = !ids.contains(&id);
-        if new {
-            ids.push(id);
-        }
+        let new = names.learn(name, id);
+        let ids = names.keys(name);
         if new && ids.len() > 1 {
             let all: Vec<String> = ids.iter().map(|i| self.style.who(name, i)).collect();
             self.say(

@@ -11,6 +11,7 @@ mod huge_pages;
 mod keyfile;
 mod log;
 mod memory;
+mod names;
 mod rooms;
 mod session;
 mod signals;

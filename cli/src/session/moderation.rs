@@ -21,9 +21,10 @@ impl Ctx {
     /// Every key seen this run using `name`, the first one first.
     pub(super) fn whois(&self, name: &str) -> String {
         let names = self.shared.names.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(keys) = names.get(name).filter(|k| !k.is_empty()) else {
+        let keys = names.keys(name);
+        if keys.is_empty() {
             return format!("nobody called {} has been seen", crate::ui::clean_name(name));
-        };
+        }
         let mut out = format!("{} key(s) use the name {}:", keys.len(), crate::ui::clean_name(name));
         for (i, peer) in keys.iter().enumerate() {
             let first = if i == 0 { "  (seen first)" } else { "" };

@@ -538,7 +538,7 @@ struct Log {
     /// The identities blocked, as the node last said.
     blocked: Vec<PeerId>,
     /// Every key seen this run using each name, the first one first (this node's own first).
-    names: BTreeMap<String, Vec<PeerId>>,
+    names: crate::names::Names,
     reachability: Reachability,
 }
 
@@ -604,7 +604,8 @@ impl Hub {
             dms.open(&p, 0); // shown in an earlier run: read
         }
         let (tx, _) = broadcast::channel(BROADCAST_CAPACITY);
-        let names = BTreeMap::from([(me.who.name.clone(), vec![me.peer])]);
+        let mut names = crate::names::Names::default();
+        names.learn(&me.who.name, me.peer);
         let log = Log {
             items,
             tx,
@@ -745,8 +746,7 @@ impl Hub {
         }
         if let Some(mut item) = Item::of_event(e, now, &self.clock) {
             if let (Item::Chat { not_first, .. }, Event::Chat(d)) = (&mut item, e) {
-                let first = log.names.get(&d.chat.username).and_then(|k| k.first());
-                *not_first = first.is_some_and(|f| *f != d.chat.author_id());
+                *not_first = log.names.not_first(&d.chat.username, &d.chat.author_id());
             }
             push(&mut log, item);
         }
@@ -1063,16 +1063,14 @@ fn moderated(list: &RoomList, id: Option<&str>) -> Result<RoomId, String> {
 
 /// Notes a key using a name, for the `(not the first name)` marker and `/whois`.
 fn learn_name(log: &mut Log, name: &str, id: PeerId) {
-    let ids = log.names.entry(name.to_owned()).or_default();
-    if !ids.contains(&id) {
-        ids.push(id);
-    }
+    log.names.learn(name, id);
 }
 
-fn whois(names: &BTreeMap<String, Vec<PeerId>>, name: &str) -> String {
-    let Some(keys) = names.get(name).filter(|k| !k.is_empty()) else {
+fn whois(names: &crate::names::Names, name: &str) -> String {
+    let keys = names.keys(name);
+    if keys.is_empty() {
         return format!("nobody called {name} has been seen");
-    };
+    }
     let mut out = format!("{} key(s) use the name {name}:", keys.len());
     for (i, peer) in keys.iter().enumerate() {
         let first = if i == 0 { "  (seen first)" } else { "" };
