@@ -268,6 +268,7 @@ impl Style {
                 s.reservations_held, s.circuits_asked, s.circuits_up
             ),
             format!("relaying           {} bytes carried, {} circuits refused", s.relay_bytes, s.circuits_refused),
+            format!("hole punches       {} attempts, {} succeeded", s.punch_attempts, s.punch_successes),
             format!("chats held         {history}"),
             format!("uptime             {}h{:02}m{:02}s", secs / 3600, secs / 60 % 60, secs % 60),
         ]

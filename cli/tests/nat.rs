@@ -7,6 +7,11 @@
 //! client learns from a dial-back that it is behind NAT, reserves at the reachable node, and the
 //! two clients connect through it as a relay, one on each runtime.
 //!
+//! Cone-like NAT (`masquerade`: a connection keeps its source port when the port is free), with
+//! routers that drop unsolicited inbound packets as home routers do: the two clients meet through
+//! the relay, then punch a hole (both dial from their listening ports at once, a TCP simultaneous
+//! open) and move to the direct connection, one on each runtime.
+//!
 //! Needs root (see `common::netns`): in CI as root it must run, elsewhere it skips loudly.
 
 #[allow(dead_code)]
@@ -38,7 +43,11 @@ impl Homes {
 
     /// Internet `i` (10.93.K.1 towards home K), routers `rK` (10.93.K.2 outside, 192.168.6K.1
     /// inside) masquerading with `masquerade` (an nftables statement), clients `cK` (192.168.6K.2).
-    fn setup(tag: &str, masquerade: &str) -> Option<Homes> {
+    /// `firewall`: the routers drop packets from outside that open no known connection, as home
+    /// routers do (without it a router answers them with a reset, which also kills the SYN a
+    /// hole punch sends first: between namespaces the other SYN cannot leave its NAT within the
+    /// microseconds the first takes to arrive).
+    fn setup(tag: &str, masquerade: &str, firewall: bool) -> Option<Homes> {
         let homes = Homes { names: ["i", "r1", "c1", "r2", "c2"].iter().map(|x| format!("p2pn{tag}{x}")).collect() };
         for name in &homes.names {
             if !sh(&["ip", "netns", "add", name]) {
@@ -73,7 +82,11 @@ impl Homes {
                 && forward(&r)
                 && nft("add table ip nat")
                 && nft("add chain ip nat post { type nat hook postrouting priority 100; }")
-                && nft(&format!("add rule ip nat post oifname \"wan\" {masquerade}"));
+                && nft(&format!("add rule ip nat post oifname \"wan\" {masquerade}"))
+                && (!firewall
+                    || nft("add table ip filter")
+                        && nft("add chain ip filter input { type filter hook input priority 0; policy accept; }")
+                        && nft("add rule ip filter input iifname \"wan\" ct state new drop"));
         }
         if !ok {
             cannot_run("cannot build the routers (veth links, forwarding, or nftables NAT)");
@@ -90,7 +103,7 @@ fn client(name: &str, netns: &str, boot: &str, rt: &str) -> Proc {
 #[test]
 fn behind_symmetric_nats_two_clients_chat_through_a_relay() {
     let tag = format!("{}", std::process::id() % 100_000);
-    let Some(homes) = Homes::setup(&tag, "masquerade fully-random") else { return };
+    let Some(homes) = Homes::setup(&tag, "masquerade fully-random", false) else { return };
     let started = Instant::now();
     let mut relay = Proc::start_in("relay", Some(homes.ns("i")), &["listen", "-p", "0", "-u", "relay"]);
     let port = relay.port();
@@ -128,7 +141,7 @@ fn behind_symmetric_nats_two_clients_chat_through_a_relay() {
 #[test]
 fn a_relay_killed_is_replaced_by_another_and_no_chat_is_lost() {
     let tag = format!("{}", std::process::id() % 100_000 + 1);
-    let Some(homes) = Homes::setup(&tag, "masquerade fully-random") else { return };
+    let Some(homes) = Homes::setup(&tag, "masquerade fully-random", false) else { return };
     let mut relays: Vec<Proc> = ["relay1", "relay2"]
         .iter()
         .map(|n| Proc::start_in(n, Some(homes.ns("i")), &["listen", "-p", "0", "-u", n]))
@@ -175,6 +188,51 @@ fn a_relay_killed_is_replaced_by_another_and_no_chat_is_lost() {
     }
     eprintln!("relay killed: alice and bob connected again through {survivor} {reconnected:?} later");
     for p in [alice, bob] {
+        p.quit();
+    }
+}
+
+#[test]
+fn behind_cone_nats_two_clients_punch_a_hole_and_chat_directly() {
+    let tag = format!("{}", std::process::id() % 100_000 + 2);
+    let Some(homes) = Homes::setup(&tag, "masquerade", true) else { return };
+    let started = Instant::now();
+    let mut relay = Proc::start_in("relay", Some(homes.ns("i")), &["listen", "-p", "0", "-u", "relay"]);
+    let port = relay.port();
+    let mut alice = client("alice", homes.ns("c1"), &format!("10.93.1.1:{port}"), "mio");
+    let mut bob = client("bob", homes.ns("c2"), &format!("10.93.2.1:{port}"), "smol");
+    for c in [&mut alice, &mut bob] {
+        c.wait_for("--- reachability: behind NAT");
+    }
+    alice.wait_for("connected to bob#");
+    bob.wait_for("connected to alice#");
+    let relayed = started.elapsed();
+
+    // The punch replaces the circuit: each side shows the other as hole-punched.
+    for (who, other) in [(&mut alice, "bob#"), (&mut bob, "alice#")] {
+        let line = loop {
+            who.say("/peers");
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            who.count(""); // takes in what it printed
+            if let Some(l) = who.seen.iter().find(|l| l.contains("direct (hole-punched)")) {
+                break l.clone();
+            }
+            assert!(started.elapsed() < common::DEADLINE, "{} shows no hole-punched connection", who.name);
+        };
+        assert!(line.contains(other), "{other} is the hole-punched peer: {line}");
+    }
+    let punched = started.elapsed();
+    alice.say("hello through a hole in one NAT");
+    bob.say("hello through a hole in the other");
+    bob.wait_for(": hello through a hole in one NAT");
+    alice.wait_for(": hello through a hole in the other");
+    for who in [&mut alice, &mut bob] {
+        who.say("/stats");
+        let line = who.wait_for("hole punches");
+        assert!(!line.contains(" 0 succeeded"), "{}: {line}", who.name);
+    }
+    eprintln!("cone NAT: relayed {relayed:?} after start, hole-punched {punched:?} after start");
+    for p in [alice, bob, relay] {
         p.quit();
     }
 }

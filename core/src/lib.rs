@@ -25,6 +25,7 @@
 //!         match out {
 //!             Output::Transmit { conn, bytes } => { /* write bytes to the socket of `conn` */ }
 //!             Output::Dial { conn, addr } => { /* connect; later Input::Connected / DialFailed */ }
+//!             Output::Punch { conn, addr, port } => { /* the same, from local port `port` */ }
 //!             Output::Close { conn } => { /* flush and close the socket */ }
 //!             Output::Event(event) => { /* show it to the user */ }
 //!         }

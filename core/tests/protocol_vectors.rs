@@ -370,12 +370,18 @@ fn nat_messages() -> Vec<(Message, serde_json::Value)> {
         (Message::Reservation { refused: Some(RelayRefusal::Full) }, json!({ "refused": "Full" })),
         (Message::Relayed { entries: vec![entry] }, json!({ "entries": [entry_json] })),
         (Message::CircuitOpen { to: c_id }, json!({ "to": hex(&c_id.0) })),
-        (Message::CircuitOpened { circuit: 1, to: c_id }, json!({ "circuit": 1, "to": hex(&c_id.0) })),
+        (
+            Message::CircuitOpened { circuit: 1, to: c_id, addr: seen },
+            json!({ "circuit": 1, "to": hex(&c_id.0), "addr": seen.to_string() }),
+        ),
         (
             Message::CircuitRefused { to: c_id, reason: RelayRefusal::NoReservation },
             json!({ "to": hex(&c_id.0), "reason": "NoReservation" }),
         ),
-        (Message::CircuitIncoming { circuit: 1, from: a_id }, json!({ "circuit": 1, "from": hex(&a_id.0) })),
+        (
+            Message::CircuitIncoming { circuit: 1, from: a_id, addr: seen },
+            json!({ "circuit": 1, "from": hex(&a_id.0), "addr": seen.to_string() }),
+        ),
         (Message::ToRelay { circuit: 1, bytes: vec![0xee; 4] }, json!({ "circuit": 1, "bytes": hex(&[0xee; 4]) })),
         (Message::FromRelay { circuit: 1, bytes: vec![0xee; 4] }, json!({ "circuit": 1, "bytes": hex(&[0xee; 4]) })),
         (Message::CircuitEnd { circuit: 1 }, json!({ "circuit": 1 })),
@@ -383,6 +389,8 @@ fn nat_messages() -> Vec<(Message, serde_json::Value)> {
             Message::CircuitClosed { circuit: 1, reason: RelayRefusal::BytesExceeded },
             json!({ "circuit": 1, "reason": "BytesExceeded" }),
         ),
+        (Message::PunchConnect { port: 7000 }, json!({ "port": 7000 })),
+        (Message::PunchSync, json!({})),
     ]
 }
 

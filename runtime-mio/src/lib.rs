@@ -21,6 +21,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
+
+mod sockets;
 use mio::{Events, Interest, Poll, Token, Waker};
 use p2p_chat_core::app::{DmSave, NodeHandle, NodeState, Runtime, Start, StartError};
 use p2p_chat_core::{Command, ConnId, Event, Input, Node, Output, PeerSummary, Stats};
@@ -72,7 +74,7 @@ impl Runtime for MioRuntime {
         let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(StartError::Runtime)?);
         let listener = match start.listen {
             Some(addr) => {
-                let l = std::net::TcpListener::bind(addr).map_err(|source| StartError::Listen { addr, source })?;
+                let l = sockets::listen(addr).map_err(|source| StartError::Listen { addr, source })?;
                 l.set_nonblocking(true).map_err(StartError::Runtime)?;
                 let mut l = TcpListener::from_std(l);
                 poll.registry().register(&mut l, LISTENER, Interest::READABLE).map_err(StartError::Runtime)?;
@@ -463,6 +465,7 @@ impl Loop {
                 match out {
                     Output::Transmit { conn, bytes } => self.transmit(conn, bytes),
                     Output::Dial { conn, addr } => self.dial(conn, addr),
+                    Output::Punch { conn, addr, port } => self.punch(conn, addr, port),
                     Output::Close { conn } => {
                         if let Some(s) = self.socks.get_mut(&conn) {
                             let by = Instant::now() + CLOSE_LINGER;
@@ -576,8 +579,29 @@ impl Loop {
         }
     }
 
+    /// A hole punch's dial, from the listening port: non-blocking, it completes (or fails) as a
+    /// dial does.
+    fn punch(&mut self, conn: ConnId, addr: SocketAddr, port: u16) {
+        let connected = sockets::punch_socket(addr, port).and_then(|s| {
+            s.set_nonblocking(true)?;
+            match s.connect(&addr.into()) {
+                Ok(()) => {}
+                #[cfg(unix)]
+                Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+            Ok(TcpStream::from_std(s.into()))
+        });
+        self.dialed(conn, addr, connected);
+    }
+
     fn dial(&mut self, conn: ConnId, addr: SocketAddr) {
-        match TcpStream::connect(addr) {
+        self.dialed(conn, addr, TcpStream::connect(addr));
+    }
+
+    fn dialed(&mut self, conn: ConnId, addr: SocketAddr, stream: std::io::Result<TcpStream>) {
+        match stream {
             Ok(mut stream) => {
                 let interest = Interest::READABLE | Interest::WRITABLE;
                 match self.poll.registry().register(&mut stream, token(conn), interest) {

@@ -20,6 +20,11 @@ use smol::channel::{self, Receiver, Sender};
 use smol::future;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::net::{TcpListener, TcpStream};
+
+mod sockets;
+
+/// How long a hole punch's dial may take (the kernel retries its SYN meanwhile).
+const PUNCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 use smol::{LocalExecutor, Task, Timer};
 
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
@@ -67,9 +72,7 @@ impl Runtime for SmolRuntime {
     fn start(mut start: Start) -> Result<Box<dyn NodeHandle>, StartError> {
         start.config.validate()?;
         let listener = match start.listen {
-            Some(addr) => {
-                Some(std::net::TcpListener::bind(addr).map_err(|source| StartError::Listen { addr, source })?)
-            }
+            Some(addr) => Some(sockets::listen(addr).map_err(|source| StartError::Listen { addr, source })?),
             None => None,
         };
         let local_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
@@ -424,6 +427,30 @@ impl Driver<'_> {
                                 Ok(s) => Inbox::Connected(conn, s),
                                 Err(e) => {
                                     tracing::debug!("dial {addr}: {e}");
+                                    Inbox::DialFailed(conn)
+                                }
+                            };
+                            let _ = inbox.send(msg).await;
+                        })
+                        .detach();
+                }
+                Output::Punch { conn, addr, port } => {
+                    let inbox = self.inbox.clone();
+                    self.ex
+                        .spawn(async move {
+                            // Blocking, on smol's thread pool: connect() from a bound socket2
+                            // socket, SYNs retried by the kernel until the timeout.
+                            let dialed = smol::unblock(move || {
+                                let s = sockets::punch_socket(addr, port)?;
+                                s.connect_timeout(&addr.into(), PUNCH_TIMEOUT)?;
+                                Ok::<_, std::io::Error>(std::net::TcpStream::from(s))
+                            })
+                            .await
+                            .and_then(TcpStream::try_from);
+                            let msg = match dialed {
+                                Ok(s) => Inbox::Connected(conn, s),
+                                Err(e) => {
+                                    tracing::debug!("punch {addr}: {e}");
                                     Inbox::DialFailed(conn)
                                 }
                             };

@@ -1418,7 +1418,8 @@ impl World {
             let Some(out) = node.poll_output() else { break };
             match out {
                 Output::Transmit { conn, bytes } => self.transmit(i, conn, bytes),
-                Output::Dial { conn, addr } => {
+                // The simulator models no NAT mapping a punch could open: a punch is a dial.
+                Output::Dial { conn, addr } | Output::Punch { conn, addr, .. } => {
                     let inc = self.slots[i].inc;
                     let lat = self.latency();
                     match index_of(addr).filter(|&j| j < self.slots.len() && self.nat_dialable(j)) {

@@ -5,6 +5,7 @@
 //! module only remembers how its bytes travel. While a circuit the node asked for is not open
 //! yet, its id is 0 (a relay never gives out 0).
 
+use core::net::SocketAddr;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
@@ -33,6 +34,8 @@ pub struct Leg {
     /// 0 while asked for and not open yet.
     pub circuit: u32,
     pub peer: PeerId,
+    /// Where the relay sees the other end from, once the circuit is open.
+    pub seen: Option<SocketAddr>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,7 +77,7 @@ impl Client {
 
     /// A circuit asked for, to `peer` through `relay`, carried as connection `conn`.
     pub fn asked(&mut self, conn: ConnId, relay: ConnId, peer: PeerId) {
-        self.legs.insert(conn, Leg { relay, circuit: 0, peer });
+        self.legs.insert(conn, Leg { relay, circuit: 0, peer, seen: None });
     }
 
     /// Whether a circuit to `peer` is asked for or open.
@@ -83,9 +86,10 @@ impl Client {
     }
 
     /// The relay opened the circuit asked for to `peer`: its connection.
-    pub fn opened(&mut self, relay: ConnId, circuit: u32, peer: PeerId) -> Option<ConnId> {
+    pub fn opened(&mut self, relay: ConnId, circuit: u32, peer: PeerId, seen: SocketAddr) -> Option<ConnId> {
         let (conn, leg) = self.legs.iter_mut().find(|(_, l)| l.relay == relay && l.circuit == 0 && l.peer == peer)?;
         leg.circuit = circuit;
+        leg.seen = Some(seen);
         Some(*conn)
     }
 
@@ -95,8 +99,8 @@ impl Client {
     }
 
     /// A circuit someone opened to this node, carried as `conn`.
-    pub fn incoming(&mut self, conn: ConnId, relay: ConnId, circuit: u32, peer: PeerId) {
-        self.legs.insert(conn, Leg { relay, circuit, peer });
+    pub fn incoming(&mut self, conn: ConnId, relay: ConnId, circuit: u32, peer: PeerId, seen: SocketAddr) {
+        self.legs.insert(conn, Leg { relay, circuit, peer, seen: Some(seen) });
     }
 
     pub fn remove(&mut self, conn: ConnId) -> Option<Leg> {
@@ -205,9 +209,10 @@ mod tests {
         let mut c = Client::default();
         c.asked(ConnId(10), ConnId(1), peer(2));
         assert_eq!(c.by_circuit(ConnId(1), 0), None);
-        assert_eq!(c.opened(ConnId(1), 7, peer(2)), Some(ConnId(10)));
+        let seen = SocketAddr::from(([10, 0, 0, 1], 7000));
+        assert_eq!(c.opened(ConnId(1), 7, peer(2), seen), Some(ConnId(10)));
         assert_eq!(c.by_circuit(ConnId(1), 7), Some(ConnId(10)));
-        c.incoming(ConnId(11), ConnId(1), 8, peer(3));
+        c.incoming(ConnId(11), ConnId(1), 8, peer(3), seen);
         assert_eq!(c.relay_down(ConnId(1)), vec![ConnId(10), ConnId(11)]);
     }
 

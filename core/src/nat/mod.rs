@@ -8,6 +8,8 @@
 //! - [`relay`]: the relay service a node offers (reservations and circuits, all of them bounded
 //!   before any work is done: circuits per node and per peer, bytes and time per circuit, the rate
 //!   at which a peer may open them).
+//! - [`punch`]: two ends of a circuit dial each other at once (TCP simultaneous open) and move
+//!   to the direct connection when it comes up.
 //! - [`client`]: the other end: the reservations a node behind NAT holds, the relayed addresses
 //!   it has heard of, and the circuits it uses as connections.
 //!
@@ -19,6 +21,7 @@
 //! both of its legs.
 
 pub mod client;
+pub mod punch;
 pub mod reach;
 pub mod relay;
 
@@ -62,6 +65,8 @@ impl NatConfig {
 pub enum Path {
     /// A TCP connection of its own.
     Direct,
+    /// A TCP connection of its own, opened by a hole punch over a circuit it replaced.
+    Punched,
     /// A circuit through the relay named `name#id`.
     Relayed { relay: String },
 }
@@ -70,6 +75,7 @@ impl core::fmt::Display for Path {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Path::Direct => f.write_str("direct"),
+            Path::Punched => f.write_str("direct (hole-punched)"),
             Path::Relayed { relay } => write!(f, "relayed via {relay}"),
         }
     }

@@ -121,6 +121,15 @@ pub enum Output {
         conn: ConnId,
         addr: SocketAddr,
     },
+    /// Open a TCP connection to `addr` from local port `port` (the listening port, bound again
+    /// with SO_REUSEADDR and SO_REUSEPORT) for a hole punch; answer with `Connected` or
+    /// `DialFailed`. The peer dials us at the same moment: the connection may come up as a TCP
+    /// simultaneous open.
+    Punch {
+        conn: ConnId,
+        addr: SocketAddr,
+        port: u16,
+    },
     /// Flush what was transmitted, then close. The node has already forgotten the connection.
     Close {
         conn: ConnId,
@@ -309,6 +318,10 @@ pub struct Stats {
     /// As a relay: circuits refused, and bytes carried.
     pub circuits_refused: u64,
     pub relay_bytes: u64,
+    /// Hole punches: dials made at a synchronised moment, and those that came up as direct
+    /// connections replacing a circuit.
+    pub punch_attempts: u64,
+    pub punch_successes: u64,
 }
 
 /// Why a connection ended (in [`Event::PeerDown`]).

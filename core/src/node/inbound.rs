@@ -301,7 +301,9 @@ impl Node {
             | Message::ToRelay { .. }
             | Message::FromRelay { .. }
             | Message::CircuitEnd { .. }
-            | Message::CircuitClosed { .. }) => self.on_nat_message(now, conn, msg),
+            | Message::CircuitClosed { .. }
+            | Message::PunchConnect { .. }
+            | Message::PunchSync) => self.on_nat_message(now, conn, msg),
             Message::Ping { nonce } => self.answer(now, conn, &Message::Pong { nonce }),
             Message::Pong { nonce } => {
                 if let Some(c) = self.conns.get_mut(&conn) {

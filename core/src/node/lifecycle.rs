@@ -289,14 +289,23 @@ impl Node {
         if let Some((other, other_dir)) = dup {
             let me = self.peer_id();
             let dialer_of = |d: Direction| if d == Direction::Outbound { me } else { peer };
-            let keep_new = if other_dir == direction { false } else { dialer_of(direction) < dialer_of(other_dir) };
+            // A connection of its own beats a circuit through a relay (a hole punch's purpose);
+            // both ends see one of each, and decide alike.
+            let (new_leg, other_leg) = (self.is_leg(conn), self.is_leg(other));
+            let keep_new = if new_leg != other_leg {
+                other_leg
+            } else if other_dir == direction {
+                false
+            } else {
+                dialer_of(direction) < dialer_of(other_dir)
+            };
             if let Some(a) = listen_addr {
                 self.book.add(a, Source::Inbound, now);
                 self.book.on_connected(&a, hello.public_key, now);
             }
             if keep_new {
                 self.close(now, other, CloseReason::Duplicate, false);
-            } else if other_dir == direction && direction == Direction::Inbound {
+            } else if other_dir == direction && direction == Direction::Inbound && new_leg == other_leg {
                 // The dialer will close one of its two; until then both stay.
             } else {
                 return self.close(now, conn, CloseReason::Duplicate, false);

@@ -351,6 +351,7 @@ impl Node {
         match input {
             Input::Connected(conn) if self.is_probe(conn) => drop(self.probe_done(conn, true)),
             Input::DialFailed(conn) | Input::Closed(conn) if self.is_probe(conn) => drop(self.probe_done(conn, false)),
+            Input::DialFailed(conn) if self.is_punch_dial(conn) => self.punch_failed(now, conn),
             Input::Connected(conn) => {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     if matches!(c.phase, Phase::Dialing) {

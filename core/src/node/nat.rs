@@ -5,6 +5,7 @@
 
 use super::*;
 use crate::nat::client::Client;
+use crate::nat::punch::{Next, Punches};
 use crate::nat::reach::{DialBackOutcome, Prober, Reach};
 use crate::nat::relay::{Forward, Relay};
 use crate::nat::{Path, Reachability, RelayRefusal, RelayedAddr, MAX_CIRCUIT_CHUNK, MAX_RELAYED_PER_FRAME};
@@ -26,6 +27,9 @@ pub(super) struct Nat {
     prober: Prober,
     pub(super) relay: Option<Relay>,
     pub(super) client: Client,
+    punches: Punches,
+    /// Connections that a hole punch opened, while they last.
+    punched: std::collections::BTreeSet<ConnId>,
 }
 
 impl Nat {
@@ -35,13 +39,16 @@ impl Nat {
             prober: Prober::new(now),
             relay: config.nat.relay.clone().map(Relay::new),
             client: Client::default(),
+            punches: Punches::new(now),
+            punched: std::collections::BTreeSet::new(),
         }
     }
 
     fn next_due(&self) -> Option<Time> {
         let relay = self.relay.as_ref().and_then(Relay::next_due);
         let reserve = self.client.next_due();
-        [self.reach.next_due(), self.prober.next_due(), relay, reserve].into_iter().flatten().min()
+        let punch = self.punches.next_due();
+        [self.reach.next_due(), self.prober.next_due(), relay, reserve, punch].into_iter().flatten().min()
     }
 }
 
@@ -76,6 +83,7 @@ impl Node {
     pub(super) fn path(&self, conn: ConnId) -> Path {
         match self.nat.as_ref().and_then(|n| n.client.leg(conn)).and_then(|l| self.conns.get(&l.relay)) {
             Some(relay) => Path::Relayed { relay: conn_name(relay) },
+            None if self.nat.as_ref().is_some_and(|n| n.punched.contains(&conn)) => Path::Punched,
             None => Path::Direct,
         }
     }
@@ -106,7 +114,18 @@ impl Node {
                 return self.close(now, conn, CloseReason::Relay(RelayRefusal::Gone), false);
             }
             self.stats.circuits_up += 1;
+            // The end that accepted the circuit starts a hole punch, if both ends listen.
+            let initiator = self.conns[&conn].direction() == Direction::Inbound;
+            if let (Some(seen), true) = (leg.seen, self.config.listen_port != 0) {
+                let next = nat!(self).punches.leg_up(now, conn, seen.ip(), initiator);
+                self.punch_next(now, conn, next);
+                self.arm_nat();
+            }
             return;
+        }
+        if nat!(self).punches.succeeded(conn).is_some() {
+            self.stats.punch_successes += 1;
+            nat!(self).punched.insert(conn);
         }
         let addr = self.conns[&conn].addr();
         if self.config.nat.dial_back {
@@ -120,7 +139,12 @@ impl Node {
     /// Whatever of `conn` the NAT state held goes with it. For a circuit, the relay is told.
     pub(super) fn nat_conn_down(&mut self, now: Time, conn: ConnId) {
         nat!(self).reach.conn_down(conn);
+        nat!(self).punched.remove(&conn);
+        if let Some((leg, next)) = nat!(self).punches.failed(now, conn) {
+            self.punch_next(now, leg, next);
+        }
         if let Some(leg) = nat!(self).client.remove(conn) {
+            nat!(self).punches.leg_down(conn);
             if leg.circuit != 0 && self.conns.contains_key(&leg.relay) {
                 self.send(leg.relay, &Message::CircuitEnd { circuit: leg.circuit });
             }
@@ -160,6 +184,9 @@ impl Node {
             self.send(p.asker, &msg);
         }
         nat!(self).reach.expire(now);
+        for (leg, next) in nat!(self).punches.due(now) {
+            self.punch_next(now, leg, next);
+        }
         // Reservations a relay never answered give their place up (to another relay, if due).
         nat!(self).client.to_reserve(now, &[]);
         if self.reachability() == Reachability::BehindNat {
@@ -197,6 +224,43 @@ impl Node {
         self.send(p.asker, &Message::DialBackResult { nonce: p.nonce, outcome, dialed: p.addr });
         self.arm_nat();
         Some(())
+    }
+
+    pub(super) fn is_punch_dial(&self, conn: ConnId) -> bool {
+        self.nat.as_ref().is_some_and(|n| n.punches.is_dial(conn))
+    }
+
+    /// A punch dial failed: the connection goes, quietly (the address is nobody's to retry), and
+    /// the punch is tried again or given up.
+    pub(super) fn punch_failed(&mut self, now: Time, conn: ConnId) {
+        if self.conns.remove(&conn).is_some() {
+            self.tx.remove(conn);
+        }
+        if let Some((leg, next)) = nat!(self).punches.failed(now, conn) {
+            self.punch_next(now, leg, next);
+        }
+        self.arm_nat();
+    }
+
+    /// Carries out the next step of the hole punch over circuit `leg`.
+    fn punch_next(&mut self, now: Time, leg: ConnId, next: Next) {
+        match next {
+            Next::Connect => self.send(leg, &Message::PunchConnect { port: self.config.listen_port }),
+            Next::Sync => self.send(leg, &Message::PunchSync),
+            Next::Dial(addr) => {
+                // The direct connection plays the circuit's roles: the circuit's opener dials.
+                let Some(direction) = self.conns.get(&leg).map(|c| c.direction()) else { return };
+                let conn = self.new_conn(now, addr, direction, false);
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    // Not an address for the book: only the punch opens it.
+                    c.addr.set_listen(Listen::Relayed);
+                }
+                nat!(self).punches.dialing(leg, conn);
+                self.stats.punch_attempts += 1;
+                self.out.push_back(Output::Punch { conn, addr, port: self.config.listen_port });
+            }
+            Next::Nothing => {}
+        }
     }
 
     pub(super) fn is_probe(&self, conn: ConnId) -> bool {
@@ -344,8 +408,10 @@ impl Node {
                 self.arm_dial(now);
             }
             Message::CircuitOpen { to } => self.on_circuit_open(now, conn, to),
-            Message::CircuitIncoming { circuit, from } => self.on_circuit_incoming(now, conn, circuit, from),
-            Message::CircuitOpened { circuit, to } => match nat!(self).client.opened(conn, circuit, to) {
+            Message::CircuitIncoming { circuit, from, addr } => {
+                self.on_circuit_incoming(now, conn, circuit, from, addr)
+            }
+            Message::CircuitOpened { circuit, to, addr } => match nat!(self).client.opened(conn, circuit, to, addr) {
                 Some(leg) => {
                     if let Some(c) = self.conns.get_mut(&leg) {
                         c.since = now;
@@ -379,8 +445,18 @@ impl Node {
                     self.drop_conn(now, leg, CloseReason::Relay(reason), false, true);
                 }
             }
-            // Over a circuit, or with dial-backs off: not for us.
-            Message::Observed { .. } | Message::DialBack { .. } => {}
+            Message::PunchConnect { port } if leg => {
+                let next = nat!(self).punches.on_connect(now, conn, port);
+                self.punch_next(now, conn, next);
+            }
+            Message::PunchSync if leg => {
+                let next = nat!(self).punches.on_sync(now, conn);
+                self.punch_next(now, conn, next);
+            }
+            // Over a circuit, or with dial-backs off, or punching over a direct connection: not
+            // for us.
+            Message::Observed { .. } | Message::DialBack { .. } | Message::PunchConnect { .. } | Message::PunchSync => {
+            }
             _ => unreachable!("not a NAT message"),
         }
         self.arm_nat();
@@ -406,8 +482,9 @@ impl Node {
         };
         match opened {
             Ok((circuit, target, opener)) => {
-                self.send(target, &Message::CircuitIncoming { circuit, from: opener });
-                self.send(from, &Message::CircuitOpened { circuit, to });
+                let (from_addr, to_addr) = (self.conns[&from].addr(), self.conns[&target].addr());
+                self.send(target, &Message::CircuitIncoming { circuit, from: opener, addr: from_addr });
+                self.send(from, &Message::CircuitOpened { circuit, to, addr: to_addr });
             }
             Err(reason) => {
                 self.stats.circuits_refused += 1;
@@ -417,7 +494,7 @@ impl Node {
     }
 
     /// From a relay this node holds a reservation at: `from` opened `circuit` to us.
-    fn on_circuit_incoming(&mut self, now: Time, relay: ConnId, circuit: u32, from: PeerId) {
+    fn on_circuit_incoming(&mut self, now: Time, relay: ConnId, circuit: u32, from: PeerId, seen: SocketAddr) {
         let held = nat!(self).client.held().any(|c| c == relay);
         if !held || nat!(self).client.is_full() || self.leaving || circuit == 0 {
             return self.send(relay, &Message::CircuitEnd { circuit });
@@ -426,7 +503,7 @@ impl Node {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.addr.set_listen(Listen::Relayed);
         }
-        nat!(self).client.incoming(conn, relay, circuit, from);
+        nat!(self).client.incoming(conn, relay, circuit, from, seen);
         self.start_handshake(conn);
     }
 

@@ -119,7 +119,9 @@ fn size_hint(msg: &Message) -> usize {
         | Message::CircuitRefused { .. }
         | Message::CircuitIncoming { .. }
         | Message::CircuitEnd { .. }
-        | Message::CircuitClosed { .. } => 64,
+        | Message::CircuitClosed { .. }
+        | Message::PunchConnect { .. }
+        | Message::PunchSync => 64,
         Message::Prune
         | Message::Reserve
         | Message::Ping { .. }

@@ -160,10 +160,12 @@ pub enum Message {
     CircuitOpen {
         to: PeerId,
     },
-    /// From a relay: the circuit asked for to `to` is open as `circuit`.
+    /// From a relay: the circuit asked for to `to` is open as `circuit`; `addr` is where the
+    /// relay sees `to` from (the only IP a hole punch dials).
     CircuitOpened {
         circuit: u32,
         to: PeerId,
+        addr: SocketAddr,
     },
     /// From a relay: no circuit to `to`, and why.
     CircuitRefused {
@@ -171,10 +173,11 @@ pub enum Message {
         reason: RelayRefusal,
     },
     /// From a relay, to a node holding a reservation: `from` opened `circuit` to it. The
-    /// opener speaks first (the handshake's dialer).
+    /// opener speaks first (the handshake's dialer). `addr` is where the relay sees `from` from.
     CircuitIncoming {
         circuit: u32,
         from: PeerId,
+        addr: SocketAddr,
     },
     /// To a relay: bytes of the connection that `circuit` carries, for its other end.
     ToRelay {
@@ -195,6 +198,13 @@ pub enum Message {
         circuit: u32,
         reason: RelayRefusal,
     },
+    /// Over a circuit: "let us punch a hole; I listen at `port`" (asked by the end that accepted
+    /// the circuit, answered by the other with its own port).
+    PunchConnect {
+        port: u16,
+    },
+    /// Over a circuit, from the end that accepted it: "dial now" (it dials half a round trip later).
+    PunchSync,
 }
 
 /// What a mailbox did with a deposit.
@@ -298,6 +308,8 @@ impl Message {
             Message::FromRelay { .. } => "FromRelay",
             Message::CircuitEnd { .. } => "CircuitEnd",
             Message::CircuitClosed { .. } => "CircuitClosed",
+            Message::PunchConnect { .. } => "PunchConnect",
+            Message::PunchSync => "PunchSync",
         }
     }
 }

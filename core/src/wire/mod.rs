@@ -29,12 +29,14 @@ pub use messages::{DepositOutcome, Hello, Message, RoomMessage, WireError};
 /// 6: getting through NAT (`Observed`, `DialBack`, `DialBackResult`, `Reserve`, `Reservation`,
 /// `Relayed`, `CircuitOpen`, `CircuitOpened`, `CircuitRefused`, `CircuitIncoming`, `ToRelay`,
 /// `FromRelay`, `CircuitEnd`, `CircuitClosed`).
+/// 7: hole punching (`PunchConnect`, `PunchSync`; `CircuitOpened` and `CircuitIncoming` carry the
+/// address the relay sees the other end from).
 /// 4: direct messages (`Bundle`, `BundleRequest`, `Dm`, `Deposit`, `Deposited`, `Collect`, `Mail`,
 /// `MailAck`).
 /// 3: rooms (a chat names its room; `Room`, `Subscribe`, `Unsubscribe`, `FindRoom`, `RoomPeers`).
 /// 2: connections are encrypted (Noise XX, see `handshake`); version 1 was plaintext. Any change
 /// to the bytes on the wire bumps it (see docs/PROTOCOL.md).
-pub const PROTOCOL_VERSION: u16 = 6;
+pub const PROTOCOL_VERSION: u16 = 7;
 
 /// Bytes of the protocol version that leads every frame's payload.
 const VERSION_BYTES: usize = 2;

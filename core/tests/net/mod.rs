@@ -193,7 +193,7 @@ impl Net {
             let Some(out) = node.poll_output() else { break };
             match out {
                 Output::Transmit { conn, bytes } => self.transmit(i, conn, bytes),
-                Output::Dial { conn, addr } => {
+                Output::Dial { conn, addr } | Output::Punch { conn, addr, .. } => {
                     let lat = self.latency();
                     let open = |j: usize| j < self.nodes.len() && self.nodes[j].is_some() && !self.behind_nat[j];
                     match index_of(addr).filter(|&j| open(j)) {

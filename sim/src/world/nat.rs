@@ -97,7 +97,8 @@ impl World {
             }
             for p in node.peers() {
                 match p.path {
-                    Path::Direct => direct += 1,
+                    // The simulator models no NAT mapping a punch could open: none is punched.
+                    Path::Direct | Path::Punched => direct += 1,
                     Path::Relayed { .. } => relayed += 1,
                 }
             }
