@@ -18,3 +18,15 @@ fn removals_converge_and_the_removed_read_nothing_written_after() {
     assert_eq!(r.failure(), None, "replay with {replay}");
     assert!(replay.contains("--kicks 8"), "{replay}");
 }
+
+/// The same across a partition, the owner and the admin in different halves.
+#[test]
+fn across_a_partition_the_removed_read_nothing_written_after() {
+    let p = Params { joins: false, loss: 0.01, partition: true, rooms: 5, kicks: 8, ..Params::new(200, 3) };
+    let r = run(&p, |_, _| {});
+    let replay = p.replay();
+    let m = r.moderation.as_ref().expect("a run with --kicks reports moderation");
+    assert!(m.chats_after_removal > 0, "{m:?}: replay with {replay}");
+    assert_eq!(m.removed_can_read, 0, "{m:?}: replay with {replay}");
+    assert!(m.moderation_converged, "{m:?}: replay with {replay}");
+}
