@@ -74,6 +74,8 @@ pub struct Params {
     pub rooms: usize,
     /// Direct messages sent between random pairs during the fault phase (`world::dms`).
     pub dms: usize,
+    /// Members removed from private rooms during the fault phase (`world::moderation`).
+    pub kicks: usize,
     /// Share of nodes behind NAT, and of those behind a symmetric one (`world::nat`).
     pub nat: f64,
     pub symmetric_share: f64,
@@ -106,6 +108,7 @@ impl Params {
             attackers: 0,
             rooms: 0,
             dms: 0,
+            kicks: 0,
             nat: 0.0,
             symmetric_share: 1.0 / 3.0,
         }
@@ -168,6 +171,9 @@ impl Params {
         if self.dms > 0 {
             c += &format!(" --dms {}", self.dms);
         }
+        if self.kicks > 0 {
+            c += &format!(" --kicks {}", self.kicks);
+        }
         if self.nat > 0.0 {
             c += &format!(" --nat {} --symmetric-share {}", self.nat, self.symmetric_share);
         }
@@ -203,7 +209,7 @@ pub fn run_traced<T: Tracer>(p: &Params, mut progress: impl FnMut(&World, Time),
             return None;
         }
         let live: Vec<usize> = (0..w.node_count()).filter(|&i| w.is_live(i)).collect();
-        if w.metrics.missing(&live) == 0 && w.dms_settled() {
+        if w.metrics.missing(&live) == 0 && w.dms_settled() && w.moderation_settled() {
             converged_at = Some(w.now);
             break;
         }
@@ -410,6 +416,11 @@ pub struct SimulateArgs {
     /// --churn) to nodes that will crash and come back with their state
     #[arg(long, default_value_t = 0)]
     pub dms: u32,
+    /// With --rooms: every room is private, and its owner and an admin remove this many members
+    /// in all (every other one banned) during the fault phase; fails if the members disagree on
+    /// the membership after heal, or a removed node can open a chat written after its removal
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    pub kicks: u32,
     /// Share of nodes behind NAT (never a bootstrap node): nobody can dial them, and they are
     /// reached through relays
     #[arg(long, default_value_t = 0.0, value_parser = share)]
@@ -452,6 +463,7 @@ impl SimulateArgs {
             attackers: self.attackers as usize,
             rooms: self.rooms as usize,
             dms: self.dms as usize,
+            kicks: self.kicks as usize,
             nat: self.nat,
             symmetric_share: self.symmetric_share,
             ..Params::new(self.nodes as usize, seed)

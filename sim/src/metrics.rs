@@ -164,6 +164,11 @@ pub struct Metrics {
     room_of: Vec<Option<u16>>,
     /// Each room's members, ascending (see `crate::rooms`).
     pub room_members: Vec<Vec<u32>>,
+    /// Each room's members removed from it (`--kicks`), ascending: no longer expected to
+    /// deliver its chats, and a delivery to them is not a leak (one written by a member that had
+    /// not heard of the removal opens with the old key; what a removed node could read of those
+    /// written after is checked by `world::moderation`).
+    pub room_removed: Vec<Vec<u32>>,
     /// Deliveries of a room's chat at a node not in the room: must stay 0.
     pub room_leak_deliveries: u64,
     /// Deliveries of rooms' chats since the fault phase began: the rooms' RMR denominator.
@@ -238,6 +243,7 @@ impl Metrics {
             in_window: false,
             room_of: Vec::new(),
             room_members: Vec::new(),
+            room_removed: Vec::new(),
             room_leak_deliveries: 0,
             room_window_deliveries: 0,
         }
@@ -324,7 +330,7 @@ impl Metrics {
             self.duplicates += 1;
         }
         if let Some(&Some(room)) = self.room_of.get(bit) {
-            if !self.is_member(room, node) {
+            if !self.is_member(room, node) && !self.is_removed(room, node) {
                 self.room_leak_deliveries += 1;
             }
             if self.in_window {
@@ -372,6 +378,21 @@ impl Metrics {
         self.room_members.get(room as usize).is_some_and(|m| m.binary_search(&(node as u32)).is_ok())
     }
 
+    fn is_removed(&self, room: u16, node: usize) -> bool {
+        self.room_removed.get(room as usize).is_some_and(|m| m.binary_search(&(node as u32)).is_ok())
+    }
+
+    /// `node` was removed from `room`.
+    pub fn room_removed(&mut self, room: u16, node: usize) {
+        if self.room_removed.len() <= room as usize {
+            self.room_removed.resize(room as usize + 1, Vec::new());
+        }
+        let r = &mut self.room_removed[room as usize];
+        if let Err(at) = r.binary_search(&(node as u32)) {
+            r.insert(at, node as u32);
+        }
+    }
+
     fn room_of_bit(&self, bit: Option<usize>) -> Option<u16> {
         bit.and_then(|b| self.room_of.get(b).copied().flatten())
     }
@@ -408,7 +429,7 @@ impl Metrics {
                         self.room_members[r as usize]
                             .iter()
                             .map(|&m| m as usize)
-                            .filter(|m| live.binary_search(m).is_ok()),
+                            .filter(move |m| live.binary_search(m).is_ok() && !self.is_removed(r, *m)),
                     ),
                 ),
             };

@@ -68,6 +68,9 @@ pub struct Report {
     /// What the direct messages did (`--dms`), its fields at the top level.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub dm: Option<crate::world::DmReport>,
+    /// What moderation did (`--kicks`), its fields at the top level.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub moderation: Option<crate::world::ModerationReport>,
     /// What NAT traversal did (`--nat`), its fields at the top level.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub nat: Option<crate::world::NatReport>,
@@ -369,6 +372,11 @@ impl Report {
             (a.connections, a.bans, a.sent_bytes, a.received_bytes).hash(&mut h);
         }
         w.invariants.violations.hash(&mut h);
+        let moderation = w.moderation_report();
+        if let Some(m) = &moderation {
+            (m.removals, m.removals_refused, m.chats_after_removal, m.removed_can_read, m.moderation_converged)
+                .hash(&mut h);
+        }
         let room = (!w.rooms.is_empty()).then(|| RoomReport::new(w, &live, &totals, &m.at_fault_start));
         if let Some(r) = &room {
             (r.room_leak_frames, r.room_leak_deliveries, w.rooms.found.len()).hash(&mut h);
@@ -415,6 +423,7 @@ impl Report {
             rooms: p.rooms,
             room,
             dm: w.dm_report(),
+            moderation,
             nat: w.nat_report(),
             fingerprint: h.finish(),
             curves,
@@ -442,6 +451,17 @@ impl Report {
                 "rooms leaked: {} frames and {} deliveries reached non-members",
                 r.room_leak_frames, r.room_leak_deliveries
             ));
+        }
+        if let Some(m) = &self.moderation {
+            if m.removed_can_read > 0 {
+                return Some(format!(
+                    "removed members could open {} chats written after their removal",
+                    m.removed_can_read
+                ));
+            }
+            if !m.moderation_converged {
+                return Some("the members of a room did not agree on its membership after heal".into());
+            }
         }
         if !self.converged {
             return Some(format!("did not converge: {} (chat, node) pairs still missing", self.missing));
@@ -517,6 +537,23 @@ impl Report {
         }
         if let Some(r) = &self.room {
             rows.extend(r.rows(self.rooms));
+        }
+        if let Some(m) = &self.moderation {
+            rows.push(format!(
+                "  moderation           {} removals of {} planned ({} refused), membership {}",
+                m.removals,
+                m.kicks,
+                m.removals_refused,
+                match (m.moderation_converged, m.moderation_converge_s_after_heal) {
+                    (true, Some(s)) => format!("agreed {s:.1} s after healing"),
+                    (true, None) => "agreed".into(),
+                    (false, _) => "NOT AGREED".into(),
+                }
+            ));
+            rows.push(format!(
+                "  removed can read     {} of {} chats written after a removal",
+                m.removed_can_read, m.chats_after_removal
+            ));
         }
         if deterministic_checked {
             rows.push("  determinism          checked: a second run was identical".into());

@@ -18,8 +18,10 @@
 //!   reset. A restart is a fresh `Node` (same key and address, no memory) that must catch up.
 
 mod dms;
+mod moderation;
 mod nat;
 pub use dms::DmReport;
+pub use moderation::ModerationReport;
 pub use nat::NatReport;
 
 use std::net::{IpAddr, SocketAddr};
@@ -177,6 +179,12 @@ enum Ev {
     SendChat(u32),
     /// Direct message `k` of the plan (`--dms`).
     SendDm(u32),
+    /// Removal `k` of the plan (`--kicks`).
+    Kick(u32),
+    /// A room's owner makes its admin (`--kicks`).
+    Grant(u16),
+    /// A room's invite is out: its members up join (`--kicks`).
+    Invited(u16),
     Forge(u32),
     Crash(u32),
     FaultStart,
@@ -527,6 +535,8 @@ pub struct World {
     room_check_queued: bool,
     /// Direct messages (`--dms`), when asked for.
     dms: Option<Box<dms::Dms>>,
+    /// Private rooms' owners, admins and removals (`--kicks`), when asked for.
+    moderation: Option<Box<moderation::Moderation>>,
     /// Which nodes are behind NAT (`--nat`), when any are.
     nat: Option<Box<nat::NatModel>>,
 }
@@ -589,6 +599,7 @@ impl World {
             tally: Tally::default(),
             invariants: Invariants::default(),
             dms: None,
+            moderation: None,
             nat: None,
         };
         if w.p.nat > 0.0 {
@@ -607,6 +618,12 @@ impl World {
             let share = if w.p.crash_at_once { 0.25 } else { w.rng.unit() * 0.5 };
             w.push(fault_start + fault.mul_f64(share), Ev::Crash(i as u32));
         }
+        if w.p.kicks > 0 && !w.rooms.is_empty() {
+            let steady: Vec<bool> = w.slots.iter().map(|s| !s.crashes).collect();
+            let kicks = w.p.kicks;
+            let m = moderation::Moderation::plan(&mut w, kicks, fault_start, fault, |i| steady[i]);
+            w.moderation = Some(Box::new(m));
+        }
         let senders: Vec<usize> = (0..n).filter(|&i| !w.slots[i].crashes).collect();
         for m in 0..w.p.messages {
             // A room's chat is written by one of its members that does not crash, if it has one.
@@ -614,7 +631,10 @@ impl World {
             let members: Vec<usize> = match room {
                 Some(r) => {
                     let all = &w.rooms.members[r as usize];
-                    let steady: Vec<usize> = all.iter().map(|&x| x as usize).filter(|&x| !w.slots[x].crashes).collect();
+                    // Nor one to be removed from it (`--kicks`).
+                    let target = |x: usize| w.moderation.as_ref().is_some_and(|m| m.is_target(r, x));
+                    let steady: Vec<usize> =
+                        all.iter().map(|&x| x as usize).filter(|&x| !w.slots[x].crashes && !target(x)).collect();
                     if steady.is_empty() {
                         all.iter().map(|&x| x as usize).collect()
                     } else {
@@ -633,7 +653,8 @@ impl World {
             let i = w.rng.below(n);
             w.push(at, Ev::Forge(i as u32));
         }
-        if w.p.dms > 0 {
+        // Removals rekey through direct messages: every node has them under `--kicks`.
+        if w.p.dms > 0 || w.moderation.is_some() {
             let n = w.p.dms;
             let d = dms::Dms::plan(&mut w, n, fault_start, fault);
             w.dms = Some(Box::new(d));
@@ -1018,11 +1039,18 @@ impl World {
             }
             Ev::SendChat(i) => {
                 let text = format!("chat {} from n{i}", self.metrics.sent_len());
-                let cmd = match self.rooms.next_room() {
-                    Some(r) => p2p_chat_core::Command::Say { room: self.rooms.ids[r as usize], text },
+                let room = self.rooms.next_room();
+                let cmd = match room {
+                    Some(r) => {
+                        self.watch(i as usize, r);
+                        p2p_chat_core::Command::Say { room: self.rooms.ids[r as usize], text }
+                    }
                     None => p2p_chat_core::Command::Chat(text),
                 };
                 self.input(i as usize, Input::Command(cmd));
+                if let Some(m) = self.moderation.as_mut() {
+                    m.unwatch();
+                }
             }
             Ev::RoomCheck => {
                 let slots = &self.slots;
@@ -1036,6 +1064,9 @@ impl World {
                 }
             }
             Ev::SendDm(k) => self.send_dm(k as usize),
+            Ev::Kick(k) => self.kick(k as usize),
+            Ev::Grant(r) => self.grant(r),
+            Ev::Invited(r) => self.invite_members(r),
             Ev::Forge(i) => self.forge(i as usize),
             Ev::Crash(i) => self.crash(i as usize),
             Ev::FaultStart => {
@@ -1190,9 +1221,14 @@ impl World {
         if self.rooms.of(i).is_empty() {
             return;
         }
-        let names: Vec<String> = self.rooms.of(i).iter().map(|&r| self.rooms.names[r as usize].clone()).collect();
-        for name in names {
-            self.input(i, Input::Command(p2p_chat_core::Command::JoinPublic(name)));
+        if self.moderation.is_some() {
+            let rooms = self.rooms.of(i).to_vec();
+            self.join_private(i, &rooms);
+        } else {
+            let names: Vec<String> = self.rooms.of(i).iter().map(|&r| self.rooms.names[r as usize].clone()).collect();
+            for name in names {
+                self.input(i, Input::Command(p2p_chat_core::Command::JoinPublic(name)));
+            }
         }
         self.rooms.joined(i, self.now);
         if !self.room_check_queued {
@@ -1475,11 +1511,21 @@ impl World {
             }
             return;
         }
+        if let Event::Invite { room, code } = &e {
+            if let Some(r) = self.moderation.as_mut().and_then(|m| m.invited(code)) {
+                self.rooms.ids[r as usize] = *room;
+                self.push(self.now, Ev::Invited(r));
+            }
+            return;
+        }
         if let Event::Chat(d) = e {
             if d.origin == Origin::Local {
                 if matches!(d.chat.body, Body::Text(_) | Body::Sealed(_)) {
                     let room = self.rooms.ids.iter().position(|r| *r == d.chat.room).map(|r| r as u16);
                     self.metrics.sent(i, d.chat.id, self.now, room);
+                    if let Some(m) = self.moderation.as_mut() {
+                        m.wrote(room, &d.chat);
+                    }
                 }
             } else {
                 self.metrics.delivered(i, d.chat.id, self.now, d.hops);
@@ -1558,9 +1604,16 @@ impl Ev {
                 (Some(node), None, None)
             }
             Ev::Bytes { node, buf, .. } => (Some(node), None, Some(buf)),
-            Ev::FaultStart | Ev::Heal | Ev::Check | Ev::RoomCheck | Ev::Invariants | Ev::AttackStop | Ev::SendDm(_) => {
-                (None, None, None)
-            }
+            Ev::FaultStart
+            | Ev::Heal
+            | Ev::Check
+            | Ev::RoomCheck
+            | Ev::Invariants
+            | Ev::AttackStop
+            | Ev::SendDm(_)
+            | Ev::Kick(_)
+            | Ev::Grant(_)
+            | Ev::Invited(_) => (None, None, None),
             Ev::AttackerDial { victim, .. } => (Some(victim), None, None),
             Ev::AttackerConnected { .. } | Ev::AttackerClosed { .. } | Ev::AttackerTick(_) => (None, None, None),
             Ev::AttackerBytes { buf, .. } => (None, None, Some(buf)),

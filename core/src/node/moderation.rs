@@ -395,6 +395,11 @@ impl Node {
         let Some(j) = self.rooms.get(ix) else { return };
         let Some(log) = &j.log else { return };
         let s = log.state();
+        // The epoch in force saw other removals than this log holds: a removal may not have
+        // reached it yet (the rekey came first), and a member it lists may be out. The key waits.
+        if s.is_stale() {
+            return;
+        }
         let Some((epoch, _, _)) = s.epoch else { return };
         let Some(key) = j.info.epochs.iter().find(|(e, _)| *e == epoch).map(|(_, k)| *k) else { return };
         let mine = log.get(&epoch).is_some_and(|(a, _)| *a == me);

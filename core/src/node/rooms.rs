@@ -41,6 +41,20 @@ impl Node {
         self.rooms.iter().map(|(ix, j)| j.summary(&me, self.room_neighbours(ix))).collect()
     }
 
+    /// What this node holds of a room it is in besides the default one: its secret, owner, and
+    /// the keys of the later epochs it was handed (`RoomInfo::keys_for` opens with them). Read
+    /// only: for an application or a simulator that checks what this node could decrypt.
+    pub fn room_info(&self, room: &RoomId) -> Option<&RoomInfo> {
+        self.rooms.find(room).and_then(|ix| self.rooms.get(ix)).map(|j| &j.info)
+    }
+
+    /// The membership a private room's log makes, as this node holds it (`None`: not in the
+    /// room, or the room is public). Read only: two members that took in the same operations
+    /// hold equal ones.
+    pub fn membership(&self, room: &RoomId) -> Option<&crate::rooms::Membership> {
+        self.rooms.find(room).and_then(|ix| self.rooms.get(ix)).and_then(|j| j.log.as_ref()).map(|l| l.state())
+    }
+
     /// Neighbours that proved they are in room `ix` (not the default room, which all are in).
     pub(super) fn room_neighbours(&self, ix: RoomIx) -> usize {
         self.conns.values().filter(|c| c.rooms & ix.bit() != 0).count()
