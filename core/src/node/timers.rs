@@ -155,9 +155,6 @@ impl Node {
             }
             return;
         }
-        if self.timers.take_due(Timer::Dial, now) {
-            self.dial_round(now);
-        }
         if self.timers.take_due(Timer::Explore, now) {
             self.explore(now);
         }
@@ -176,8 +173,17 @@ impl Node {
         if self.timers.take_due(Timer::Rooms, now) {
             self.rooms_round(now);
         }
+        // Last: the jobs above may close a connection (a room's round gives up a spare peer),
+        // which asks for a dial at once (`arm_dial`); this round makes it.
+        if self.timers.take_due(Timer::Dial, now) {
+            self.dial_round(now);
+        }
         // A job that re-armed itself at `now` would wake the node again at once, for ever.
-        debug_assert!(self.poll_timeout().is_none_or(|(t, _)| t > now), "a timer is still due after it ran");
+        debug_assert!(
+            self.poll_timeout().is_none_or(|(t, _)| t > now),
+            "a timer is still due after it ran: {:?}",
+            self.poll_timeout()
+        );
     }
 
     /// Arms the jobs that need established peers, as the first of them comes up. Each of them
