@@ -64,6 +64,20 @@ pub enum Moderation {
     Deop,
 }
 
+impl Moderation {
+    /// The core's action on `peer`.
+    pub fn on(self, peer: p2p_chat_core::PeerId) -> p2p_chat_core::Action {
+        use p2p_chat_core::Action;
+        match self {
+            Moderation::Kick => Action::Kick(peer),
+            Moderation::Ban => Action::Ban(peer),
+            Moderation::Unban => Action::Unban(peer),
+            Moderation::Op => Action::Op(peer),
+            Moderation::Deop => Action::Deop(peer),
+        }
+    }
+}
+
 /// Reads one line as typed (without its line ending). `None` for a blank line.
 pub fn parse(line: &str) -> Option<Typed<'_>> {
     if line.trim().is_empty() {

@@ -21,6 +21,9 @@ use smol::future;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::net::{TcpListener, TcpStream};
 
+// One file for both runtimes: how a socket shares the listening port is the operating system's
+// rule, not the runtime's.
+#[path = "../../runtime-mio/src/sockets.rs"]
 mod sockets;
 
 /// How long a hole punch's dial may take (the kernel retries its SYN meanwhile).

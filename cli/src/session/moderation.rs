@@ -49,14 +49,7 @@ impl Ctx {
             Ok(p) => p,
             Err(e) => return self.say(format!("!!! {e}")),
         };
-        let action = match what {
-            Moderation::Kick => Action::Kick(peer),
-            Moderation::Ban => Action::Ban(peer),
-            Moderation::Unban => Action::Unban(peer),
-            Moderation::Op => Action::Op(peer),
-            Moderation::Deop => Action::Deop(peer),
-        };
-        self.handle.command(Command::Moderate { room, action });
+        self.handle.command(Command::Moderate { room, action: what.on(peer) });
     }
 
     pub(super) fn members(&self) {

@@ -994,15 +994,7 @@ impl Hub {
                     Ok(p) => p,
                     Err(e) => return notice(e),
                 };
-                use crate::commands::Moderation;
-                let action = match what {
-                    Moderation::Kick => Action::Kick(peer),
-                    Moderation::Ban => Action::Ban(peer),
-                    Moderation::Unban => Action::Unban(peer),
-                    Moderation::Op => Action::Op(peer),
-                    Moderation::Deop => Action::Deop(peer),
-                };
-                self.handle.command(Command::Moderate { room, action });
+                self.handle.command(Command::Moderate { room, action: what.on(peer) });
             }
             Typed::Members => match moderated(&lock()?.rooms, room) {
                 Ok(r) => self.handle.command(Command::Members(r)),
