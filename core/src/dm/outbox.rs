@@ -172,19 +172,22 @@ impl Outbox {
         change
     }
 
-    /// A signed receipt from `from` (already opened and verified) about `id`.
-    pub fn receipt(&mut self, from: &PeerId, kind: ReceiptKind, id: &DmId) -> Result<Option<StateChange>, OutboxError> {
-        let Some(e) = self.entries.get_mut(id) else { return Ok(None) };
+    /// A signed receipt from `from` (already opened and verified) about `id`: the states `id`
+    /// passes through, in order. Receipts can cross (a mailbox may hand over the read receipt
+    /// before the delivered one, or the delivered one may be lost), and read implies delivered,
+    /// so a read receipt for a message not yet known delivered reports both.
+    pub fn receipt(&mut self, from: &PeerId, kind: ReceiptKind, id: &DmId) -> Result<Vec<StateChange>, OutboxError> {
+        let Some(e) = self.entries.get_mut(id) else { return Ok(Vec::new()) };
         if e.to != *from {
             return Err(OutboxError::NotTheRecipient);
         }
         e.envelope = None;
         e.next_attempt = None;
-        let state = match kind {
-            ReceiptKind::Delivered => DmState::Delivered,
-            ReceiptKind::Read => DmState::Read,
-        };
-        Ok(advance(id, e, state))
+        let mut changes: Vec<StateChange> = advance(id, e, DmState::Delivered).into_iter().collect();
+        if kind == ReceiptKind::Read {
+            changes.extend(advance(id, e, DmState::Read));
+        }
+        Ok(changes)
     }
 
     /// Drops what expired by `now`; reports those that were never delivered.

@@ -31,15 +31,15 @@ fn a_message_moves_forward_through_its_states() {
     let to = e.to;
     assert_eq!(
         o.receipt(&to, ReceiptKind::Delivered, &e.id),
-        Ok(Some(StateChange { id: e.id, to: e.to, state: DmState::Delivered }))
+        Ok(vec![StateChange { id: e.id, to: e.to, state: DmState::Delivered }])
     );
     assert!(o.due(NOW + crate::dm::DEFAULT_EXPIRY).is_empty(), "delivered: nothing left to send");
     assert_eq!(o.stored(NOW, &e.id), None, "never backwards");
     assert_eq!(
         o.receipt(&to, ReceiptKind::Read, &e.id),
-        Ok(Some(StateChange { id: e.id, to: e.to, state: DmState::Read }))
+        Ok(vec![StateChange { id: e.id, to: e.to, state: DmState::Read }])
     );
-    assert_eq!(o.receipt(&to, ReceiptKind::Delivered, &e.id), Ok(None));
+    assert_eq!(o.receipt(&to, ReceiptKind::Delivered, &e.id), Ok(vec![]));
     // A delivered message leaves at expiry without being reported expired.
     assert!(o.expire(e.expires_at).is_empty());
     assert!(o.is_empty());
@@ -95,4 +95,23 @@ fn retries_back_off_within_bounds() {
         TestResult::passed()
     }
     QuickCheck::new().tests(300).quickcheck(prop as fn(u64, u8) -> TestResult);
+}
+
+#[test]
+fn a_read_receipt_ahead_of_its_delivered_receipt_reports_both_in_order() {
+    let mut o = Outbox::new(OutboxConfig::default());
+    let mut rng = Rng::new(3);
+    let e = env(2, 9);
+    o.push(NOW, e.clone()).unwrap();
+    o.attempted(NOW, &mut rng, &e.id);
+    o.stored(NOW, &e.id);
+    let (id, to) = (e.id, e.to);
+    assert_eq!(
+        o.receipt(&to, ReceiptKind::Read, &id),
+        Ok(vec![
+            StateChange { id, to, state: DmState::Delivered },
+            StateChange { id, to, state: DmState::Read },
+        ])
+    );
+    assert_eq!(o.receipt(&to, ReceiptKind::Delivered, &id), Ok(vec![]), "the late delivered receipt changes nothing");
 }

@@ -897,7 +897,7 @@ impl Node {
                 }
                 let Some(d) = self.dm.as_mut() else { return };
                 let changes: Vec<StateChange> =
-                    of.iter().filter_map(|id| d.outbox.receipt(&from, kind, id).ok().flatten()).collect();
+                    of.iter().flat_map(|id| d.outbox.receipt(&from, kind, id).unwrap_or_default()).collect();
                 for c in changes {
                     self.report(c);
                 }
