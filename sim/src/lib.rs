@@ -209,7 +209,10 @@ pub fn run_traced<T: Tracer>(p: &Params, mut progress: impl FnMut(&World, Time),
             return None;
         }
         let live: Vec<usize> = (0..w.node_count()).filter(|&i| w.is_live(i)).collect();
-        if w.metrics.missing(&live) == 0 && w.dms_settled() && w.moderation_settled() {
+        // Converged: nothing missing, and every node has had its peers (a crowd still queueing
+        // at a bootstrap node has not converged, though it may miss no chat yet).
+        let peered = w.metrics.full_peer_set_at.is_some();
+        if w.metrics.missing(&live) == 0 && w.dms_settled() && w.moderation_settled() && peered {
             converged_at = Some(w.now);
             break;
         }

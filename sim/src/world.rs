@@ -165,6 +165,12 @@ enum Ev {
         inc: Inc,
         conn: Cid,
     },
+    /// A punch dial that met no punch from the other end in time (see `nat::PUNCH_WINDOW`).
+    PunchExpired {
+        node: u32,
+        inc: Inc,
+        conn: Cid,
+    },
     Bytes {
         node: u32,
         inc: Inc,
@@ -1019,6 +1025,7 @@ impl World {
                     self.input(node, Input::DialFailed(conn.id()));
                 }
             }
+            Ev::PunchExpired { node, inc, conn } => self.punch_expired(node as usize, inc, conn),
             Ev::Bytes { node, inc, conn, buf } => {
                 let node = node as usize;
                 let (bytes, cuts) = self.bufs.take(buf);
@@ -1166,6 +1173,18 @@ impl World {
         if let Some(n) = self.slots[i].node.as_mut() {
             n.handle_input(now, input);
             self.after_input(i);
+        }
+    }
+
+    /// Node `i` dials `addr`: accepted there after a link latency, or failed as late if nobody
+    /// can be dialed at it.
+    fn dial(&mut self, i: usize, conn: Cid, addr: SocketAddr) {
+        let (now, inc, lat) = (self.now, self.slots[i].inc, self.latency());
+        match index_of(addr).filter(|&j| j < self.slots.len() && self.nat_dialable(j)) {
+            Some(j) => {
+                self.push(now + lat, Ev::Accept { to: j as u32, from: i as u32, from_inc: inc, dialer_conn: conn })
+            }
+            None => self.push(now + lat, Ev::DialFailed { node: i as u32, inc, conn }),
         }
     }
 
@@ -1454,18 +1473,8 @@ impl World {
             let Some(out) = node.poll_output() else { break };
             match out {
                 Output::Transmit { conn, bytes } => self.transmit(i, conn, bytes),
-                // The simulator models no NAT mapping a punch could open: a punch is a dial.
-                Output::Dial { conn, addr } | Output::Punch { conn, addr, .. } => {
-                    let inc = self.slots[i].inc;
-                    let lat = self.latency();
-                    match index_of(addr).filter(|&j| j < self.slots.len() && self.nat_dialable(j)) {
-                        Some(j) => self.push(
-                            now + lat,
-                            Ev::Accept { to: j as u32, from: i as u32, from_inc: inc, dialer_conn: Cid::of(conn) },
-                        ),
-                        None => self.push(now + lat, Ev::DialFailed { node: i as u32, inc, conn: Cid::of(conn) }),
-                    }
-                }
+                Output::Punch { conn, addr, .. } => self.punch(i, Cid::of(conn), addr),
+                Output::Dial { conn, addr } => self.dial(i, Cid::of(conn), addr),
                 Output::Close { conn } => {
                     let inc = self.slots[i].inc;
                     // A reset link already told the peer.
@@ -1600,9 +1609,10 @@ impl Ev {
         match self {
             Ev::Start(i) | Ev::Wake(i, _) | Ev::SendChat(i) | Ev::Forge(i) | Ev::Crash(i) => (Some(i), None, None),
             Ev::Accept { to, from, .. } => (Some(to), Some(from), None),
-            Ev::Connected { node, .. } | Ev::DialFailed { node, .. } | Ev::Closed { node, .. } => {
-                (Some(node), None, None)
-            }
+            Ev::Connected { node, .. }
+            | Ev::DialFailed { node, .. }
+            | Ev::PunchExpired { node, .. }
+            | Ev::Closed { node, .. } => (Some(node), None, None),
             Ev::Bytes { node, buf, .. } => (Some(node), None, Some(buf)),
             Ev::FaultStart
             | Ev::Heal
@@ -1625,6 +1635,7 @@ impl Ev {
         match self {
             Ev::Connected { conn, .. }
             | Ev::DialFailed { conn, .. }
+            | Ev::PunchExpired { conn, .. }
             | Ev::Bytes { conn, .. }
             | Ev::Closed { conn, .. } => Some(conn),
             _ => None,

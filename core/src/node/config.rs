@@ -19,12 +19,14 @@ pub struct Config {
     /// a crowd of honest dialers at a bootstrap node does not evict every handshake before it
     /// completes (see `Node::accept`).
     ///
-    /// 512: the slots are what a bootstrap node serves a crowd at, one handshake per slot per
-    /// couple of round trips. At 64, 100,000 simulated nodes arriving through one bootstrap node
-    /// queued at about 280 handshakes a second and a third of them still had no peer at 60 s; at
-    /// 512 it serves about 1,950 a second and every node has its peers 60 s in. A slot holds one
-    /// handshake's state, so the bound on memory stays fixed; an attacker keeping the slots busy
-    /// must now open 512 connections a second from at least eight network groups.
+    /// 2,048: the slots are what a bootstrap node serves a crowd at, one handshake per slot per
+    /// couple of round trips. 100,000 simulated nodes arriving within 5 s through one bootstrap
+    /// node queued at about 280 handshakes a second with 64 slots (a third still had no peer at
+    /// 60 s), about 1,950 with 512 (the last had its peers only after about 60 s), and about
+    /// 7,000 with 2,048 (every node had three peers 25 s in). A slot holds one handshake's state,
+    /// about 2.8 KB in a real process with its socket, so all of them take under 6 MB; an attacker
+    /// keeping the slots busy must open 2,048 connections a second from at least eight network
+    /// groups.
     pub max_handshaking: usize,
     /// Most connections from one IP address.
     pub max_conns_per_ip: usize,
@@ -121,7 +123,7 @@ impl Default for Config {
             listen_port: 0,
             bootstrap: Vec::new(),
             max_peers: 50,
-            max_handshaking: 512,
+            max_handshaking: 2048,
             max_conns_per_ip: 32,
             target_peers: 6,
             fanout: 3,

@@ -42,7 +42,7 @@ impl Node {
     ///   sends it at once; a connection that never will, slowloris, never does), the oldest first;
     /// - if the newcomer is from another network group (IPv4 /16, IPv6 /32), the oldest silent
     ///   handshake of the group holding the most of them, if those are more than
-    ///   `max_handshaking / GROUP_HANDSHAKE_SHARE` (8 of 64 by default): many half-open
+    ///   `max_handshaking / GROUP_HANDSHAKE_SHARE` (256 of 2,048 by default): many half-open
     ///   connections from few networks are an attack, not a crowd;
     /// - a handshake older than that grace whose dialer spoke but has not finished, the oldest.
     ///
@@ -52,7 +52,7 @@ impl Node {
     /// round trip, so every handshake was displaced before its first message came back, and 97%
     /// of the nodes still had no peer after eight seconds. Refused, a dialer backs off and tries
     /// again, so a crowd is served at the rate the slots complete handshakes. To keep every slot
-    /// from honest dialers, an attacker must open 64 connections a second from at least eight
+    /// from honest dialers, an attacker must open 2,048 connections a second from at least eight
     /// network groups (by default), and keeps none of them for more than a second.
     pub(super) fn handshake_victim(&self, now: Time, remote: SocketAddr) -> Option<ConnId> {
         let grace = self.config.handshake_timeout / 5;

@@ -4,15 +4,27 @@
 //! node runs the core's NAT traversal: dial-backs tell each node whether it is reachable, and
 //! nodes behind NAT are reached through relays.
 //!
-//! Cone and symmetric NATs behave alike here, since the core does no hole punching (which is what
-//! would tell them apart); the split is kept so a run says what it modelled.
+//! Hole punching (the core's `Output::Punch`) is modelled as TCP simultaneous open: a punch dial
+//! to a node behind NAT gets through only if that node punches back within [`PUNCH_WINDOW`] and
+//! neither end is behind a symmetric NAT (which maps the punch to a new port, not the one
+//! announced). The two punches then make one connection, outbound at both ends, as on a real
+//! network. A punch to a node not behind NAT is an ordinary dial.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
 
 use p2p_chat_core::nat::{Path, Reachability};
 use p2p_chat_core::random::Rng;
-use p2p_chat_core::{Event, Time};
+use p2p_chat_core::{Event, Input, Time};
 use serde::Serialize;
 
-use super::World;
+use super::{index_of, Cid, Ev, Inc, Link, World};
+
+/// How far apart two punches may leave and still meet. A SYN that reaches a NAT before the
+/// node behind it has sent its own is dropped, and TCP sends it again after its first
+/// retransmission timeout (a second on Linux), by when the mapping exists.
+pub(super) const PUNCH_WINDOW: Duration = Duration::from_secs(1);
 
 /// Which nodes are behind NAT, and when each incarnation found its first peer.
 pub(super) struct NatModel {
@@ -20,6 +32,9 @@ pub(super) struct NatModel {
     symmetric: Vec<bool>,
     started: Vec<Time>,
     first_peer: Vec<Option<Time>>,
+    /// Punch dials waiting for the other end's, by (dialer, dialed): the dialer's incarnation and
+    /// connection, and when it left.
+    punching: BTreeMap<(u32, u32), (Inc, Cid, Time)>,
 }
 
 impl NatModel {
@@ -27,7 +42,13 @@ impl NatModel {
         let mut rng = Rng::new(seed ^ 0x6e61_7400_0000_0000);
         let behind: Vec<bool> = (0..nodes).map(|i| i >= bootstrap && rng.unit() < share).collect();
         let symmetric = behind.iter().map(|b| *b && rng.unit() < symmetric_share).collect();
-        NatModel { behind, symmetric, started: vec![Time::ZERO; nodes], first_peer: vec![None; nodes] }
+        NatModel {
+            behind,
+            symmetric,
+            started: vec![Time::ZERO; nodes],
+            first_peer: vec![None; nodes],
+            punching: BTreeMap::new(),
+        }
     }
 
     /// Whether a dial to node `i` can reach it.
@@ -70,6 +91,9 @@ pub struct NatReport {
     pub relay_bytes_mean: f64,
     /// The most circuits a relay allows (`RelayLimits::max_circuits`).
     pub relay_circuits_limit: usize,
+    /// Hole punches the live nodes attempted (one a side), and those that gave a connection.
+    pub punch_attempts: u64,
+    pub punch_successes: u64,
     /// The longest any live node behind NAT took from starting to its first peer.
     pub nat_first_peer_s_max: f64,
     /// Live nodes behind NAT with no peer at all at the end (must be 0).
@@ -81,12 +105,57 @@ impl World {
         self.nat.as_ref().is_none_or(|n| n.dialable(i))
     }
 
+    /// Node `i` punches towards `addr` from its listening port (see the module's doc).
+    pub(super) fn punch(&mut self, i: usize, conn: Cid, addr: SocketAddr) {
+        let now = self.now;
+        let inc = self.slots[i].inc;
+        let Some(j) = index_of(addr).filter(|&j| j < self.slots.len() && !self.nat_dialable(j)) else {
+            return self.dial(i, conn, addr);
+        };
+        let cut = self.partitioned && self.slots[i].group != self.slots[j].group;
+        let Some(model) = self.nat.as_mut() else { return self.dial(i, conn, addr) };
+        let theirs = model.punching.remove(&(j as u32, i as u32));
+        let Some((j_inc, j_conn, left)) = theirs.filter(|t| t.0 == self.slots[j].inc) else {
+            // The first of the two: it waits at the other end's NAT for the other's punch.
+            model.punching.insert((i as u32, j as u32), (inc, conn, now));
+            return self.push(now + PUNCH_WINDOW, Ev::PunchExpired { node: i as u32, inc, conn });
+        };
+        let open = !cut && !model.symmetric[i] && !model.symmetric[j] && now.since(left) <= PUNCH_WINDOW;
+        let lat = self.latency();
+        if !open {
+            self.push(now + lat, Ev::DialFailed { node: i as u32, inc, conn });
+            return self.push(now + lat, Ev::DialFailed { node: j as u32, inc: j_inc, conn: j_conn });
+        }
+        // One connection, outbound at both ends: each sees it connected when the other's SYN
+        // arrives.
+        let at = now + lat;
+        let base_us = lat.as_micros() as u32;
+        self.insert_link(i, Link::new(conn, j as u32, j_inc, j_conn, base_us, at));
+        self.insert_link(j, Link::new(j_conn, i as u32, inc, conn, base_us, at));
+        self.push(at, Ev::Connected { node: i as u32, inc, conn });
+        self.push(at, Ev::Connected { node: j as u32, inc: j_inc, conn: j_conn });
+    }
+
+    /// A punch that met none from the other end in time fails, as a dial whose SYN went unanswered.
+    pub(super) fn punch_expired(&mut self, i: usize, inc: Inc, conn: Cid) {
+        let Some(model) = self.nat.as_mut() else { return };
+        let mine = (i as u32, 0)..=(i as u32, u32::MAX);
+        let waiting = model.punching.range(mine).find(|(_, v)| v.0 == inc && v.1 == conn).map(|(k, _)| *k);
+        if let Some(k) = waiting {
+            model.punching.remove(&k);
+            if self.slots[i].inc == inc {
+                self.input(i, Input::DialFailed(conn.id()));
+            }
+        }
+    }
+
     pub fn nat_report(&self) -> Option<NatReport> {
         let model = self.nat.as_ref()?;
         let live: Vec<usize> = (0..self.node_count()).filter(|&i| self.is_live(i)).collect();
         let share = |n: usize, of: usize| if of == 0 { 0.0 } else { n as f64 / of as f64 };
         let (mut reachable, mut behind_found, mut reserved, mut natted, mut isolated) = (0, 0, 0, 0, 0);
-        let (mut direct, mut relayed) = (0usize, 0usize);
+        let (mut direct, mut punched, mut relayed) = (0usize, 0usize, 0usize);
+        let (mut attempts, mut successes) = (0, 0);
         let mut loads = Vec::new();
         let mut first_peer_max: f64 = 0.0;
         for (i, node) in self.live() {
@@ -97,11 +166,13 @@ impl World {
             }
             for p in node.peers() {
                 match p.path {
-                    // The simulator models no NAT mapping a punch could open: none is punched.
-                    Path::Direct | Path::Punched => direct += 1,
+                    Path::Direct => direct += 1,
+                    Path::Punched => punched += 1,
                     Path::Relayed { .. } => relayed += 1,
                 }
             }
+            attempts += node.stats().punch_attempts;
+            successes += node.stats().punch_successes;
             let (circuits, _) = node.relay_load();
             if circuits > 0 {
                 loads.push((circuits, node.stats().relay_bytes));
@@ -117,7 +188,7 @@ impl World {
         }
         let behind = model.behind.iter().filter(|b| **b).count();
         let symmetric = model.symmetric.iter().filter(|s| **s).count();
-        let paths = (direct + relayed).max(1);
+        let paths = (direct + punched + relayed).max(1);
         let mean = |f: &dyn Fn(&(usize, u64)) -> f64| {
             if loads.is_empty() {
                 0.0
@@ -132,7 +203,7 @@ impl World {
             found_behind_nat_share: share(behind_found, live.len()),
             reserved_share: share(reserved, natted),
             paths_direct: direct as f64 / paths as f64,
-            paths_punched: 0.0,
+            paths_punched: punched as f64 / paths as f64,
             paths_relayed: relayed as f64 / paths as f64,
             relays: loads.len(),
             relay_circuits_max: loads.iter().map(|l| l.0).max().unwrap_or(0),
@@ -140,6 +211,8 @@ impl World {
             relay_bytes_max: loads.iter().map(|l| l.1).max().unwrap_or(0),
             relay_bytes_mean: mean(&|l| l.1 as f64),
             relay_circuits_limit: self.config.nat.relay.as_ref().map_or(0, |r| r.max_circuits),
+            punch_attempts: attempts,
+            punch_successes: successes,
             nat_first_peer_s_max: first_peer_max,
             nat_isolated: isolated,
         })
