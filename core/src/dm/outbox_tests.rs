@@ -108,10 +108,7 @@ fn a_read_receipt_ahead_of_its_delivered_receipt_reports_both_in_order() {
     let (id, to) = (e.id, e.to);
     assert_eq!(
         o.receipt(&to, ReceiptKind::Read, &id),
-        Ok(vec![
-            StateChange { id, to, state: DmState::Delivered },
-            StateChange { id, to, state: DmState::Read },
-        ])
+        Ok(vec![StateChange { id, to, state: DmState::Delivered }, StateChange { id, to, state: DmState::Read },])
     );
     assert_eq!(o.receipt(&to, ReceiptKind::Delivered, &id), Ok(vec![]), "the late delivered receipt changes nothing");
 }
