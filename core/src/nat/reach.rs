@@ -35,6 +35,8 @@ pub enum Reachability {
     NotListening,
     /// Peers dialed it back here.
     Reachable(SocketAddr),
+    /// Peers dialed it back here, at the port the router forwards to it (see [`super::mapping`]).
+    Mapped(SocketAddr),
     /// Peers could not dial it back: inbound connections come only through relays.
     BehindNat,
 }
@@ -45,7 +47,18 @@ impl core::fmt::Display for Reachability {
             Reachability::Unknown => f.write_str("reachability not known yet"),
             Reachability::NotListening => f.write_str("not listening"),
             Reachability::Reachable(a) => write!(f, "reachable at {a}"),
+            Reachability::Mapped(a) => write!(f, "reachable at {a} (port mapping)"),
             Reachability::BehindNat => f.write_str("behind NAT"),
+        }
+    }
+}
+
+impl Reachability {
+    /// Where peers can dial this node, if they can (directly or through the router's mapping).
+    pub fn addr(&self) -> Option<SocketAddr> {
+        match self {
+            Reachability::Reachable(a) | Reachability::Mapped(a) => Some(*a),
+            _ => None,
         }
     }
 }
@@ -84,12 +97,33 @@ pub struct Reach {
     observed: Option<IpAddr>,
     asks: Vec<Ask>,
     next_round: Option<Time>,
+    /// The address the router forwards to us, while a mapping is held: dial-backs are asked at
+    /// its port, and a dial-back that reached it makes the state `Mapped`.
+    mapped: Option<SocketAddr>,
 }
 
 impl Reach {
     pub fn new(listening: bool) -> Reach {
         let state = if listening { Reachability::Unknown } else { Reachability::NotListening };
-        Reach { state, answers: VecDeque::new(), observed: None, asks: Vec::new(), next_round: None }
+        Reach { state, answers: VecDeque::new(), observed: None, asks: Vec::new(), next_round: None, mapped: None }
+    }
+
+    /// The router forwards `mapped` to us now (`None`: no longer). What was found out before
+    /// says nothing of it: answers and asks are forgotten (an answer to an ask made before the
+    /// mapping existed would count against it), and a round starts at once.
+    pub fn set_mapped(&mut self, now: Time, mapped: Option<SocketAddr>) {
+        if self.state == Reachability::NotListening || self.mapped == mapped {
+            return;
+        }
+        self.mapped = mapped;
+        self.answers.clear();
+        self.asks.clear();
+        self.next_round = Some(now);
+    }
+
+    /// The port to ask dial-backs at: the mapped one while a mapping is held, else `listen_port`.
+    pub fn dial_port(&self, listen_port: u16) -> u16 {
+        self.mapped.map_or(listen_port, |a| a.port())
     }
 
     pub fn state(&self) -> Reachability {
@@ -156,7 +190,11 @@ impl Reach {
         let reachable = if yes == no { latest } else { yes > no };
         let state = if reachable {
             let addr = self.answers.iter().rev().find(|(r, _)| *r).map(|(_, a)| *a)?;
-            Reachability::Reachable(addr)
+            if self.mapped == Some(addr) {
+                Reachability::Mapped(addr)
+            } else {
+                Reachability::Reachable(addr)
+            }
         } else {
             Reachability::BehindNat
         };
@@ -164,6 +202,12 @@ impl Reach {
             self.state = state;
             state
         })
+    }
+
+    /// Whether the mapping held reached nobody: every answer since it came (two at least, so
+    /// that one prober's bad luck does not remove it) says unreachable.
+    pub fn mapping_unreached(&self) -> bool {
+        self.mapped.is_some() && self.answers.len() >= 2 && self.answers.iter().all(|(r, _)| !r)
     }
 
     /// Forgets asks whose answer is overdue.
