@@ -89,6 +89,8 @@ impl Runtime for MioRuntime {
         let local_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
         if let Some(a) = local_addr {
             start.config.listen_port = a.port();
+            // A router cannot forward to a listener on loopback only (`--bind 127.0.0.1`).
+            start.config.nat.port_mapping &= !a.ip().is_loopback();
         }
         let mut clock = Clock::default();
         let now = clock.now();
@@ -659,7 +661,7 @@ impl Loop {
                 }
             }
         }
-        if let Some(m) = &self.mapper {
+        if let Some(m) = &mut self.mapper {
             m.request(req);
         }
     }

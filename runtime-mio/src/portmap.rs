@@ -5,9 +5,13 @@
 //! The node decides when to map, renew and remove (`p2p_chat_core::nat::mapping`); this worker
 //! only carries out each `MapRequest`, in order, and hands every `Map`'s answer to `report`, which
 //! feeds it back to the node as `Input::PortMapped`.
+//!
+//! The search (SSDP, a multicast on the local link) is made only from a private IPv4 address
+//! (RFC 1918): a host with any other address is not on a home network behind a router that maps
+//! ports, and its link is not one to send searches on.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::Duration;
 
@@ -22,12 +26,17 @@ const SEARCH_TIMEOUT: Duration = Duration::from_secs(3);
 const STOP_GRACE: Duration = Duration::from_secs(3);
 /// How the mapping is named in the router's list.
 const DESCRIPTION: &str = "p2p-chat";
+/// Where UPnP searches go (SSDP).
+const SSDP: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(239, 255, 255, 250), 1900);
 
 /// The worker thread (see the module docs). Dropping it lets the worker finish what is queued,
 /// waiting at most [`STOP_GRACE`].
 pub struct PortMapper {
     jobs: Option<Sender<MapRequest>>,
     done: Receiver<()>,
+    /// A removal was queued: worth waiting for at the end. Nothing else is (a search under way
+    /// would hold the program's exit for seconds).
+    unmapping: bool,
 }
 
 /// Where a `Map`'s answer goes.
@@ -41,10 +50,11 @@ impl PortMapper {
             work(queue, report);
             let _ = finished.send(());
         })?;
-        Ok(PortMapper { jobs: Some(jobs), done })
+        Ok(PortMapper { jobs: Some(jobs), done, unmapping: false })
     }
 
-    pub fn request(&self, req: MapRequest) {
+    pub fn request(&mut self, req: MapRequest) {
+        self.unmapping |= matches!(req, MapRequest::Unmap { .. });
         if let Some(jobs) = &self.jobs {
             let _ = jobs.send(req);
         }
@@ -55,7 +65,9 @@ impl Drop for PortMapper {
     fn drop(&mut self) {
         // Closing the queue ends the worker once it has done what is in it.
         self.jobs = None;
-        let _ = self.done.recv_timeout(STOP_GRACE);
+        if self.unmapping {
+            let _ = self.done.recv_timeout(STOP_GRACE);
+        }
     }
 }
 
@@ -88,6 +100,10 @@ fn map(gateway: &mut Option<Gateway>, internal: u16, external: u16, lease: Durat
     let g = match gateway.take() {
         Some(g) => g,
         None => {
+            let ours = local_ip_towards(SSDP.into()).map_err(|e| MapFailure::NoGateway(e.to_string()))?;
+            if !matches!(ours, IpAddr::V4(v4) if v4.is_private()) {
+                return Err(MapFailure::NoGateway(format!("{ours} is not a home network's address: no search")));
+            }
             let mut options = SearchOptions::default();
             options.timeout = Some(SEARCH_TIMEOUT);
             options.single_search_timeout = Some(SEARCH_TIMEOUT);

@@ -87,6 +87,8 @@ impl Runtime for SmolRuntime {
         let local_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
         if let Some(a) = local_addr {
             start.config.listen_port = a.port();
+            // A router cannot forward to a listener on loopback only (`--bind 127.0.0.1`).
+            start.config.nat.port_mapping &= !a.ip().is_loopback();
         }
         let (ctl, ctl_rx) = channel::unbounded();
         let snapshot = Arc::new(Mutex::new(NodeState::default()));
@@ -511,7 +513,7 @@ impl Driver<'_> {
                 }
             }
         }
-        if let Some(m) = &self.mapper {
+        if let Some(m) = &mut self.mapper {
             m.request(req);
         }
     }
