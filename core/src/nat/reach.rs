@@ -5,8 +5,10 @@
 //! (`Message::Observed`). Once a node has one, it asks up to three peers to dial it back at its
 //! listening port (`DialBack`); each answers with what happened (`DialBackResult`). The last three
 //! answers decide by majority (a tie by the latest): reachable at the address a prober dialed, or
-//! behind NAT. A new observed IP starts over. Answers are taken only from peers that were asked,
-//! for the nonce they were given, so a peer cannot talk a node into a state unasked.
+//! behind NAT. A new observed IP starts over, and so does a port mapping at the router (see
+//! [`super::mapping`]): dial-backs are then asked at the mapped port, and one that reached it makes
+//! the state `Mapped`. Answers are taken only from peers that were asked, for the nonce they were
+//! given, so a peer cannot talk a node into a state unasked.
 //!
 //! The prober's side (`Prober`): a dial-back goes only to the IP the asking connection comes
 //! from, never to an address the asker names, so a node cannot be made to dial a third party; at
@@ -343,6 +345,38 @@ mod tests {
         );
         assert_eq!(r.on_answer(asks[2].0, asks[2].1, DialBackOutcome::Refused, at), None);
         assert_eq!(r.state(), Reachability::Reachable(at));
+    }
+
+    #[test]
+    fn a_mapping_counts_only_from_answers_after_it_and_is_claimed_once_reached() {
+        let mut rng = Rng::new(2);
+        let mut r = Reach::new(true);
+        let t = Time::ZERO;
+        r.on_observed(t, addr("203.0.113.5:40000"));
+        let before = r.round(t, &[ConnId(1)], &mut rng);
+        let mapped = addr("203.0.113.5:7100");
+        r.set_mapped(t, Some(mapped));
+        assert_eq!(r.dial_port(7000), 7100);
+        assert!(r.round_due(t), "a round at once, at the mapped port");
+        // The answer to the ask made before the mapping is not taken.
+        let at = addr("203.0.113.5:7000");
+        assert_eq!(r.on_answer(before[0].0, before[0].1, DialBackOutcome::Unreachable, at), None);
+        let asks = r.round(t, &[ConnId(1), ConnId(2)], &mut rng);
+        assert_eq!(
+            r.on_answer(asks[0].0, asks[0].1, DialBackOutcome::Reachable, mapped),
+            Some(Reachability::Mapped(mapped))
+        );
+        assert_eq!(r.state().addr(), Some(mapped));
+        assert!(!r.mapping_unreached());
+        // Two answers in a row that could not reach it: the mapping is of no use.
+        r.set_mapped(t, None);
+        r.set_mapped(t, Some(mapped));
+        let asks = r.round(t, &[ConnId(1), ConnId(2)], &mut rng);
+        r.on_answer(asks[0].0, asks[0].1, DialBackOutcome::Unreachable, mapped);
+        assert!(!r.mapping_unreached(), "one prober's bad luck is not enough");
+        r.on_answer(asks[1].0, asks[1].1, DialBackOutcome::Unreachable, mapped);
+        assert!(r.mapping_unreached());
+        assert_eq!(r.state(), Reachability::BehindNat);
     }
 
     #[test]
