@@ -116,6 +116,10 @@ pub struct NodeArgs {
     /// Relay for no one (a node behind NAT still uses relays itself)
     #[arg(long)]
     pub no_relay: bool,
+    /// Do not ask the router to forward the listening port (UPnP IGD). By default the node asks
+    /// once at start, in the background, and keeps the mapping only if peers can dial in through it
+    #[arg(long)]
+    pub no_port_mapping: bool,
     #[command(flatten)]
     pub web: crate::web::WebArgs,
 }

@@ -269,6 +269,10 @@ impl Style {
             ),
             format!("relaying           {} bytes carried, {} circuits refused", s.relay_bytes, s.circuits_refused),
             format!("hole punches       {} attempts, {} succeeded", s.punch_attempts, s.punch_successes),
+            format!(
+                "port mapping       {} asked of the router, {} granted, {} reached by a dial-back",
+                s.port_map_attempts, s.port_map_successes, s.port_map_verified
+            ),
             format!("chats held         {history}"),
             format!("uptime             {}h{:02}m{:02}s", secs / 3600, secs / 60 % 60, secs % 60),
         ]

@@ -12,12 +12,22 @@
 //! the relay, then punch a hole (both dial from their listening ports at once, a TCP simultaneous
 //! open) and move to the direct connection, one on each runtime.
 //!
+//! Port mapping: each router also runs miniupnpd (UPnP IGD, Debian's `miniupnpd-nftables`), and
+//! the client behind it, with default flags, maps its port, is dialed back through the mapping,
+//! and takes an inbound connection from the internet namespace there; the mapping is gone once it
+//! quits. With `--no-port-mapping` the router maps nothing and the client stays behind NAT.
+//! miniupnpd refuses to map anything for a router whose outside address is private or reserved
+//! (10.93.K.2 included), so these routers' outside addresses are 100.193.K.2: addresses of these
+//! namespaces only, which have no route out of the machine.
+//!
 //! Needs root (see `common::netns`): in CI as root it must run, elsewhere it skips loudly.
 
 #[allow(dead_code)]
 mod common;
 
-use std::time::Instant;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use common::netns::{cannot_run, sh};
 use common::Proc;
@@ -48,6 +58,11 @@ impl Homes {
     /// hole punch sends first: between namespaces the other SYN cannot leave its NAT within the
     /// microseconds the first takes to arrive).
     fn setup(tag: &str, masquerade: &str, firewall: bool) -> Option<Homes> {
+        Homes::setup_at(tag, masquerade, firewall, "10.93")
+    }
+
+    /// `setup` with the internet's addresses in `wan.K.0/24` instead of 10.93.K.0/24.
+    fn setup_at(tag: &str, masquerade: &str, firewall: bool, wan: &str) -> Option<Homes> {
         let homes = Homes { names: ["i", "r1", "c1", "r2", "c2"].iter().map(|x| format!("p2pn{tag}{x}")).collect() };
         for name in &homes.names {
             if !sh(&["ip", "netns", "add", name]) {
@@ -61,10 +76,10 @@ impl Homes {
         let mut ok = forward(&inet);
         for k in 1..=2 {
             let (r, c) = (homes.ns(&format!("r{k}")).to_owned(), homes.ns(&format!("c{k}")).to_owned());
-            let (h, wan_i, wan_r) = (format!("h{k}"), format!("10.93.{k}.1/24"), format!("10.93.{k}.2/24"));
+            let (h, wan_i, wan_r) = (format!("h{k}"), format!("{wan}.{k}.1/24"), format!("{wan}.{k}.2/24"));
             let (lan_r, lan_c, gw) =
                 (format!("192.168.6{k}.1/24"), format!("192.168.6{k}.2/24"), format!("192.168.6{k}.1"));
-            let up = format!("10.93.{k}.1");
+            let up = format!("{wan}.{k}.1");
             let nft = |rule: &str| sh(&["ip", "netns", "exec", &r, "nft", rule]);
             ok = ok
                 && sh(&["ip", "link", "add", "wan", "netns", &r, "type", "veth", "peer", "name", &h, "netns", &inet])
@@ -233,6 +248,168 @@ fn behind_cone_nats_two_clients_punch_a_hole_and_chat_directly() {
     }
     eprintln!("cone NAT: relayed {relayed:?} after start, hole-punched {punched:?} after start");
     for p in [alice, bob, relay] {
+        p.quit();
+    }
+}
+
+/// miniupnpd in router `rK`, with its own files in a temporary directory; stopped on drop.
+struct Upnpd {
+    child: Child,
+    dir: PathBuf,
+    router: String,
+}
+
+impl Drop for Upnpd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Upnpd {
+    /// Starts it in router `k` of `homes`: outside interface `wan`, serving the home network on
+    /// `lan`, allowed to map ports of 1024 and above for its client only. Its nftables chains
+    /// (miniupnpd adds rules, never chains) are made first, in a table of its own.
+    fn start(homes: &Homes, k: u8) -> Option<Upnpd> {
+        let router = homes.ns(&format!("r{k}")).to_owned();
+        let chains = "table inet upnp {
+            chain forward { type filter hook forward priority 0; policy accept; jump miniupnpd; }
+            chain miniupnpd { }
+            chain prerouting { type nat hook prerouting priority -100; policy accept; jump prerouting_miniupnpd; }
+            chain postrouting { type nat hook postrouting priority 100; policy accept; jump postrouting_miniupnpd; }
+            chain prerouting_miniupnpd { }
+            chain postrouting_miniupnpd { }
+        }";
+        let dir = common::temp_dir(&format!("upnpd-{router}"));
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        let rules = dir.join("chains.nft");
+        std::fs::write(&rules, chains).expect("written");
+        if !sh(&["ip", "netns", "exec", &router, "nft", "-f", rules.to_str().unwrap()]) {
+            cannot_run("cannot make miniupnpd's nftables chains in the router");
+            return None;
+        }
+        let conf = format!(
+            "ext_ifname=wan\nlistening_ip=lan\nhttp_port=0\nenable_upnp=yes\nenable_natpmp=no\nsecure_mode=yes\n\
+             system_uptime=yes\nuuid=3f8a8c5e-6a4c-4f5e-9a59-0d1e2c3b4a5{k}\nlease_file={leases}\n\
+             upnp_table_name=upnp\nupnp_nat_table_name=upnp\nupnp_forward_chain=miniupnpd\n\
+             upnp_nat_chain=prerouting_miniupnpd\nupnp_nat_postrouting_chain=postrouting_miniupnpd\n\
+             allow 1024-65535 192.168.6{k}.2/32 1024-65535\ndeny 0-65535 0.0.0.0/0 0-65535\n",
+            leases = dir.join("upnp.leases").display(),
+        );
+        let conf_path = dir.join("miniupnpd.conf");
+        std::fs::write(&conf_path, conf).expect("written");
+        let log = std::fs::File::create(dir.join("miniupnpd.log")).expect("a log file");
+        let pid = dir.join("miniupnpd.pid");
+        let spawned = Command::new("ip")
+            .args(["netns", "exec", &router, "miniupnpd", "-d", "-f", conf_path.to_str().unwrap()])
+            .args(["-P", pid.to_str().unwrap()])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("a log file"))
+            .stderr(log)
+            .spawn();
+        let Ok(child) = spawned else {
+            cannot_run("cannot start miniupnpd (install miniupnpd-nftables)");
+            return None;
+        };
+        let mut d = Upnpd { child, dir, router };
+        // Up once it listens for searches; gone at once if it refused its configuration.
+        let end = Instant::now() + Duration::from_secs(5);
+        loop {
+            let log = d.log();
+            if log.contains("HTTP listening on port") {
+                return Some(d);
+            }
+            if d.child.try_wait().ok().flatten().is_some() || Instant::now() > end {
+                cannot_run(&format!("miniupnpd did not start in {}:\n{log}", d.router));
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("miniupnpd.log")).unwrap_or_default()
+    }
+
+    /// The ports the router forwards now (its DNAT rules).
+    fn forwarded(&self) -> String {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.router, "nft", "list", "chain", "inet", "upnp", "prerouting_miniupnpd"])
+            .output()
+            .expect("nft runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+#[test]
+fn behind_routers_with_upnp_clients_map_their_ports_and_take_inbound_connections() {
+    let tag = format!("{}", std::process::id() % 100_000 + 3);
+    let Some(homes) = Homes::setup_at(&tag, "masquerade", true, "100.193") else { return };
+    let Some(upnpd) = [1, 2].into_iter().map(|k| Upnpd::start(&homes, k)).collect::<Option<Vec<_>>>() else {
+        return;
+    };
+    let started = Instant::now();
+    let mut boot = Proc::start_in("boot", Some(homes.ns("i")), &["listen", "-p", "0", "-u", "boot"]);
+    let port = boot.port();
+    let mut alice = client("alice", homes.ns("c1"), &format!("100.193.1.1:{port}"), "mio");
+    let mut bob = client("bob", homes.ns("c2"), &format!("100.193.2.1:{port}"), "smol");
+    let mut mapped = Vec::new();
+    for (c, k) in [(&mut alice, 1), (&mut bob, 2)] {
+        let line = c.wait_for("--- reachability: reachable at");
+        let listen = c.port();
+        assert!(line.ends_with(&format!("reachable at 100.193.{k}.2:{listen} (port mapping)")), "{line}");
+        assert!(upnpd[k - 1].forwarded().contains(&format!("dport {listen} dnat ip to 192.168.6{k}.2:{listen}")));
+        mapped.push(format!("100.193.{k}.2:{listen}"));
+    }
+    let reachable = started.elapsed();
+
+    // A node of the internet dials each client at its mapped address.
+    let mut carol = Proc::start_in("carol", Some(homes.ns("i")), &["connect", "-a", &mapped[0], "-u", "carol"]);
+    carol.wait_for("connected to alice#");
+    let line = alice.wait_for("connected to carol#");
+    assert!(line.contains("inbound"), "{line}");
+    let mut dave = Proc::start_in("dave", Some(homes.ns("i")), &["connect", "-a", &mapped[1], "-u", "dave"]);
+    dave.wait_for("connected to bob#");
+    let line = bob.wait_for("connected to dave#");
+    assert!(line.contains("inbound"), "{line}");
+    carol.say("hello through the mapped port");
+    alice.wait_for(": hello through the mapped port");
+    for who in [&mut alice, &mut bob] {
+        who.say("/id");
+        who.wait_for("(port mapping)");
+        who.say("/stats");
+        let line = who.wait_for("port mapping ");
+        assert!(line.contains("1 granted, 1 reached by a dial-back"), "{}: {line}", who.name);
+    }
+    // Quitting removes the mapping at the router.
+    for (p, k) in [(alice, 0), (bob, 1)] {
+        p.quit();
+        assert!(!upnpd[k].forwarded().contains("dnat"), "still forwarded:\n{}", upnpd[k].forwarded());
+    }
+    eprintln!("port mapping: both clients reachable through their routers' mappings {reachable:?} after start");
+    for p in [carol, dave, boot] {
+        p.quit();
+    }
+}
+
+#[test]
+fn with_no_port_mapping_the_router_maps_nothing() {
+    let tag = format!("{}", std::process::id() % 100_000 + 4);
+    let Some(homes) = Homes::setup_at(&tag, "masquerade", true, "100.193") else { return };
+    let Some(upnpd) = Upnpd::start(&homes, 1) else { return };
+    let mut boot = Proc::start_in("boot", Some(homes.ns("i")), &["listen", "-p", "0", "-u", "boot"]);
+    let port = boot.port();
+    let boot_addr = format!("100.193.1.1:{port}");
+    let args = ["listen", "-p", "0", "-u", "alice", "--bootstrap", &boot_addr, "--no-port-mapping"];
+    let mut alice = Proc::start_in("alice", Some(homes.ns("c1")), &args);
+    alice.wait_for("--- reachability: behind NAT");
+    alice.say("/stats");
+    let line = alice.wait_for("port mapping ");
+    assert!(line.contains(" 0 asked of the router"), "{line}");
+    assert!(!upnpd.forwarded().contains("dnat"), "forwarded:\n{}", upnpd.forwarded());
+    assert_eq!(alice.count("(port mapping)"), 0);
+    for p in [alice, boot] {
         p.quit();
     }
 }

@@ -27,6 +27,8 @@
 //!             Output::Dial { conn, addr } => { /* connect; later Input::Connected / DialFailed */ }
 //!             Output::Punch { conn, addr, port } => { /* the same, from local port `port` */ }
 //!             Output::Close { conn } => { /* flush and close the socket */ }
+//!             Output::PortMapping(req) => { /* ask the router, off the loop; a Map is answered with
+//!                                              Input::PortMapped */ }
 //!             Output::Event(event) => { /* show it to the user */ }
 //!         }
 //!     }
@@ -51,7 +53,8 @@
 //! - [`sync`]: anti-entropy by range-based set reconciliation.
 //! - [`dm`]: end-to-end encrypted direct messages: key bundles, envelopes, mailbox, outbox.
 //! - [`membership`]: address book, backoff, bans, scores, rate limits.
-//! - [`nat`]: reachability (dial-back), relays and their circuits.
+//! - [`nat`]: reachability (dial-back), port mapping at the router, relays and their circuits, hole
+//!   punching.
 //! - [`serve`]: what answering a peer costs, and when the node stops answering.
 //! - [`rooms`]: room ids and keys, invite codes, and what a node keeps per room.
 //! - [`node`]: the state machine tying them together.

@@ -22,9 +22,11 @@ use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
 
+mod portmap;
 mod sockets;
 use mio::{Events, Interest, Poll, Token, Waker};
 use p2p_chat_core::app::{DmSave, NodeHandle, NodeState, Runtime, Start, StartError};
+use p2p_chat_core::nat::mapping::{MapFailure, MapRequest, Mapped};
 use p2p_chat_core::{Command, ConnId, Event, Input, Node, Output, PeerSummary, Stats};
 
 pub use clock::Clock;
@@ -57,6 +59,8 @@ enum Ctl {
     /// What to save of direct messages, answered at once by the loop.
     DmSave(std::sync::mpsc::Sender<Option<DmSave>>),
     Shutdown,
+    /// The router's answer, from the port mapping thread.
+    PortMapped(Result<Mapped, MapFailure>),
 }
 
 struct Handle {
@@ -85,6 +89,8 @@ impl Runtime for MioRuntime {
         let local_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
         if let Some(a) = local_addr {
             start.config.listen_port = a.port();
+            // A router cannot forward to a listener on loopback only (`--bind 127.0.0.1`).
+            start.config.nat.port_mapping &= !a.ip().is_loopback();
         }
         let mut clock = Clock::default();
         let now = clock.now();
@@ -101,6 +107,9 @@ impl Runtime for MioRuntime {
             ready: VecDeque::new(),
             lingering: VecDeque::new(),
             ctl: ctl_rx,
+            ctl_tx: ctl.clone(),
+            waker: waker.clone(),
+            mapper: None,
             on_event: start.on_event,
             snapshot: snapshot.clone(),
             closed: Vec::new(),
@@ -232,6 +241,12 @@ struct Loop {
     listener: Option<TcpListener>,
     socks: HashMap<ConnId, Sock>,
     ctl: Receiver<Ctl>,
+    /// For the port mapping thread's answers.
+    ctl_tx: Sender<Ctl>,
+    waker: Arc<Waker>,
+    /// Started at the node's first request; dropped with the loop, after the removal of the
+    /// mapping reached the router (or its grace ran out).
+    mapper: Option<portmap::PortMapper>,
     on_event: Box<dyn FnMut(Event) + Send>,
     snapshot: Arc<Mutex<NodeState>>,
     /// Connections that broke while outputs were being handled, reported to the node after.
@@ -350,6 +365,7 @@ impl Loop {
                     self.node.handle_input(now, Input::Command(Command::Leave));
                     self.shutdown_by = Some(Instant::now() + SHUTDOWN_GRACE);
                 }
+                Ctl::PortMapped(answer) => self.node.handle_input(now, Input::PortMapped(answer)),
             }
             self.drain();
         }
@@ -474,6 +490,7 @@ impl Loop {
                         }
                         self.write(conn);
                     }
+                    Output::PortMapping(req) => self.port_mapping(req),
                     Output::Event(e) => (self.on_event)(e),
                 }
             }
@@ -620,6 +637,32 @@ impl Loop {
                 tracing::debug!("dial {addr}: {e}");
                 self.fail_dial(conn);
             }
+        }
+    }
+
+    /// Hands a request to the port mapping thread, started at the first.
+    fn port_mapping(&mut self, req: MapRequest) {
+        if self.mapper.is_none() {
+            let (ctl, waker) = (self.ctl_tx.clone(), self.waker.clone());
+            let report: portmap::Report = Box::new(move |answer| {
+                if ctl.send(Ctl::PortMapped(answer)).is_ok() {
+                    let _ = waker.wake();
+                }
+            });
+            match portmap::PortMapper::start(report) {
+                Ok(m) => self.mapper = Some(m),
+                Err(e) => {
+                    if let MapRequest::Map { .. } = req {
+                        let now = self.clock.now();
+                        let answer = Err(MapFailure::Refused(format!("cannot start a thread: {e}")));
+                        self.node.handle_input(now, Input::PortMapped(answer));
+                    }
+                    return;
+                }
+            }
+        }
+        if let Some(m) = &mut self.mapper {
+            m.request(req);
         }
     }
 

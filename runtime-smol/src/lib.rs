@@ -15,6 +15,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use p2p_chat_core::app::{DmSave, NodeHandle, NodeState, Runtime, Start, StartError};
+use p2p_chat_core::nat::mapping::{MapFailure, MapRequest, Mapped};
 use p2p_chat_core::{Command, ConnId, Event, Input, Node, Output, PeerSummary, Stats, Time};
 use smol::channel::{self, Receiver, Sender};
 use smol::future;
@@ -25,6 +26,9 @@ use smol::net::{TcpListener, TcpStream};
 // rule, not the runtime's.
 #[path = "../../runtime-mio/src/sockets.rs"]
 mod sockets;
+// Likewise: talking to the router is the same blocking work on a thread of its own.
+#[path = "../../runtime-mio/src/portmap.rs"]
+mod portmap;
 
 /// How long a hole punch's dial may take (the kernel retries its SYN meanwhile).
 const PUNCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -62,6 +66,8 @@ enum Inbox {
     /// The writer wrote a batch: the backlog shrank.
     Written(ConnId),
     Closed(ConnId),
+    /// The router's answer, from the port mapping thread.
+    PortMapped(Result<Mapped, MapFailure>),
 }
 
 struct Handle {
@@ -81,6 +87,8 @@ impl Runtime for SmolRuntime {
         let local_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
         if let Some(a) = local_addr {
             start.config.listen_port = a.port();
+            // A router cannot forward to a listener on loopback only (`--bind 127.0.0.1`).
+            start.config.nat.port_mapping &= !a.ip().is_loopback();
         }
         let (ctl, ctl_rx) = channel::unbounded();
         let snapshot = Arc::new(Mutex::new(NodeState::default()));
@@ -196,6 +204,9 @@ struct Driver<'a> {
     /// Connections closed by the node whose writers are still flushing, until when they may.
     draining: Vec<(Arc<AtomicUsize>, Task<()>, Instant)>,
     inbox: Sender<Inbox>,
+    /// Started at the node's first request; dropped with the driver, after the removal of the
+    /// mapping reached the router (or its grace ran out).
+    mapper: Option<portmap::PortMapper>,
     on_event: Box<dyn FnMut(Event) + Send>,
 }
 
@@ -212,8 +223,16 @@ async fn drive(
     p2p_chat_core::app::prime(&mut node, now, start.rooms, start.restore, start.known, start.connect);
     let (inbox, inbox_rx) = channel::bounded(INBOX_CAPACITY);
     let _acceptor = listener.map(|l| ex.spawn(accept_loop(l, inbox.clone())));
-    let mut d =
-        Driver { ex, node, clock, conns: HashMap::new(), draining: Vec::new(), inbox, on_event: start.on_event };
+    let mut d = Driver {
+        ex,
+        node,
+        clock,
+        conns: HashMap::new(),
+        draining: Vec::new(),
+        inbox,
+        mapper: None,
+        on_event: start.on_event,
+    };
     d.drain();
     let mut shutdown_by: Option<Instant> = None;
     loop {
@@ -381,6 +400,7 @@ impl Driver<'_> {
                     self.node.handle_input(now, Input::Closed(conn));
                 }
             }
+            Inbox::PortMapped(answer) => self.node.handle_input(now, Input::PortMapped(answer)),
         }
     }
 
@@ -468,8 +488,33 @@ impl Driver<'_> {
                         self.draining.push((c.pending, c.writer, Instant::now() + CLOSE_LINGER));
                     }
                 }
+                Output::PortMapping(req) => self.port_mapping(req),
                 Output::Event(e) => (self.on_event)(e),
             }
+        }
+    }
+
+    /// Hands a request to the port mapping thread, started at the first.
+    fn port_mapping(&mut self, req: MapRequest) {
+        if self.mapper.is_none() {
+            let inbox = self.inbox.clone();
+            let report: portmap::Report = Box::new(move |answer| {
+                let _ = inbox.send_blocking(Inbox::PortMapped(answer));
+            });
+            match portmap::PortMapper::start(report) {
+                Ok(m) => self.mapper = Some(m),
+                Err(e) => {
+                    if let MapRequest::Map { .. } = req {
+                        let now = self.clock.now();
+                        let answer = Err(MapFailure::Refused(format!("cannot start a thread: {e}")));
+                        self.node.handle_input(now, Input::PortMapped(answer));
+                    }
+                    return;
+                }
+            }
+        }
+        if let Some(m) = &mut self.mapper {
+            m.request(req);
         }
     }
 }

@@ -747,7 +747,8 @@ impl World {
             // Without `--nat` every node can be dialed: there is nothing to find out and nothing
             // to relay, and the core's NAT traversal stays off.
             nat: if p.nat > 0.0 {
-                p2p_chat_core::nat::NatConfig::default()
+                // The simulator models no router that maps ports: its NAT is the one in world/nat.rs.
+                p2p_chat_core::nat::NatConfig { port_mapping: false, ..p2p_chat_core::nat::NatConfig::default() }
             } else {
                 p2p_chat_core::nat::NatConfig::off()
             },
@@ -1484,6 +1485,8 @@ impl World {
                     }
                 }
                 Output::Event(e) => self.record(i, e),
+                // Not asked for: mapping is off in the simulator's configs.
+                Output::PortMapping(_) => {}
             }
         }
         let s = &mut self.slots[i];

@@ -112,6 +112,7 @@ pub fn run(node: NodeArgs, listen: Option<SocketAddr>, connect: Vec<SocketAddr>)
         nat: NatConfig {
             relay: (!node.no_relay)
                 .then(|| RelayLimits { max_circuits: node.relay_limit as usize, ..RelayLimits::default() }),
+            port_mapping: !node.no_port_mapping,
             ..NatConfig::default()
         },
         ..Config::default()
@@ -376,6 +377,7 @@ impl crate::tui::Session for Ctx {
         let inbound = peers.iter().filter(|p| p.direction == p2p_chat_core::Direction::Inbound).count();
         let reach = match (self.handle.reachability(), self.handle.local_addr()) {
             (Reachability::Reachable(a), _) => format!("reachable {a}"),
+            (Reachability::Mapped(a), _) => format!("reachable {a} (port mapping)"),
             (Reachability::BehindNat, _) => "behind NAT".into(),
             (_, Some(a)) if inbound > 0 => format!("reachable {a}"),
             (_, Some(a)) => format!("listening {a}"),

@@ -10,6 +10,9 @@
 //!   at which a peer may open them).
 //! - [`punch`]: two ends of a circuit dial each other at once (TCP simultaneous open) and move
 //!   to the direct connection when it comes up.
+//! - [`mapping`]: asking the home router (UPnP IGD, through the runtime) to forward the
+//!   listening port, renewing it, and removing it on leaving; the mapped address is checked by
+//!   dial-backs before it is claimed.
 //! - [`client`]: the other end: the reservations a node behind NAT holds, the relayed addresses
 //!   it has heard of, and the circuits it uses as connections.
 //!
@@ -21,6 +24,7 @@
 //! both of its legs.
 
 pub mod client;
+pub mod mapping;
 pub mod punch;
 pub mod reach;
 pub mod relay;
@@ -45,18 +49,20 @@ pub struct NatConfig {
     pub relay: Option<RelayLimits>,
     /// Behind NAT, hold reservations at relays and accept connections through them.
     pub use_relays: bool,
+    /// Ask the router to forward the listening port (UPnP IGD; `--no-port-mapping` turns it off).
+    pub port_mapping: bool,
 }
 
 impl Default for NatConfig {
     fn default() -> NatConfig {
-        NatConfig { dial_back: true, relay: Some(RelayLimits::default()), use_relays: true }
+        NatConfig { dial_back: true, relay: Some(RelayLimits::default()), use_relays: true, port_mapping: true }
     }
 }
 
 impl NatConfig {
     /// None of it: for a simulator that models no NAT, where every node can be dialed.
     pub fn off() -> NatConfig {
-        NatConfig { dial_back: false, relay: None, use_relays: false }
+        NatConfig { dial_back: false, relay: None, use_relays: false, port_mapping: false }
     }
 }
 

@@ -5,8 +5,10 @@
 //! (`Message::Observed`). Once a node has one, it asks up to three peers to dial it back at its
 //! listening port (`DialBack`); each answers with what happened (`DialBackResult`). The last three
 //! answers decide by majority (a tie by the latest): reachable at the address a prober dialed, or
-//! behind NAT. A new observed IP starts over. Answers are taken only from peers that were asked,
-//! for the nonce they were given, so a peer cannot talk a node into a state unasked.
+//! behind NAT. A new observed IP starts over, and so does a port mapping at the router (see
+//! [`super::mapping`]): dial-backs are then asked at the mapped port, and one that reached it makes
+//! the state `Mapped`. Answers are taken only from peers that were asked, for the nonce they were
+//! given, so a peer cannot talk a node into a state unasked.
 //!
 //! The prober's side (`Prober`): a dial-back goes only to the IP the asking connection comes
 //! from, never to an address the asker names, so a node cannot be made to dial a third party; at
@@ -35,6 +37,8 @@ pub enum Reachability {
     NotListening,
     /// Peers dialed it back here.
     Reachable(SocketAddr),
+    /// Peers dialed it back here, at the port the router forwards to it (see [`super::mapping`]).
+    Mapped(SocketAddr),
     /// Peers could not dial it back: inbound connections come only through relays.
     BehindNat,
 }
@@ -45,7 +49,18 @@ impl core::fmt::Display for Reachability {
             Reachability::Unknown => f.write_str("reachability not known yet"),
             Reachability::NotListening => f.write_str("not listening"),
             Reachability::Reachable(a) => write!(f, "reachable at {a}"),
+            Reachability::Mapped(a) => write!(f, "reachable at {a} (port mapping)"),
             Reachability::BehindNat => f.write_str("behind NAT"),
+        }
+    }
+}
+
+impl Reachability {
+    /// Where peers can dial this node, if they can (directly or through the router's mapping).
+    pub fn addr(&self) -> Option<SocketAddr> {
+        match self {
+            Reachability::Reachable(a) | Reachability::Mapped(a) => Some(*a),
+            _ => None,
         }
     }
 }
@@ -84,12 +99,33 @@ pub struct Reach {
     observed: Option<IpAddr>,
     asks: Vec<Ask>,
     next_round: Option<Time>,
+    /// The address the router forwards to us, while a mapping is held: dial-backs are asked at
+    /// its port, and a dial-back that reached it makes the state `Mapped`.
+    mapped: Option<SocketAddr>,
 }
 
 impl Reach {
     pub fn new(listening: bool) -> Reach {
         let state = if listening { Reachability::Unknown } else { Reachability::NotListening };
-        Reach { state, answers: VecDeque::new(), observed: None, asks: Vec::new(), next_round: None }
+        Reach { state, answers: VecDeque::new(), observed: None, asks: Vec::new(), next_round: None, mapped: None }
+    }
+
+    /// The router forwards `mapped` to us now (`None`: no longer). What was found out before
+    /// says nothing of it: answers and asks are forgotten (an answer to an ask made before the
+    /// mapping existed would count against it), and a round starts at once.
+    pub fn set_mapped(&mut self, now: Time, mapped: Option<SocketAddr>) {
+        if self.state == Reachability::NotListening || self.mapped == mapped {
+            return;
+        }
+        self.mapped = mapped;
+        self.answers.clear();
+        self.asks.clear();
+        self.next_round = Some(now);
+    }
+
+    /// The port to ask dial-backs at: the mapped one while a mapping is held, else `listen_port`.
+    pub fn dial_port(&self, listen_port: u16) -> u16 {
+        self.mapped.map_or(listen_port, |a| a.port())
     }
 
     pub fn state(&self) -> Reachability {
@@ -156,7 +192,11 @@ impl Reach {
         let reachable = if yes == no { latest } else { yes > no };
         let state = if reachable {
             let addr = self.answers.iter().rev().find(|(r, _)| *r).map(|(_, a)| *a)?;
-            Reachability::Reachable(addr)
+            if self.mapped == Some(addr) {
+                Reachability::Mapped(addr)
+            } else {
+                Reachability::Reachable(addr)
+            }
         } else {
             Reachability::BehindNat
         };
@@ -164,6 +204,12 @@ impl Reach {
             self.state = state;
             state
         })
+    }
+
+    /// Whether the mapping held reached nobody: every answer since it came (two at least, so
+    /// that one prober's bad luck does not remove it) says unreachable.
+    pub fn mapping_unreached(&self) -> bool {
+        self.mapped.is_some() && self.answers.len() >= 2 && self.answers.iter().all(|(r, _)| !r)
     }
 
     /// Forgets asks whose answer is overdue.
@@ -299,6 +345,38 @@ mod tests {
         );
         assert_eq!(r.on_answer(asks[2].0, asks[2].1, DialBackOutcome::Refused, at), None);
         assert_eq!(r.state(), Reachability::Reachable(at));
+    }
+
+    #[test]
+    fn a_mapping_counts_only_from_answers_after_it_and_is_claimed_once_reached() {
+        let mut rng = Rng::new(2);
+        let mut r = Reach::new(true);
+        let t = Time::ZERO;
+        r.on_observed(t, addr("203.0.113.5:40000"));
+        let before = r.round(t, &[ConnId(1)], &mut rng);
+        let mapped = addr("203.0.113.5:7100");
+        r.set_mapped(t, Some(mapped));
+        assert_eq!(r.dial_port(7000), 7100);
+        assert!(r.round_due(t), "a round at once, at the mapped port");
+        // The answer to the ask made before the mapping is not taken.
+        let at = addr("203.0.113.5:7000");
+        assert_eq!(r.on_answer(before[0].0, before[0].1, DialBackOutcome::Unreachable, at), None);
+        let asks = r.round(t, &[ConnId(1), ConnId(2)], &mut rng);
+        assert_eq!(
+            r.on_answer(asks[0].0, asks[0].1, DialBackOutcome::Reachable, mapped),
+            Some(Reachability::Mapped(mapped))
+        );
+        assert_eq!(r.state().addr(), Some(mapped));
+        assert!(!r.mapping_unreached());
+        // Two answers in a row that could not reach it: the mapping is of no use.
+        r.set_mapped(t, None);
+        r.set_mapped(t, Some(mapped));
+        let asks = r.round(t, &[ConnId(1), ConnId(2)], &mut rng);
+        r.on_answer(asks[0].0, asks[0].1, DialBackOutcome::Unreachable, mapped);
+        assert!(!r.mapping_unreached(), "one prober's bad luck is not enough");
+        r.on_answer(asks[1].0, asks[1].1, DialBackOutcome::Unreachable, mapped);
+        assert!(r.mapping_unreached());
+        assert_eq!(r.state(), Reachability::BehindNat);
     }
 
     #[test]

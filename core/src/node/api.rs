@@ -33,6 +33,8 @@ pub enum Input<'a> {
     Command(Command),
     /// The time given by [`Node::poll_timeout`] has come.
     Timeout,
+    /// The router's answer to the last [`Output::PortMapping`] that asked for a mapping.
+    PortMapped(Result<crate::nat::mapping::Mapped, crate::nat::mapping::MapFailure>),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -134,6 +136,9 @@ pub enum Output {
     Close {
         conn: ConnId,
     },
+    /// Ask the router for a port mapping, or remove one (see [`crate::nat::mapping`]); a `Map`
+    /// is answered with [`Input::PortMapped`]. Off the event loop: a router may take seconds.
+    PortMapping(crate::nat::mapping::MapRequest),
     Event(Event),
 }
 
@@ -322,6 +327,11 @@ pub struct Stats {
     /// connections replacing a circuit.
     pub punch_attempts: u64,
     pub punch_successes: u64,
+    /// Port mappings asked of the router (renewals included), those it granted, and those a
+    /// dial-back then reached (see [`crate::nat::mapping`]).
+    pub port_map_attempts: u64,
+    pub port_map_successes: u64,
+    pub port_map_verified: u64,
 }
 
 /// Why a connection ended (in [`Event::PeerDown`]).

@@ -65,6 +65,7 @@ impl Node {
                 for c in conns {
                     self.close(now, c, CloseReason::Leaving, false);
                 }
+                self.stop_mapping(now);
             }
         }
     }

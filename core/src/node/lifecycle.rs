@@ -126,8 +126,12 @@ impl Node {
     pub(super) fn start_handshake(&mut self, conn: ConnId) {
         // Behind NAT, the port is no use to anyone: told, it would only spread by peer exchange
         // as an address nobody can dial.
-        let behind_nat = self.reachability() == crate::nat::Reachability::BehindNat;
-        let port = if behind_nat { 0 } else { self.config.listen_port };
+        // Through the router's mapping, the port peers dial is the one it forwards.
+        let port = match self.reachability() {
+            crate::nat::Reachability::BehindNat => 0,
+            crate::nat::Reachability::Mapped(a) => a.port(),
+            _ => self.config.listen_port,
+        };
         let Some(c) = self.conns.get_mut(&conn) else { return };
         let (keys, me, rng) = (&*self.keys, &self.identity, &mut self.rng);
         let name = self.username.as_str();

@@ -252,6 +252,10 @@ impl Node {
                 let mut t = Timers::new();
                 t.set(Timer::Dial, now);
                 t.set(Timer::Explore, now + config.explore_interval);
+                if nat::wants_mapping(&config) {
+                    // The mapping is asked for at once: inbound connections wait for it.
+                    t.set(Timer::Nat, now);
+                }
                 t
             },
             joined: false,
@@ -374,6 +378,7 @@ impl Node {
             Input::Backlog(conn, bytes) => self.on_backlog(now, conn, bytes),
             Input::Command(cmd) => self.on_command(now, cmd),
             Input::Timeout => self.on_timeout(now),
+            Input::PortMapped(answer) => self.port_mapped(now, answer),
         }
     }
 

@@ -5,6 +5,7 @@
 
 use super::*;
 use crate::nat::client::Client;
+use crate::nat::mapping::{Answer, MapFailure, MapRequest, Mapped, Mapper};
 use crate::nat::punch::{Next, Punches};
 use crate::nat::reach::{DialBackOutcome, Prober, Reach};
 use crate::nat::relay::{Forward, Relay};
@@ -30,6 +31,14 @@ pub(super) struct Nat {
     punches: Punches,
     /// Connections that a hole punch opened, while they last.
     punched: std::collections::BTreeSet<ConnId>,
+    /// The router's mapping of the listening port, when asked for (see `wants_mapping`).
+    mapper: Option<Mapper>,
+}
+
+/// Whether the node asks the router for a port mapping: NAT traversal and mapping are on, and
+/// it listens.
+pub(super) fn wants_mapping(config: &Config) -> bool {
+    config.nat != crate::nat::NatConfig::off() && config.nat.port_mapping && config.listen_port != 0
 }
 
 impl Nat {
@@ -41,6 +50,7 @@ impl Nat {
             client: Client::default(),
             punches: Punches::new(now),
             punched: std::collections::BTreeSet::new(),
+            mapper: wants_mapping(config).then(|| Mapper::new(now, config.listen_port)),
         }
     }
 
@@ -48,7 +58,8 @@ impl Nat {
         let relay = self.relay.as_ref().and_then(Relay::next_due);
         let reserve = self.client.next_due();
         let punch = self.punches.next_due();
-        [self.reach.next_due(), self.prober.next_due(), relay, reserve, punch].into_iter().flatten().min()
+        let map = self.mapper.as_ref().and_then(Mapper::next_due);
+        [self.reach.next_due(), self.prober.next_due(), relay, reserve, punch, map].into_iter().flatten().min()
     }
 }
 
@@ -184,6 +195,7 @@ impl Node {
             self.send(p.asker, &msg);
         }
         nat!(self).reach.expire(now);
+        self.mapping_due(now);
         for (leg, next) in nat!(self).punches.due(now) {
             self.punch_next(now, leg, next);
         }
@@ -198,9 +210,10 @@ impl Node {
             let mut candidates = self.direct_up(false);
             let n = candidates.len();
             self.rng.choose_k(&mut candidates, n);
+            let port = nat!(self).reach.dial_port(self.config.listen_port);
             for (conn, nonce) in nat!(self).reach.round(now, &candidates, &mut self.rng) {
                 self.stats.dial_backs_asked += 1;
-                self.send(conn, &Message::DialBack { port: self.config.listen_port, nonce });
+                self.send(conn, &Message::DialBack { port, nonce });
             }
         }
         if let Some(relay) = nat!(self).relay.as_mut() {
@@ -322,10 +335,7 @@ impl Node {
     /// What this node tells a peer that asked for addresses, of nodes reachable through relays.
     pub(super) fn relayed_for_exchange(&mut self, now: Time) -> Vec<RelayedAddr> {
         let me = self.peer_id();
-        let relay_addr = match self.reachability() {
-            Reachability::Reachable(a) => Some(a),
-            _ => None,
-        };
+        let relay_addr = self.reachability().addr();
         let Some(nat) = self.nat.as_deref_mut() else { return Vec::new() };
         let mut entries: Vec<RelayedAddr> = match &nat.relay {
             Some(r) => r.reserved_peers().map(|p| RelayedAddr { relay: me, relay_addr, peer: *p }).collect(),
@@ -372,14 +382,24 @@ impl Node {
                     }
                 }
             }
-            // A prober that names another port than ours did not dial us.
-            Message::DialBackResult { dialed, .. } if dialed.port() != self.config.listen_port => {}
+            // A prober that names another port than the one asked did not dial us.
+            Message::DialBackResult { dialed, .. } if dialed.port() != nat.reach.dial_port(self.config.listen_port) => {
+            }
             Message::DialBackResult { nonce, outcome, dialed } => {
                 if let Some(state) = nat!(self).reach.on_answer(conn, nonce, outcome, dialed) {
                     self.emit(Event::Reachability(state));
+                    if let Reachability::Mapped(_) = state {
+                        self.stats.port_map_verified += 1;
+                    }
                     if state == Reachability::BehindNat {
                         self.reserve_relays(now);
                     }
+                }
+                if nat!(self).reach.mapping_unreached() {
+                    self.emit(Event::Warning(
+                        "no peer could dial in through the router's port mapping: removed".into(),
+                    ));
+                    self.stop_mapping(now);
                 }
             }
             Message::Reserve => {
@@ -460,6 +480,68 @@ impl Node {
             _ => unreachable!("not a NAT message"),
         }
         self.arm_nat();
+    }
+
+    /// A request to the router is due, or its answer overdue.
+    fn mapping_due(&mut self, now: Time) {
+        let Some(mapper) = nat!(self).mapper.as_mut() else { return };
+        match mapper.due(now) {
+            Some(Ok(req)) => {
+                self.stats.port_map_attempts += 1;
+                self.out.push_back(Output::PortMapping(req));
+            }
+            Some(Err(answer)) => self.on_map_answer(now, answer),
+            None => {}
+        }
+    }
+
+    /// The runtime's answer to a `MapRequest::Map`.
+    pub(super) fn port_mapped(&mut self, now: Time, answer: Result<Mapped, MapFailure>) {
+        let mapper = self.nat.as_mut().and_then(|n| n.mapper.as_mut());
+        let answer = match (mapper, answer) {
+            (Some(m), answer) => m.on_answer(now, answer),
+            // Never asked for: a mapping granted anyway is not kept.
+            (None, Ok(m)) => Answer::Unwanted(MapRequest::Unmap { external: m.external.port() }),
+            (None, Err(_)) => Answer::Ignored,
+        };
+        if matches!(answer, Answer::Candidate(_) | Answer::Renewed) {
+            self.stats.port_map_successes += 1;
+        }
+        self.on_map_answer(now, answer);
+        self.arm_nat();
+    }
+
+    fn on_map_answer(&mut self, now: Time, answer: Answer) {
+        match answer {
+            // Claimed only once a peer dialed in through it (see `Reach::set_mapped`).
+            Answer::Candidate(addr) => nat!(self).reach.set_mapped(now, Some(addr)),
+            Answer::Renewed | Answer::Ignored => {}
+            Answer::Failed { failure, gave_up } => {
+                // A mapping that could not be renewed is gone, or soon will be.
+                nat!(self).reach.set_mapped(now, None);
+                // Quiet without a router: most networks have none that maps ports.
+                if gave_up && !matches!(failure, MapFailure::NoGateway(_)) {
+                    self.emit(Event::Warning(format!("port mapping: {failure}; not asked again")));
+                }
+            }
+            Answer::Unwanted(req) => self.out.push_back(Output::PortMapping(req)),
+        }
+    }
+
+    /// No more mapping: the one held is removed at the router (the node leaves, or nobody could
+    /// reach it through it).
+    pub(super) fn stop_mapping(&mut self, now: Time) {
+        let Some(mapper) = nat!(self).mapper.as_mut() else { return };
+        if let Some(req) = mapper.stop() {
+            self.out.push_back(Output::PortMapping(req));
+        }
+        nat!(self).reach.set_mapped(now, None);
+        self.arm_nat();
+    }
+
+    /// The router's mapping this node holds, if any.
+    pub fn port_mapping(&self) -> Option<SocketAddr> {
+        self.nat.as_ref()?.mapper.as_ref()?.external()
     }
 
     /// Tells the neighbours that this node can be reached through `relay`.

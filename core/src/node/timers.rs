@@ -33,7 +33,7 @@ pub enum Timer {
     /// A room has too few member neighbours: dial members, or look for them.
     Rooms,
     /// NAT traversal: a round of dial-backs, a dial-back or an ask overdue, a relayed circuit's
-    /// time up.
+    /// time up, a port mapping to ask the router for or renew (or its answer overdue).
     Nat,
     /// Direct messages: an envelope due a retry or expiring, mail expiring at this mailbox, or
     /// a round (a bundle waited for, a mailbox to collect from or to replace).

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BinaryHeap};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use p2p_chat_core::nat::mapping::{MapFailure, MapRequest, Mapped};
 use p2p_chat_core::random::Rng;
 use p2p_chat_core::testing::Client;
 use p2p_chat_core::{Config, ConnId, Ed25519Keys, Event, Input, Node, Output, Time};
@@ -39,6 +40,18 @@ enum Ev {
     DialFailed { node: usize, conn: ConnId },
     Bytes { node: usize, conn: ConnId, bytes: Vec<u8> },
     Closed { node: usize, conn: ConnId },
+    PortMapped { node: usize, answer: Result<Mapped, MapFailure> },
+}
+
+/// The router in front of a node, as far as port mapping goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Router {
+    /// None that maps ports: every request finds no gateway.
+    NoUpnp,
+    /// Maps ports, and a mapping makes the node dialable at its address.
+    Maps,
+    /// Grants mappings, but behind another NAT: the node stays out of reach.
+    MapsUselessly,
 }
 
 /// Decides, per event at a node, whether that node dies right there.
@@ -65,6 +78,9 @@ pub struct Net {
     side: Vec<u8>,
     /// Nodes behind NAT: a dial to them fails, as an unsolicited connection at a router does.
     pub behind_nat: Vec<bool>,
+    /// Each node's router (for port mapping), and the requests each node made of it.
+    pub routers: Vec<Router>,
+    pub map_requests: Vec<Vec<(Time, MapRequest)>>,
 }
 
 impl Net {
@@ -90,6 +106,8 @@ impl Net {
             kill_on: None,
             side: vec![0; n],
             behind_nat: vec![false; n],
+            routers: vec![Router::NoUpnp; n],
+            map_requests: vec![Vec::new(); n],
         };
         for i in 0..n {
             let mut c = config(i);
@@ -128,6 +146,32 @@ impl Net {
         self.link_clock.insert((from, conn), at);
         let ev = ev_for_peer(peer, peer_conn);
         self.push(at, ev);
+    }
+
+    /// Node `i` asks its router for a mapping, or to remove one.
+    fn port_mapping(&mut self, i: usize, req: MapRequest) {
+        self.map_requests[i].push((self.now, req));
+        let router = self.routers[i];
+        match req {
+            MapRequest::Map { external, lease, .. } => {
+                let answer = match router {
+                    Router::NoUpnp => Err(MapFailure::NoGateway("no answer to the search".into())),
+                    Router::Maps | Router::MapsUselessly => {
+                        if router == Router::Maps {
+                            self.behind_nat[i] = false;
+                        }
+                        Ok(Mapped { external: SocketAddr::new(addr(i).ip(), external), lease })
+                    }
+                };
+                let at = self.now + self.latency();
+                self.push(at, Ev::PortMapped { node: i, answer });
+            }
+            MapRequest::Unmap { .. } => {
+                if router == Router::Maps {
+                    self.behind_nat[i] = true;
+                }
+            }
+        }
     }
 
     pub fn command(&mut self, i: usize, cmd: p2p_chat_core::Command) {
@@ -205,6 +249,7 @@ impl Net {
                     self.send_on_link(i, conn, |node, conn| Ev::Closed { node, conn });
                     self.links.remove(&(i, conn));
                 }
+                Output::PortMapping(req) => self.port_mapping(i, req),
                 Output::Event(e) => {
                     let kill = self.kill_on.as_mut().is_some_and(|f| f(i, &e));
                     self.delivered[i].push(e);
@@ -303,6 +348,7 @@ impl Net {
                 }
             }
             Ev::Connected { node, conn } => self.input(node, Input::Connected(conn)),
+            Ev::PortMapped { node, answer } => self.input(node, Input::PortMapped(answer)),
             Ev::DialFailed { node, conn } => self.input(node, Input::DialFailed(conn)),
             Ev::Bytes { node, conn, bytes } => {
                 if self.links.contains_key(&(node, conn)) {

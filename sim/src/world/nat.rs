@@ -160,7 +160,7 @@ impl World {
         let mut first_peer_max: f64 = 0.0;
         for (i, node) in self.live() {
             match node.reachability() {
-                Reachability::Reachable(_) => reachable += 1,
+                Reachability::Reachable(_) | Reachability::Mapped(_) => reachable += 1,
                 Reachability::BehindNat => behind_found += 1,
                 _ => {}
             }
