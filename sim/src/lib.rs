@@ -76,9 +76,11 @@ pub struct Params {
     pub dms: usize,
     /// Members removed from private rooms during the fault phase (`world::moderation`).
     pub kicks: usize,
-    /// Share of nodes behind NAT, and of those behind a symmetric one (`world::nat`).
+    /// Share of nodes behind NAT, of those behind a symmetric one, and of those whose router
+    /// maps ports when asked (UPnP) (`world::nat`).
     pub nat: f64,
     pub symmetric_share: f64,
+    pub upnp_share: f64,
 }
 
 impl Params {
@@ -111,6 +113,7 @@ impl Params {
             kicks: 0,
             nat: 0.0,
             symmetric_share: 1.0 / 3.0,
+            upnp_share: 0.0,
         }
     }
 
@@ -176,6 +179,9 @@ impl Params {
         }
         if self.nat > 0.0 {
             c += &format!(" --nat {} --symmetric-share {}", self.nat, self.symmetric_share);
+            if self.upnp_share > 0.0 {
+                c += &format!(" --upnp-share {}", self.upnp_share);
+            }
         }
         for (on, flag) in flags {
             if on {
@@ -431,6 +437,10 @@ pub struct SimulateArgs {
     /// Of the nodes behind NAT, the share behind a symmetric NAT
     #[arg(long, default_value_t = 1.0 / 3.0, value_parser = share)]
     pub symmetric_share: f64,
+    /// Of the nodes behind NAT, the share whose router maps a port when asked (UPnP): those
+    /// become dialable once they have asked
+    #[arg(long, default_value_t = 0.0, value_parser = share)]
+    pub upnp_share: f64,
 }
 
 /// A share, from 0 to 1.
@@ -469,6 +479,7 @@ impl SimulateArgs {
             kicks: self.kicks as usize,
             nat: self.nat,
             symmetric_share: self.symmetric_share,
+            upnp_share: self.upnp_share,
             ..Params::new(self.nodes as usize, seed)
         }
     }

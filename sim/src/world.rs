@@ -165,6 +165,12 @@ enum Ev {
         inc: Inc,
         conn: Cid,
     },
+    /// The router's answer to a node's port-mapping request (`nat::ROUTER_RTT` after it).
+    PortMapped {
+        node: u32,
+        inc: Inc,
+        granted: bool,
+    },
     /// A punch dial that met no punch from the other end in time (see `nat::PUNCH_WINDOW`).
     PunchExpired {
         node: u32,
@@ -610,7 +616,8 @@ impl World {
         };
         if w.p.nat > 0.0 {
             let (bootstrap, seed) = (w.p.bootstrap, w.p.seed);
-            w.nat = Some(Box::new(nat::NatModel::new(n, bootstrap, w.p.nat, w.p.symmetric_share, seed)));
+            let shares = (w.p.nat, w.p.symmetric_share, w.p.upnp_share);
+            w.nat = Some(Box::new(nat::NatModel::new(n, bootstrap, shares, seed)));
         }
         for i in 0..n {
             let at = t0 + join.mul_f64(i as f64 / n as f64);
@@ -747,8 +754,9 @@ impl World {
             // Without `--nat` every node can be dialed: there is nothing to find out and nothing
             // to relay, and the core's NAT traversal stays off.
             nat: if p.nat > 0.0 {
-                // The simulator models no router that maps ports: its NAT is the one in world/nat.rs.
-                p2p_chat_core::nat::NatConfig { port_mapping: false, ..p2p_chat_core::nat::NatConfig::default() }
+                // Port mapping only where some router does it (`--upnp-share`, world/nat.rs).
+                let port_mapping = p.upnp_share > 0.0;
+                p2p_chat_core::nat::NatConfig { port_mapping, ..p2p_chat_core::nat::NatConfig::default() }
             } else {
                 p2p_chat_core::nat::NatConfig::off()
             },
@@ -1027,6 +1035,7 @@ impl World {
                 }
             }
             Ev::PunchExpired { node, inc, conn } => self.punch_expired(node as usize, inc, conn),
+            Ev::PortMapped { node, inc, granted } => self.port_mapped(node as usize, inc, granted),
             Ev::Bytes { node, inc, conn, buf } => {
                 let node = node as usize;
                 let (bytes, cuts) = self.bufs.take(buf);
@@ -1485,8 +1494,7 @@ impl World {
                     }
                 }
                 Output::Event(e) => self.record(i, e),
-                // Not asked for: mapping is off in the simulator's configs.
-                Output::PortMapping(_) => {}
+                Output::PortMapping(req) => self.port_mapping(i, req),
             }
         }
         let s = &mut self.slots[i];
@@ -1615,6 +1623,7 @@ impl Ev {
             Ev::Connected { node, .. }
             | Ev::DialFailed { node, .. }
             | Ev::PunchExpired { node, .. }
+            | Ev::PortMapped { node, .. }
             | Ev::Closed { node, .. } => (Some(node), None, None),
             Ev::Bytes { node, buf, .. } => (Some(node), None, Some(buf)),
             Ev::FaultStart

@@ -49,3 +49,18 @@ fn behind_symmetric_nats_nothing_is_punched_and_every_chat_arrives_through_relay
     assert_eq!((nat.punch_successes, nat.paths_punched), (0, 0.0), "replay with {replay}");
     assert!(nat.paths_relayed > 0.0, "replay with {replay}");
 }
+
+#[test]
+fn nodes_behind_routers_that_map_ports_become_reachable_through_the_mapping() {
+    let p = Params { joins: false, messages: 20, nat: 0.7, upnp_share: 0.5, ..Params::new(300, 4) };
+    let r = run(&p, |_, _| {});
+    let replay = p.replay();
+    assert!(r.failure().is_none(), "{:?}: replay with {replay}", r.failure());
+    assert_eq!(r.delivery_ratio, 1.0, "replay with {replay}");
+    let nat = r.nat.as_ref().expect("a NAT report");
+    assert!(nat.upnp_share > 0.3, "replay with {replay}");
+    assert_eq!(nat.mapped_share, 1.0, "every node behind a mapping router claims the mapping: replay with {replay}");
+    let expected = (1.0 - nat.nat_share) + nat.nat_share * nat.upnp_share;
+    assert!((nat.reachable_share - expected).abs() < 1e-9, "replay with {replay}");
+    assert_eq!(nat.nat_isolated, 0, "replay with {replay}");
+}

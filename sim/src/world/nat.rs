@@ -1,8 +1,13 @@
-//! NAT in the simulator (`--nat F --symmetric-share S`): a share F of the nodes (never a bootstrap
-//! node) sits behind NAT, a share S of those behind a symmetric one. Nobody can dial a node behind
-//! NAT (as an unsolicited connection at a router is dropped); its own dials go out as usual. Every
-//! node runs the core's NAT traversal: dial-backs tell each node whether it is reachable, and
-//! nodes behind NAT are reached through relays.
+//! NAT in the simulator (`--nat F --symmetric-share S --upnp-share U`): a share F of the nodes
+//! (never a bootstrap node) sits behind NAT, a share S of those behind a symmetric one. Nobody can
+//! dial a node behind NAT (as an unsolicited connection at a router is dropped); its own dials go
+//! out as usual. Every node runs the core's NAT traversal: dial-backs tell each node whether it is
+//! reachable, and nodes behind NAT are reached through relays.
+//!
+//! With `--upnp-share U`, the routers of a share U of the nodes behind NAT map a port when asked
+//! (the core's `Output::PortMapping`): from the grant until the node removes it, the node can be
+//! dialed at its address. Every other node is told that no router answered, as a runtime is when
+//! its search finds none.
 //!
 //! Hole punching (the core's `Output::Punch`) is modelled as TCP simultaneous open: a punch dial
 //! to a node behind NAT gets through only if that node punches back within [`PUNCH_WINDOW`] and
@@ -19,7 +24,12 @@ use p2p_chat_core::random::Rng;
 use p2p_chat_core::{Event, Input, Time};
 use serde::Serialize;
 
-use super::{index_of, Cid, Ev, Inc, Link, World};
+use p2p_chat_core::nat::mapping::{MapFailure, MapRequest, Mapped};
+
+use super::{addr, index_of, Cid, Ev, Inc, Link, World};
+
+/// How long a router takes to answer a mapping request.
+const ROUTER_RTT: Duration = Duration::from_millis(5);
 
 /// How far apart two punches may leave and still meet. A SYN that reaches a NAT before the
 /// node behind it has sent its own is dropped, and TCP sends it again after its first
@@ -30,6 +40,9 @@ pub(super) const PUNCH_WINDOW: Duration = Duration::from_secs(1);
 pub(super) struct NatModel {
     behind: Vec<bool>,
     symmetric: Vec<bool>,
+    /// Behind a router that maps ports when asked, and whether it holds a mapping now.
+    upnp: Vec<bool>,
+    mapped: Vec<bool>,
     started: Vec<Time>,
     first_peer: Vec<Option<Time>>,
     /// Punch dials waiting for the other end's, by (dialer, dialed): the dialer's incarnation and
@@ -38,13 +51,20 @@ pub(super) struct NatModel {
 }
 
 impl NatModel {
-    pub(super) fn new(nodes: usize, bootstrap: usize, share: f64, symmetric_share: f64, seed: u64) -> NatModel {
+    /// `shares`: behind NAT, of those symmetric, and of those with a router that maps ports.
+    pub(super) fn new(nodes: usize, bootstrap: usize, shares: (f64, f64, f64), seed: u64) -> NatModel {
+        let (share, symmetric_share, upnp_share) = shares;
         let mut rng = Rng::new(seed ^ 0x6e61_7400_0000_0000);
         let behind: Vec<bool> = (0..nodes).map(|i| i >= bootstrap && rng.unit() < share).collect();
         let symmetric = behind.iter().map(|b| *b && rng.unit() < symmetric_share).collect();
+        // Drawn apart from the rest, so that `--upnp-share` leaves who is behind which NAT as it was.
+        let mut rng = Rng::new(seed ^ 0x7570_6e70_0000_0000);
+        let upnp = behind.iter().map(|b| *b && rng.unit() < upnp_share).collect();
         NatModel {
             behind,
             symmetric,
+            upnp,
+            mapped: vec![false; nodes],
             started: vec![Time::ZERO; nodes],
             first_peer: vec![None; nodes],
             punching: BTreeMap::new(),
@@ -53,7 +73,7 @@ impl NatModel {
 
     /// Whether a dial to node `i` can reach it.
     pub(super) fn dialable(&self, i: usize) -> bool {
-        !self.behind[i]
+        !self.behind[i] || self.mapped[i]
     }
 
     pub(super) fn started(&mut self, i: usize, now: Time) {
@@ -94,6 +114,9 @@ pub struct NatReport {
     /// Hole punches the live nodes attempted (one a side), and those that gave a connection.
     pub punch_attempts: u64,
     pub punch_successes: u64,
+    /// Share of live nodes behind a router that maps ports that claim reachability through it.
+    pub upnp_share: f64,
+    pub mapped_share: f64,
     /// The longest any live node behind NAT took from starting to its first peer.
     pub nat_first_peer_s_max: f64,
     /// Live nodes behind NAT with no peer at all at the end (must be 0).
@@ -136,6 +159,34 @@ impl World {
         self.push(at, Ev::Connected { node: j as u32, inc: j_inc, conn: j_conn });
     }
 
+    /// Node `i` asks its router for a mapping, or to remove one.
+    pub(super) fn port_mapping(&mut self, i: usize, req: MapRequest) {
+        let Some(model) = self.nat.as_mut() else { return };
+        let inc = self.slots[i].inc;
+        match req {
+            MapRequest::Map { .. } => {
+                let granted = model.upnp[i];
+                self.push(self.now + ROUTER_RTT, Ev::PortMapped { node: i as u32, inc, granted });
+            }
+            MapRequest::Unmap { .. } => model.mapped[i] = false,
+        }
+    }
+
+    pub(super) fn port_mapped(&mut self, i: usize, inc: Inc, granted: bool) {
+        let Some(model) = self.nat.as_mut() else { return };
+        if granted {
+            model.mapped[i] = true;
+        }
+        if self.slots[i].inc != inc {
+            return;
+        }
+        let answer = match granted {
+            true => Ok(Mapped { external: addr(i), lease: p2p_chat_core::nat::mapping::LEASE }),
+            false => Err(MapFailure::NoGateway("no router answered".into())),
+        };
+        self.input(i, Input::PortMapped(answer));
+    }
+
     /// A punch that met none from the other end in time fails, as a dial whose SYN went unanswered.
     pub(super) fn punch_expired(&mut self, i: usize, inc: Inc, conn: Cid) {
         let Some(model) = self.nat.as_mut() else { return };
@@ -156,6 +207,7 @@ impl World {
         let (mut reachable, mut behind_found, mut reserved, mut natted, mut isolated) = (0, 0, 0, 0, 0);
         let (mut direct, mut punched, mut relayed) = (0usize, 0usize, 0usize);
         let (mut attempts, mut successes) = (0, 0);
+        let (mut upnp, mut mapped) = (0, 0);
         let mut loads = Vec::new();
         let mut first_peer_max: f64 = 0.0;
         for (i, node) in self.live() {
@@ -176,6 +228,10 @@ impl World {
             let (circuits, _) = node.relay_load();
             if circuits > 0 {
                 loads.push((circuits, node.stats().relay_bytes));
+            }
+            if model.upnp[i] {
+                upnp += 1;
+                mapped += usize::from(matches!(node.reachability(), Reachability::Mapped(_)));
             }
             if model.behind[i] {
                 natted += 1;
@@ -211,6 +267,8 @@ impl World {
             relay_bytes_max: loads.iter().map(|l| l.1).max().unwrap_or(0),
             relay_bytes_mean: mean(&|l| l.1 as f64),
             relay_circuits_limit: self.config.nat.relay.as_ref().map_or(0, |r| r.max_circuits),
+            upnp_share: share(upnp, natted),
+            mapped_share: share(mapped, upnp),
             punch_attempts: attempts,
             punch_successes: successes,
             nat_first_peer_s_max: first_peer_max,
