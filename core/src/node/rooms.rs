@@ -474,6 +474,17 @@ impl Node {
         }
     }
 
+    /// Whether every member that private room `ix`'s log lists, but the owner (always listed), is
+    /// this node or a member neighbour: likely a group of members that found only one another,
+    /// since the others' joins would be in the log.
+    fn alone_in(&self, ix: RoomIx) -> bool {
+        let Some(log) = self.rooms.get(ix).and_then(|j| j.log.as_ref()) else { return false };
+        let me = self.public_key();
+        let near: BTreeSet<PublicKey> =
+            self.conns.values().filter(|c| c.in_room(ix)).filter_map(|c| c.peer_key()).collect();
+        log.state().members.keys().all(|k| *k == me || k == log.owner() || near.contains(k))
+    }
+
     /// Rooms with too few member neighbours dial members they know of. A public room with none
     /// sends a walk to every neighbour; one with some asks one of them for its members. Again every
     /// `ROOM_ROUND` while the node is in any room, searches backing off when they find nothing new.
@@ -481,12 +492,10 @@ impl Node {
         let busy = self.busy_addrs();
         for ix in self.rooms.ixs() {
             let neighbours = self.room_neighbours(ix);
+            let alone = self.alone_in(ix);
             let Some(j) = self.rooms.get_mut(ix) else { continue };
             j.candidates.retain(|a| !busy.contains(a));
             let content = neighbours >= ROOM_TARGET;
-            // Every member the private room's log knows of is a member neighbour already: likely a
-            // group of members that found only one another (the others' joins would be in it).
-            let alone = j.log.as_ref().is_some_and(|l| l.state().members.len() <= neighbours + 1);
             if content {
                 // Members content with their neighbours in two groups that formed apart (a
                 // partition, a crowd) would never meet: now and then, each looks beyond them, as
