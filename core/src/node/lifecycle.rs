@@ -365,7 +365,9 @@ impl Node {
     /// connections:
     /// - outbound peers (this node chose them) and the older half of the inbound ones (by
     ///   connection time) are never closed, so the node cannot be eclipsed this way;
-    /// - nor are links of the gossip tree: they carry chats now, and a newcomer has earned nothing;
+    /// - nor are links of the gossip trees: they carry chats now, and a newcomer has earned nothing;
+    /// - nor peers it shares a room with, unless it has more than `ROOM_CROWDED` member neighbours
+    ///   in each room they share and the peer has been up for `ROOM_GRACE`;
     /// - nor the [`PROTECTED_FASTEST`] of the rest with the shortest measured round trip (Bitcoin
     ///   Core keeps 8 of its 125 inbound slots so): an attacker can connect from many networks, but
     ///   not from near every node it wants to churn;
@@ -379,11 +381,18 @@ impl Node {
         if self.conns.get(&newcomer).is_none_or(|c| c.direction() != Direction::Inbound) {
             return;
         }
+        let spare = self.spare_room_bits();
         let mut inbound: Vec<(Time, ConnId, u64, u32)> = self
             .conns
             .iter()
-            // A neighbour in a room with this node carries that room's tree: never given up.
-            .filter(|(id, c)| **id != newcomer && c.direction() == Direction::Inbound && c.rooms == 0)
+            // A neighbour in a room with this node carries that room's tree: given up only where
+            // this node has plenty of others (a room's owner that every invitee dials first
+            // would otherwise fill up with members and turn every later one away for ever).
+            .filter(|(id, c)| {
+                **id != newcomer
+                    && c.direction() == Direction::Inbound
+                    && (c.rooms == 0 || (c.rooms & !spare == 0 && c.since + super::rooms::ROOM_GRACE <= now))
+            })
             .filter_map(|(id, c)| match &c.phase {
                 Phase::Up(_) => Some((c.since, *id, net_group(c.addr().ip()), c.rtt_us)),
                 _ => None,
@@ -397,7 +406,9 @@ impl Node {
         let newer = &inbound[inbound.len() / 2..];
         let mut candidates: Vec<(ConnId, u64, u32)> = newer
             .iter()
-            .filter(|(_, id, _, _)| !self.main.gossip.is_eager(*id))
+            .filter(|(_, id, _, _)| {
+                !self.main.gossip.is_eager(*id) && !self.rooms.iter().any(|(_, j)| j.room.gossip.is_eager(*id))
+            })
             .map(|(_, id, g, rtt)| (*id, *g, *rtt))
             .collect();
         if candidates.is_empty() {
@@ -417,6 +428,18 @@ impl Node {
         candidates.retain(|(_, g, _)| in_group(*g) == crowded);
         let (victim, _, _) = candidates[self.rng.below(candidates.len())];
         self.close(now, victim, CloseReason::MadeRoom, false);
+    }
+
+    /// The rooms in which this node has more than `ROOM_CROWDED` member neighbours, by bit: a
+    /// neighbour in only those, and in none of their trees' eager links, can be given up.
+    fn spare_room_bits(&self) -> u64 {
+        let mut bits = 0;
+        for ix in self.rooms.ixs() {
+            if self.room_neighbours(ix) > super::rooms::ROOM_CROWDED {
+                bits |= ix.bit();
+            }
+        }
+        bits
     }
 
     /// A full node about to dial for something only that peer serves (a room short of members, a

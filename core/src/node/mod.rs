@@ -18,6 +18,7 @@ mod output;
 #[cfg(feature = "prefetch")]
 mod prefetch;
 mod repair;
+mod room_keys;
 mod rooms;
 mod timers;
 

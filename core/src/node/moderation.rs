@@ -431,7 +431,8 @@ impl Node {
         }
     }
 
-    /// Every room round: keys still owed (a member's bundle came), and stale rooms rekeyed.
+    /// Every room round: keys still owed (a member's bundle came), stale rooms rekeyed, and keys
+    /// this node lacks asked of a member neighbour (`room_keys`).
     pub(super) fn moderation_round(&mut self, now: Time) {
         let me = self.public_key();
         for ix in self.rooms.ixs() {
@@ -450,6 +451,7 @@ impl Node {
             } else {
                 self.hand_keys(now, ix);
             }
+            self.want_keys(ix);
         }
     }
 

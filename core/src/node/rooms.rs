@@ -33,6 +33,14 @@ const ROOM_CHANGES: RateLimit = RateLimit::new(1.0, 2.0 * MAX_ROOMS as f64);
 const ROOM_ROUND: Duration = Duration::from_secs(2);
 /// Rounds between looks beyond the member neighbours of a room that has enough (10 s).
 const EXPLORE_ROUNDS: u32 = 5;
+/// Rounds between dials of an invite's addresses by a member short of member neighbours (10 s).
+const SEED_ROUNDS: u32 = 5;
+/// A node with more member neighbours in a room than this may give one up for a newcomer (see
+/// `make_room`): the room's tree keeps two spare paths through it.
+pub(super) const ROOM_CROWDED: usize = 2 * ROOM_TARGET;
+/// How long a member neighbour is safe from `make_room`: time to learn, through this node, of the
+/// room's other members (a round of `FindRoom` and the dials it leads to).
+pub(super) const ROOM_GRACE: Duration = Duration::from_secs(20);
 
 impl Node {
     /// The rooms this node is in besides the default one.
@@ -92,13 +100,19 @@ impl Node {
         if ix == RoomIx::DEFAULT {
             return self.send(conn, &msg);
         }
+        if let Some(msg) = RoomMessage::from_message(msg) {
+            self.send_room(conn, ix, msg);
+        }
+    }
+
+    /// Sends `msg` of room `ix` (not the default room) to `conn`, a neighbour in that room.
+    pub(super) fn send_room(&mut self, conn: ConnId, ix: RoomIx, msg: RoomMessage) {
         let (Some(j), Some(c)) = (self.rooms.get(ix), self.conns.get(&conn)) else { return };
         if !c.in_room(ix) {
             debug_assert!(false, "room traffic for a non-member");
             return;
         }
         let room = j.info.id;
-        let Some(msg) = RoomMessage::from_message(msg) else { return };
         self.stats.room_frames_out += 1;
         self.send(conn, &Message::Room { room, msg });
     }
@@ -200,13 +214,19 @@ impl Node {
         if let Some(ix) = self.rooms.find(&info.id) {
             // Already in it: an invite's addresses are still worth dialing.
             if let Some(j) = self.rooms.get_mut(ix) {
-                addrs.iter().for_each(|a| j.add_candidate(*a));
+                addrs.iter().for_each(|a| {
+                    j.add_candidate(*a);
+                    j.add_seed(*a);
+                });
             }
             self.timers.set_min(Timer::Rooms, now);
             return true;
         }
         let mut joined = Joined::new(info.clone(), new_room(&self.config));
-        addrs.iter().for_each(|a| joined.add_candidate(*a));
+        addrs.iter().for_each(|a| {
+            joined.add_candidate(*a);
+            joined.add_seed(*a);
+        });
         let Some(ix) = self.rooms.insert(joined) else {
             self.emit(Event::Refused(format!("already in {MAX_ROOMS} rooms: /part one first")));
             return false;
@@ -367,7 +387,15 @@ impl Node {
             return;
         };
         self.stats.room_frames_in += 1;
-        self.on_gossip(now, conn, ix, msg.into_message());
+        match msg {
+            RoomMessage::KeysWanted { epochs } => self.on_keys_wanted(now, conn, ix, epochs),
+            RoomMessage::Keys { keys } => self.on_keys(now, conn, ix, keys),
+            msg => {
+                if let Some(msg) = msg.into_message() {
+                    self.on_gossip(now, conn, ix, msg);
+                }
+            }
+        }
     }
 
     /// A neighbour looks for members of a public room. Answering costs the asker's credit, and
@@ -446,6 +474,17 @@ impl Node {
         }
     }
 
+    /// Whether every member that private room `ix`'s log lists, but the owner (always listed), is
+    /// this node or a member neighbour: likely a group of members that found only one another,
+    /// since the others' joins would be in the log.
+    fn alone_in(&self, ix: RoomIx) -> bool {
+        let Some(log) = self.rooms.get(ix).and_then(|j| j.log.as_ref()) else { return false };
+        let me = self.public_key();
+        let near: BTreeSet<PublicKey> =
+            self.conns.values().filter(|c| c.in_room(ix)).filter_map(|c| c.peer_key()).collect();
+        log.state().members.keys().all(|k| *k == me || k == log.owner() || near.contains(k))
+    }
+
     /// Rooms with too few member neighbours dial members they know of. A public room with none
     /// sends a walk to every neighbour; one with some asks one of them for its members. Again every
     /// `ROOM_ROUND` while the node is in any room, searches backing off when they find nothing new.
@@ -453,6 +492,7 @@ impl Node {
         let busy = self.busy_addrs();
         for ix in self.rooms.ixs() {
             let neighbours = self.room_neighbours(ix);
+            let alone = self.alone_in(ix);
             let Some(j) = self.rooms.get_mut(ix) else { continue };
             j.candidates.retain(|a| !busy.contains(a));
             let content = neighbours >= ROOM_TARGET;
@@ -462,13 +502,21 @@ impl Node {
                 // the default room's exploration does.
                 j.idle_rounds = 0;
                 j.explore_in = j.explore_in.saturating_sub(1);
-                if j.explore_in > 0 || neighbours >= 2 * ROOM_TARGET {
+                if j.explore_in > 0 || (neighbours >= 2 * ROOM_TARGET && !alone) {
                     continue;
                 }
                 j.explore_in = EXPLORE_ROUNDS;
             }
             if neighbours > j.last_neighbours || !j.candidates.is_empty() {
                 j.idle_rounds = 0;
+            }
+            // Short of members (or alone with the few it has), with nobody left to try: the
+            // invite's addresses again. Its inviter may have been full and makes room for a member
+            // now (see `make_room`); a private room's members that reached only one another have
+            // no other way to the rest, since no walk looks for a private room.
+            let seed_round = if content { alone } else { j.idle_rounds % SEED_ROUNDS == SEED_ROUNDS - 1 };
+            if seed_round && j.candidates.is_empty() {
+                j.candidates = j.seeds.iter().filter(|a| !busy.contains(a)).copied().collect();
             }
             j.last_neighbours = neighbours;
             // Searched every round for a minute, then every 8th: a room short of members may be
@@ -490,11 +538,15 @@ impl Node {
                     }
                     self.dial(now, addr);
                 }
-            } else if search {
+            } else {
                 let up = self.up_conns();
-                // Only a search that went out and found nothing counts towards backing off.
+                // Rounds with neighbours and nothing found count towards backing off (each of
+                // them, or the count would stop at the first round without a search).
                 if let Some(j) = self.rooms.get_mut(ix).filter(|_| !up.is_empty()) {
                     j.idle_rounds = j.idle_rounds.saturating_add(1);
+                }
+                if !search {
+                    continue;
                 }
                 if neighbours > 0 {
                     // A member neighbour names its own; one walk through the rest finds members

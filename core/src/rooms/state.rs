@@ -137,6 +137,10 @@ pub(crate) struct Joined {
     /// Member addresses to dial while the room has too few member neighbours (from invites and
     /// `RoomPeers`), newest last.
     pub(crate) candidates: Vec<SocketAddr>,
+    /// The addresses of the invites this node joined with (at most `MAX_INVITE_ADDRS` each, the
+    /// newest [`MAX_CANDIDATES`] kept): dialed again now and then while the room is short of
+    /// member neighbours or its log knows of no member beyond them (see `Node::rooms_round`).
+    pub(crate) seeds: Vec<SocketAddr>,
     authors: BTreeSet<PublicKey>,
     /// Rounds of looking for members that found none since the last one found (see
     /// `Node::rooms_round`): the wider searches back off with it.
@@ -162,6 +166,7 @@ impl Joined {
             moderation: Moderation::default(),
             room,
             candidates: Vec::new(),
+            seeds: Vec::new(),
             authors: BTreeSet::new(),
             idle_rounds: 0,
             last_neighbours: 0,
@@ -181,6 +186,14 @@ impl Joined {
             self.candidates.remove(0);
         }
         self.candidates.push(addr);
+    }
+
+    pub(crate) fn add_seed(&mut self, addr: SocketAddr) {
+        self.seeds.retain(|a| *a != addr);
+        if self.seeds.len() >= MAX_CANDIDATES {
+            self.seeds.remove(0);
+        }
+        self.seeds.push(addr);
     }
 
     /// `neighbours`: how many neighbours proved they are in it (the node knows, from its

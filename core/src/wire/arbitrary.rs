@@ -46,11 +46,15 @@ impl Arbitrary for AnyMessage {
             }
             15 => Message::Room {
                 room: room(g),
-                msg: match u8::arbitrary(g) % 5 {
+                msg: match u8::arbitrary(g) % 7 {
                     0 => RoomMessage::IHave { ids: ids(g) },
                     1 => RoomMessage::IWant { ids: ids(g) },
                     2 => RoomMessage::Graft { ids: ids(g) },
                     3 => RoomMessage::Prune,
+                    4 => RoomMessage::KeysWanted { epochs: ids(g) },
+                    5 => {
+                        RoomMessage::Keys { keys: ids(g).into_iter().map(|id| (id, [u8::arbitrary(g); 32])).collect() }
+                    }
                     _ => RoomMessage::Sync {
                         ranges: vec![SyncRange { lower: arb_id(g), upper: arb_id(g), summary: Summary::Ids(ids(g)) }],
                     },

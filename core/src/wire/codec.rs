@@ -100,6 +100,8 @@ fn size_hint(msg: &Message) -> usize {
                 }
                 RoomMessage::Sync { ranges: r } => ranges(r),
                 RoomMessage::Prune => 0,
+                RoomMessage::KeysWanted { epochs } => 4 + ID * epochs.len(),
+                RoomMessage::Keys { keys } => 4 + (ID + 32) * keys.len(),
             }
         }
         Message::Subscribe { .. } | Message::Unsubscribe { .. } | Message::FindRoom { .. } => 56,

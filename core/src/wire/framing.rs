@@ -431,14 +431,14 @@ mod tests {
     #[test]
     fn other_version_is_a_clear_fatal_error() {
         let mut frame = encode(&Message::PeerRequest);
-        frame[4..6].copy_from_slice(&8u16.to_be_bytes());
+        frame[4..6].copy_from_slice(&9u16.to_be_bytes());
         let mut d = FrameDecoder::new(DEFAULT_MAX_FRAME_BYTES);
         d.push(&frame);
         let err = d.next_frame().unwrap().unwrap_err();
         assert!(err.is_fatal());
         assert_eq!(
             err.to_string(),
-            format!("peer speaks protocol version 8, this node speaks version {}", super::super::PROTOCOL_VERSION)
+            format!("peer speaks protocol version 9, this node speaks version {}", super::super::PROTOCOL_VERSION)
         );
     }
 }

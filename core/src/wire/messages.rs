@@ -221,23 +221,43 @@ pub enum DepositOutcome {
 /// What `Message::Room` carries: the default room's gossip messages, for one room.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RoomMessage {
-    IHave { ids: Vec<ChatId> },
-    IWant { ids: Vec<ChatId> },
+    IHave {
+        ids: Vec<ChatId>,
+    },
+    IWant {
+        ids: Vec<ChatId>,
+    },
     Prune,
-    Graft { ids: Vec<ChatId> },
-    Sync { ranges: Vec<SyncRange> },
+    Graft {
+        ids: Vec<ChatId>,
+    },
+    Sync {
+        ranges: Vec<SyncRange>,
+    },
+    /// Private rooms only, from a member to a member neighbour: "hand me the keys of these
+    /// epochs" (ids of `Rekey` operations, at most `MAX_KEYS_WANTED`), for chats it holds that it
+    /// cannot open and for the epoch in force.
+    KeysWanted {
+        epochs: Vec<ChatId>,
+    },
+    /// The answer: those of the keys asked for that the asker may hold (docs/PROTOCOL.md 9.3).
+    /// The connection is encrypted and bound to the asker's identity, so only it reads them.
+    Keys {
+        keys: Vec<(ChatId, [u8; 32])>,
+    },
 }
 
 impl RoomMessage {
-    /// The same message, of the default room.
-    pub fn into_message(self) -> Message {
-        match self {
+    /// The same message, of the default room (`None`: one only rooms carry).
+    pub fn into_message(self) -> Option<Message> {
+        Some(match self {
             RoomMessage::IHave { ids } => Message::IHave { ids },
             RoomMessage::IWant { ids } => Message::IWant { ids },
             RoomMessage::Prune => Message::Prune,
             RoomMessage::Graft { ids } => Message::Graft { ids },
             RoomMessage::Sync { ranges } => Message::Sync { ranges },
-        }
+            RoomMessage::KeysWanted { .. } | RoomMessage::Keys { .. } => return None,
+        })
     }
 
     /// `msg` as a message of a room, if it is one of those a room carries.

@@ -31,12 +31,14 @@ pub use messages::{DepositOutcome, Hello, Message, RoomMessage, WireError};
 /// `FromRelay`, `CircuitEnd`, `CircuitClosed`).
 /// 7: hole punching (`PunchConnect`, `PunchSync`; `CircuitOpened` and `CircuitIncoming` carry the
 /// address the relay sees the other end from).
+/// 8: a private room's member asks a member neighbour for epoch keys it lacks (`RoomMessage::
+/// KeysWanted`, answered with `RoomMessage::Keys`).
 /// 4: direct messages (`Bundle`, `BundleRequest`, `Dm`, `Deposit`, `Deposited`, `Collect`, `Mail`,
 /// `MailAck`).
 /// 3: rooms (a chat names its room; `Room`, `Subscribe`, `Unsubscribe`, `FindRoom`, `RoomPeers`).
 /// 2: connections are encrypted (Noise XX, see `handshake`); version 1 was plaintext. Any change
 /// to the bytes on the wire bumps it (see docs/PROTOCOL.md).
-pub const PROTOCOL_VERSION: u16 = 7;
+pub const PROTOCOL_VERSION: u16 = 8;
 
 /// Bytes of the protocol version that leads every frame's payload.
 const VERSION_BYTES: usize = 2;
