@@ -642,27 +642,18 @@ impl Loop {
 
     /// Hands a request to the port mapping thread, started at the first.
     fn port_mapping(&mut self, req: MapRequest) {
-        if self.mapper.is_none() {
-            let (ctl, waker) = (self.ctl_tx.clone(), self.waker.clone());
-            let report: portmap::Report = Box::new(move |answer| {
+        let (ctl, waker) = (&self.ctl_tx, &self.waker);
+        let report = || -> portmap::Report {
+            let (ctl, waker) = (ctl.clone(), waker.clone());
+            Box::new(move |answer| {
                 if ctl.send(Ctl::PortMapped(answer)).is_ok() {
                     let _ = waker.wake();
                 }
-            });
-            match portmap::PortMapper::start(report) {
-                Ok(m) => self.mapper = Some(m),
-                Err(e) => {
-                    if let MapRequest::Map { .. } = req {
-                        let now = self.clock.now();
-                        let answer = Err(MapFailure::Refused(format!("cannot start a thread: {e}")));
-                        self.node.handle_input(now, Input::PortMapped(answer));
-                    }
-                    return;
-                }
-            }
-        }
-        if let Some(m) = &mut self.mapper {
-            m.request(req);
+            })
+        };
+        if let Some(answer) = portmap::PortMapper::hand_over(&mut self.mapper, req, report) {
+            let now = self.clock.now();
+            self.node.handle_input(now, Input::PortMapped(answer));
         }
     }
 

@@ -59,6 +59,29 @@ impl PortMapper {
             let _ = jobs.send(req);
         }
     }
+
+    /// Hands `req` to the worker held in `slot`, starting it with `report()` at the first
+    /// request. Returns the answer the core must be given at once when there is no worker to
+    /// answer (a `Map` while no thread can start).
+    pub fn hand_over(
+        slot: &mut Option<PortMapper>,
+        req: MapRequest,
+        report: impl FnOnce() -> Report,
+    ) -> Option<Result<Mapped, MapFailure>> {
+        if slot.is_none() {
+            match PortMapper::start(report()) {
+                Ok(m) => *slot = Some(m),
+                Err(e) => {
+                    let answer = Err(MapFailure::Refused(format!("cannot start a thread: {e}")));
+                    return matches!(req, MapRequest::Map { .. }).then_some(answer);
+                }
+            }
+        }
+        if let Some(m) = slot {
+            m.request(req);
+        }
+        None
+    }
 }
 
 impl Drop for PortMapper {

@@ -496,25 +496,16 @@ impl Driver<'_> {
 
     /// Hands a request to the port mapping thread, started at the first.
     fn port_mapping(&mut self, req: MapRequest) {
-        if self.mapper.is_none() {
-            let inbox = self.inbox.clone();
-            let report: portmap::Report = Box::new(move |answer| {
+        let inbox = &self.inbox;
+        let report = || -> portmap::Report {
+            let inbox = inbox.clone();
+            Box::new(move |answer| {
                 let _ = inbox.send_blocking(Inbox::PortMapped(answer));
-            });
-            match portmap::PortMapper::start(report) {
-                Ok(m) => self.mapper = Some(m),
-                Err(e) => {
-                    if let MapRequest::Map { .. } = req {
-                        let now = self.clock.now();
-                        let answer = Err(MapFailure::Refused(format!("cannot start a thread: {e}")));
-                        self.node.handle_input(now, Input::PortMapped(answer));
-                    }
-                    return;
-                }
-            }
-        }
-        if let Some(m) = &mut self.mapper {
-            m.request(req);
+            })
+        };
+        if let Some(answer) = portmap::PortMapper::hand_over(&mut self.mapper, req, report) {
+            let now = self.clock.now();
+            self.node.handle_input(now, Input::PortMapped(answer));
         }
     }
 }

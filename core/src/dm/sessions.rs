@@ -35,6 +35,7 @@ impl<S> Sessions<S> {
     }
 
     /// Sessions restored after a restart (nothing pending, no use recorded).
+    #[cfg(feature = "olm")]
     pub(super) fn restored(peers: impl IntoIterator<Item = (PeerId, Vec<S>)>) -> Sessions<S> {
         let peers =
             peers.into_iter().filter(|(_, s)| !s.is_empty()).map(|(id, sessions)| (id, Peer { sessions, used: 0 }));
@@ -42,6 +43,7 @@ impl<S> Sessions<S> {
     }
 
     /// Every peer's sessions, newest first: what a ratchet saves.
+    #[cfg(feature = "olm")]
     pub(super) fn iter(&self) -> impl Iterator<Item = (&PeerId, &[S])> {
         self.peers.iter().map(|(id, p)| (id, p.sessions.as_slice()))
     }
