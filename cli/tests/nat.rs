@@ -153,6 +153,53 @@ fn behind_symmetric_nats_two_clients_chat_through_a_relay() {
     }
 }
 
+/// A relay allowing one circuit (`--relay-limit 1`) and three clients behind symmetric NATs (two
+/// behind one router), who want a circuit for each pair: the relay carries one, refuses the others
+/// with a clear reason, counts them, is not asked again at once, and keeps serving its own chats,
+/// which reach every client.
+#[test]
+fn a_relay_at_its_limit_refuses_new_circuits_clearly_and_keeps_serving_its_own_chats() {
+    let tag = format!("{}", std::process::id() % 100_000 + 3);
+    let Some(homes) = Homes::setup(&tag, "masquerade fully-random", false) else { return };
+    let mut relay =
+        Proc::start_in("relay", Some(homes.ns("i")), &["listen", "-p", "0", "-u", "relay", "--relay-limit", "1"]);
+    let port = relay.port();
+    let mut alice = client("alice", homes.ns("c1"), &format!("10.93.1.1:{port}"), "mio");
+    let mut carol = client("carol", homes.ns("c1"), &format!("10.93.1.1:{port}"), "smol");
+    let mut bob = client("bob", homes.ns("c2"), &format!("10.93.2.1:{port}"), "mio");
+    let refused = "refused a circuit to";
+    let end = Instant::now() + common::DEADLINE;
+    loop {
+        let seen: usize = [&mut alice, &mut bob, &mut carol].iter_mut().map(|c| c.count(refused)).sum();
+        if seen > 0 {
+            break;
+        }
+        assert!(Instant::now() < end, "no client was refused a circuit by a relay allowing one");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for c in [&mut alice, &mut bob, &mut carol] {
+        if let Some(l) = c.seen.iter().find(|l| l.contains(refused)) {
+            assert!(l.contains("the relay is at its limit"), "{}: the reason is given: {l}", c.name);
+        }
+    }
+    relay.say("/stats");
+    let line = relay.wait_for("circuits refused");
+    let n: u64 = line.split(" circuits refused").next().and_then(|h| h.rsplit(' ').next()).unwrap().parse().unwrap();
+    // Each of the six (client, peer) pairs that wanted a circuit asks again a minute after a
+    // refusal, not at every round.
+    assert!((1..=12).contains(&n), "the relay counts what it refused, and is not asked again at once: {line}");
+    relay.say("the relay still speaks");
+    for c in [&mut alice, &mut bob, &mut carol] {
+        c.wait_for(": the relay still speaks");
+    }
+    alice.say("and so does alice");
+    bob.wait_for(": and so does alice");
+    carol.wait_for(": and so does alice");
+    for p in [alice, bob, carol, relay] {
+        p.quit();
+    }
+}
+
 #[test]
 fn a_relay_killed_is_replaced_by_another_and_no_chat_is_lost() {
     let tag = format!("{}", std::process::id() % 100_000 + 1);

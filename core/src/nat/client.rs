@@ -26,6 +26,10 @@ const BOOK_TTL: Duration = Duration::from_secs(600);
 /// How long a relay may take to answer a reservation before it counts as refused: one that never
 /// answers must not hold a place of the few.
 pub const RESERVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a relay that refused a circuit to a peer is not asked for it again. A relay at its
+/// limit stays there for a while; asked again at every dial round, it refused thousands of
+/// circuits a second, each a warning on the user's screen.
+pub const REFUSED_WAIT: Duration = Duration::from_secs(60);
 
 /// How one connection of the node travels through a relay.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,6 +55,9 @@ pub struct Client {
     reservations: BTreeMap<ConnId, Held>,
     /// Relay connections that refused a reservation: not asked again while connected.
     refused: BTreeSet<ConnId>,
+    /// Circuits refused, by relay connection and peer: not asked for again before this time.
+    /// At most [`BOOK_CAP`], as the addresses they were asked for.
+    held_off: BTreeMap<(ConnId, PeerId), Time>,
     book: VecDeque<(RelayedAddr, Time)>,
 }
 
@@ -93,9 +100,24 @@ impl Client {
         Some(*conn)
     }
 
-    /// The relay refused the circuit asked for to `peer`: its connection.
-    pub fn refused_open(&self, relay: ConnId, peer: PeerId) -> Option<ConnId> {
-        self.legs.iter().find(|(_, l)| l.relay == relay && l.circuit == 0 && l.peer == peer).map(|(c, _)| *c)
+    /// The relay refused the circuit asked for to `peer`: its connection. The relay is not asked
+    /// for `peer` again for [`REFUSED_WAIT`].
+    pub fn refused_open(&mut self, now: Time, relay: ConnId, peer: PeerId) -> Option<ConnId> {
+        let leg = self.legs.iter().find(|(_, l)| l.relay == relay && l.circuit == 0 && l.peer == peer).map(|(c, _)| *c);
+        if leg.is_some() {
+            self.held_off.retain(|_, until| *until > now);
+            if self.held_off.len() >= BOOK_CAP {
+                let soonest = self.held_off.iter().min_by_key(|(_, until)| **until).map(|(k, _)| *k);
+                soonest.map(|k| self.held_off.remove(&k));
+            }
+            self.held_off.insert((relay, peer), now + REFUSED_WAIT);
+        }
+        leg
+    }
+
+    /// Whether `relay` refused a circuit to `peer` less than [`REFUSED_WAIT`] ago.
+    pub fn is_held_off(&self, now: Time, relay: ConnId, peer: &PeerId) -> bool {
+        self.held_off.get(&(relay, *peer)).is_some_and(|until| *until > now)
     }
 
     /// A circuit someone opened to this node, carried as `conn`.
@@ -111,6 +133,7 @@ impl Client {
     pub fn relay_down(&mut self, relay: ConnId) -> Vec<ConnId> {
         self.reservations.remove(&relay);
         self.refused.remove(&relay);
+        self.held_off.retain(|(r, _), _| *r != relay);
         self.legs.iter().filter(|(_, l)| l.relay == relay).map(|(c, _)| *c).collect()
     }
 
@@ -202,6 +225,31 @@ mod tests {
 
     fn peer(n: u8) -> PeerId {
         PeerId([n; 32])
+    }
+
+    #[test]
+    fn a_refused_circuit_is_not_asked_of_that_relay_again_for_a_while() {
+        let mut c = Client::default();
+        let now = Time::from_micros(1_000_000);
+        c.asked(ConnId(10), ConnId(1), peer(2));
+        assert_eq!(c.refused_open(now, ConnId(1), peer(2)), Some(ConnId(10)));
+        assert!(c.is_held_off(now, ConnId(1), &peer(2)));
+        assert!(!c.is_held_off(now, ConnId(3), &peer(2)), "another relay may still be asked");
+        assert!(!c.is_held_off(now, ConnId(1), &peer(4)), "and this one for another peer");
+        assert!(!c.is_held_off(now + REFUSED_WAIT, ConnId(1), &peer(2)), "asked again after the wait");
+        // A refusal of nothing asked for holds nothing off, and the list stays bounded.
+        assert_eq!(c.refused_open(now, ConnId(1), peer(5)), None);
+        assert!(!c.is_held_off(now, ConnId(1), &peer(5)));
+        for n in 0..=BOOK_CAP as u64 {
+            let mut id = [0xee; 32];
+            id[..8].copy_from_slice(&n.to_le_bytes());
+            let p = PeerId(id);
+            c.asked(ConnId(100 + n), ConnId(1), p);
+            c.refused_open(now + Duration::from_micros(n), ConnId(1), p);
+        }
+        assert!(c.held_off.len() <= BOOK_CAP);
+        c.relay_down(ConnId(1));
+        assert!(c.held_off.is_empty(), "gone with the relay's connection");
     }
 
     #[test]

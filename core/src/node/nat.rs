@@ -321,6 +321,9 @@ impl Node {
             // addresses from it would let any peer fill the address book.
             let Ok(i) = relays.binary_search_by(|(p, _)| p.cmp(&e.relay)) else { continue };
             let relay = relays[i].1;
+            if nat!(self).client.is_held_off(now, relay, &e.peer) {
+                continue;
+            }
             let conn = self.new_conn(now, self.conns[&relay].addr(), Direction::Outbound, false);
             if let Some(c) = self.conns.get_mut(&conn) {
                 c.addr.set_listen(Listen::Relayed);
@@ -442,7 +445,7 @@ impl Node {
                 None => self.send(conn, &Message::CircuitEnd { circuit }),
             },
             Message::CircuitRefused { to, reason } => {
-                if let Some(leg) = nat!(self).client.refused_open(conn, to) {
+                if let Some(leg) = nat!(self).client.refused_open(now, conn, to) {
                     let name = conn_name(&self.conns[&conn]);
                     let msg = format!("relay {name} refused a circuit to {}: {reason}", to.short());
                     self.emit(Event::Warning(msg));
